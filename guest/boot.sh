@@ -1,0 +1,36 @@
+#!/bin/sh
+# kernel-lab guest boot script, run by virtme-ng as the guest's --exec command.
+# Usage: boot.sh VMDIR   (VMDIR holds sshd_config, the host key and authorized_keys
+# that the lab wrote for this VM; the guest sees the host root read-only over 9p).
+#
+# Why not virtme-ng's own --ssh: it always turns on DHCP, which waits for an eth0
+# that never appears on a modular kernel without udev (virtio_net is not loaded),
+# and it authorizes the user's ~/.ssh keys.  Here we load the drivers ourselves,
+# configure QEMU's user network statically and start sshd with the lab's key only.
+set -u
+VMDIR=$1
+log() { echo "<6>kernel-lab: $*" > /dev/kmsg; }
+
+# Drivers: built in on lab-built kernels, modules on Debian's (modprobe is a no-op then).
+for m in virtio_net nvme; do modprobe -q "$m" 2>/dev/null; done
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+[ -e /sys/class/net/eth0 ] || log "no eth0 after 10 s: SSH will not be reachable"
+
+# QEMU user networking: the guest is always 10.0.2.15, the gateway 10.0.2.2.
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+
+# Commands over SSH run through root's login shell: make it /bin/sh with an empty
+# home so the host user's dotfiles (pyenv init and the like, slow under TCG) never run.
+# /etc is a throwaway overlay in the guest, so this edit never reaches the host.
+mkdir -p /run/sshd /run/kernel-lab/home
+mount -t tmpfs -o mode=0700 kernel-lab /run/kernel-lab
+mkdir -p /run/kernel-lab/home
+sed -i 's#^root:[^:]*:0:0:[^:]*:[^:]*:[^:]*$#root:x:0:0:root:/run/kernel-lab/home:/bin/sh#' /etc/passwd
+rm -f /run/nologin /etc/nologin
+
+log "guest ready ($(uname -r))"
+exec /usr/sbin/sshd -D -e -f "$VMDIR/sshd_config"

@@ -1,0 +1,107 @@
+/*
+ * Raw syscall wrappers for the kernel-lab guest agent.
+ *
+ * Everything goes through syscall(__NR_...) rather than libaio or libcap:
+ * the lab tests the kernel's own argument handling, so no library may
+ * validate, retry or rewrite arguments on the way in.  Each wrapper returns
+ * the kernel's result, or -errno on failure, so the Python side can turn a
+ * negative value into OSError without consulting a thread-local errno.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <linux/aio_abi.h>
+#include <linux/capability.h>
+
+static long lab_ret(long r)
+{
+	return r < 0 ? -(long)errno : r;
+}
+
+static long lab_io_setup(unsigned nr_events, aio_context_t *ctxp)
+{
+	return lab_ret(syscall(__NR_io_setup, nr_events, ctxp));
+}
+
+static long lab_io_destroy(aio_context_t ctx)
+{
+	return lab_ret(syscall(__NR_io_destroy, ctx));
+}
+
+/* nr is a long on purpose: negative values must reach the kernel as-is. */
+static long lab_io_submit(aio_context_t ctx, long nr, struct iocb **iocbpp)
+{
+	return lab_ret(syscall(__NR_io_submit, ctx, nr, iocbpp));
+}
+
+static long lab_io_cancel(aio_context_t ctx, struct iocb *iocb,
+			  struct io_event *result)
+{
+	return lab_ret(syscall(__NR_io_cancel, ctx, iocb, result));
+}
+
+static long lab_io_getevents(aio_context_t ctx, long min_nr, long nr,
+			     struct io_event *events, struct timespec *timeout)
+{
+	return lab_ret(syscall(__NR_io_getevents, ctx, min_nr, nr, events,
+			       timeout));
+}
+
+/*
+ * capget/capset with header.pid == 0 act on the calling thread only.
+ * glibc's cap_set_proc-style helpers may broadcast credential changes to
+ * every thread (setxid signalling); the raw syscall does not.
+ */
+static long lab_capget(struct __user_cap_header_struct *hdr,
+		       struct __user_cap_data_struct *data)
+{
+	return lab_ret(syscall(__NR_capget, hdr, data));
+}
+
+static long lab_capset(struct __user_cap_header_struct *hdr,
+		       struct __user_cap_data_struct *data)
+{
+	return lab_ret(syscall(__NR_capset, hdr, data));
+}
+
+static long lab_gettid(void)
+{
+	return lab_ret(syscall(__NR_gettid));
+}
+
+static long lab_eventfd2(unsigned initval, int flags)
+{
+	return lab_ret(syscall(__NR_eventfd2, initval, flags));
+}
+
+/*
+ * Anonymous mappings back agent memory (mem.alloc, guard pages, fault
+ * pages): unlike heap memory, an unmapped buffer makes late kernel writes
+ * fail with EFAULT instead of corrupting the interpreter's heap.
+ */
+static uintptr_t lab_map(size_t len, int prot)
+{
+	void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? 0 : (uintptr_t)p;
+}
+
+static long lab_mprotect(uintptr_t addr, size_t len, int prot)
+{
+	return lab_ret(mprotect((void *)addr, len, prot));
+}
+
+static long lab_munmap(uintptr_t addr, size_t len)
+{
+	return lab_ret(munmap((void *)addr, len));
+}
+
+static long lab_errno(void)
+{
+	return errno;
+}

@@ -1,0 +1,155 @@
+"""JSON-lines request loop, op dispatch and handshake.
+
+stdout carries protocol lines only: the real stdout fd is kept private and
+fd 1 / sys.stdout are pointed at stderr, so a stray print (ours or a
+library's) cannot corrupt the stream the lab parses.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import IO, Any
+
+from guest import PROTOCOL_VERSION, native, ops_aio, ops_creds, ops_sys
+
+
+class RequestError(Exception):
+    """A request the agent cannot run (unknown op, malformed message)."""
+
+
+class _Exit(Exception):
+    pass
+
+
+def agent_ping() -> str:
+    return "pong"
+
+
+def agent_exit() -> None:
+    raise _Exit
+
+
+OPS: dict[str, Callable[..., Any]] = {
+    "agent.ping": agent_ping,
+    "agent.exit": agent_exit,
+    **ops_sys.OPS,
+    **ops_aio.OPS,
+    **ops_creds.OPS,
+}
+
+
+def lookup(op: str) -> Callable[..., Any]:
+    try:
+        return OPS[op]
+    except (KeyError, TypeError):
+        raise RequestError(f"unknown op {op!r}") from None
+
+
+def handle(request: Any) -> tuple[dict[str, Any], bool]:
+    """Run one request; return (reply, exit_after_reply)."""
+    rid = request.get("id") if isinstance(request, dict) else None
+    try:
+        if not isinstance(request, dict):
+            raise RequestError("request must be a JSON object")
+        handler = lookup(str(request.get("op")))
+        args = request.get("args") or {}
+        if not isinstance(args, dict):
+            raise RequestError("args must be an object")
+    except RequestError as exc:
+        return {"id": rid, "ok": False, "error": str(exc)}, False
+    start = time.monotonic_ns()
+    try:
+        value = handler(**args)
+    except _Exit:
+        return {
+            "id": rid,
+            "ok": True,
+            "value": None,
+            "elapsed_ns": time.monotonic_ns() - start,
+        }, True
+    except OSError as exc:
+        elapsed = time.monotonic_ns() - start
+        if exc.errno is None:
+            return {"id": rid, "ok": False, "error": f"OSError: {exc}"}, False
+        return {
+            "id": rid,
+            "ok": False,
+            "errno": errno.errorcode.get(exc.errno, str(exc.errno)),
+            "message": exc.strerror or os.strerror(exc.errno),
+            "elapsed_ns": elapsed,
+        }, False
+    except Exception as exc:
+        if not isinstance(exc, (TypeError, ValueError, KeyError, RequestError)):
+            traceback.print_exc(file=sys.stderr)
+        return {"id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"}, False
+    return {
+        "id": rid,
+        "ok": True,
+        "value": value,
+        "elapsed_ns": time.monotonic_ns() - start,
+    }, False
+
+
+def _send(out: IO[str], message: dict[str, Any]) -> None:
+    try:
+        line = json.dumps(message)
+    except (TypeError, ValueError) as exc:
+        line = json.dumps(
+            {
+                "id": message.get("id"),
+                "ok": False,
+                "error": f"unserialisable reply: {exc}",
+            }
+        )
+    out.write(line + "\n")
+    out.flush()
+
+
+def _private_stdout() -> IO[str]:
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+def main() -> int:
+    out = _private_stdout()
+    try:
+        native.load()
+    except ImportError as exc:
+        _send(out, {"hello": {"protocol": PROTOCOL_VERSION, "error": str(exc)}})
+        return 1
+    _send(
+        out,
+        {
+            "hello": {
+                "protocol": PROTOCOL_VERSION,
+                "pid": os.getpid(),
+                "release": os.uname().release,
+                "python": platform.python_version(),
+                "ops": sorted(OPS),
+            }
+        },
+    )
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return 0  # EOF: the lab closed our stdin
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            _send(out, {"id": None, "ok": False, "error": f"bad JSON: {exc}"})
+            continue
+        reply, stop = handle(request)
+        _send(out, reply)
+        if stop:
+            return 0

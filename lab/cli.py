@@ -1,0 +1,88 @@
+"""The `lab` command: parse arguments and dispatch; no logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lab.errors import EXIT_USER_ERROR, LabError
+
+log = logging.getLogger("lab")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab", description="Test Linux async-I/O syscalls in QEMU.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="boot kernels and run the scenario suites")
+    r.add_argument("--kernel", action="append", default=[], metavar="SPEC",
+                   help="debian:6.1|6.12|7.2|7.3, debian:VERSION, or a bzImage path "
+                        "[,modules=DIR] (repeatable; default debian:7.2)")
+    r.add_argument("-k", dest="keyword", help="only scenarios matching this pytest expression")
+    r.add_argument("--results", type=Path, help="parent of the run directory (./results)")
+    r.add_argument("--cache", type=Path, help="cache root (default $KERNEL_LAB_CACHE or "
+                   "$XDG_CACHE_HOME/kernel-lab)")
+    r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    r.add_argument("--ssh-port", type=int, help="fixed SSH port on 127.0.0.1 (default: free one)")
+    r.add_argument("--suite", type=Path, help="scenario directory or file (default: scenarios/)")
+    r.add_argument("--workers", type=int, default=1, help="pytest-xdist workers (one VM each)")
+    r.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                   help="after --: extra pytest arguments")
+
+    d = sub.add_parser("doctor", help="check the host's prerequisites")
+    d.add_argument("--cache", type=Path)
+
+    k = sub.add_parser("kernels", help="list cached kernels and what can be fetched")
+    k.add_argument("--cache", type=Path)
+
+    f = sub.add_parser("fetch", help="fetch a kernel into the cache")
+    f.add_argument("spec")
+    f.add_argument("--cache", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    try:
+        return _dispatch(args, argv)
+    except LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    from lab import commands
+
+    if args.command == "run":
+        from lab.runner import RunOptions, run
+
+        extra = [a for a in args.pytest_args if a != "--"]
+        opts = RunOptions(kernels=args.kernel, keyword=args.keyword, results=args.results,
+                          cache=args.cache, accel=args.accel, ssh_port=args.ssh_port,
+                          workers=args.workers, pytest_args=extra,
+                          **({"suite": args.suite.resolve()} if args.suite else {}))
+        return run(opts, argv=["lab", *argv])
+    if args.command == "doctor":
+        return commands.doctor(args.cache)
+    if args.command == "kernels":
+        return commands.kernels(args.cache)
+    if args.command == "fetch":
+        return commands.fetch(args.spec, args.cache)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

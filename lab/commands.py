@@ -1,0 +1,51 @@
+"""The small `lab` subcommands: doctor, kernels, fetch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.errors import EXIT_OK, EXIT_USER_ERROR
+from lab.paths import cache_root
+
+
+def doctor(cache_opt: Path | None) -> int:
+    from lab.doctor import checks
+    from lab.fetch import list_kernels
+
+    cache = cache_root(cache_opt)
+    cached, _ = list_kernels(cache)
+    image = cached[0].image if cached else None
+    bad = 0
+    for check in checks(cache, image=image):
+        mark = "ok " if check.ok else "MISSING"
+        print(f"{mark:8} {check.name}: {check.detail}")
+        if not check.ok:
+            bad += 1
+            print(f"         fix: {check.fix}")
+    return EXIT_OK if bad == 0 else EXIT_USER_ERROR
+
+
+def kernels(cache_opt: Path | None) -> int:
+    from lab.fetch import list_kernels
+
+    cache = cache_root(cache_opt)
+    cached, available = list_kernels(cache)
+    print(f"cached ({cache}):")
+    for k in cached:
+        print(f"  {k.spec:22} {k.release:28} {k.package_version or '':20} {k.image}")
+    if not cached:
+        print("  (none)")
+    print("available from Debian (newest per series; `lab fetch debian:SERIES`):")
+    for series, version, suite in available:
+        print(f"  debian:{series:16} {version:28} {suite}")
+    if not available:
+        print("  (unknown until the first fetch updates the package lists)")
+    return EXIT_OK
+
+
+def fetch(spec: str, cache_opt: Path | None) -> int:
+    from lab.fetch import resolve_kernel
+
+    k = resolve_kernel(spec, cache=cache_root(cache_opt))
+    print(f"{spec} -> {k.release} ({k.image})")
+    return EXIT_OK

@@ -1,0 +1,40 @@
+"""The lab's two error families and the exit codes they map to.
+
+A ``UserError`` is the caller's mistake (bad kernel spec, busy port, missing
+host tool): one line, exit 2.  An ``InfraError`` is the machinery failing
+(QEMU died, SSH lost, boot timeout): one line naming the phase and its log,
+exit 3.  ``lab.cli`` is the only place that turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_TEST_FAILED = 1
+EXIT_USER_ERROR = 2
+EXIT_INFRA_ERROR = 3
+
+
+class LabError(Exception):
+    """Base of the lab's own errors; ``str()`` is the one line shown."""
+
+    exit_code = EXIT_INFRA_ERROR
+
+
+class UserError(LabError):
+    """The user asked for something wrong; the message says what would be right."""
+
+    exit_code = EXIT_USER_ERROR
+
+
+class InfraError(LabError):
+    """A phase of the machinery failed; names the phase and where its log is."""
+
+    exit_code = EXIT_INFRA_ERROR
+
+    def __init__(self, message: str, *, phase: str, log: Path | None = None) -> None:
+        self.phase = phase
+        self.log = log
+        where = f" (log: {log})" if log is not None else ""
+        super().__init__(f"{phase}: {message}{where}")

@@ -1,0 +1,99 @@
+"""Kernel specs: what the user writes after ``--kernel``, parsed into frozen dataclasses.
+
+One registry maps a spec's ``KIND:`` prefix to its parser.  Anything without a
+known prefix is a path to a kernel image.  Kinds planned for later are known
+by name so their users get "not supported yet" instead of "unknown".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.debian import load_catalogue
+from lab.errors import UserError
+
+
+@dataclass(frozen=True)
+class DebianSpec:
+    """A Debian package kernel: newest of a ``series`` ("7.2") or an ``exact`` version."""
+
+    series: str | None = None
+    exact: str | None = None  # a linux-image-amd64 version: "7.2.13-1", "7.3~rc7-1~exp1"
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """A kernel image on disk (bzImage/vmlinuz), with an optional modules directory."""
+
+    image: Path
+    modules: Path | None = None
+
+
+KernelSpec = DebianSpec | PathSpec
+
+# A Debian version with a revision ("UPSTREAM-REVISION"), optional epoch: the
+# metapackage's versions always carry a Debian revision, a series never does.
+_DEBIAN_VERSION = re.compile(r"^(?:\d+:)?\d+(?:\.\d+)+[0-9A-Za-z.+~]*-[0-9A-Za-z.+~]+$")
+
+
+def _series_names() -> list[str]:
+    return list(load_catalogue().series)
+
+
+def valid_forms() -> str:
+    """The accepted spec forms, for error messages and --help."""
+    return (
+        f"debian:SERIES ({', '.join(_series_names())}), "
+        "debian:VERSION (a linux-image-amd64 version, e.g. 7.2.13-1), "
+        "IMAGE[,modules=DIR] (a bzImage/vmlinuz path)"
+    )
+
+
+def _parse_debian(text: str, rest: str) -> KernelSpec:
+    series = _series_names()
+    if rest in series:
+        return DebianSpec(series=rest)
+    if _DEBIAN_VERSION.match(rest):
+        return DebianSpec(exact=rest)
+    raise UserError(
+        f"unknown Debian kernel {text!r}: known series {', '.join(series)}, "
+        "or an exact linux-image-amd64 version such as 7.2.13-1"
+    )
+
+
+# Kind → parser(whole text, text after "KIND:").
+_KINDS: dict[str, Callable[[str, str], KernelSpec]] = {
+    "debian": _parse_debian,
+}
+_LATER = ("debian-src", "git", "tree")  # planned: debian-src:SERIES, git:PATH@REV, tree:PATH
+
+
+def _parse_path(text: str) -> PathSpec:
+    image_text, sep, modules_text = text.partition(",modules=")
+    if not image_text or (sep and not modules_text) or "," in modules_text:
+        raise UserError(f"bad kernel spec {text!r}; valid forms: {valid_forms()}")
+    modules = Path(modules_text).expanduser() if modules_text else None
+    return PathSpec(image=Path(image_text).expanduser(), modules=modules)
+
+
+def parse_spec(text: str) -> KernelSpec:
+    """Parse a kernel spec; a form that is not one of ``valid_forms()`` is a UserError."""
+    text = text.strip()
+    kind, sep, rest = text.partition(":")
+    if sep and re.fullmatch(r"[a-z][a-z0-9-]*", kind):
+        if kind in _KINDS:
+            if not rest:
+                raise UserError(f"kernel spec {text!r} is incomplete; valid forms: {valid_forms()}")
+            return _KINDS[kind](text, rest)
+        if kind in _LATER:
+            raise UserError(f"kernel spec kind '{kind}:' is not supported yet; "
+                            f"valid forms: {valid_forms()}")
+    # A path must look like one: a bare word ("6.1", "bzimage") is more likely a
+    # mistyped spec than a file in the current directory, unless it exists.
+    image = text.partition(",modules=")[0]
+    if image and ("/" in image or image.startswith(("~", ".")) or Path(image).exists()):
+        return _parse_path(text)
+    raise UserError(f"unknown kernel spec {text!r}; valid forms: {valid_forms()}")

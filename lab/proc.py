@@ -1,0 +1,237 @@
+"""The one place the lab starts host processes.
+
+``run()`` runs a command to completion; ``spawn()`` starts a long-lived one
+(QEMU through virtme-ng).  Both log the argv first, tee all output to a log
+file, run the child in its own process group and kill that whole group on
+timeout, error or Ctrl-C.  Argument lists only, never shell strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from lab.errors import InfraError
+
+log = logging.getLogger("lab.proc")
+
+TAIL_LINES = 20
+
+
+class ProcessError(InfraError):
+    """A command failed: carries its argv, exit code and the tail of its output."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        returncode: int | None,
+        tail: str,
+        phase: str,
+        log_path: Path | None,
+        timed_out: bool = False,
+    ) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.tail = tail
+        self.timed_out = timed_out
+        what = "timed out" if timed_out else f"exited with {returncode}"
+        last = tail.strip().splitlines()[-1:] or [""]
+        super().__init__(
+            f"`{shlex.join(argv)}` {what}: {last[0]}".rstrip(": "), phase=phase, log=log_path
+        )
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _popen(
+    argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str] | None, stdin: int | None
+) -> subprocess.Popen[bytes]:
+    log.debug("+ %s", shlex.join(argv))
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=full_env,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ProcessError(
+            argv, returncode=None, tail=str(exc), phase="exec", log_path=None
+        ) from None
+
+
+class _Tee(threading.Thread):
+    """Copies a child's output to a log file (and keeps the last lines)."""
+
+    def __init__(self, src: IO[bytes], log_file: IO[bytes] | None) -> None:
+        super().__init__(daemon=True)
+        self.src = src
+        self.log_file = log_file
+        self.tail: deque[bytes] = deque(maxlen=TAIL_LINES)
+        self.chunks: list[bytes] | None = None
+
+    def keep_all(self) -> None:
+        self.chunks = []
+
+    def run(self) -> None:
+        for line in iter(self.src.readline, b""):
+            if self.log_file is not None:
+                self.log_file.write(line)
+                self.log_file.flush()
+            self.tail.append(line)
+            if self.chunks is not None:
+                self.chunks.append(line)
+
+    def tail_text(self) -> str:
+        return b"".join(self.tail).decode("utf-8", "replace")
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    phase: str,
+    log_path: Path | None = None,
+    timeout: float = 600.0,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to completion; its combined output is returned and teed to ``log_path``."""
+    log_file = _open_log(log_path, argv)
+    proc = _popen(argv, cwd=cwd, env=env, stdin=None)
+    assert proc.stdout is not None
+    tee = _Tee(proc.stdout, log_file)
+    tee.keep_all()
+    tee.start()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        tee.join(5)
+        raise ProcessError(
+            argv, returncode=None, tail=tee.tail_text(), phase=phase, log_path=log_path,
+            timed_out=True,
+        ) from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        tee.join(5)
+        if log_file is not None:
+            log_file.close()
+    out = b"".join(tee.chunks or []).decode("utf-8", "replace")
+    if check and proc.returncode != 0:
+        raise ProcessError(
+            argv, returncode=proc.returncode, tail=tee.tail_text(), phase=phase, log_path=log_path
+        )
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, "")
+
+
+def _open_log(log_path: Path | None, argv: Sequence[str]) -> IO[bytes] | None:
+    if log_path is None:
+        return None
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(log_path, "ab")  # noqa: SIM115 - closed by the caller, it outlives this function
+    f.write(f"+ {shlex.join(argv)}\n".encode())
+    f.flush()
+    return f
+
+
+class Spawned:
+    """A long-lived child (its own process group) whose output is teed to a log file."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = _open_log(log_path, argv)
+        self.started = time.monotonic()
+        self.proc = _popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+        assert self.proc.stdout is not None
+        self._tee = _Tee(self.proc.stdout, self._log)
+        self._tee.start()
+        self._reaper_pipe: int | None = _start_reaper(self.proc.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def tail(self) -> str:
+        return self._tee.tail_text()
+
+    def stop(self, grace: float = 3.0) -> int | None:
+        """End the whole process group (idempotent) and close the log."""
+        _kill_group(self.proc, grace)
+        if self._reaper_pipe is not None:
+            os.close(self._reaper_pipe)
+            self._reaper_pipe = None
+        self._tee.join(5)
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+
+def _start_reaper(pgid: int) -> int:
+    """Start lab.reaper guarding ``pgid``; returns the pipe end whose closing releases it."""
+    read_end, write_end = os.pipe()
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "lab.reaper", str(pgid)],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    finally:
+        os.close(read_end)
+    return write_end
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Spawned:
+    """Start ``argv`` in the background; the caller must ``stop()`` it (see lab.vm)."""
+    return Spawned(argv, log_path=log_path, cwd=cwd, env=env)

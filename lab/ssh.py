@@ -1,0 +1,176 @@
+"""SSH to the guest with paramiko: the lab's own key, the guest's host key checked.
+
+The lab generates both sides' keys: a client key of its own (in the cache,
+mode 0600; never the user's ~/.ssh) and a fresh host key for every VM.  The
+expected host key is therefore known before the first contact and checked
+strictly on every connection, not trusted on first use.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from lab import proc
+from lab.errors import InfraError
+
+log = logging.getLogger("lab.ssh")
+
+KEY_NAME = "id_ed25519"
+
+
+def ensure_keypair(path: Path, *, log_path: Path | None = None) -> Path:
+    """Create an ed25519 key pair at ``path`` (mode 0600) unless it exists; returns path."""
+    if path.exists() and path.with_suffix(".pub").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    for stale in (tmp, tmp.with_suffix(".pub")):
+        stale.unlink(missing_ok=True)
+    proc.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kernel-lab", "-f", str(tmp)],
+        phase="ssh-keygen",
+        log_path=log_path,
+        timeout=30,
+    )
+    os.chmod(tmp, 0o600)
+    os.replace(tmp.with_suffix(".pub"), path.with_suffix(".pub"))
+    os.replace(tmp, path)
+    return path
+
+
+def lab_client_key(cache: Path) -> Path:
+    """The lab's own SSH client key, generated once per cache."""
+    return ensure_keypair(cache / "ssh" / KEY_NAME, log_path=cache / "ssh" / "keygen.log")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    status: int
+    stdout: str
+    stderr: str
+
+
+class Ssh:
+    """A connected session to the guest (one paramiko transport, many channels)."""
+
+    def __init__(self, client: paramiko.SSHClient, *, host: str, port: int) -> None:
+        self.client = client
+        self.host = host
+        self.port = port
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        port: int,
+        client_key: Path,
+        host_key_pub: Path,
+        deadline: float,
+        alive: object = None,
+        phase: str = "boot",
+        log_path: Path | None = None,
+    ) -> Ssh:
+        """Connect, retrying until ``deadline`` (time.monotonic) while the guest boots.
+
+        ``alive`` is a callable returning False once the VM is gone, so a dead QEMU
+        fails fast instead of waiting for the deadline.
+        """
+        host = "127.0.0.1"
+        key_type, key_b64 = host_key_pub.read_text().split()[:2]
+        expected = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
+        pkey = paramiko.Ed25519Key.from_private_key_file(str(client_key))
+        last_error = "no attempt"
+        while time.monotonic() < deadline:
+            if callable(alive) and not alive():
+                raise InfraError("QEMU exited before SSH came up", phase=phase, log=log_path)
+            client = paramiko.SSHClient()
+            client.get_host_keys().add(f"[{host}]:{port}", expected.get_name(), expected)
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            try:
+                client.connect(
+                    host,
+                    port=port,
+                    username="root",
+                    pkey=pkey,
+                    allow_agent=False,
+                    look_for_keys=False,
+                    timeout=3,
+                    banner_timeout=5,
+                    auth_timeout=10,
+                )
+            except paramiko.BadHostKeyException as exc:
+                client.close()
+                raise InfraError(
+                    f"guest host key mismatch on port {port} ({exc}); another VM on this port?",
+                    phase=phase,
+                    log=log_path,
+                ) from None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                client.close()
+                last_error = f"{type(exc).__name__}: {exc}"
+                time.sleep(0.2)
+                continue
+            transport = client.get_transport()
+            assert transport is not None
+            transport.set_keepalive(5)
+            return cls(client, host=host, port=port)
+        raise InfraError(
+            f"no SSH on 127.0.0.1:{port} before the boot timeout (last: {last_error})",
+            phase=phase,
+            log=log_path,
+        )
+
+    def run(self, argv: list[str], *, timeout: float = 60.0) -> ExecResult:
+        """Run a command in the guest (argv joined with shlex; the guest shell is /bin/sh)."""
+        try:
+            _, stdout, stderr = self.client.exec_command(shlex.join(argv), timeout=timeout)
+            out = stdout.read().decode("utf-8", "replace")
+            err = stderr.read().decode("utf-8", "replace")
+            status = stdout.channel.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise InfraError(f"`{shlex.join(argv)}` failed: {exc}", phase="ssh") from None
+        return ExecResult(status, out, err)
+
+    def channel(self, command: str) -> paramiko.Channel:
+        """An exec channel running ``command`` (used for the agent's stdin/stdout)."""
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise InfraError("SSH connection lost", phase="ssh")
+        chan = transport.open_session()
+        chan.exec_command(command)
+        return chan
+
+    def sftp(self) -> paramiko.SFTPClient:
+        return self.client.open_sftp()
+
+    def is_active(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (QEMU binds it next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,61 @@
+"""Sessions: `nox -s lab` runs the lab, `nox -s tests` the project's tests."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+HOST_PACKAGES = [
+    "qemu-system-x86", "kmod", "busybox-static", "openssh-server", "openssh-client",
+    "xz-utils", "gcc", "libc6-dev", "python3-dev",
+]
+
+
+def _host_packages(session: nox.Session) -> None:
+    """Install the Debian packages the lab drives (as root; skipped where present)."""
+    session.run("python", "-m", "lab.hostdeps", *HOST_PACKAGES, external=True)
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-e", ".")
+
+
+@nox.session
+def lab(session: nox.Session) -> None:
+    """Boot the default kernel and run the scenario suites (`nox -s lab -- --kernel SPEC`)."""
+    _install(session)
+    _host_packages(session)
+    session.run("lab", "run", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's own tests, including real boots of a Debian kernel under QEMU."""
+    _install(session)
+    _host_packages(session)
+    session.run("pytest", "-p", "no:cacheprovider", "-ra", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over everything."""
+    session.install("ruff")
+    session.run("ruff", "check", "lab", "guest", "scenarios", "tests", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Strict mypy over lab/ and guest/."""
+    _install(session)
+    session.install("mypy", "types-paramiko")
+    session.run("mypy", "--strict", "lab", "guest")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Boot and run-time benchmarks, printed as ratios measured side by side."""
+    _install(session)
+    _host_packages(session)
+    session.run("python", "-m", "lab.bench", *session.posargs)

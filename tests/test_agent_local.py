@@ -1,0 +1,518 @@
+"""The guest agent against the host kernel: real syscalls, no mocks.
+
+The extension is built once per session exactly as the lab does it
+(``python -m guest.build_ffi --out DIR``), copied into a scratch copy of the
+``guest`` package, and the agent is spoken to over JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GUEST_SRC = REPO / "guest"
+CAP_SYS_ADMIN = 21
+CAP_SYS_NICE = 23
+IOPRIO_RT_0 = 1 << 13  # IOPRIO_PRIO_VALUE(IOPRIO_CLASS_RT, 0)
+TIMEOUT = 20.0
+
+
+def _copy_guest(dest: Path) -> Path:
+    shutil.copytree(
+        GUEST_SRC,
+        dest / "guest",
+        ignore=shutil.ignore_patterns("__pycache__", "_labsys*.so"),
+    )
+    return dest
+
+
+@pytest.fixture(scope="session")
+def labsys_so(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("labsys")
+    proc = subprocess.run(
+        [sys.executable, "-m", "guest.build_ffi", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    built = Path(proc.stdout.strip().splitlines()[-1])
+    assert (
+        built.parent == out
+        and built.name.startswith("_labsys")
+        and built.suffix == ".so"
+    )
+    assert built.exists()
+    return built
+
+
+@pytest.fixture(scope="session")
+def agent_root(tmp_path_factory: pytest.TempPathFactory, labsys_so: Path) -> Path:
+    root = _copy_guest(tmp_path_factory.mktemp("agent"))
+    shutil.copy2(labsys_so, root / "guest" / labsys_so.name)
+    return root
+
+
+class Agent:
+    def __init__(self, root: Path) -> None:
+        env = dict(os.environ, PYTHONPATH=str(root))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "guest"],
+            cwd=root,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.next_id = 1
+        self.hello = self.read()["hello"]
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def read(self) -> dict[str, Any]:
+        line = self.lines.get(timeout=TIMEOUT)
+        assert line is not None, "agent closed stdout"
+        msg: dict[str, Any] = json.loads(line)
+        return msg
+
+    def send_raw(self, obj: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def request(self, op: str, /, **args: Any) -> dict[str, Any]:
+        rid = self.next_id
+        self.next_id += 1
+        reply = self.send_raw({"id": rid, "op": op, "args": args})
+        assert reply["id"] == rid
+        return reply
+
+    def ok(self, op: str, /, **args: Any) -> Any:
+        reply = self.request(op, **args)
+        assert reply["ok"] is True, reply
+        assert isinstance(reply["elapsed_ns"], int) and reply["elapsed_ns"] >= 0
+        return reply["value"]
+
+    def errno(self, op: str, /, **args: Any) -> str:
+        reply = self.request(op, **args)
+        assert reply["ok"] is False and "errno" in reply, reply
+        assert reply["message"]
+        name: str = reply["errno"]
+        return name
+
+    def close(self) -> int:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            return self.proc.wait(timeout=TIMEOUT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def agent(agent_root: Path) -> Iterator[Agent]:
+    a = Agent(agent_root)
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+# ---------------------------------------------------------------- protocol
+
+
+def test_handshake(agent: Agent) -> None:
+    hello = agent.hello
+    assert hello["protocol"] == 1
+    assert hello["pid"] == agent.proc.pid
+    assert hello["release"] == os.uname().release
+    assert hello["python"] == platform.python_version()
+    ops = hello["ops"]
+    assert ops == sorted(ops)
+    for op in (
+        "agent.ping",
+        "agent.exit",
+        "aio.setup",
+        "aio.submit",
+        "aio.cancel",
+        "aio.getevents",
+        "creds.call",
+        "sys.kmsg_read",
+        "mem.alloc",
+        "fs.open",
+    ):
+        assert op in ops
+    assert agent.ok("agent.ping") == "pong"
+
+
+def test_missing_extension_fails_handshake(tmp_path: Path) -> None:
+    root = _copy_guest(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "guest"],
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        input="",
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 1
+    hello = json.loads(proc.stdout.splitlines()[0])["hello"]
+    assert hello["protocol"] == 1
+    assert "_labsys" in hello["error"]
+
+
+def test_unknown_op_and_bad_args_keep_agent_alive(agent: Agent) -> None:
+    reply = agent.request("no.such.op")
+    assert reply["ok"] is False and reply["error"] == "unknown op 'no.such.op'"
+    assert "errno" not in reply
+    reply = agent.request("aio.setup", bogus=1)
+    assert (
+        reply["ok"] is False and "errno" not in reply and "TypeError" in reply["error"]
+    )
+    assert agent.ok("agent.ping") == "pong"
+
+
+def test_agent_exit_and_eof(agent_root: Path) -> None:
+    a = Agent(agent_root)
+    assert a.request("agent.exit")["ok"] is True
+    assert a.close() == 0
+    b = Agent(agent_root)
+    assert b.close() == 0  # EOF on stdin
+
+
+def test_oserror_becomes_errno_name(agent: Agent) -> None:
+    assert agent.errno("fs.open", path="/nonexistent/x") == "ENOENT"
+    assert agent.errno("fs.close", fd=99999) == "EBADF"
+
+
+# ---------------------------------------------------------------- mem / fs
+
+
+def test_mem_alignment_and_contents(agent: Agent) -> None:
+    h = agent.ok("mem.alloc", size=100, align=65536, fill=0xAB)
+    assert agent.ok("mem.addr", handle=h) % 65536 == 0
+    assert agent.ok("mem.read", handle=h, length=4) == "abababab"
+    agent.ok("mem.write", handle=h, data_hex="0102", offset=98)
+    assert agent.ok("mem.read", handle=h, offset=97) == "ab0102"
+    agent.ok("mem.fill", handle=h, byte=0)
+    assert agent.ok("mem.read", handle=h) == "00" * 100
+    assert "error" in agent.request("mem.read", handle=h, offset=99, length=2)
+    agent.ok("mem.free", handle=h)
+    assert "error" in agent.request("mem.read", handle=h)
+
+
+def test_eventfd_empty_is_eagain(agent: Agent) -> None:
+    fd = agent.ok("fs.eventfd")
+    assert agent.errno("fs.eventfd_read", fd=fd) == "EAGAIN"
+    agent.ok("fs.close", fd=fd)
+    fd = agent.ok("fs.eventfd", initval=3, flags=[])
+    assert agent.ok("fs.eventfd_read", fd=fd) == 3
+
+
+# ---------------------------------------------------------------- aio
+
+
+def test_aio_setup_destroy_twice(agent: Agent) -> None:
+    ctx = agent.ok("aio.setup", nr_events=16)
+    assert isinstance(ctx, int) and ctx != 0
+    assert agent.ok("aio.destroy", ctx=ctx) is None
+    assert agent.errno("aio.destroy", ctx=ctx) == "EINVAL"
+    assert agent.errno("aio.submit", ctx=ctx, iocbs=[]) == "EINVAL"
+
+
+def test_submit_nr_zero(agent: Agent) -> None:
+    ctx = agent.ok("aio.setup", nr_events=4)
+    assert agent.ok("aio.submit", ctx=ctx, iocbs=[], nr=0) == {
+        "submitted": 0,
+        "iocbs": [],
+    }
+    assert agent.errno("aio.submit", ctx=ctx, iocbs=[], nr=-1) == "EINVAL"
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_pwrite_pread_roundtrip(agent: Agent, tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    ctx = agent.ok("aio.setup", nr_events=8)
+    fd = agent.ok("fs.open", path=str(path), flags=["O_RDWR", "O_CREAT", "O_TRUNC"])
+    pattern = bytes(range(256)) * 16
+    src = agent.ok("mem.alloc", size=4096)
+    agent.ok("mem.write", handle=src, data_hex=pattern.hex())
+
+    sub = agent.ok(
+        "aio.submit",
+        ctx=ctx,
+        iocbs=[
+            {"opcode": "PWRITE", "fd": fd, "buf": src, "nbytes": 4096, "offset": 4096}
+        ],
+    )
+    assert sub["submitted"] == 1
+    (wid,) = sub["iocbs"]
+    (ev,) = agent.ok("aio.getevents", ctx=ctx, min_nr=1, nr=4, timeout_ms=5000)
+    assert ev["res"] == 4096 and ev["res2"] == 0
+    assert ev["iocb"] == wid and ev["data"] == wid  # default aio_data is our id
+    assert ev["obj"] == agent.ok("aio.iocb", id=wid)["addr"]
+    assert path.read_bytes() == b"\0" * 4096 + pattern
+
+    dst = agent.ok("mem.alloc", size=4096)
+    sub = agent.ok(
+        "aio.submit",
+        ctx=ctx,
+        iocbs=[
+            {
+                "opcode": "PREAD",
+                "fd": fd,
+                "buf": dst,
+                "nbytes": 4096,
+                "offset": 4096,
+                "data": 77,
+            }
+        ],
+    )
+    (ev,) = agent.ok("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=5000)
+    assert ev["res"] == 4096 and ev["data"] == 77 and ev["iocb"] == sub["iocbs"][0]
+    assert bytes.fromhex(agent.ok("mem.read", handle=dst)) == pattern
+
+    # Reading past EOF completes with res 0, not an error.
+    agent.ok(
+        "aio.submit",
+        ctx=ctx,
+        iocbs=[
+            {"opcode": "PREAD", "fd": fd, "buf": dst, "nbytes": 4096, "offset": 1 << 20}
+        ],
+    )
+    (ev,) = agent.ok("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=5000)
+    assert ev["res"] == 0
+    agent.ok("aio.destroy", ctx=ctx)
+    agent.ok("fs.close", fd=fd)
+
+
+def test_pwritev_gathers_iovecs(agent: Agent, tmp_path: Path) -> None:
+    path = tmp_path / "v"
+    ctx = agent.ok("aio.setup", nr_events=4)
+    fd = agent.ok("fs.open", path=str(path), flags=["O_RDWR", "O_CREAT"])
+    a = agent.ok("mem.alloc", size=8, fill=0x61)
+    b = agent.ok("mem.alloc", size=8, fill=0x62)
+    spec = {"opcode": "PWRITEV", "fd": fd, "iov": [[a, 0, 3], [b, 2, 5]]}
+    assert agent.ok("aio.submit", ctx=ctx, iocbs=[spec])["submitted"] == 1
+    (ev,) = agent.ok("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=5000)
+    assert ev["res"] == 8
+    assert path.read_bytes() == b"aaabbbbb"
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_resfd_signals_eventfd(agent: Agent, tmp_path: Path) -> None:
+    ctx = agent.ok("aio.setup", nr_events=4)
+    fd = agent.ok("fs.open", path=str(tmp_path / "f"), flags=["O_RDWR", "O_CREAT"])
+    efd = agent.ok("fs.eventfd")
+    buf = agent.ok("mem.alloc", size=512, fill=0x5A)
+    agent.ok(
+        "aio.submit",
+        ctx=ctx,
+        iocbs=[
+            {
+                "opcode": "PWRITE",
+                "fd": fd,
+                "buf": buf,
+                "nbytes": 512,
+                "flags": ["RESFD"],
+                "resfd": efd,
+            }
+        ],
+    )
+    (ev,) = agent.ok("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=5000)
+    assert ev["res"] == 512
+    assert agent.ok("fs.eventfd_read", fd=efd) == 1
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_bad_fd_is_ebadf(agent: Agent) -> None:
+    ctx = agent.ok("aio.setup", nr_events=4)
+    buf = agent.ok("mem.alloc", size=512)
+    assert (
+        agent.errno(
+            "aio.submit",
+            ctx=ctx,
+            iocbs=[{"opcode": "PREAD", "fd": 9999, "buf": buf, "nbytes": 512}],
+        )
+        == "EBADF"
+    )
+    # The iocb was still created and is retrievable after the failure.
+    (iid,) = agent.ok("aio.last_iocbs")
+    assert agent.ok("aio.iocb", id=iid)["fd"] == 9999
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_null_and_fault_entries(agent: Agent, tmp_path: Path) -> None:
+    ctx = agent.ok("aio.setup", nr_events=8)
+    assert agent.errno("aio.submit", ctx=ctx, iocbs=["null"]) == "EFAULT"
+    assert agent.errno("aio.submit", ctx=ctx, iocbs=["fault"]) == "EFAULT"
+    # nr beyond the list: the kernel reads into the guard page after our one
+    # pointer, so it submits that one and stops (short count, no error).
+    fd = agent.ok("fs.open", path=str(tmp_path / "f"), flags=["O_RDWR", "O_CREAT"])
+    buf = agent.ok("mem.alloc", size=512)
+    spec = {"opcode": "PWRITE", "fd": fd, "buf": buf, "nbytes": 512}
+    assert agent.ok("aio.submit", ctx=ctx, iocbs=[spec], nr=3)["submitted"] == 1
+    # A valid entry followed by NULL: a partial submit reports the count.
+    assert agent.ok("aio.submit", ctx=ctx, iocbs=[spec, "null"])["submitted"] == 1
+    assert len(agent.ok("aio.getevents", ctx=ctx, min_nr=2, nr=8, timeout_ms=5000)) == 2
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_key_is_reset_by_submit(agent: Agent, tmp_path: Path) -> None:
+    ctx = agent.ok("aio.setup", nr_events=4)
+    fd = agent.ok("fs.open", path=str(tmp_path / "f"), flags=["O_RDWR", "O_CREAT"])
+    buf = agent.ok("mem.alloc", size=512)
+    sub = agent.ok(
+        "aio.submit",
+        ctx=ctx,
+        iocbs=[
+            {"opcode": "PWRITE", "fd": fd, "buf": buf, "nbytes": 512, "key": 0x1234}
+        ],
+    )
+    assert sub["submitted"] == 1
+    fields = agent.ok("aio.iocb", id=sub["iocbs"][0])
+    assert fields["key"] == 0  # the kernel wrote KIOCB_KEY (0) back
+    assert fields["opcode"] == 1 and fields["fd"] == fd and fields["reserved2"] == 0
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_noop_and_reserved2_rejected(agent: Agent, tmp_path: Path) -> None:
+    ctx = agent.ok("aio.setup", nr_events=4)
+    fd = agent.ok("fs.open", path=str(tmp_path / "f"), flags=["O_RDWR", "O_CREAT"])
+    assert (
+        agent.errno("aio.submit", ctx=ctx, iocbs=[{"opcode": "NOOP", "fd": fd}])
+        == "EINVAL"
+    )
+    assert (
+        agent.errno(
+            "aio.submit", ctx=ctx, iocbs=[{"opcode": "FSYNC", "fd": fd, "reserved2": 1}]
+        )
+        == "EINVAL"
+    )
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_poll_cancel_einprogress_then_event(agent: Agent) -> None:
+    ctx = agent.ok("aio.setup", nr_events=4)
+    rfd, _wfd = agent.ok("fs.pipe")
+    sub = agent.ok(
+        "aio.submit",
+        ctx=ctx,
+        iocbs=[{"opcode": "POLL", "fd": rfd, "events": ["POLLIN"]}],
+    )
+    assert sub["submitted"] == 1
+    (iid,) = sub["iocbs"]
+    assert agent.ok("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=0) == []
+    assert agent.errno("aio.cancel", ctx=ctx, iocb=iid) == "EINPROGRESS"
+    (ev,) = agent.ok("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=5000)
+    assert ev["iocb"] == iid and ev["res"] == 0
+    # Already completed: no longer on the active list.
+    assert agent.errno("aio.cancel", ctx=ctx, iocb=iid) == "EINVAL"
+    assert agent.errno("aio.cancel", ctx=ctx, iocb="fault") == "EFAULT"
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+# ---------------------------------------------------------------- creds
+
+
+def _cap_bits(hexmask: str) -> int:
+    return int(hexmask, 16)
+
+
+def test_creds_call_drops_caps_in_one_thread_only(agent: Agent, tmp_path: Path) -> None:
+    before = agent.ok("sys.caps")
+    eff = _cap_bits(before["effective"])
+    if os.geteuid() != 0 or not (eff >> CAP_SYS_ADMIN & 1 and eff >> CAP_SYS_NICE & 1):
+        pytest.skip("needs root with CAP_SYS_ADMIN and CAP_SYS_NICE")
+    ctx = agent.ok("aio.setup", nr_events=8)
+    fd = agent.ok("fs.open", path=str(tmp_path / "f"), flags=["O_RDWR", "O_CREAT"])
+    buf = agent.ok("mem.alloc", size=512)
+    spec = {
+        "opcode": "PREAD",
+        "fd": fd,
+        "buf": buf,
+        "nbytes": 512,
+        "flags": ["IOPRIO"],
+        "reqprio": IOPRIO_RT_0,
+    }
+    drop = ["CAP_SYS_ADMIN", "CAP_SYS_NICE"]
+
+    inner = agent.ok("creds.call", drop=drop, op="sys.caps")
+    assert inner["tid"] != before["tid"]
+    for key in ("effective", "permitted"):
+        bits = _cap_bits(inner[key])
+        assert not bits >> CAP_SYS_ADMIN & 1 and not bits >> CAP_SYS_NICE & 1
+        assert bits | (1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_NICE) == _cap_bits(
+            before[key]
+        )
+
+    reply = agent.request(
+        "creds.call", drop=drop, op="aio.submit", args={"ctx": ctx, "iocbs": [spec]}
+    )
+    assert reply["ok"] is False and reply["errno"] == "EPERM", reply
+    # Main thread untouched: same caps, and the same RT submission succeeds.
+    assert agent.ok("sys.caps") == before
+    assert agent.ok("aio.submit", ctx=ctx, iocbs=[spec])["submitted"] == 1
+    (ev,) = agent.ok("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=5000)
+    assert ev["res"] == 0  # empty file: read at EOF
+    # Dropping only one of the two is not enough to lose RT priority.
+    value = agent.ok(
+        "creds.call",
+        drop=["CAP_SYS_NICE"],
+        op="aio.submit",
+        args={"ctx": ctx, "iocbs": [spec]},
+    )
+    assert value["submitted"] == 1
+    agent.ok("aio.destroy", ctx=ctx)
+
+
+def test_creds_call_bad_cap_is_error(agent: Agent) -> None:
+    reply = agent.request("creds.call", drop=["CAP_NOPE"], op="agent.ping")
+    assert reply["ok"] is False and "errno" not in reply
+    reply = agent.request("creds.call", drop=[], op="no.op")
+    assert reply["ok"] is False and "unknown op" in reply["error"]
+
+
+# ---------------------------------------------------------------- kmsg
+
+
+def test_kmsg_write_then_read(agent: Agent) -> None:
+    if not os.access("/dev/kmsg", os.W_OK | os.R_OK):
+        pytest.skip("/dev/kmsg not readable and writable")
+    mark = agent.ok("sys.kmsg_seq")
+    assert isinstance(mark, int) and mark >= 0
+    text = f"kernel-lab agent test {uuid.uuid4()}"
+    agent.ok("sys.kmsg_write", text=text, level=5)
+    records = agent.ok("sys.kmsg_read", after_seq=mark)
+    assert all(r["seq"] > mark for r in records)
+    mine = [r for r in records if r["text"] == text]
+    assert len(mine) == 1
+    assert mine[0]["level"] == 5 and mine[0]["ts_us"] > 0
+    assert agent.ok("sys.kmsg_seq") >= mine[0]["seq"]

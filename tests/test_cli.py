@@ -1,0 +1,91 @@
+"""Bad input: one line naming the problem and the fix, exit 2, no traceback, nothing left."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def lab(*args: str, cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lab.cli", *args, "--cache", str(cache)]
+        if args[0] != "run" else
+        [sys.executable, "-m", "lab.cli", "run", "--cache", str(cache), *args[1:]],
+        capture_output=True, text=True, cwd=cwd, timeout=120,
+        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(REPO),
+             "HOME": str(cwd)},
+    )
+
+
+def _one_line_exit_2(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert lines[0].startswith("lab: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.fixture
+def where(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "cache", tmp_path
+
+
+def test_unknown_kernel_series(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    res = lab("run", "--kernel", "debian:9.9", cache=cache, cwd=cwd)
+    _one_line_exit_2(res, "debian:9.9", "7.2")
+    assert not (cwd / "results").exists()
+    assert not cache.exists() or not any((cache / "kernels").glob("**/kernel.json"))
+
+
+def test_unknown_spec_kind(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    _one_line_exit_2(lab("run", "--kernel", "ubuntu:24.04", cache=cache, cwd=cwd),
+                     "ubuntu:24.04")
+
+
+def test_file_that_is_not_a_kernel(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    fake = cwd / "bzImage"
+    fake.write_bytes(b"not a kernel" * 100)
+    _one_line_exit_2(lab("run", "--kernel", str(fake), cache=cache, cwd=cwd),
+                     str(fake), "kernel")
+
+
+def test_missing_kernel_file(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    _one_line_exit_2(lab("run", "--kernel", "/nonexistent/bzImage", cache=cache, cwd=cwd),
+                     "/nonexistent/bzImage")
+
+
+def test_missing_modules_directory(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    fake = cwd / "bzImage"
+    fake.write_bytes(b"x" * 1024)
+    res = lab("run", "--kernel", f"{fake},modules={cwd}/nope", cache=cache, cwd=cwd)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_busy_ssh_port(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = lab("run", "--ssh-port", str(port), cache=cache, cwd=cwd)
+    _one_line_exit_2(res, f"port {port}", "busy")
+
+
+def test_kernels_lists_without_network(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    res = lab("kernels", cache=cache, cwd=cwd)
+    assert res.returncode == 0, res.stderr
+    assert "cached" in res.stdout and "(none)" in res.stdout

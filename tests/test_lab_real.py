@@ -1,0 +1,102 @@
+"""Real runs: fetch a Debian kernel, boot it under QEMU, run suites through `lab run`.
+
+These are the lab's end-to-end tests: a real kernel, a real QEMU, a real SSH
+session and real syscalls.  Each `lab run` boots one VM (about 15-25 s under TCG).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.paths import cache_root
+
+pytestmark = [pytest.mark.vm, pytest.mark.network]
+KERNEL = "debian:7.2"
+
+
+def lab_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    results = tmp_path / "results"
+    res = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "run", "--kernel", KERNEL, "--results", str(results),
+         "--cache", str(cache_root()), *args],
+        capture_output=True, text=True, timeout=1200,
+    )
+    runs = sorted(results.glob("*")) if results.exists() else []
+    assert len(runs) == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    return res, runs[0]
+
+
+def records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+def test_aio_suite_passes_on_debian_kernel(tmp_path: Path) -> None:
+    res, run_dir = lab_run(tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    recs = records(run_dir)
+    assert len(recs) >= 30
+    assert {r["verdict"] for r in recs} == {"PASS"}
+    assert all(r["kernel"]["release"].startswith("7.2.") for r in recs)
+    assert all(r["kernel"]["config_hash"] for r in recs)
+    assert all(r["claim"] for r in recs)
+    deviations = {note for r in recs for note in r["deviations"]}
+    assert any("IOCB_CMD_NOOP" in d for d in deviations)
+    # The destroy-waits scenario measured I/O in flight and a destroy that waited for it.
+    waits = next(r for r in recs if "waits_for_inflight" in r["test"])
+    assert waits["data"]["pending_at_destroy"] > 0
+    # The run directory holds everything a person needs afterwards.
+    for name in ("junit.xml", "command.txt", "summary.json", "phases.jsonl"):
+        assert (run_dir / name).exists(), name
+    console = next(run_dir.glob("console-*.log")).read_text(errors="replace")
+    assert "Linux version 7.2" in console
+    assert "kernel-lab: guest ready" in console
+    assert "lab run --kernel debian:7.2" in (run_dir / "command.txt").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["counts"]["PASS"] == len(recs)
+    assert {"fetch", "boot", "agent", "suite"} <= set(summary["phases"])
+    assert "spec deviations:" in out and "run directory:" in out
+    # No VM directory (keys, NVMe images) is left behind.
+    assert not [p for p in run_dir.iterdir() if p.is_dir()]
+
+
+FAILING_SUITE = '''
+from typing import Any
+
+
+def test_passes(agent: Any) -> None:
+    assert agent.errno_of("aio.destroy", ctx=0) == "EINVAL"
+
+
+def test_wrong_expectation_fails(agent: Any) -> None:
+    assert agent.errno_of("aio.destroy", ctx=0) == "EBADF"
+
+
+def test_kernel_warning_fails_the_test(agent: Any) -> None:
+    # A WARNING-format line in the kernel log during the test must fail it.
+    agent.call("sys.kmsg_write", level=4,
+               text="WARNING: CPU: 0 PID: 1 at fs/aio.c:1234 io_destroy+0x10/0x20")
+'''
+
+
+def test_failures_and_splats_give_exit_1_and_records(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_mixed.py").write_text(textwrap.dedent(FAILING_SUITE))
+    res, run_dir = lab_run(tmp_path, "--suite", str(suite))
+    assert res.returncode == 1, (res.stdout + res.stderr)[-4000:]
+    by_name = {r["test"].split("::")[1].split("[")[0]: r for r in records(run_dir)}
+    assert by_name["test_passes"]["verdict"] == "PASS"
+    assert by_name["test_wrong_expectation_fails"]["verdict"] == "FAIL"
+    splat = by_name["test_kernel_warning_fails_the_test"]
+    assert splat["verdict"] == "FAIL"
+    assert splat["splats"][0]["kind"] == "WARNING"
+    assert "io_destroy" in splat["splats"][0]["title"]
+    assert "kernel splat during the test" in res.stdout
