@@ -16,7 +16,8 @@ from pathlib import Path
 
 import cffi
 
-CSRC = Path(__file__).resolve().parent / "csrc" / "labsys.c"
+CSRC_DIR = Path(__file__).resolve().parent / "csrc"
+CSRC = CSRC_DIR / "labsys.c"
 
 # Capability names known to <linux/capability.h> on current headers.  Listed
 # here (not parsed) so a header that lacks one fails the build loudly.
@@ -132,10 +133,19 @@ CDEF += "".join(f"static const int IOCB_CMD_{name};\n" for name in IOCB_CMDS)
 CDEF += "".join(f"#define {name} ...\n" for name in CAP_NAMES)
 
 
+def _areas() -> list[Path]:
+    """Other areas' C helpers (``csrc/AREA.c`` with its declarations in ``AREA.cdef``)."""
+    return sorted(p for p in CSRC_DIR.glob("*.c") if p != CSRC)
+
+
 def make_builder() -> cffi.FFI:
+    """One extension for every area: labsys.c plus each csrc/AREA.c and AREA.cdef."""
     ffibuilder = cffi.FFI()
-    ffibuilder.cdef(CDEF)
-    ffibuilder.set_source("_labsys", CSRC.read_text())
+    cdef = CDEF + "".join(p.with_suffix(".cdef").read_text() for p in _areas())
+    ffibuilder.cdef(cdef)
+    source = "\n".join(p.read_text() for p in [CSRC, *_areas()])
+    ffibuilder.set_source("_labsys", source, extra_compile_args=["-pthread"],
+                          libraries=["pthread"])
     return ffibuilder
 
 
