@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any
 
-from guest import PROTOCOL_VERSION, native, ops_aio, ops_creds, ops_sys
+from guest import PROTOCOL_VERSION, native, ops_aio, ops_creds, ops_nvme, ops_sys, ops_uring
 
 
 class RequestError(Exception):
@@ -42,6 +42,7 @@ OPS: dict[str, Callable[..., Any]] = {
     **ops_sys.OPS,
     **ops_aio.OPS,
     **ops_creds.OPS,
+    **ops_uring.OPS, **ops_nvme.OPS,
 }
 
 
