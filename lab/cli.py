@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--kernel", action="append", default=[], metavar="SPEC",
                    help="debian:6.1|6.12|7.2|7.3, debian:VERSION, or a bzImage path "
                         "[,modules=DIR] (repeatable; default debian:7.2)")
+    r.add_argument("--variant", metavar="NAME[+NAME]",
+                   help="config variant for built kernels (debian-src:, git:, tree:): "
+                        "aio-off, io_uring-off, debug, combined with '+'")
     r.add_argument("-k", dest="keyword", help="only scenarios matching this pytest expression")
     r.add_argument("--results", type=Path, help="parent of the run directory (./results)")
     r.add_argument("--cache", type=Path, help="cache root (default $KERNEL_LAB_CACHE or "
@@ -40,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fetch", help="fetch a kernel into the cache")
     f.add_argument("spec")
+    f.add_argument("--variant", metavar="NAME[+NAME]", help="config variant for built kernels")
     f.add_argument("--cache", type=Path)
     return p
 
@@ -72,7 +76,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         extra = [a for a in args.pytest_args if a != "--"]
         opts = RunOptions(kernels=args.kernel, keyword=args.keyword, results=args.results,
                           cache=args.cache, accel=args.accel, ssh_port=args.ssh_port,
-                          workers=args.workers, pytest_args=extra,
+                          workers=args.workers, variant=args.variant, pytest_args=extra,
                           **({"suite": args.suite.resolve()} if args.suite else {}))
         return run(opts, argv=["lab", *argv])
     if args.command == "doctor":
@@ -80,7 +84,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "kernels":
         return commands.kernels(args.cache)
     if args.command == "fetch":
-        return commands.fetch(args.spec, args.cache)
+        return commands.fetch(args.spec, args.cache, variant=args.variant)
     raise AssertionError(args.command)
 
 

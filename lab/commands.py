@@ -43,9 +43,9 @@ def kernels(cache_opt: Path | None) -> int:
     return EXIT_OK
 
 
-def fetch(spec: str, cache_opt: Path | None) -> int:
+def fetch(spec: str, cache_opt: Path | None, *, variant: str | None = None) -> int:
     from lab.fetch import resolve_kernel
 
-    k = resolve_kernel(spec, cache=cache_root(cache_opt))
+    k = resolve_kernel(spec, cache=cache_root(cache_opt), variant=variant)
     print(f"{spec} -> {k.release} ({k.image})")
     return EXIT_OK

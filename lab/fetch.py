@@ -1,7 +1,9 @@
 """Turn a kernel spec into a bootable ``Kernel``: fetch it into the cache or validate a path.
 
 ``resolve_kernel`` is the one entry point the rest of the lab uses; it
-dispatches on the spec's kind (lab.kspec).  Path specs are checked before any
+dispatches on the spec's kind (lab.kspec): Debian packages are fetched,
+sources (debian-src, git, tree) are prepared (lab.source) and built with the
+requested config variant (lab.build).  Path specs are checked before any
 expensive work: the file must carry an x86 boot header whose version string
 names the release, and a modules directory must be named after that release.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 from lab import debian
 from lab.errors import InfraError, UserError
 from lab.kernel import Kernel
-from lab.kspec import DebianSpec, PathSpec, parse_spec
+from lab.kspec import DebianSpec, DebianSrcSpec, GitSpec, PathSpec, TreeSpec, parse_spec
 
 log = logging.getLogger("lab.fetch")
 
@@ -80,12 +82,33 @@ def _resolve_path(spec: PathSpec, text: str) -> Kernel:
                   config=_path_config(image, release), source="path")
 
 
-def resolve_kernel(spec: str, *, cache: Path, refresh: bool = False) -> Kernel:
-    """The Kernel a spec names: a Debian package (fetched and cached) or an image path.
+def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cache: Path,
+                   variant: str | None, refresh: bool) -> Kernel:
+    from lab import build, kconfig, source
 
-    ``refresh`` forces `apt-get update` before resolving a Debian spec.
+    kconfig.compose(variant)  # an unknown variant or a bad fragment: before any download
+    if isinstance(parsed, DebianSrcSpec):
+        tree = source.debian_source(parsed.series, cache=cache, refresh=refresh)
+    elif isinstance(parsed, GitSpec):
+        tree = source.git_source(parsed.repo, parsed.rev, cache=cache)
+    else:
+        tree = source.plain_tree(parsed.path)
+    return build.build(tree, variant, cache=cache, spec_text=spec)
+
+
+def resolve_kernel(spec: str, *, cache: Path, refresh: bool = False,
+                   variant: str | None = None) -> Kernel:
+    """The Kernel a spec names: a Debian package (fetched), a source (built) or an image path.
+
+    ``refresh`` forces `apt-get update` before resolving a Debian spec;
+    ``variant`` ("aio-off", "debug+aio-off") applies to built kernels only.
     """
     parsed = parse_spec(spec)
+    if isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec):
+        return _resolve_built(parsed, spec, cache=cache, variant=variant, refresh=refresh)
+    if variant not in (None, "", "base"):
+        raise UserError(f"--variant {variant} needs a kernel built by the lab "
+                        f"(debian-src:SERIES, git:PATH[@REV], tree:PATH), not {spec!r}")
     if isinstance(parsed, PathSpec):
         return _resolve_path(parsed, spec)
     assert isinstance(parsed, DebianSpec)

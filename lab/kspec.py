@@ -1,8 +1,9 @@
 """Kernel specs: what the user writes after ``--kernel``, parsed into frozen dataclasses.
 
 One registry maps a spec's ``KIND:`` prefix to its parser.  Anything without a
-known prefix is a path to a kernel image.  Kinds planned for later are known
-by name so their users get "not supported yet" instead of "unknown".
+known prefix is a path to a kernel image.  ``debian-src:``, ``git:`` and
+``tree:`` name sources that lab.build turns into kernels (with a config
+variant, given separately: ``--variant``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,30 @@ class PathSpec:
     modules: Path | None = None
 
 
-KernelSpec = DebianSpec | PathSpec
+@dataclass(frozen=True)
+class DebianSrcSpec:
+    """Debian's linux-source-SERIES package, built by the lab."""
+
+    series: str
+
+
+@dataclass(frozen=True)
+class GitSpec:
+    """A local kernel git repository at a revision (default HEAD), built by the lab."""
+
+    repo: Path
+    rev: str | None = None
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """A plain kernel source directory, built out of tree by the lab."""
+
+    path: Path
+
+
+BuiltSpec = DebianSrcSpec | GitSpec | TreeSpec
+KernelSpec = DebianSpec | PathSpec | DebianSrcSpec | GitSpec | TreeSpec
 
 # A Debian version with a revision ("UPSTREAM-REVISION"), optional epoch: the
 # metapackage's versions always carry a Debian revision, a series never does.
@@ -48,7 +72,9 @@ def valid_forms() -> str:
     return (
         f"debian:SERIES ({', '.join(_series_names())}), "
         "debian:VERSION (a linux-image-amd64 version, e.g. 7.2.13-1), "
-        "IMAGE[,modules=DIR] (a bzImage/vmlinuz path)"
+        "IMAGE[,modules=DIR] (a bzImage/vmlinuz path), "
+        f"debian-src:SERIES ({', '.join(_series_names())}, built), "
+        "git:PATH[@REV] (built), tree:PATH (built)"
     )
 
 
@@ -64,11 +90,34 @@ def _parse_debian(text: str, rest: str) -> KernelSpec:
     )
 
 
+def _parse_debian_src(text: str, rest: str) -> KernelSpec:
+    series = _series_names()
+    if rest not in series:
+        raise UserError(f"unknown Debian source {text!r}: known series {', '.join(series)}")
+    return DebianSrcSpec(series=rest)
+
+
+def _parse_git(text: str, rest: str) -> KernelSpec:
+    # The last "@" splits: paths rarely hold one, revisions ("v7.2", "HEAD~3") never end in one.
+    path, sep, rev = rest.rpartition("@")
+    if not sep:
+        path, rev = rest, ""
+    if not path or (sep and not rev):
+        raise UserError(f"bad git kernel spec {text!r}; write git:PATH or git:PATH@REV")
+    return GitSpec(repo=Path(path).expanduser(), rev=rev or None)
+
+
+def _parse_tree(text: str, rest: str) -> KernelSpec:
+    return TreeSpec(path=Path(rest).expanduser())
+
+
 # Kind → parser(whole text, text after "KIND:").
 _KINDS: dict[str, Callable[[str, str], KernelSpec]] = {
     "debian": _parse_debian,
+    "debian-src": _parse_debian_src,
+    "git": _parse_git,
+    "tree": _parse_tree,
 }
-_LATER = ("debian-src", "git", "tree")  # planned: debian-src:SERIES, git:PATH@REV, tree:PATH
 
 
 def _parse_path(text: str) -> PathSpec:
@@ -83,14 +132,10 @@ def parse_spec(text: str) -> KernelSpec:
     """Parse a kernel spec; a form that is not one of ``valid_forms()`` is a UserError."""
     text = text.strip()
     kind, sep, rest = text.partition(":")
-    if sep and re.fullmatch(r"[a-z][a-z0-9-]*", kind):
-        if kind in _KINDS:
-            if not rest:
-                raise UserError(f"kernel spec {text!r} is incomplete; valid forms: {valid_forms()}")
-            return _KINDS[kind](text, rest)
-        if kind in _LATER:
-            raise UserError(f"kernel spec kind '{kind}:' is not supported yet; "
-                            f"valid forms: {valid_forms()}")
+    if sep and re.fullmatch(r"[a-z][a-z0-9-]*", kind) and kind in _KINDS:
+        if not rest:
+            raise UserError(f"kernel spec {text!r} is incomplete; valid forms: {valid_forms()}")
+        return _KINDS[kind](text, rest)
     # A path must look like one: a bare word ("6.1", "bzimage") is more likely a
     # mistyped spec than a file in the current directory, unless it exists.
     image = text.partition(",modules=")[0]

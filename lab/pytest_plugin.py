@@ -35,6 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("lab", "kernel-lab")
     g.addoption("--lab-kernel", action="append", default=[], metavar="SPEC",
                 help=f"kernel to test (repeatable; default {DEFAULT_KERNEL})")
+    g.addoption("--lab-variant", default=None, metavar="NAME[+NAME]",
+                help="config variant for kernels the lab builds (kernels/*.config)")
     g.addoption("--lab-cache", default=None, help="cache root (default $KERNEL_LAB_CACHE "
                 "or $XDG_CACHE_HOME/kernel-lab)")
     g.addoption("--lab-results", default=None, help="where run directories go (./results)")
@@ -51,7 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "claim(text): the API-spec claim a scenario checks",
-        "requires_config(*options): kernel config options the scenario needs (else SKIP)",
+        "requires_config(*options): kernel config options the scenario needs (else SKIP); "
+        "'!NAME' means the option must be off",
     ):
         config.addinivalue_line("markers", line)
     workerinput = getattr(config, "workerinput", None)
@@ -147,7 +150,8 @@ def kernel(request: pytest.FixtureRequest, lab_cache: Path, lab_run_dir: Path) -
     spec = str(request.param)
     started = time.monotonic()
     try:
-        k = resolve_kernel(spec, cache=lab_cache)
+        k = resolve_kernel(spec, cache=lab_cache,
+                           variant=request.config.getoption("lab_variant"))
     except UserError as exc:
         pytest.exit(f"kernel-lab: {exc}", returncode=2)
     results.append_phase(lab_run_dir, "fetch", time.monotonic() - started, kernel=spec)
@@ -219,9 +223,17 @@ def _lab_requirements(request: pytest.FixtureRequest) -> None:
     if marker is None or "kernel" not in request.fixturenames:
         return
     k: Kernel = request.getfixturevalue("kernel")
-    missing = [o for o in marker.args if k.config_option(o) not in ("y", "m")]
+    on = [o for o in marker.args if not o.startswith("!")]
+    off = [o[1:] for o in marker.args if o.startswith("!")]
+    missing = [o for o in on if k.config_option(o) not in ("y", "m")]
     if missing:
         pytest.skip(f"{k.spec} ({k.release}) lacks " + ", ".join(f"CONFIG_{o}" for o in missing))
+    if off and k.config is None:
+        pytest.skip(f"not applicable: the config of {k.spec} is unknown")
+    present = [f"CONFIG_{o}={k.config_option(o)}" for o in off
+               if k.config_option(o) in ("y", "m")]
+    if present:
+        pytest.skip("not applicable: " + ", ".join(present))
 
 
 # -- per-test kernel log check ---------------------------------------------------

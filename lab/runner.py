@@ -36,6 +36,7 @@ class RunOptions:
     accel: str = "auto"
     ssh_port: int | None = None
     workers: int = 1
+    variant: str | None = None
     suite: Path = SCENARIOS
     pytest_args: list[str] = field(default_factory=list)
 
@@ -75,7 +76,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     print(f"kernel-lab: run directory {run_dir}", flush=True)
     for spec in kernels:
         t = time.monotonic()
-        k = resolve_kernel(spec, cache=cache)
+        k = resolve_kernel(spec, cache=cache, variant=opts.variant)
         results.append_phase(run_dir, "fetch", time.monotonic() - t, kernel=spec)
         print(f"kernel-lab: {spec} -> {k.release} ({time.monotonic() - t:.1f}s)", flush=True)
 
@@ -84,6 +85,8 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
             "-p", "no:cacheprovider", "-rs"]
     for spec in kernels:
         args += ["--lab-kernel", spec]
+    if opts.variant:
+        args += ["--lab-variant", opts.variant]
     if opts.keyword:
         args += ["-k", opts.keyword]
     if opts.ssh_port is not None:

@@ -72,15 +72,7 @@ def test_incomplete_debian_spec() -> None:
 
 
 @pytest.mark.parametrize("text", ["git:/src/linux@v7.2", "tree:/src/linux", "debian-src:7.2"])
-def test_later_kinds_are_not_supported_yet(text: str) -> None:
-    with pytest.raises(UserError, match="not supported yet") as exc:
-        parse_spec(text)
-    # Named as not supported, but never offered as a valid form.
-    msg = _one_line_listing_forms(exc)
-    assert "git:" not in msg.split("valid forms:")[1]
-    assert "tree:" not in valid_forms() and "debian-src" not in valid_forms()
-
-
-def test_bad_modules_option() -> None:
-    with pytest.raises(UserError):
-        parse_spec("/boot/vmlinuz,modules=")
+def test_built_kinds_are_valid_forms(text: str) -> None:
+    # Parsed (lab/kspec.py); their parsing is tested in tests/test_kconfig.py.
+    parse_spec(text)
+    assert text.split(":", 1)[0] + ":" in valid_forms()

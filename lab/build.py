@@ -1,0 +1,256 @@
+"""Build a kernel from a source tree and a config variant, cached and incremental.
+
+The result is cached under ``<cache>/kernels/built/<key>/`` keyed by (source
+identity, composed config hash, compiler version): asking twice for the same
+kernel costs no build.  The object tree lives in ``<cache>/build/<slot>/``, one
+per (source, variant), out of the source tree (``O=``) and kept between
+builds; its ``.config`` is replaced only when the resolved config changed, so
+a rebuild after editing one file recompiles that file and relinks.
+
+Phases (each logged with its duration): config (compose, check names against
+the tree's Kconfig, resolve with ``allnoconfig`` + ``KCONFIG_ALLCONFIG``,
+verify that every requested option stuck), make (``-jN``, ccache when
+installed, a progress line every ``PROGRESS_EVERY`` seconds), publish.  The
+full log is kept; a failure shows its last error lines and the log's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from lab import cache as cache_mod
+from lab import kconfig, proc
+from lab.errors import InfraError, UserError
+from lab.kernel import METADATA, Kernel
+from lab.source import SourceTree
+
+log = logging.getLogger("lab.build")
+
+PROGRESS_EVERY = 30.0  # seconds between progress lines during make
+MAKE_TIMEOUT = 4 * 3600.0
+TARGET = "bzImage"
+IMAGE = Path("arch/x86/boot/bzImage")
+_STEP = re.compile(rb"^  [A-Z][A-Z0-9_]{1,7} +\S")  # Kbuild's "  CC      fs/aio.o" lines
+_ERROR = re.compile(r"(error|Error \d+|undefined reference|No rule to make target)")
+
+
+class BuildError(InfraError):
+    """make failed: the last error lines and the log path (exit 3, bisection's "skip")."""
+
+
+def built_dir(cache: Path) -> Path:
+    return cache / "kernels" / "built"
+
+
+def compiler_version(cc: str = "gcc") -> str:
+    """First line of ``cc --version``: part of the cache key (another gcc, another kernel)."""
+    try:
+        out = proc.run([cc, "--version"], phase="build:tools", timeout=60).stdout
+    except proc.ProcessError:
+        raise UserError(f"building kernels needs {cc}; install build-essential") from None
+    return out.splitlines()[0].strip() if out else cc
+
+
+def cache_key(source_identity: str, config_hash: str, compiler: str) -> str:
+    """The name of a built kernel's cache entry."""
+    text = f"{source_identity}\n{config_hash}\n{compiler}\n"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _slot(source: SourceTree, variant: str) -> str:
+    """The object-tree directory name: one per source and variant, readable in `ls`."""
+    ident = source.identity.split("#", 1)[0]  # a plain tree keeps its slot across edits
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
+    return f"{source.kind}-{source.version}-{variant}-{digest}"
+
+
+def make_jobs() -> int:
+    """Cores + 1: one job waits on I/O while the others compile."""
+    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1) + 1
+
+
+def make_argv(source: SourceTree, out: Path, *targets: str, jobs: int | None = None) -> list[str]:
+    argv = ["make", "-C", str(source.path), f"O={out}"]
+    if jobs is not None:
+        argv.append(f"-j{jobs}")
+    if shutil.which("ccache"):
+        argv.append("CC=ccache gcc")
+    return [*argv, *targets]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One build per object tree at a time (two runs asking for one kernel wait)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load_built(entry: Path, *, spec: str) -> Kernel | None:
+    meta = entry / METADATA
+    return Kernel.from_json(meta.read_text(), entry, spec=spec) if meta.is_file() else None
+
+
+def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
+              log_path: Path) -> bool:
+    """Resolve the composed config into ``out/.config``; True when it changed.
+
+    Kconfig writes the candidate to a side file (KCONFIG_CONFIG), so ``.config``
+    keeps its mtime when nothing changed and make has nothing to redo.
+    """
+    symbols = kconfig.tree_symbols(source.path)
+    unknown = kconfig.unknown_options(composed, symbols)
+    if unknown:
+        named = "; ".join(f"{o.name} ({o.origin})" for o in unknown[:8])
+        more = f"; and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+        raise UserError(f"unknown option(s) for Linux {source.version} (no Kconfig symbol "
+                        f"in {source.path}): {named}{more}")
+    out.mkdir(parents=True, exist_ok=True)
+    fragment = out / "lab-fragment.config"
+    fragment.write_text(composed.text())
+    candidate = out / ".config.lab-new"
+    proc.run([*make_argv(source, out, "allnoconfig"), f"KCONFIG_ALLCONFIG={fragment}",
+              f"KCONFIG_CONFIG={candidate.name}"],
+             phase="build:config", log_path=log_path, timeout=600)
+    text = candidate.read_text()
+    kconfig.validate(composed, text, where=f"{out}/.config")
+    current = out / ".config"
+    if current.is_file() and current.read_text() == text:
+        candidate.unlink()
+        return False
+    os.replace(candidate, current)
+    return True
+
+
+def _progress(log_path: Path, start_size: int, done: threading.Event, *, label: str,
+              expected: int | None, started: float) -> None:
+    """Every PROGRESS_EVERY s: steps so far (and % of the last build's steps)."""
+    while not done.wait(PROGRESS_EVERY):
+        steps = _count_steps(log_path, start_size)
+        pct = f" (~{min(99, 100 * steps // expected)}%)" if expected else ""
+        log.info("build %s: make %d steps%s, %s", label, steps, pct,
+                 _elapsed(time.monotonic() - started))
+
+
+def _count_steps(log_path: Path, start: int) -> int:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            return sum(1 for line in f if _STEP.match(line))
+    except OSError:
+        return 0
+
+
+def _elapsed(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s" if seconds >= 60 else f"{seconds:.1f}s"
+
+
+def error_lines(log_text: str, limit: int = 12) -> list[str]:
+    """The lines of a failed build a person should read first: errors, else the tail."""
+    lines = log_text.splitlines()
+    hits = [ln for ln in lines if _ERROR.search(ln) and not ln.startswith("+ ")]
+    return (hits or lines)[-limit:]
+
+
+def run_make(source: SourceTree, out: Path, *, log_path: Path, label: str,
+             jobs: int | None = None) -> float:
+    """make TARGET in ``out`` with progress lines; returns the seconds it took."""
+    steps_file = out / ".lab-steps"
+    expected = int(steps_file.read_text()) if steps_file.is_file() else None
+    start_size = log_path.stat().st_size if log_path.exists() else 0
+    started = time.monotonic()
+    done = threading.Event()
+    ticker = threading.Thread(target=_progress, args=(log_path, start_size, done),
+                              kwargs={"label": label, "expected": expected, "started": started},
+                              daemon=True)
+    ticker.start()
+    try:
+        proc.run(make_argv(source, out, TARGET, jobs=jobs or make_jobs()), phase="build:make",
+                 log_path=log_path, timeout=MAKE_TIMEOUT)
+    except proc.ProcessError:
+        tail = error_lines(log_path.read_text(errors="replace")[-200_000:])
+        raise BuildError("make failed:\n  " + "\n  ".join(tail), phase="build:make",
+                         log=log_path) from None
+    finally:
+        done.set()
+        ticker.join(1)
+    steps = _count_steps(log_path, start_size)
+    if expected is None or steps > expected:  # a cold build sets the scale for percentages
+        steps_file.write_text(str(steps))
+    return time.monotonic() - started
+
+
+def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: str,
+          jobs: int | None = None) -> Kernel:
+    """The built Kernel for ``source`` + ``variant``: from the cache, or built and published."""
+    composed = kconfig.compose(variant)  # unknown variant / bad fragment: before any work
+    compiler = compiler_version()
+    key = cache_key(source.identity, composed.hash, compiler)
+    entry = built_dir(cache) / key
+    hit = load_built(entry, spec=spec_text)
+    if hit is not None:
+        log.info("build: %s %s is cached (%s)", spec_text, composed.variant, entry)
+        return hit
+    out = cache / "build" / _slot(source, composed.variant)
+    logs = cache / "build" / "logs"
+    log_path = logs / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    label = f"{source.identity} {composed.variant}"
+    with _locked(cache / "build" / f".{out.name}.lock"):
+        hit = load_built(entry, spec=spec_text)  # another run may have built it meanwhile
+        if hit is not None:
+            return hit
+        t0 = time.monotonic()
+        changed = configure(source, composed, out, log_path=log_path)
+        log.info("build %s: config %s, %d options verified, %s", label,
+                 "changed" if changed else "unchanged", len(composed.options),
+                 _elapsed(time.monotonic() - t0))
+        log.info("build %s: make %s -j%d%s (log %s)", label, TARGET, jobs or make_jobs(),
+                 " with ccache" if shutil.which("ccache") else "", log_path)
+        took = run_make(source, out, log_path=log_path, label=label, jobs=jobs)
+        log.info("build %s: make done in %s", label, _elapsed(took))
+        kernel = _publish(source, composed, out, entry=entry, spec_text=spec_text,
+                          cache=cache, log_path=log_path)
+    log.info("build %s: published %s (%s), total %s", label, entry, kernel.release,
+             _elapsed(time.monotonic() - t0))
+    return kernel
+
+
+def _publish(source: SourceTree, composed: kconfig.Composed, out: Path, *, entry: Path,
+             spec_text: str, cache: Path, log_path: Path) -> Kernel:
+    release_file = out / "include" / "config" / "kernel.release"
+    if not (out / IMAGE).is_file() or not release_file.is_file():
+        raise InfraError(f"make succeeded but {out / IMAGE} or kernel.release is missing",
+                         phase="build:publish", log=log_path)
+    release = release_file.read_text().strip()
+    cache_mod.clean_stale_temps(built_dir(cache))
+    with cache_mod.temp_dir(built_dir(cache)) as tmp:
+        shutil.copy2(out / IMAGE, tmp / "bzImage")
+        shutil.copy2(out / ".config", tmp / "config")
+        shutil.copy2(out / "System.map", tmp / "System.map")  # splat addresses → symbols
+        shutil.copy2(log_path, tmp / "build.log")
+        (tmp / "fragment.config").write_text(composed.text())
+        kernel = Kernel(spec=spec_text, release=release, image=entry / "bzImage",
+                        modules=None, config=entry / "config", source=source.kind,
+                        variant=composed.variant, package_version=None,
+                        packages=(source.identity,))
+        (tmp / METADATA).write_text(kernel.to_json(entry))
+        cache_mod.publish(tmp, entry)
+    published = load_built(entry, spec=spec_text)
+    if published is None:
+        raise InfraError(f"{entry} has no {METADATA} after publishing", phase="build:publish")
+    return published
