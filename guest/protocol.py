@@ -17,7 +17,16 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any
 
-from guest import PROTOCOL_VERSION, native, ops_aio, ops_creds, ops_nvme, ops_sys, ops_uring
+from guest import (
+    PROTOCOL_VERSION,
+    native,
+    ops_aio,
+    ops_creds,
+    ops_nvme,
+    ops_raw,
+    ops_sys,
+    ops_uring,
+)
 
 
 class RequestError(Exception):
@@ -42,6 +51,7 @@ OPS: dict[str, Callable[..., Any]] = {
     **ops_sys.OPS,
     **ops_aio.OPS,
     **ops_creds.OPS,
+    **ops_raw.OPS,
     **ops_uring.OPS, **ops_nvme.OPS,
 }
 
