@@ -12,11 +12,16 @@ HOST_PACKAGES = [
     "xz-utils", "gcc", "libc6-dev", "python3-dev",
     "fio",  # the io_uring suites run it in the guest (which sees the host root)
 ]
+# Building kernels from source (lab/build.py: debian-src:, git:, tree:), per FACTS.md.
+BUILD_PACKAGES = [
+    "build-essential", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "cpio", "rsync",
+    "pahole", "zstd", "ccache",
+]
 
 
-def _host_packages(session: nox.Session) -> None:
+def _host_packages(session: nox.Session, *extra: str) -> None:
     """Install the Debian packages the lab drives (as root; skipped where present)."""
-    session.run("python", "-m", "lab.hostdeps", *HOST_PACKAGES, external=True)
+    session.run("python", "-m", "lab.hostdeps", *HOST_PACKAGES, *extra, external=True)
 
 
 def _install(session: nox.Session) -> None:
@@ -27,7 +32,7 @@ def _install(session: nox.Session) -> None:
 def lab(session: nox.Session) -> None:
     """Boot the default kernel and run the scenario suites (`nox -s lab -- --kernel SPEC`)."""
     _install(session)
-    _host_packages(session)
+    _host_packages(session, *BUILD_PACKAGES)
     session.run("lab", "run", *session.posargs)
 
 
@@ -35,7 +40,7 @@ def lab(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The project's own tests, including real boots of a Debian kernel under QEMU."""
     _install(session)
-    _host_packages(session)
+    _host_packages(session, *BUILD_PACKAGES)
     session.run("pytest", "-p", "no:cacheprovider", "-ra", *session.posargs)
 
 
