@@ -23,6 +23,7 @@ from guest import (
     ops_aio,
     ops_creds,
     ops_nvme,
+    ops_race,
     ops_raw,
     ops_sys,
     ops_uring,
@@ -52,6 +53,7 @@ OPS: dict[str, Callable[..., Any]] = {
     **ops_aio.OPS,
     **ops_creds.OPS,
     **ops_raw.OPS,
+    **ops_race.OPS,
     **ops_uring.OPS, **ops_nvme.OPS,
 }
 

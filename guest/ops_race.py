@@ -1,0 +1,127 @@
+"""race.* operations: the C race loops of csrc/race.c, one op per loop.
+
+Each op runs its loop to the end (iterations or seconds, whichever comes
+first) and returns the loop's outcome counts and timings as a dict, plus
+``rate_per_s``.  The scenarios decide what counts as a violation; the ops
+only count.  A loop stuck in the kernel never returns: the lab's call
+timeout turns that into a HANG.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import Any
+
+from guest import native
+
+KINDS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in race.c
+NS = 1_000_000_000
+
+
+def _result(cdata: Any) -> dict[str, Any]:
+    ffi = native.ffi()
+    out: dict[str, Any] = {
+        name: int(getattr(cdata, name)) for name, _ in ffi.typeof(cdata).item.fields
+    }
+    code = out.pop("first_other_errno")
+    out["first_other_errno"] = errno.errorcode.get(code, str(code)) if code else None
+    out["timed_out"] = bool(out["timed_out"])
+    secs = out["elapsed_ns"] / NS
+    out["rate_per_s"] = round(out["iterations"] / secs, 1) if secs > 0 else 0.0
+    return out
+
+
+def _kinds(kinds: list[str]) -> int:
+    bits = 0
+    for name in kinds:
+        if name not in KINDS:
+            raise ValueError(f"unknown kind {name!r} (valid: {sorted(KINDS)})")
+        bits |= KINDS[name]
+    return bits
+
+
+def destroy_vs_submit(
+    path: str | None = None,
+    submitters: int = 2,
+    nr_events: int = 64,
+    kinds: list[str] | None = None,
+    polls_per_iter: int = 2,
+    write_offset: int = 0,
+    iterations: int = 200,
+    seconds: float = 10.0,
+    max_target: int = 8,
+    wait_ms: float = 20.0,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """io_submit from ``submitters`` threads while one thread io_destroys the context.
+
+    Reads and writes go to ``path`` with O_DIRECT (writes only at
+    ``write_offset`` + 4 KiB per thread); polls wait on a pipe nobody writes.
+    """
+    bits = _kinds(["read", "write", "poll"] if kinds is None else kinds)
+    fd = -1
+    if bits & (KINDS["read"] | KINDS["write"]):
+        if path is None:
+            raise ValueError("read and write kinds need a path")
+        fd = os.open(path, os.O_RDWR | os.O_DIRECT)
+    ffi, lib = native.ffi(), native.lib()
+    out = ffi.new("struct race_dvs_result *")
+    try:
+        native.check(int(lib.race_destroy_vs_submit(
+            fd, submitters, nr_events, bits, polls_per_iter, write_offset, iterations,
+            int(seconds * NS), max_target, int(wait_ms * 1e6), seed, out)))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return _result(out)
+
+
+def concurrent_destroy(threads: int = 4, polls: int = 4, iterations: int = 200,
+                       seconds: float = 10.0) -> dict[str, Any]:
+    """``threads`` threads io_destroy one context at once, ``polls`` POLLs pending in it."""
+    ffi, lib = native.ffi(), native.lib()
+    out = ffi.new("struct race_cd_result *")
+    native.check(int(lib.race_concurrent_destroy(threads, polls, iterations,
+                                                 int(seconds * NS), out)))
+    return _result(out)
+
+
+def setup_vs_destroy(creators: int = 2, lookers: int = 2, slots: int = 8, nr_events: int = 8,
+                     iterations: int = 500, seconds: float = 10.0,
+                     seed: int = 1) -> dict[str, Any]:
+    """Creators io_setup/io_destroy through shared slots while lookers use the ids."""
+    ffi, lib = native.ffi(), native.lib()
+    out = ffi.new("struct race_svd_result *")
+    native.check(int(lib.race_setup_vs_destroy(creators, lookers, slots, nr_events,
+                                               iterations, int(seconds * NS), seed, out)))
+    return _result(out)
+
+
+def destroy_buffers(path: str, nbufs: int = 12, bufsize: int = 4096, stride: int = 1 << 20,
+                    rounds: int = 3, seconds: float = 30.0,
+                    settle_ms: float = 1000.0) -> dict[str, Any]:
+    """Slow O_DIRECT reads into patterned buffers, io_destroy, then watch the buffers.
+
+    ``settle_ms`` is how long the buffers are watched after io_destroy
+    returned: it must exceed the time the reads would still need.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    ffi, lib = native.ffi(), native.lib()
+    out = ffi.new("struct race_buf_result *")
+    try:
+        native.check(int(lib.race_destroy_buffers(fd, nbufs, bufsize, stride, rounds,
+                                                  int(seconds * NS), int(settle_ms * 1e6),
+                                                  out)))
+    finally:
+        os.close(fd)
+    return _result(out)
+
+
+OPS: dict[str, Callable[..., Any]] = {
+    "race.destroy_vs_submit": destroy_vs_submit,
+    "race.concurrent_destroy": concurrent_destroy,
+    "race.setup_vs_destroy": setup_vs_destroy,
+    "race.destroy_buffers": destroy_buffers,
+}

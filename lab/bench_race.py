@@ -1,0 +1,174 @@
+"""Race-loop rate: the agent's C loop against a stand-alone C program, in the same VM.
+
+The goal (issue 4) is that driving the loops through the agent (Python,
+cffi, a JSON request) costs nothing measurable: the agent's
+io_submit/io_destroy iterations per second should be at least 0.9x a plain
+program's.  The plain program is ``guest/csrc/race.c`` itself with a small
+``main()``: the same loop compiled without Python around it, so the ratio
+measures the agent's overhead and nothing else.  It is compiled on the host
+into the cache (the guest sees the host's root) and run in the guest over SSH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import proc
+from lab.agent import Agent
+from lab.errors import InfraError
+from lab.ssh import Ssh
+
+RACE_C = Path(__file__).resolve().parent.parent / "guest" / "csrc" / "race.c"
+KIND_BITS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in race.c
+CFLAGS = ["-O2", "-pthread"]
+
+PLAIN_MAIN = r"""
+/* race.c's destroy-vs-submit loop as a stand-alone program (lab/bench_race.py). */
+#define _GNU_SOURCE /* O_DIRECT; the agent's build gets it from Python.h */
+#include <stdio.h>
+#include "race.c"
+
+int main(int argc, char **argv)
+{
+    struct race_dvs_result o;
+    int fd = -1;
+    long r;
+
+    if (argc != 12) {
+        fprintf(stderr, "usage: %s PATH SUBMITTERS NR_EVENTS KINDS POLLS WRITE_OFFSET "
+            "ITERATIONS DURATION_NS MAX_TARGET WAIT_NS SEED\n", argv[0]);
+        return 2;
+    }
+    if (strcmp(argv[1], "-") != 0) {
+        fd = open(argv[1], O_RDWR | O_DIRECT);
+        if (fd < 0) {
+            perror(argv[1]);
+            return 1;
+        }
+    }
+    r = race_destroy_vs_submit(fd, atoi(argv[2]), (unsigned)atoi(argv[3]),
+                   (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]),
+                   strtoull(argv[6], NULL, 0), strtoull(argv[7], NULL, 0),
+                   strtoull(argv[8], NULL, 0), (unsigned)atoi(argv[9]),
+                   strtoull(argv[10], NULL, 0), strtoull(argv[11], NULL, 0), &o);
+    if (r < 0) {
+        fprintf(stderr, "race_destroy_vs_submit: %s\n", strerror((int)-r));
+        return 1;
+    }
+    printf("{\"iterations\": %llu, \"elapsed_ns\": %llu, \"submit_ok\": %llu, "
+           "\"destroy_ns_total\": %llu, \"late_completions\": %llu, \"timed_out\": %llu}\n",
+           (unsigned long long)o.iterations, (unsigned long long)o.elapsed_ns,
+           (unsigned long long)o.submit_ok, (unsigned long long)o.destroy_ns_total,
+           (unsigned long long)o.late_completions, (unsigned long long)o.timed_out);
+    return 0;
+}
+"""
+
+
+@dataclass(frozen=True)
+class BenchParams:
+    """One destroy-vs-submit loop, the same for the agent and the plain program."""
+
+    path: str | None  # an O_DIRECT-capable block device or file; None: polls only
+    submitters: int = 2
+    nr_events: int = 64
+    kinds: tuple[str, ...] = ("read", "write", "poll")
+    polls_per_iter: int = 2
+    write_offset: int = 960 << 20  # the fast NVMe's race scratch area
+    iterations: int = 100
+    seconds: float = 15.0
+    max_target: int = 8
+    wait_ms: float = 20.0
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class RaceRate:
+    """Iterations per second (median over repeats) and agent / plain."""
+
+    agent_per_s: float
+    plain_per_s: float
+    ratio: float
+    agent_runs: list[float]
+    plain_runs: list[float]
+    params: dict[str, Any]
+
+
+def plain_binary(cache: Path) -> Path:
+    """The stand-alone program, compiled with cc into ``cache/bench`` (once per source)."""
+    digest = hashlib.sha256(RACE_C.read_bytes() + PLAIN_MAIN.encode()
+                            + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    out_dir = cache / "bench"
+    binary = out_dir / f"race-plain-{digest}"
+    if binary.exists():
+        return binary
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = out_dir / f".tmp-{os.getpid()}-race-plain.c"
+    tmp = out_dir / f".tmp-{os.getpid()}-race-plain"
+    src.write_text(PLAIN_MAIN)
+    try:
+        proc.run(["cc", *CFLAGS, "-I", str(RACE_C.parent), "-o", str(tmp), str(src)],
+                 phase="bench build", log_path=out_dir / "build.log", timeout=120)
+        os.replace(tmp, binary)  # atomic: a half-written binary is never found
+    finally:
+        src.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return binary
+
+
+def plain_argv(binary: Path, p: BenchParams) -> list[str]:
+    kinds = sum(KIND_BITS[k] for k in p.kinds)
+    return [str(binary), p.path or "-", str(p.submitters), str(p.nr_events), str(kinds),
+            str(p.polls_per_iter), str(p.write_offset), str(p.iterations),
+            str(int(p.seconds * 1e9)), str(p.max_target), str(int(p.wait_ms * 1e6)),
+            str(p.seed)]
+
+
+def parse_plain(stdout: str) -> dict[str, Any]:
+    """The program's one JSON line, with ``rate_per_s`` added as the agent's op adds it."""
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise ValueError(f"no result line in {stdout[-200:]!r}")
+    got: dict[str, Any] = json.loads(lines[-1])
+    secs = got["elapsed_ns"] / 1e9
+    got["rate_per_s"] = round(got["iterations"] / secs, 1) if secs > 0 else 0.0
+    return got
+
+
+def _agent_rate(agent: Agent, p: BenchParams) -> float:
+    got = agent.call("race.destroy_vs_submit", timeout=p.seconds + 60.0, path=p.path,
+                     submitters=p.submitters, nr_events=p.nr_events, kinds=list(p.kinds),
+                     polls_per_iter=p.polls_per_iter, write_offset=p.write_offset,
+                     iterations=p.iterations, seconds=p.seconds, max_target=p.max_target,
+                     wait_ms=p.wait_ms, seed=p.seed)
+    return float(got["rate_per_s"])
+
+
+def _plain_rate(ssh: Ssh, binary: Path, p: BenchParams) -> float:
+    res = ssh.run(plain_argv(binary, p), timeout=p.seconds + 60.0)
+    if res.status != 0:
+        raise InfraError(f"the plain race program failed in the guest (status {res.status}): "
+                         f"{res.stderr.strip()[-300:]}", phase="bench")
+    return float(parse_plain(res.stdout)["rate_per_s"])
+
+
+def measure(agent: Agent, ssh: Ssh, *, cache: Path, params: BenchParams,
+            repeats: int = 3) -> RaceRate:
+    """Alternate agent and plain runs ``repeats`` times; compare the median rates."""
+    binary = plain_binary(cache)
+    agent_runs: list[float] = []
+    plain_runs: list[float] = []
+    for _ in range(repeats):
+        # Alternating spreads slow phases of a shared host over both sides.
+        agent_runs.append(_agent_rate(agent, params))
+        plain_runs.append(_plain_rate(ssh, binary, params))
+    a, b = statistics.median(agent_runs), statistics.median(plain_runs)
+    return RaceRate(agent_per_s=a, plain_per_s=b, ratio=round(a / b, 3) if b else 0.0,
+                    agent_runs=agent_runs, plain_runs=plain_runs,
+                    params={**asdict(params), "kinds": list(params.kinds)})

@@ -1,0 +1,31 @@
+"""io_destroy of one context from several threads at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from scenarios.races.claims import CLAIMS
+from scenarios.races.params import ConcurrentDestroy, ident, load
+
+PARAMS = load(ConcurrentDestroy)
+
+
+@pytest.mark.claim(CLAIMS["concurrent_destroy"])
+@pytest.mark.requires_config("AIO")
+@pytest.mark.parametrize("p", [PARAMS], ids=ident)
+def test_exactly_one_destroy_wins(run_loop: Callable[..., dict[str, Any]], aio_nr: Any,
+                                  p: ConcurrentDestroy) -> None:
+    before = aio_nr()
+    got = run_loop("race.concurrent_destroy", threads=p.threads, polls=p.polls,
+                   iterations=p.iterations, seconds=p.seconds)
+    n = got["iterations"]
+    assert n > 0, "no iteration ran within the time bound"
+    assert got["destroy_other"] == 0, f"unexpected errno {got['first_other_errno']}"
+    assert (got["no_winner"], got["many_winners"]) == (0, 0)
+    assert got["destroy_ok"] == n
+    assert got["destroy_einval"] == n * (p.threads - 1)
+    assert got["polls_submitted"] == n * p.polls
+    assert aio_nr() == before

@@ -1,0 +1,183 @@
+"""The race loops (guest/csrc/race.c) run for real on the host kernel, through the agent.
+
+Small iteration counts: these check that each loop runs, stops at its
+bounds and counts outcomes consistently, not that the host kernel is free
+of races.  Files on the host's filesystem stand in for the NVMe devices.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import bench_race
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="module")
+def agent_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of guest/ with its extension built the way the lab builds it."""
+    root = tmp_path_factory.mktemp("race-agent")
+    shutil.copytree(REPO / "guest", root / "guest",
+                    ignore=shutil.ignore_patterns("__pycache__", "_labsys*.so"))
+    proc = subprocess.run([sys.executable, "-m", "guest.build_ffi", "--out", str(root / "guest")],
+                          cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+class Agent:
+    """The agent as a child process, spoken to over JSON lines."""
+
+    def __init__(self, root: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "guest"], cwd=root,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.hello = json.loads(self._line())["hello"]
+        self.next_id = 0
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "the agent closed stdout"
+        return line
+
+    def request(self, op: str, /, **args: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.next_id += 1
+        self.proc.stdin.write(json.dumps({"id": self.next_id, "op": op, "args": args}) + "\n")
+        self.proc.stdin.flush()
+        reply: dict[str, Any] = json.loads(self._line())
+        assert reply["id"] == self.next_id
+        return reply
+
+    def ok(self, op: str, /, **args: Any) -> Any:
+        reply = self.request(op, **args)
+        assert reply["ok"], reply
+        return reply["value"]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=TIMEOUT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def agent(agent_root: Path) -> Iterator[Agent]:
+    a = Agent(agent_root)
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> str:
+    """A sparse 64 MiB file standing in for an NVMe namespace (O_DIRECT works on ext4)."""
+    path = tmp_path / "disk.img"
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+    return str(path)
+
+
+def test_ops_are_listed(agent: Agent) -> None:
+    assert {"race.destroy_vs_submit", "race.concurrent_destroy", "race.setup_vs_destroy",
+            "race.destroy_buffers"} <= set(agent.hello["ops"])
+
+
+def test_destroy_vs_submit_counts(agent: Agent, disk: str) -> None:
+    got = agent.ok("race.destroy_vs_submit", path=disk, submitters=3, iterations=12,
+                   seconds=60, write_offset=32 << 20)
+    assert got["iterations"] == 12 and not got["timed_out"]
+    assert got["destroy_ok"] == 12 and got["destroy_other"] == 0
+    assert got["submit_other"] == got["getevents_other"] == 0
+    assert got["submit_einval"] + got["getevents_einval"] == 12 * 3
+    assert got["submit_ok"] == got["submit_read"] + got["submit_write"] + got["submit_poll"]
+    assert got["submit_read"] > 0 and got["submit_write"] > 0 and got["submit_poll"] > 0
+    assert got["completed_by_destroy"] == got["submit_ok"]
+    assert got["late_completions"] == got["bad_iterations"] == 0
+    assert got["rate_per_s"] > 0 and got["destroy_ns_max"] > 0
+
+
+def test_destroy_vs_submit_polls_only(agent: Agent) -> None:
+    # No device at all: each submitter queues its polls, then only looks the context up.
+    got = agent.ok("race.destroy_vs_submit", kinds=["poll"], submitters=2, polls_per_iter=3,
+                   iterations=8, seconds=60)
+    assert got["iterations"] == 8
+    assert got["submit_poll"] == got["submit_ok"] <= 8 * 2 * 3
+    assert got["completed_by_destroy"] == got["submit_ok"]  # cancelled polls complete too
+
+
+def test_time_bound_stops_the_loop(agent: Agent) -> None:
+    got = agent.ok("race.concurrent_destroy", threads=2, iterations=10**9, seconds=0.5)
+    assert got["timed_out"] is True
+    assert 0 < got["iterations"] < 10**9
+    assert got["elapsed_ns"] < 10 * 10**9
+
+
+def test_concurrent_destroy_one_winner(agent: Agent) -> None:
+    got = agent.ok("race.concurrent_destroy", threads=4, polls=2, iterations=15, seconds=60)
+    assert got["iterations"] == 15
+    assert (got["destroy_ok"], got["destroy_einval"], got["destroy_other"]) == (15, 45, 0)
+    assert got["no_winner"] == got["many_winners"] == 0
+    assert got["polls_submitted"] == 30
+
+
+def test_setup_vs_destroy_accounts_every_context(agent: Agent) -> None:
+    got = agent.ok("race.setup_vs_destroy", creators=2, lookers=2, slots=4, iterations=60,
+                   seconds=60)
+    assert got["iterations"] >= 60 and not got["timed_out"]
+    assert got["setup_ok"] == got["destroy_ok"] + got["final_destroy_ok"]
+    assert got["destroy_einval"] == got["destroy_other"] == got["final_destroy_failed"] == 0
+    assert got["submit_other"] == got["getevents_other"] == 0
+    assert got["submit_ok"] + got["getevents_ok"] > 0
+
+
+def test_destroy_buffers_on_a_fast_file(agent: Agent, disk: str) -> None:
+    got = agent.ok("race.destroy_buffers", path=disk, nbufs=6, rounds=2, seconds=60,
+                   settle_ms=20)
+    assert got["iterations"] == 2
+    assert got["submitted"] == 12 == got["completed_by_destroy"]
+    assert got["unfinished_at_destroy"] == got["modified_after_destroy"] == 0
+    assert got["late_completions"] == 0
+    assert got["first_other_errno"] is None
+
+
+@pytest.mark.parametrize(("op", "args"), [
+    ("race.destroy_vs_submit", {"kinds": ["poll"], "submitters": 0}),
+    ("race.destroy_vs_submit", {"kinds": ["poll"], "submitters": 2, "nr_events": 4}),
+    ("race.concurrent_destroy", {"threads": 1}),
+    ("race.setup_vs_destroy", {"creators": 0}),
+])
+def test_bad_parameters_are_einval(agent: Agent, op: str, args: dict[str, Any]) -> None:
+    reply = agent.request(op, **args)
+    assert reply["ok"] is False and reply["errno"] == "EINVAL", reply
+
+
+def test_unknown_kind_is_an_error(agent: Agent) -> None:
+    reply = agent.request("race.destroy_vs_submit", kinds=["fsync"])
+    assert reply["ok"] is False and "unknown kind" in reply["error"]
+
+
+def test_plain_program_runs_the_same_loop(tmp_path: Path, disk: str) -> None:
+    """The benchmark's stand-alone program, built and run on the host."""
+    binary = bench_race.plain_binary(tmp_path)
+    assert bench_race.plain_binary(tmp_path) == binary  # cached by source hash
+    argv = bench_race.plain_argv(binary, bench_race.BenchParams(
+        path=disk, iterations=6, seconds=60, write_offset=32 << 20))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    got = bench_race.parse_plain(proc.stdout)
+    assert got["iterations"] == 6 and got["late_completions"] == 0
+    assert got["rate_per_s"] > 0
