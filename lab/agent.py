@@ -14,8 +14,10 @@ import errno as errno_mod
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -73,14 +75,20 @@ def source_hash() -> str:
 
 
 def stage(cache: Path) -> Path:
-    """The staged agent tree (``<dir>/guest/…`` with the built extension); cached by hash."""
+    """The staged agent (``agent.tar`` and its ``MANIFEST``), cached by source hash.
+
+    The archive holds ``guest/`` with the built extension and a copy of cffi's
+    ``_cffi_backend``, so the guest's Python can start with ``-S``: no site
+    processing, whose .pth files (editable installs) cost seconds under TCG.
+    """
     final = cache / "agent" / source_hash()
-    if (final / "MANIFEST.json").exists():
+    if (final / "MANIFEST").exists():
         return final
-    tmp = final.with_name(f".tmp-{final.name}")
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        pkg = tmp / "guest"
+        tree = tmp / "tree"
+        pkg = tree / "guest"
         for path in _source_files():
             dest = pkg / path.relative_to(GUEST_SRC)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -93,17 +101,26 @@ def stage(cache: Path) -> Path:
             cwd=REPO,
             timeout=300,
         )
-        for so in build.glob("_labsys*.so"):
+        built = list(build.glob("_labsys*.so"))
+        if not built:
+            raise InfraError("the cffi build produced no _labsys extension",
+                             phase="agent build", log=cache / "agent" / "build.log")
+        for so in built:
             shutil.copy2(so, pkg / so.name)
+        import _cffi_backend  # the runtime half of cffi, needed by the extension
+
+        shutil.copy2(str(_cffi_backend.__file__), tree / Path(str(_cffi_backend.__file__)).name)
+        files = sorted(p for p in tree.rglob("*") if p.is_file())
+        manifest = "".join(
+            f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tree)}\n"
+            for p in files
+        )
+        with tarfile.open(tmp / "agent.tar", "w") as tar:
+            for p in files:
+                tar.add(p, arcname=str(p.relative_to(tree)))
+        (tmp / "MANIFEST").write_text(manifest)
+        shutil.rmtree(tree)
         shutil.rmtree(build)
-        manifest = {
-            str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(pkg.rglob("*")) if p.is_file()
-        }
-        if not any(name.endswith(".so") for name in manifest):
-            raise InfraError("the cffi build produced no _labsys extension", phase="agent build",
-                             log=cache / "agent" / "build.log")
-        (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         try:
             tmp.rename(final)
         except OSError:  # another worker published it first
@@ -115,32 +132,33 @@ def stage(cache: Path) -> Path:
 
 
 def push(ssh: Ssh, staged: Path) -> str:
-    """Copy the staged agent into the guest's tmpfs and verify every file's SHA-256."""
-    manifest: dict[str, str] = json.loads((staged / "MANIFEST.json").read_text())
+    """SFTP the archive and its manifest into the guest's tmpfs; returns the directory."""
     remote = f"{REMOTE_BASE}/agent-{staged.name}"
     sftp = ssh.sftp()
     try:
-        made: set[str] = set()
-        for rel in manifest:
-            parts = Path(rel).parent.parts
-            for i in range(len(parts) + 1):
-                d = "/".join([remote, *parts[:i]])
-                if d not in made:
-                    with contextlib.suppress(OSError):  # exists already
-                        sftp.mkdir(d)
-                    made.add(d)
-            sftp.put(str(staged / rel), f"{remote}/{rel}")
+        with contextlib.suppress(OSError):  # exists already (a second agent on this VM)
+            sftp.mkdir(remote)
+        for name in ("agent.tar", "MANIFEST"):
+            sftp.put(str(staged / name), f"{remote}/{name}")
     finally:
         sftp.close()
-    res = ssh.run(["sh", "-c", f"cd {remote} && sha256sum " + " ".join(sorted(manifest))])
-    seen = {}
-    for line in res.stdout.splitlines():
-        digest, _, name = line.partition("  ")
-        seen[name] = digest
-    bad = sorted(name for name, digest in manifest.items() if seen.get(name) != digest)
-    if res.status != 0 or bad:
-        raise AgentError(f"agent files differ after push: {bad or res.stderr.strip()}")
     return remote
+
+
+def start_command(remote: str) -> str:
+    """Unpack, verify every file against the manifest, then become the agent.
+
+    One exec does all three, so pushing costs one SFTP session and one channel;
+    a checksum mismatch ends the channel with sha256sum's complaint instead of
+    a hello.
+    """
+    return (
+        f"cd {remote} && tar -xf agent.tar && "
+        f"sha256sum --quiet --strict -c MANIFEST >agent.verify 2>&1 || "
+        f"{{ echo '{{\"hello\": {{\"error\": \"agent files differ after push\"}}}}'; "
+        f"cat agent.verify >&2; exit 1; }}; "
+        f"exec {sys.executable} -S -m guest 2>>agent.stderr"
+    )
 
 
 class Agent:
@@ -159,8 +177,8 @@ class Agent:
     @classmethod
     def start(cls, ssh: Ssh, *, cache: Path, timeout: float = 60.0) -> Agent:
         remote = push(ssh, stage(cache))
-        python = sys.executable  # the guest sees the host's interpreter and its cffi
-        chan = ssh.channel(f"cd {remote} && exec {python} -m guest 2>>{remote}/agent.stderr")
+        # The guest sees the host's root, so the host's interpreter runs there.
+        chan = ssh.channel(start_command(remote))
         agent = cls(chan, remote=remote)
         line = agent._read_line(timeout)
         hello = json.loads(line).get("hello")

@@ -89,6 +89,9 @@ class Ssh:
         expected = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
         pkey = paramiko.Ed25519Key.from_private_key_file(str(client_key))
         last_error = "no attempt"
+        auth_failures = 0
+        # paramiko logs every refused banner while the guest boots: expected noise.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
         while time.monotonic() < deadline:
             if callable(alive) and not alive():
                 raise InfraError("QEMU exited before SSH came up", phase=phase, log=log_path)
@@ -114,6 +117,16 @@ class Ssh:
                     phase=phase,
                     log=log_path,
                 ) from None
+            except paramiko.AuthenticationException as exc:
+                # sshd is up and said no: retrying cannot help beyond a few races.
+                client.close()
+                auth_failures += 1
+                if auth_failures >= 3:
+                    raise InfraError(f"the guest's sshd refused the lab's key ({exc}); "
+                                     "see sshd's lines in the console log",
+                                     phase=phase, log=log_path) from None
+                time.sleep(0.5)
+                continue
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 client.close()
                 last_error = f"{type(exc).__name__}: {exc}"

@@ -19,6 +19,7 @@ from lab.paths import cache_root
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 KERNEL = "debian:7.2"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def lab_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -38,7 +39,7 @@ def records(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def test_aio_suite_passes_on_debian_kernel(tmp_path: Path) -> None:
-    res, run_dir = lab_run(tmp_path)
+    res, run_dir = lab_run(tmp_path, "--suite", str(REPO / "scenarios" / "aio"))
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-5000:]
     recs = records(run_dir)

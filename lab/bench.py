@@ -1,0 +1,119 @@
+"""`nox -s bench`: speed figures measured side by side in one run, printed as ratios.
+
+- boot: plain ``vng --exec true`` vs the lab's boot -> agent ready, same kernel,
+  same vCPUs and memory, rounds interleaved so load drifts hit both alike
+  (goal: ratio <= 1.5);
+- run: the whole default ``lab run`` on a warm cache.
+Other areas add their measurements through ``EXTRA`` (name -> callable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab import proc
+from lab.agent import Agent
+from lab.doctor import choose_accel
+from lab.fetch import resolve_kernel
+from lab.kernel import Kernel
+from lab.paths import cache_root, default_results_root
+from lab.vm import Vm, VmConfig
+
+log = logging.getLogger("lab.bench")
+
+EXTRA: dict[str, Callable[[Kernel, Path], dict[str, Any]]] = {}
+
+
+def plain_vng_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, log_path: Path) -> float:
+    """Wall time of virtme-ng booting ``kernel`` and running `true`, as a user would."""
+    argv = ["vng", "--run", str(kernel.image), "--force-9p", "--cpus", str(cfg.cpus),
+            "--memory", cfg.memory, "--exec", "true"]
+    if cfg.accel != "kvm":
+        argv.append("--disable-kvm")
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+           "HOME": str(cache / "vng-home")}
+    started = time.monotonic()
+    proc.run(argv, phase="bench vng", log_path=log_path, env=env, timeout=300)
+    return time.monotonic() - started
+
+
+def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> float:
+    """Wall time from starting the lab's VM to the agent answering its first call."""
+    started = time.monotonic()
+    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench") as vm:
+        assert vm.ssh is not None
+        agent = Agent.start(vm.ssh, cache=cache)
+        agent.call("agent.ping")
+        ready = time.monotonic() - started
+        agent.close()
+    return ready
+
+
+def lab_run_seconds(spec: str, *, cache: Path, out: Path) -> tuple[float, int]:
+    started = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "run", "--kernel", spec,
+                          "--cache", str(cache), "--results", str(out)],
+                         capture_output=True, text=True, timeout=1800)
+    return time.monotonic() - started, res.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="lab-bench", description=__doc__)
+    p.add_argument("--kernel", default="debian:7.2")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cache", type=Path)
+    p.add_argument("--skip-run", action="store_true", help="skip the whole `lab run` timing")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    cache = cache_root(args.cache)
+    kernel = resolve_kernel(args.kernel, cache=cache)
+    cfg = VmConfig(accel=choose_accel(cache, image=kernel.image))
+    figures: dict[str, Any] = {"kernel": kernel.identity(), "accel": cfg.accel,
+                               "cpus": cfg.cpus, "memory": cfg.memory}
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp_text:
+        tmp = Path(tmp_text)
+        vng_times: list[float] = []
+        lab_times: list[float] = []
+        for i in range(args.rounds):
+            vng_times.append(plain_vng_seconds(kernel, cfg, cache=cache,
+                                               log_path=tmp / f"vng-{i}.log"))
+            lab_times.append(lab_ready_seconds(kernel, cfg, cache=cache, run_dir=tmp))
+            print(f"round {i + 1}: vng --exec true {vng_times[-1]:.1f}s, "
+                  f"lab boot->agent ready {lab_times[-1]:.1f}s", flush=True)
+        vng_med, lab_med = statistics.median(vng_times), statistics.median(lab_times)
+        figures["boot"] = {"vng_exec_true_s": vng_times, "lab_agent_ready_s": lab_times,
+                           "ratio": round(lab_med / vng_med, 2), "goal": "<= 1.5"}
+        if not args.skip_run:
+            wall, rc = lab_run_seconds(args.kernel, cache=cache, out=tmp / "runs")
+            figures["lab_run"] = {"wall_s": round(wall, 1), "exit": rc}
+        for name, fn in EXTRA.items():
+            figures[name] = fn(kernel, cache)
+    print()
+    print(f"kernel {kernel.spec} ({kernel.release}), accel {cfg.accel}, "
+          f"{cfg.cpus} vCPUs, {cfg.memory}")
+    print(f"boot: vng --exec true median {vng_med:.1f}s | lab boot->agent ready median "
+          f"{lab_med:.1f}s | ratio {figures['boot']['ratio']:.2f}x (goal <= 1.5x)")
+    if "lab_run" in figures:
+        print(f"lab run (default suite, warm cache): {figures['lab_run']['wall_s']}s, "
+              f"exit {figures['lab_run']['exit']}")
+    out = default_results_root() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
