@@ -1,0 +1,100 @@
+"""What each kernel should answer, as data: version ranges and config options.
+
+Every kernel-dependent expectation of the io_uring suites is one entry here,
+with the source it rests on (see ../shared/FACTS.md for the measurements).
+A test asks ``expect(kernel, KEY)`` and asserts the answer; a kernel outside
+every range of a feature's ``needs`` entry makes the test SKIP with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Version = tuple[int, ...]
+OPEN = (99,)  # no upper bound yet
+
+
+@dataclass(frozen=True)
+class Range:
+    """Kernels ``low <= version < high`` answer ``value``."""
+
+    low: Version
+    high: Version
+    value: Any
+    why: str
+
+    def holds(self, version: Version) -> bool:
+        return self.low <= version[: len(self.low)] and version[: len(self.high)] < self.high
+
+
+EXPECTATIONS: dict[str, tuple[Range, ...]] = {
+    # Ring memory (SQ/CQ rings + SQE array) charged to RLIMIT_MEMLOCK: 5.12 stopped
+    # charging it, 6.14 charges it again (rings moved to the region API).  Pages charged
+    # for a 1-entry ring without SQE128/CQE32: one for the rings, one for the SQEs.
+    # Measured: 2 on 6.18.44 (the build host); 0 on Debian 7.2.13 and 7.3-rc7, so the
+    # charge went away again somewhere in 6.19..7.2 (not bisected: 7.0 is a guess).
+    "ring_pages_charged": (
+        Range((5, 12), (6, 14), 0, "5.12-6.13: ring memory not charged"),
+        Range((6, 14), (7, 0), 2, "6.14+: io_create_region charges ctx->user"),
+        Range((7, 0), OPEN, 0, "measured on 7.2.13 and 7.3-rc7: not charged"),
+    ),
+    # Registered buffers of a ring created WITH CAP_IPC_LOCK (ctx->user unset): do they
+    # still show in the process's VmPin (mm->pinned_vm via ctx->mm_account)?  Measured:
+    # yes on 6.1, 6.12 and 6.18; no on 7.2.13 and 7.3-rc7 (boundary not bisected).
+    "exempt_ring_pins_vm": (
+        Range((5, 12), (7, 0), True, "ctx->mm_account set for every ring"),
+        Range((7, 0), OPEN, False, "measured on 7.2.13 and 7.3-rc7: not counted"),
+    ),
+    # IORING_URING_CMD_MULTISHOT (1 << 1) and IOSQE_BUFFER_SELECT on URING_CMD: 6.18.
+    # Before: the bit fails the uring_cmd flag mask (EINVAL); BUFFER_SELECT on an
+    # opcode without buffer_select fails in io_init_req (EOPNOTSUPP), before prep.
+    "mshot.fixed": (
+        Range((5, 19), (6, 18), "EINVAL", "unknown uring_cmd flag bit"),
+        Range((6, 18), OPEN, "EINVAL", "MULTISHOT with FIXED"),
+    ),
+    "mshot.fixed+bufsel": (
+        Range((5, 19), (6, 18), "EOPNOTSUPP", "BUFFER_SELECT not allowed on URING_CMD"),
+        Range((6, 18), OPEN, "EINVAL", "MULTISHOT with FIXED"),
+    ),
+    "mshot.no_bufsel": (
+        Range((5, 19), (6, 18), "EINVAL", "unknown uring_cmd flag bit"),
+        Range((6, 18), OPEN, "EINVAL", "MULTISHOT needs BUFFER_SELECT"),
+    ),
+    "mshot.bufsel_only": (
+        Range((5, 19), (6, 18), "EOPNOTSUPP", "BUFFER_SELECT not allowed on URING_CMD"),
+        Range((6, 18), OPEN, "EINVAL", "BUFFER_SELECT needs MULTISHOT"),
+    ),
+    "mshot.unknown_bit": (
+        Range((5, 19), OPEN, "EINVAL", "bit outside IORING_URING_CMD_MASK"),
+    ),
+    # A valid MULTISHOT|BUFFER_SELECT NVMe read: the nvme driver ignores the flag and
+    # completes through io_uring_cmd_done, so one CQE with the NVMe status (0), no
+    # IORING_CQE_F_MORE, no buffer consumed.  Before 6.18: EOPNOTSUPP (BUFFER_SELECT).
+    "mshot.nvme_valid": (
+        Range((5, 19), (6, 18), "EOPNOTSUPP", "BUFFER_SELECT not allowed on URING_CMD"),
+        Range((6, 18), OPEN, "ONESHOT", "driver ignores MULTISHOT; one plain CQE"),
+    ),
+}
+
+# Features a test needs: absent ranges make the test SKIP with the reason.
+FEATURES: dict[str, tuple[Version, str]] = {
+    "io_uring_disabled": ((6, 6), "kernel.io_uring_disabled appeared in 6.6"),
+    "uring_cmd_multishot": ((6, 18), "IORING_URING_CMD_MULTISHOT appeared in 6.18"),
+    "ublk_batch_fetch": ((7, 0), "ublk UBLK_U_IO_FETCH_IO_CMDS (batch fetch) appeared in 7.0"),
+    "nvme_uring_cmd": ((5, 19), "NVMe uring_cmd passthrough appeared in 5.19"),
+}
+
+
+def expect(version: Version, key: str) -> Any:
+    """The expected answer of ``key`` on a kernel ``version``; KeyError when unknown."""
+    for r in EXPECTATIONS[key]:
+        if r.holds(version):
+            return r.value
+    raise KeyError(f"no expectation for {key} on {'.'.join(map(str, version))}")
+
+
+def lacks(version: Version, feature: str) -> str | None:
+    """Why ``version`` lacks ``feature`` (a SKIP reason), or None if it has it."""
+    since, why = FEATURES[feature]
+    return None if version[: len(since)] >= since else why

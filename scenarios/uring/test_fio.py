@@ -1,0 +1,45 @@
+"""fio as an outside client: io_uring_cmd on the generic device, libaio on the block device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+COMMON = ["--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--randrepeat=1",
+          "--offset=256M", "--verify=crc32c", "--do_verify=1"]
+
+
+def _job(agent: Any, record: Any, args: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = agent.call("nvme.fio", args=args, timeout_s=240, timeout=300)
+    record("fio", out["jobs"])
+    assert out["status"] == 0, out["stderr"] or out.get("stdout")
+    assert out["jobs"] and all(j["error"] == 0 for j in out["jobs"]), out["jobs"]
+    moved = sum(j[rw]["io_bytes"] for j in out["jobs"] for rw in ("read", "write"))
+    assert moved >= 4 << 20
+    return out
+
+
+@pytest.fixture
+def engines(agent: Any) -> list[str]:
+    found: list[str] = agent.call("nvme.fio_engines")
+    if not found:
+        pytest.skip("fio is not installed on the host (the guest runs the host's tools)")
+    return found
+
+
+def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any], needs: Any,
+                                            engines: list[str], record: Any) -> None:
+    needs("nvme_uring_cmd")
+    if "io_uring_cmd" not in engines:
+        pytest.skip("this fio build has no io_uring_cmd engine")
+    _job(agent, record, ["--name=uring_cmd", f"--filename={nvme['fast'].generic}",
+                         "--ioengine=io_uring_cmd", "--cmd_type=nvme", *COMMON])
+
+
+def test_fio_libaio_on_block_device(agent: Any, nvme: dict[str, Any], engines: list[str],
+                                    record: Any) -> None:
+    if "libaio" not in engines:
+        pytest.skip("this fio build has no libaio engine")
+    _job(agent, record, ["--name=libaio", f"--filename={nvme['fast'].ns}", "--ioengine=libaio",
+                         "--direct=1", *COMMON])
