@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from lab import results
+from lab import results, splat
 from lab.agent import Agent, AgentError, AgentTimeout
 from lab.errors import InfraError, UserError
 from lab.kernel import Kernel
+from lab.machine import Diagnosis, Machine, RebootLimit, splat_dicts
 from lab.paths import cache_root, default_results_root
 from lab.vm import Vm, VmConfig
 
@@ -48,6 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lab-ssh-port", type=int, default=None)
     g.addoption("--lab-call-timeout", type=float, default=120.0,
                 help="seconds an agent call may take before the test is a HANG")
+    g.addoption("--lab-max-reboots", type=int, default=3,
+                help="guest replacements allowed per kernel before the run stops")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -159,9 +162,9 @@ def kernel(request: pytest.FixtureRequest, lab_cache: Path, lab_run_dir: Path) -
 
 
 @pytest.fixture(scope="session")
-def vm(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
-       pytestconfig: pytest.Config) -> Iterator[Vm]:
-    """The booted guest for ``kernel`` (one per kernel per worker)."""
+def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
+                pytestconfig: pytest.Config) -> Iterator[Machine]:
+    """The guest for ``kernel`` on this worker: booted once, replaced after a crash/hang."""
     from lab.doctor import choose_accel
 
     opt = pytestconfig.getoption
@@ -173,26 +176,44 @@ def vm(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         ssh_port=opt("lab_ssh_port"),
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
-    name = f"{worker}-{kernel.release}"
+    machine = Machine(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg,
+                      name=f"{worker}-{kernel.release}",
+                      call_timeout=float(opt("lab_call_timeout")),
+                      max_reboots=int(opt("lab_max_reboots")))
     try:
-        with Vm(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg, name=name) as machine:
-            results.append_phase(lab_run_dir, "boot", machine.boot_seconds, kernel=kernel.spec)
-            yield machine
+        _boot(machine, lab_run_dir, first=True)
+        yield machine
     except UserError as exc:
         pytest.exit(f"kernel-lab: {exc}", returncode=2)
+    finally:
+        machine.stop()
 
 
-@pytest.fixture(scope="session")
-def agent(vm: Vm, lab_cache: Path, lab_run_dir: Path,
-          pytestconfig: pytest.Config) -> Iterator[Agent]:
-    """The guest agent on ``vm``: ``agent.call("aio.setup", nr_events=8)``."""
-    assert vm.ssh is not None
-    started = time.monotonic()
-    a = Agent.start(vm.ssh, cache=lab_cache)
-    a.default_timeout = float(pytestconfig.getoption("lab_call_timeout"))
-    results.append_phase(lab_run_dir, "agent", time.monotonic() - started, kernel=vm.kernel.spec)
-    yield a
-    a.close()
+def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:
+    if first:
+        machine.start()
+    elif not machine.ensure():
+        return
+    results.append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec)
+    results.append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)
+
+
+@pytest.fixture
+def vm(lab_machine: Machine, lab_run_dir: Path) -> Vm:
+    """The booted guest for this test's kernel (a fresh one after a crash or hang)."""
+    try:
+        _boot(lab_machine, lab_run_dir, first=False)
+    except RebootLimit as exc:
+        pytest.exit(f"kernel-lab: {exc}", returncode=3)
+    assert lab_machine.vm is not None
+    return lab_machine.vm
+
+
+@pytest.fixture
+def agent(vm: Vm, lab_machine: Machine) -> Agent:
+    """The guest agent: ``agent.call("aio.setup", nr_events=8)``."""
+    assert lab_machine.agent is not None
+    return lab_machine.agent
 
 
 @pytest.fixture
@@ -241,48 +262,72 @@ def _lab_requirements(request: pytest.FixtureRequest) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Mark the kernel log around the test; a splat during it fails the test."""
-    agent_obj = getattr(item, "funcargs", {}).get("agent")
-    if not isinstance(agent_obj, Agent):
+    """Mark the kernel log around the test; a splat or new taint during it fails the test.
+
+    A call that fails because the guest died or hung is diagnosed here, while the
+    evidence is fresh, and the guest is marked for replacement before the next test.
+    """
+    funcargs = getattr(item, "funcargs", {})
+    machine, agent_obj = funcargs.get("lab_machine"), funcargs.get("agent")
+    if not isinstance(machine, Machine) or not isinstance(agent_obj, Agent):
         return (yield)
+    offset = machine.console_offset()
     seq = agent_obj.call("sys.kmsg_seq")
+    taint = _taint(agent_obj)
     agent_obj.call("sys.kmsg_write", text=f"kernel-lab: begin {item.nodeid}")
     try:
         outcome = yield
-    finally:
-        _check_kmsg(item, agent_obj, seq)
+    except (AgentError, InfraError) as exc:
+        item.stash[DIAGNOSIS_KEY] = machine.diagnose(exc, console_offset=offset)
+        raise
+    except BaseException:
+        _kernel_log_problems(item, agent_obj, seq, taint)  # kept in the record
+        raise
+    problem = _kernel_log_problems(item, agent_obj, seq, taint)
+    if problem:
+        pytest.fail(problem, pytrace=False)
     return outcome
 
 
-def _check_kmsg(item: pytest.Item, agent_obj: Agent, seq: int) -> None:
-    from lab.splat import parse
+def _taint(agent_obj: Agent) -> int:
+    return int(agent_obj.call("sys.read_text", path="/proc/sys/kernel/tainted"))
 
+
+def _kernel_log_problems(item: pytest.Item, agent_obj: Agent, seq: int, taint: int) -> str:
+    """Splats and new taint flags since ``seq``: stashed for the record, described."""
     if not agent_obj.alive():
-        return
+        return ""
     try:
         agent_obj.call("sys.kmsg_write", text=f"kernel-lab: end {item.nodeid}")
         records = agent_obj.call("sys.kmsg_read", after_seq=seq)
+        taint_after = _taint(agent_obj)
     except (AgentError, OSError):
-        return  # the test's own failure says more than a failed log read
-    text = "\n".join(r["text"] for r in records)
-    splats = parse(text)
-    if not splats:
-        return
-    item.stash[SPLATS_KEY] = [
-        {"kind": s.kind, "title": s.title, "fatal": s.fatal, "frames": list(s.frames),
-         "excerpt": s.excerpt} for s in splats
-    ]
-    excerpt = "\n".join(f"{s.title}\n{s.excerpt}" for s in splats)
-    pytest.fail(f"kernel splat during the test:\n{excerpt}", pytrace=False)
+        return ""  # the test's own failure says more than a failed log read
+    found = splat.parse("\n".join(r["text"] for r in records))
+    new_bits = taint_after & ~taint
+    if new_bits:
+        item.stash[TAINT_KEY] = (splat.taint_letters(taint), splat.taint_letters(taint_after))
+    if found:
+        item.stash[SPLATS_KEY] = splat_dicts(found)
+        return f"kernel splat during the test: {found[0].title}\n" + "\n".join(
+            f"{s.title}\n{s.excerpt}" for s in found)
+    if new_bits:
+        return (f"the kernel's taint changed during the test: "
+                f"{splat.taint_letters(taint) or '-'} -> {splat.taint_letters(taint_after)}")
+    return ""
 
 
 SPLATS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+DIAGNOSIS_KEY = pytest.StashKey[Diagnosis]()
+TAINT_KEY = pytest.StashKey[tuple[str, str]]()
 
 
 # -- verdicts and records ----------------------------------------------------------
 
 
 def _verdict_hint(call: pytest.CallInfo[None], item: pytest.Item) -> str | None:
+    if call.when == "call" and DIAGNOSIS_KEY in item.stash:
+        return item.stash[DIAGNOSIS_KEY].verdict
     splats = item.stash.get(SPLATS_KEY, [])
     if any(s["fatal"] for s in splats):
         return "CRASH"
@@ -310,8 +355,20 @@ def pytest_runtest_makereport(
         claim = item.get_closest_marker("claim")
         if claim is not None and claim.args:
             rep.user_properties.append(("lab_claim", str(claim.args[0])))
-    if call.when == "call" and SPLATS_KEY in item.stash:
-        rep.user_properties.append(("lab_splats", item.stash[SPLATS_KEY]))
+    if call.when == "call":
+        diag = item.stash.get(DIAGNOSIS_KEY, None)
+        if diag is not None:
+            rep.user_properties.append(("lab_splats", diag.splats))
+            rep.user_properties.append(("lab_reason", f"{diag.verdict}: {diag.summary}"))
+            rep.user_properties.append(("lab_excerpt", diag.excerpt))
+            rep.sections.append(("kernel-lab diagnosis",
+                                 f"{diag.verdict}: {diag.summary}\n{diag.excerpt}"))
+        elif SPLATS_KEY in item.stash:
+            rep.user_properties.append(("lab_splats", item.stash[SPLATS_KEY]))
+        if TAINT_KEY in item.stash:
+            before, after = item.stash[TAINT_KEY]
+            rep.user_properties.append(("lab_data", {"taint_before": before,
+                                                     "taint_after": after}))
     return rep
 
 
@@ -373,7 +430,7 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> results.Record:
                 verdict = "FAIL"
             else:
                 verdict = "INFRA"  # a fixture (fetch, boot, agent) failed
-            reason = _first_line(rep)
+            reason = props.get("lab_reason") or _first_line(rep)
             break
     return results.Record(
         test=nodeid,
@@ -385,6 +442,7 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> results.Record:
         deviations=props["lab_deviation"],
         splats=props.get("lab_splats", []),
         data=props["lab_data"],
+        excerpt=props.get("lab_excerpt", ""),
     )
 
 

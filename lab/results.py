@@ -43,6 +43,7 @@ class Record:
     deviations: list[str] = field(default_factory=list)
     splats: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    excerpt: str = ""  # console lines behind a CRASH, HANG or INFRA verdict
     finished: float = field(default_factory=time.time)
 
 

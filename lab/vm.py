@@ -73,7 +73,9 @@ class NvmeDevice:
 
 def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
     """QEMU arguments the lab adds to virtme-ng's, one device per group."""
-    opts: list[str] = []
+    # A panicking guest reboots (virtme-ng passes panic=-1): exit instead, so a dead
+    # kernel is seen as a dead QEMU and never silently boots again.
+    opts: list[str] = ["-no-reboot"]
     if cfg.accel == "tcg":
         # Single-threaded TCG: multi-threaded TCG oopsed here in early boot while the
         # kernel patched its own text (int3 in sched_clock_cpu, Debian 7.2.13).

@@ -1,0 +1,172 @@
+"""One kernel's guest on one worker: the VM and its agent, replaced after a crash or hang.
+
+A lab that tests races will crash kernels.  When a test kills the kernel or a
+call never returns, ``diagnose()`` says what happened from the evidence that
+is left (QEMU's exit, the console since the test began, the hung-task dump
+that sysrq-w adds), the machine is marked for replacement, and the next test
+gets a freshly booted guest.  A per-run limit stops a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import splat
+from lab.agent import Agent, AgentError, AgentTimeout
+from lab.errors import InfraError
+from lab.kernel import Kernel
+from lab.vm import Vm, VmConfig
+
+log = logging.getLogger("lab.machine")
+
+EXCERPT_LINES = 60
+
+
+class RebootLimit(InfraError):
+    """Too many replacements in one run: probably a crash loop."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, phase="recovery")
+
+
+@dataclass
+class Diagnosis:
+    """What a failed call turned out to be."""
+
+    verdict: str  # CRASH, HANG or INFRA
+    summary: str
+    splats: list[dict[str, Any]] = field(default_factory=list)
+    excerpt: str = ""
+
+
+def splat_dicts(found: list[splat.Splat]) -> list[dict[str, Any]]:
+    return [{"kind": s.kind, "title": s.title, "fatal": s.fatal, "frames": list(s.frames),
+             "taint": s.taint, "excerpt": s.excerpt} for s in found]
+
+
+class Machine:
+    """The guest for ``kernel`` on this worker; ``ensure()`` before each test."""
+
+    def __init__(self, kernel: Kernel, *, run_dir: Path, cache: Path, config: VmConfig,
+                 name: str, call_timeout: float, max_reboots: int) -> None:
+        self.kernel = kernel
+        self.run_dir = run_dir
+        self.cache = cache
+        self.cfg = config
+        self.name = name
+        self.call_timeout = call_timeout
+        self.max_reboots = max_reboots
+        self.vm: Vm | None = None
+        self.agent: Agent | None = None
+        self.boots = 0
+        self.replace_reason = ""
+        self.boot_seconds = 0.0
+        self.agent_seconds = 0.0
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        self.boots += 1
+        suffix = "" if self.boots == 1 else f"-boot{self.boots}"
+        vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,
+                name=f"{self.name}{suffix}")
+        self.vm = vm.__enter__()
+        self.boot_seconds = vm.boot_seconds
+        started = time.monotonic()
+        try:
+            assert vm.ssh is not None
+            self.agent = Agent.start(vm.ssh, cache=self.cache)
+        except BaseException:
+            self.stop()
+            raise
+        self.agent.default_timeout = self.call_timeout
+        self.agent_seconds = time.monotonic() - started
+        self.replace_reason = ""
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.close()
+            self.agent = None
+        if self.vm is not None:
+            self.vm.stop()
+            self.vm = None
+
+    def ensure(self) -> bool:
+        """Boot a fresh guest if the last one died or hung; True if it rebooted."""
+        if self.vm is not None and not self.replace_reason and self.healthy():
+            return False
+        reason = self.replace_reason or "the guest stopped answering"
+        if self.boots > self.max_reboots:
+            raise RebootLimit(
+                f"{self.boots - 1} guest replacements in this run (limit "
+                f"{self.max_reboots}, --lab-max-reboots); stopping a likely crash loop; "
+                f"last: {reason}"
+            )
+        log.warning("replacing the guest of %s: %s", self.kernel.spec, reason)
+        self.stop()
+        self.start()
+        return True
+
+    def healthy(self) -> bool:
+        return (self.vm is not None and self.vm.alive() and self.agent is not None
+                and self.agent.alive())
+
+    # -- evidence -----------------------------------------------------------------
+
+    def console_offset(self) -> int:
+        if self.vm is None or not self.vm.console_log.exists():
+            return 0
+        return self.vm.console_log.stat().st_size
+
+    def console_since(self, offset: int) -> str:
+        if self.vm is None or not self.vm.console_log.exists():
+            return ""
+        with open(self.vm.console_log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    def diagnose(self, exc: BaseException, *, console_offset: int) -> Diagnosis:
+        """Classify a failed call and mark the guest for replacement."""
+        vm = self.vm
+        if vm is None:
+            return Diagnosis("INFRA", f"no guest: {exc}")
+        if isinstance(exc, AgentTimeout):
+            verdict, summary = "HANG", str(exc)
+            if vm.alive():
+                self._dump_blocked_tasks()
+        else:
+            # Give a dying kernel a moment to finish printing and QEMU to exit.
+            deadline = time.monotonic() + 3
+            while vm.alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not vm.alive():
+                verdict, summary = "CRASH", "the guest died during the test"
+            elif isinstance(exc, AgentError):
+                verdict, summary = "INFRA", f"the agent failed: {exc}"
+            else:
+                verdict, summary = "INFRA", str(exc)
+        text = self.console_since(console_offset)
+        found = splat.parse(text)
+        if verdict == "INFRA" and any(s.fatal for s in found):
+            verdict, summary = "CRASH", f"fatal kernel splat: {found[0].title}"
+        lines = text.splitlines()
+        excerpt = "\n".join(lines[-EXCERPT_LINES:])
+        if found:
+            summary += f" ({found[0].title})"
+            excerpt = found[0].excerpt
+        self.replace_reason = f"{verdict.lower()}: {summary}"
+        return Diagnosis(verdict, summary, splat_dicts(found), excerpt)
+
+    def _dump_blocked_tasks(self) -> None:
+        """sysrq-w: the kernel prints its blocked (D state) tasks to the console."""
+        if self.vm is None or self.vm.ssh is None:
+            return
+        try:
+            self.vm.ssh.run(["sh", "-c", "echo w > /proc/sysrq-trigger"], timeout=10)
+            time.sleep(1)  # let the console catch up
+        except InfraError:
+            pass
