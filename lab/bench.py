@@ -3,8 +3,11 @@
 - boot: plain ``vng --exec true`` vs the lab's boot -> agent ready, same kernel,
   same vCPUs and memory, rounds interleaved so load drifts hit both alike
   (goal: ratio <= 1.5);
-- run: the whole default ``lab run`` on a warm cache.
-Other areas add their measurements through ``EXTRA`` (name -> callable).
+- run: the whole default ``lab run`` on a warm cache;
+- race: destroy-vs-submit iterations per second in the agent's C loop vs a plain C
+  program doing the same loop in the same VM (goal: ratio >= 0.9), lab.bench_race;
+- build: cold ``base`` vs ``vng --kconfig`` on the same tree (goal <= 0.40), rebuild
+  after touching fs/aio.c vs cold (goal <= 0.2), cache-hit cost, lab.bench_build.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,19 @@ from lab.vm import Vm, VmConfig
 
 log = logging.getLogger("lab.bench")
 
-EXTRA: dict[str, Callable[[Kernel, Path], dict[str, Any]]] = {}
+
+def race_rate(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> dict[str, Any]:
+    from lab.bench_race import BenchParams, measure
+
+    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench-race") as vm:
+        assert vm.ssh is not None
+        agent = Agent.start(vm.ssh, cache=cache)
+        rate = measure(agent, vm.ssh, cache=cache,
+                       params=BenchParams(path=vm.nvme["fast"].ns, iterations=60))
+        agent.close()
+    return {"agent_per_s": rate.agent_per_s, "plain_per_s": rate.plain_per_s,
+            "ratio": rate.ratio, "goal": ">= 0.9", "agent_runs": rate.agent_runs,
+            "plain_runs": rate.plain_runs}
 
 
 def plain_vng_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, log_path: Path) -> float:
@@ -74,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cache", type=Path)
     p.add_argument("--skip-run", action="store_true", help="skip the whole `lab run` timing")
+    p.add_argument("--skip-race", action="store_true", help="skip the race-loop rate")
+    p.add_argument("--skip-build", action="store_true",
+                   help="skip the kernel build timings (two cold builds: ~15 min here)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -98,8 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_run:
             wall, rc = lab_run_seconds(args.kernel, cache=cache, out=tmp / "runs")
             figures["lab_run"] = {"wall_s": round(wall, 1), "exit": rc}
-        for name, fn in EXTRA.items():
-            figures[name] = fn(kernel, cache)
+        if not args.skip_race:
+            figures["race"] = race_rate(kernel, cfg, cache=cache, run_dir=tmp)
+            print(f"race loop: agent {figures['race']['agent_per_s']:.1f}/s vs plain C "
+                  f"{figures['race']['plain_per_s']:.1f}/s", flush=True)
+        if not args.skip_build:
+            from lab.bench_build import BENCHES
+
+            for name, bench in BENCHES.items():
+                figures[name] = bench(None, cache)
+                print(f"{name}: {json.dumps(figures[name])}", flush=True)
     print()
     print(f"kernel {kernel.spec} ({kernel.release}), accel {cfg.accel}, "
           f"{cfg.cpus} vCPUs, {cfg.memory}")
@@ -108,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     if "lab_run" in figures:
         print(f"lab run (default suite, warm cache): {figures['lab_run']['wall_s']}s, "
               f"exit {figures['lab_run']['exit']}")
+    if "race" in figures:
+        race = figures["race"]
+        print(f"race loop: agent {race['agent_per_s']:.1f}/s | plain C {race['plain_per_s']:.1f}/s"
+              f" | ratio {race['ratio']:.2f}x (goal >= 0.9x)")
+    for name in ("build_base_vs_vng", "build_rebuild_touch", "build_cache_hit"):
+        if name in figures:
+            print(f"{name}: {json.dumps(figures[name])}")
     out = default_results_root() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
