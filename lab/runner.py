@@ -99,10 +99,13 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise UserError(f"no scenario matches -k {opts.keyword!r}" if opts.keyword
                         else f"no scenarios collected from {opts.suite}")
-    if rc in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED) and not records:
+    if records:
+        summary = results.summarize(run_dir, wall=time.monotonic() - started)
+    # An interrupted run (Ctrl-C, or a user error found mid-run) is never "all passed",
+    # and a run the lab had to stop (reboot limit) is the machinery's failure.
+    if rc in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
         return EXIT_USER_ERROR
-    if not records:
-        log.error("pytest exited with %d and recorded no test; see %s", rc, run_dir)
+    if rc == pytest.ExitCode.INTERNAL_ERROR or not records:
+        log.error("pytest exited with %d after %d records; see %s", rc, len(records), run_dir)
         return EXIT_INFRA_ERROR
-    summary = results.summarize(run_dir, wall=time.monotonic() - started)
     return int(summary["exit_code"])
