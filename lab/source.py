@@ -218,7 +218,12 @@ def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
         proc.run(["tar", "-xf", str(tar), "-C", str(tmp / "tree")], phase="source:git",
                  log_path=log_path, timeout=1800)
         tar.unlink()
-        tree_version(tmp / "tree")  # not a kernel at that commit: the user's to fix
+        try:
+            tree_version(tmp / "tree")
+        except UserError:  # not a kernel at that commit: the user's to fix
+            raise UserError(f"git:{repo}@{want} (commit {commit[:12]}) is not a Linux "
+                            "kernel tree (no Makefile, Kconfig, arch/x86/Kconfig, init/main.c)"
+                            ) from None
         (tmp / MARKER).write_text(f"git git:{commit}\n")
         log.info("source: exported %s at %s in %.1f s", top, commit[:12], time.monotonic() - t0)
         cache_mod.publish(tmp, final)
