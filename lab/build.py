@@ -89,6 +89,18 @@ def make_argv(source: SourceTree, out: Path, *targets: str, jobs: int | None = N
     return [*argv, *targets]
 
 
+def make_env(cache: Path) -> dict[str, str]:
+    """ccache settings that let object trees share hits.
+
+    Kbuild passes absolute source paths; with base_dir at the cache root ccache
+    rewrites them relative to the object tree, so two trees at the same depth
+    (another variant's, a re-created one) hash alike.  A user's own setting wins.
+    """
+    if "CCACHE_BASEDIR" in os.environ:
+        return {}
+    return {"CCACHE_BASEDIR": str(cache), "CCACHE_NOHASHDIR": "1"}
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """One build per object tree at a time (two runs asking for one kernel wait)."""
@@ -168,7 +180,7 @@ def error_lines(log_text: str, limit: int = 12) -> list[str]:
 
 
 def run_make(source: SourceTree, out: Path, *, log_path: Path, label: str,
-             jobs: int | None = None) -> float:
+             jobs: int | None = None, env: dict[str, str] | None = None) -> float:
     """make TARGET in ``out`` with progress lines; returns the seconds it took."""
     steps_file = out / ".lab-steps"
     expected = int(steps_file.read_text()) if steps_file.is_file() else None
@@ -181,7 +193,7 @@ def run_make(source: SourceTree, out: Path, *, log_path: Path, label: str,
     ticker.start()
     try:
         proc.run(make_argv(source, out, TARGET, jobs=jobs or make_jobs()), phase="build:make",
-                 log_path=log_path, timeout=MAKE_TIMEOUT)
+                 log_path=log_path, timeout=MAKE_TIMEOUT, env=env)
     except proc.ProcessError:
         tail = error_lines(log_path.read_text(errors="replace")[-200_000:])
         raise BuildError("make failed:\n  " + "\n  ".join(tail), phase="build:make",
@@ -221,7 +233,8 @@ def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: st
                  _elapsed(time.monotonic() - t0))
         log.info("build %s: make %s -j%d%s (log %s)", label, TARGET, jobs or make_jobs(),
                  " with ccache" if shutil.which("ccache") else "", log_path)
-        took = run_make(source, out, log_path=log_path, label=label, jobs=jobs)
+        took = run_make(source, out, log_path=log_path, label=label, jobs=jobs,
+                        env=make_env(cache))
         log.info("build %s: make done in %s", label, _elapsed(took))
         kernel = _publish(source, composed, out, entry=entry, spec_text=spec_text,
                           cache=cache, log_path=log_path)
