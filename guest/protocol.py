@@ -26,6 +26,7 @@ from guest import (
     ops_race,
     ops_raw,
     ops_sys,
+    ops_ublk,
     ops_uring,
 )
 
@@ -54,7 +55,7 @@ OPS: dict[str, Callable[..., Any]] = {
     **ops_creds.OPS,
     **ops_raw.OPS,
     **ops_race.OPS,
-    **ops_uring.OPS, **ops_nvme.OPS,
+    **ops_uring.OPS, **ops_nvme.OPS, **ops_ublk.OPS,
 }
 
 
