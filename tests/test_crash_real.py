@@ -10,18 +10,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from lab.paths import cache_root
+from labrun import LabRun, lab_cmd, lab_run
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
-KERNEL = "debian:7.2"
 
 SUITE = '''
 from typing import Any
@@ -68,25 +64,14 @@ def test_7_last(agent: Any) -> None:
 '''
 
 
-def lab_cmd(results: Path, suite: Path) -> list[str]:
-    return [sys.executable, "-m", "lab.cli", "run", "--kernel", KERNEL, "--results", str(results),
-            "--cache", str(cache_root()), "--suite", str(suite)]
-
-
-def _records(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-
-
 def test_crash_hang_and_hung_task_are_attributed_and_recovered(tmp_path: Path) -> None:
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "test_crashes.py").write_text(textwrap.dedent(SUITE))
-    res = subprocess.run(lab_cmd(tmp_path / "results", suite), capture_output=True, text=True,
-                         timeout=1500)
-    out = res.stdout + res.stderr
-    assert res.returncode == 1, out[-4000:]
-    run_dir = next((tmp_path / "results").iterdir())
-    recs = {r["test"].split("::")[1].split("[")[0]: r for r in _records(run_dir)}
+    run = lab_run(tmp_path, "--suite", str(suite))
+    out, run_dir = run.out, run.run_dir
+    assert run.returncode == 1, out[-4000:]
+    recs = run.by_name()
     verdicts = {name: r["verdict"] for name, r in recs.items()}
     assert verdicts == {
         "test_1_before": "PASS", "test_2_panic": "CRASH", "test_3_after_panic": "PASS",
@@ -137,7 +122,7 @@ def test_killed_lab_leaves_no_qemu_and_a_readable_record(tmp_path: Path) -> None
             time.sleep(300)
     '''))
     results = tmp_path / "results"
-    lab = subprocess.Popen(lab_cmd(results, suite), stdout=subprocess.DEVNULL,
+    lab = subprocess.Popen(lab_cmd(tmp_path, "--suite", str(suite)), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     jsonl = None
@@ -156,6 +141,6 @@ def test_killed_lab_leaves_no_qemu_and_a_readable_record(tmp_path: Path) -> None
     while _qemu_pids(marker) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _qemu_pids(marker) == []
-    recs = _records(jsonl.parent)
+    recs = LabRun(0, "", jsonl.parent).records()
     assert [(r["test"].split("::")[1].split("[")[0], r["verdict"]) for r in recs] == [
         ("test_a", "PASS")]

@@ -7,42 +7,20 @@ session and real syscalls.  Each `lab run` boots one VM (about 15-25 s under TCG
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from lab.paths import cache_root
+from labrun import SCENARIOS, lab_run
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
-KERNEL = "debian:7.2"
-REPO = Path(__file__).resolve().parent.parent
-
-
-def lab_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    results = tmp_path / "results"
-    res = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "run", "--kernel", KERNEL, "--results", str(results),
-         "--cache", str(cache_root()), *args],
-        capture_output=True, text=True, timeout=1200,
-    )
-    runs = sorted(results.glob("*")) if results.exists() else []
-    assert len(runs) == 1, res.stdout[-3000:] + res.stderr[-3000:]
-    return res, runs[0]
-
-
-def records(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
 
 
 def test_aio_suite_passes_on_debian_kernel(tmp_path: Path) -> None:
-    res, run_dir = lab_run(tmp_path, "--suite", str(REPO / "scenarios" / "aio"))
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-5000:]
-    recs = records(run_dir)
+    run = lab_run(tmp_path, "--suite", str(SCENARIOS / "aio"))
+    out, run_dir = run.out, run.run_dir
+    assert run.returncode == 0, out[-5000:]
+    recs = run.records()
     assert len(recs) >= 30
     assert {r["verdict"] for r in recs} == {"PASS"}
     assert all(r["kernel"]["release"].startswith("7.2.") for r in recs)
@@ -91,13 +69,13 @@ def test_failures_and_splats_give_exit_1_and_records(tmp_path: Path) -> None:
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "test_mixed.py").write_text(textwrap.dedent(FAILING_SUITE))
-    res, run_dir = lab_run(tmp_path, "--suite", str(suite))
-    assert res.returncode == 1, (res.stdout + res.stderr)[-4000:]
-    by_name = {r["test"].split("::")[1].split("[")[0]: r for r in records(run_dir)}
+    run = lab_run(tmp_path, "--suite", str(suite))
+    assert run.returncode == 1, run.out[-4000:]
+    by_name = run.by_name()
     assert by_name["test_passes"]["verdict"] == "PASS"
     assert by_name["test_wrong_expectation_fails"]["verdict"] == "FAIL"
     splat = by_name["test_kernel_warning_fails_the_test"]
     assert splat["verdict"] == "FAIL"
     assert splat["splats"][0]["kind"] == "WARNING"
     assert "io_destroy" in splat["splats"][0]["title"]
-    assert "kernel splat during the test" in res.stdout
+    assert "kernel splat during the test" in run.out

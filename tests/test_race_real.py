@@ -6,42 +6,21 @@ and timings, so a run's evidence survives in results.jsonl.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from lab.paths import cache_root
+from labrun import SCENARIOS, lab_run
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
-KERNEL = "debian:7.2"
-REPO = Path(__file__).resolve().parents[1]
 # Small loops: a smoke run of the machinery, not a hunt for races.
 SMALL = "iterations=12,seconds=8,nbufs=8"
 
 
-def _records(run_dir: Path) -> dict[str, dict[str, Any]]:
-    recs = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    return {r["test"].split("::", 1)[1].split("[")[0]: r for r in recs}
-
-
 def test_race_suites_on_debian_7_2(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    res = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "run", "--kernel", KERNEL, "--suite",
-         str(REPO / "scenarios" / "races"), "--results", str(results),
-         "--cache", str(cache_root())],
-        capture_output=True, text=True, timeout=1200, cwd=REPO,
-        env={**os.environ, "KERNEL_LAB_RACE": SMALL},
-    )
-    out = res.stdout + res.stderr
-    runs = sorted(results.glob("*"))
-    assert len(runs) == 1, out[-3000:]
-    recs = _records(runs[0])
+    run = lab_run(tmp_path, "--suite", str(SCENARIOS / "races"),
+                  env={"KERNEL_LAB_RACE": SMALL})
+    out = run.out
+    recs = run.by_name()
     verdicts = {name: r["verdict"] for name, r in recs.items()}
     assert verdicts == {
         "test_destroy_vs_submit": "PASS",
@@ -49,7 +28,7 @@ def test_race_suites_on_debian_7_2(tmp_path: Path) -> None:
         "test_setup_destroy_lookup": "PASS",
         "test_buffers_quiet_after_destroy": "PASS",
     }, (verdicts, out[-4000:])
-    assert res.returncode == 0
+    assert run.returncode == 0
     for name, rec in recs.items():
         race = rec["data"]["race"]
         # The small parameters reached the guest: at most 12 iterations (or rounds).

@@ -7,41 +7,20 @@ host's, with the verdicts checked rather than just the exit status.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from lab.paths import cache_root
+from labrun import SCENARIOS, lab_run
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
-KERNEL = "debian:7.2"
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _records(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Records by test name with parameters ("test_x[debian:7.2-a]")."""
-    recs = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    return {r["test"].split("::", 1)[1]: r for r in recs}
 
 
 def test_uring_suite_on_debian_7_2(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    res = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "run", "--kernel", KERNEL, "--suite",
-         str(REPO / "scenarios" / "uring"), "--results", str(results),
-         "--cache", str(cache_root())],
-        capture_output=True, text=True, timeout=1500, cwd=REPO,
-    )
-    out = res.stdout + res.stderr
-    runs = sorted(results.glob("*"))
-    assert len(runs) == 1, out[-3000:]
-    recs = _records(runs[0])
+    run = lab_run(tmp_path, "--suite", str(SCENARIOS / "uring"))
+    out = run.out
+    recs = run.by_name(params=True)
     verdicts = {name: r["verdict"] for name, r in recs.items()}
-    assert res.returncode == 0, (verdicts, out[-4000:])
+    assert run.returncode == 0, (verdicts, out[-4000:])
     # 7.2 has every feature the suites need except what SKIP says, and nothing failed.
     assert set(verdicts.values()) <= {"PASS", "SKIP"}, verdicts
     by_prefix = {name.split("[")[0]: r for name, r in recs.items()}
