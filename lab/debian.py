@@ -15,7 +15,6 @@ whole (it has ``kernel.json``) or absent.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import logging
@@ -23,18 +22,17 @@ import os
 import re
 import shutil
 import time
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import apt as aptlib
 from lab import cache as cache_mod
-from lab import proc
+from lab.apt import Apt, Catalogue, load_catalogue
 from lab.deb822 import (
     compare_versions,
     in_series,
     parse_depends,
-    parse_stanzas,
     version_key,
 )
 from lab.errors import InfraError, UserError
@@ -42,186 +40,8 @@ from lab.kernel import METADATA, Kernel
 
 log = logging.getLogger("lab.fetch")
 
-CATALOGUE = Path(__file__).resolve().parent.parent / "kernels" / "debian.toml"
-LISTS_MAX_AGE = 24 * 3600.0  # seconds; older lists are refreshed when a fetch needs them
 SHA256SUMS = "SHA256SUMS"
 _DOC_DIRS = ("usr/share/doc", "usr/share/bug", "usr/share/lintian", "usr/share/man")
-
-
-# --- catalogue ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """kernels/debian.toml as data: where to fetch from and which series exist."""
-
-    archive: str
-    keyring: Path
-    components: tuple[str, ...]
-    architecture: str
-    flavour: str
-    metapackage: str
-    series: dict[str, str]  # series -> suite, in catalogue order
-
-    @property
-    def suites(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.series.values()))
-
-    def series_of(self, version: str) -> str | None:
-        """The catalogue series a metapackage version belongs to (longest match)."""
-        matches = [s for s in self.series if in_series(version, s)]
-        return max(matches, key=len) if matches else None
-
-
-@functools.cache
-def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
-    """Parse the catalogue (cached: it is data that does not change during a run)."""
-    try:
-        data = tomllib.loads(path.read_text())
-        return Catalogue(
-            archive=str(data["archive"]).rstrip("/"),
-            keyring=Path(data["keyring"]),
-            components=tuple(data.get("components", ["main"])),
-            architecture=str(data.get("architecture", "amd64")),
-            flavour=str(data["flavour"]),
-            metapackage=str(data["metapackage"]),
-            series={str(k): str(v["suite"]) for k, v in data["series"].items()},
-        )
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: bad Debian kernel catalogue: {exc!r}") from None
-
-
-# --- the private apt configuration --------------------------------------------------------
-
-
-def run_tool(
-    argv: Sequence[str],
-    *,
-    phase: str,
-    log_path: Path,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout: float = 600.0,
-) -> str:
-    """Run apt-get/apt-cache/dpkg-deb/depmod; the seam tests replace. Returns the output."""
-    return proc.run(argv, phase=phase, log_path=log_path, env=env, cwd=cwd, timeout=timeout).stdout
-
-
-class Apt:
-    """apt-get/apt-cache confined to ``<cache>/apt/`` (sources, lists, caches, status)."""
-
-    def __init__(self, cache: Path, catalogue: Catalogue) -> None:
-        self.root = cache / "apt"
-        self.catalogue = catalogue
-        self.lists = self.root / "lists"
-        self.logs = self.root / "logs"
-        self.conf = self.root / "apt.conf"
-        self.stamp = self.root / "updated"  # touched after each successful update
-
-    def _write_config(self) -> None:
-        cat = self.catalogue
-        for d in ("lists/partial", "cache/archives/partial", "sources.list.d",
-                  "preferences.d", "logs"):
-            (self.root / d).mkdir(parents=True, exist_ok=True)
-        status = self.root / "status"
-        if not status.exists():
-            status.write_text("")
-        sources = "".join(
-            f"deb [signed-by={cat.keyring}] {cat.archive} {suite} {' '.join(cat.components)}\n"
-            for suite in cat.suites
-        )
-        r = self.root
-        conf = "\n".join([
-            "// Written by lab/debian.py: a private apt for kernel packages only.",
-            f'Dir::Etc::SourceList "{r}/sources.list";',
-            f'Dir::Etc::SourceParts "{r}/sources.list.d";',  # empty: ignore the system's
-            'Dir::Etc::Preferences "/dev/null";',
-            f'Dir::Etc::PreferencesParts "{r}/preferences.d";',
-            f'Dir::State::Lists "{r}/lists";',
-            f'Dir::State::status "{r}/status";',  # empty: nothing counts as installed
-            f'Dir::Cache "{r}/cache";',
-            f'Dir::Cache::archives "{r}/cache/archives";',
-            # A binary cache of the ~60 MB of lists makes each apt-cache call
-            # 0.05 s instead of 1.7 s (a cache hit resolves with one call); the
-            # source cache would only double its 90 MB on disk.
-            'Dir::Cache::pkgcache "pkgcache.bin";',
-            'Dir::Cache::srcpkgcache "";',
-            f'APT::Architecture "{cat.architecture}";',
-            f'APT::Architectures {{ "{cat.architecture}"; }};',
-            'Acquire::Languages "none";',
-            # The cache usually lives under a home directory the _apt user cannot
-            # enter; apt would fall back to root anyway, with a warning each time.
-            'APT::Sandbox::User "root";',
-            "",
-        ])
-        # Given with -c, read after /etc/apt/apt.conf.d, so these settings win over
-        # the system's; the rest of apt.conf.d (proxies, mirror settings) applies.
-        for path, text in ((r / "sources.list", sources), (self.conf, conf)):
-            if not path.exists() or path.read_text() != text:
-                path.write_text(text)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"LC_ALL": "C.UTF-8"}  # untranslated messages in logs and errors
-
-    def argv(self, tool: str, *args: str) -> list[str]:
-        """``tool -c <private apt.conf> args…`` for apt-get and apt-cache."""
-        return [tool, "-c", str(self.conf), *args]
-
-    def lists_present(self) -> bool:
-        return self.stamp.exists() and any(self.lists.glob("*_Packages*"))
-
-    def lists_age(self) -> float | None:
-        """Seconds since the last successful update, None when never updated."""
-        if not self.lists_present():
-            return None
-        return time.time() - self.stamp.stat().st_mtime
-
-    def update(self) -> None:
-        """`apt-get update` on the private sources (~5 s); raises InfraError on any failure."""
-        self._write_config()
-        t0 = time.monotonic()
-        run_tool(
-            self.argv("apt-get", "update", "--error-on=any"),
-            phase="fetch:update", log_path=self.logs / "update.log", env=self.env, timeout=600,
-        )
-        self.stamp.touch()
-        log.info("update: apt lists for %s in %.1f s",
-                 ", ".join(self.catalogue.suites), time.monotonic() - t0)
-
-    def ensure_lists(self, *, refresh: bool = False) -> bool:
-        """Update when lists are missing, older than a day or ``refresh``; True if updated.
-
-        A failed update with older lists present is a warning, not an error: the
-        old lists still resolve, only without the newest uploads.
-        """
-        self._write_config()
-        age = self.lists_age()
-        if age is not None and age < LISTS_MAX_AGE and not refresh:
-            return False
-        try:
-            self.update()
-        except InfraError as exc:
-            if age is None:
-                raise
-            log.warning("update failed (%s); using apt lists from %.1f h ago", exc, age / 3600)
-            return False
-        return True
-
-    def show(self, *names: str) -> list[dict[str, str]]:
-        """`apt-cache show NAME[=VERSION]…` from the local lists (no network)."""
-        self._write_config()
-        try:
-            out = run_tool(
-                self.argv("apt-cache", "show", *names),
-                phase="fetch:resolve", log_path=self.logs / "resolve.log", env=self.env,
-                timeout=120,
-            )
-        except proc.ProcessError as exc:
-            if exc.returncode == 100:  # "Unable to locate package"
-                return []
-            raise
-        return parse_stanzas(out)
 
 
 # --- resolution ---------------------------------------------------------------------------
@@ -459,7 +279,7 @@ def _link_lib_modules(root: Path) -> None:
 def _download(apt: Apt, plan: Plan, debs: Path, *, logname: str) -> list[Path]:
     debs.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    run_tool(
+    aptlib.run_tool(
         apt.argv("apt-get", "download", *(f"{p.name}={p.version}" for p in plan.packages)),
         phase="fetch:download", log_path=apt.logs / f"download-{logname}.log",
         env=apt.env, cwd=debs, timeout=3600,
@@ -494,7 +314,7 @@ def _verify(plan: Plan, files: Sequence[Path], entry: Path) -> None:
 def _extract(apt: Apt, files: Sequence[Path], root: Path, *, logname: str) -> None:
     t0 = time.monotonic()
     for f in files:
-        run_tool(["dpkg-deb", "-x", str(f), str(root)], phase="fetch:extract",
+        aptlib.run_tool(["dpkg-deb", "-x", str(f), str(root)], phase="fetch:extract",
                  log_path=apt.logs / f"extract-{logname}.log", timeout=900)
     for d in _DOC_DIRS:
         shutil.rmtree(root / d, ignore_errors=True)
@@ -524,7 +344,7 @@ def _build_entry(apt: Apt, plan: Plan, *, spec_text: str, depmod: str, cache: Pa
         config = _find_one(root, (f"boot/config-{release}", f"usr/lib/modules/{release}/config",
                                   f"lib/modules/{release}/config"), "kernel config")
         t0 = time.monotonic()
-        run_tool([depmod, "-a", "-b", str(root), release], phase="fetch:depmod",
+        aptlib.run_tool([depmod, "-a", "-b", str(root), release], phase="fetch:depmod",
                  log_path=apt.logs / f"depmod-{logname}.log", timeout=600)
         if not (modules / "modules.dep").is_file():
             raise InfraError(f"depmod wrote no modules.dep for {release}", phase="fetch:depmod",

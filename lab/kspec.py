@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.debian import load_catalogue
+from lab.apt import load_catalogue
 from lab.errors import UserError
 
 

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import apt as aptlib
 from lab import cache as cache_mod
 from lab import debian, proc
 from lab.deb822 import in_series, version_key
@@ -100,11 +101,11 @@ def _newest_cached(cache: Path, series: str) -> SourceTree | None:
 
 def debian_source(series: str, *, cache: Path, refresh: bool = False) -> SourceTree:
     """linux-source-SERIES, newest version in the apt lists, unpacked once into the cache."""
-    cat = debian.load_catalogue()
+    cat = aptlib.load_catalogue()
     if series not in cat.series:
         raise UserError(f"unknown Debian source series {series!r}; known: "
                         f"{', '.join(cat.series)}")
-    apt = debian.Apt(cache, cat)
+    apt = aptlib.Apt(cache, cat)
     cache_mod.clean_stale_temps(debian_src_dir(cache))
     cached = _newest_cached(cache, series)
     if cached is not None and apt.lists_present() and not refresh:
@@ -131,13 +132,13 @@ def debian_source(series: str, *, cache: Path, refresh: bool = False) -> SourceT
         return cached
 
 
-def _unpack_debian(apt: debian.Apt, pkg: debian.Package, *, series: str,
+def _unpack_debian(apt: aptlib.Apt, pkg: debian.Package, *, series: str,
                    cache: Path) -> SourceTree:
     final = debian_src_dir(cache) / pkg.version
     logs = apt.logs
     with cache_mod.temp_dir(debian_src_dir(cache)) as tmp:
         t0 = time.monotonic()
-        debian.run_tool(apt.argv("apt-get", "download", f"{pkg.name}={pkg.version}"),
+        aptlib.run_tool(apt.argv("apt-get", "download", f"{pkg.name}={pkg.version}"),
                         phase="source:download", log_path=logs / f"download-{pkg.name}.log",
                         env=apt.env, cwd=tmp, timeout=3600)
         debs = sorted(tmp.glob(f"{pkg.name}_*.deb"))
@@ -153,14 +154,14 @@ def _unpack_debian(apt: debian.Apt, pkg: debian.Package, *, series: str,
                  debs[0].stat().st_size / 1e6, time.monotonic() - t0)
         t0 = time.monotonic()
         root = tmp / "root"
-        debian.run_tool(["dpkg-deb", "-x", str(debs[0]), str(root)], phase="source:extract",
+        aptlib.run_tool(["dpkg-deb", "-x", str(debs[0]), str(root)], phase="source:extract",
                         log_path=logs / f"extract-{pkg.name}.log", timeout=900)
         debs[0].unlink()
         tarballs = sorted((root / "usr" / "src").glob("linux-source-*.tar.*"))
         if len(tarballs) != 1:
             raise InfraError(f"{pkg.name} holds {len(tarballs)} source tarballs, expected one",
                              phase="source:extract")
-        debian.run_tool(["tar", "-xf", str(tarballs[0]), "-C", str(tmp)], phase="source:extract",
+        aptlib.run_tool(["tar", "-xf", str(tarballs[0]), "-C", str(tmp)], phase="source:extract",
                         log_path=logs / f"extract-{pkg.name}.log", timeout=1800)
         shutil.rmtree(root)
         tops = [p for p in tmp.iterdir() if p.is_dir() and p.name.startswith("linux-source")]

@@ -1,6 +1,6 @@
 """Fetching kernels: Debian versions, apt output, resolution, atomic cache entries, path specs.
 
-Apt is replaced at ``lab.debian.run_tool`` (the process seam) by fakes that
+Apt is replaced at ``lab.apt.run_tool`` (the process seam) by fakes that
 serve golden `apt-cache show` output captured from the private configuration
 (tests/golden/apt/).  One test marked ``network`` fetches a real kernel.
 """
@@ -19,17 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from lab import apt as aptlib
 from lab import cache as cache_mod
 from lab import debian
-from lab.debian import (
-    Apt,
-    compare_versions,
-    in_series,
-    load_catalogue,
-    parse_depends,
-    parse_stanzas,
-    resolve,
-)
+from lab.apt import Apt, load_catalogue
+from lab.deb822 import compare_versions, in_series, parse_depends, parse_stanzas
+from lab.debian import resolve
 from lab.errors import InfraError, UserError
 from lab.fetch import image_release, list_kernels, resolve_kernel
 from lab.kernel import Kernel
@@ -162,7 +157,7 @@ class FakeApt:
 @pytest.fixture
 def fake_apt(monkeypatch: pytest.MonkeyPatch) -> FakeApt:
     fake = FakeApt()
-    monkeypatch.setattr(debian, "run_tool", fake)
+    monkeypatch.setattr(aptlib, "run_tool", fake)
     return fake
 
 
@@ -311,7 +306,7 @@ def host_tools(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _install(monkeypatch: pytest.MonkeyPatch, fake: Callable[..., str]) -> None:
-    monkeypatch.setattr(debian, "run_tool", fake)
+    monkeypatch.setattr(aptlib, "run_tool", fake)
 
 
 def _entries(cache: Path) -> list[str]:
@@ -535,6 +530,6 @@ def test_fetch_debian_7_2_for_real(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def no_process(*a: object, **kw: object) -> str:
         raise AssertionError(f"a cache hit ran {a}")
 
-    monkeypatch.setattr(debian, "run_tool", no_process)
+    monkeypatch.setattr(aptlib, "run_tool", no_process)
     again = resolve_kernel("debian:7.2", cache=tmp_path)
     assert again == k

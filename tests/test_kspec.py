@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.debian import load_catalogue
+from lab.apt import load_catalogue
 from lab.errors import UserError
 from lab.kspec import DebianSpec, PathSpec, parse_spec, valid_forms
 
