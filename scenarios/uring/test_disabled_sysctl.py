@@ -9,6 +9,9 @@ import pytest
 
 from scenarios.uring.conftest import GID_URING, UID_DISABLED, UID_GROUP_MEMBER, creds_run
 
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
+pytestmark = pytest.mark.requires_config("IO_URING")
+
 DISABLED = "/proc/sys/kernel/io_uring_disabled"
 GROUP = "/proc/sys/kernel/io_uring_group"
 MEMLOCK = 1 << 20  # room for the ring's own pages on 6.14+ (not what is tested here)

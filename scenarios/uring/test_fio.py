@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
+pytestmark = pytest.mark.requires_config("IO_URING")
+
 COMMON = ["--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--randrepeat=1",
           "--offset=256M", "--verify=crc32c", "--do_verify=1"]
 
@@ -37,6 +40,7 @@ def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any], ne
                          "--ioengine=io_uring_cmd", "--cmd_type=nvme", *COMMON])
 
 
+@pytest.mark.requires_config("AIO")  # fio's libaio engine submits through io_submit
 def test_fio_libaio_on_block_device(agent: Any, nvme: dict[str, Any], engines: list[str],
                                     record: Any) -> None:
     if "libaio" not in engines:

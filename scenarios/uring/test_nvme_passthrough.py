@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
+pytestmark = pytest.mark.requires_config("IO_URING")
+
 QEMU_MODEL = "QEMU NVMe Ctrl"  # hw/nvme/ctrl.c: the model string QEMU reports
 SLBA_BYTES = 768 << 20  # an area of the "fast" namespace no other suite touches
 NBLOCKS_BYTES = 8192
