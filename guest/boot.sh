@@ -12,7 +12,10 @@ VMDIR=$1
 log() { echo "<6>kernel-lab: $*" > /dev/kmsg; }
 
 # Drivers: built in on lab-built kernels, modules on Debian's (modprobe is a no-op then).
-for m in virtio_net nvme; do modprobe -q "$m" 2>/dev/null; done
+# nvme loads in the background: SSH needs only the network, and the lab waits for
+# the NVMe devices itself.
+modprobe -q nvme 2>/dev/null &
+modprobe -q virtio_net 2>/dev/null
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 [ -e /sys/class/net/eth0 ] || log "no eth0 after 10 s: SSH will not be reachable"

@@ -251,14 +251,23 @@ class Vm:
         return image
 
     def _find_nvme(self) -> dict[str, NvmeDevice]:
-        """Map each emulated controller (by serial) to its device nodes; all must exist."""
+        """Map each emulated controller (by serial) to its device nodes; all must exist.
+
+        One exec: wait (up to 10 s) until every controller's three nodes exist, then
+        print "name serial" per controller.
+        """
         assert self.ssh is not None
+        serials = " ".join(n.serial for n in self.cfg.nvme)
         script = (
-            "for i in 1 2 3 4 5 6 7 8 9 10; do "
-            "n=$(ls -d /sys/class/nvme/nvme* 2>/dev/null | wc -l); "
-            f"[ \"$n\" -ge {len(self.cfg.nvme)} ] && break; sleep 0.5; done; "
-            "for c in /sys/class/nvme/nvme*; do "
-            "echo \"$(basename $c) $(cat $c/serial)\"; done"
+            "ready() { for s in " + serials + "; do found=; "
+            # read trims the padding NVMe puts after a serial; no fork per check.
+            "for c in /sys/class/nvme/nvme*; do ser=; read -r ser < $c/serial 2>/dev/null; "
+            "[ \"$ser\" = \"$s\" ] "
+            "&& n=${c##*/nvme} && [ -e /dev/nvme$n ] && [ -e /dev/nvme${n}n1 ] "
+            "&& [ -e /dev/ng${n}n1 ] && found=1; done; [ -n \"$found\" ] || return 1; done; }; "
+            "i=0; until ready || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done; "
+            "for c in /sys/class/nvme/nvme*; do read -r ser < $c/serial; echo \"${c##*/} $ser\"; "
+            "done"
         )
         res = self.ssh.run(["/bin/sh", "-c", script], timeout=30)
         found: dict[str, str] = {}
@@ -277,14 +286,11 @@ class Vm:
                     log=self.console_log,
                 )
             idx = name.removeprefix("nvme")
-            dev = NvmeDevice(nvme.role, nvme.serial, f"/dev/{name}", f"/dev/{name}n1",
-                             f"/dev/ng{idx}n1")
-            check = self.ssh.run(["ls", dev.ctrl, dev.ns, dev.generic], timeout=30)
-            if check.status != 0:
-                raise InfraError(
-                    f"NVMe device nodes missing: {check.stderr.strip()}",
-                    phase="boot",
-                    log=self.console_log,
-                )
-            devices[nvme.role] = dev
+            devices[nvme.role] = NvmeDevice(nvme.role, nvme.serial, f"/dev/{name}",
+                                            f"/dev/{name}n1", f"/dev/ng{idx}n1")
+        check = self.ssh.run(["ls", *(p for d in devices.values()
+                                      for p in (d.ctrl, d.ns, d.generic))], timeout=30)
+        if check.status != 0:
+            raise InfraError(f"NVMe device nodes missing: {check.stderr.strip()}",
+                             phase="boot", log=self.console_log)
         return devices
