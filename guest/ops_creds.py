@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
+from guest.ops_sys import thread_status
 
 
 def cap_number(name: str) -> int:
@@ -111,11 +112,7 @@ def _set_caps_this_thread(keep: list[int]) -> None:
 
 def current_creds() -> dict[str, Any]:
     """The credentials the kernel applies to this task, as /proc reports them."""
-    fields: dict[str, str] = {}
-    with open("/proc/thread-self/status", encoding="ascii") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
+    fields = thread_status()
     soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     return {
         "uid": [int(x) for x in fields["Uid"].split()],

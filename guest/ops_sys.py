@@ -39,13 +39,19 @@ def sys_write_text(path: str, text: str) -> None:
         os.close(fd)
 
 
-def sys_caps() -> dict[str, Any]:
-    """Capabilities of the calling *thread* (creds.call runs in its own)."""
+def thread_status() -> dict[str, str]:
+    """/proc/thread-self/status as a dict: credentials are per thread (creds.call)."""
     fields: dict[str, str] = {}
     with open("/proc/thread-self/status", encoding="ascii") as f:
         for line in f:
             key, _, value = line.partition(":")
             fields[key] = value.strip()
+    return fields
+
+
+def sys_caps() -> dict[str, Any]:
+    """Capabilities of the calling *thread* (creds.call runs in its own)."""
+    fields = thread_status()
     return {
         "effective": fields["CapEff"],
         "permitted": fields["CapPrm"],

@@ -10,140 +10,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import queue
-import shutil
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from localagent import Agent, copy_guest
 
-REPO = Path(__file__).resolve().parents[1]
-GUEST_SRC = REPO / "guest"
 CAP_SYS_ADMIN = 21
 CAP_SYS_NICE = 23
 IOPRIO_RT_0 = 1 << 13  # IOPRIO_PRIO_VALUE(IOPRIO_CLASS_RT, 0)
 TIMEOUT = 20.0
-
-
-def _copy_guest(dest: Path) -> Path:
-    shutil.copytree(
-        GUEST_SRC,
-        dest / "guest",
-        ignore=shutil.ignore_patterns("__pycache__", "_labsys*.so"),
-    )
-    return dest
-
-
-@pytest.fixture(scope="session")
-def labsys_so(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("labsys")
-    proc = subprocess.run(
-        [sys.executable, "-m", "guest.build_ffi", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    built = Path(proc.stdout.strip().splitlines()[-1])
-    assert (
-        built.parent == out
-        and built.name.startswith("_labsys")
-        and built.suffix == ".so"
-    )
-    assert built.exists()
-    return built
-
-
-@pytest.fixture(scope="session")
-def agent_root(tmp_path_factory: pytest.TempPathFactory, labsys_so: Path) -> Path:
-    root = _copy_guest(tmp_path_factory.mktemp("agent"))
-    shutil.copy2(labsys_so, root / "guest" / labsys_so.name)
-    return root
-
-
-class Agent:
-    def __init__(self, root: Path) -> None:
-        env = dict(os.environ, PYTHONPATH=str(root))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "guest"],
-            cwd=root,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.next_id = 1
-        self.hello = self.read()["hello"]
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def read(self) -> dict[str, Any]:
-        line = self.lines.get(timeout=TIMEOUT)
-        assert line is not None, "agent closed stdout"
-        msg: dict[str, Any] = json.loads(line)
-        return msg
-
-    def send_raw(self, obj: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(obj) + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def request(self, op: str, /, **args: Any) -> dict[str, Any]:
-        rid = self.next_id
-        self.next_id += 1
-        reply = self.send_raw({"id": rid, "op": op, "args": args})
-        assert reply["id"] == rid
-        return reply
-
-    def ok(self, op: str, /, **args: Any) -> Any:
-        reply = self.request(op, **args)
-        assert reply["ok"] is True, reply
-        assert isinstance(reply["elapsed_ns"], int) and reply["elapsed_ns"] >= 0
-        return reply["value"]
-
-    def errno(self, op: str, /, **args: Any) -> str:
-        reply = self.request(op, **args)
-        assert reply["ok"] is False and "errno" in reply, reply
-        assert reply["message"]
-        name: str = reply["errno"]
-        return name
-
-    def close(self) -> int:
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        try:
-            return self.proc.wait(timeout=TIMEOUT)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def agent(agent_root: Path) -> Iterator[Agent]:
-    a = Agent(agent_root)
-    try:
-        yield a
-    finally:
-        a.close()
-
-
-# ---------------------------------------------------------------- protocol
 
 
 def test_handshake(agent: Agent) -> None:
@@ -171,7 +49,7 @@ def test_handshake(agent: Agent) -> None:
 
 
 def test_missing_extension_fails_handshake(tmp_path: Path) -> None:
-    root = _copy_guest(tmp_path)
+    root = copy_guest(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "guest"],
         cwd=root,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_agent_local import Agent, agent, agent_root, labsys_so  # noqa: F401
+from localagent import Agent
 
 from scenarios.uring.expectations import expect, lacks
 
@@ -28,7 +28,7 @@ def _file(tmp_path: Path, data: bytes) -> str:
     return str(path)
 
 
-def test_nop_roundtrip_and_ring_params(agent: Agent) -> None:  # noqa: F811
+def test_nop_roundtrip_and_ring_params(agent: Agent) -> None:
     ring = agent.ok("uring.setup", entries=4)
     assert ring["sq_entries"] == 4 and ring["cq_entries"] == 8
     assert (ring["sqe_size"], ring["cqe_size"]) == (64, 16)
@@ -41,7 +41,7 @@ def test_nop_roundtrip_and_ring_params(agent: Agent) -> None:  # noqa: F811
     assert agent.request("uring.close", ring=ring["ring"])["ok"] is False  # handle gone
 
 
-def test_big_entries_and_full_sq(agent: Agent) -> None:  # noqa: F811
+def test_big_entries_and_full_sq(agent: Agent) -> None:
     ring = agent.ok("uring.setup", entries=2, flags=["SQE128", "CQE32"])
     assert (ring["sqe_size"], ring["cqe_size"]) == (128, 32)
     out = agent.ok("uring.run", ring=ring["ring"], sqes=[{"opcode": "NOP", "user_data": 5}])
@@ -51,7 +51,7 @@ def test_big_entries_and_full_sq(agent: Agent) -> None:  # noqa: F811
     assert reply.get("errno") == "EBUSY", reply
 
 
-def test_wait_is_bounded(agent: Agent) -> None:  # noqa: F811
+def test_wait_is_bounded(agent: Agent) -> None:
     ring = agent.ok("uring.setup", entries=2)["ring"]
     started = time.monotonic()
     out = agent.ok("uring.wait", ring=ring, nr=1, timeout_ms=300)
@@ -61,7 +61,7 @@ def test_wait_is_bounded(agent: Agent) -> None:  # noqa: F811
     assert "positive timeout" in agent.request("uring.wait", ring=ring, timeout_ms=0)["error"]
 
 
-def test_read_into_mem_buffer(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_read_into_mem_buffer(agent: Agent, tmp_path: Path) -> None:
     data = os.urandom(8192)
     fd = agent.ok("fs.open", path=_file(tmp_path, data))
     buf = agent.ok("mem.alloc", size=4096)
@@ -72,7 +72,7 @@ def test_read_into_mem_buffer(agent: Agent, tmp_path: Path) -> None:  # noqa: F8
     assert bytes.fromhex(agent.ok("mem.read", handle=buf)) == data[4096:]
 
 
-def test_provided_buffer_ring_select(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_provided_buffer_ring_select(agent: Agent, tmp_path: Path) -> None:
     data = b"provided-buffer " * 64
     fd = agent.ok("fs.open", path=_file(tmp_path, data))
     ring = agent.ok("uring.setup", entries=4)["ring"]
@@ -94,7 +94,7 @@ def test_provided_buffer_ring_select(agent: Agent, tmp_path: Path) -> None:  # n
     ("mshot.bufsel_only", [], ["BUFFER_SELECT"]),
     ("mshot.unknown_bit", 1 << 5, []),
 ])
-def test_uring_cmd_flag_rules_on_host(agent: Agent, tmp_path: Path, key: str,  # noqa: F811
+def test_uring_cmd_flag_rules_on_host(agent: Agent, tmp_path: Path, key: str,
                                       cmd_flags: list[str] | int,
                                       sqe_flags: list[str]) -> None:
     # The flag checks run in prep, before the file is asked: any fd exercises them.
@@ -107,7 +107,7 @@ def test_uring_cmd_flag_rules_on_host(agent: Agent, tmp_path: Path, key: str,  #
     assert [c["res"] for c in out["cqes"]] == [-getattr(errno, expect(HOST, key))]
 
 
-def test_valid_multishot_on_a_file_is_eopnotsupp(agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+def test_valid_multishot_on_a_file_is_eopnotsupp(agent: Agent, tmp_path: Path) -> None:
     if lacks(HOST, "uring_cmd_multishot"):
         pytest.skip(str(lacks(HOST, "uring_cmd_multishot")))
     fd = agent.ok("fs.open", path=_file(tmp_path, b"x"))
@@ -121,7 +121,7 @@ def test_valid_multishot_on_a_file_is_eopnotsupp(agent: Agent, tmp_path: Path) -
 
 
 @pytest.mark.skipif(not ROOT, reason="creds.run changes uid: needs root")
-def test_creds_run_reports_credentials_and_agent_keeps_its_own(agent: Agent) -> None:  # noqa: F811
+def test_creds_run_reports_credentials_and_agent_keeps_its_own(agent: Agent) -> None:
     before = agent.ok("sys.caps")
     reply = agent.ok("creds.run", uid=65534, gid=65534, groups=[], caps=[], memlock=1 << 20,
                      steps=[{"op": "sys.caps"}, {"op": "fs.open", "args": {"path": "/nonexist"}},
@@ -140,7 +140,7 @@ def test_creds_run_reports_credentials_and_agent_keeps_its_own(agent: Agent) -> 
 
 
 @pytest.mark.skipif(not ROOT, reason="creds.run changes uid: needs root")
-def test_memlock_probe_and_latched_exemption(agent: Agent) -> None:  # noqa: F811
+def test_memlock_probe_and_latched_exemption(agent: Agent) -> None:
     ring_pages = expect(HOST, "ring_pages_charged")
     uid = 40000 + os.getpid() % 20000  # a user no other test charges
     reply = agent.ok("creds.run", uid=uid, caps=[], memlock=16 * 4096,

@@ -7,79 +7,17 @@ of races.  Files on the host's filesystem stand in for the NVMe devices.
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from localagent import Agent
 
 from lab import bench_race
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 120.0
-
-
-@pytest.fixture(scope="module")
-def agent_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of guest/ with its extension built the way the lab builds it."""
-    root = tmp_path_factory.mktemp("race-agent")
-    shutil.copytree(REPO / "guest", root / "guest",
-                    ignore=shutil.ignore_patterns("__pycache__", "_labsys*.so"))
-    proc = subprocess.run([sys.executable, "-m", "guest.build_ffi", "--out", str(root / "guest")],
-                          cwd=root, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return root
-
-
-class Agent:
-    """The agent as a child process, spoken to over JSON lines."""
-
-    def __init__(self, root: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "guest"], cwd=root,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.hello = json.loads(self._line())["hello"]
-        self.next_id = 0
-
-    def _line(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, "the agent closed stdout"
-        return line
-
-    def request(self, op: str, /, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.next_id += 1
-        self.proc.stdin.write(json.dumps({"id": self.next_id, "op": op, "args": args}) + "\n")
-        self.proc.stdin.flush()
-        reply: dict[str, Any] = json.loads(self._line())
-        assert reply["id"] == self.next_id
-        return reply
-
-    def ok(self, op: str, /, **args: Any) -> Any:
-        reply = self.request(op, **args)
-        assert reply["ok"], reply
-        return reply["value"]
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=TIMEOUT)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def agent(agent_root: Path) -> Iterator[Agent]:
-    a = Agent(agent_root)
-    yield a
-    a.close()
 
 
 @pytest.fixture
