@@ -185,7 +185,7 @@ class Spawned:
         assert self.proc.stdout is not None
         self._tee = _Tee(self.proc.stdout, self._log)
         self._tee.start()
-        self._reaper_pipe: int | None = _start_reaper(self.proc.pid)
+        self._reaper, self._reaper_pipe = _start_reaper(self.proc.pid)
 
     @property
     def pid(self) -> int:
@@ -201,19 +201,21 @@ class Spawned:
         """End the whole process group (idempotent) and close the log."""
         _kill_group(self.proc, grace)
         if self._reaper_pipe is not None:
-            os.close(self._reaper_pipe)
+            os.close(self._reaper_pipe)  # releases the reaper: the group is gone already
             self._reaper_pipe = None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._reaper.wait(5)  # no zombie per VM in a long run
         self._tee.join(5)
         if self._log is not None and not self._log.closed:
             self._log.close()
         return self.proc.returncode
 
 
-def _start_reaper(pgid: int) -> int:
-    """Start lab.reaper guarding ``pgid``; returns the pipe end whose closing releases it."""
+def _start_reaper(pgid: int) -> tuple[subprocess.Popen[bytes], int | None]:
+    """Start lab.reaper guarding ``pgid``; returns it and the pipe end that releases it."""
     read_end, write_end = os.pipe()
     try:
-        subprocess.Popen(
+        reaper = subprocess.Popen(
             [sys.executable, "-m", "lab.reaper", str(pgid)],
             stdin=read_end,
             stdout=subprocess.DEVNULL,
@@ -223,7 +225,7 @@ def _start_reaper(pgid: int) -> int:
         )
     finally:
         os.close(read_end)
-    return write_end
+    return reaper, write_end
 
 
 def spawn(
