@@ -27,7 +27,6 @@ from lab.paths import cache_root, default_results_root
 from lab.vm import Vm, VmConfig
 
 RUN_DIR_KEY = pytest.StashKey[Path]()
-REPORTS_KEY = pytest.StashKey[dict[str, list[pytest.TestReport]]]()
 DEFAULT_KERNEL = "debian:7.2"
 log = logging.getLogger("lab.plugin")
 
@@ -74,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         root = Path(config.getoption("lab_results") or default_results_root())
         run_dir = results.new_run_dir(root, "+".join(map(short_label, _kernel_specs(config))))
     _activate(config, run_dir)
+    config.pluginmanager.register(_Recorder(config), "lab-recorder")
     cmd = run_dir / "command.txt"
     if not cmd.exists():
         cmd.write_text(f"cd {shlex.quote(str(Path.cwd()))} && "
@@ -94,7 +94,6 @@ def _wanted(config: pytest.Config) -> bool:
 
 def _activate(config: pytest.Config, run_dir: Path) -> None:
     config.stash[RUN_DIR_KEY] = run_dir
-    config.stash[REPORTS_KEY] = {}
 
 
 class _XdistHooks:
@@ -372,23 +371,27 @@ def pytest_runtest_makereport(
     return rep
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = _CONFIG.get("config")
-    if config is None or hasattr(config, "workerinput") or RUN_DIR_KEY not in config.stash:
-        return
-    reports = config.stash[REPORTS_KEY].setdefault(report.nodeid, [])
-    reports.append(report)
-    if report.when == "teardown":
-        del config.stash[REPORTS_KEY][report.nodeid]
-        results.append_record(config.stash[RUN_DIR_KEY], to_record(report.nodeid, reports))
+class _Recorder:
+    """Writes one record per test as its teardown report arrives (controller only).
 
+    With xdist the reports of every worker arrive here, so the run's results.jsonl
+    has a single writer.
+    """
 
-_CONFIG: dict[str, pytest.Config] = {}
+    def __init__(self, config: pytest.Config) -> None:
+        self.run_dir = config.stash[RUN_DIR_KEY]
+        self.pending: dict[str, list[pytest.TestReport]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        reports = self.pending.setdefault(report.nodeid, [])
+        reports.append(report)
+        if report.when == "teardown":
+            del self.pending[report.nodeid]
+            results.append_record(self.run_dir, to_record(report.nodeid, reports))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG["config"] = session.config
     session.config.stash[STARTED_KEY] = time.monotonic()
 
 
