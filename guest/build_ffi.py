@@ -144,7 +144,8 @@ def make_builder() -> cffi.FFI:
     cdef = CDEF + "".join(p.with_suffix(".cdef").read_text() for p in _areas())
     ffibuilder.cdef(cdef)
     source = "\n".join(p.read_text() for p in [CSRC, *_areas()])
-    ffibuilder.set_source("_labsys", source, extra_compile_args=["-pthread"],
+    ffibuilder.set_source("_labsys", source, include_dirs=[str(CSRC_DIR)],
+                          extra_compile_args=["-pthread"],
                           libraries=["pthread"])
     return ffibuilder
 

@@ -102,7 +102,8 @@ class RaceRate:
 
 def plain_binary(cache: Path) -> Path:
     """The stand-alone program, compiled with cc into ``cache/bench`` (once per source)."""
-    digest = hashlib.sha256(RACE_C.read_bytes() + PLAIN_MAIN.encode()
+    digest = hashlib.sha256(RACE_C.read_bytes() + (RACE_C.parent / "aio_sys.h").read_bytes()
+                            + PLAIN_MAIN.encode()
                             + " ".join(CFLAGS).encode()).hexdigest()[:16]
     out_dir = cache / "bench"
     binary = out_dir / f"race-plain-{digest}"

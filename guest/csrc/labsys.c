@@ -18,39 +18,7 @@
 #include <linux/aio_abi.h>
 #include <linux/capability.h>
 
-static long lab_ret(long r)
-{
-	return r < 0 ? -(long)errno : r;
-}
-
-static long lab_io_setup(unsigned nr_events, aio_context_t *ctxp)
-{
-	return lab_ret(syscall(__NR_io_setup, nr_events, ctxp));
-}
-
-static long lab_io_destroy(aio_context_t ctx)
-{
-	return lab_ret(syscall(__NR_io_destroy, ctx));
-}
-
-/* nr is a long on purpose: negative values must reach the kernel as-is. */
-static long lab_io_submit(aio_context_t ctx, long nr, struct iocb **iocbpp)
-{
-	return lab_ret(syscall(__NR_io_submit, ctx, nr, iocbpp));
-}
-
-static long lab_io_cancel(aio_context_t ctx, struct iocb *iocb,
-			  struct io_event *result)
-{
-	return lab_ret(syscall(__NR_io_cancel, ctx, iocb, result));
-}
-
-static long lab_io_getevents(aio_context_t ctx, long min_nr, long nr,
-			     struct io_event *events, struct timespec *timeout)
-{
-	return lab_ret(syscall(__NR_io_getevents, ctx, min_nr, nr, events,
-			       timeout));
-}
+#include "aio_sys.h"
 
 /*
  * capget/capset with header.pid == 0 act on the calling thread only.

@@ -9,9 +9,9 @@
  * deadline, so a slow TCG guest ends a run early instead of overrunning the
  * host's timeout; only a syscall stuck in the kernel can keep one running.
  *
- * Self-contained on purpose (own raw syscalls, no dependence on labsys.c):
- * the benchmark compiles this file with a plain main() to compare the
- * agent's loop rate with a stand-alone program's.
+ * Depends only on aio_sys.h (not on labsys.c): the benchmark compiles this
+ * file with a plain main() to compare the agent's loop rate with a
+ * stand-alone program's.
  *
  * Each entry point returns 0 with the result filled in, or -errno when the
  * loop could not run at all (bad parameters, thread creation failed).
@@ -29,6 +29,8 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <linux/aio_abi.h>
+
+#include "aio_sys.h"
 
 #define RACE_MAX_THREADS 64
 #define RACE_KIND_READ 1
@@ -121,32 +123,18 @@ struct race_buf_result {
 
 /* ------------------------------------------------------------ helpers */
 
-static long race_ret(long r)
-{
-	return r < 0 ? -(long)errno : r;
-}
-
+/* A fresh slot each time: io_setup insists on a zeroed one. */
 static long race_io_setup(unsigned nr, aio_context_t *ctx)
 {
-	*ctx = 0; /* io_setup insists on a zeroed slot */
-	return race_ret(syscall(__NR_io_setup, nr, ctx));
-}
-
-static long race_io_destroy(aio_context_t ctx)
-{
-	return race_ret(syscall(__NR_io_destroy, ctx));
-}
-
-static long race_io_submit(aio_context_t ctx, long nr, struct iocb **iocbs)
-{
-	return race_ret(syscall(__NR_io_submit, ctx, nr, iocbs));
+	*ctx = 0;
+	return lab_io_setup(nr, ctx);
 }
 
 static long race_io_getevents_now(aio_context_t ctx, struct io_event *ev, long nr)
 {
 	struct timespec zero = { 0, 0 };
 
-	return race_ret(syscall(__NR_io_getevents, ctx, 0L, nr, ev, &zero));
+	return lab_io_getevents(ctx, 0L, nr, ev, &zero);
 }
 
 static uint64_t race_now(void)
@@ -200,7 +188,7 @@ static uint64_t race_efd_take(int efd)
 
 static int race_eventfd(void)
 {
-	return (int)race_ret(syscall(__NR_eventfd2, 0, O_NONBLOCK | O_CLOEXEC));
+	return (int)lab_ret(syscall(__NR_eventfd2, 0, O_NONBLOCK | O_CLOEXEC));
 }
 
 static void race_add(uint64_t *p, uint64_t v)
@@ -365,7 +353,7 @@ static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *r
 		long r;
 
 		if (kind == 0) {
-			r = race_io_submit(ctx, 0, &cbp); /* a lookup, nothing queued */
+			r = lab_io_submit(ctx, 0, &cbp); /* a lookup, nothing queued */
 			if (r == -EINVAL) {
 				race_add(&o->submit_einval, 1);
 				return;
@@ -373,7 +361,7 @@ static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *r
 			continue;
 		}
 		race_dvs_fill(sh, t, kind, &cb);
-		r = race_io_submit(ctx, 1, &cbp);
+		r = lab_io_submit(ctx, 1, &cbp);
 		if (r == 1) {
 			race_add(&sh->iter_ok, 1);
 			race_add(&o->submit_ok, 1);
@@ -421,7 +409,7 @@ static void race_dvs_destroy_round(struct race_dvs_shared *sh, uint64_t *rng)
 	       race_now() < give_up)
 		sched_yield();
 	t0 = race_now();
-	r = race_io_destroy(sh->ctx);
+	r = lab_io_destroy(sh->ctx);
 	dt = race_now() - t0;
 	/* eventfd is signalled in aio_complete, before the request's context
 	 * reference is dropped: whatever io_destroy waited for is counted here. */
@@ -576,7 +564,7 @@ static long race_cd_prepare(struct race_cd_shared *sh)
 		cb.aio_lio_opcode = IOCB_CMD_POLL;
 		cb.aio_fildes = (uint32_t)sh->pipe_rd;
 		cb.aio_buf = POLLIN;
-		if (race_io_submit(sh->ctx, 1, &cbp) == 1)
+		if (lab_io_submit(sh->ctx, 1, &cbp) == 1)
 			sh->out->polls_submitted++;
 	}
 	return r;
@@ -632,7 +620,7 @@ static void *race_cd_thread(void *p)
 		if (__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE))
 			break;
 		t0 = race_now();
-		sh->results[a->index] = race_io_destroy(sh->ctx);
+		sh->results[a->index] = lab_io_destroy(sh->ctx);
 		sh->times[a->index] = race_now() - t0;
 		pthread_barrier_wait(&sh->end);
 		if (a->index == 0)
@@ -746,7 +734,7 @@ static void race_svd_create(struct race_svd_shared *sh, uint64_t *rng)
 		old = __atomic_exchange_n(&sh->slots[race_rand(rng) % sh->nslots], ctx,
 					  __ATOMIC_ACQ_REL);
 		if (old) {
-			r = race_io_destroy(old);
+			r = lab_io_destroy(old);
 			if (r == 0)
 				race_add(&o->destroy_ok, 1);
 			else if (r == -EINVAL)
@@ -795,7 +783,7 @@ static void race_svd_look(struct race_svd_shared *sh, uint64_t *rng)
 		cb.aio_lio_opcode = IOCB_CMD_POLL;
 		cb.aio_fildes = (uint32_t)sh->pipe_rd;
 		cb.aio_buf = POLLIN;
-		r = race_io_submit(ctx, 1, &cbp);
+		r = lab_io_submit(ctx, 1, &cbp);
 		if (r == 1)
 			race_add(&o->submit_ok, 1);
 		else if (r == -EINVAL)
@@ -865,7 +853,7 @@ long race_setup_vs_destroy(int creators, int lookers, unsigned nslots,
 	for (unsigned i = 0; i < nslots; i++) {
 		if (!sh.slots[i])
 			continue;
-		if (race_io_destroy(sh.slots[i]) == 0)
+		if (lab_io_destroy(sh.slots[i]) == 0)
 			out->final_destroy_ok++;
 		else
 			out->final_destroy_failed++;
@@ -939,13 +927,13 @@ static long race_buf_round(struct race_buf_ctx *b, uint64_t settle_ns,
 		r = race_io_setup(b->nbufs, &ctx);
 	if (r < 0)
 		goto out;
-	r = race_io_submit(ctx, b->nbufs, ptrs);
+	r = lab_io_submit(ctx, b->nbufs, ptrs);
 	if (r > 0)
 		o->submitted += (uint64_t)r;
 	before = race_efd_take(b->efd);
 	o->pending_at_destroy += r > 0 && (uint64_t)r > before ? (uint64_t)r - before : 0;
 	t0 = race_now();
-	destroyed = race_io_destroy(ctx);
+	destroyed = lab_io_destroy(ctx);
 	dt = race_now() - t0;
 	if (destroyed < 0)
 		race_note_errno(&o->first_other_errno, destroyed);
