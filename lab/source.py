@@ -175,6 +175,11 @@ def _unpack_debian(apt: aptlib.Apt, pkg: debian.Package, *, series: str,
         log.info("source: unpacked %s (Linux %s) in %.1f s", identity, version,
                  time.monotonic() - t0)
         cache_mod.publish(tmp, final)
+    return _after_publish(final)
+
+
+def _after_publish(final: Path) -> SourceTree:
+    """The published entry (ours, or a concurrent fetch's that won the rename)."""
     published = _published(final)
     if published is None:
         raise InfraError(f"{final} has no {MARKER} after publishing", phase="source:publish")
@@ -228,10 +233,7 @@ def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
         (tmp / MARKER).write_text(f"git git:{commit}\n")
         log.info("source: exported %s at %s in %.1f s", top, commit[:12], time.monotonic() - t0)
         cache_mod.publish(tmp, final)
-    published = _published(final)
-    if published is None:
-        raise InfraError(f"{final} has no {MARKER} after publishing", phase="source:publish")
-    return published
+    return _after_publish(final)
 
 
 # --- tree -----------------------------------------------------------------------------------
