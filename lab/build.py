@@ -118,6 +118,14 @@ def load_built(entry: Path, *, spec: str) -> Kernel | None:
     return Kernel.from_json(meta.read_text(), entry, spec=spec) if meta.is_file() else None
 
 
+def cached_builds(cache: Path) -> list[Kernel]:
+    """Every published build (any source, variant or config revision), newest first."""
+    base = built_dir(cache)
+    entries = [e for e in base.iterdir() if (e / METADATA).is_file()] if base.is_dir() else []
+    entries.sort(key=lambda e: (e / METADATA).stat().st_mtime, reverse=True)
+    return [Kernel.from_json((e / METADATA).read_text(), e) for e in entries]
+
+
 def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
               log_path: Path) -> bool:
     """Resolve the composed config into ``out/.config``; True when it changed.

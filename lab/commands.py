@@ -32,7 +32,9 @@ def kernels(cache_opt: Path | None) -> int:
     cached, available = list_kernels(cache)
     print(f"cached ({cache}):")
     for k in cached:
-        print(f"  {k.spec:22} {k.release:28} {k.package_version or '':20} {k.image}")
+        # Built kernels show their variant where Debian's show their package version.
+        detail = k.package_version if k.source == "debian" else f"--variant {k.variant}"
+        print(f"  {k.spec:22} {k.release:28} {detail or '':24} {k.image}")
     if not cached:
         print("  (none)")
     print("available from Debian (newest per series; `lab fetch debian:SERIES`):")

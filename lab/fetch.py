@@ -124,8 +124,12 @@ def resolve_kernel(spec: str, *, cache: Path, refresh: bool = False,
 
 
 def list_kernels(cache: Path) -> tuple[list[Kernel], list[tuple[str, str, str]]]:
-    """Cached Debian kernels, and (series, newest version, suite) from the local apt lists.
+    """Cached kernels (Debian's, then built ones), and (series, newest version, suite)
+    from the local apt lists.
 
     Uses no network: the second list is empty until a fetch has updated the lists.
     """
-    return debian.cached_kernels(cache), debian.available_series(cache)
+    from lab import build
+
+    return (debian.cached_kernels(cache) + build.cached_builds(cache),
+            debian.available_series(cache))

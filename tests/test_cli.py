@@ -89,3 +89,18 @@ def test_kernels_lists_without_network(where: tuple[Path, Path]) -> None:
     res = lab("kernels", cache=cache, cwd=cwd)
     assert res.returncode == 0, res.stderr
     assert "cached" in res.stdout and "(none)" in res.stdout
+
+
+def test_kernels_lists_built_kernels(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    entry = cache / "kernels" / "built" / "0123456789abcdef0123"
+    entry.mkdir(parents=True)
+    (entry / "bzImage").write_bytes(b"")
+    (entry / "kernel.json").write_text(
+        '{"spec": "git:/src/linux@v7.2", "release": "7.2.0", "image": "bzImage",'
+        ' "config": "config", "modules": null, "source": "git", "variant": "debug+aio-off",'
+        ' "package_version": null, "packages": []}')
+    res = lab("kernels", cache=cache, cwd=cwd)
+    assert res.returncode == 0, res.stderr
+    line = next(x for x in res.stdout.splitlines() if "git:/src/linux@v7.2" in x)
+    assert "--variant debug+aio-off" in line and str(entry / "bzImage") in line
