@@ -193,7 +193,9 @@ def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:
         machine.start()
     elif not machine.ensure():
         return
-    results.append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec)
+    assert machine.vm is not None
+    results.append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec,
+                         cpus=machine.vm.cpus_online)
     results.append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)
 
 

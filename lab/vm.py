@@ -71,6 +71,15 @@ class NvmeDevice:
     generic: str  # /dev/ng0n1 (I/O passthrough)
 
 
+def cpu_count(online: str) -> int:
+    """CPUs in a sysfs CPU list: "0-1,3" -> 3."""
+    total = 0
+    for part in online.strip().split(","):
+        lo, _, hi = part.partition("-")
+        total += int(hi or lo) - int(lo) + 1
+    return total
+
+
 def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
     """QEMU arguments the lab adds to virtme-ng's, one device per group."""
     # A panicking guest reboots (virtme-ng passes panic=-1): exit instead, so a dead
@@ -80,6 +89,11 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
         # Single-threaded TCG: multi-threaded TCG oopsed here in early boot while the
         # kernel patched its own text (int3 in sched_clock_cpu, Debian 7.2.13).
         opts += ["-accel", "tcg,thread=single"]
+    # One CPU per socket.  QEMU's default puts all vCPUs in one socket, and the MP
+    # table SeaBIOS writes lists only the first CPU of each socket: a kernel without
+    # ACPI (the lab's base config) would come up with one CPU.  The same topology
+    # for every kernel keeps Debian's and built kernels comparable.
+    opts += ["-smp", f"{cfg.cpus},sockets={cfg.cpus},cores=1,threads=1"]
     # User networking; sshd in the guest is reached only from 127.0.0.1.
     opts += ["-netdev", f"user,id=lab0,hostfwd=tcp:127.0.0.1:{port}-:22"]
     opts += ["-device", "virtio-net-pci,netdev=lab0"]
@@ -151,6 +165,7 @@ class Vm:
         self.port = 0
         self.nvme: dict[str, NvmeDevice] = {}
         self.boot_seconds = 0.0
+        self.cpus_online = 0
         self.client_key = cache / "ssh" / "id_ed25519"
 
     def __enter__(self) -> Vm:
@@ -250,6 +265,15 @@ class Vm:
             (mods / self.kernel.release).symlink_to(self.kernel.modules.resolve())
         return image
 
+    def _check_cpus(self, online: str) -> None:
+        """The guest must run on every vCPU asked for: the race suites need two."""
+        self.cpus_online = cpu_count(online)
+        if self.cpus_online != self.cfg.cpus:
+            raise InfraError(
+                f"the guest brought up {self.cpus_online} of {self.cfg.cpus} vCPUs (online: "
+                f"{online}); a kernel without ACPI needs CONFIG_X86_MPPARSE, and any kernel "
+                "CONFIG_SMP", phase="boot", log=self.console_log)
+
     def _find_nvme(self) -> dict[str, NvmeDevice]:
         """Map each emulated controller (by serial) to its device nodes; all must exist.
 
@@ -267,13 +291,15 @@ class Vm:
             "&& [ -e /dev/ng${n}n1 ] && found=1; done; [ -n \"$found\" ] || return 1; done; }; "
             "i=0; until ready || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done; "
             "for c in /sys/class/nvme/nvme*; do read -r ser < $c/serial; echo \"${c##*/} $ser\"; "
-            "done"
+            "done; read -r on < /sys/devices/system/cpu/online; echo \"cpus-online $on\""
         )
         res = self.ssh.run(["/bin/sh", "-c", script], timeout=30)
         found: dict[str, str] = {}
         for line in res.stdout.splitlines():
             parts = line.split()
-            if len(parts) == 2:
+            if len(parts) == 2 and parts[0] == "cpus-online":
+                self._check_cpus(parts[1])
+            elif len(parts) == 2:
                 found[parts[1]] = parts[0]
         devices: dict[str, NvmeDevice] = {}
         for nvme in self.cfg.nvme:
