@@ -44,4 +44,9 @@ rm -f /run/kernel-lab/rewrite
 rm -f /run/nologin /etc/nologin
 
 log "guest ready ($(uname -r))"
-exec /usr/sbin/sshd -D -e -f "$VMDIR/sshd_config"
+/usr/sbin/sshd -D -e -f "$VMDIR/sshd_config"
+# sshd only returns when it failed or was killed.  virtme-ng-init would power off,
+# which a kernel without ACPI (the lab's base config) cannot do: it would halt and
+# the lab would wait out its boot timeout.  A reboot ends QEMU (-no-reboot) at once.
+log "sshd exited with status $?: rebooting so QEMU exits"
+echo b > /proc/sysrq-trigger

@@ -1,6 +1,6 @@
 """Real builds: Debian's linux-source-7.2 built with the lab's configs, booted, suites run.
 
-The first run downloads the tree (~165 MB) and builds ``base`` (about 4 min on
+The first run downloads the tree (~165 MB) and builds ``base`` (about 5 min on
 2 idle cores; ccache and the lab cache make later runs cheap).  Each test runs
 `lab run` as a user would and reads the result records.
 """
@@ -52,6 +52,11 @@ def test_base_builds_boots_and_passes_the_aio_suite(tmp_path: Path) -> None:
         assert k["release"].startswith("7.2.") and k["config_hash"]
     console = next(run_dir.glob("console-*.log")).read_text(errors="replace")
     assert "kernel-lab: guest ready" in console
+    # base has no ACPI: both vCPUs come from the MP table (one CPU per socket).
+    boots = [json.loads(x) for x in (run_dir / "phases.jsonl").read_text().splitlines()
+             if json.loads(x)["phase"] == "boot"]
+    assert boots and all(b["cpus"] == 2 for b in boots), boots
+    assert "smp: Brought up 1 node, 2 CPUs" in console
 
 
 def test_cache_hit_costs_no_build() -> None:
