@@ -27,6 +27,7 @@ from lab.paths import cache_root, default_results_root
 from lab.vm import Vm, VmConfig
 
 RUN_DIR_KEY = pytest.StashKey[Path]()
+KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()
 DEFAULT_KERNEL = "debian:7.2"
 log = logging.getLogger("lab.plugin")
 
@@ -144,20 +145,31 @@ def lab_cache(pytestconfig: pytest.Config) -> Path:
     return cache_root(pytestconfig.getoption("lab_cache"))
 
 
-@pytest.fixture(scope="session")
-def kernel(request: pytest.FixtureRequest, lab_cache: Path, lab_run_dir: Path) -> Kernel:
-    """The kernel under test, fetched (or found in the cache)."""
+def _resolve(config: pytest.Config, spec: str, run_dir: Path) -> Kernel:
+    """The kernel for ``spec``, fetched or built once per process.
+
+    Shared by the ``kernel`` fixture and the requires_config check, which runs
+    before any fixture so that a test the kernel cannot run boots no VM.
+    """
     from lab.fetch import resolve_kernel
 
-    spec = str(request.param)
-    started = time.monotonic()
-    try:
-        k = resolve_kernel(spec, cache=lab_cache,
-                           variant=request.config.getoption("lab_variant"))
-    except UserError as exc:
-        pytest.exit(f"kernel-lab: {exc}", returncode=2)
-    results.append_phase(lab_run_dir, "fetch", time.monotonic() - started, kernel=spec)
-    return k
+    done = config.stash.setdefault(KERNELS_KEY, {})
+    if spec not in done:
+        started = time.monotonic()
+        try:
+            done[spec] = resolve_kernel(spec, cache=cache_root(config.getoption("lab_cache")),
+                                        variant=config.getoption("lab_variant"))
+        except UserError as exc:
+            pytest.exit(f"kernel-lab: {exc}", returncode=2)
+        if not results.has_phase(run_dir, "fetch", kernel=spec):  # `lab run` fetched it
+            results.append_phase(run_dir, "fetch", time.monotonic() - started, kernel=spec)
+    return done[spec]
+
+
+@pytest.fixture(scope="session")
+def kernel(request: pytest.FixtureRequest, lab_run_dir: Path) -> Kernel:
+    """The kernel under test, fetched (or found in the cache)."""
+    return _resolve(request.config, str(request.param), lab_run_dir)
 
 
 @pytest.fixture(scope="session")
@@ -239,23 +251,43 @@ def record(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     return keep
 
 
-@pytest.fixture(autouse=True)
-def _lab_requirements(request: pytest.FixtureRequest) -> None:
-    marker = request.node.get_closest_marker("requires_config")
-    if marker is None or "kernel" not in request.fixturenames:
-        return
-    k: Kernel = request.getfixturevalue("kernel")
-    on = [o for o in marker.args if not o.startswith("!")]
-    off = [o[1:] for o in marker.args if o.startswith("!")]
+def config_mismatch(k: Kernel, options: tuple[str, ...]) -> str | None:
+    """Why ``k`` cannot run a test marked requires_config(*options), or None if it can."""
+    on = [o for o in options if not o.startswith("!")]
+    off = [o[1:] for o in options if o.startswith("!")]
     missing = [o for o in on if k.config_option(o) not in ("y", "m")]
     if missing:
-        pytest.skip(f"{k.spec} ({k.release}) lacks " + ", ".join(f"CONFIG_{o}" for o in missing))
+        return f"{k.spec} ({k.release}) lacks " + ", ".join(f"CONFIG_{o}" for o in missing)
     if off and k.config is None:
-        pytest.skip(f"not applicable: the config of {k.spec} is unknown")
+        return f"not applicable: the config of {k.spec} is unknown"
     present = [f"CONFIG_{o}={k.config_option(o)}" for o in off
                if k.config_option(o) in ("y", "m")]
-    if present:
-        pytest.skip("not applicable: " + ", ".join(present))
+    return "not applicable: " + ", ".join(present) if present else None
+
+
+def _item_kernel(item: pytest.Item) -> Kernel | None:
+    """The kernel a test ran on, or would have: a config SKIP happens before its fixtures."""
+    k = getattr(item, "funcargs", {}).get("kernel")
+    if isinstance(k, Kernel):
+        return k
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "kernel" not in callspec.params:
+        return None
+    return item.config.stash.get(KERNELS_KEY, {}).get(str(callspec.params["kernel"]))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """SKIP a test its kernel's config cannot run, before its fixtures boot anything."""
+    marker = item.get_closest_marker("requires_config")
+    callspec = getattr(item, "callspec", None)
+    if (marker is None or callspec is None or "kernel" not in callspec.params
+            or RUN_DIR_KEY not in item.config.stash):
+        return
+    k = _resolve(item.config, str(callspec.params["kernel"]), item.config.stash[RUN_DIR_KEY])
+    reason = config_mismatch(k, marker.args)
+    if reason is not None:
+        pytest.skip(reason)
 
 
 # -- per-test kernel log check ---------------------------------------------------
@@ -350,8 +382,8 @@ def pytest_runtest_makereport(
     if hint:
         rep.user_properties.append(("lab_hint", hint))
     if call.when == "setup":
-        k = getattr(item, "funcargs", {}).get("kernel")
-        if isinstance(k, Kernel):
+        k = _item_kernel(item)
+        if k is not None:
             rep.user_properties.append(("lab_kernel", k.identity()))
         claim = item.get_closest_marker("claim")
         if claim is not None and claim.args:

@@ -80,6 +80,12 @@ def append_phase(run_dir: Path, phase: str, seconds: float, **detail: Any) -> No
                                             **detail})
 
 
+def has_phase(run_dir: Path, phase: str, **detail: Any) -> bool:
+    """Whether a phase with these details is already recorded (lab run fetches before pytest)."""
+    return any(d.get("phase") == phase and all(d.get(k) == v for k, v in detail.items())
+               for d in _read_lines(run_dir / "phases.jsonl"))
+
+
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []

@@ -82,7 +82,9 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
 
     args = [str(opts.suite), "--lab-run-dir", str(run_dir), "--lab-cache", str(cache),
             "--lab-accel", opts.accel, "--junitxml", str(run_dir / "junit.xml"),
-            "-p", "no:cacheprovider", "-rs"]
+            "-p", "no:cacheprovider", "-rs",
+            # lab is imported before pytest starts, so its entry point cannot be rewritten.
+            "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for spec in kernels:
         args += ["--lab-kernel", spec]
     if opts.variant:

@@ -73,6 +73,10 @@ def test_enosys_suite_is_not_applicable_on_base(tmp_path: Path) -> None:
     assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
     recs = records(run_dir)
     assert recs and {r["verdict"] for r in recs} == {"SKIP"}
+    assert {r["kernel"]["variant"] for r in recs} == {"base"}  # known without a boot
+    # The config decides before any fixture: nothing to run, so no guest was booted.
+    phases = [json.loads(x)["phase"] for x in (run_dir / "phases.jsonl").read_text().splitlines()]
+    assert phases.count("fetch") == 1 and "boot" not in phases, phases
 
 
 def _verdict(verdicts: dict[str, str], test: str, param: str | None = None) -> str:
