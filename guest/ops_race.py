@@ -1,4 +1,4 @@
-"""race.* operations: the C race loops of csrc/race.c, one op per loop.
+"""race.* operations: the C race loops of csrc/race_*.c, one op per loop.
 
 Each op runs its loop to the end (iterations or seconds, whichever comes
 first) and returns the loop's outcome counts and timings as a dict, plus
@@ -16,7 +16,7 @@ from typing import Any
 
 from guest import native
 
-KINDS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in race.c
+KINDS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in csrc/race.h
 NS = 1_000_000_000
 
 

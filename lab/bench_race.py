@@ -3,7 +3,7 @@
 The goal (issue 4) is that driving the loops through the agent (Python,
 cffi, a JSON request) costs nothing measurable: the agent's
 io_submit/io_destroy iterations per second should be at least 0.9x a plain
-program's.  The plain program is ``guest/csrc/race.c`` itself with a small
+program's.  The plain program is ``guest/csrc/race_destroy_submit.c`` with a small
 ``main()``: the same loop compiled without Python around it, so the ratio
 measures the agent's overhead and nothing else.  It is compiled on the host
 into the cache (the guest sees the host's root) and run in the guest over SSH.
@@ -24,15 +24,15 @@ from lab.agent import Agent
 from lab.errors import InfraError
 from lab.ssh import Ssh
 
-RACE_C = Path(__file__).resolve().parent.parent / "guest" / "csrc" / "race.c"
-KIND_BITS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in race.c
+RACE_C = Path(__file__).resolve().parent.parent / "guest" / "csrc" / "race_destroy_submit.c"
+KIND_BITS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in race.h
 CFLAGS = ["-O2", "-pthread"]
 
 PLAIN_MAIN = r"""
-/* race.c's destroy-vs-submit loop as a stand-alone program (lab/bench_race.py). */
+/* The destroy-vs-submit loop as a stand-alone program (lab/bench_race.py). */
 #define _GNU_SOURCE /* O_DIRECT; the agent's build gets it from Python.h */
 #include <stdio.h>
-#include "race.c"
+#include "race_destroy_submit.c"
 
 int main(int argc, char **argv)
 {
@@ -102,7 +102,8 @@ class RaceRate:
 
 def plain_binary(cache: Path) -> Path:
     """The stand-alone program, compiled with cc into ``cache/bench`` (once per source)."""
-    digest = hashlib.sha256(RACE_C.read_bytes() + (RACE_C.parent / "aio_sys.h").read_bytes()
+    digest = hashlib.sha256(RACE_C.read_bytes() + (RACE_C.parent / "race.h").read_bytes()
+                            + (RACE_C.parent / "aio_sys.h").read_bytes()
                             + PLAIN_MAIN.encode()
                             + " ".join(CFLAGS).encode()).hexdigest()[:16]
     out_dir = cache / "bench"

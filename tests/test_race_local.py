@@ -1,4 +1,4 @@
-"""The race loops (guest/csrc/race.c) run for real on the host kernel, through the agent.
+"""The race loops (guest/csrc/race_*.c) run for real on the host kernel, through the agent.
 
 Small iteration counts: these check that each loop runs, stops at its
 bounds and counts outcomes consistently, not that the host kernel is free
