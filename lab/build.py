@@ -159,10 +159,13 @@ def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
 
 def _progress(log_path: Path, start_size: int, done: threading.Event, *, label: str,
               expected: int | None, started: float) -> None:
-    """Every PROGRESS_EVERY s: steps so far (and % of the last build's steps)."""
+    """Every PROGRESS_EVERY s: steps so far, and their share of a full build of this tree.
+
+    An incremental build (a config change, a touched file) ends well short of 100%.
+    """
     while not done.wait(PROGRESS_EVERY):
         steps = _count_steps(log_path, start_size)
-        pct = f" (~{min(99, 100 * steps // expected)}%)" if expected else ""
+        pct = f" (~{min(99, 100 * steps // expected)}% of a full build)" if expected else ""
         log.info("build %s: make %d steps%s, %s", label, steps, pct,
                  _elapsed(time.monotonic() - started))
 

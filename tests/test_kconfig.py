@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -389,3 +390,31 @@ def test_error_lines_prefer_errors() -> None:
     text = "+ make\n  CC a.o\nx.c:1: error: boom\n  CC b.o\nmake: *** [x] Error 2\n"
     assert build.error_lines(text) == ["x.c:1: error: boom", "make: *** [x] Error 2"]
     assert build.error_lines("a\nb\n", limit=1) == ["b"]
+
+
+def test_progress_lines_count_make_steps_against_a_full_build(
+        tree: source.SourceTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def slow_make(steps: int) -> Any:
+        def run(argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+            for i in range(steps):
+                with open(kw["log_path"], "a") as f:
+                    f.write(f"  CC      fs/f{i}.o\nsome compiler chatter\n")
+                time.sleep(0.08)
+            return subprocess.CompletedProcess(list(argv), 0, "", "")
+        return run
+
+    monkeypatch.setattr(build, "PROGRESS_EVERY", 0.05)
+    out, log_path = tmp_path / "out", tmp_path / "build.log"
+    out.mkdir()
+    caplog.set_level("INFO", logger="lab.build")
+    monkeypatch.setattr(build.proc, "run", slow_make(6))
+    build.run_make(tree, out, log_path=log_path, label="cold")
+    cold = [r.getMessage() for r in caplog.records if "build cold: make" in r.getMessage()]
+    assert cold and all("%" not in m for m in cold)  # no scale yet
+    assert (out / ".lab-steps").read_text() == "6"
+    monkeypatch.setattr(build.proc, "run", slow_make(3))
+    build.run_make(tree, out, log_path=log_path, label="again")
+    again = [r.getMessage() for r in caplog.records if "build again: make" in r.getMessage()]
+    assert again and all("% of a full build" in m for m in again), again
+    assert (out / ".lab-steps").read_text() == "6"  # an incremental build keeps the scale
