@@ -124,9 +124,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Group by kernel so that xdist's loadgroup gives each kernel's tests to one worker.
     for item in items:
-        spec = getattr(item, "callspec", None)
-        if spec is not None and "kernel" in spec.params:
-            item.add_marker(pytest.mark.xdist_group(name=str(spec.params["kernel"])))
+        spec = _kernel_spec(item)
+        if spec is not None:
+            item.add_marker(pytest.mark.xdist_group(name=spec))
 
 
 # -- fixtures ------------------------------------------------------------------
@@ -265,26 +265,28 @@ def config_mismatch(k: Kernel, options: tuple[str, ...]) -> str | None:
     return "not applicable: " + ", ".join(present) if present else None
 
 
-def _item_kernel(item: pytest.Item) -> Kernel | None:
-    """The kernel a test ran on, or would have: a config SKIP happens before its fixtures."""
-    k = getattr(item, "funcargs", {}).get("kernel")
-    if isinstance(k, Kernel):
-        return k
+def _kernel_spec(item: pytest.Item) -> str | None:
+    """The kernel spec a test is parametrized with, if it takes the ``kernel`` fixture."""
     callspec = getattr(item, "callspec", None)
     if callspec is None or "kernel" not in callspec.params:
         return None
-    return item.config.stash.get(KERNELS_KEY, {}).get(str(callspec.params["kernel"]))
+    return str(callspec.params["kernel"])
+
+
+def _item_kernel(item: pytest.Item) -> Kernel | None:
+    """The kernel a test ran on, or would have: a config SKIP happens before its fixtures."""
+    spec = _kernel_spec(item)
+    return None if spec is None else item.config.stash.get(KERNELS_KEY, {}).get(spec)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """SKIP a test its kernel's config cannot run, before its fixtures boot anything."""
     marker = item.get_closest_marker("requires_config")
-    callspec = getattr(item, "callspec", None)
-    if (marker is None or callspec is None or "kernel" not in callspec.params
-            or RUN_DIR_KEY not in item.config.stash):
+    spec = _kernel_spec(item)
+    if marker is None or spec is None or RUN_DIR_KEY not in item.config.stash:
         return
-    k = _resolve(item.config, str(callspec.params["kernel"]), item.config.stash[RUN_DIR_KEY])
+    k = _resolve(item.config, spec, item.config.stash[RUN_DIR_KEY])
     reason = config_mismatch(k, marker.args)
     if reason is not None:
         pytest.skip(reason)
