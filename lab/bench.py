@@ -27,6 +27,7 @@ from typing import Any
 from lab import proc
 from lab.agent import Agent
 from lab.doctor import choose_accel
+from lab.errors import LabError, UserError
 from lab.fetch import resolve_kernel
 from lab.kernel import Kernel
 from lab.paths import cache_root, default_results_root
@@ -84,6 +85,15 @@ def lab_run_seconds(spec: str, *, cache: Path, out: Path) -> tuple[float, int]:
     return time.monotonic() - started, res.returncode
 
 
+def check_can_power_off(kernel: Kernel) -> None:
+    """The boot baseline needs `vng --exec true` to end: virtme-ng-init powers off after
+    the command, and without ACPI an x86 guest halts instead and QEMU stays up."""
+    if kernel.config is not None and kernel.config_option("ACPI") is None:
+        raise UserError(f"{kernel.spec} has no CONFIG_ACPI, so plain `vng --exec true` cannot "
+                        "power it off and the boot comparison has no baseline; bench a kernel "
+                        "with ACPI (--kernel debian:7.2, the default)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lab-bench", description=__doc__)
     p.add_argument("--kernel", default="debian:7.2")
@@ -96,8 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    try:
+        return _bench(args)
+    except LabError as exc:
+        print(f"lab-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _bench(args: argparse.Namespace) -> int:
     cache = cache_root(args.cache)
     kernel = resolve_kernel(args.kernel, cache=cache)
+    check_can_power_off(kernel)
     cfg = VmConfig(accel=choose_accel(cache, image=kernel.image))
     figures: dict[str, Any] = {"kernel": kernel.identity(), "accel": cfg.accel,
                                "cpus": cfg.cpus, "memory": cfg.memory}

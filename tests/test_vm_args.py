@@ -20,3 +20,4 @@ def test_one_cpu_per_socket_so_the_mp_table_lists_every_cpu() -> None:
     assert opts[opts.index("-smp") + 1] == "3,sockets=3,cores=1,threads=1"
     assert "-no-reboot" in opts
     assert "user,id=lab0,hostfwd=tcp:127.0.0.1:2222-:22" in opts
+
