@@ -221,7 +221,7 @@ class Vm:
             phase="boot",
             log_path=self.console_log,
         )
-        self.nvme = self._find_nvme()
+        self.nvme = self._probe_guest()
         self.boot_seconds = time.monotonic() - started
         log.info("guest up in %.1f s: %s", self.boot_seconds,
                  ", ".join(f"{d.role}={d.ctrl}" for d in self.nvme.values()))
@@ -274,11 +274,12 @@ class Vm:
                 f"{online}); a kernel without ACPI needs CONFIG_X86_MPPARSE, and any kernel "
                 "CONFIG_SMP", phase="boot", log=self.console_log)
 
-    def _find_nvme(self) -> dict[str, NvmeDevice]:
-        """Map each emulated controller (by serial) to its device nodes; all must exist.
+    def _probe_guest(self) -> dict[str, NvmeDevice]:
+        """Map each emulated controller (by serial) to its device nodes (all must exist),
+        and check the guest's online CPUs (``_check_cpus``).
 
-        One exec: wait (up to 10 s) until every controller's three nodes exist, then
-        print "name serial" per controller.
+        One exec, one round trip under TCG: wait (up to 10 s) until every controller's
+        three nodes exist, print "name serial" per controller, then "cpus-online LIST".
         """
         assert self.ssh is not None
         serials = " ".join(n.serial for n in self.cfg.nvme)
