@@ -21,7 +21,7 @@ BUILD_PACKAGES = [
 
 def _host_packages(session: nox.Session, *extra: str) -> None:
     """Install the Debian packages the lab drives (as root; skipped where present)."""
-    session.run("python", "-m", "lab.hostdeps", *HOST_PACKAGES, *extra, external=True)
+    session.run("python", "-m", "lab.host.hostdeps", *HOST_PACKAGES, *extra, external=True)
 
 
 def _install(session: nox.Session) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 from guest import memory, native
 from guest.objects import Table
-from guest.ops_sys import MEMS
+from guest.registry import register
+from guest.state import MEMS
 
 # C type of each iocb field, used to wrap JSON ints the way C assignment
 # would (fd -1 becomes 0xffffffff): tests deliberately pass odd values.
@@ -329,3 +330,4 @@ OPS: dict[str, Callable[..., Any]] = {
     "aio.cancel": aio_cancel,
     "aio.free_iocbs": aio_free_iocbs,
 }
+register(OPS)

@@ -32,6 +32,7 @@ from typing import Any
 
 from guest import native
 from guest.ops_sys import thread_status
+from guest.registry import lookup, register
 
 
 def cap_number(name: str) -> int:
@@ -74,9 +75,6 @@ def drop_caps_this_thread(caps: list[int]) -> None:
 
 
 def creds_call(drop: list[str], op: str, args: dict[str, Any] | None = None) -> Any:
-    # Imported here: protocol imports this module to build its op table.
-    from guest.protocol import lookup
-
     handler = lookup(op)
     caps = [cap_number(name) for name in drop]
     box: dict[str, Any] = {}
@@ -146,8 +144,6 @@ def _resolve(value: Any, results: list[dict[str, Any]]) -> Any:
 
 
 def _run_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from guest.protocol import lookup
-
     results: list[dict[str, Any]] = []
     for step in steps:
         try:
@@ -238,3 +234,4 @@ def creds_run(steps: list[dict[str, Any]], *, uid: int | None = None, gid: int |
 
 
 OPS: dict[str, Callable[..., Any]] = {"creds.call": creds_call, "creds.run": creds_run}
+register(OPS)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
-from guest.ops_sys import MEMS
 from guest.ops_uring import RINGS
+from guest.registry import register
+from guest.state import MEMS
 
 ADMIN_IDENTIFY = 0x06
 CNS_CONTROLLER = 1
@@ -131,3 +132,4 @@ OPS: dict[str, Callable[..., Any]] = {
     "nvme.fio_engines": nvme_fio_engines,
     "nvme.fio": nvme_fio,
 }
+register(OPS)

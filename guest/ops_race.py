@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
+from guest.registry import register
 
-KINDS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in csrc/race.h
 NS = 1_000_000_000
 
 
@@ -33,12 +33,19 @@ def _result(cdata: Any) -> dict[str, Any]:
     return out
 
 
+def kind_bits() -> dict[str, int]:
+    """Kind name -> its RACE_KIND_* bit, as csrc/race.h defines it."""
+    lib = native.lib()
+    return {"read": lib.RACE_KIND_READ, "write": lib.RACE_KIND_WRITE, "poll": lib.RACE_KIND_POLL}
+
+
 def _kinds(kinds: list[str]) -> int:
+    known = kind_bits()
     bits = 0
     for name in kinds:
-        if name not in KINDS:
-            raise ValueError(f"unknown kind {name!r} (valid: {sorted(KINDS)})")
-        bits |= KINDS[name]
+        if name not in known:
+            raise ValueError(f"unknown kind {name!r} (valid: {sorted(known)})")
+        bits |= known[name]
     return bits
 
 
@@ -62,7 +69,7 @@ def destroy_vs_submit(
     """
     bits = _kinds(["read", "write", "poll"] if kinds is None else kinds)
     fd = -1
-    if bits & (KINDS["read"] | KINDS["write"]):
+    if bits & (native.lib().RACE_KIND_READ | native.lib().RACE_KIND_WRITE):
         if path is None:
             raise ValueError("read and write kinds need a path")
         fd = os.open(path, os.O_RDWR | os.O_DIRECT)
@@ -125,3 +132,4 @@ OPS: dict[str, Callable[..., Any]] = {
     "race.setup_vs_destroy": setup_vs_destroy,
     "race.destroy_buffers": destroy_buffers,
 }
+register(OPS)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
+from guest.registry import register
 
 # The syscalls a scenario may call raw: the async-I/O families under test.
 SYSCALLS = (
@@ -40,3 +41,4 @@ def sys_syscall(nr: str, args: list[int] | None = None) -> int:
 OPS: dict[str, Callable[..., Any]] = {
     "sys.syscall": sys_syscall,
 }
+register(OPS)

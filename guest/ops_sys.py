@@ -12,10 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
-from guest.memory import Mem
-from guest.objects import Table
-
-MEMS: Table[Mem] = Table("mem")
+from guest.registry import register
+from guest.state import MEMS
 
 # ---------------------------------------------------------------- sys.*
 
@@ -252,3 +250,4 @@ OPS: dict[str, Callable[..., Any]] = {
     "fs.eventfd_read": fs_eventfd_read,
     "fs.unlink": fs_unlink,
 }
+register(OPS)

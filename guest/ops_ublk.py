@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
+from guest.registry import register
 from guest.uring_ring import BufRing, Ring
 
 CTRL_PATH = "/dev/ublk-control"
@@ -406,3 +407,4 @@ def ublk_batch_fetch(nreads: int = 8, io_len: int = 4096, stride: int = 1 << 20,
 OPS: dict[str, Callable[..., Any]] = {
     "ublk.batch_fetch": ublk_batch_fetch,
 }
+register(OPS)

@@ -9,7 +9,8 @@ from typing import Any
 
 from guest import memory, native
 from guest.objects import Table
-from guest.ops_sys import MEMS
+from guest.registry import register
+from guest.state import MEMS
 from guest.uring_ring import BufRing, Ring, proc_status_kb
 
 RINGS: Table[Ring] = Table("ring")
@@ -166,3 +167,4 @@ OPS: dict[str, Callable[..., Any]] = {
     "uring.vm_status": uring_vm_status,
     "uring.close_all": uring_close_all,
 }
+register(OPS)

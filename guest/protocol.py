@@ -14,10 +14,9 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from typing import IO, Any
 
-from guest import (
+from guest import (  # noqa: F401 - each ops module registers its ops on import
     PROTOCOL_VERSION,
     native,
     ops_aio,
@@ -29,10 +28,7 @@ from guest import (
     ops_ublk,
     ops_uring,
 )
-
-
-class RequestError(Exception):
-    """A request the agent cannot run (unknown op, malformed message)."""
+from guest.registry import OPS, RequestError, lookup, register
 
 
 class _Exit(Exception):
@@ -47,23 +43,7 @@ def agent_exit() -> None:
     raise _Exit
 
 
-OPS: dict[str, Callable[..., Any]] = {
-    "agent.ping": agent_ping,
-    "agent.exit": agent_exit,
-    **ops_sys.OPS,
-    **ops_aio.OPS,
-    **ops_creds.OPS,
-    **ops_raw.OPS,
-    **ops_race.OPS,
-    **ops_uring.OPS, **ops_nvme.OPS, **ops_ublk.OPS,
-}
-
-
-def lookup(op: str) -> Callable[..., Any]:
-    try:
-        return OPS[op]
-    except (KeyError, TypeError):
-        raise RequestError(f"unknown op {op!r}") from None
+register({"agent.ping": agent_ping, "agent.exit": agent_exit})
 
 
 def handle(request: Any) -> tuple[dict[str, Any], bool]:

@@ -71,7 +71,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from lab import commands
 
     if args.command == "run":
-        from lab.runner import RunOptions, run
+        from lab.run.runner import RunOptions, run
 
         extra = [a for a in args.pytest_args if a != "--"]
         opts = RunOptions(kernels=args.kernel, keyword=args.keyword, results=args.results,

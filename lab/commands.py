@@ -9,8 +9,8 @@ from lab.paths import cache_root
 
 
 def doctor(cache_opt: Path | None) -> int:
-    from lab.doctor import checks
-    from lab.fetch import list_kernels
+    from lab.host.doctor import checks
+    from lab.kernel.resolve import list_kernels
 
     cache = cache_root(cache_opt)
     cached, _ = list_kernels(cache)
@@ -26,7 +26,7 @@ def doctor(cache_opt: Path | None) -> int:
 
 
 def kernels(cache_opt: Path | None) -> int:
-    from lab.fetch import list_kernels
+    from lab.kernel.resolve import list_kernels
 
     cache = cache_root(cache_opt)
     cached, available = list_kernels(cache)
@@ -46,7 +46,7 @@ def kernels(cache_opt: Path | None) -> int:
 
 
 def fetch(spec: str, cache_opt: Path | None, *, variant: str | None = None) -> int:
-    from lab.fetch import resolve_kernel
+    from lab.kernel.resolve import resolve_kernel
 
     k = resolve_kernel(spec, cache=cache_root(cache_opt), variant=variant)
     print(f"{spec} -> {k.release} ({k.image})")

@@ -7,6 +7,13 @@ from pathlib import Path
 
 CACHE_ENV = "KERNEL_LAB_CACHE"
 
+# The checkout (or installed tree) the lab runs from: kernels/, guest/ and scenarios/
+# sit beside lab/.
+REPO = Path(__file__).resolve().parent.parent
+KERNELS_DIR = REPO / "kernels"
+GUEST_DIR = REPO / "guest"
+SCENARIOS_DIR = REPO / "scenarios"
+
 
 def cache_root(override: str | Path | None = None) -> Path:
     """The cache root: the option, else $KERNEL_LAB_CACHE, else $XDG_CACHE_HOME/kernel-lab."""

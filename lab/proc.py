@@ -16,13 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from lab.errors import InfraError
+from lab.paths import REPO
 
 log = logging.getLogger("lab.proc")
 
@@ -177,25 +177,15 @@ class Spawned:
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.argv = list(argv)
-        self.log_path = log_path
         self._log = _open_log(log_path, argv)
-        self.started = time.monotonic()
         self.proc = _popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
         assert self.proc.stdout is not None
         self._tee = _Tee(self.proc.stdout, self._log)
         self._tee.start()
         self._reaper, self._reaper_pipe = _start_reaper(self.proc.pid)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
     def poll(self) -> int | None:
         return self.proc.poll()
-
-    def tail(self) -> str:
-        return self._tee.tail_text()
 
     def stop(self, grace: float = 3.0) -> int | None:
         """End the whole process group (idempotent) and close the log."""
@@ -221,7 +211,7 @@ def _start_reaper(pgid: int) -> tuple[subprocess.Popen[bytes], int | None]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=REPO,
         )
     finally:
         os.close(read_end)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.bench import check_can_power_off
+from lab.bench.boot import check_can_power_off
 from lab.errors import UserError
-from lab.kernel import Kernel
+from lab.kernel.artifact import Kernel
 
 
 def test_bench_refuses_a_boot_baseline_that_cannot_power_off(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lab.fetch import resolve_kernel
+from lab.kernel.resolve import resolve_kernel
 from lab.paths import cache_root
 
 pytestmark = [pytest.mark.vm, pytest.mark.network, pytest.mark.build]

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from lab import apt as aptlib
-from lab import cache as cache_mod
-from lab import debian
-from lab.apt import Apt, load_catalogue
-from lab.deb822 import compare_versions, in_series, parse_depends, parse_stanzas
-from lab.debian import resolve
+from lab import atomic
 from lab.errors import InfraError, UserError
-from lab.fetch import image_release, list_kernels, resolve_kernel
-from lab.kernel import Kernel
+from lab.kernel import apt as aptlib
+from lab.kernel import debian
+from lab.kernel.apt import Apt
+from lab.kernel.artifact import Kernel
+from lab.kernel.catalogue import load_catalogue
+from lab.kernel.deb822 import compare_versions, in_series, parse_depends, parse_stanzas
+from lab.kernel.debian import resolve
+from lab.kernel.resolve import image_release, list_kernels, resolve_kernel
 from lab.proc import ProcessError
 
 GOLDEN = Path(__file__).parent / "golden" / "apt"
@@ -389,12 +390,12 @@ def test_killed_run_leaves_only_a_temp_dir_that_is_cleaned(
     ours = base / f".tmp-{os.getpid()}-live"
     ours.mkdir()
     assert list_kernels(tmp_path)[0] == []
-    assert cache_mod.clean_stale_temps(base) == [dead]
+    assert atomic.clean_stale_temps(base) == [dead]
     assert ours.exists() and not dead.exists()
 
 
 def test_temp_dir_is_removed_on_interrupt(tmp_path: Path) -> None:
-    with pytest.raises(KeyboardInterrupt), cache_mod.temp_dir(tmp_path) as tmp:
+    with pytest.raises(KeyboardInterrupt), atomic.temp_dir(tmp_path) as tmp:
         (tmp / "half").write_text("x")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
@@ -404,9 +405,9 @@ def test_publish_keeps_an_entry_that_appeared_meanwhile(tmp_path: Path) -> None:
     final = tmp_path / "entry"
     final.mkdir()
     (final / "kernel.json").write_text("first")
-    with cache_mod.temp_dir(tmp_path) as tmp:
+    with atomic.temp_dir(tmp_path) as tmp:
         (tmp / "kernel.json").write_text("second")
-        assert cache_mod.publish(tmp, final) == final
+        assert atomic.publish(tmp, final) == final
     assert (final / "kernel.json").read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["entry"]
 
@@ -429,7 +430,7 @@ def test_offline_series_falls_back_to_newest_cached(
     _cached_entry(tmp_path, "7.2.9-1", "7.2.9+deb14-amd64")
     _cached_entry(tmp_path, "7.2.11-1", "7.2.11+deb14-amd64")
     _install(monkeypatch, FakeDebianHost(fail_on="update"))  # no lists, network down
-    with caplog.at_level(logging.WARNING, logger="lab.fetch"):
+    with caplog.at_level(logging.WARNING, logger="lab.kernel.resolve"):
         k = resolve_kernel("debian:7.2", cache=tmp_path)
     assert (k.package_version, k.spec) == ("7.2.11-1", "debian:7.2")
     assert "newest cached" in caplog.text

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from lab import build, kconfig, source
 from lab.errors import UserError
-from lab.fetch import resolve_kernel
-from lab.kspec import DebianSrcSpec, GitSpec, TreeSpec, parse_spec
+from lab.kernel import build, kconfig, source
+from lab.kernel.resolve import resolve_kernel
+from lab.kernel.spec import DebianSrcSpec, GitSpec, TreeSpec, parse_spec
 from lab.proc import ProcessError
 
 GOLDEN = Path(__file__).parent / "golden" / "kconfig"
@@ -407,7 +407,7 @@ def test_progress_lines_count_make_steps_against_a_full_build(
     monkeypatch.setattr(build, "PROGRESS_EVERY", 0.05)
     out, log_path = tmp_path / "out", tmp_path / "build.log"
     out.mkdir()
-    caplog.set_level("INFO", logger="lab.build")
+    caplog.set_level("INFO", logger="lab.kernel.build")
     monkeypatch.setattr(build.proc, "run", slow_make(6))
     build.run_make(tree, out, log_path=log_path, label="cold")
     cold = [r.getMessage() for r in caplog.records if "build cold: make" in r.getMessage()]

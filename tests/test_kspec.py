@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.apt import load_catalogue
 from lab.errors import UserError
-from lab.kspec import DebianSpec, PathSpec, parse_spec, valid_forms
+from lab.kernel.catalogue import load_catalogue
+from lab.kernel.spec import DebianSpec, PathSpec, parse_spec, valid_forms
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12", "7.2", "7.3"])
@@ -73,6 +73,6 @@ def test_incomplete_debian_spec() -> None:
 
 @pytest.mark.parametrize("text", ["git:/src/linux@v7.2", "tree:/src/linux", "debian-src:7.2"])
 def test_built_kinds_are_valid_forms(text: str) -> None:
-    # Parsed (lab/kspec.py); their parsing is tested in tests/test_kconfig.py.
+    # Parsed (lab/kernel/spec.py); their parsing is tested in tests/test_kconfig.py.
     parse_spec(text)
     assert text.split(":", 1)[0] + ":" in valid_forms()

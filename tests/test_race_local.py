@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from localagent import Agent
 
-from lab import bench_race
+from lab.bench import race as bench_race
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 120.0

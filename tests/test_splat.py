@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.splat import Splat, parse, taint_letters
+from lab.results.splat import Splat, parse, taint_letters
 
 GOLDEN = Path(__file__).parent / "golden" / "splats"
 FIXTURES = sorted(GOLDEN.glob("*.log"))

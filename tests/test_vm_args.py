@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.vm import VmConfig, cpu_count, qemu_opts
+from lab.vm.vm import VmConfig, cpu_count, qemu_opts
 
 
 @pytest.mark.parametrize(("online", "count"), [("0", 1), ("0-1", 2), ("0-1,3", 3),

@@ -1,6 +1,6 @@
 /*
  * Raw AIO syscall wrappers shared by labsys.c (the agent's ops) and race.h
- * (the race loops, also compiled alone by lab/bench_race.py): one definition,
+ * (the race loops, also compiled alone by lab/bench/race.py): one definition,
  * included by both.  Each returns the kernel's result or -errno.  static
  * inline: a file that uses only some of them compiles without warnings.
  */

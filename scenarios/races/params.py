@@ -23,7 +23,7 @@ ENV = "KERNEL_LAB_RACE"
 # last 64 MiB, which nothing else uses.
 FAST_SCRATCH_OFFSET = 960 << 20
 
-# The slow controller's limit (lab/vm.py VmConfig: throttling.iops-total=25).
+# The slow controller's limit (lab/vm/vm.py VmConfig: throttling.iops-total=25).
 SLOW_IOPS = 25
 
 

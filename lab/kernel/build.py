@@ -28,13 +28,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab import cache as cache_mod
-from lab import kconfig, proc
+from lab import atomic, proc
 from lab.errors import InfraError, UserError
-from lab.kernel import METADATA, Kernel
-from lab.source import SourceTree
+from lab.kernel import cache as kernel_cache
+from lab.kernel import kconfig
+from lab.kernel.artifact import METADATA, Kernel
+from lab.kernel.source import SourceTree
 
-log = logging.getLogger("lab.build")
+log = logging.getLogger("lab.kernel.build")
 
 PROGRESS_EVERY = 30.0  # seconds between progress lines during make
 MAKE_TIMEOUT = 4 * 3600.0
@@ -113,17 +114,11 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def load_built(entry: Path, *, spec: str) -> Kernel | None:
-    meta = entry / METADATA
-    return Kernel.from_json(meta.read_text(), entry, spec=spec) if meta.is_file() else None
-
-
 def cached_builds(cache: Path) -> list[Kernel]:
     """Every published build (any source, variant or config revision), newest first."""
-    base = built_dir(cache)
-    entries = [e for e in base.iterdir() if (e / METADATA).is_file()] if base.is_dir() else []
-    entries.sort(key=lambda e: (e / METADATA).stat().st_mtime, reverse=True)
-    return [Kernel.from_json((e / METADATA).read_text(), e) for e in entries]
+    found = kernel_cache.entries(built_dir(cache))
+    found.sort(key=lambda ek: (ek[0] / METADATA).stat().st_mtime, reverse=True)
+    return [k for _, k in found]
 
 
 def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
@@ -225,7 +220,7 @@ def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: st
     compiler = compiler_version()
     key = cache_key(source.identity, composed.hash, compiler)
     entry = built_dir(cache) / key
-    hit = load_built(entry, spec=spec_text)
+    hit = kernel_cache.load_entry(entry, spec=spec_text)
     if hit is not None:
         log.info("build: %s %s is cached (%s)", spec_text, composed.variant, entry)
         return hit
@@ -234,7 +229,8 @@ def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: st
     log_path = logs / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     label = f"{source.identity} {composed.variant}"
     with _locked(cache / "build" / f".{out.name}.lock"):
-        hit = load_built(entry, spec=spec_text)  # another run may have built it meanwhile
+        # Another run may have built it meanwhile.
+        hit = kernel_cache.load_entry(entry, spec=spec_text)
         if hit is not None:
             return hit
         t0 = time.monotonic()
@@ -261,8 +257,8 @@ def _publish(source: SourceTree, composed: kconfig.Composed, out: Path, *, entry
         raise InfraError(f"make succeeded but {out / IMAGE} or kernel.release is missing",
                          phase="build:publish", log=log_path)
     release = release_file.read_text().strip()
-    cache_mod.clean_stale_temps(built_dir(cache))
-    with cache_mod.temp_dir(built_dir(cache)) as tmp:
+    atomic.clean_stale_temps(built_dir(cache))
+    with atomic.temp_dir(built_dir(cache)) as tmp:
         shutil.copy2(out / IMAGE, tmp / "bzImage")
         shutil.copy2(out / ".config", tmp / "config")
         shutil.copy2(out / "System.map", tmp / "System.map")  # splat addresses → symbols
@@ -273,8 +269,8 @@ def _publish(source: SourceTree, composed: kconfig.Composed, out: Path, *, entry
                         variant=composed.variant, package_version=None,
                         packages=(source.identity,))
         (tmp / METADATA).write_text(kernel.to_json(entry))
-        cache_mod.publish(tmp, entry)
-    published = load_built(entry, spec=spec_text)
+        atomic.publish(tmp, entry)
+    published = kernel_cache.load_entry(entry, spec=spec_text)
     if published is None:
         raise InfraError(f"{entry} has no {METADATA} after publishing", phase="build:publish")
     return published

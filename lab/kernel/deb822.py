@@ -1,6 +1,6 @@
 """Debian's formats as pure functions: version comparison, deb822 stanzas, Depends.
 
-No I/O and no processes: lab/debian.py (binary kernels) and lab/source.py
+No I/O and no processes: lab/kernel/debian.py (binary kernels) and lab/kernel/source.py
 (linux-source packages) parse what apt prints with these, and the unit tests
 check them against dpkg's rules directly.
 """

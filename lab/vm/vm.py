@@ -22,12 +22,13 @@ from types import TracebackType
 
 from lab import proc
 from lab.errors import InfraError, UserError
-from lab.kernel import Kernel
-from lab.ssh import Ssh, ensure_keypair, free_port, lab_client_key, port_is_free
+from lab.kernel.artifact import Kernel
+from lab.paths import GUEST_DIR
+from lab.vm.ssh import Ssh, ensure_keypair, free_port, lab_client_key, port_is_free
 
-log = logging.getLogger("lab.vm")
+log = logging.getLogger("lab.vm.vm")
 
-GUEST_BOOT = Path(__file__).resolve().parent.parent / "guest" / "boot.sh"
+GUEST_BOOT = GUEST_DIR / "boot.sh"
 # virtme-ng hands --qemu-opts to a shell as one string, so paths must stay plain.
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@%=-]+$")
 
@@ -48,7 +49,7 @@ class VmConfig:
 
     cpus: int = 2
     memory: str = "2G"
-    accel: str = "tcg"  # "kvm" or "tcg"; lab.doctor decides which works on this host
+    accel: str = "tcg"  # "kvm" or "tcg"; lab.vm.accel decides which works on this host
     boot_timeout: float = 180.0
     ssh_port: int | None = None  # None: pick a free one
     nvme: tuple[NvmeSpec, ...] = field(
@@ -279,45 +280,46 @@ class Vm:
         and check the guest's online CPUs (``_check_cpus``).
 
         One exec, one round trip under TCG: wait (up to 10 s) until every controller's
-        three nodes exist, print "name serial" per controller, then "cpus-online LIST".
+        three nodes exist, then print "name serial nodes" per controller (nodes is
+        "ok" or the first missing node) and "cpus-online LIST".
         """
         assert self.ssh is not None
         serials = " ".join(n.serial for n in self.cfg.nvme)
         script = (
+            "nodes() { n=${1##*/nvme}; for p in /dev/nvme$n /dev/nvme${n}n1 /dev/ng${n}n1; "
+            "do [ -e $p ] || { echo $p; return 1; }; done; echo ok; }; "
             "ready() { for s in " + serials + "; do found=; "
             # read trims the padding NVMe puts after a serial; no fork per check.
             "for c in /sys/class/nvme/nvme*; do ser=; read -r ser < $c/serial 2>/dev/null; "
-            "[ \"$ser\" = \"$s\" ] "
-            "&& n=${c##*/nvme} && [ -e /dev/nvme$n ] && [ -e /dev/nvme${n}n1 ] "
-            "&& [ -e /dev/ng${n}n1 ] && found=1; done; [ -n \"$found\" ] || return 1; done; }; "
+            "[ \"$ser\" = \"$s\" ] && nodes $c >/dev/null && found=1; done; "
+            "[ -n \"$found\" ] || return 1; done; }; "
             "i=0; until ready || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done; "
-            "for c in /sys/class/nvme/nvme*; do read -r ser < $c/serial; echo \"${c##*/} $ser\"; "
+            "for c in /sys/class/nvme/nvme*; do read -r ser < $c/serial; "
+            "echo \"${c##*/} $ser $(nodes $c)\"; "
             "done; read -r on < /sys/devices/system/cpu/online; echo \"cpus-online $on\""
         )
         res = self.ssh.run(["/bin/sh", "-c", script], timeout=30)
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, str]] = {}
         for line in res.stdout.splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[0] == "cpus-online":
                 self._check_cpus(parts[1])
-            elif len(parts) == 2:
-                found[parts[1]] = parts[0]
+            elif len(parts) == 3:
+                found[parts[1]] = (parts[0], parts[2])
         devices: dict[str, NvmeDevice] = {}
         for nvme in self.cfg.nvme:
-            name = found.get(nvme.serial)
+            name, nodes = found.get(nvme.serial, (None, ""))
             if name is None:
                 raise InfraError(
                     f"emulated NVMe controller {nvme.serial} not found in the guest "
-                    f"(saw {found or 'none'}); is CONFIG_BLK_DEV_NVME set?",
+                    f"(saw {sorted(found) or 'none'}); is CONFIG_BLK_DEV_NVME set?",
                     phase="boot",
                     log=self.console_log,
                 )
+            if nodes != "ok":
+                raise InfraError(f"NVMe controller {nvme.serial} ({name}): device node "
+                                 f"{nodes} never appeared", phase="boot", log=self.console_log)
             idx = name.removeprefix("nvme")
             devices[nvme.role] = NvmeDevice(nvme.role, nvme.serial, f"/dev/{name}",
                                             f"/dev/{name}n1", f"/dev/ng{idx}n1")
-        check = self.ssh.run(["ls", *(p for d in devices.values()
-                                      for p in (d.ctrl, d.ns, d.generic))], timeout=30)
-        if check.status != 0:
-            raise InfraError(f"NVMe device nodes missing: {check.stderr.strip()}",
-                             phase="boot", log=self.console_log)
         return devices

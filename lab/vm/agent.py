@@ -1,39 +1,28 @@
-"""The host side of the guest agent: stage it, push it, start it, call it.
+"""The host side of the guest agent: start it and call it.
 
-The agent (``guest/``) is staged once per source hash into the cache, with
-its cffi extension compiled on the host (the guest runs the host's Python
-from the read-only 9p root, so the same build loads there and costs no
-compile time under TCG).  It is pushed over SFTP into a tmpfs in the guest,
-verified by SHA-256, and driven over one SSH exec channel with JSON lines.
+The agent runs in the guest as ``python -S -m guest`` (see lab.vm.stage for how
+it gets there) and is driven over one SSH exec channel with JSON lines:
+``{"id", "op", "args"}`` -> ``{"id", "ok", "value" | "errno"}``, after a hello
+that carries the protocol version.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno as errno_mod
-import hashlib
 import json
 import logging
-import os
-import shutil
-import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
-from lab import proc
+from guest import PROTOCOL_VERSION
 from lab.errors import InfraError
-from lab.ssh import Ssh
+from lab.vm.ssh import Ssh
+from lab.vm.stage import push, stage, start_command
 
-log = logging.getLogger("lab.agent")
-
-PROTOCOL_VERSION = 1
-REPO = Path(__file__).resolve().parent.parent
-GUEST_SRC = REPO / "guest"
-REMOTE_BASE = "/run/kernel-lab"  # a tmpfs mounted by guest/boot.sh
+log = logging.getLogger("lab.vm.agent")
 
 
 class GuestOSError(OSError):
@@ -55,110 +44,6 @@ class AgentError(InfraError):
 
 class AgentTimeout(AgentError):
     """A call did not return in time: the guest may be hung in the kernel."""
-
-
-def _source_files() -> list[Path]:
-    return sorted(
-        p for p in GUEST_SRC.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".so"
-    )
-
-
-def source_hash() -> str:
-    """Identity of the agent build: its sources and the interpreter that runs it."""
-    h = hashlib.sha256()
-    h.update(sys.version.encode())
-    for path in _source_files():
-        h.update(str(path.relative_to(GUEST_SRC)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def stage(cache: Path) -> Path:
-    """The staged agent (``agent.tar`` and its ``MANIFEST``), cached by source hash.
-
-    The archive holds ``guest/`` with the built extension and a copy of cffi's
-    ``_cffi_backend``, so the guest's Python can start with ``-S``: no site
-    processing, whose .pth files (editable installs) cost seconds under TCG.
-    """
-    final = cache / "agent" / source_hash()
-    if (final / "MANIFEST").exists():
-        return final
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tree = tmp / "tree"
-        pkg = tree / "guest"
-        for path in _source_files():
-            dest = pkg / path.relative_to(GUEST_SRC)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest)
-        build = tmp / "build"
-        proc.run(
-            [sys.executable, "-m", "guest.build_ffi", "--out", str(build)],
-            phase="agent build",
-            log_path=cache / "agent" / "build.log",
-            cwd=REPO,
-            timeout=300,
-        )
-        built = list(build.glob("_labsys*.so"))
-        if not built:
-            raise InfraError("the cffi build produced no _labsys extension",
-                             phase="agent build", log=cache / "agent" / "build.log")
-        for so in built:
-            shutil.copy2(so, pkg / so.name)
-        import _cffi_backend  # the runtime half of cffi, needed by the extension
-
-        shutil.copy2(str(_cffi_backend.__file__), tree / Path(str(_cffi_backend.__file__)).name)
-        files = sorted(p for p in tree.rglob("*") if p.is_file())
-        manifest = "".join(
-            f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tree)}\n"
-            for p in files
-        )
-        with tarfile.open(tmp / "agent.tar", "w") as tar:
-            for p in files:
-                tar.add(p, arcname=str(p.relative_to(tree)))
-        (tmp / "MANIFEST").write_text(manifest)
-        shutil.rmtree(tree)
-        shutil.rmtree(build)
-        try:
-            tmp.rename(final)
-        except OSError:  # another worker published it first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
-def push(ssh: Ssh, staged: Path) -> str:
-    """SFTP the archive and its manifest into the guest's tmpfs; returns the directory."""
-    remote = f"{REMOTE_BASE}/agent-{staged.name}"
-    sftp = ssh.sftp()
-    try:
-        with contextlib.suppress(OSError):  # exists already (a second agent on this VM)
-            sftp.mkdir(remote)
-        for name in ("agent.tar", "MANIFEST"):
-            sftp.put(str(staged / name), f"{remote}/{name}")
-    finally:
-        sftp.close()
-    return remote
-
-
-def start_command(remote: str) -> str:
-    """Unpack, verify every file against the manifest, then become the agent.
-
-    One exec does all three, so pushing costs one SFTP session and one channel;
-    a checksum mismatch ends the channel with sha256sum's complaint instead of
-    a hello.
-    """
-    return (
-        f"cd {remote} && tar -xf agent.tar && "
-        f"sha256sum --quiet --strict -c MANIFEST >agent.verify 2>&1 || "
-        f"{{ echo '{{\"hello\": {{\"error\": \"agent files differ after push\"}}}}'; "
-        f"cat agent.verify >&2; exit 1; }}; "
-        f"exec {sys.executable} -S -m guest 2>>agent.stderr"
-    )
 
 
 class Agent:

@@ -8,7 +8,7 @@ the ``Depends:`` of the image package because the layout differs by release
 7.x split them into linux-binary-*, linux-modules-* and linux-base-*.
 
 A cache entry ``<cache>/kernels/debian/<version>-<flavour>/`` is built in a
-``.tmp-*`` sibling and published by one rename (lab.cache), so it is either
+``.tmp-*`` sibling and published by one rename (lab.atomic), so it is either
 whole (it has ``kernel.json``) or absent.
 """
 
@@ -26,19 +26,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import apt as aptlib
-from lab import cache as cache_mod
-from lab.apt import Apt, Catalogue, load_catalogue
-from lab.deb822 import (
+from lab import atomic
+from lab.errors import InfraError, UserError
+from lab.kernel import apt as aptlib
+from lab.kernel import cache as kernel_cache
+from lab.kernel.apt import Apt
+from lab.kernel.artifact import METADATA, Kernel
+from lab.kernel.catalogue import Catalogue, load_catalogue
+from lab.kernel.deb822 import (
     compare_versions,
     in_series,
     parse_depends,
     version_key,
 )
-from lab.errors import InfraError, UserError
-from lab.kernel import METADATA, Kernel
 
-log = logging.getLogger("lab.fetch")
+log = logging.getLogger("lab.kernel.resolve")
 
 SHA256SUMS = "SHA256SUMS"
 _DOC_DIRS = ("usr/share/doc", "usr/share/bug", "usr/share/lintian", "usr/share/man")
@@ -94,9 +96,7 @@ def metapackage_stanzas(apt: Apt) -> list[dict[str, str]]:
             pass  # a damaged memo is rebuilt below
     stanzas = [s for s in apt.show(meta) if s.get("Package") == meta and "Version" in s]
     if key is not None and stanzas:
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"key": key, "stanzas": stanzas}))
-        os.replace(tmp, memo)
+        atomic.write_text(memo, json.dumps({"key": key, "stanzas": stanzas}))
     return stanzas
 
 
@@ -184,25 +184,9 @@ def entry_name(version: str, flavour: str) -> str:
     return f"{version}-{flavour}".replace(":", "%3a").replace("/", "_")
 
 
-def load_entry(entry: Path, *, spec: str | None = None) -> Kernel | None:
-    """The Kernel of a published entry, None when the entry is absent or not whole."""
-    meta = entry / METADATA
-    if not meta.is_file():
-        return None
-    return Kernel.from_json(meta.read_text(), entry, spec=spec)
-
-
 def cached_kernels(cache: Path) -> list[Kernel]:
     """Published Debian entries, newest package version first."""
-    base = kernels_dir(cache)
-    found: list[Kernel] = []
-    if base.is_dir():
-        for entry in base.iterdir():
-            if entry.name.startswith("."):
-                continue
-            k = load_entry(entry)
-            if k is not None:
-                found.append(k)
+    found = [k for _, k in kernel_cache.entries(kernels_dir(cache))]
     return sorted(found, key=lambda k: version_key(k.package_version or "0"), reverse=True)
 
 
@@ -326,7 +310,7 @@ def _build_entry(apt: Apt, plan: Plan, *, spec_text: str, depmod: str, cache: Pa
     cat = apt.catalogue
     final = kernels_dir(cache) / entry_name(plan.version, cat.flavour)
     logname = entry_name(plan.version, cat.flavour)
-    with cache_mod.temp_dir(kernels_dir(cache)) as tmp:
+    with atomic.temp_dir(kernels_dir(cache)) as tmp:
         files = _download(apt, plan, tmp / "debs", logname=logname)
         _verify(plan, files, tmp)
         root = tmp / "root"
@@ -362,8 +346,8 @@ def _build_entry(apt: Apt, plan: Plan, *, spec_text: str, depmod: str, cache: Pa
             packages=tuple(f"{p.name}={p.version}" for p in plan.packages),
         )
         (tmp / METADATA).write_text(kernel.to_json(final))
-        cache_mod.publish(tmp, final)
-    published = load_entry(final, spec=spec_text)
+        atomic.publish(tmp, final)
+    published = kernel_cache.load_entry(final, spec=spec_text)
     if published is None:
         raise InfraError(f"{final} has no {METADATA} after publishing", phase="fetch:publish")
     log.info("cached %s %s (%s) at %s", cat.metapackage, plan.version, release, final)
@@ -376,21 +360,20 @@ def fetch(
     exact: str | None,
     spec_text: str,
     cache: Path,
-    refresh: bool = False,
     catalogue: Catalogue | None = None,
 ) -> Kernel:
     """The cached Kernel for a Debian series or exact version, fetching it when missing."""
     cat = catalogue or load_catalogue()
     apt = Apt(cache, cat)
-    cache_mod.clean_stale_temps(kernels_dir(cache))
+    atomic.clean_stale_temps(kernels_dir(cache))
 
     if exact is not None:
-        hit = load_entry(kernels_dir(cache) / entry_name(exact, cat.flavour), spec=spec_text)
+        hit = _cached(cache, exact, cat, spec_text)
         if hit is not None:
             log.info("resolve: %s is cached (%s)", spec_text, hit.release)
             return hit
         tool = _check_tools()  # before any network: a missing tool is the user's to fix
-        updated = apt.ensure_lists(refresh=refresh)
+        updated = apt.ensure_lists()
         try:
             plan = resolve(apt, series=None, exact=exact, label=spec_text)
         except UserError:
@@ -418,10 +401,10 @@ def fetch(
     try:
         # With a cached entry and lists, resolve offline: a run should not wait on
         # the network to learn that the kernel it has is still the newest.
-        if not (newest_cached is not None and apt.lists_present() and not refresh):
-            apt.ensure_lists(refresh=refresh)
+        if not (newest_cached is not None and apt.lists_present()):
+            apt.ensure_lists()
         version = resolve_version(apt, series=series, exact=None, label=spec_text)["Version"]
-        hit = load_entry(kernels_dir(cache) / entry_name(version, cat.flavour), spec=spec_text)
+        hit = _cached(cache, version, cat, spec_text)
         if hit is not None:
             log.info("resolve: %s → %s %s, cached (%s)", spec_text, cat.metapackage, version,
                      hit.release)
@@ -434,6 +417,11 @@ def fetch(
                            cache=cache)
     except InfraError as exc:
         return fall_back(exc)
+
+
+def _cached(cache: Path, version: str, cat: Catalogue, spec_text: str) -> Kernel | None:
+    return kernel_cache.load_entry(kernels_dir(cache) / entry_name(version, cat.flavour),
+                                   spec=spec_text)
 
 
 def _fetch_plan(apt: Apt, plan: Plan, *, spec_text: str, depmod: str, cache: Path) -> Kernel:

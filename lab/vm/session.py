@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from lab import splat
-from lab.agent import Agent, AgentError, AgentTimeout
 from lab.errors import InfraError
-from lab.kernel import Kernel
-from lab.vm import Vm, VmConfig
+from lab.kernel.artifact import Kernel
+from lab.results import splat
+from lab.results.verdict import Diagnosis
+from lab.vm.agent import Agent, AgentError, AgentTimeout
+from lab.vm.vm import Vm, VmConfig
 
-log = logging.getLogger("lab.machine")
+log = logging.getLogger("lab.vm.session")
 
 EXCERPT_LINES = 60
 
@@ -31,21 +30,6 @@ class RebootLimit(InfraError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, phase="recovery")
-
-
-@dataclass
-class Diagnosis:
-    """What a failed call turned out to be."""
-
-    verdict: str  # CRASH, HANG or INFRA
-    summary: str
-    splats: list[dict[str, Any]] = field(default_factory=list)
-    excerpt: str = ""
-
-
-def splat_dicts(found: list[splat.Splat]) -> list[dict[str, Any]]:
-    return [{"kind": s.kind, "title": s.title, "fatal": s.fatal, "frames": list(s.frames),
-             "taint": s.taint, "excerpt": s.excerpt} for s in found]
 
 
 class Machine:
@@ -159,7 +143,7 @@ class Machine:
             summary += f" ({found[0].title})"
             excerpt = found[0].excerpt
         self.replace_reason = f"{verdict.lower()}: {summary}"
-        return Diagnosis(verdict, summary, splat_dicts(found), excerpt)
+        return Diagnosis(verdict, summary, [s.to_dict() for s in found], excerpt)
 
     def _dump_blocked_tasks(self) -> None:
         """sysrq-w: the kernel prints its blocked (D state) tasks to the console."""

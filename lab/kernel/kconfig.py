@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import UserError
+from lab.paths import KERNELS_DIR
 
-KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 BASE = "base"
 
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
@@ -100,7 +100,7 @@ class Composed:
 
     def text(self) -> str:
         """The KCONFIG_ALLCONFIG file: one line per option, with where it came from."""
-        head = f"# kernel-lab variant {self.variant}: composed by lab/kconfig.py\n"
+        head = f"# kernel-lab variant {self.variant}: composed by lab/kernel/kconfig.py\n"
         return head + "".join(f"{o.line()}\n" for o in self.options)
 
     @property

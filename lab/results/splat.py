@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 KINDS = (
     "KASAN", "KFENCE", "UBSAN", "LOCKDEP", "WARNING", "BUG", "NULL_DEREF", "GPF",
@@ -33,6 +34,11 @@ class Splat:
     excerpt: str
     detail: str
     taint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The splat as a result record carries it."""
+        return {"kind": self.kind, "title": self.title, "fatal": self.fatal,
+                "frames": list(self.frames), "taint": self.taint, "excerpt": self.excerpt}
 
 
 # --- taint -------------------------------------------------------------------

@@ -14,17 +14,21 @@ import sys
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from lab import results, splat
-from lab.agent import Agent, AgentError, AgentTimeout
-from lab.errors import InfraError, UserError
-from lab.kernel import Kernel
-from lab.machine import Diagnosis, Machine, RebootLimit, splat_dicts
+from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, InfraError, UserError
+from lab.kernel.artifact import Kernel
 from lab.paths import cache_root, default_results_root
-from lab.vm import Vm, VmConfig
+from lab.results import record as results
+from lab.results import summary as summary_mod
+from lab.results.record import Record
+from lab.results.verdict import Diagnosis, PhaseOutcome, fold
+from lab.run import watch
+from lab.vm.agent import Agent, AgentError, AgentTimeout
+from lab.vm.session import Machine, RebootLimit
+from lab.vm.vm import Vm, VmConfig
 
 RUN_DIR_KEY = pytest.StashKey[Path]()
 KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()
@@ -145,13 +149,19 @@ def lab_cache(pytestconfig: pytest.Config) -> Path:
     return cache_root(pytestconfig.getoption("lab_cache"))
 
 
+def _stop(run_dir: Path, exit_code: int, reason: str) -> NoReturn:
+    """End the session early; ``lab run`` exits with ``exit_code`` (lab.errors), not pytest's."""
+    results.write_stop(run_dir, exit_code=exit_code, reason=reason)
+    pytest.exit(f"kernel-lab: {reason}")
+
+
 def _resolve(config: pytest.Config, spec: str, run_dir: Path) -> Kernel:
     """The kernel for ``spec``, fetched or built once per process.
 
     Shared by the ``kernel`` fixture and the requires_config check, which runs
     before any fixture so that a test the kernel cannot run boots no VM.
     """
-    from lab.fetch import resolve_kernel
+    from lab.kernel.resolve import resolve_kernel
 
     done = config.stash.setdefault(KERNELS_KEY, {})
     if spec not in done:
@@ -160,7 +170,7 @@ def _resolve(config: pytest.Config, spec: str, run_dir: Path) -> Kernel:
             done[spec] = resolve_kernel(spec, cache=cache_root(config.getoption("lab_cache")),
                                         variant=config.getoption("lab_variant"))
         except UserError as exc:
-            pytest.exit(f"kernel-lab: {exc}", returncode=2)
+            _stop(run_dir, EXIT_USER_ERROR, str(exc))
         if not results.has_phase(run_dir, "fetch", kernel=spec):  # `lab run` fetched it
             results.append_phase(run_dir, "fetch", time.monotonic() - started, kernel=spec)
     return done[spec]
@@ -176,7 +186,7 @@ def kernel(request: pytest.FixtureRequest, lab_run_dir: Path) -> Kernel:
 def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
                 pytestconfig: pytest.Config) -> Iterator[Machine]:
     """The guest for ``kernel`` on this worker: booted once, replaced after a crash/hang."""
-    from lab.doctor import choose_accel
+    from lab.vm.accel import choose_accel
 
     opt = pytestconfig.getoption
     cfg = VmConfig(
@@ -195,7 +205,7 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         _boot(machine, lab_run_dir, first=True)
         yield machine
     except UserError as exc:
-        pytest.exit(f"kernel-lab: {exc}", returncode=2)
+        _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
     finally:
         machine.stop()
 
@@ -217,7 +227,7 @@ def vm(lab_machine: Machine, lab_run_dir: Path) -> Vm:
     try:
         _boot(lab_machine, lab_run_dir, first=False)
     except RebootLimit as exc:
-        pytest.exit(f"kernel-lab: {exc}", returncode=3)
+        _stop(lab_run_dir, EXIT_INFRA_ERROR, str(exc))
     assert lab_machine.vm is not None
     return lab_machine.vm
 
@@ -306,50 +316,31 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     machine, agent_obj = funcargs.get("lab_machine"), funcargs.get("agent")
     if not isinstance(machine, Machine) or not isinstance(agent_obj, Agent):
         return (yield)
-    offset = machine.console_offset()
-    seq = agent_obj.call("sys.kmsg_seq")
-    taint = _taint(agent_obj)
-    agent_obj.call("sys.kmsg_write", text=f"kernel-lab: begin {item.nodeid}")
+    mark = watch.begin(machine, agent_obj, item.nodeid)
     try:
         outcome = yield
     except (AgentError, InfraError) as exc:
-        item.stash[DIAGNOSIS_KEY] = machine.diagnose(exc, console_offset=offset)
+        item.stash[DIAGNOSIS_KEY] = machine.diagnose(exc, console_offset=mark.console_offset)
         raise
     except BaseException:
-        _kernel_log_problems(item, agent_obj, seq, taint)  # kept in the record
+        # The test's own failure says more; what the log shows is kept in the record.
+        _keep_findings(item, watch.end(agent_obj, mark, item.nodeid))
         raise
-    problem = _kernel_log_problems(item, agent_obj, seq, taint)
+    found = watch.end(agent_obj, mark, item.nodeid)
+    _keep_findings(item, found)
+    problem = found.problem() if found is not None else ""
     if problem:
         pytest.fail(problem, pytrace=False)
     return outcome
 
 
-def _taint(agent_obj: Agent) -> int:
-    return int(agent_obj.call("sys.read_text", path="/proc/sys/kernel/tainted"))
-
-
-def _kernel_log_problems(item: pytest.Item, agent_obj: Agent, seq: int, taint: int) -> str:
-    """Splats and new taint flags since ``seq``: stashed for the record, described."""
-    if not agent_obj.alive():
-        return ""
-    try:
-        agent_obj.call("sys.kmsg_write", text=f"kernel-lab: end {item.nodeid}")
-        records = agent_obj.call("sys.kmsg_read", after_seq=seq)
-        taint_after = _taint(agent_obj)
-    except (AgentError, OSError):
-        return ""  # the test's own failure says more than a failed log read
-    found = splat.parse("\n".join(r["text"] for r in records))
-    new_bits = taint_after & ~taint
-    if new_bits:
-        item.stash[TAINT_KEY] = (splat.taint_letters(taint), splat.taint_letters(taint_after))
-    if found:
-        item.stash[SPLATS_KEY] = splat_dicts(found)
-        return f"kernel splat during the test: {found[0].title}\n" + "\n".join(
-            f"{s.title}\n{s.excerpt}" for s in found)
-    if new_bits:
-        return (f"the kernel's taint changed during the test: "
-                f"{splat.taint_letters(taint) or '-'} -> {splat.taint_letters(taint_after)}")
-    return ""
+def _keep_findings(item: pytest.Item, found: watch.Findings | None) -> None:
+    if found is None:
+        return
+    if found.taint_changed:
+        item.stash[TAINT_KEY] = (found.taint_before, found.taint_after)
+    if found.splats:
+        item.stash[SPLATS_KEY] = found.splat_dicts()
 
 
 SPLATS_KEY = pytest.StashKey[list[dict[str, Any]]]()
@@ -434,7 +425,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 STARTED_KEY = pytest.StashKey[float]()
 
 
-def to_record(nodeid: str, reports: list[pytest.TestReport]) -> results.Record:
+def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
     """One test's reports (setup, call, teardown) folded into its verdict record."""
     props: dict[str, Any] = {"lab_deviation": [], "lab_data": {}}
     hints: list[str] = []
@@ -454,24 +445,9 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> results.Record:
                 hints.append(str(value))
             else:
                 props[key] = value
-    verdict, reason = "PASS", ""
-    for rep in reports:
-        if rep.skipped:
-            verdict = "SKIP"
-            longrepr = rep.longrepr
-            reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
-            reason = reason.removeprefix("Skipped: ")
-            break
-        if rep.failed:
-            if hints:
-                verdict = hints[0]
-            elif rep.when == "call":
-                verdict = "FAIL"
-            else:
-                verdict = "INFRA"  # a fixture (fetch, boot, agent) failed
-            reason = props.get("lab_reason") or _first_line(rep)
-            break
-    return results.Record(
+    verdict, reason = fold([_phase(rep) for rep in reports], hints=hints,
+                           reason=props.get("lab_reason", ""))
+    return Record(
         test=nodeid,
         verdict=verdict,
         duration=round(sum(r.duration for r in reports if r.when == "call"), 3),
@@ -483,6 +459,18 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> results.Record:
         data=props["lab_data"],
         excerpt=props.get("lab_excerpt", ""),
     )
+
+
+def _phase(rep: pytest.TestReport) -> PhaseOutcome:
+    if rep.skipped:
+        longrepr = rep.longrepr
+        message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    elif rep.failed:
+        message = _first_line(rep)
+    else:
+        message = ""
+    return PhaseOutcome(when=rep.when, outcome=rep.outcome, message=message,
+                        duration=rep.duration)
 
 
 def _first_line(rep: pytest.TestReport) -> str:
@@ -502,7 +490,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if records:
         results.append_phase(run_dir, "suite", suite)
     wall = time.monotonic() - config.stash.get(STARTED_KEY, time.monotonic())
-    summary = results.summarize(run_dir, wall=wall)
+    summary = summary_mod.summarize(run_dir, wall=wall)
     terminalreporter.section("kernel-lab")
-    for line in results.summary_lines(summary):
+    for line in summary_mod.summary_lines(summary):
         terminalreporter.write_line(line)

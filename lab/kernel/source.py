@@ -5,7 +5,7 @@ Each kind yields a ``SourceTree``: a directory holding a kernel tree and an
 a fingerprint of a plain tree's files), one part of the build cache key.
 
 - ``debian-src:SERIES``: the newest ``linux-source-SERIES`` package, fetched
-  through lab.debian's private apt, checked against the index's SHA-256 and
+  through lab.kernel.apt's private apt, checked against the index's SHA-256 and
   unpacked once into ``<cache>/sources/debian-src/<version>/``.
 - ``git:PATH[@REV]``: ``git archive`` of the commit into
   ``<cache>/sources/git/<commit>/``; the user's checkout (and its .git) is
@@ -14,7 +14,7 @@ a fingerprint of a plain tree's files), one part of the build cache key.
   stays clean.  It must be clean already: Kbuild refuses ``O=`` next to an
   in-tree .config.
 
-Entries are published atomically (lab.cache), so an interrupted unpack leaves
+Entries are published atomically (lab.atomic), so an interrupted unpack leaves
 nothing that looks whole.
 """
 
@@ -29,13 +29,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import apt as aptlib
-from lab import cache as cache_mod
-from lab import debian, proc
-from lab.deb822 import in_series, version_key
+from lab import atomic, proc
 from lab.errors import InfraError, UserError
+from lab.kernel import apt as aptlib
+from lab.kernel import debian
+from lab.kernel.catalogue import load_catalogue
+from lab.kernel.deb822 import in_series, version_key
 
-log = logging.getLogger("lab.source")
+log = logging.getLogger("lab.kernel.source")
 
 MARKER = ".kernel-lab-source"  # written last into a published source entry
 _TREE_FILES = ("Makefile", "Kconfig", "arch/x86/Kconfig", "init/main.c")
@@ -99,22 +100,22 @@ def _newest_cached(cache: Path, series: str) -> SourceTree | None:
     return None
 
 
-def debian_source(series: str, *, cache: Path, refresh: bool = False) -> SourceTree:
+def debian_source(series: str, *, cache: Path) -> SourceTree:
     """linux-source-SERIES, newest version in the apt lists, unpacked once into the cache."""
-    cat = aptlib.load_catalogue()
+    cat = load_catalogue()
     if series not in cat.series:
         raise UserError(f"unknown Debian source series {series!r}; known: "
                         f"{', '.join(cat.series)}")
     apt = aptlib.Apt(cache, cat)
-    cache_mod.clean_stale_temps(debian_src_dir(cache))
+    atomic.clean_stale_temps(debian_src_dir(cache))
     cached = _newest_cached(cache, series)
-    if cached is not None and apt.lists_present() and not refresh:
-        # Offline, as lab.debian does for binaries: a run should not wait on the
+    if cached is not None and apt.lists_present():
+        # Offline, as lab.kernel.debian does for binaries: a run should not wait on the
         # network to learn that the source it has is still the newest.
         log.info("source: %s is cached (%s)", cached.identity, cached.path)
         return cached
     try:
-        apt.ensure_lists(refresh=refresh)
+        apt.ensure_lists()
         package = f"linux-source-{series}"
         stanzas = [s for s in apt.show(package) if s.get("Package") == package]
         if not stanzas:
@@ -136,7 +137,7 @@ def _unpack_debian(apt: aptlib.Apt, pkg: debian.Package, *, series: str,
                    cache: Path) -> SourceTree:
     final = debian_src_dir(cache) / pkg.version
     logs = apt.logs
-    with cache_mod.temp_dir(debian_src_dir(cache)) as tmp:
+    with atomic.temp_dir(debian_src_dir(cache)) as tmp:
         t0 = time.monotonic()
         aptlib.run_tool(apt.argv("apt-get", "download", f"{pkg.name}={pkg.version}"),
                         phase="source:download", log_path=logs / f"download-{pkg.name}.log",
@@ -174,7 +175,7 @@ def _unpack_debian(apt: aptlib.Apt, pkg: debian.Package, *, series: str,
         (tmp / MARKER).write_text(f"debian-src {identity}\n")
         log.info("source: unpacked %s (Linux %s) in %.1f s", identity, version,
                  time.monotonic() - t0)
-        cache_mod.publish(tmp, final)
+        atomic.publish(tmp, final)
     return _after_publish(final)
 
 
@@ -214,8 +215,8 @@ def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
     hit = _published(final)
     if hit is not None:
         return hit
-    cache_mod.clean_stale_temps(git_dir(cache))
-    with cache_mod.temp_dir(git_dir(cache)) as tmp:
+    atomic.clean_stale_temps(git_dir(cache))
+    with atomic.temp_dir(git_dir(cache)) as tmp:
         t0 = time.monotonic()
         tar = tmp / "tree.tar"
         proc.run([*git, "archive", "--format=tar", f"--output={tar}", commit],
@@ -232,7 +233,7 @@ def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
                             ) from None
         (tmp / MARKER).write_text(f"git git:{commit}\n")
         log.info("source: exported %s at %s in %.1f s", top, commit[:12], time.monotonic() - t0)
-        cache_mod.publish(tmp, final)
+        atomic.publish(tmp, final)
     return _after_publish(final)
 
 

@@ -1,9 +1,9 @@
 """Turn a kernel spec into a bootable ``Kernel``: fetch it into the cache or validate a path.
 
 ``resolve_kernel`` is the one entry point the rest of the lab uses; it
-dispatches on the spec's kind (lab.kspec): Debian packages are fetched,
-sources (debian-src, git, tree) are prepared (lab.source) and built with the
-requested config variant (lab.build).  Path specs are checked before any
+dispatches on the spec's kind (lab.kernel.spec): Debian packages are fetched,
+sources (debian-src, git, tree) are prepared (lab.kernel.source) and built with the
+requested config variant (lab.kernel.build).  Path specs are checked before any
 expensive work: the file must carry an x86 boot header whose version string
 names the release, and a modules directory must be named after that release.
 """
@@ -14,12 +14,12 @@ import logging
 import struct
 from pathlib import Path
 
-from lab import debian
 from lab.errors import InfraError, UserError
-from lab.kernel import Kernel
-from lab.kspec import DebianSpec, DebianSrcSpec, GitSpec, PathSpec, TreeSpec, parse_spec
+from lab.kernel import debian
+from lab.kernel.artifact import Kernel
+from lab.kernel.spec import DebianSpec, DebianSrcSpec, GitSpec, PathSpec, TreeSpec, parse_spec
 
-log = logging.getLogger("lab.fetch")
+log = logging.getLogger("lab.kernel.resolve")
 
 # x86 boot protocol (Documentation/arch/x86/boot.rst): the setup header's magic
 # "HdrS" at 0x202 and, from protocol 2.00, a pointer at 0x20E to the version
@@ -83,12 +83,12 @@ def _resolve_path(spec: PathSpec, text: str) -> Kernel:
 
 
 def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cache: Path,
-                   variant: str | None, refresh: bool) -> Kernel:
-    from lab import build, kconfig, source
+                   variant: str | None) -> Kernel:
+    from lab.kernel import build, kconfig, source
 
     kconfig.compose(variant)  # an unknown variant or a bad fragment: before any download
     if isinstance(parsed, DebianSrcSpec):
-        tree = source.debian_source(parsed.series, cache=cache, refresh=refresh)
+        tree = source.debian_source(parsed.series, cache=cache)
     elif isinstance(parsed, GitSpec):
         tree = source.git_source(parsed.repo, parsed.rev, cache=cache)
     else:
@@ -96,16 +96,14 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cac
     return build.build(tree, variant, cache=cache, spec_text=spec)
 
 
-def resolve_kernel(spec: str, *, cache: Path, refresh: bool = False,
-                   variant: str | None = None) -> Kernel:
+def resolve_kernel(spec: str, *, cache: Path, variant: str | None = None) -> Kernel:
     """The Kernel a spec names: a Debian package (fetched), a source (built) or an image path.
 
-    ``refresh`` forces `apt-get update` before resolving a Debian spec;
     ``variant`` ("aio-off", "debug+aio-off") applies to built kernels only.
     """
     parsed = parse_spec(spec)
     if isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec):
-        return _resolve_built(parsed, spec, cache=cache, variant=variant, refresh=refresh)
+        return _resolve_built(parsed, spec, cache=cache, variant=variant)
     if variant not in (None, "", "base"):
         raise UserError(f"--variant {variant} needs a kernel built by the lab "
                         f"(debian-src:SERIES, git:PATH[@REV], tree:PATH), not {spec!r}")
@@ -113,7 +111,7 @@ def resolve_kernel(spec: str, *, cache: Path, refresh: bool = False,
         return _resolve_path(parsed, spec)
     assert isinstance(parsed, DebianSpec)
     kernel = debian.fetch(series=parsed.series, exact=parsed.exact, spec_text=spec,
-                          cache=cache, refresh=refresh)
+                          cache=cache)
     # virtme-ng reads the release from the image and looks for lib/modules/<it>:
     # a package whose directory name differs would boot without its modules.
     found = image_release(kernel.image)
@@ -129,7 +127,7 @@ def list_kernels(cache: Path) -> tuple[list[Kernel], list[tuple[str, str, str]]]
 
     Uses no network: the second list is empty until a fetch has updated the lists.
     """
-    from lab import build
+    from lab.kernel import build
 
     return (debian.cached_kernels(cache) + build.cached_builds(cache),
             debian.available_series(cache))

@@ -9,6 +9,7 @@ strictly on every connection, not trusted on first use.
 from __future__ import annotations
 
 import base64
+import fcntl
 import logging
 import os
 import shlex
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import paramiko
 
-from lab import proc
+from lab import atomic, proc
 from lab.errors import InfraError
 
-log = logging.getLogger("lab.ssh")
+log = logging.getLogger("lab.vm.ssh")
 
 KEY_NAME = "id_ed25519"
 
@@ -32,19 +33,28 @@ def ensure_keypair(path: Path, *, log_path: Path | None = None) -> Path:
     if path.exists() and path.with_suffix(".pub").exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    for stale in (tmp, tmp.with_suffix(".pub")):
-        stale.unlink(missing_ok=True)
-    proc.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kernel-lab", "-f", str(tmp)],
-        phase="ssh-keygen",
-        log_path=log_path,
-        timeout=30,
-    )
-    os.chmod(tmp, 0o600)
-    os.replace(tmp.with_suffix(".pub"), path.with_suffix(".pub"))
-    os.replace(tmp, path)
+    # Two runs creating the lab's client key at once must not end with one's public
+    # half beside the other's private half: one generates, the other then finds it.
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path.exists() and path.with_suffix(".pub").exists()):
+            _generate(path, log_path=log_path)
     return path
+
+
+def _generate(path: Path, *, log_path: Path | None) -> None:
+    with atomic.temp_dir(path.parent) as tmp:
+        key = tmp / path.name
+        proc.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kernel-lab", "-f", str(key)],
+            phase="ssh-keygen",
+            log_path=log_path,
+            timeout=30,
+        )
+        os.chmod(key, 0o600)
+        # The public half first: a private key without its .pub is regenerated above.
+        os.replace(key.with_suffix(".pub"), path.with_suffix(".pub"))
+        os.replace(key, path)
 
 
 def lab_client_key(cache: Path) -> Path:
@@ -164,10 +174,6 @@ class Ssh:
 
     def sftp(self) -> paramiko.SFTPClient:
         return self.client.open_sftp()
-
-    def is_active(self) -> bool:
-        transport = self.client.get_transport()
-        return transport is not None and transport.is_active()
 
     def close(self) -> None:
         self.client.close()

@@ -6,7 +6,7 @@ run with ``CCACHE_DISABLE=1`` in fresh object trees, so they measure the
 compiler and not the cache; both sides of a ratio run on the same tree in the
 same run, one after the other (never in parallel: the machine has 2 cores).
 
-    python -m lab.bench_build [--only NAME] [--series 7.2]
+    python -m lab.bench.build [--only NAME] [--series 7.2]
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import build, kconfig, proc, source
-from lab.kernel import Kernel
+from lab import proc
+from lab.kernel import build, kconfig, source
+from lab.kernel.artifact import Kernel
 from lab.paths import cache_root
 
-log = logging.getLogger("lab.bench")
+log = logging.getLogger("lab.bench.boot")
 
 SERIES = "7.2"
 TOUCHED = "fs/aio.c"
@@ -53,7 +54,7 @@ def _make(tree: source.SourceTree, out: Path, *targets: str, log_path: Path,
 
 
 def cold_base(tree: source.SourceTree, out: Path, *, log_path: Path) -> dict[str, Any]:
-    """Configure ``base`` as lab.build does, then a cold ``make bzImage`` without ccache."""
+    """Configure ``base`` as lab.kernel.build does, then a cold ``make bzImage`` without ccache."""
     composed = kconfig.compose(None)
     build.configure(tree, composed, out, log_path=log_path)
     seconds = _make(tree, out, build.TARGET, log_path=log_path, env=NO_CCACHE)
@@ -112,7 +113,7 @@ def rebuild_after_touch(kernel: Kernel | None, cache: Path) -> dict[str, Any]:
 
 def cache_hit(kernel: Kernel | None, cache: Path, *, rounds: int = 5) -> dict[str, Any]:
     """Cost of asking again for a built kernel (debian-src:SERIES base): resolve, no build."""
-    from lab.fetch import resolve_kernel
+    from lab.kernel.resolve import resolve_kernel
 
     spec = f"debian-src:{SERIES}"
     t0 = time.monotonic()
@@ -136,7 +137,7 @@ BENCHES: dict[str, Callable[[Kernel | None, Path], dict[str, Any]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lab.bench_build", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="lab.bench.build", description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=sorted(BENCHES), action="append")
     p.add_argument("--cache", type=Path)
     args = p.parse_args(argv)

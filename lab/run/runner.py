@@ -12,19 +12,22 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lab import results
-from lab.doctor import missing
 from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
-from lab.paths import cache_root, default_results_root
-from lab.pytest_plugin import short_label
-from lab.ssh import port_is_free
+from lab.host.doctor import missing
+from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
+from lab.results import record as results
+from lab.results import summary as summary_mod
+from lab.results.verdict import exit_code
+from lab.run.plugin import short_label
+from lab.vm.ssh import port_is_free
 
 log = logging.getLogger("lab.run")
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = SCENARIOS_DIR
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,8 @@ def _check_host(cache: Path) -> None:
 
 def run(opts: RunOptions, *, argv: list[str]) -> int:
     """Run the scenario suites; returns the lab's exit status (0, 1, 2 or 3)."""
-    from lab.fetch import resolve_kernel
-    from lab.kspec import parse_spec
+    from lab.kernel.resolve import resolve_kernel
+    from lab.kernel.spec import parse_spec
 
     started = time.monotonic()
     kernels = opts.kernels or ["debian:7.2"]
@@ -98,16 +101,26 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     args += opts.pytest_args
     rc = int(pytest.main(args))
     records = results.read_records(run_dir)
-    if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
+    if rc == pytest.ExitCode.NO_TESTS_COLLECTED and results.read_stop(run_dir) is None:
         raise UserError(f"no scenario matches -k {opts.keyword!r}" if opts.keyword
                         else f"no scenarios collected from {opts.suite}")
     if records:
-        summary = results.summarize(run_dir, wall=time.monotonic() - started)
-    # An interrupted run (Ctrl-C, or a user error found mid-run) is never "all passed",
-    # and a run the lab had to stop (reboot limit) is the machinery's failure.
-    if rc in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
+        summary_mod.summarize(run_dir, wall=time.monotonic() - started)
+    status = exit_status(rc, [r.verdict for r in records], stop=results.read_stop(run_dir))
+    if status == EXIT_INFRA_ERROR and not records:
+        log.error("pytest exited with %d after no records; see %s", rc, run_dir)
+    return status
+
+
+def exit_status(pytest_rc: int, verdicts: list[str], *, stop: dict[str, Any] | None) -> int:
+    """The lab's exit status for a finished pytest session: the one place pytest's exit
+    codes are read, so that none of them stands in for the lab's (lab.errors).
+    """
+    if stop is not None:  # the lab stopped the run itself and said why
+        return int(stop["exit_code"])
+    # An interrupted run (Ctrl-C) is never "all passed".
+    if pytest_rc in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
         return EXIT_USER_ERROR
-    if rc == pytest.ExitCode.INTERNAL_ERROR or not records:
-        log.error("pytest exited with %d after %d records; see %s", rc, len(records), run_dir)
+    if pytest_rc == pytest.ExitCode.INTERNAL_ERROR or not verdicts:
         return EXIT_INFRA_ERROR
-    return int(summary["exit_code"])
+    return exit_code(verdicts)

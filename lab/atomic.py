@@ -1,9 +1,14 @@
-"""Atomic cache entries: build in a `.tmp-*` directory, publish by one rename.
+"""Write to a temporary, then rename into place: the lab's one way to publish a file or a directory.
 
-An entry directory either exists whole (published by ``os.rename``) or not at
-all.  Work in progress lives in ``.tmp-<pid>-<random>`` siblings on the same
-filesystem; an interrupted run leaves only such a directory, which
-``clean_stale_temps`` removes once its owner process is gone.
+A cache entry, a staged agent, an SSH key, a compiled benchmark or a run's
+summary either exists whole (published by one ``rename``) or not at all.  Work
+in progress lives in ``.tmp-<pid>-<random>`` siblings on the same filesystem;
+an interrupted run leaves only such a sibling, which ``clean_stale_temps``
+removes once its owner process is gone.
+
+Kept at the top of ``lab/`` rather than in ``lab/kernel/``: results, the VM
+and the benchmarks publish files too, and none of them should depend on the
+kernel package for it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-log = logging.getLogger("lab.cache")
+log = logging.getLogger("lab.kernel.cache")
 
 TEMP_PREFIX = ".tmp-"
 
@@ -93,3 +98,30 @@ def clean_stale_temps(parent: Path) -> list[Path]:
             _remove(child)
             removed.append(child)
     return removed
+
+
+@contextmanager
+def temp_path(final: Path) -> Iterator[Path]:
+    """A temporary path beside ``final``: write it in the block, it replaces ``final`` after.
+
+    On an exception (KeyboardInterrupt included) the temporary is removed and
+    ``final`` is left as it was.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f"-{final.name}",
+                                dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Replace ``path`` with ``text`` in one rename (readers see the old or the new file)."""
+    with temp_path(path) as tmp:
+        tmp.write_text(text)
+        tmp.chmod(0o644)
+    return path

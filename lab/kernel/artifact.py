@@ -31,10 +31,6 @@ class Kernel:
     packages: tuple[str, ...] = field(default_factory=tuple)
 
     @property
-    def modular(self) -> bool:
-        return self.modules is not None
-
-    @property
     def config_hash(self) -> str | None:
         if self.config is None or not self.config.exists():
             return None

@@ -8,10 +8,9 @@ Layout of ``results/<run-id>/``::
     junit.xml       pytest's JUnit report
     console-*.log   each VM's console from its first byte
     summary.json    counts by verdict, deviations, phase times (written last)
+    stopped.json    why the lab stopped the run early, and the exit status that means
 
-Verdicts: PASS, FAIL, SKIP (with reason), CRASH (fatal splat or the kernel
-died), HANG (a call timed out), INFRA (the machinery failed).  ``exit_code()``
-maps a run to the exit status CI and bisection rely on.
+What a verdict means is lab.results.verdict's; the summary is lab.results.summary's.
 """
 
 from __future__ import annotations
@@ -20,14 +19,11 @@ import json
 import os
 import re
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.errors import EXIT_INFRA_ERROR, EXIT_OK, EXIT_TEST_FAILED
-
-VERDICTS = ("PASS", "FAIL", "SKIP", "CRASH", "HANG", "INFRA")
+from lab import atomic
 
 
 @dataclass
@@ -83,10 +79,10 @@ def append_phase(run_dir: Path, phase: str, seconds: float, **detail: Any) -> No
 def has_phase(run_dir: Path, phase: str, **detail: Any) -> bool:
     """Whether a phase with these details is already recorded (lab run fetches before pytest)."""
     return any(d.get("phase") == phase and all(d.get(k) == v for k, v in detail.items())
-               for d in _read_lines(run_dir / "phases.jsonl"))
+               for d in read_lines(run_dir / "phases.jsonl"))
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
+def read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
@@ -99,58 +95,32 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def read_records(run_dir: Path) -> list[Record]:
-    return [Record(**d) for d in _read_lines(run_dir / "results.jsonl")]
+    return [Record(**d) for d in read_lines(run_dir / "results.jsonl")]
 
 
 def phase_times(run_dir: Path) -> dict[str, float]:
     totals: dict[str, float] = {}
-    for entry in _read_lines(run_dir / "phases.jsonl"):
+    for entry in read_lines(run_dir / "phases.jsonl"):
         totals[entry["phase"]] = totals.get(entry["phase"], 0.0) + float(entry["seconds"])
     return totals
 
 
-def exit_code(records: list[Record]) -> int:
-    """0 all passed (skips allowed), 1 a test failed, 3 the machinery failed."""
-    verdicts = {r.verdict for r in records}
-    if "INFRA" in verdicts:
-        return EXIT_INFRA_ERROR
-    if verdicts & {"FAIL", "CRASH", "HANG"}:
-        return EXIT_TEST_FAILED
-    return EXIT_OK
+STOPPED = "stopped.json"
 
 
-def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
-    """Counts by verdict, spec deviations and phase times; also written to summary.json."""
-    records = read_records(run_dir)
-    counts = Counter(r.verdict for r in records)
-    summary = {
-        "run_dir": str(run_dir),
-        "counts": {v: counts.get(v, 0) for v in VERDICTS},
-        "deviations": [{"test": r.test, "note": note} for r in records for note in r.deviations],
-        "phases": phase_times(run_dir),
-        "wall": wall,
-        "kernels": sorted({r.kernel.get("spec", "?") for r in records}),
-        "exit_code": exit_code(records),
-    }
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(run_dir / "summary.json")
-    return summary
+def write_stop(run_dir: Path, *, exit_code: int, reason: str) -> None:
+    """Note that the lab stopped the run (a user error found mid-run, the reboot limit).
+
+    The first stop wins: later workers stopping for the same cause do not rewrite it.
+    """
+    path = run_dir / STOPPED
+    if not path.exists():
+        atomic.write_text(path, json.dumps({"exit_code": exit_code, "reason": reason}) + "\n")
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The human summary printed at the end of a run."""
-    counts = summary["counts"]
-    lines = [
-        "verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no tests ran",
-    ]
-    phases = summary["phases"]
-    if phases:
-        lines.append("phases: " + ", ".join(f"{p} {s:.1f}s" for p, s in phases.items()))
-    devs = summary["deviations"]
-    lines.append(f"spec deviations: {len(devs)}")
-    lines += [f"  - {d['test']}: {d['note']}" for d in devs]
-    if summary.get("wall") is not None:
-        lines.append(f"wall time: {summary['wall']:.1f}s")
-    lines.append(f"run directory: {summary['run_dir']}")
-    return lines
+def read_stop(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / STOPPED
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

@@ -19,17 +19,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import proc
-from lab.agent import Agent
+from lab import atomic, proc
 from lab.errors import InfraError
-from lab.ssh import Ssh
+from lab.kernel.artifact import Kernel
+from lab.paths import GUEST_DIR
+from lab.vm.agent import Agent
+from lab.vm.ssh import Ssh
+from lab.vm.vm import Vm, VmConfig
 
-RACE_C = Path(__file__).resolve().parent.parent / "guest" / "csrc" / "race_destroy_submit.c"
-KIND_BITS = {"read": 1, "write": 2, "poll": 4}  # RACE_KIND_* in race.h
+RACE_C = GUEST_DIR / "csrc" / "race_destroy_submit.c"
 CFLAGS = ["-O2", "-pthread"]
 
 PLAIN_MAIN = r"""
-/* The destroy-vs-submit loop as a stand-alone program (lab/bench_race.py). */
+/* The destroy-vs-submit loop as a stand-alone program (lab/bench/race.py). */
 #define _GNU_SOURCE /* O_DIRECT; the agent's build gets it from Python.h */
 #include <stdio.h>
 #include "race_destroy_submit.c"
@@ -38,10 +40,11 @@ int main(int argc, char **argv)
 {
     struct race_dvs_result o;
     int fd = -1;
+    unsigned kinds = 0;
     long r;
 
     if (argc != 12) {
-        fprintf(stderr, "usage: %s PATH SUBMITTERS NR_EVENTS KINDS POLLS WRITE_OFFSET "
+        fprintf(stderr, "usage: %s PATH SUBMITTERS NR_EVENTS KIND[+KIND] POLLS WRITE_OFFSET "
             "ITERATIONS DURATION_NS MAX_TARGET WAIT_NS SEED\n", argv[0]);
         return 2;
     }
@@ -52,8 +55,15 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    /* Kinds by name, so that race.h stays the one place their bits are defined. */
+    if (strstr(argv[4], "read"))
+        kinds |= RACE_KIND_READ;
+    if (strstr(argv[4], "write"))
+        kinds |= RACE_KIND_WRITE;
+    if (strstr(argv[4], "poll"))
+        kinds |= RACE_KIND_POLL;
     r = race_destroy_vs_submit(fd, atoi(argv[2]), (unsigned)atoi(argv[3]),
-                   (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]),
+                   kinds, (unsigned)atoi(argv[5]),
                    strtoull(argv[6], NULL, 0), strtoull(argv[7], NULL, 0),
                    strtoull(argv[8], NULL, 0), (unsigned)atoi(argv[9]),
                    strtoull(argv[10], NULL, 0), strtoull(argv[11], NULL, 0), &o);
@@ -110,23 +120,18 @@ def plain_binary(cache: Path) -> Path:
     binary = out_dir / f"race-plain-{digest}"
     if binary.exists():
         return binary
-    out_dir.mkdir(parents=True, exist_ok=True)
-    src = out_dir / f".tmp-{os.getpid()}-race-plain.c"
-    tmp = out_dir / f".tmp-{os.getpid()}-race-plain"
-    src.write_text(PLAIN_MAIN)
-    try:
-        proc.run(["cc", *CFLAGS, "-I", str(RACE_C.parent), "-o", str(tmp), str(src)],
+    with atomic.temp_dir(out_dir) as tmp:
+        src = tmp / "race-plain.c"
+        src.write_text(PLAIN_MAIN)
+        built = tmp / "race-plain"
+        proc.run(["cc", *CFLAGS, "-I", str(RACE_C.parent), "-o", str(built), str(src)],
                  phase="bench build", log_path=out_dir / "build.log", timeout=120)
-        os.replace(tmp, binary)  # atomic: a half-written binary is never found
-    finally:
-        src.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
+        os.replace(built, binary)  # a half-written binary is never found
     return binary
 
 
 def plain_argv(binary: Path, p: BenchParams) -> list[str]:
-    kinds = sum(KIND_BITS[k] for k in p.kinds)
-    return [str(binary), p.path or "-", str(p.submitters), str(p.nr_events), str(kinds),
+    return [str(binary), p.path or "-", str(p.submitters), str(p.nr_events), "+".join(p.kinds),
             str(p.polls_per_iter), str(p.write_offset), str(p.iterations),
             str(int(p.seconds * 1e9)), str(p.max_target), str(int(p.wait_ms * 1e6)),
             str(p.seed)]
@@ -174,3 +179,15 @@ def measure(agent: Agent, ssh: Ssh, *, cache: Path, params: BenchParams,
     return RaceRate(agent_per_s=a, plain_per_s=b, ratio=round(a / b, 3) if b else 0.0,
                     agent_runs=agent_runs, plain_runs=plain_runs,
                     params={**asdict(params), "kinds": list(params.kinds)})
+
+
+def race_rate(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> dict[str, Any]:
+    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench-race") as vm:
+        assert vm.ssh is not None
+        agent = Agent.start(vm.ssh, cache=cache)
+        rate = measure(agent, vm.ssh, cache=cache,
+                       params=BenchParams(path=vm.nvme["fast"].ns, iterations=60))
+        agent.close()
+    return {"agent_per_s": rate.agent_per_s, "plain_per_s": rate.plain_per_s,
+            "ratio": rate.ratio, "goal": ">= 0.9", "agent_runs": rate.agent_runs,
+            "plain_runs": rate.plain_runs}

@@ -1,4 +1,4 @@
-"""A private apt configuration for Debian's kernel packages, and the catalogue it serves.
+"""A private apt configuration for Debian's kernel packages (the catalogue says what it serves).
 
 Everything apt does for the lab goes through ``<cache>/apt/`` (own sources list,
 lists, caches and an empty dpkg status), so the machine's apt sources and state are
@@ -8,65 +8,19 @@ run (tests replace it).
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from lab import proc
-from lab.deb822 import in_series, parse_stanzas
-from lab.errors import InfraError, UserError
+from lab.errors import InfraError
+from lab.kernel.catalogue import Catalogue
+from lab.kernel.deb822 import parse_stanzas
 
-log = logging.getLogger("lab.fetch")
+log = logging.getLogger("lab.kernel.resolve")
 
-CATALOGUE = Path(__file__).resolve().parent.parent / "kernels" / "debian.toml"
 LISTS_MAX_AGE = 24 * 3600.0  # seconds; older lists are refreshed when a fetch needs them
-
-
-# --- catalogue ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """kernels/debian.toml as data: where to fetch from and which series exist."""
-
-    archive: str
-    keyring: Path
-    components: tuple[str, ...]
-    architecture: str
-    flavour: str
-    metapackage: str
-    series: dict[str, str]  # series -> suite, in catalogue order
-
-    @property
-    def suites(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.series.values()))
-
-    def series_of(self, version: str) -> str | None:
-        """The catalogue series a metapackage version belongs to (longest match)."""
-        matches = [s for s in self.series if in_series(version, s)]
-        return max(matches, key=len) if matches else None
-
-
-@functools.cache
-def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
-    """Parse the catalogue (cached: it is data that does not change during a run)."""
-    try:
-        data = tomllib.loads(path.read_text())
-        return Catalogue(
-            archive=str(data["archive"]).rstrip("/"),
-            keyring=Path(data["keyring"]),
-            components=tuple(data.get("components", ["main"])),
-            architecture=str(data.get("architecture", "amd64")),
-            flavour=str(data["flavour"]),
-            metapackage=str(data["metapackage"]),
-            series={str(k): str(v["suite"]) for k, v in data["series"].items()},
-        )
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: bad Debian kernel catalogue: {exc!r}") from None
 
 
 # --- the private apt configuration --------------------------------------------------------
@@ -110,7 +64,7 @@ class Apt:
         )
         r = self.root
         conf = "\n".join([
-            "// Written by lab/debian.py: a private apt for kernel packages only.",
+            "// Written by lab/kernel/apt.py: a private apt for kernel packages only.",
             f'Dir::Etc::SourceList "{r}/sources.list";',
             f'Dir::Etc::SourceParts "{r}/sources.list.d";',  # empty: ignore the system's
             'Dir::Etc::Preferences "/dev/null";',

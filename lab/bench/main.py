@@ -2,12 +2,12 @@
 
 - boot: plain ``vng --exec true`` vs the lab's boot -> agent ready, same kernel,
   same vCPUs and memory, rounds interleaved so load drifts hit both alike
-  (goal: ratio <= 1.5);
+  (goal: ratio <= 1.5), lab.bench.boot;
 - run: the whole default ``lab run`` on a warm cache;
 - race: destroy-vs-submit iterations per second in the agent's C loop vs a plain C
-  program doing the same loop in the same VM (goal: ratio >= 0.9), lab.bench_race;
+  program doing the same loop in the same VM (goal: ratio >= 0.9), lab.bench.race;
 - build: cold ``base`` vs ``vng --kconfig`` on the same tree (goal <= 0.40), rebuild
-  after touching fs/aio.c vs cold (goal <= 0.2), cache-hit cost, lab.bench_build.
+  after touching fs/aio.c vs cold (goal <= 0.2), cache-hit cost, lab.bench.build.
 """
 
 from __future__ import annotations
@@ -15,83 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from lab import proc
-from lab.agent import Agent
-from lab.doctor import choose_accel
-from lab.errors import LabError, UserError
-from lab.fetch import resolve_kernel
-from lab.kernel import Kernel
+from lab.bench.boot import (
+    check_can_power_off,
+    lab_ready_seconds,
+    lab_run_seconds,
+    plain_vng_seconds,
+)
+from lab.bench.race import race_rate
+from lab.errors import LabError
+from lab.kernel.resolve import resolve_kernel
 from lab.paths import cache_root, default_results_root
-from lab.vm import Vm, VmConfig
-
-log = logging.getLogger("lab.bench")
-
-
-def race_rate(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> dict[str, Any]:
-    from lab.bench_race import BenchParams, measure
-
-    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench-race") as vm:
-        assert vm.ssh is not None
-        agent = Agent.start(vm.ssh, cache=cache)
-        rate = measure(agent, vm.ssh, cache=cache,
-                       params=BenchParams(path=vm.nvme["fast"].ns, iterations=60))
-        agent.close()
-    return {"agent_per_s": rate.agent_per_s, "plain_per_s": rate.plain_per_s,
-            "ratio": rate.ratio, "goal": ">= 0.9", "agent_runs": rate.agent_runs,
-            "plain_runs": rate.plain_runs}
-
-
-def plain_vng_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, log_path: Path) -> float:
-    """Wall time of virtme-ng booting ``kernel`` and running `true`, as a user would."""
-    argv = ["vng", "--run", str(kernel.image), "--force-9p", "--cpus", str(cfg.cpus),
-            "--memory", cfg.memory, "--exec", "true"]
-    if cfg.accel != "kvm":
-        argv.append("--disable-kvm")
-    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-           "HOME": str(cache / "vng-home")}
-    started = time.monotonic()
-    # Its exit status is not reliable here (255 after a script that exited 0: the
-    # console fallback), so only completion within the timeout counts.
-    proc.run(argv, phase="bench vng", log_path=log_path, env=env, timeout=300, check=False)
-    return time.monotonic() - started
-
-
-def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> float:
-    """Wall time from starting the lab's VM to the agent answering its first call."""
-    started = time.monotonic()
-    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench") as vm:
-        assert vm.ssh is not None
-        agent = Agent.start(vm.ssh, cache=cache)
-        agent.call("agent.ping")
-        ready = time.monotonic() - started
-        agent.close()
-    return ready
-
-
-def lab_run_seconds(spec: str, *, cache: Path, out: Path) -> tuple[float, int]:
-    started = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "lab.cli", "run", "--kernel", spec,
-                          "--cache", str(cache), "--results", str(out)],
-                         capture_output=True, text=True, timeout=1800)
-    return time.monotonic() - started, res.returncode
-
-
-def check_can_power_off(kernel: Kernel) -> None:
-    """The boot baseline needs `vng --exec true` to end: virtme-ng-init powers off after
-    the command, and without ACPI an x86 guest halts instead and QEMU stays up."""
-    if kernel.config is not None and kernel.config_option("ACPI") is None:
-        raise UserError(f"{kernel.spec} has no CONFIG_ACPI, so plain `vng --exec true` cannot "
-                        "power it off and the boot comparison has no baseline; bench a kernel "
-                        "with ACPI (--kernel debian:7.2, the default)")
+from lab.vm.accel import choose_accel
+from lab.vm.vm import VmConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +83,7 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"race loop: agent {figures['race']['agent_per_s']:.1f}/s vs plain C "
                   f"{figures['race']['plain_per_s']:.1f}/s", flush=True)
         if not args.skip_build:
-            from lab.bench_build import BENCHES
+            from lab.bench.build import BENCHES
 
             for name, bench in BENCHES.items():
                 figures[name] = bench(None, cache)
@@ -167,6 +109,3 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"figures: {out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 One registry maps a spec's ``KIND:`` prefix to its parser.  Anything without a
 known prefix is a path to a kernel image.  ``debian-src:``, ``git:`` and
-``tree:`` name sources that lab.build turns into kernels (with a config
+``tree:`` name sources that lab.kernel.build turns into kernels (with a config
 variant, given separately: ``--variant``).
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.apt import load_catalogue
 from lab.errors import UserError
+from lab.kernel.catalogue import load_catalogue
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,6 @@ class TreeSpec:
     path: Path
 
 
-BuiltSpec = DebianSrcSpec | GitSpec | TreeSpec
 KernelSpec = DebianSpec | PathSpec | DebianSrcSpec | GitSpec | TreeSpec
 
 # A Debian version with a revision ("UPSTREAM-REVISION"), optional epoch: the

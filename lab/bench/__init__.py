@@ -1,0 +1,1 @@
+"""`nox -s bench`: speed figures measured side by side and printed as ratios."""

@@ -1,0 +1,62 @@
+"""Boot figures: plain ``vng --exec true`` vs the lab's boot to agent ready, and a whole run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from lab import proc
+from lab.errors import UserError
+from lab.kernel.artifact import Kernel
+from lab.vm.agent import Agent
+from lab.vm.vm import Vm, VmConfig
+
+log = logging.getLogger("lab.bench.boot")
+
+
+def plain_vng_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, log_path: Path) -> float:
+    """Wall time of virtme-ng booting ``kernel`` and running `true`, as a user would."""
+    argv = ["vng", "--run", str(kernel.image), "--force-9p", "--cpus", str(cfg.cpus),
+            "--memory", cfg.memory, "--exec", "true"]
+    if cfg.accel != "kvm":
+        argv.append("--disable-kvm")
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+           "HOME": str(cache / "vng-home")}
+    started = time.monotonic()
+    # Its exit status is not reliable here (255 after a script that exited 0: the
+    # console fallback), so only completion within the timeout counts.
+    proc.run(argv, phase="bench vng", log_path=log_path, env=env, timeout=300, check=False)
+    return time.monotonic() - started
+
+
+def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> float:
+    """Wall time from starting the lab's VM to the agent answering its first call."""
+    started = time.monotonic()
+    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench") as vm:
+        assert vm.ssh is not None
+        agent = Agent.start(vm.ssh, cache=cache)
+        agent.call("agent.ping")
+        ready = time.monotonic() - started
+        agent.close()
+    return ready
+
+
+def lab_run_seconds(spec: str, *, cache: Path, out: Path) -> tuple[float, int]:
+    started = time.monotonic()
+    res = proc.run([sys.executable, "-m", "lab.cli", "run", "--kernel", spec,
+                    "--cache", str(cache), "--results", str(out)],
+                   phase="bench lab run", log_path=out / "lab-run.log", timeout=1800,
+                   check=False)
+    return time.monotonic() - started, res.returncode
+
+
+def check_can_power_off(kernel: Kernel) -> None:
+    """The boot baseline needs `vng --exec true` to end: virtme-ng-init powers off after
+    the command, and without ACPI an x86 guest halts instead and QEMU stays up."""
+    if kernel.config is not None and kernel.config_option("ACPI") is None:
+        raise UserError(f"{kernel.spec} has no CONFIG_ACPI, so plain `vng --exec true` cannot "
+                        "power it off and the boot comparison has no baseline; bench a kernel "
+                        "with ACPI (--kernel debian:7.2, the default)")

@@ -1,0 +1,1 @@
+"""A run: ``lab run`` and the pytest plugin (fixtures, options, the kernel-log watch)."""

@@ -1,0 +1,152 @@
+"""The layout's import rules, read from the source with ast (see ARCHITECTURE.md).
+
+- lab/ flows one way: kernel <- vm <- run -> results; results is plain data
+  (no pytest, no paramiko, nothing from the packages that boot or run).
+- guest/ is the agent pushed into the VM: it imports nothing from lab/.
+- No import cycle among lab/ modules, nor among guest/ modules, counting
+  imports inside functions too (a lazy import hides a cycle, it does not end it).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Which lab packages each may import ("base" is lab's top-level modules).
+ALLOWED = {
+    "base": {"base"},
+    "results": {"base", "results"},
+    "kernel": {"base", "kernel"},
+    "vm": {"base", "kernel", "results", "vm"},
+    "host": {"base", "kernel", "vm", "host"},
+    "run": {"base", "kernel", "vm", "results", "host", "run"},
+    "bench": {"base", "kernel", "vm", "results", "host", "run", "bench"},
+    "front": {"base", "kernel", "vm", "results", "host", "run", "bench", "front"},
+}
+FRONT = {"lab.cli", "lab.commands", "lab.__init__"}
+PACKAGES = {"kernel", "vm", "run", "results", "host", "bench"}
+
+
+def _modules(top: str) -> dict[str, Path]:
+    out = {}
+    for path in sorted((REPO / top).rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+LAB = _modules("lab")
+GUEST = _modules("guest")
+KNOWN = {**LAB, **GUEST}
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names a file imports, at any depth of the file."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            # "from lab.results import splat": the module, when it is one.
+            found.update(f"{node.module}.{a.name}" for a in node.names
+                         if f"{node.module}.{a.name}" in KNOWN)
+    return found
+
+
+def _layer(module: str) -> str:
+    if module in FRONT or module == "lab":
+        return "front"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in PACKAGES else (
+        parts[1] if len(parts) == 2 and parts[1] in PACKAGES else "base")
+
+
+def _graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    # "from lab import proc" names the package too; its __init__ imports nothing
+    # (test_top_packages_import_nothing), so it is no edge.
+    return {m: {i for i in _imports(p) if i in modules and i not in (m, "lab", "guest")}
+            for m, p in modules.items()}
+
+
+def test_top_packages_import_nothing() -> None:
+    for name in ("lab", "guest"):
+        assert _imports(KNOWN[name]) <= {"__future__"}, name
+
+
+def test_every_lab_module_sits_in_a_known_layer() -> None:
+    assert {_layer(m) for m in LAB} <= set(ALLOWED)
+    assert "lab.results.verdict" in LAB and _layer("lab.results.verdict") == "results"
+
+
+@pytest.mark.parametrize("module", sorted(LAB))
+def test_lab_imports_follow_the_flow(module: str) -> None:
+    mine = _layer(module)
+    bad = sorted(i for i in _graph(LAB)[module] if _layer(i) not in ALLOWED[mine])
+    assert not bad, f"{module} ({mine}) may not import {bad}"
+
+
+def _closure(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        m = todo.pop()
+        for i in graph.get(m, ()):
+            if i not in seen:
+                seen.add(i)
+                todo.append(i)
+    return seen
+
+
+@pytest.mark.parametrize("module", sorted(m for m in LAB if _layer(m) == "results"))
+def test_results_need_no_pytest_and_no_paramiko(module: str) -> None:
+    graph = _graph(LAB)
+    reach = {module, *_closure(graph, module)}
+    third = {i.split(".")[0] for m in reach for i in _imports(LAB[m])}
+    assert not third & {"pytest", "paramiko", "_pytest"}, (module, sorted(third))
+
+
+@pytest.mark.parametrize("module", sorted(GUEST))
+def test_guest_imports_nothing_from_lab(module: str) -> None:
+    assert not {i for i in _imports(GUEST[module]) if i == "lab" or i.startswith("lab.")}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for i in sorted(graph[m]):
+            if state.get(i) == 1:
+                return [*stack[stack.index(i):], i]
+            if i not in state and (found := visit(i)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+@pytest.mark.parametrize("name, modules", [("lab", LAB), ("guest", GUEST)])
+def test_no_import_cycles(name: str, modules: dict[str, Path]) -> None:
+    graph = _graph(modules)
+    assert _cycle(graph) is None, f"import cycle in {name}/: {' -> '.join(_cycle(graph) or [])}"
+
+
+def test_the_checks_can_fail() -> None:
+    assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    assert _layer("lab.results.splat") == "results" and _layer("lab.proc") == "base"
+    assert "lab.vm.vm" not in ALLOWED["results"] and "vm" not in ALLOWED["results"]
