@@ -3,7 +3,8 @@
 A ``UserError`` is the caller's mistake (bad kernel spec, busy port, missing
 host tool): one line, exit 2.  An ``InfraError`` is the machinery failing
 (QEMU died, SSH lost, boot timeout): one line naming the phase and its log,
-exit 3.  ``lab.cli`` is the only place that turns them into exit codes.
+exit 3.  ``lab.cli`` is the only place that turns them into exit codes; a run's
+verdicts map to 0, 1, 3 or 4 in ``lab.results.verdict.exit_code``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ EXIT_OK = 0
 EXIT_TEST_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INFRA_ERROR = 3
+EXIT_NOTHING_TESTED = 4  # every selected test SKIPped (or was inconclusive)
 
 
 class LabError(Exception):

@@ -83,7 +83,11 @@ def test_cache_hit_costs_no_build() -> None:
 
 def test_enosys_suite_is_not_applicable_on_base(tmp_path: Path) -> None:
     res, run_dir = lab_run(tmp_path, "--suite", str(SUITES / "enosys"))
-    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+    # Every test skipped: nothing was tested, which is not a success (exit 4).
+    assert res.returncode == 4, (res.stdout + res.stderr)[-5000:]
+    assert "nothing was tested" in res.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert sum(summary["skip_reasons"].values()) == summary["counts"]["SKIP"] > 0
     recs = records(run_dir)
     assert recs and {r["verdict"] for r in recs} == {"SKIP"}
     assert {r["kernel"]["variant"] for r in recs} == {"base"}  # known without a boot

@@ -1,0 +1,68 @@
+"""The verdict layer on plain data: folding phases, rolling up, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.errors import (
+    EXIT_INFRA_ERROR,
+    EXIT_NOTHING_TESTED,
+    EXIT_OK,
+    EXIT_TEST_FAILED,
+)
+from lab.results.verdict import VERDICTS, PhaseOutcome, Verdict, exit_code, fold, worst
+
+OK = PhaseOutcome("setup", "passed")
+CALL_OK = PhaseOutcome("call", "passed")
+TEARDOWN_OK = PhaseOutcome("teardown", "passed")
+
+
+@pytest.mark.parametrize("phases, hints, want", [
+    ([OK, CALL_OK, TEARDOWN_OK], [], ("PASS", "")),
+    ([OK, PhaseOutcome("call", "failed", "assert 1 == 2"), TEARDOWN_OK], [],
+     ("FAIL", "assert 1 == 2")),
+    ([PhaseOutcome("setup", "skipped", "Skipped: lacks CONFIG_AIO"), TEARDOWN_OK], [],
+     ("SKIP", "lacks CONFIG_AIO")),
+    ([PhaseOutcome("setup", "failed", "boot timed out"), TEARDOWN_OK], [],
+     ("INFRA", "boot timed out")),
+    ([OK, PhaseOutcome("call", "failed", "agent exited"), TEARDOWN_OK], ["CRASH"],
+     ("CRASH", "agent exited")),
+])
+def test_fold(phases: list[PhaseOutcome], hints: list[str], want: tuple[str, str]) -> None:
+    assert fold(phases, hints=hints) == want
+
+
+def test_fold_prefers_the_diagnosis_reason() -> None:
+    phases = [OK, PhaseOutcome("call", "failed", "agent exited"), TEARDOWN_OK]
+    assert fold(phases, hints=["HANG"], reason="HANG: no answer") == ("HANG", "HANG: no answer")
+
+
+def test_worst_follows_the_documented_order() -> None:
+    assert VERDICTS[0] == "CRASH" and VERDICTS[-1] == "SKIP"
+    assert worst(["PASS", "FAIL", "SKIP"]) == "FAIL"
+    assert worst(["PASS", "XFAIL"]) == "XFAIL"
+    assert worst(["SKIP", "PASS"]) == "PASS"
+    assert worst([]) == "SKIP"
+
+
+@pytest.mark.parametrize("verdicts, want", [
+    (["PASS", "SKIP"], EXIT_OK),
+    (["PASS", "INCONCLUSIVE"], EXIT_OK),
+    (["PASS", "XFAIL"], EXIT_OK),
+    (["PASS", "FAIL"], EXIT_TEST_FAILED),
+    (["PASS", "HANG"], EXIT_TEST_FAILED),
+    (["PASS", "CRASH", "INFRA"], EXIT_INFRA_ERROR),
+    (["PASS", "NOTRUN"], EXIT_INFRA_ERROR),
+    (["PASS", "MISS"], EXIT_INFRA_ERROR),
+    (["SKIP", "SKIP"], EXIT_NOTHING_TESTED),
+    (["SKIP", "INCONCLUSIVE"], EXIT_NOTHING_TESTED),
+    ([], EXIT_NOTHING_TESTED),
+])
+def test_exit_code(verdicts: list[str], want: int) -> None:
+    assert exit_code(verdicts) == want
+
+
+def test_every_verdict_is_documented() -> None:
+    import lab.results.verdict as mod
+
+    assert all(f"- {v.value}:" in (mod.__doc__ or "") for v in Verdict)
