@@ -8,6 +8,7 @@ memory must stay put after the request that created it.
 
 from __future__ import annotations
 
+import errno
 import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 from guest import memory, native
 from guest.objects import Table
 from guest.registry import register
-from guest.state import MEMS
+from guest.state import CTXS, MEMS
 
 # C type of each iocb field, used to wrap JSON ints the way C assignment
 # would (fd -1 becomes 0xffffffff): tests deliberately pass odd values.
@@ -217,11 +218,15 @@ def aio_setup(nr_events: int) -> int:
     ffi, lib = native.ffi(), native.lib()
     ctxp = ffi.new("aio_context_t *")  # must start at 0 or io_setup says EINVAL
     native.check(int(lib.lab_io_setup(_wrap("unsigned int", nr_events), ctxp)))
+    CTXS.add(int(ctxp[0]))
     return int(ctxp[0])
 
 
 def aio_destroy(ctx: int) -> None:
-    native.check(int(native.lib().lab_io_destroy(_ctx(ctx))))
+    ret = int(native.lib().lab_io_destroy(_ctx(ctx)))
+    if ret == 0 or ret == -errno.EINVAL:  # destroyed now, or not a live context
+        CTXS.discard(ctx)
+    native.check(ret)
 
 
 def aio_submit(ctx: int, iocbs: list[Any], nr: int | None = None) -> dict[str, Any]:

@@ -7,13 +7,16 @@ already raise OSError with the kernel's errno, which is all the lab needs.
 from __future__ import annotations
 
 import errno
+import gzip
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
+from guest.ops_raw import sys_syscall
 from guest.registry import register
-from guest.state import MEMS
+from guest.state import FDS, MEMS
 
 # ---------------------------------------------------------------- sys.*
 
@@ -113,13 +116,87 @@ def _kmsg_records() -> list[dict[str, Any]]:
     return out
 
 
-def kmsg_read(after_seq: int = -1) -> list[dict[str, Any]]:
-    return [r for r in _kmsg_records() if r["seq"] > after_seq]
+def kmsg_read(after_seq: int = -1, settle_ms: int = 0,
+              max_wait_ms: int = 0) -> list[dict[str, Any]]:
+    """Records after ``after_seq``; with ``settle_ms``, first wait until the log has been
+    quiet that long (at most ``max_wait_ms``), so that deferred work a test started
+    (workqueue items, RCU callbacks, completions) has printed what it will print.
+    """
+    records = [r for r in _kmsg_records() if r["seq"] > after_seq]
+    if settle_ms <= 0:
+        return records
+    deadline = time.monotonic() + max(max_wait_ms, settle_ms) / 1000
+    while True:
+        last = records[-1]["seq"] if records else after_seq
+        time.sleep(settle_ms / 1000)
+        records = [r for r in _kmsg_records() if r["seq"] > after_seq]
+        if (records[-1]["seq"] if records else after_seq) == last:
+            return records
+        if time.monotonic() > deadline:
+            return records
+
+
+def _taint() -> int:
+    with open("/proc/sys/kernel/tainted", encoding="ascii") as f:
+        return int(f.read())
+
+
+def kmsg_mark(text: str) -> dict[str, int]:
+    """Open a test's window in one round trip: the last record's seq before the marker,
+    the marker's own timestamp, and the taint mask."""
+    before = kmsg_seq()
+    kmsg_write(text)
+    mine = [r for r in _kmsg_records() if r["seq"] > before and r["text"] == text.rstrip("\n")]
+    return {"seq": before, "ts_us": int(mine[0]["ts_us"]) if mine else 0, "taint": _taint()}
+
+
+def kmsg_close(after_seq: int, text: str, settle_ms: int = 0,
+               max_wait_ms: int = 0) -> dict[str, Any]:
+    """Close a test's window: every record since it opened (once the log has been quiet
+    ``settle_ms``), then the end marker, and the taint mask."""
+    records = kmsg_read(after_seq, settle_ms=settle_ms, max_wait_ms=max_wait_ms)
+    kmsg_write(text)
+    return {"records": records, "taint": _taint()}
 
 
 def kmsg_seq() -> int:
     records = _kmsg_records()
     return int(records[-1]["seq"]) if records else -1
+
+
+# ---------------------------------------------------------------- the kernel's config
+
+
+def kernel_config() -> str | None:
+    """/proc/config.gz (CONFIG_IKCONFIG_PROC) as text, None when the kernel has none."""
+    try:
+        with open("/proc/config.gz", "rb") as f:
+            return gzip.decompress(f.read()).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+
+
+def _syscall_exists(name: str) -> bool:
+    # Zero arguments are EINVAL/EFAULT for the real syscall; sys_ni_syscall says ENOSYS.
+    try:
+        sys_syscall(name, [0, 0])
+    except OSError as exc:
+        return exc.errno != errno.ENOSYS
+    return True
+
+
+def probe_features() -> dict[str, bool]:
+    """What a kernel of unknown config has, asked of the kernel itself.
+
+    AIO and IO_URING: does the syscall exist (ENOSYS only from sys_ni_syscall).
+    BLK_DEV_UBLK: /dev/ublk-control, or a ublk_drv module the guest could load.
+    """
+    release = os.uname().release
+    mods = f"/lib/modules/{release}/kernel/drivers/block"
+    ublk_module = os.path.isdir(mods) and any(n.startswith("ublk_drv") for n in os.listdir(mods))
+    return {"AIO": _syscall_exists("io_setup"),
+            "IO_URING": _syscall_exists("io_uring_setup"),
+            "BLK_DEV_UBLK": os.path.exists("/dev/ublk-control") or ublk_module}
 
 
 # ---------------------------------------------------------------- mem.*
@@ -172,18 +249,23 @@ def flag_bits(flags: list[str] | int, prefix: str) -> int:
     return bits
 
 
+def _opened(fd: int) -> int:
+    FDS.add(fd)
+    return fd
+
+
 def fs_open(path: str, flags: list[str] | int | None = None, mode: int = 0o644) -> int:
-    return os.open(
-        path, flag_bits(["O_RDONLY"] if flags is None else flags, "O_"), mode
-    )
+    return _opened(os.open(path, flag_bits(["O_RDONLY"] if flags is None else flags, "O_"),
+                           mode))
 
 
 def fs_close(fd: int) -> None:
+    FDS.discard(fd)  # closed or not, the number is not ours to close later
     os.close(fd)
 
 
 def fs_pipe() -> list[int]:
-    return list(os.pipe())
+    return [_opened(fd) for fd in os.pipe()]
 
 
 def fs_write(fd: int, data_hex: str) -> int:
@@ -212,7 +294,7 @@ def fs_fsync(fd: int) -> None:
 
 def fs_eventfd(initval: int = 0, flags: list[str] | int | None = None) -> int:
     bits = flag_bits(["EFD_NONBLOCK"] if flags is None else flags, "EFD_")
-    return native.check(int(native.lib().lab_eventfd2(initval, bits)))
+    return _opened(native.check(int(native.lib().lab_eventfd2(initval, bits))))
 
 
 def fs_eventfd_read(fd: int) -> int:
@@ -231,6 +313,10 @@ OPS: dict[str, Callable[..., Any]] = {
     "sys.kmsg_write": kmsg_write,
     "sys.kmsg_read": kmsg_read,
     "sys.kmsg_seq": kmsg_seq,
+    "sys.kmsg_mark": kmsg_mark,
+    "sys.kmsg_close": kmsg_close,
+    "sys.kernel_config": kernel_config,
+    "sys.probe_features": probe_features,
     "mem.alloc": mem_alloc,
     "mem.read": mem_read,
     "mem.write": mem_write,

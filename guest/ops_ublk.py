@@ -27,6 +27,7 @@ from typing import Any
 
 from guest import memory, native
 from guest.registry import register
+from guest.state import SLOWDOWN
 from guest.uring_ring import BufRing, Ring
 
 CTRL_PATH = "/dev/ublk-control"
@@ -56,7 +57,7 @@ class UblkRing(Ring):
 
 
 def _wait_for(path: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s * SLOWDOWN
     while not os.path.exists(path):
         if time.monotonic() > deadline:
             raise FileNotFoundError(errno.ENOENT, f"{path} did not appear", path)

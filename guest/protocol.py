@@ -19,6 +19,7 @@ from typing import IO, Any
 from guest import (  # noqa: F401 - each ops module registers its ops on import
     PROTOCOL_VERSION,
     native,
+    ops_agent,
     ops_aio,
     ops_creds,
     ops_nvme,
@@ -71,7 +72,8 @@ def handle(request: Any) -> tuple[dict[str, Any], bool]:
     except OSError as exc:
         elapsed = time.monotonic_ns() - start
         if exc.errno is None:
-            return {"id": rid, "ok": False, "error": f"OSError: {exc}"}, False
+            return {"id": rid, "ok": False, "error": f"OSError: {exc}",
+                    "traceback": traceback.format_exc(limit=20)}, False
         return {
             "id": rid,
             "ok": False,
@@ -80,9 +82,10 @@ def handle(request: Any) -> tuple[dict[str, Any], bool]:
             "elapsed_ns": elapsed,
         }, False
     except Exception as exc:
-        if not isinstance(exc, (TypeError, ValueError, KeyError, RequestError)):
-            traceback.print_exc(file=sys.stderr)
-        return {"id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"}, False
+        # The lab records the traceback with the test: an op that raises is the test's
+        # (or the agent's) bug, which a person needs to see, not the machinery's.
+        return {"id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=20)}, False
     return {
         "id": rid,
         "ok": True,

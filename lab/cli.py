@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from lab.errors import EXIT_USER_ERROR, LabError
+from lab.vm.accel import ACCELS
 
 log = logging.getLogger("lab")
 
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--results", type=Path, help="parent of the run directory (./results)")
     r.add_argument("--cache", type=Path, help="cache root (default $KERNEL_LAB_CACHE or "
                    "$XDG_CACHE_HOME/kernel-lab)")
-    r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    r.add_argument("--accel", default="auto", choices=ACCELS,
+                   help="auto: KVM if a real probe boot works, else TCG")
     r.add_argument("--ssh-port", type=int, help="fixed SSH port on 127.0.0.1 (default: free one)")
     r.add_argument("--suite", type=Path, help="scenario directory or file (default: scenarios/)")
     r.add_argument("--workers", type=int, default=1, help="pytest-xdist workers (one VM each)")

@@ -394,3 +394,46 @@ def test_kmsg_write_then_read(agent: Agent) -> None:
     assert len(mine) == 1
     assert mine[0]["level"] == 5 and mine[0]["ts_us"] > 0
     assert agent.ok("sys.kmsg_seq") >= mine[0]["seq"]
+
+
+def test_kmsg_window_marks_settles_and_reads(agent: Agent) -> None:
+    if not os.access("/dev/kmsg", os.W_OK | os.R_OK):
+        pytest.skip("/dev/kmsg not readable and writable")
+    label = f"kernel-lab window {uuid.uuid4()}"
+    opened = agent.ok("sys.kmsg_mark", text=f"begin {label}")
+    assert opened["ts_us"] > 0 and isinstance(opened["taint"], int)
+    agent.ok("sys.kmsg_write", text=f"inside {label}")
+    closed = agent.ok("sys.kmsg_close", after_seq=opened["seq"], text=f"end {label}",
+                      settle_ms=50, max_wait_ms=500)
+    texts = [r["text"] for r in closed["records"]]
+    assert f"begin {label}" in texts and f"inside {label}" in texts
+    assert f"end {label}" not in texts  # written after the window's records were read
+    assert closed["taint"] == opened["taint"] or closed["taint"] > 0
+
+
+def test_op_exception_carries_the_guest_traceback(agent: Agent) -> None:
+    reply = agent.request("sys.kmsg_write", text=5)  # an int has no .endswith
+    assert reply["ok"] is False and "errno" not in reply
+    assert "Traceback" in reply["traceback"] and "kmsg_write" in reply["traceback"]
+    assert agent.ok("agent.ping") == "pong"  # the agent lives on
+
+
+def test_reset_closes_what_a_test_left_open(agent: Agent) -> None:
+    ctx = agent.ok("aio.setup", nr_events=4)
+    _r, w = agent.ok("fs.pipe")
+    agent.ok("mem.alloc", size=4096)
+    closed_fd = agent.ok("fs.eventfd")
+    agent.ok("fs.close", fd=closed_fd)
+    left = agent.ok("agent.reset")
+    assert left["contexts"] == 1 and left["fds"] == 2 and left["mems"] == 1
+    assert agent.errno("aio.destroy", ctx=ctx) == "EINVAL"  # destroyed by the reset
+    assert agent.errno("fs.close", fd=w) == "EBADF"
+    again = agent.ok("agent.reset")
+    assert not any(again.values()), again
+
+
+def test_probe_features_on_the_host_kernel(agent: Agent) -> None:
+    found = agent.ok("sys.probe_features")
+    # The host kernel has both (the tests' own AIO and io_uring tests need them).
+    assert found["AIO"] is True and found["IO_URING"] is True
+    assert isinstance(found["BLK_DEV_UBLK"], bool)

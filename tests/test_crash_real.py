@@ -38,7 +38,7 @@ def test_3_after_panic(agent: Any) -> None:
 def test_4_call_never_returns(agent: Any) -> None:
     ctx = agent.call("aio.setup", nr_events=1)
     # min_nr=1 on an empty context with no timeout: blocks until the call timeout.
-    agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=None, timeout=5)
+    agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=None, call_timeout=5)
 
 
 def test_5_after_hang(agent: Any) -> None:
@@ -55,7 +55,7 @@ def test_6_hung_task(agent: Any, nvme: Any) -> None:
     agent.call("aio.submit", ctx=ctx, iocbs=[
         {"opcode": "PREAD", "fd": fd, "buf": b, "nbytes": 4096, "offset": i << 20}
         for i, b in enumerate(bufs)])
-    agent.call("aio.destroy", ctx=ctx, timeout=60)
+    agent.call("aio.destroy", ctx=ctx, call_timeout=60)
     agent.call("sys.write_text", path="/proc/sys/kernel/hung_task_timeout_secs", text="120")
 
 

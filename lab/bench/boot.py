@@ -37,7 +37,7 @@ def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Pa
     started = time.monotonic()
     with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench") as vm:
         assert vm.ssh is not None
-        agent = Agent.start(vm.ssh, cache=cache)
+        agent = Agent.start(vm.ssh, cache=cache, slowdown=cfg.slowdown)
         agent.call("agent.ping")
         ready = time.monotonic() - started
         agent.close()

@@ -149,7 +149,7 @@ def parse_plain(stdout: str) -> dict[str, Any]:
 
 
 def _agent_rate(agent: Agent, p: BenchParams) -> float:
-    got = agent.call("race.destroy_vs_submit", timeout=p.seconds + 60.0, path=p.path,
+    got = agent.call("race.destroy_vs_submit", call_timeout=p.seconds + 60.0, path=p.path,
                      submitters=p.submitters, nr_events=p.nr_events, kinds=list(p.kinds),
                      polls_per_iter=p.polls_per_iter, write_offset=p.write_offset,
                      iterations=p.iterations, seconds=p.seconds, max_target=p.max_target,
@@ -184,7 +184,7 @@ def measure(agent: Agent, ssh: Ssh, *, cache: Path, params: BenchParams,
 def race_rate(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> dict[str, Any]:
     with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench-race") as vm:
         assert vm.ssh is not None
-        agent = Agent.start(vm.ssh, cache=cache)
+        agent = Agent.start(vm.ssh, cache=cache, slowdown=cfg.slowdown)
         rate = measure(agent, vm.ssh, cache=cache,
                        params=BenchParams(path=vm.nvme["fast"].ns, iterations=60))
         agent.close()

@@ -25,6 +25,10 @@ class Kernel:
     image: Path
     modules: Path | None = None  # .../lib/modules/<release>, with modules.dep
     config: Path | None = None
+    # Where ``config`` came from: "package" (Debian's), "build" (the lab built it),
+    # "file:PATH" (found beside a given image), "ikconfig" (embedded in the image),
+    # or "" when unknown until the guest boots (lab.vm.session learns it there).
+    config_source: str = ""
     source: str = "path"  # "debian", "path", later "debian-src", "git", "tree"
     variant: str = "prebuilt"
     package_version: str | None = None  # Debian's version, "7.2.13-1"
@@ -63,6 +67,7 @@ class Kernel:
             "release": self.release,
             "package_version": self.package_version,
             "config_hash": self.config_hash,
+            "config_source": self.config_source,
             "variant": self.variant,
             "source": self.source,
         }
@@ -83,6 +88,9 @@ class Kernel:
             if data.get(key) is not None:
                 data[key] = base / data[key]
         data["packages"] = tuple(data.get("packages", ()))
+        if data.get("config") is not None and not data.get("config_source"):
+            # Entries published before the field existed: their config is the entry's own.
+            data["config_source"] = "package" if data.get("source") == "debian" else "build"
         if spec is not None:
             data["spec"] = spec
         return cls(**data)

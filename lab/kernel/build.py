@@ -265,7 +265,8 @@ def _publish(source: SourceTree, composed: kconfig.Composed, out: Path, *, entry
         shutil.copy2(log_path, tmp / "build.log")
         (tmp / "fragment.config").write_text(composed.text())
         kernel = Kernel(spec=spec_text, release=release, image=entry / "bzImage",
-                        modules=None, config=entry / "config", source=source.kind,
+                        modules=None, config=entry / "config", config_source="build",
+                        source=source.kind,
                         variant=composed.variant, package_version=None,
                         packages=(source.identity,))
         (tmp / METADATA).write_text(kernel.to_json(entry))

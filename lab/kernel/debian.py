@@ -341,7 +341,8 @@ def _build_entry(apt: Apt, plan: Plan, *, spec_text: str, depmod: str, cache: Pa
 
         kernel = Kernel(
             spec=spec_text, release=release, image=final_path(image),
-            modules=final_path(modules), config=final_path(config), source="debian",
+            modules=final_path(modules), config=final_path(config), config_source="package",
+            source="debian",
             variant="prebuilt", package_version=plan.version,
             packages=tuple(f"{p.name}={p.version}" for p in plan.packages),
         )

@@ -10,12 +10,14 @@ names the release, and a modules directory must be named after that release.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 from pathlib import Path
 
+from lab import atomic
 from lab.errors import InfraError, UserError
-from lab.kernel import debian
+from lab.kernel import debian, ikconfig
 from lab.kernel.artifact import Kernel
 from lab.kernel.spec import DebianSpec, DebianSrcSpec, GitSpec, PathSpec, TreeSpec, parse_spec
 
@@ -50,15 +52,48 @@ def image_release(path: Path) -> str | None:
     return text[0] if text else None
 
 
-def _path_config(image: Path, release: str) -> Path | None:
-    """A config that plausibly belongs to the image: /boot/config-REL or a tree's .config."""
+def _config_beside(image: Path, release: str, modules: Path | None) -> Path | None:
+    """A config file that belongs to the image, in the places a kernel developer keeps one."""
     candidates = [image.parent / f"config-{release}"]
+    if modules is not None:
+        candidates.append(modules / "config")  # Debian 7.x: lib/modules/REL/config
     if image.parent.name == "boot" and image.parent.parent.name == "x86":
-        candidates.append(image.parents[3] / ".config")  # <tree>/arch/x86/boot/bzImage
+        candidates.append(image.parents[3] / ".config")  # <tree or O=>/arch/x86/boot/bzImage
+    candidates.append(Path("/boot") / f"config-{release}")
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _resolve_path(spec: PathSpec, text: str) -> Kernel:
+def _embedded_config(image: Path, cache: Path) -> Path | None:
+    """The config the image carries (CONFIG_IKCONFIG), kept in the cache by image digest."""
+    with open(image, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:20]
+    found = cache / "configs" / f"{digest}.config"
+    none = found.with_suffix(".none")  # looked before: this image carries no config
+    if found.is_file():
+        return found
+    if none.is_file():
+        return None
+    text = ikconfig.extract(image)
+    if text is None:
+        atomic.write_text(none, f"{image}\n")
+        return None
+    atomic.write_text(found, text)
+    return found
+
+
+def _config_of(image: Path, release: str, modules: Path | None,
+               cache: Path) -> tuple[Path | None, str]:
+    """The image's config and where it came from ("" when unknown before boot)."""
+    beside = _config_beside(image, release, modules)
+    if beside is not None:
+        return beside, f"file:{beside}"
+    embedded = _embedded_config(image, cache)
+    if embedded is not None:
+        return embedded, "ikconfig"
+    return None, ""
+
+
+def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
     image = spec.image
     if not image.is_file():
         raise UserError(f"{image} does not exist (or is not a file); give a bzImage or vmlinuz")
@@ -78,8 +113,9 @@ def _resolve_path(spec: PathSpec, text: str) -> Kernel:
             )
         modules = modules.resolve()
     image = image.resolve()
+    config, origin = _config_of(image, release, modules, cache)
     return Kernel(spec=text, release=release, image=image, modules=modules,
-                  config=_path_config(image, release), source="path")
+                  config=config, config_source=origin, source="path")
 
 
 def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cache: Path,
@@ -108,7 +144,7 @@ def resolve_kernel(spec: str, *, cache: Path, variant: str | None = None) -> Ker
         raise UserError(f"--variant {variant} needs a kernel built by the lab "
                         f"(debian-src:SERIES, git:PATH[@REV], tree:PATH), not {spec!r}")
     if isinstance(parsed, PathSpec):
-        return _resolve_path(parsed, spec)
+        return _resolve_path(parsed, spec, cache=cache)
     assert isinstance(parsed, DebianSpec)
     kernel = debian.fetch(series=parsed.series, exact=parsed.exact, spec_text=spec,
                           cache=cache)

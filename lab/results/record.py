@@ -36,10 +36,16 @@ class Record:
     kernel: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     claim: str = ""
-    deviations: list[str] = field(default_factory=list)
+    deviations: list[str] = field(default_factory=list)  # where the kernel and the spec differ
+    # Values measured on this kernel that no source confirms (listed beside deviations,
+    # never asserted as truth).
+    observed: list[str] = field(default_factory=list)
     splats: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     excerpt: str = ""  # console lines behind a CRASH, HANG or INFRA verdict
+    # The test that ran before on the same guest, named when a splat came so early in
+    # this test's window that it may be that test's deferred work.
+    previous_test: str = ""
     finished: float = field(default_factory=time.time)
 
 
@@ -94,8 +100,13 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+_FIELDS = {f for f in Record.__dataclass_fields__}
+
+
 def read_records(run_dir: Path) -> list[Record]:
-    return [Record(**d) for d in read_lines(run_dir / "results.jsonl")]
+    # Fields this version does not know (a newer lab wrote them) are left out.
+    return [Record(**{k: v for k, v in d.items() if k in _FIELDS})
+            for d in read_lines(run_dir / "results.jsonl")]
 
 
 def phase_times(run_dir: Path) -> dict[str, float]:

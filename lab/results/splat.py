@@ -17,6 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# After its first report the detector stays silent for the rest of the boot (lockdep
+# turns itself off; KASAN reports once unless booted with kasan_multi_shot), or the
+# guest stays impaired (a hung task): the guest is replaced so later tests are checked.
+DETECTORS_OFF_AFTER = frozenset({"LOCKDEP", "KASAN", "HUNG_TASK"})
+
 KINDS = (
     "KASAN", "KFENCE", "UBSAN", "LOCKDEP", "WARNING", "BUG", "NULL_DEREF", "GPF",
     "OOPS", "PANIC", "SOFT_LOCKUP", "HUNG_TASK", "RCU_STALL",
@@ -124,6 +129,12 @@ _MARKERS = (
         r"^WARNING: (possible circular locking dependency detected|possible recursive"
         r" locking detected|inconsistent lock state|suspicious RCU usage|possible irq"
         r" lock inversion dependency detected)"), False),
+    # Lock misuse lockdep reports once per boot as well (kernel/locking/lockdep.c).
+    _Marker("LOCKDEP", re.compile(
+        r"^WARNING: (lock held when returning to user space|bad unlock balance"
+        r" detected|held lock freed)!"), False, "misuse"),
+    _Marker("LOCKDEP", re.compile(r"^WARNING: (\S+/\d+) still has locks held!"), False,
+            "exit"),
     _Marker("BUG", re.compile(
         r"^BUG: (sleeping function called from invalid context) at (\S+)"), False, "sleep"),
     _Marker("WARNING", re.compile(r"^WARNING: CPU: \d+ PID: \d+ at (\S+) " + _FUNC), False),
@@ -193,7 +204,7 @@ _GENERIC = re.compile(
     r"_add|check_noncircular|check_deadlock|print_\w*_bug|mark_lock\w*|mark_usage|lockdep"
     r"_\w+|_{0,3}might_(?:sleep|resched|fault)|_raw_\w*(?:spin|read|write)_\w*|do_raw_spin_\w+"
     r"|__raw_\w+|spin_lock\w*|v?panic|check_panic_on_warn|end_report|nmi_cpu_backtrace\w*"
-    r"|ret_from_fork\w*|__pfx_\w+)$"
+    r"|ret_from_fork\w*|__pfx_\w+|debug_check_no_locks_\w+)$"
 )
 
 # Allocator entry points KASAN blames for double/invalid frees: the caller is the bug.
@@ -394,6 +405,25 @@ def _lock_site(bodies: list[str]) -> str | None:
     return None
 
 
+def _release_site(bodies: list[str]) -> str | None:
+    for n, body in enumerate(bodies):
+        if "is trying to release lock" in body:
+            for later in bodies[n + 1:n + 3]:
+                m = re.match(r"\s*\[<[0-9a-f]+>\] " + _FUNC + r"\+0x", later)
+                if m is not None:
+                    return m.group(1)
+    return None
+
+
+def _held_site(bodies: list[str]) -> str | None:
+    """Where the first held lock was taken: " #0: ... (name){....}, at: func+0x..."."""
+    for body in bodies:
+        m = re.match(r"\s*#\d+: .*\bat: " + _FUNC + r"\+0x", body)
+        if m is not None and not _is_generic(m.group(1)):
+            return m.group(1)
+    return None
+
+
 def _build(raw: _Raw, bodies: list[str], lines: list[str]) -> Splat:
     part = bodies[raw.head:raw.end]
     frames = _trace(part)
@@ -426,6 +456,21 @@ def _build(raw: _Raw, bodies: list[str], lines: list[str]) -> Splat:
     elif kind == "UBSAN":
         title = _with_func(f"UBSAN: {m.group(1)}", first)
         detail = " ".join([m.group(2)] + [b.strip() for b in part[1:2]])
+    elif kind == "LOCKDEP" and raw.tag == "misuse":
+        what = m.group(1)
+        if what == "bad unlock balance detected":
+            # The release site is the line print_ip_sym writes after "is trying to release".
+            func = _release_site(part) or first
+            title = _with_func("WARNING: bad unlock balance", func)
+        elif what == "held lock freed":
+            callers = _relevant(frames, lambda f: _is_generic(f) or bool(_ALLOCATOR.match(f)))
+            title = _with_func("WARNING: held lock freed", callers[0] if callers else first)
+        else:  # returning to user space: no stack, only where the lock was taken
+            title = _with_func(f"WARNING: {what}", _held_site(part))
+        detail = what
+    elif kind == "LOCKDEP" and raw.tag == "exit":
+        title = _with_func("WARNING: still has locks held", _held_site(part))
+        detail = f"task {m.group(1)}"
     elif kind == "LOCKDEP":
         what = m.group(1)
         if what == "suspicious RCU usage":

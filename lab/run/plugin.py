@@ -1,9 +1,10 @@
-"""The lab's pytest plugin: kernel/vm/agent fixtures, kernel-log checks, result records.
+"""The lab's pytest plugin: options, kernels and guests as fixtures, result records.
 
 Registered as the ``lab`` pytest11 entry point, so ``pytest scenarios/
 --lab-kernel debian:7.2`` works without ``lab run``.  One VM boots per kernel
 per worker and serves every test of that kernel; with pytest-xdist tests are
-grouped by kernel (``--dist loadgroup``).
+grouped by kernel (``--dist loadgroup``).  The per-test kernel-log guard is
+lab.run.guard; turning reports into records is lab.run.records.
 """
 
 from __future__ import annotations
@@ -12,26 +13,26 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, InfraError, UserError
+from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
+from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
 from lab.paths import cache_root, default_results_root
 from lab.results import record as results
-from lab.results import summary as summary_mod
-from lab.results.record import Record
-from lab.results.verdict import Diagnosis, PhaseOutcome, fold
-from lab.run import watch
-from lab.vm.agent import Agent, AgentError, AgentTimeout
+from lab.run.keys import KERNELS_KEY, RUN_DIR_KEY, kernel_spec
+from lab.run.records import Recorder
+from lab.vm.accel import ACCELS
+from lab.vm.agent import Agent
 from lab.vm.session import Machine, RebootLimit
-from lab.vm.vm import Vm, VmConfig
+from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig
 
-RUN_DIR_KEY = pytest.StashKey[Path]()
-KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()
+pytest_plugins = ["lab.run.guard", "lab.run.records"]
+
 DEFAULT_KERNEL = "debian:7.2"
 log = logging.getLogger("lab.plugin")
 
@@ -46,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 "or $XDG_CACHE_HOME/kernel-lab)")
     g.addoption("--lab-results", default=None, help="where run directories go (./results)")
     g.addoption("--lab-run-dir", default=None, help="use exactly this run directory")
-    g.addoption("--lab-accel", default="auto", choices=("auto", "kvm", "tcg"))
+    g.addoption("--lab-accel", default="auto", choices=ACCELS)
     g.addoption("--lab-cpus", type=int, default=2)
     g.addoption("--lab-memory", default="2G")
     g.addoption("--lab-boot-timeout", type=float, default=180.0)
@@ -55,6 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="seconds an agent call may take before the test is a HANG")
     g.addoption("--lab-max-reboots", type=int, default=3,
                 help="guest replacements allowed per kernel before the run stops")
+    g.addoption("--lab-append", action="append", default=[], metavar="PARAM",
+                help="extra kernel command-line parameter (repeatable)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
         root = Path(config.getoption("lab_results") or default_results_root())
         run_dir = results.new_run_dir(root, "+".join(map(short_label, _kernel_specs(config))))
     _activate(config, run_dir)
-    config.pluginmanager.register(_Recorder(config), "lab-recorder")
+    config.pluginmanager.register(Recorder(config), "lab-recorder")
     cmd = run_dir / "command.txt"
     if not cmd.exists():
         cmd.write_text(f"cd {shlex.quote(str(Path.cwd()))} && "
@@ -128,7 +131,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Group by kernel so that xdist's loadgroup gives each kernel's tests to one worker.
     for item in items:
-        spec = _kernel_spec(item)
+        spec = kernel_spec(item)
         if spec is not None:
             item.add_marker(pytest.mark.xdist_group(name=spec))
 
@@ -195,6 +198,7 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         accel=choose_accel(lab_cache, image=kernel.image, requested=opt("lab_accel")),
         boot_timeout=opt("lab_boot_timeout"),
         ssh_port=opt("lab_ssh_port"),
+        kernel_args=kernel_args(kernel, opt("lab_append")),
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
     machine = Machine(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg,
@@ -208,6 +212,16 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
     finally:
         machine.stop()
+
+
+def kernel_args(kernel: Kernel, extra: list[str]) -> tuple[str, ...]:
+    """The lab's kernel parameters for ``kernel``, then the user's."""
+    args = list(DEFAULT_KERNEL_ARGS)
+    if kernel.config_option("KASAN") == "y":
+        # KASAN reports only the first bug of a boot without it; the guest is replaced
+        # after a report anyway, but a test with two bugs should show both.
+        args.append("kasan_multi_shot")
+    return (*args, *extra)
 
 
 def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:
@@ -254,6 +268,15 @@ def deviation(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
 
 @pytest.fixture
+def observed(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record a value measured on this kernel that no source confirms (listed, never
+    asserted as truth): an expectation the lab could only observe."""
+    def note(text: str) -> None:
+        request.node.user_properties.append(("lab_observed", text))
+    return note
+
+
+@pytest.fixture
 def record(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     """Keep a measured value (counts, timings) in this test's result record."""
     def keep(key: str, value: Any) -> None:
@@ -261,236 +284,22 @@ def record(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     return keep
 
 
-def config_mismatch(k: Kernel, options: tuple[str, ...]) -> str | None:
-    """Why ``k`` cannot run a test marked requires_config(*options), or None if it can."""
-    on = [o for o in options if not o.startswith("!")]
-    off = [o[1:] for o in options if o.startswith("!")]
-    missing = [o for o in on if k.config_option(o) not in ("y", "m")]
-    if missing:
-        return f"{k.spec} ({k.release}) lacks " + ", ".join(f"CONFIG_{o}" for o in missing)
-    if off and k.config is None:
-        return f"not applicable: the config of {k.spec} is unknown"
-    present = [f"CONFIG_{o}={k.config_option(o)}" for o in off
-               if k.config_option(o) in ("y", "m")]
-    return "not applicable: " + ", ".join(present) if present else None
-
-
-def _kernel_spec(item: pytest.Item) -> str | None:
-    """The kernel spec a test is parametrized with, if it takes the ``kernel`` fixture."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is None or "kernel" not in callspec.params:
-        return None
-    return str(callspec.params["kernel"])
-
-
-def _item_kernel(item: pytest.Item) -> Kernel | None:
-    """The kernel a test ran on, or would have: a config SKIP happens before its fixtures."""
-    spec = _kernel_spec(item)
-    return None if spec is None else item.config.stash.get(KERNELS_KEY, {}).get(spec)
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """SKIP a test its kernel's config cannot run, before its fixtures boot anything."""
+    """SKIP a test its kernel's config cannot run, before its fixtures boot anything.
+
+    Only a kernel whose config is known decides here; one that came without a config
+    is decided after its guest booted (lab.run.guard), never skipped for not knowing.
+    """
     marker = item.get_closest_marker("requires_config")
-    spec = _kernel_spec(item)
+    spec = kernel_spec(item)
     if marker is None or spec is None or RUN_DIR_KEY not in item.config.stash:
         return
     k = _resolve(item.config, spec, item.config.stash[RUN_DIR_KEY])
-    reason = config_mismatch(k, marker.args)
+    if k.config is None:
+        return
+    known = facts_mod.ConfigFacts.from_text(k.config.read_text(errors="replace"),
+                                            source=k.config_source)
+    reason = facts_mod.mismatch(known, marker.args, label=f"{k.spec} ({k.release})")
     if reason is not None:
         pytest.skip(reason)
-
-
-# -- per-test kernel log check ---------------------------------------------------
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """Mark the kernel log around the test; a splat or new taint during it fails the test.
-
-    A call that fails because the guest died or hung is diagnosed here, while the
-    evidence is fresh, and the guest is marked for replacement before the next test.
-    """
-    funcargs = getattr(item, "funcargs", {})
-    machine, agent_obj = funcargs.get("lab_machine"), funcargs.get("agent")
-    if not isinstance(machine, Machine) or not isinstance(agent_obj, Agent):
-        return (yield)
-    mark = watch.begin(machine, agent_obj, item.nodeid)
-    try:
-        outcome = yield
-    except (AgentError, InfraError) as exc:
-        item.stash[DIAGNOSIS_KEY] = machine.diagnose(exc, console_offset=mark.console_offset)
-        raise
-    except BaseException:
-        # The test's own failure says more; what the log shows is kept in the record.
-        _keep_findings(item, watch.end(agent_obj, mark, item.nodeid))
-        raise
-    found = watch.end(agent_obj, mark, item.nodeid)
-    _keep_findings(item, found)
-    problem = found.problem() if found is not None else ""
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    return outcome
-
-
-def _keep_findings(item: pytest.Item, found: watch.Findings | None) -> None:
-    if found is None:
-        return
-    if found.taint_changed:
-        item.stash[TAINT_KEY] = (found.taint_before, found.taint_after)
-    if found.splats:
-        item.stash[SPLATS_KEY] = found.splat_dicts()
-
-
-SPLATS_KEY = pytest.StashKey[list[dict[str, Any]]]()
-DIAGNOSIS_KEY = pytest.StashKey[Diagnosis]()
-TAINT_KEY = pytest.StashKey[tuple[str, str]]()
-
-
-# -- verdicts and records ----------------------------------------------------------
-
-
-def _verdict_hint(call: pytest.CallInfo[None], item: pytest.Item) -> str | None:
-    if call.when == "call" and DIAGNOSIS_KEY in item.stash:
-        return item.stash[DIAGNOSIS_KEY].verdict
-    splats = item.stash.get(SPLATS_KEY, [])
-    if any(s["fatal"] for s in splats):
-        return "CRASH"
-    if call.excinfo is None:
-        return None
-    if call.excinfo.errisinstance(AgentTimeout):
-        return "HANG"
-    if call.excinfo.errisinstance(InfraError):
-        return "INFRA"
-    return None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    rep = yield
-    hint = _verdict_hint(call, item)
-    if hint:
-        rep.user_properties.append(("lab_hint", hint))
-    if call.when == "setup":
-        k = _item_kernel(item)
-        if k is not None:
-            rep.user_properties.append(("lab_kernel", k.identity()))
-        claim = item.get_closest_marker("claim")
-        if claim is not None and claim.args:
-            rep.user_properties.append(("lab_claim", str(claim.args[0])))
-    if call.when == "call":
-        diag = item.stash.get(DIAGNOSIS_KEY, None)
-        if diag is not None:
-            rep.user_properties.append(("lab_splats", diag.splats))
-            rep.user_properties.append(("lab_reason", f"{diag.verdict}: {diag.summary}"))
-            rep.user_properties.append(("lab_excerpt", diag.excerpt))
-            rep.sections.append(("kernel-lab diagnosis",
-                                 f"{diag.verdict}: {diag.summary}\n{diag.excerpt}"))
-        elif SPLATS_KEY in item.stash:
-            rep.user_properties.append(("lab_splats", item.stash[SPLATS_KEY]))
-        if TAINT_KEY in item.stash:
-            before, after = item.stash[TAINT_KEY]
-            rep.user_properties.append(("lab_data", {"taint_before": before,
-                                                     "taint_after": after}))
-    return rep
-
-
-class _Recorder:
-    """Writes one record per test as its teardown report arrives (controller only).
-
-    With xdist the reports of every worker arrive here, so the run's results.jsonl
-    has a single writer.
-    """
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.run_dir = config.stash[RUN_DIR_KEY]
-        self.pending: dict[str, list[pytest.TestReport]] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        reports = self.pending.setdefault(report.nodeid, [])
-        reports.append(report)
-        if report.when == "teardown":
-            del self.pending[report.nodeid]
-            results.append_record(self.run_dir, to_record(report.nodeid, reports))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[STARTED_KEY] = time.monotonic()
-
-
-STARTED_KEY = pytest.StashKey[float]()
-
-
-def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
-    """One test's reports (setup, call, teardown) folded into its verdict record."""
-    props: dict[str, Any] = {"lab_deviation": [], "lab_data": {}}
-    hints: list[str] = []
-    seen: set[str] = set()
-    for rep in reports:
-        for key, value in rep.user_properties:
-            # Reports share the item's user_properties list: take each entry once.
-            tag = f"{key}|{value!r}"
-            if tag in seen:
-                continue
-            seen.add(tag)
-            if key == "lab_deviation":
-                props["lab_deviation"].append(value)
-            elif key == "lab_data":
-                props["lab_data"].update(value)
-            elif key == "lab_hint":
-                hints.append(str(value))
-            else:
-                props[key] = value
-    verdict, reason = fold([_phase(rep) for rep in reports], hints=hints,
-                           reason=props.get("lab_reason", ""))
-    return Record(
-        test=nodeid,
-        verdict=verdict,
-        duration=round(sum(r.duration for r in reports if r.when == "call"), 3),
-        kernel=props.get("lab_kernel", {}),
-        reason=reason,
-        claim=props.get("lab_claim", ""),
-        deviations=props["lab_deviation"],
-        splats=props.get("lab_splats", []),
-        data=props["lab_data"],
-        excerpt=props.get("lab_excerpt", ""),
-    )
-
-
-def _phase(rep: pytest.TestReport) -> PhaseOutcome:
-    if rep.skipped:
-        longrepr = rep.longrepr
-        message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
-    elif rep.failed:
-        message = _first_line(rep)
-    else:
-        message = ""
-    return PhaseOutcome(when=rep.when, outcome=rep.outcome, message=message,
-                        duration=rep.duration)
-
-
-def _first_line(rep: pytest.TestReport) -> str:
-    crash = getattr(rep.longrepr, "reprcrash", None)
-    if crash is not None:
-        return str(crash.message).splitlines()[0][:300]
-    text = str(rep.longrepr).strip().splitlines()
-    return text[-1][:300] if text else ""
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or RUN_DIR_KEY not in config.stash:
-        return
-    run_dir = config.stash[RUN_DIR_KEY]
-    records = results.read_records(run_dir)
-    suite = sum(r.duration for r in records)
-    if records:
-        results.append_phase(run_dir, "suite", suite)
-    wall = time.monotonic() - config.stash.get(STARTED_KEY, time.monotonic())
-    summary = summary_mod.summarize(run_dir, wall=wall)
-    terminalreporter.section("kernel-lab")
-    for line in summary_mod.summary_lines(summary):
-        terminalreporter.write_line(line)

@@ -1,19 +1,32 @@
-"""The kernel-log watch around a test: mark the log, read it back, look for splats and new taint.
+"""The kernel-log watch around a test: mark the log, read it back, judge what it shows.
 
-``begin`` notes where the kernel log and the console stand and writes a
-marker into the log; ``end`` writes the end marker, reads every record since
-the mark and the taint mask, and returns what it found.  The plugin decides
-what that means for the test's verdict.
+``begin`` notes where the kernel log and the console stand and writes a marker;
+``end`` waits for the log to go quiet (deferred work a test started prints
+late), writes the end marker and reads every record since the mark with the
+taint mask.  ``assess`` decides what of that belongs to the test: a hung-task
+report whose task was blocked for longer than the test has been running began
+before it and is not charged to it; a splat in the first moments of the window
+may come from the previous test's deferred work, which the record then names.
+Nothing here imports pytest: the guard (lab.run.guard) applies the result.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab.results import splat
-from lab.vm.agent import Agent, AgentError
+from lab.vm.agent import Agent
 from lab.vm.session import Machine
+
+# The log must be quiet this long before a test's window closes; at most this long.
+SETTLE_MS, SETTLE_MAX_MS = 150, 2000
+# A splat this soon after a test began may be the previous test's deferred work.
+EARLY_S = 1.0
+# NVMe under emulation: a command that timed out and the controller reset.
+_NVME_EVENT = re.compile(r"\bnvme\d*\S*: .*(timeout|[Rr]eset(ting)? controller|I/O Error)")
+_BLOCKED_FOR = re.compile(r"blocked for more than (\d+) seconds")
 
 
 @dataclass(frozen=True)
@@ -23,16 +36,38 @@ class Mark:
     console_offset: int
     seq: int
     taint: int
+    ts_us: int  # the begin marker's kernel timestamp
 
 
 @dataclass
 class Findings:
-    """Splats and taint change seen in the kernel log between two marks."""
+    """What the kernel logged in a test's window."""
 
-    splats: list[splat.Splat] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    taint_after: int = 0
+
+
+@dataclass
+class Assessment:
+    """The part of a window's log that is the test's, and what else it showed."""
+
+    splats: list[splat.Splat] = field(default_factory=list)  # charged to the test
+    earlier: list[splat.Splat] = field(default_factory=list)  # began before the test
+    early: bool = False  # a charged splat came right after the test began
     taint_before: str = ""
     taint_after: str = ""
     taint_changed: bool = False
+    nvme_events: list[str] = field(default_factory=list)
+
+    @property
+    def fatal(self) -> bool:
+        return any(s.fatal for s in self.splats)
+
+    @property
+    def detector_off(self) -> str:
+        """Why the guest's detectors may be silent from now on ("" when they are not)."""
+        kinds = {s.kind for s in [*self.splats, *self.earlier]} & splat.DETECTORS_OFF_AFTER
+        return ", ".join(sorted(kinds))
 
     def problem(self) -> str:
         """Why the test fails because of the kernel log, or "" when it does not."""
@@ -44,34 +79,53 @@ class Findings:
                     f"{self.taint_before or '-'} -> {self.taint_after}")
         return ""
 
-    def splat_dicts(self) -> list[dict[str, Any]]:
-        return [s.to_dict() for s in self.splats]
-
-
-def _taint(agent: Agent) -> int:
-    return int(agent.call("sys.read_text", path="/proc/sys/kernel/tainted"))
-
 
 def begin(machine: Machine, agent: Agent, label: str) -> Mark:
-    """Mark the kernel log before a test (and note the console's size)."""
+    """Mark the kernel log before a test (and note the console's size): one round trip."""
     offset = machine.console_offset()
-    seq = int(agent.call("sys.kmsg_seq"))
-    taint = _taint(agent)
-    agent.call("sys.kmsg_write", text=f"kernel-lab: begin {label}")
-    return Mark(console_offset=offset, seq=seq, taint=taint)
+    got = agent.call("sys.kmsg_mark", text=f"kernel-lab: begin {label}")
+    return Mark(console_offset=offset, seq=int(got["seq"]), taint=int(got["taint"]),
+                ts_us=int(got["ts_us"]))
 
 
-def end(agent: Agent, mark: Mark, label: str) -> Findings | None:
-    """What the kernel logged since ``mark``; None when the log could not be read."""
-    if not agent.alive():
-        return None
-    try:
-        agent.call("sys.kmsg_write", text=f"kernel-lab: end {label}")
-        records = agent.call("sys.kmsg_read", after_seq=mark.seq)
-        taint_after = _taint(agent)
-    except (AgentError, OSError):
-        return None
-    found = splat.parse("\n".join(r["text"] for r in records))
-    return Findings(splats=found, taint_before=splat.taint_letters(mark.taint),
-                    taint_after=splat.taint_letters(taint_after),
-                    taint_changed=bool(taint_after & ~mark.taint))
+def end(agent: Agent, mark: Mark, label: str) -> Findings:
+    """What the kernel logged since ``mark``, once the log has gone quiet: one round trip.
+
+    Raises what the agent raises: a log that cannot be read is evidence too
+    (the guest died or hung after the test's last call).
+    """
+    got = agent.call("sys.kmsg_close", after_seq=mark.seq, text=f"kernel-lab: end {label}",
+                     settle_ms=SETTLE_MS, max_wait_ms=SETTLE_MAX_MS)
+    return Findings(records=got["records"], taint_after=int(got["taint"]))
+
+
+def assess(found: Findings, mark: Mark) -> Assessment:
+    """Split the window's splats into the test's and those that began before it."""
+    out = Assessment(taint_before=splat.taint_letters(mark.taint),
+                     taint_after=splat.taint_letters(found.taint_after),
+                     taint_changed=bool(found.taint_after & ~mark.taint))
+    if not found.records:
+        return out
+    text = "\n".join(r["text"] for r in found.records)
+    out.nvme_events = [r["text"] for r in found.records if _NVME_EVENT.search(r["text"])]
+    for s in splat.parse(text):
+        ts = _first_ts(found.records, s)
+        window_s = max(0.0, (ts - mark.ts_us) / 1e6) if ts and mark.ts_us else None
+        blocked = _BLOCKED_FOR.search(s.excerpt)
+        if s.kind == "HUNG_TASK" and blocked and window_s is not None and \
+                int(blocked.group(1)) > window_s:
+            out.earlier.append(s)  # the task was blocked before this test began
+            continue
+        out.splats.append(s)
+        if window_s is not None and window_s < EARLY_S:
+            out.early = True
+    return out
+
+
+def _first_ts(records: list[dict[str, Any]], found: splat.Splat) -> int:
+    """The kernel timestamp of the record a splat's excerpt starts with."""
+    head = found.excerpt.splitlines()[0].strip() if found.excerpt else ""
+    for r in records:
+        if head and r["text"].strip() == head:
+            return int(r["ts_us"])
+    return 0

@@ -13,12 +13,16 @@ import logging
 import os
 import platform
 import shutil
+import time
 from pathlib import Path
 
-from lab import proc
+from lab import atomic, proc
 from lab.errors import UserError
 
 log = logging.getLogger("lab.vm.accel")
+
+ACCELS = ("auto", "kvm", "tcg", "tcg-single")
+NEGATIVE_TTL = 24 * 3600.0  # seconds a "KVM does not work here" answer is trusted
 
 
 def qemu_binary() -> str | None:
@@ -49,26 +53,32 @@ def kvm_usable(cache: Path, *, image: Path | None, refresh: bool = False) -> tup
         return False, "no QEMU"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "no usable /dev/kvm"
+    # Another host kernel or QEMU is another answer; so is time, for a "no": a host
+    # whose KVM was broken (a module, a nested-virt setting) may have been fixed.
     key = f"{platform.release()}|{qemu}|{os.stat(qemu).st_mtime_ns}"
     memo = cache / "kvm-probe.json"
     if not refresh and memo.exists():
-        data = json.loads(memo.read_text())
-        if data.get("key") == key:
+        try:
+            data = json.loads(memo.read_text())
+        except ValueError:
+            data = {}
+        age = time.time() - float(data.get("when", 0))
+        if data.get("key") == key and (data.get("usable") or age < NEGATIVE_TTL):
             return bool(data["usable"]), str(data["why"]) + " (cached probe)"
     if image is None:
         return False, "not probed yet: the first boot probes it with its kernel"
     usable = probe_accel("kvm", qemu=qemu, image=image)
     why = ("a KVM guest printed its banner" if usable
            else "/dev/kvm exists but a KVM guest printed nothing in 10 s")
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text(json.dumps({"key": key, "usable": usable, "why": why}))
+    atomic.write_text(memo, json.dumps({"key": key, "usable": usable, "why": why,
+                                        "when": time.time()}))
     return usable, why
 
 
 def choose_accel(cache: Path, *, image: Path, requested: str = "auto") -> str:
-    """"kvm" or "tcg": the user's choice, or the probe's answer for "auto"."""
-    if requested not in ("auto", "kvm", "tcg"):
-        raise UserError(f"unknown --accel {requested!r}; use auto, kvm or tcg")
+    """"kvm", "tcg" or "tcg-single": the user's choice, or the probe's answer for "auto"."""
+    if requested not in ACCELS:
+        raise UserError(f"unknown --accel {requested!r}; use {', '.join(ACCELS)}")
     if requested != "auto":
         return requested
     usable, why = kvm_usable(cache, image=image)

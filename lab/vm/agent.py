@@ -46,6 +46,17 @@ class AgentTimeout(AgentError):
     """A call did not return in time: the guest may be hung in the kernel."""
 
 
+class AgentOpError(Exception):
+    """An op raised something other than an errno in the guest (a bad argument, a bug in
+    the op): the test is wrong or the agent is, not the machinery; the guest is healthy.
+    """
+
+    def __init__(self, op: str, message: str, *, guest_traceback: str = "") -> None:
+        super().__init__(f"{op}: {message}")
+        self.op = op
+        self.guest_traceback = guest_traceback
+
+
 class Agent:
     """A running agent in the guest; ``call()`` performs one op and returns its value."""
 
@@ -60,10 +71,12 @@ class Agent:
         self.broken = ""  # why the channel can no longer be trusted (a call timed out)
 
     @classmethod
-    def start(cls, ssh: Ssh, *, cache: Path, timeout: float = 60.0) -> Agent:
+    def start(cls, ssh: Ssh, *, cache: Path, slowdown: float = 1.0) -> Agent:
+        """Push, verify and start the agent; ``slowdown`` scales every fixed wait (TCG)."""
         remote = push(ssh, stage(cache))
         # The guest sees the host's root, so the host's interpreter runs there.
-        chan = ssh.channel(start_command(remote))
+        chan = ssh.channel(start_command(remote, slowdown=slowdown))
+        timeout = 30.0 * slowdown
         agent = cls(chan, remote=remote)
         line = agent._read_line(timeout)
         hello = json.loads(line).get("hello")
@@ -103,8 +116,14 @@ class Agent:
             return self.chan.recv_exit_status()
         return "unknown"
 
-    def call(self, op: str, /, *, timeout: float | None = None, **args: Any) -> Any:
-        """Run ``op`` in the guest; a failed syscall raises GuestOSError with its errno."""
+    def call(self, op: str, /, *, call_timeout: float | None = None, **args: Any) -> Any:
+        """Run ``op`` with ``args`` in the guest and return its value.
+
+        A failed syscall raises GuestOSError with its errno; any other exception in
+        the op raises AgentOpError with the guest's traceback.  ``call_timeout``
+        (default ``default_timeout``) bounds the wait for the answer; every other
+        keyword, ``timeout`` included, is the op's own argument.
+        """
         if self.broken:
             raise AgentError(f"agent unusable since {self.broken}")
         self._next_id += 1
@@ -114,7 +133,7 @@ class Agent:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise AgentError(f"cannot send {op} to the agent: {exc}") from None
         try:
-            reply = json.loads(self._read_line(timeout or self.default_timeout))
+            reply = json.loads(self._read_line(call_timeout or self.default_timeout))
         except AgentTimeout:
             # Its late reply would be taken for the next call's: stop using the channel.
             self.broken = f"{op} timed out"
@@ -127,7 +146,10 @@ class Agent:
             return reply.get("value")
         if "errno" in reply:
             raise GuestOSError(reply["errno"], reply.get("message", ""), op=op)
-        raise AgentError(f"{op}: {reply.get('error', reply)}")
+        if "error" in reply:
+            raise AgentOpError(op, str(reply["error"]),
+                               guest_traceback=str(reply.get("traceback", "")))
+        raise AgentError(f"{op}: a reply the protocol does not know: {reply}")
 
     def errno_of(self, op: str, /, **args: Any) -> str | None:
         """The errno name ``op`` fails with, or None if it succeeds (for spec checks)."""

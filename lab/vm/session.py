@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lab.errors import InfraError
 from lab.kernel.artifact import Kernel
+from lab.kernel.facts import ConfigFacts
 from lab.results import splat
 from lab.results.verdict import Diagnosis
 from lab.vm.agent import Agent, AgentError, AgentTimeout
@@ -30,6 +31,19 @@ class RebootLimit(InfraError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, phase="recovery")
+
+
+class BootCrash(Exception):
+    """The kernel crashed while booting: the kernel's fault, not the machinery's.
+
+    Not an InfraError: every test that would have run on this kernel is a CRASH
+    with the console's report, so that bisection can tell "this commit's kernel
+    does not boot" from "the lab broke".
+    """
+
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        super().__init__(f"the kernel crashed during boot: {diagnosis.summary}")
+        self.diagnosis = diagnosis
 
 
 class Machine:
@@ -50,26 +64,61 @@ class Machine:
         self.replace_reason = ""
         self.boot_seconds = 0.0
         self.agent_seconds = 0.0
+        # What is known of the kernel's config: its file, else learnt from the guest.
+        self.facts: ConfigFacts | None = (
+            ConfigFacts.from_text(kernel.config.read_text(errors="replace"),
+                                  source=kernel.config_source or f"file:{kernel.config}")
+            if kernel.config is not None and kernel.config.is_file() else None)
+        self.last_test = ""  # the test that ran last on this machine (for attribution)
 
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
+        """Boot a guest and start its agent; BootCrash if the kernel died on the way."""
         self.boots += 1
         suffix = "" if self.boots == 1 else f"-boot{self.boots}"
         vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,
                 name=f"{self.name}{suffix}")
-        self.vm = vm.__enter__()
+        try:
+            self.vm = vm.__enter__()
+        except InfraError as exc:
+            raise self._boot_failure(exc, vm.console_log) from exc
         self.boot_seconds = vm.boot_seconds
         started = time.monotonic()
         try:
             assert vm.ssh is not None
-            self.agent = Agent.start(vm.ssh, cache=self.cache)
+            self.agent = Agent.start(vm.ssh, cache=self.cache, slowdown=self.cfg.slowdown)
+        except InfraError as exc:
+            self.stop()
+            raise self._boot_failure(exc, vm.console_log) from exc
         except BaseException:
             self.stop()
             raise
         self.agent.default_timeout = self.call_timeout
         self.agent_seconds = time.monotonic() - started
         self.replace_reason = ""
+        if self.facts is None:
+            self.facts = self._learn_config(self.agent)
+
+    def _boot_failure(self, exc: InfraError, console: Path) -> BaseException:
+        """A boot that never reached the agent: the kernel's crash, or the machinery's."""
+        text = console.read_text(errors="replace") if console.exists() else ""
+        found = splat.parse(text)
+        crash = [s for s in found if s.fatal or s.kind in ("KASAN", "BUG", "OOPS", "PANIC")]
+        if not crash:
+            return exc
+        first = crash[0]
+        return BootCrash(Diagnosis("CRASH", f"{first.title} (boot: {exc})",
+                                   [s.to_dict() for s in found], first.excerpt))
+
+    def _learn_config(self, agent: Agent) -> ConfigFacts:
+        """The config of a kernel that came without one: /proc/config.gz, else the kernel's
+        own answers (a syscall that says ENOSYS is not built in)."""
+        text = agent.call("sys.kernel_config")
+        if text:
+            (self.run_dir / f"config-{self.kernel.release}").write_text(text)
+            return ConfigFacts.from_text(text, source="guest:/proc/config.gz")
+        return ConfigFacts.from_probe(agent.call("sys.probe_features"))
 
     def stop(self) -> None:
         if self.agent is not None:
@@ -124,7 +173,7 @@ class Machine:
                 self._dump_blocked_tasks()
         else:
             # Give a dying kernel a moment to finish printing and QEMU to exit.
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 3 * self.cfg.slowdown
             while vm.alive() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if not vm.alive():

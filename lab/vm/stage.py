@@ -105,17 +105,17 @@ def push(ssh: Ssh, staged: Path) -> str:
     return remote
 
 
-def start_command(remote: str) -> str:
+def start_command(remote: str, *, slowdown: float = 1.0) -> str:
     """Unpack, verify every file against the manifest, then become the agent.
 
     One exec does all three, so pushing costs one SFTP session and one channel;
     a checksum mismatch ends the channel with sha256sum's complaint instead of
-    a hello.
+    a hello.  ``slowdown`` scales the agent's own fixed waits (TCG is slower).
     """
     return (
         f"cd {remote} && tar -xf agent.tar && "
         f"sha256sum --quiet --strict -c MANIFEST >agent.verify 2>&1 || "
         f"{{ echo '{{\"hello\": {{\"error\": \"agent files differ after push\"}}}}'; "
         f"cat agent.verify >&2; exit 1; }}; "
-        f"exec {sys.executable} -S -m guest 2>>agent.stderr"
+        f"KERNEL_LAB_SLOWDOWN={slowdown:g} exec {sys.executable} -S -m guest 2>>agent.stderr"
     )

@@ -29,6 +29,7 @@ from lab.vm.ssh import Ssh, ensure_keypair, free_port, lab_client_key, port_is_f
 log = logging.getLogger("lab.vm.vm")
 
 GUEST_BOOT = GUEST_DIR / "boot.sh"
+PORT_ATTEMPTS = 3
 # virtme-ng hands --qemu-opts to a shell as one string, so paths must stay plain.
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@%=-]+$")
 
@@ -43,15 +44,28 @@ class NvmeSpec:
     iops_limit: int | None = None  # QEMU drive throttling; None = unthrottled
 
 
+# NVMe timeouts for emulation, not hardware: under TCG on a loaded host a command can
+# take longer than the driver's default 30 s (I/O) and 60 s (admin), and the driver
+# then aborts it and resets the controller (EINTR in the guest, seen after ~62 s with
+# six runs on two cores).  The drivers read these as `uint` seconds from 6.1 on.
+DEFAULT_KERNEL_ARGS = ("nvme_core.io_timeout=180", "nvme_core.admin_timeout=180")
+
+# How much longer than under KVM a fixed wait in the guest may take under TCG.
+TCG_SLOWDOWN = 4.0
+
+
 @dataclass(frozen=True)
 class VmConfig:
     """How to boot: resources, acceleration and the emulated devices."""
 
     cpus: int = 2
     memory: str = "2G"
-    accel: str = "tcg"  # "kvm" or "tcg"; lab.vm.accel decides which works on this host
+    # "kvm", "tcg" (one host thread per vCPU) or "tcg-single" (the vCPUs take turns on
+    # one host thread); lab.vm.accel decides whether KVM works on this host.
+    accel: str = "tcg"
     boot_timeout: float = 180.0
     ssh_port: int | None = None  # None: pick a free one
+    kernel_args: tuple[str, ...] = DEFAULT_KERNEL_ARGS  # appended to virtme-ng's command line
     nvme: tuple[NvmeSpec, ...] = field(
         default_factory=lambda: (
             NvmeSpec("fast", "labfast0", 1 << 30),
@@ -59,6 +73,11 @@ class VmConfig:
             NvmeSpec("slow", "labslow0", 256 << 20, iops_limit=25),
         )
     )
+
+    @property
+    def slowdown(self) -> float:
+        """The factor fixed waits (device nodes, agent start, QEMU exit) are scaled by."""
+        return 1.0 if self.accel == "kvm" else TCG_SLOWDOWN
 
 
 @dataclass(frozen=True)
@@ -86,9 +105,11 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
     # A panicking guest reboots (virtme-ng passes panic=-1): exit instead, so a dead
     # kernel is seen as a dead QEMU and never silently boots again.
     opts: list[str] = ["-no-reboot"]
-    if cfg.accel == "tcg":
-        # Single-threaded TCG: multi-threaded TCG oopsed here in early boot while the
-        # kernel patched its own text (int3 in sched_clock_cpu, Debian 7.2.13).
+    if cfg.accel == "tcg-single":
+        # The vCPUs take turns on one host thread: two guest threads are seldom inside
+        # the kernel at the same instant (race tests then rarely race).
+        opts += ["-accel", "tcg,thread=single"]
+    elif cfg.accel == "tcg":
         opts += ["-accel", "tcg,thread=single"]
     # One CPU per socket.  QEMU's default puts all vCPUs in one socket, and the MP
     # table SeaBIOS writes lists only the first CPU of each socket: a kernel without
@@ -117,6 +138,8 @@ def vng_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int) -> li
         "--verbose",  # kernel messages on the console from the first byte
         "--exec", f"{GUEST_BOOT} {vmdir}",
     ]
+    for arg in cfg.kernel_args:
+        argv += ["--append", arg]
     if cfg.accel != "kvm":
         argv.append("--disable-kvm")
     argv.append("--qemu-opts=" + " ".join(qemu_opts(cfg, vmdir=vmdir, port=port)))
@@ -200,9 +223,7 @@ class Vm:
             )
         started = time.monotonic()
         self._prepare_files()
-        self.port = self.cfg.ssh_port or free_port()
         image = self._kernel_root()
-        argv = vng_argv(image, self.cfg, vmdir=self.vmdir, port=self.port)
         env = {
             # virtme-ng calls virtme-run through the shell: it must be on PATH.
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -210,18 +231,33 @@ class Vm:
             "HOME": str(self.cache / "vng-home"),
         }
         (self.cache / "vng-home").mkdir(parents=True, exist_ok=True)
-        log.info("boot %s (%s) on port %d, console %s", self.kernel.spec, self.kernel.release,
-                 self.port, self.console_log)
-        self.process = proc.spawn(argv, log_path=self.console_log, env=env)
-        self.ssh = Ssh.connect(
-            port=self.port,
-            client_key=self.client_key,
-            host_key_pub=self.vmdir / "ssh_host_ed25519_key.pub",
-            deadline=started + self.cfg.boot_timeout,
-            alive=lambda: self.process is not None and self.process.poll() is None,
-            phase="boot",
-            log_path=self.console_log,
-        )
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            # A free port can be taken by another worker's QEMU before ours binds it.
+            self.port = self.cfg.ssh_port or free_port()
+            argv = vng_argv(image, self.cfg, vmdir=self.vmdir, port=self.port)
+            log.info("boot %s (%s) on port %d, console %s", self.kernel.spec,
+                     self.kernel.release, self.port, self.console_log)
+            console_start = self.console_log.stat().st_size if self.console_log.exists() else 0
+            self.process = proc.spawn(argv, log_path=self.console_log, env=env)
+            try:
+                self.ssh = Ssh.connect(
+                    port=self.port,
+                    client_key=self.client_key,
+                    host_key_pub=self.vmdir / "ssh_host_ed25519_key.pub",
+                    deadline=started + self.cfg.boot_timeout,
+                    alive=lambda: self.process is not None and self.process.poll() is None,
+                    phase="boot",
+                    log_path=self.console_log,
+                )
+                break
+            except InfraError:
+                if self.cfg.ssh_port is not None or attempt == PORT_ATTEMPTS or \
+                        not self._port_was_taken(console_start):
+                    raise
+                log.warning("port %d was taken before QEMU bound it; retrying with another",
+                            self.port)
+                self.process.stop()
+                self.process = None
         self.nvme = self._probe_guest()
         self.boot_seconds = time.monotonic() - started
         log.info("guest up in %.1f s: %s", self.boot_seconds,
@@ -266,6 +302,12 @@ class Vm:
             (mods / self.kernel.release).symlink_to(self.kernel.modules.resolve())
         return image
 
+    def _port_was_taken(self, console_start: int) -> bool:
+        """QEMU said it could not forward the SSH port (another process bound it first)."""
+        with open(self.console_log, "rb") as f:
+            f.seek(console_start)
+            return b"Could not set up host forwarding rule" in f.read()
+
     def _check_cpus(self, online: str) -> None:
         """The guest must run on every vCPU asked for: the race suites need two."""
         self.cpus_online = cpu_count(online)
@@ -279,8 +321,8 @@ class Vm:
         """Map each emulated controller (by serial) to its device nodes (all must exist),
         and check the guest's online CPUs (``_check_cpus``).
 
-        One exec, one round trip under TCG: wait (up to 10 s) until every controller's
-        three nodes exist, then print "name serial nodes" per controller (nodes is
+        One exec, one round trip under TCG: wait (up to 10 s, longer under TCG) until every
+        controller's three nodes exist, then print "name serial nodes" per controller (nodes is
         "ok" or the first missing node) and "cpus-online LIST".
         """
         assert self.ssh is not None
@@ -293,12 +335,13 @@ class Vm:
             "for c in /sys/class/nvme/nvme*; do ser=; read -r ser < $c/serial 2>/dev/null; "
             "[ \"$ser\" = \"$s\" ] && nodes $c >/dev/null && found=1; done; "
             "[ -n \"$found\" ] || return 1; done; }; "
-            "i=0; until ready || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done; "
+            f"i=0; until ready || [ $i -ge {int(100 * self.cfg.slowdown)} ]; do sleep 0.1; "
+            "i=$((i+1)); done; "
             "for c in /sys/class/nvme/nvme*; do read -r ser < $c/serial; "
             "echo \"${c##*/} $ser $(nodes $c)\"; "
             "done; read -r on < /sys/devices/system/cpu/online; echo \"cpus-online $on\""
         )
-        res = self.ssh.run(["/bin/sh", "-c", script], timeout=30)
+        res = self.ssh.run(["/bin/sh", "-c", script], timeout=30 * self.cfg.slowdown)
         found: dict[str, tuple[str, str]] = {}
         for line in res.stdout.splitlines():
             parts = line.split()

@@ -44,7 +44,7 @@ def test_destroy_cancels_pending_poll(agent: Any, pipe: list[int], record: Any) 
                 "flags": ["RESFD"], "resfd": efd}
         assert agent.call("aio.submit", ctx=handle, iocbs=[poll] * 2)["submitted"] == 2
         assert agent.errno_of("fs.eventfd_read", fd=efd) == "EAGAIN"  # both still pending
-        agent.call("aio.destroy", ctx=handle, timeout=60)
+        agent.call("aio.destroy", ctx=handle, call_timeout=60)
         record("destroy_seconds", agent.last_elapsed_ns / 1e9)
         # Cancelled requests complete (through aio_complete), which signals the eventfd.
         assert agent.call("fs.eventfd_read", fd=efd) == 2
@@ -68,7 +68,7 @@ def test_destroy_waits_for_inflight_direct_io(agent: Any, nvme: dict[str, Any],
         assert agent.call("aio.submit", ctx=handle, iocbs=reads)["submitted"] == SLOW_READS
         submit_s = agent.last_elapsed_ns / 1e9
         pending_at_destroy = SLOW_READS - _eventfd_count(agent, efd)
-        agent.call("aio.destroy", ctx=handle, timeout=120)
+        agent.call("aio.destroy", ctx=handle, call_timeout=120)
         destroy_s = agent.last_elapsed_ns / 1e9
         done_after = _eventfd_count(agent, efd)
         record("submit_seconds", round(submit_s, 3))

@@ -30,7 +30,7 @@ def run_loop(agent: Any, record: Any) -> Callable[..., dict[str, Any]]:
     waited 61 s, correctly), so that is not mistaken for a hang.
     """
     def run(op: str, *, seconds: float, **args: Any) -> dict[str, Any]:
-        result: dict[str, Any] = agent.call(op, seconds=seconds, timeout=seconds + MARGIN_S,
+        result: dict[str, Any] = agent.call(op, seconds=seconds, call_timeout=seconds + MARGIN_S,
                                             **args)
         record("race", result)
         return result

@@ -47,7 +47,9 @@ def big_ring(agent: Any) -> int:
 
 
 def creds_run(agent: Any, steps: list[dict[str, Any]], **creds: Any) -> dict[str, Any]:
-    reply: dict[str, Any] = agent.call("creds.run", steps=steps, **creds)
+    """creds.run; its own ``timeout`` (default 60 s) bounds the child, the call waits longer."""
+    wait = float(creds.get("timeout", 60.0)) + 60.0
+    reply: dict[str, Any] = agent.call("creds.run", steps=steps, call_timeout=wait, **creds)
     return reply
 
 

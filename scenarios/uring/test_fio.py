@@ -14,7 +14,7 @@ COMMON = ["--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--randrepeat=1"
 
 
 def _job(agent: Any, record: Any, args: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = agent.call("nvme.fio", args=args, timeout_s=240, timeout=300)
+    out: dict[str, Any] = agent.call("nvme.fio", args=args, timeout_s=240, call_timeout=300)
     record("fio", out["jobs"])
     assert out["status"] == 0, out["stderr"] or out.get("stdout")
     assert out["jobs"] and all(j["error"] == 0 for j in out["jobs"]), out["jobs"]

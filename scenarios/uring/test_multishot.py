@@ -107,7 +107,7 @@ def test_ublk_batch_fetch_posts_more_than_once(agent: Any, needs: Any, record: A
     """
     needs("ublk_batch_fetch")
     try:
-        out = agent.call("ublk.batch_fetch", nreads=UBLK_READS, timeout_ms=60000, timeout=180)
+        out = agent.call("ublk.batch_fetch", nreads=UBLK_READS, timeout_ms=60000, call_timeout=180)
     except OSError as exc:
         if getattr(exc, "errno_name", None) == "ENOENT":
             pytest.skip(f"ublk_drv not available: {exc}")

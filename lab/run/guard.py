@@ -1,0 +1,141 @@
+"""The guard around every test that uses the guest: the kernel log is watched from the
+start of its setup to the end of its teardown, and a failure is classified by where
+it came from.
+
+- The autouse fixture ``_lab_guard`` is set up before the test's own fixtures and torn
+  down after them, so a splat in a fixture's teardown (io_destroy of the test's
+  contexts, closing its rings) is the test's.  Before closing the window it resets
+  the agent (whatever the test left open is closed, so the next test starts clean)
+  and waits for the log to go quiet (lab.run.watch).
+- When the kernel config was unknown before boot, ``requires_config`` is decided here,
+  from what the guest told (lab.vm.session); an option still unknown runs the test.
+- An agent or machinery error in any phase is diagnosed at once (CRASH, HANG or
+  INFRA, from the console and QEMU's state) and the guest is marked for replacement;
+  a guest op that raised a Python exception is the test's failure and the guest is
+  kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from lab.errors import InfraError
+from lab.kernel import facts as facts_mod
+from lab.run import watch
+from lab.run.keys import (
+    ASSESSMENT_KEY,
+    DIAGNOSIS_KEY,
+    MARK_KEY,
+    RUN_DIR_KEY,
+    item_kernel,
+    lab_data,
+)
+from lab.vm.agent import Agent, AgentError
+from lab.vm.session import BootCrash, Machine, RebootLimit
+
+MACHINE_KEY = pytest.StashKey[Machine]()
+
+
+@pytest.fixture(autouse=True)
+def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Open the test's kernel-log window before its fixtures; close it after them."""
+    item = request.node
+    if "agent" not in request.fixturenames or RUN_DIR_KEY not in request.config.stash:
+        yield
+        return
+    machine: Machine = request.getfixturevalue("lab_machine")
+    item.stash[MACHINE_KEY] = machine
+    agent: Agent = request.getfixturevalue("agent")
+    _check_config_in_guest(item, machine)
+    mark = watch.begin(machine, agent, item.nodeid)
+    item.stash[MARK_KEY] = mark
+    previous, machine.last_test = machine.last_test, item.nodeid
+    yield
+    _close(item, machine, agent, mark, previous)
+
+
+def _check_config_in_guest(item: pytest.Item, machine: Machine) -> None:
+    marker = item.get_closest_marker("requires_config")
+    k = item_kernel(item)
+    if marker is None or k is None or k.config is not None:
+        return  # decided before any fixture (lab.run.plugin), from the kernel's own config
+    reason = facts_mod.mismatch(machine.facts, marker.args, label=f"{k.spec} ({k.release})")
+    if reason is not None:
+        pytest.skip(reason)
+    unknown = facts_mod.unknown(machine.facts, marker.args)
+    if unknown:
+        # Run it: an option nobody could tell is the test's to find out, never a SKIP.
+        lab_data(item)["config_unknown"] = unknown
+
+
+def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
+           previous: str) -> None:
+    if DIAGNOSIS_KEY in item.stash:
+        return  # the guest died or hung during the test: the diagnosis has the evidence
+    data = lab_data(item)
+    try:
+        left = agent.call("agent.reset")
+        found = watch.end(agent, mark, item.nodeid)
+    except (AgentError, InfraError) as exc:
+        # The guest died or hung after the test's last call (its teardown, deferred
+        # work): evidence, never a PASS.
+        diag = machine.diagnose(exc, console_offset=mark.console_offset)
+        diag.summary = f"after the test's last call: {diag.summary}"
+        diag.phase = "teardown"
+        item.stash[DIAGNOSIS_KEY] = diag
+        pytest.fail(f"{diag.verdict}: {diag.summary}", pytrace=False)
+    left_open = {k: v for k, v in left.items() if v}
+    if left_open:
+        data["left_open"] = left_open
+    seen = watch.assess(found, mark)
+    item.stash[ASSESSMENT_KEY] = seen
+    if seen.early and previous:
+        data["previous_test"] = previous  # the splat may be that test's deferred work
+    if seen.earlier:
+        data["began_before_test"] = [s.title for s in seen.earlier]
+    if seen.nvme_events:
+        data["nvme_events"] = seen.nvme_events[:10]
+    if seen.taint_changed:
+        data.update(taint_before=seen.taint_before, taint_after=seen.taint_after)
+    if seen.detector_off:
+        machine.replace_reason = (f"{seen.detector_off} reported: the detector is off for "
+                                  "the rest of this boot")
+    problem = seen.problem()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+def _diagnosing(item: pytest.Item, when: str) -> Generator[None, None, None]:
+    """Run a phase; an agent or machinery error in it is diagnosed while it is fresh."""
+    try:
+        return (yield)
+    except (RebootLimit, BootCrash):
+        raise  # already what they are: the run's stop, the kernel's boot crash
+    except (AgentError, InfraError) as exc:
+        machine = item.stash.get(MACHINE_KEY, None)
+        mark = item.stash.get(MARK_KEY, None)
+        if machine is not None and DIAGNOSIS_KEY not in item.stash:
+            diag = machine.diagnose(exc, console_offset=mark.console_offset if mark else
+                                    machine.console_offset())
+            if when == "setup":
+                diag.summary = f"before the test began: {diag.summary}"
+            diag.phase = when
+            item.stash[DIAGNOSIS_KEY] = diag
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _diagnosing(item, "setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _diagnosing(item, "call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _diagnosing(item, "teardown"))

@@ -1,0 +1,40 @@
+"""What the plugin's parts share through pytest's stash: the run directory, the kernels,
+and per test the window mark, the diagnosis and what the kernel log showed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.kernel.artifact import Kernel
+from lab.results.verdict import Diagnosis
+from lab.run.watch import Assessment, Mark
+
+RUN_DIR_KEY = pytest.StashKey[Path]()
+KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()
+STARTED_KEY = pytest.StashKey[float]()
+MARK_KEY = pytest.StashKey[Mark]()
+DIAGNOSIS_KEY = pytest.StashKey[Diagnosis]()
+ASSESSMENT_KEY = pytest.StashKey[Assessment]()
+DATA_KEY = pytest.StashKey[dict[str, Any]]()  # the lab's own measurements of a test
+
+
+def kernel_spec(item: pytest.Item) -> str | None:
+    """The kernel spec a test is parametrized with, if it takes the ``kernel`` fixture."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "kernel" not in callspec.params:
+        return None
+    return str(callspec.params["kernel"])
+
+
+def item_kernel(item: pytest.Item) -> Kernel | None:
+    """The kernel a test ran on, or would have: a config SKIP happens before its fixtures."""
+    spec = kernel_spec(item)
+    return None if spec is None else item.config.stash.get(KERNELS_KEY, {}).get(spec)
+
+
+def lab_data(item: pytest.Item) -> dict[str, Any]:
+    """The item's record data the lab adds (merged into the record's ``data``)."""
+    return item.stash.setdefault(DATA_KEY, {})

@@ -1,0 +1,250 @@
+"""From pytest's reports to the lab's records: one per test, and one for every test the
+run did not reach.
+
+The hints added to each phase's report say what the lab knows that pytest does not
+(a diagnosis, a fatal splat, where an error came from); ``to_record`` folds a test's
+reports into its record with lab.results.verdict.  The Recorder (controller only, so
+results.jsonl has one writer under xdist) appends each record as its teardown report
+arrives, and at the end writes NOTRUN for every expected test without one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.errors import InfraError
+from lab.results import record as results
+from lab.results import summary as summary_mod
+from lab.results.record import Record
+from lab.results.verdict import PhaseOutcome, Verdict, fold
+from lab.run.guard import MACHINE_KEY
+from lab.run.keys import (
+    ASSESSMENT_KEY,
+    DIAGNOSIS_KEY,
+    RUN_DIR_KEY,
+    STARTED_KEY,
+    item_kernel,
+    kernel_spec,
+    lab_data,
+)
+from lab.vm.agent import AgentOpError, AgentTimeout, GuestOSError
+from lab.vm.session import BootCrash
+
+CALL_FAILED_KEY = pytest.StashKey[bool]()
+
+
+def _hint(item: pytest.Item, call: pytest.CallInfo[None]) -> str | None:
+    """What a failed phase means, where pytest alone would say "failed"."""
+    diag = item.stash.get(DIAGNOSIS_KEY, None)
+    if diag is not None and diag.phase == call.when:
+        return diag.verdict
+    seen = item.stash.get(ASSESSMENT_KEY, None)
+    if call.when == "teardown" and seen is not None and seen.fatal:
+        return Verdict.CRASH.value
+    exc = call.excinfo
+    if exc is None:
+        return None
+    if exc.errisinstance(BootCrash):
+        return Verdict.CRASH.value
+    if exc.errisinstance((GuestOSError, AgentOpError, AssertionError, pytest.fail.Exception)):
+        # An errno, a wrong value or a broken op, in a fixture as in the test: the
+        # kernel (or the test) is wrong, not the machinery.
+        return Verdict.FAIL.value
+    if exc.errisinstance(AgentTimeout):
+        return Verdict.HANG.value
+    if exc.errisinstance(InfraError):
+        return Verdict.INFRA.value
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
+    props = rep.user_properties
+    hint = _hint(item, call)
+    if hint:
+        props.append(("lab_hint", hint))
+    if call.when == "call" and rep.failed:
+        item.stash[CALL_FAILED_KEY] = True
+    exc = call.excinfo
+    if exc is not None and exc.errisinstance(AgentOpError):
+        assert isinstance(exc.value, AgentOpError)
+        props.append(("lab_data", {"guest_traceback": exc.value.guest_traceback}))
+    if exc is not None and exc.errisinstance(BootCrash):
+        assert isinstance(exc.value, BootCrash)
+        boot = exc.value.diagnosis
+        props += [("lab_splats", boot.splats), ("lab_excerpt", boot.excerpt),
+                  ("lab_reason", f"CRASH: the kernel crashed during boot: {boot.summary}")]
+    if call.when == "setup":
+        _identify(item, props)
+    if call.when == "teardown":
+        _evidence(item, rep)
+    return rep
+
+
+def _identify(item: pytest.Item, props: list[tuple[str, Any]]) -> None:
+    k = item_kernel(item)
+    if k is not None:
+        identity = k.identity()
+        machine = item.stash.get(MACHINE_KEY, None)
+        if k.config is None and machine is not None and machine.facts is not None:
+            # Learnt from the guest: say so, and hash what it said.
+            identity.update(config_source=machine.facts.source,
+                            config_hash=machine.facts.digest)
+        props.append(("lab_kernel", identity))
+    claim = item.get_closest_marker("claim")
+    if claim is not None and claim.args:
+        props.append(("lab_claim", str(claim.args[0])))
+
+
+def _evidence(item: pytest.Item, rep: pytest.TestReport) -> None:
+    """What the guard found, attached once the test's window has closed."""
+    props = rep.user_properties
+    diag = item.stash.get(DIAGNOSIS_KEY, None)
+    seen = item.stash.get(ASSESSMENT_KEY, None)
+    data: dict[str, Any] = dict(lab_data(item))
+    if diag is not None:
+        props += [("lab_splats", diag.splats), ("lab_excerpt", diag.excerpt),
+                  ("lab_reason", f"{diag.verdict}: {diag.summary}")]
+        rep.sections.append(("kernel-lab diagnosis",
+                             f"{diag.verdict}: {diag.summary}\n{diag.excerpt}"))
+    elif seen is not None and seen.splats:
+        props.append(("lab_splats", [s.to_dict() for s in seen.splats]))
+    elif seen is not None and seen.nvme_events and item.stash.get(CALL_FAILED_KEY, False):
+        # Emulated NVMe timed out (a loaded host): that, not the assertion, is the story.
+        props += [("lab_hint", Verdict.INFRA.value),
+                  ("lab_reason", f"INFRA: NVMe command timeout or controller reset during "
+                                 f"the test ({seen.nvme_events[0].strip()}); the test's "
+                                 "failure followed from it")]
+    if data:
+        props.append(("lab_data", data))
+
+
+def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
+    """One test's reports (setup, call, teardown) folded into its verdict record."""
+    props: dict[str, Any] = {"lab_deviation": [], "lab_observed": [], "lab_data": {}}
+    hints: list[str] = []
+    seen: set[str] = set()
+    for rep in reports:
+        for key, value in rep.user_properties:
+            # Reports share the item's user_properties list: take each entry once.
+            tag = f"{key}|{value!r}"
+            if tag in seen:
+                continue
+            seen.add(tag)
+            if key in ("lab_deviation", "lab_observed"):
+                props[key].append(value)
+            elif key == "lab_data":
+                props["lab_data"].update(value)
+            elif key == "lab_hint":
+                hints.append(str(value))
+            else:
+                props[key] = value
+    verdict, reason = fold([_phase(rep) for rep in reports], hints=hints,
+                           reason=props.get("lab_reason", ""))
+    data = props["lab_data"]
+    return Record(
+        test=nodeid,
+        verdict=verdict,
+        duration=round(sum(r.duration for r in reports if r.when == "call"), 3),
+        kernel=props.get("lab_kernel", {}),
+        reason=reason,
+        claim=props.get("lab_claim", ""),
+        deviations=props["lab_deviation"],
+        observed=props["lab_observed"],
+        splats=props.get("lab_splats", []),
+        data=data,
+        excerpt=props.get("lab_excerpt", ""),
+        previous_test=str(data.pop("previous_test", "")),
+    )
+
+
+def _phase(rep: pytest.TestReport) -> PhaseOutcome:
+    if rep.skipped:
+        longrepr = rep.longrepr
+        message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    elif rep.failed:
+        message = _first_line(rep)
+    else:
+        message = ""
+    return PhaseOutcome(when=rep.when, outcome=rep.outcome, message=message,
+                        duration=rep.duration)
+
+
+def _first_line(rep: pytest.TestReport) -> str:
+    crash = getattr(rep.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).splitlines()[0][:300]
+    text = str(rep.longrepr).strip().splitlines()
+    return text[-1][:300] if text else ""
+
+
+class Recorder:
+    """Writes one record per test as its teardown report arrives (controller only).
+
+    With xdist the reports of every worker arrive here, so the run's results.jsonl
+    has a single writer.  It knows every test the run was to run (collected here, or
+    by each worker), so a run cut short still accounts for each one.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.run_dir: Path = config.stash[RUN_DIR_KEY]
+        self.pending: dict[str, list[pytest.TestReport]] = {}
+        self.expected: dict[str, str | None] = {}  # nodeid -> kernel spec
+        self.written: set[str] = set()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            self.expected[item.nodeid] = kernel_spec(item)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        for nodeid in ids:
+            self.expected.setdefault(nodeid, None)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        reports = self.pending.setdefault(report.nodeid, [])
+        reports.append(report)
+        if report.when == "teardown":
+            del self.pending[report.nodeid]
+            self.written.add(report.nodeid)
+            results.append_record(self.run_dir, to_record(report.nodeid, reports))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        missing = [n for n in self.expected if n not in self.written]
+        if not missing:
+            return
+        stop = results.read_stop(self.run_dir)
+        why = stop["reason"] if stop else "the run ended before it (interrupted?)"
+        for nodeid in missing:
+            spec = self.expected[nodeid]
+            results.append_record(self.run_dir, Record(
+                test=nodeid, verdict=Verdict.NOTRUN.value, duration=0.0,
+                kernel={"spec": spec} if spec else {}, reason=f"not run: {why}"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[STARTED_KEY] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or RUN_DIR_KEY not in config.stash:
+        return
+    run_dir = config.stash[RUN_DIR_KEY]
+    records = results.read_records(run_dir)
+    suite = sum(r.duration for r in records)
+    if records:
+        results.append_phase(run_dir, "suite", suite)
+    wall = time.monotonic() - config.stash.get(STARTED_KEY, time.monotonic())
+    summary = summary_mod.summarize(run_dir, wall=wall)
+    terminalreporter.section("kernel-lab")
+    for line in summary_mod.summary_lines(summary):
+        terminalreporter.write_line(line)
