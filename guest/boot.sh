@@ -11,6 +11,13 @@ set -u
 VMDIR=$1
 log() { echo "<6>kernel-lab: $*" > /dev/kmsg; }
 
+# A test seam, off unless asked for on the kernel command line (`lab run ... --
+# --lab-append kernel_lab.crash_at_boot`): panic the kernel before SSH is up, as a
+# kernel that dies while booting would, so the lab's boot-crash verdicts can be tested.
+case " $(cat /proc/cmdline) " in
+*" kernel_lab.crash_at_boot "*) log "crash_at_boot asked for"; echo c > /proc/sysrq-trigger ;;
+esac
+
 # Drivers: built in on lab-built kernels, modules on Debian's (modprobe is a no-op then).
 # nvme loads in the background: SSH needs only the network, and the lab waits for
 # the NVMe devices itself.

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from lab.errors import EXIT_USER_ERROR, LabError
 from lab.vm.accel import ACCELS
@@ -13,8 +14,16 @@ from lab.vm.accel import ACCELS
 log = logging.getLogger("lab")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (no usage block) and exit 2, like the lab's own."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"lab: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lab", description="Test Linux async-I/O syscalls in QEMU.")
+    p = _Parser(prog="lab", description="Test Linux async-I/O syscalls in QEMU.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 

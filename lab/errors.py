@@ -40,3 +40,8 @@ class InfraError(LabError):
         self.log = log
         where = f" (log: {log})" if log is not None else ""
         super().__init__(f"{phase}: {message}{where}")
+
+
+class IntegrityError(InfraError):
+    """A download does not match the checksum of the signed index: never used, and never
+    papered over with an older cached copy."""

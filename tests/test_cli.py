@@ -104,3 +104,27 @@ def test_kernels_lists_built_kernels(where: tuple[Path, Path]) -> None:
     assert res.returncode == 0, res.stderr
     line = next(x for x in res.stdout.splitlines() if "git:/src/linux@v7.2" in x)
     assert "--variant debug+aio-off" in line and str(entry / "bzImage") in line
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--ssh-port", "99999"], ["--ssh-port 99999", "1-65535"]),
+    (["--ssh-port", "0"], ["--ssh-port 0"]),
+    (["--workers", "0"], ["--workers 0", "1 or more"]),
+    (["--workers", "x"], ["--workers", "invalid int value"]),
+    (["--kernel", "debian:7.2", "--variant", "debug"], ["--variant debug", "debian:7.2"]),
+    (["--kernel", "debian-src:7.2", "--variant", "fast"], ["unknown variant 'fast'", "debug"]),
+])
+def test_bad_run_options(where: tuple[Path, Path], args: list[str], needles: list[str]) -> None:
+    cache, cwd = where
+    _one_line_exit_2(lab("run", *args, cache=cache, cwd=cwd), *needles)
+    assert not (cwd / "results").exists()  # validated before the run directory exists
+
+
+def test_a_path_that_is_not_a_tree_leaves_no_run_directory(where: tuple[Path, Path]) -> None:
+    cache, cwd = where
+    (cwd / "src").mkdir()
+    _one_line_exit_2(lab("run", "--kernel", f"tree:{cwd / 'src'}", cache=cache, cwd=cwd),
+                     "not a Linux kernel tree")
+    _one_line_exit_2(lab("run", "--kernel", f"git:{cwd / 'src'}", cache=cache, cwd=cwd),
+                     "not a git repository")
+    assert not (cwd / "results").exists()

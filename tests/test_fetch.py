@@ -434,6 +434,18 @@ def test_offline_series_falls_back_to_newest_cached(
         k = resolve_kernel("debian:7.2", cache=tmp_path)
     assert (k.package_version, k.spec) == ("7.2.11-1", "debian:7.2")
     assert "newest cached" in caplog.text
+    # Not silent: the kernel says it stands in for another, and so does every record.
+    assert "fetching failed" in k.note and "7.2.11-1" in k.note
+    assert k.identity()["note"] == k.note
+
+
+def test_checksum_mismatch_never_falls_back_to_a_cached_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_tools: None
+) -> None:
+    _cached_entry(tmp_path, "7.2.9-1", "7.2.9+deb14-amd64")
+    _install(monkeypatch, FakeDebianHost(corrupt=True))
+    with pytest.raises(InfraError, match="SHA256"):
+        resolve_kernel("debian:7.2", cache=tmp_path)
 
 
 def test_offline_without_cache_is_an_infra_error(

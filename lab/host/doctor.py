@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import proc
 from lab.vm.accel import kvm_usable
 
 log = logging.getLogger("lab.host.doctor")
@@ -72,6 +73,21 @@ def _disk(cache: Path) -> Check:
                  f"free {MIN_FREE_BYTES >> 30} GiB or point KERNEL_LAB_CACHE elsewhere")
 
 
+FIO_ENGINES = ("io_uring_cmd", "libaio")  # what the uring suite's fio jobs use
+
+
+def _fio() -> Check:
+    """fio with the engines the suites use: the guest runs the host's fio."""
+    path = _which("fio")
+    if path is None:
+        return Check("fio", False, "missing", f"{APT} fio")
+    out = proc.run([path, "--enghelp"], phase="doctor", timeout=60, check=False).stdout
+    have = {line.strip() for line in out.splitlines()[1:]}
+    lacking = [e for e in FIO_ENGINES if e not in have]
+    detail = path + (f" (no {', '.join(lacking)} engine)" if lacking else "")
+    return Check("fio", not lacking, detail, f"{APT} fio (3.33 or newer, for io_uring_cmd)")
+
+
 def checks(cache: Path, *, image: Path | None = None) -> list[Check]:
     """Every prerequisite, in the order a person would fix them."""
     result = [
@@ -84,6 +100,7 @@ def checks(cache: Path, *, image: Path | None = None) -> list[Check]:
         _tool("dpkg-deb", ("dpkg-deb",), "dpkg"),
         _tool("apt-get", ("apt-get",), "apt"),
         _tool("C compiler (agent's cffi build)", ("cc", "gcc"), "gcc libc6-dev python3-dev"),
+        _fio(),
         _disk(cache),
     ]
     if result[0].ok:

@@ -33,6 +33,9 @@ class Kernel:
     variant: str = "prebuilt"
     package_version: str | None = None  # Debian's version, "7.2.13-1"
     packages: tuple[str, ...] = field(default_factory=tuple)
+    # Set when this is not what the spec asked for: the fetch failed and an older
+    # cached kernel serves the run instead.  Every record and the summary say so.
+    note: str = ""
 
     @property
     def config_hash(self) -> str | None:
@@ -70,6 +73,7 @@ class Kernel:
             "config_source": self.config_source,
             "variant": self.variant,
             "source": self.source,
+            **({"note": self.note} if self.note else {}),
         }
 
     def to_json(self, base: Path) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import atomic
-from lab.errors import InfraError, UserError
+from lab.errors import InfraError, IntegrityError, UserError
 from lab.kernel import apt as aptlib
 from lab.kernel import cache as kernel_cache
 from lab.kernel.apt import Apt
@@ -287,7 +287,7 @@ def _verify(plan: Plan, files: Sequence[Path], entry: Path) -> None:
     for p, f in zip(plan.packages, files, strict=True):
         digest = _sha256(f)
         if not p.sha256 or digest != p.sha256 or (p.size and f.stat().st_size != p.size):
-            raise InfraError(f"{f.name}: SHA256 {digest} (size {f.stat().st_size}) does not "
+            raise IntegrityError(f"{f.name}: SHA256 {digest} (size {f.stat().st_size}) does not "
                              f"match the index ({p.sha256 or 'no SHA256'}, size {p.size})",
                              phase="fetch:verify")
         lines.append(f"{digest}  {f.name}\n")
@@ -389,12 +389,13 @@ def fetch(
               if k.package_version and in_series(k.package_version, series)]
     newest_cached = dataclasses.replace(cached[0], spec=spec_text) if cached else None
 
-    def fall_back(exc: Exception) -> Kernel:
-        if newest_cached is None:
+    def fall_back(exc: InfraError) -> Kernel:
+        if newest_cached is None or isinstance(exc, IntegrityError):
             raise exc
-        log.warning("%s; using the newest cached %s: %s (%s)", exc, spec_text,
-                    newest_cached.package_version, newest_cached.release)
-        return newest_cached
+        note = (f"not the newest {spec_text}: fetching failed ({exc}); the newest cached one, "
+                f"{newest_cached.package_version}, was used instead")
+        log.warning("%s", note)
+        return dataclasses.replace(newest_cached, note=note)
 
     # Missing tools are the user's to fix, but not worth failing over when a
     # cached entry can serve the run.

@@ -10,6 +10,7 @@ names the release, and a modules directory must be named after that release.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import struct
@@ -93,7 +94,8 @@ def _config_of(image: Path, release: str, modules: Path | None,
     return None, ""
 
 
-def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
+def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
+    """(image, release, modules) of a path spec, checked; a UserError says what is wrong."""
     image = spec.image
     if not image.is_file():
         raise UserError(f"{image} does not exist (or is not a file); give a bzImage or vmlinuz")
@@ -112,6 +114,11 @@ def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
                 f"{image} is release {release!r}; give lib/modules/{release}"
             )
         modules = modules.resolve()
+    return image, release, modules
+
+
+def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
+    image, release, modules = _check_path(spec)
     image = image.resolve()
     config, origin = _config_of(image, release, modules, cache)
     return Kernel(spec=text, release=release, image=image, modules=modules,
@@ -129,7 +136,32 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cac
         tree = source.git_source(parsed.repo, parsed.rev, cache=cache)
     else:
         tree = source.plain_tree(parsed.path)
-    return build.build(tree, variant, cache=cache, spec_text=spec)
+    kernel = build.build(tree, variant, cache=cache, spec_text=spec)
+    return dataclasses.replace(kernel, note=tree.note) if tree.note else kernel
+
+
+def _check_variant(spec: str, parsed: object, variant: str | None) -> None:
+    if not isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec) and \
+            variant not in (None, "", "base"):
+        raise UserError(f"--variant {variant} needs a kernel built by the lab "
+                        f"(debian-src:SERIES, git:PATH[@REV], tree:PATH), not {spec!r}")
+
+
+def check(spec: str, *, cache: Path, variant: str | None = None) -> None:
+    """Every check of ``spec`` and ``variant`` that costs no download and no build, so that
+    a mistake is reported before a run directory exists (``resolve_kernel`` repeats them)."""
+    from lab.kernel import kconfig, source
+
+    parsed = parse_spec(spec)
+    _check_variant(spec, parsed, variant)
+    if isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec):
+        kconfig.compose(variant)
+    if isinstance(parsed, GitSpec):
+        source.git_commit(parsed.repo, parsed.rev, cache=cache)
+    elif isinstance(parsed, TreeSpec):
+        source.check_tree(parsed.path.expanduser().resolve())
+    elif isinstance(parsed, PathSpec):
+        _check_path(parsed)
 
 
 def resolve_kernel(spec: str, *, cache: Path, variant: str | None = None) -> Kernel:
@@ -140,9 +172,7 @@ def resolve_kernel(spec: str, *, cache: Path, variant: str | None = None) -> Ker
     parsed = parse_spec(spec)
     if isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec):
         return _resolve_built(parsed, spec, cache=cache, variant=variant)
-    if variant not in (None, "", "base"):
-        raise UserError(f"--variant {variant} needs a kernel built by the lab "
-                        f"(debian-src:SERIES, git:PATH[@REV], tree:PATH), not {spec!r}")
+    _check_variant(spec, parsed, variant)
     if isinstance(parsed, PathSpec):
         return _resolve_path(parsed, spec, cache=cache)
     assert isinstance(parsed, DebianSpec)

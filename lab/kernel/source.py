@@ -20,6 +20,7 @@ nothing that looks whole.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import atomic, proc
-from lab.errors import InfraError, UserError
+from lab.errors import InfraError, IntegrityError, UserError
 from lab.kernel import apt as aptlib
 from lab.kernel import debian
 from lab.kernel.catalogue import load_catalogue
@@ -50,6 +51,7 @@ class SourceTree:
     path: Path
     identity: str  # "debian-src:linux-source-7.2=7.2.13-1", "git:<sha>", "tree:<path>#<hash>"
     version: str  # from the top Makefile: "7.2.13"
+    note: str = ""  # set when an older cached source stands in for the newest (fetch failed)
 
 
 def tree_version(path: Path) -> str:
@@ -126,11 +128,13 @@ def debian_source(series: str, *, cache: Path) -> SourceTree:
         if hit is not None:
             return hit
         return _unpack_debian(apt, pkg, series=series, cache=cache)
-    except InfraError:
-        if cached is None:
+    except InfraError as exc:
+        if cached is None or isinstance(exc, IntegrityError):
             raise
-        log.warning("fetching %s failed; using the cached %s", series, cached.identity)
-        return cached
+        note = (f"not the newest linux-source-{series}: fetching failed ({exc}); the cached "
+                f"{cached.identity} was used instead")
+        log.warning("%s", note)
+        return dataclasses.replace(cached, note=note)
 
 
 def _unpack_debian(apt: aptlib.Apt, pkg: debian.Package, *, series: str,
@@ -149,7 +153,7 @@ def _unpack_debian(apt: aptlib.Apt, pkg: debian.Package, *, series: str,
         with open(debs[0], "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         if not pkg.sha256 or digest != pkg.sha256:
-            raise InfraError(f"{debs[0].name}: SHA256 {digest} does not match the index "
+            raise IntegrityError(f"{debs[0].name}: SHA256 {digest} does not match the index "
                              f"({pkg.sha256 or 'none'})", phase="source:verify")
         log.info("source: downloaded %s %s (%.0f MB) in %.1f s", pkg.name, pkg.version,
                  debs[0].stat().st_size / 1e6, time.monotonic() - t0)
@@ -194,8 +198,9 @@ def git_dir(cache: Path) -> Path:
     return cache / "sources" / "git"
 
 
-def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
-    """The tree of ``repo`` at ``rev`` (default HEAD), exported once per commit."""
+def git_commit(repo: Path, rev: str | None, *, cache: Path) -> tuple[str, str]:
+    """(top directory, commit id) of ``rev`` (default HEAD) in ``repo``; a UserError when
+    either is not there.  Cheap: two `git rev-parse`, nothing written to the repo."""
     if not repo.is_dir():
         raise UserError(f"git:{repo}: no such directory")
     git = ["git", "-C", str(repo)]
@@ -210,7 +215,15 @@ def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
                      phase="source:git", log_path=log_path, timeout=60, check=False)
     if found.returncode != 0:
         raise UserError(f"git:{repo}@{want}: no such revision in {top}")
-    commit = found.stdout.strip().splitlines()[-1]
+    return top, found.stdout.strip().splitlines()[-1]
+
+
+def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
+    """The tree of ``repo`` at ``rev`` (default HEAD), exported once per commit."""
+    top, commit = git_commit(repo, rev, cache=cache)
+    want = rev or "HEAD"
+    git = ["git", "-C", str(repo)]
+    log_path = git_dir(cache) / "git.log"
     final = git_dir(cache) / commit
     hit = _published(final)
     if hit is not None:
@@ -253,12 +266,18 @@ def tree_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def plain_tree(path: Path) -> SourceTree:
-    """A source directory used in place (built out of tree)."""
-    path = path.expanduser().resolve()
+def check_tree(path: Path) -> str:
+    """The version of a plain kernel tree the lab can build out of tree; else a UserError."""
     if not path.is_dir():
         raise UserError(f"tree:{path}: no such directory")
     version = tree_version(path)
     _check_clean(path)
+    return version
+
+
+def plain_tree(path: Path) -> SourceTree:
+    """A source directory used in place (built out of tree)."""
+    path = path.expanduser().resolve()
+    version = check_tree(path)
     return SourceTree(kind="tree", path=path,
                       identity=f"tree:{path}#{tree_fingerprint(path)}", version=version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,13 +55,20 @@ def _check_host(cache: Path) -> None:
 
 def run(opts: RunOptions, *, argv: list[str]) -> int:
     """Run the scenario suites; returns the lab's exit status (0, 1, 2 or 3)."""
+    from lab.kernel.resolve import check as check_kernel
     from lab.kernel.resolve import resolve_kernel
-    from lab.kernel.spec import parse_spec
 
     started = time.monotonic()
     kernels = opts.kernels or ["debian:7.2"]
+    if opts.workers < 1:
+        raise UserError(f"--workers {opts.workers}: give 1 or more (one VM per worker)")
+    if opts.ssh_port is not None and not 1 <= opts.ssh_port <= 65535:
+        raise UserError(f"--ssh-port {opts.ssh_port} is not a TCP port; give 1-65535, or "
+                        "omit it to pick a free one")
+    cache = cache_root(opts.cache)
     for spec in kernels:
-        parse_spec(spec)  # raises UserError before anything is fetched
+        # Everything that needs no download or build, before the run directory exists.
+        check_kernel(spec, cache=cache, variant=opts.variant)
     if opts.ssh_port is not None and not port_is_free(opts.ssh_port):
         raise UserError(f"port {opts.ssh_port} on 127.0.0.1 is busy; choose another "
                         "--ssh-port or omit it to pick a free one")
@@ -69,7 +77,6 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR or run from a "
                         "checkout of kernel-lab")
-    cache = cache_root(opts.cache)
     _check_host(cache)
 
     label = "+".join(short_label(k) for k in kernels)
@@ -77,11 +84,17 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     (run_dir / "command.txt").write_text(
         f"cd {shlex.quote(str(Path.cwd()))} && {shlex.join(argv)}\n")
     print(f"kernel-lab: run directory {run_dir}", flush=True)
-    for spec in kernels:
-        t = time.monotonic()
-        k = resolve_kernel(spec, cache=cache, variant=opts.variant)
-        results.append_phase(run_dir, "fetch", time.monotonic() - t, kernel=spec)
-        print(f"kernel-lab: {spec} -> {k.release} ({time.monotonic() - t:.1f}s)", flush=True)
+    try:
+        for spec in kernels:
+            t = time.monotonic()
+            k = resolve_kernel(spec, cache=cache, variant=opts.variant)
+            results.append_phase(run_dir, "fetch", time.monotonic() - t, kernel=spec)
+            print(f"kernel-lab: {spec} -> {k.release} ({time.monotonic() - t:.1f}s)"
+                  + (f"; {k.note}" if k.note else ""), flush=True)
+    except (UserError, KeyboardInterrupt):
+        # Nothing ran: leave no run directory that looks like a run.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
     args = [str(opts.suite), "--lab-run-dir", str(run_dir), "--lab-cache", str(cache),
             "--lab-accel", opts.accel, "--junitxml", str(run_dir / "junit.xml"),

@@ -108,7 +108,7 @@ class Machine:
         if not crash:
             return exc
         first = crash[0]
-        return BootCrash(Diagnosis("CRASH", f"{first.title} (boot: {exc})",
+        return BootCrash(Diagnosis("CRASH", f"{first.title}; {exc}",
                                    [s.to_dict() for s in found], first.excerpt))
 
     def _learn_config(self, agent: Agent) -> ConfigFacts:

@@ -1,0 +1,116 @@
+"""Verdicts that claim no more than was tested, on a real kernel under QEMU.
+
+One `lab run` per behaviour that needs its own boot: a kernel that panics while
+booting; a suite that fails in a fixture's teardown, raises in a guest op and then
+crashes the guest until the reboot limit cuts the run short.  And a run that only
+selects tests its kernel cannot run, which tests nothing and says so (exit 4).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from labrun import SCENARIOS, lab_run
+
+pytestmark = [pytest.mark.vm, pytest.mark.network]
+
+SUITE = '''
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def warns_in_teardown(agent: Any) -> Iterator[None]:
+    yield
+    agent.call("sys.kmsg_write", level=4,
+               text="WARNING: CPU: 1 PID: 77 at fs/aio.c:1234 io_destroy+0x10/0x20")
+
+
+def test_1_teardown_splat(agent: Any, warns_in_teardown: None) -> None:
+    assert agent.errno_of("aio.destroy", ctx=0) == "EINVAL"
+
+
+def test_2_op_raises(agent: Any) -> None:
+    agent.call("sys.kmsg_write", text=5)  # the op raises AttributeError in the guest
+
+
+def test_3_clean(agent: Any) -> None:
+    assert agent.call("agent.ping") == "pong"
+
+
+def test_4_panic(agent: Any) -> None:
+    agent.call("sys.write_text", path="/proc/sysrq-trigger", text="c")
+
+
+def test_5_panic_again(agent: Any) -> None:
+    agent.call("sys.write_text", path="/proc/sysrq-trigger", text="c")
+
+
+def test_6_never_reached(agent: Any) -> None:
+    assert agent.call("agent.ping") == "pong"
+
+
+def test_7_never_reached(agent: Any) -> None:
+    assert agent.call("agent.ping") == "pong"
+'''
+
+
+def test_teardown_splat_op_error_and_a_run_cut_short(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_verdicts.py").write_text(textwrap.dedent(SUITE))
+    run = lab_run(tmp_path, "--suite", str(suite), "--", "--lab-max-reboots", "1")
+    recs = run.by_name()
+    verdicts = {name: r["verdict"] for name, r in recs.items()}
+    assert verdicts == {
+        "test_1_teardown_splat": "FAIL", "test_2_op_raises": "FAIL", "test_3_clean": "PASS",
+        "test_4_panic": "CRASH", "test_5_panic_again": "CRASH",
+        "test_6_never_reached": "NOTRUN", "test_7_never_reached": "NOTRUN",
+    }, run.out[-4000:]
+    # The reboot limit stopped the run: the machinery's failure, said in the summary.
+    assert run.returncode == 3, run.out[-3000:]
+    assert "the run was cut short (2 tests not run)" in run.out
+    assert "replacements" in recs["test_6_never_reached"]["reason"]
+    # The splat came in the fixture's teardown, and is the test's, with its excerpt.
+    splat = recs["test_1_teardown_splat"]
+    assert [s["title"] for s in splat["splats"]] == ["WARNING in io_destroy"]
+    assert "kernel splat during the test" in splat["reason"]
+    # A guest op's exception is the test's failure, with the guest's traceback ...
+    raised = recs["test_2_op_raises"]
+    assert "AttributeError" in raised["reason"]
+    assert "Traceback" in raised["data"]["guest_traceback"]
+    # ... and the guest was kept: the clean test ran on the first boot, no other.
+    consoles = sorted(p.name for p in run.run_dir.glob("console-*.log"))
+    assert len(consoles) == 2, consoles  # the first boot, one replacement after a panic
+    boots = [json.loads(x) for x in (run.run_dir / "phases.jsonl").read_text().splitlines()
+             if json.loads(x)["phase"] == "boot"]
+    assert len(boots) == 2
+
+
+def test_a_kernel_that_panics_while_booting_is_a_crash(tmp_path: Path) -> None:
+    run = lab_run(tmp_path, "--suite", str(SCENARIOS / "aio" / "test_io_destroy.py"),
+                  "--", "--lab-append", "kernel_lab.crash_at_boot")
+    recs = run.records()
+    assert run.returncode == 1, run.out[-3000:]
+    assert recs and {r["verdict"] for r in recs} == {"CRASH"}
+    for r in recs:
+        assert "crashed during boot" in r["reason"]
+        assert r["splats"][0]["title"] == "kernel panic: sysrq triggered crash"
+        assert "sysrq" in r["excerpt"].lower()
+
+
+def test_a_run_that_only_skips_tested_nothing(tmp_path: Path) -> None:
+    # debian:7.2 has AIO and io_uring: every enosys test is not applicable there.
+    run = lab_run(tmp_path, "--suite", str(SCENARIOS / "enosys"))
+    recs = run.records()
+    assert run.returncode == 4, run.out[-3000:]
+    assert recs and {r["verdict"] for r in recs} == {"SKIP"}
+    assert "nothing was tested" in run.out
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["exit_code"] == 4
+    assert sum(summary["skip_reasons"].values()) == len(recs)
