@@ -52,6 +52,8 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     mark = watch.begin(machine, agent, item.nodeid)
     item.stash[MARK_KEY] = mark
     previous, machine.last_test = machine.last_test, item.nodeid
+    if machine.boot_note:
+        lab_data(item)["boot_note"] = machine.boot_note
     yield
     _close(item, machine, agent, mark, previous)
 

@@ -268,6 +268,15 @@ def deviation(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
 
 @pytest.fixture
+def inconclusive(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Say that the test, though every check held, could not decide (a race whose calls
+    never overlapped): it is INCONCLUSIVE, never PASS; a failed check is still FAIL."""
+    def note(reason: str) -> None:
+        request.node.user_properties.append(("lab_inconclusive", reason))
+    return note
+
+
+@pytest.fixture
 def observed(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record a value measured on this kernel that no source confirms (listed, never
     asserted as truth): an expectation the lab could only observe."""

@@ -149,6 +149,8 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
                 props[key] = value
     verdict, reason = fold([_phase(rep) for rep in reports], hints=hints,
                            reason=props.get("lab_reason", ""))
+    if verdict == Verdict.PASS and "lab_inconclusive" in props:
+        verdict, reason = Verdict.INCONCLUSIVE.value, str(props["lab_inconclusive"])
     data = props["lab_data"]
     return Record(
         test=nodeid,

@@ -9,6 +9,7 @@ gets a freshly booted guest.  A per-run limit stops a crash loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ from lab.vm.vm import Vm, VmConfig
 log = logging.getLogger("lab.vm.session")
 
 EXCERPT_LINES = 60
+# An int3 trap in kernel text early in boot: the kernel was patching its own code
+# (static keys, alternatives) while another vCPU ran it (seen under multi-threaded TCG).
+TEXT_PATCHING_OOPS = "Oops: int3"
 
 
 class RebootLimit(InfraError):
@@ -70,11 +74,29 @@ class Machine:
                                   source=kernel.config_source or f"file:{kernel.config}")
             if kernel.config is not None and kernel.config.is_file() else None)
         self.last_test = ""  # the test that ran last on this machine (for attribution)
+        self.boot_note = ""  # how booting differed from what was asked (a retry)
 
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
-        """Boot a guest and start its agent; BootCrash if the kernel died on the way."""
+        """Boot a guest and start its agent; BootCrash if the kernel died on the way.
+
+        A boot that oopses in text patching under multi-threaded TCG is booted again
+        single-threaded, once, and ``boot_note`` says so (every later record carries it).
+        """
+        try:
+            self._start()
+        except BootCrash as exc:
+            title = next((s["title"] for s in exc.diagnosis.splats), "")
+            if self.cfg.accel != "tcg" or not title.startswith(TEXT_PATCHING_OOPS):
+                raise
+            self.boot_note = (f"the boot oopsed while patching kernel text under "
+                              f"multi-threaded TCG ({title}); booted again single-threaded")
+            log.warning("%s: %s", self.kernel.spec, self.boot_note)
+            self.cfg = dataclasses.replace(self.cfg, accel="tcg-single")
+            self._start()
+
+    def _start(self) -> None:
         self.boots += 1
         suffix = "" if self.boots == 1 else f"-boot{self.boots}"
         vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,

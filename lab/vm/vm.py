@@ -110,7 +110,10 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
         # the kernel at the same instant (race tests then rarely race).
         opts += ["-accel", "tcg,thread=single"]
     elif cfg.accel == "tcg":
-        opts += ["-accel", "tcg,thread=single"]
+        # One host thread per vCPU, so guest threads really run at once.  An early-boot
+        # oops while the kernel patches its own text was seen once under it (int3 in
+        # sched_clock_cpu); lab.vm.session boots such a kernel again single-threaded.
+        opts += ["-accel", "tcg,thread=multi"]
     # One CPU per socket.  QEMU's default puts all vCPUs in one socket, and the MP
     # table SeaBIOS writes lists only the first CPU of each socket: a kernel without
     # ACPI (the lab's base config) would come up with one CPU.  The same topology
