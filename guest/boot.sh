@@ -10,6 +10,7 @@
 set -u
 VMDIR=$1
 log() { echo "<6>kernel-lab: $*" > /dev/kmsg; }
+log "boot.sh started"  # the boot timeline's marks (lab/vm/timeline.py) are these lines
 
 # A test seam, off unless asked for on the kernel command line (`lab run ... --
 # --lab-append kernel_lab.crash_at_boot`): panic the kernel before SSH is up, as a
@@ -32,6 +33,7 @@ ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
+log "network up"
 
 # Commands over SSH run through root's login shell: make it /bin/sh with an empty
 # home so the host user's dotfiles (pyenv init and the like, slow under TCG) never run.

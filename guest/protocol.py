@@ -116,7 +116,9 @@ def _private_stdout() -> IO[str]:
     return out
 
 
-def main() -> int:
+def main(started: float | None = None) -> int:
+    """Serve requests until EOF; ``started`` is when the interpreter came up (for the
+    boot timeline: the hello says how long the agent's own start took)."""
     out = _private_stdout()
     try:
         native.load()
@@ -132,6 +134,8 @@ def main() -> int:
                 "release": os.uname().release,
                 "python": platform.python_version(),
                 "ops": sorted(OPS),
+                "clock": {"python": started if started is not None else time.monotonic(),
+                          "imports": time.monotonic()},
             }
         },
     )

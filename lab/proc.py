@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -92,10 +92,12 @@ def _popen(
 class _Tee(threading.Thread):
     """Copies a child's output to a log file (and keeps the last lines)."""
 
-    def __init__(self, src: IO[bytes], log_file: IO[bytes] | None) -> None:
+    def __init__(self, src: IO[bytes], log_file: IO[bytes] | None,
+                 on_line: Callable[[bytes], None] | None = None) -> None:
         super().__init__(daemon=True)
         self.src = src
         self.log_file = log_file
+        self.on_line = on_line
         self.tail: deque[bytes] = deque(maxlen=TAIL_LINES)
         self.chunks: list[bytes] | None = None
 
@@ -110,6 +112,8 @@ class _Tee(threading.Thread):
             self.tail.append(line)
             if self.chunks is not None:
                 self.chunks.append(line)
+            if self.on_line is not None:
+                self.on_line(line)
 
     def tail_text(self) -> str:
         return b"".join(self.tail).decode("utf-8", "replace")
@@ -176,11 +180,12 @@ class Spawned:
         log_path: Path,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        on_line: Callable[[bytes], None] | None = None,
     ) -> None:
         self._log = _open_log(log_path, argv)
         self.proc = _popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
         assert self.proc.stdout is not None
-        self._tee = _Tee(self.proc.stdout, self._log)
+        self._tee = _Tee(self.proc.stdout, self._log, on_line)
         self._tee.start()
         self._reaper, self._reaper_pipe = _start_reaper(self.proc.pid)
 
@@ -224,6 +229,10 @@ def spawn(
     log_path: Path,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    on_line: Callable[[bytes], None] | None = None,
 ) -> Spawned:
-    """Start ``argv`` in the background; the caller must ``stop()`` it (see lab.vm)."""
-    return Spawned(argv, log_path=log_path, cwd=cwd, env=env)
+    """Start ``argv`` in the background; the caller must ``stop()`` it (see lab.vm).
+
+    ``on_line`` sees each line of output as it arrives (the boot timeline).
+    """
+    return Spawned(argv, log_path=log_path, cwd=cwd, env=env, on_line=on_line)

@@ -5,6 +5,7 @@ Layout of ``results/<run-id>/``::
     command.txt     the exact command that reproduces the run
     results.jsonl   one record per test, appended and fsynced as each test ends
     phases.jsonl    one line per timed phase (fetch, boot, agent, suite)
+    timeline.jsonl  each boot's events, QEMU start to the agent's hello (lab.vm.timeline)
     junit.xml       pytest's JUnit report
     console-*.log   each VM's console from its first byte
     summary.json    counts by verdict, deviations, phase times (written last)
@@ -80,6 +81,19 @@ def append_record(run_dir: Path, record: Record) -> None:
 def append_phase(run_dir: Path, phase: str, seconds: float, **detail: Any) -> None:
     _append_line(run_dir / "phases.jsonl", {"phase": phase, "seconds": round(seconds, 3),
                                             **detail})
+
+
+def append_timeline(run_dir: Path, lines: list[dict[str, Any]]) -> None:
+    for line in lines:
+        _append_line(run_dir / "timeline.jsonl", line)
+
+
+def read_timeline(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each boot's events, by VM name, in the order they happened."""
+    boots: dict[str, list[dict[str, Any]]] = {}
+    for line in read_lines(run_dir / "timeline.jsonl"):
+        boots.setdefault(str(line["vm"]), []).append(line)
+    return boots
 
 
 def has_phase(run_dir: Path, phase: str, **detail: Any) -> bool:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from lab import atomic
-from lab.results.record import phase_times, read_records, read_stop
 from lab.errors import EXIT_NOTHING_TESTED
+from lab.results.record import phase_times, read_records, read_stop, read_timeline
 from lab.results.verdict import VERDICTS, Verdict, exit_code
 
 
@@ -33,6 +34,29 @@ def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
     }
     atomic.write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+# Boot to agent ready should take at most this many times plain `vng --exec true`.
+BOOT_GOAL_RATIO = 1.5
+# `vng --exec true` on debian:7.2 under TCG here (FACTS.md: 4.9-5.5 s), until
+# `nox -s bench` has measured this host (lab.bench writes <cache>/bench/baseline.json).
+DEFAULT_VNG_S = 5.2
+
+
+def slow_boots(run_dir: Path, *, vng_s: float = DEFAULT_VNG_S) -> list[str]:
+    """One line per boot slower than the goal, with its three largest slices."""
+    goal = BOOT_GOAL_RATIO * vng_s
+    lines: list[str] = []
+    for vm, events in read_timeline(run_dir).items():
+        ready = next((e["host_s"] for e in events if e["event"] == "hello"), None)
+        if ready is None or ready <= goal:
+            continue
+        gaps = sorted(((f"{a['event']} -> {b['event']}", b["host_s"] - a["host_s"])
+                       for a, b in itertools.pairwise(events)), key=lambda g: -g[1])
+        lines.append(f"boot {vm}: {ready:.1f}s to agent ready (goal {goal:.1f}s = "
+                     f"{BOOT_GOAL_RATIO}x vng --exec true); largest: "
+                     + ", ".join(f"{name} {s:.1f}s" for name, s in gaps[:3]))
+    return lines
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ arrives, and at the end writes NOTRUN for every expected test without one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from lab.errors import InfraError
+from lab.paths import cache_root
 from lab.results import record as results
 from lab.results import summary as summary_mod
 from lab.results.record import Record
@@ -250,3 +252,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("kernel-lab")
     for line in summary_mod.summary_lines(summary):
         terminalreporter.write_line(line)
+    baseline = _vng_baseline(config)
+    for line in summary_mod.slow_boots(run_dir, **({"vng_s": baseline} if baseline else {})):
+        terminalreporter.write_line(line)
+
+
+def _vng_baseline(config: pytest.Config) -> float | None:
+    """This host's `vng --exec true` time, if `nox -s bench` measured it."""
+    path = cache_root(config.getoption("lab_cache")) / "bench" / "baseline.json"
+    try:
+        return float(json.loads(path.read_text())["vng_exec_true_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

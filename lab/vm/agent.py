@@ -21,6 +21,7 @@ from guest import PROTOCOL_VERSION
 from lab.errors import InfraError
 from lab.vm.ssh import Ssh
 from lab.vm.stage import push, stage, start_command
+from lab.vm.timeline import Timeline
 
 log = logging.getLogger("lab.vm.agent")
 
@@ -71,11 +72,16 @@ class Agent:
         self.broken = ""  # why the channel can no longer be trusted (a call timed out)
 
     @classmethod
-    def start(cls, ssh: Ssh, *, cache: Path, slowdown: float = 1.0) -> Agent:
+    def start(cls, ssh: Ssh, *, cache: Path, slowdown: float = 1.0,
+              timeline: Timeline | None = None) -> Agent:
         """Push, verify and start the agent; ``slowdown`` scales every fixed wait (TCG)."""
-        remote = push(ssh, stage(cache))
+        timeline = timeline or Timeline()
+        staged = stage(cache)
+        remote = push(ssh, staged)
+        timeline.mark("pushed")
         # The guest sees the host's root, so the host's interpreter runs there.
         chan = ssh.channel(start_command(remote, slowdown=slowdown))
+        timeline.mark("agent exec")
         timeout = 30.0 * slowdown
         agent = cls(chan, remote=remote)
         line = agent._read_line(timeout)
@@ -90,6 +96,11 @@ class Agent:
                 f"the guest agent {hello.get('protocol')}"
             )
         agent.hello = hello
+        clock = hello.get("clock", {})
+        for name in ("python", "imports"):
+            if name in clock:
+                timeline.mark(name, guest_s=float(clock[name]), host=False)
+        timeline.mark("hello")
         return agent
 
     def _read_line(self, timeout: float) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from lab.errors import InfraError
 from lab.kernel.artifact import Kernel
 from lab.kernel.facts import ConfigFacts
+from lab.results import record as results
 from lab.results import splat
 from lab.results.verdict import Diagnosis
 from lab.vm.agent import Agent, AgentError, AgentTimeout
@@ -109,7 +110,8 @@ class Machine:
         started = time.monotonic()
         try:
             assert vm.ssh is not None
-            self.agent = Agent.start(vm.ssh, cache=self.cache, slowdown=self.cfg.slowdown)
+            self.agent = Agent.start(vm.ssh, cache=self.cache, slowdown=self.cfg.slowdown,
+                                     timeline=vm.timeline)
         except InfraError as exc:
             self.stop()
             raise self._boot_failure(exc, vm.console_log) from exc
@@ -118,6 +120,7 @@ class Machine:
             raise
         self.agent.default_timeout = self.call_timeout
         self.agent_seconds = time.monotonic() - started
+        results.append_timeline(self.run_dir, vm.timeline.to_lines(vm.name))
         self.replace_reason = ""
         if self.facts is None:
             self.facts = self._learn_config(self.agent)

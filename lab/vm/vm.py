@@ -25,6 +25,7 @@ from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
 from lab.vm.ssh import Ssh, ensure_keypair, free_port, lab_client_key, port_is_free
+from lab.vm.timeline import Timeline
 
 log = logging.getLogger("lab.vm.vm")
 
@@ -183,6 +184,7 @@ class Vm:
         name: str = "vm",
     ) -> None:
         self.kernel = kernel
+        self.name = name
         self.cfg = config or VmConfig()
         self.cache = cache
         self.vmdir = run_dir / name
@@ -193,6 +195,7 @@ class Vm:
         self.nvme: dict[str, NvmeDevice] = {}
         self.boot_seconds = 0.0
         self.cpus_online = 0
+        self.timeline = Timeline()
         self.client_key = cache / "ssh" / "id_ed25519"
 
     def __enter__(self) -> Vm:
@@ -225,6 +228,7 @@ class Vm:
                 "--ssh-port or omit it to pick a free one"
             )
         started = time.monotonic()
+        self.timeline = Timeline()
         self._prepare_files()
         image = self._kernel_root()
         env = {
@@ -241,7 +245,9 @@ class Vm:
             log.info("boot %s (%s) on port %d, console %s", self.kernel.spec,
                      self.kernel.release, self.port, self.console_log)
             console_start = self.console_log.stat().st_size if self.console_log.exists() else 0
-            self.process = proc.spawn(argv, log_path=self.console_log, env=env)
+            self.timeline.mark("qemu")
+            self.process = proc.spawn(argv, log_path=self.console_log, env=env,
+                                      on_line=self.timeline.on_console)
             try:
                 self.ssh = Ssh.connect(
                     port=self.port,
@@ -252,6 +258,7 @@ class Vm:
                     phase="boot",
                     log_path=self.console_log,
                 )
+                self.timeline.mark("ssh")
                 break
             except InfraError:
                 if self.cfg.ssh_port is not None or attempt == PORT_ATTEMPTS or \
@@ -262,6 +269,7 @@ class Vm:
                 self.process.stop()
                 self.process = None
         self.nvme = self._probe_guest()
+        self.timeline.mark("probe")
         self.boot_seconds = time.monotonic() - started
         log.info("guest up in %.1f s: %s", self.boot_seconds,
                  ", ".join(f"{d.role}={d.ctrl}" for d in self.nvme.values()))

@@ -1,0 +1,34 @@
+"""The boot timeline on console lines: events, the guest clock placed on the host's, slices."""
+
+from __future__ import annotations
+
+import time
+
+from lab.vm.timeline import Timeline
+
+
+def test_console_events_guest_events_and_slices() -> None:
+    tl = Timeline()
+    tl.mark("qemu")
+    tl.on_console(b"[    0.000000] Linux version 7.2.13+deb14-amd64 (debian-kernel@...)\n")
+    tl.on_console(b"[    0.000000] Linux version again: only the first counts\n")
+    tl.on_console(b"no timestamp: ignored\n")
+    time.sleep(0.05)
+    tl.on_console(b"[    0.040000] Run /init as init process\n")
+    tl.on_console(b"[    0.045000] kernel-lab: guest ready (7.2.13)\n")
+    tl.mark("ssh")
+    # Guest-only events (the agent's clock), placed with the console's clock offset.
+    tl.mark("python", guest_s=0.3, host=False)
+    tl.mark("hello")
+    names = [e.name for e in tl.events()]
+    assert names[:4] == ["qemu", "kernel", "init", "sshd"]
+    assert set(names) == {"qemu", "kernel", "init", "sshd", "ssh", "python", "hello"}
+    by_name = {e.name: e for e in tl.events()}
+    assert by_name["python"].guest_s == 0.3 and by_name["python"].host_s is not None
+    # The offset is the smallest console delay: the kernel line arrived right away.
+    assert abs((by_name["python"].host_s - by_name["kernel"].host_s) - 0.3) < 0.05
+    slices = tl.slices()
+    assert len(slices) == len(names) - 1 and slices[0][0] == "qemu -> kernel"
+    assert tl.largest(1)[0][1] == max(s for _, s in slices)
+    lines = tl.to_lines("vm1")
+    assert lines[0]["vm"] == "vm1" and {"event", "host_s", "guest_s"} <= set(lines[0])
