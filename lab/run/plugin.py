@@ -34,6 +34,7 @@ from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig
 pytest_plugins = ["lab.run.guard", "lab.run.records"]
 
 DEFAULT_KERNEL = "debian:7.2"
+FACTS_KEY = pytest.StashKey[dict[str, facts_mod.ConfigFacts]]()
 log = logging.getLogger("lab.plugin")
 
 
@@ -307,8 +308,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     k = _resolve(item.config, spec, item.config.stash[RUN_DIR_KEY])
     if k.config is None:
         return
-    known = facts_mod.ConfigFacts.from_text(k.config.read_text(errors="replace"),
-                                            source=k.config_source)
-    reason = facts_mod.mismatch(known, marker.args, label=f"{k.spec} ({k.release})")
+    facts = item.config.stash.setdefault(FACTS_KEY, {})
+    if spec not in facts:  # read and parsed once per kernel, not once per test
+        facts[spec] = facts_mod.ConfigFacts.from_text(k.config.read_text(errors="replace"),
+                                                      source=k.config_source)
+    reason = facts_mod.mismatch(facts[spec], marker.args, label=f"{k.spec} ({k.release})")
     if reason is not None:
         pytest.skip(reason)
