@@ -23,6 +23,7 @@ from lab.vm.ssh import Ssh
 
 GUEST_SRC = GUEST_DIR
 REMOTE_BASE = "/run/kernel-lab"  # a tmpfs mounted by guest/boot.sh
+STAGE_FORMAT = "2: with bytecode"  # what a staged archive holds, beside the sources
 
 
 def _source_files() -> list[Path]:
@@ -36,6 +37,7 @@ def source_hash() -> str:
     """Identity of the agent build: its sources and the interpreter that runs it."""
     h = hashlib.sha256()
     h.update(sys.version.encode())
+    h.update(STAGE_FORMAT.encode())
     for path in _source_files():
         h.update(str(path.relative_to(GUEST_SRC)).encode())
         h.update(path.read_bytes())
@@ -45,7 +47,7 @@ def source_hash() -> str:
 def stage(cache: Path) -> Path:
     """The staged agent (``agent.tar`` and its ``MANIFEST``), cached by source hash.
 
-    The archive holds ``guest/`` with the built extension and a copy of cffi's
+    The archive holds ``guest/`` with its bytecode, the built extension and a copy of cffi's
     ``_cffi_backend``, so the guest's Python can start with ``-S``: no site
     processing, whose .pth files (editable installs) cost seconds under TCG.
     """
@@ -59,6 +61,11 @@ def stage(cache: Path) -> Path:
             dest = pkg / path.relative_to(GUEST_SRC)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
+        # Bytecode compiled here, by the interpreter the guest runs: the guest unpacks a
+        # fresh copy every boot and would otherwise compile every module under TCG.
+        # copy2 kept the mtimes the .pyc files are checked against (tar keeps them too).
+        proc.run([sys.executable, "-m", "compileall", "-q", str(pkg)], phase="agent build",
+                 log_path=cache / "agent" / "build.log", timeout=300)
         build = tmp / "build"
         proc.run(
             [sys.executable, "-m", "guest.build_ffi", "--out", str(build)],
