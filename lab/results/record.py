@@ -35,6 +35,7 @@ class Record:
     verdict: str
     duration: float
     kernel: dict[str, Any] = field(default_factory=dict)
+    cell: str = ""  # the matrix cell: kernel spec and variant (lab.results.cell)
     reason: str = ""
     claim: str = ""
     deviations: list[str] = field(default_factory=list)  # where the kernel and the spec differ

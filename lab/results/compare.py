@@ -1,0 +1,180 @@
+"""Two runs compared, SQUAD's way: one table (cell, scenario) → status per run, transitions as sets.
+
+A run's records become one table keyed by (cell, scenario): the scenario is the
+test id without the cell's parameter, so the same test on the same cell meets
+itself across runs whatever the kernel's release is today (a nightly
+``debian:7.2`` is a newer package tomorrow; the release change is listed).
+Several results for one key (a merged rerun) resolve by majority, ties toward
+the worse verdict, with the winner's share as its confidence.
+
+Regressions, fixes and the rest are sets of (before, after) verdict pairs handed
+to one generic function.  An intermittent known issue cancels a fix: a flaky
+test that passed once is not fixed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lab.results import known as known_mod
+from lab.results.cell import label_of, scenario_of
+from lab.results.record import Record
+from lab.results.verdict import FAILED, TESTED, UNTESTED, VERDICTS, Verdict
+
+Key = tuple[str, str]  # (cell label, scenario)
+
+PASS, XFAIL = Verdict.PASS.value, Verdict.XFAIL.value
+_FAILED = {v.value for v in FAILED}
+_BAD = _FAILED | {XFAIL}  # failing, known or not
+
+REGRESSIONS = frozenset((PASS, v) for v in _FAILED)
+FIXES = frozenset((v, PASS) for v in _BAD)
+STILL_FAILING = frozenset((a, b) for a in _BAD for b in _BAD)
+# Tested before, not this time (the harness lost it): neither a regression nor a fix.
+LOST = frozenset((a.value, b.value) for a in TESTED for b in UNTESTED)
+
+
+def cell_of(record: Record) -> str:
+    """The record's cell; runs from before cells existed name it by their kernel."""
+    return record.cell or (label_of(record.kernel) if record.kernel else "")
+
+
+def key_of(record: Record) -> Key:
+    cell = cell_of(record)
+    return cell, scenario_of(record.test, cell)
+
+
+@dataclass(frozen=True)
+class Status:
+    """One key's verdict in one run, with how sure the run is of it."""
+
+    verdict: str
+    confidence: float  # the winning verdict's share of the results for this key
+    results: int
+    record: Record  # one record with the winning verdict (reason, splats, kernel)
+
+
+def resolve(verdicts: Sequence[str]) -> tuple[str, float]:
+    """Majority verdict and its share; a tie goes to the worse verdict (VERDICTS order)."""
+    counts = Counter(verdicts)
+    best = max(counts.values())
+    winner = min((v for v, n in counts.items() if n == best), key=_rank)
+    return winner, best / len(verdicts)
+
+
+def _rank(verdict: str) -> int:
+    return VERDICTS.index(verdict) if verdict in VERDICTS else -1
+
+
+def table(records: Iterable[Record]) -> dict[Key, Status]:
+    grouped: dict[Key, list[Record]] = {}
+    for r in records:
+        grouped.setdefault(key_of(r), []).append(r)
+    out = {}
+    for key, recs in grouped.items():
+        verdict, confidence = resolve([r.verdict for r in recs])
+        out[key] = Status(verdict, confidence, len(recs),
+                          next(r for r in recs if r.verdict == verdict))
+    return out
+
+
+def transitions(base: dict[Key, Status], new: dict[Key, Status],
+                pairs: frozenset[tuple[str, str]]) -> list[Key]:
+    """The keys in both runs whose (base, new) verdicts are one of ``pairs``, sorted."""
+    return sorted(k for k in base.keys() & new.keys()
+                  if (base[k].verdict, new[k].verdict) in pairs)
+
+
+def _titles(records: Iterable[Record]) -> dict[str, list[Record]]:
+    out: dict[str, list[Record]] = {}
+    for r in records:
+        for s in r.splats:
+            title = str(s.get("title") or s.get("kind") or "?")
+            out.setdefault(title, []).append(r)
+    return out
+
+
+def flips(verdicts: Sequence[str]) -> int:
+    """How often a sequence of verdicts changes between passing and failing (others skipped)."""
+    states = [v == PASS for v in verdicts if v == PASS or v in _BAD]
+    return sum(a != b for a, b in itertools.pairwise(states))
+
+
+@dataclass
+class Comparison:
+    """What changed from ``base`` to ``new``; keys are (cell, scenario)."""
+
+    base: dict[Key, Status]
+    new: dict[Key, Status]
+    regressions: list[Key] = field(default_factory=list)
+    fixes: list[Key] = field(default_factory=list)
+    cancelled_fixes: list[Key] = field(default_factory=list)  # intermittent known issue
+    still_failing: list[Key] = field(default_factory=list)
+    lost: list[Key] = field(default_factory=list)
+    added: list[Key] = field(default_factory=list)
+    removed: list[Key] = field(default_factory=list)
+    new_splats: dict[str, list[Key]] = field(default_factory=dict)
+    unstable: dict[Key, list[str]] = field(default_factory=dict)
+    cells_added: list[str] = field(default_factory=list)
+    cells_removed: list[str] = field(default_factory=list)
+    releases: dict[str, tuple[str, str]] = field(default_factory=dict)  # cell → (base, new)
+
+    @property
+    def has_regression(self) -> bool:
+        return bool(self.regressions)
+
+
+def _releases(statuses: dict[Key, Status]) -> dict[str, str]:
+    out: dict[str, set[str]] = {}
+    for (cell, _), st in statuses.items():
+        release = st.record.kernel.get("release")
+        if release:
+            out.setdefault(cell, set()).add(str(release))
+    return {cell: ", ".join(sorted(rs)) for cell, rs in out.items()}
+
+
+def _intermittent(key: Key, status: Status, issues: list[known_mod.KnownIssue]) -> bool:
+    if status.record.data.get("known_issue", {}).get("intermittent"):
+        return True
+    cell, _ = key
+    return any(i.intermittent and i.matches(status.record.test, cell) for i in issues)
+
+
+def compare(base_records: Iterable[Record], new_records: Iterable[Record], *,
+            issues: Sequence[known_mod.KnownIssue] = (),
+            history: Sequence[Iterable[Record]] = ()) -> Comparison:
+    """The difference from ``base`` to ``new``; ``history`` is older runs, oldest first."""
+    base, new = table(base_records), table(new_records)
+    c = Comparison(base=base, new=new)
+    c.regressions = transitions(base, new, REGRESSIONS)
+    issue_list = list(issues)
+    for key in transitions(base, new, FIXES):
+        if _intermittent(key, base[key], issue_list) or _intermittent(key, new[key], issue_list):
+            c.cancelled_fixes.append(key)
+        else:
+            c.fixes.append(key)
+    c.still_failing = transitions(base, new, STILL_FAILING)
+    c.lost = transitions(base, new, LOST)
+    c.added = sorted(new.keys() - base.keys())
+    c.removed = sorted(base.keys() - new.keys())
+    base_titles = _titles(s.record for s in base.values())
+    for title, recs in sorted(_titles(s.record for s in new.values()).items()):
+        if title not in base_titles:
+            c.new_splats[title] = sorted({key_of(r) for r in recs})
+    base_cells = {cell for cell, _ in base}
+    new_cells = {cell for cell, _ in new}
+    c.cells_added = sorted(new_cells - base_cells)
+    c.cells_removed = sorted(base_cells - new_cells)
+    before, after = _releases(base), _releases(new)
+    c.releases = {cell: (before[cell], after[cell]) for cell in sorted(before.keys() & after.keys())
+                  if before[cell] != after[cell]}
+    runs = [table(h) for h in history] + [base, new]
+    for key in sorted(new):
+        seq = [run[key].verdict for run in runs if key in run]
+        if flips(seq) >= 2:
+            c.unstable[key] = seq
+    return c
+

@@ -1,0 +1,108 @@
+"""What a run was asked to test: its cells, suite, selection and shard (``matrix.json``).
+
+Written during collection, before any test runs, so that even a shard that
+dies early says what it was expected to run.  ``expected`` is the whole matrix
+(every cell x test the arguments select, all shards together); ``assigned`` is
+this shard's part of it.  ``lab merge`` combines shards only when everything but
+the shard index agrees, and reports every expected test that no shard reported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import atomic
+
+MATRIX = "matrix.json"
+
+# What must agree between shards of one matrix, with the words that name it.
+COMPATIBLE = {
+    "cells": "cells (--kernel x --variant)",
+    "suite": "suite",
+    "keyword": "-k expression",
+    "markexpr": "-m expression",
+    "shard_total": "shard count",
+}
+
+
+@dataclass
+class Matrix:
+    """A run's matrix: plain data, as in matrix.json."""
+
+    cells: list[dict[str, Any]]  # {"label", "spec", "variant"} in the order given
+    suite: list[str]  # the paths pytest collected (relative to rootdir when inside it)
+    expected: list[tuple[str, str]]  # (cell label, test id), the whole matrix
+    assigned: list[tuple[str, str]]  # this shard's part (all of expected when unsharded)
+    keyword: str = ""
+    markexpr: str = ""
+    shard: str | None = None  # "I/N"
+    rootdir: str = ""
+    merged_from: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def shard_total(self) -> int:
+        return int(self.shard.split("/")[1]) if self.shard else 1
+
+    @property
+    def shard_index(self) -> int:
+        return int(self.shard.split("/")[0]) if self.shard else 1
+
+    def cell_labels(self) -> list[str]:
+        return [str(c["label"]) for c in self.cells]
+
+    def differences(self, other: Matrix) -> list[str]:
+        """What keeps ``self`` and ``other`` from being shards of one matrix, in words."""
+        out = []
+        for key, words in COMPATIBLE.items():
+            mine, theirs = getattr(self, key), getattr(other, key)
+            if mine != theirs:
+                out.append(f"{words}: {_show(mine)} vs {_show(theirs)}")
+        if not out and set(self.expected) != set(other.expected):
+            only_a = sorted(set(self.expected) - set(other.expected))
+            only_b = sorted(set(other.expected) - set(self.expected))
+            example = (only_a or only_b)[0]
+            out.append(f"expected tests: {len(only_a)} only in the first, {len(only_b)} only "
+                       f"in the second (e.g. {example[1]} on {example[0]}): a different "
+                       "checkout of the scenarios")
+        return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return "[" + ", ".join(str(v.get("label")) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write(run_dir: Path, matrix: Matrix) -> None:
+    data = asdict(matrix)
+    data["expected"] = [list(p) for p in matrix.expected]
+    data["assigned"] = [list(p) for p in matrix.assigned]
+    atomic.write_text(run_dir / MATRIX, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def from_dict(data: dict[str, Any]) -> Matrix:
+    return Matrix(
+        cells=list(data["cells"]),
+        suite=list(data["suite"]),
+        expected=[(str(c), str(t)) for c, t in data["expected"]],
+        assigned=[(str(c), str(t)) for c, t in data["assigned"]],
+        keyword=str(data.get("keyword") or ""),
+        markexpr=str(data.get("markexpr") or ""),
+        shard=data.get("shard"),
+        rootdir=str(data.get("rootdir") or ""),
+        merged_from=list(data.get("merged_from") or []),
+    )
+
+
+def read(run_dir: Path) -> Matrix | None:
+    """The run's matrix, or None for a run directory without one (or a torn one)."""
+    path = run_dir / MATRIX
+    if not path.is_file():
+        return None
+    try:
+        return from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,112 @@
+"""Comparison on hand-made records: regressions, fixes, new splats, MISS, XFAIL, history."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from records import rec, splat
+
+from lab.results import known
+from lab.results.compare import compare, flips, resolve, table
+
+
+def keys(items: list[tuple[str, str]]) -> set[str]:
+    return {f"{cell}|{scenario.split('::')[1]}" for cell, scenario in items}
+
+
+BASE = [
+    rec("test_regresses", "PASS"), rec("test_regresses", "PASS", "debian:6.1"),
+    rec("test_fixed", "FAIL"), rec("test_still", "CRASH"), rec("test_lost", "PASS"),
+    rec("test_removed", "PASS"), rec("test_known", "PASS"), rec("test_flaky", "FAIL"),
+    rec("test_old_splat", "FAIL", splats=[splat("WARNING in io_destroy")]),
+]
+NEW = [
+    rec("test_regresses", "FAIL", reason="assert 'EINVAL' == 'EBADF'"),
+    rec("test_regresses", "PASS", "debian:6.1"),
+    rec("test_fixed", "PASS"), rec("test_still", "HANG"), rec("test_lost", "MISS"),
+    rec("test_added", "FAIL"), rec("test_known", "XFAIL"), rec("test_flaky", "PASS"),
+    rec("test_old_splat", "FAIL", splats=[splat("WARNING in io_destroy"),
+                                          splat("KASAN: use-after-free in io_submit_one",
+                                                "KASAN")]),
+]
+FLAKY = known.parse('[[issue]]\ntest = "*test_flaky*"\nintermittent = true\n'
+                    'url = "https://example.org/1"\nexpires = 2099-01-01\n', origin="k")
+
+
+def test_transitions() -> None:
+    c = compare(BASE, NEW, issues=FLAKY)
+    assert keys(c.regressions) == {"debian:7.2|test_regresses"}
+    assert c.has_regression
+    assert keys(c.fixes) == {"debian:7.2|test_fixed"}
+    assert keys(c.cancelled_fixes) == {"debian:7.2|test_flaky"}  # intermittent known issue
+    assert keys(c.still_failing) == {"debian:7.2|test_still", "debian:7.2|test_old_splat"}
+    assert keys(c.lost) == {"debian:7.2|test_lost"}  # MISS: neither regression nor fix
+    assert keys(c.added) == {"debian:7.2|test_added"}
+    assert keys(c.removed) == {"debian:7.2|test_removed"}
+    assert list(c.new_splats) == ["KASAN: use-after-free in io_submit_one"]
+    assert keys(c.new_splats["KASAN: use-after-free in io_submit_one"]) == {
+        "debian:7.2|test_old_splat"}
+
+
+def test_xfail_is_no_regression_and_no_fix_without_a_pass() -> None:
+    c = compare([rec("t", "PASS"), rec("u", "XFAIL")], [rec("t", "XFAIL"), rec("u", "FAIL")])
+    assert not c.regressions and not c.fixes
+    assert keys(c.still_failing) == {"debian:7.2|u"}
+    # A known issue that is not intermittent: XFAIL -> PASS is a fix.
+    c = compare([rec("u", "XFAIL")], [rec("u", "PASS")])
+    assert keys(c.fixes) == {"debian:7.2|u"}
+
+
+def test_fix_cancelled_by_the_record_s_own_intermittent_issue() -> None:
+    base = rec("u", "XFAIL", data={"known_issue": {"intermittent": True, "url": "https://x"}})
+    c = compare([base], [rec("u", "PASS")])
+    assert not c.fixes and keys(c.cancelled_fixes) == {"debian:7.2|u"}
+
+
+def test_no_regression_without_a_change() -> None:
+    c = compare(BASE, BASE)
+    assert not (c.regressions or c.fixes or c.added or c.removed or c.new_splats or c.lost)
+
+
+def test_release_changes_compare_by_cell_and_are_listed() -> None:
+    c = compare([rec("t", "PASS", release="7.2.12+deb14-amd64")],
+                [rec("t", "FAIL", release="7.2.13+deb14-amd64")])
+    assert keys(c.regressions) == {"debian:7.2|t"}
+    assert c.releases == {"debian:7.2": ("7.2.12+deb14-amd64", "7.2.13+deb14-amd64")}
+
+
+def test_cells_added_and_removed() -> None:
+    c = compare([rec("t", "PASS"), rec("t", "PASS", "debian:6.1")],
+                [rec("t", "PASS"), rec("t", "PASS", "debian-src:7.3/debug")])
+    assert c.cells_added == ["debian-src:7.3/debug"] and c.cells_removed == ["debian:6.1"]
+
+
+def test_duplicates_resolve_by_majority_ties_toward_the_worse() -> None:
+    assert resolve(["PASS", "PASS", "FAIL"]) == ("PASS", 2 / 3)
+    assert resolve(["PASS", "FAIL"]) == ("FAIL", 0.5)
+    assert resolve(["SKIP", "PASS"]) == ("PASS", 0.5)
+    t = table([rec("t", "PASS"), rec("t", "HANG"), rec("t", "HANG")])
+    (status,) = t.values()
+    assert (status.verdict, status.results, round(status.confidence, 2)) == ("HANG", 3, 0.67)
+
+
+def test_unstable_needs_two_flips_across_the_history() -> None:
+    assert flips(["PASS", "FAIL", "PASS"]) == 2
+    assert flips(["PASS", "SKIP", "PASS", "FAIL"]) == 1
+    history = [[rec("t", "PASS"), rec("u", "PASS")], [rec("t", "FAIL"), rec("u", "PASS")]]
+    c = compare([rec("t", "PASS"), rec("u", "PASS")], [rec("t", "FAIL"), rec("u", "FAIL")],
+                history=history)
+    assert {k[1].split("::")[1]: v for k, v in c.unstable.items()} == {
+        "t": ["PASS", "FAIL", "PASS", "FAIL"]}
+    assert keys(c.regressions) == {"debian:7.2|t", "debian:7.2|u"}
+
+
+def test_records_from_before_cells_compare_by_kernel() -> None:
+    old = rec("t", "PASS")
+    old.cell = ""
+    c = compare([old], [rec("t", "FAIL")])
+    assert keys(c.regressions) == {"debian:7.2|t"}
+
+
+def test_expiry_is_by_date() -> None:
+    assert known.expired(FLAKY, dt.date(2099, 1, 2)) == FLAKY
