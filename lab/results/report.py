@@ -1,0 +1,286 @@
+"""The run report: ``report.html``, one self-contained file, and the same difference as text.
+
+Everything shown is first put in one plain context dict (strings, numbers,
+lists), then rendered by jinja2 with autoescape on: an HTML template for
+``lab report`` and a text template for ``lab compare`` (as SQUAD renders its
+notifications).  The HTML carries its CSS inline and loads nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from lab import atomic
+from lab.errors import UserError
+from lab.results import known as known_mod
+from lab.results import matrix as matrix_file
+from lab.results.cell import PREBUILT, keyword_for
+from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
+from lab.results.record import Record, read_lines, read_records
+from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code
+
+REPORT = "report.html"
+# Shown in the failure list: what a person has to look at.
+_NOTABLE = {v.value for v in FAILED | UNTESTED} | {Verdict.XFAIL.value}
+
+
+@dataclass
+class Run:
+    """A run directory read back: records, phases, matrix, command."""
+
+    path: Path
+    records: list[Record]
+    phases: list[dict[str, Any]]
+    matrix: matrix_file.Matrix | None
+    command: str
+
+
+def load_run(path: Path, *, what: str = "run directory") -> Run:
+    """A run directory's contents; a UserError when ``path`` is not one."""
+    if not path.is_dir() or not ((path / "results.jsonl").is_file()
+                                 or (path / matrix_file.MATRIX).is_file()):
+        raise UserError(f"{what} {path} is not a lab run directory (no results.jsonl); "
+                        "give a directory that `lab run` or `lab merge` wrote")
+    command = (path / "command.txt").read_text().strip() if (path / "command.txt").is_file() \
+        else ""
+    return Run(path=path, records=read_records(path), phases=read_lines(path / "phases.jsonl"),
+               matrix=matrix_file.read(path), command=command)
+
+
+# -- the context -------------------------------------------------------------------------
+
+
+def _cells(run: Run) -> list[dict[str, Any]]:
+    """The run's cells in the order given, with what their records say about the kernel."""
+    order = run.matrix.cell_labels() if run.matrix else []
+    seen: dict[str, list[Record]] = {label: [] for label in order}
+    for r in run.records:
+        seen.setdefault(cell_of(r), []).append(r)
+    out = []
+    for label, recs in seen.items():
+        kernels = [r.kernel for r in recs if r.kernel]
+        counts = Counter(r.verdict for r in recs)
+        out.append({
+            "label": label,
+            "spec": next((str(k.get("spec")) for k in kernels), label),
+            "variant": next((str(k.get("variant")) for k in kernels), ""),
+            "releases": sorted({str(k.get("release")) for k in kernels if k.get("release")}),
+            "config_hashes": sorted({str(k.get("config_hash")) for k in kernels
+                                     if k.get("config_hash")}),
+            "counts": [{"verdict": v, "n": counts[v]} for v in VERDICTS if counts[v]],
+            "worst": next((v for v in VERDICTS if counts[v]), ""),
+        })
+    return out
+
+
+def reproducer(record: Record, *, rootdir: str = "") -> str:
+    """The command that runs this one test on this one cell again."""
+    path, _, rest = record.test.partition("::")
+    name = rest.rsplit("::", 1)[-1]
+    argv = ["lab", "run", "--kernel", str(record.kernel.get("spec") or cell_of(record))]
+    variant = record.kernel.get("variant")
+    if variant and variant != PREBUILT:
+        argv += ["--variant", str(variant)]
+    argv += ["--suite", path, "-k", keyword_for(name)]
+    cmd = shlex.join(argv)
+    return f"cd {shlex.quote(rootdir)} && {cmd}" if rootdir else cmd
+
+
+def _anchor(key: Key) -> str:
+    return "t-" + "".join(ch if ch.isalnum() else "-" for ch in f"{key[0]}--{key[1]}")
+
+
+def _entry(key: Key, st: Status, *, rootdir: str) -> dict[str, Any]:
+    r = st.record
+    return {
+        "anchor": _anchor(key), "cell": key[0], "scenario": key[1], "test": r.test,
+        "verdict": st.verdict, "reason": r.reason, "confidence": st.confidence,
+        "results": st.results, "claim": r.claim, "excerpt": r.excerpt,
+        "splats": [{"kind": str(s.get("kind", "")), "title": str(s.get("title", "")),
+                    "excerpt": str(s.get("excerpt", ""))} for s in r.splats],
+        "known_issue": r.data.get("known_issue"),
+        "reproducer": reproducer(r, rootdir=rootdir),
+        "release": str(r.kernel.get("release") or ""),
+    }
+
+
+def _grid(run: Run, statuses: dict[Key, Status], cells: list[str]) -> list[dict[str, Any]]:
+    order: dict[str, int] = {}
+    if run.matrix:
+        for cell, test in run.matrix.expected:
+            order.setdefault(key_of(Record(test=test, verdict="", duration=0, cell=cell))[1],
+                             len(order))
+    for key in statuses:
+        order.setdefault(key[1], len(order))
+    rows: list[dict[str, Any]] = []
+    for scenario in sorted(order, key=lambda s: (s.split("::")[0], order[s])):
+        row = []
+        for cell in cells:
+            st = statuses.get((cell, scenario))
+            row.append(None if st is None else {
+                "verdict": st.verdict, "anchor": _anchor((cell, scenario)),
+                "linked": st.verdict in _NOTABLE,  # the failure list has an entry for it
+                "title": f"{cell}: {st.verdict}" + (f": {st.record.reason}"
+                                                    if st.record.reason else "")})
+        path, _, name = scenario.partition("::")
+        first = not rows or rows[-1]["file"] != path
+        rows.append({"scenario": scenario, "file": path, "first_in_file": first,
+                     "name": name or scenario, "cells": row})
+    return rows
+
+
+def _note_text(note: Any) -> str:
+    if isinstance(note, dict):
+        return str(note.get("note") or note.get("text") or note)
+    return str(note)
+
+
+def _notes(records: list[Record], attr: str) -> list[dict[str, Any]]:
+    """Deviations (or observed expectations) grouped by scenario and note, with their cells.
+
+    ``observed`` may be a record field or sit in ``data``: read either.
+    """
+    grouped: dict[tuple[str, str], set[str]] = {}
+    for r in records:
+        value = getattr(r, attr, None)
+        if value is None:
+            value = r.data.get(attr)
+        for note in value or []:
+            cell, scenario = key_of(r)
+            grouped.setdefault((scenario, _note_text(note)), set()).add(cell)
+    return [{"scenario": s, "note": n, "cells": sorted(cells)}
+            for (s, n), cells in sorted(grouped.items())]
+
+
+def _phases(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[tuple[str, str], list[float]] = {}
+    for p in phases:
+        where = str(p.get("kernel") or "")
+        if p.get("variant"):
+            where += f"/{p['variant']}"
+        totals.setdefault((str(p.get("phase")), where), []).append(float(p.get("seconds", 0)))
+    return [{"phase": ph, "kernel": k, "seconds": round(sum(v), 1), "count": len(v),
+             "longest": round(max(v), 1)} for (ph, k), v in sorted(totals.items())]
+
+
+def _keys(keys: Sequence[Key], c: Comparison, *, rootdir: str) -> list[dict[str, Any]]:
+    out = []
+    for key in keys:
+        new, base = c.new.get(key), c.base.get(key)
+        shown = new or base
+        assert shown is not None  # every key comes from one of the two runs
+        entry = _entry(key, shown, rootdir=rootdir)
+        entry["before"] = base.verdict if base else ""
+        entry["after"] = new.verdict if new else ""
+        out.append(entry)
+    return out
+
+
+def comparison_context(c: Comparison, *, base_name: str, rootdir: str = "") -> dict[str, Any]:
+    return {
+        "baseline": base_name,
+        "has_regression": c.has_regression,
+        "regressions": _keys(c.regressions, c, rootdir=rootdir),
+        "fixes": _keys(c.fixes, c, rootdir=rootdir),
+        "cancelled_fixes": _keys(c.cancelled_fixes, c, rootdir=rootdir),
+        "still_failing": _keys(c.still_failing, c, rootdir=rootdir),
+        "lost": _keys(c.lost, c, rootdir=rootdir),
+        "added": _keys(c.added, c, rootdir=rootdir),
+        "removed": _keys(c.removed, c, rootdir=rootdir),
+        "new_splats": [{"title": t, "tests": [{"cell": k[0], "scenario": k[1]} for k in keys]}
+                       for t, keys in c.new_splats.items()],
+        "unstable": [{"cell": k[0], "scenario": k[1], "verdicts": seq}
+                     for k, seq in c.unstable.items()],
+        "cells_added": c.cells_added,
+        "cells_removed": c.cells_removed,
+        "releases": [{"cell": cell, "before": b, "after": a}
+                     for cell, (b, a) in c.releases.items()],
+    }
+
+
+def context(run: Run, *, baseline: Run | None = None, history: Sequence[Run] = (),
+            issues: Sequence[known_mod.KnownIssue] = (), today: dt.date | None = None,
+            now: dt.datetime | None = None) -> dict[str, Any]:
+    """Everything the report shows, as plain data."""
+    today = today or dt.date.today()
+    now = now or dt.datetime.now(dt.UTC)
+    statuses = table(run.records)
+    cells = _cells(run)
+    labels = [c["label"] for c in cells]
+    rootdir = run.matrix.rootdir if run.matrix else ""
+    counts = Counter(r.verdict for r in run.records)
+    notable = [_entry(k, st, rootdir=rootdir) for k, st in sorted(
+        statuses.items(), key=lambda kv: (VERDICTS.index(kv[1].verdict)
+                                          if kv[1].verdict in VERDICTS else -1, kv[0]))
+        if st.verdict in _NOTABLE]
+    skips = Counter(r.reason for r in run.records if r.verdict == Verdict.SKIP.value)
+    ctx: dict[str, Any] = {
+        "title": f"kernel-lab report: {run.path.name}",
+        "run": run.path.name,
+        "generated": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": run.command,
+        "shard": run.matrix.shard if run.matrix else None,
+        "merged_from": run.matrix.merged_from if run.matrix else [],
+        "exit_code": exit_code(r.verdict for r in run.records),
+        "total": len(run.records),
+        "counts": [{"verdict": v, "n": counts[v]} for v in VERDICTS if counts[v]],
+        "verdicts": list(VERDICTS),
+        "cells": cells,
+        "grid": _grid(run, statuses, labels),
+        "failures": notable,
+        "deviations": _notes(run.records, "deviations"),
+        "observed": _notes(run.records, "observed"),
+        "phases": _phases(run.phases),
+        "skips": [{"reason": r, "n": n} for r, n in skips.most_common()],
+        "expired_issues": [i.to_dict() for i in known_mod.expired(list(issues), today)],
+        "comparison": None,
+    }
+    if baseline is not None:
+        c = compare(baseline.records, run.records, issues=issues,
+                    history=[h.records for h in history])
+        ctx["comparison"] = comparison_context(c, base_name=str(baseline.path),
+                                               rootdir=rootdir)
+    return ctx
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("lab.results", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+
+
+def render_html(ctx: dict[str, Any]) -> str:
+    return _environment().get_template("report.html.j2").render(**ctx)
+
+
+def render_text(ctx: dict[str, Any]) -> str:
+    env = _environment()
+    env.autoescape = False  # plain text for a terminal and $GITHUB_STEP_SUMMARY
+    return env.get_template("compare.txt.j2").render(**ctx)
+
+
+def write(run_dir: Path, *, baseline: Path | None = None, history: Sequence[Path] = (),
+          issues: Sequence[known_mod.KnownIssue] = (), today: dt.date | None = None) -> Path:
+    """Render ``run_dir/report.html`` (against ``baseline`` when given) and return its path.
+
+    The baseline and history are read before anything is written.
+    """
+    run = load_run(run_dir)
+    base = load_run(baseline, what="--baseline") if baseline is not None else None
+    older = [load_run(h, what="--history") for h in history]
+    html = render_html(context(run, baseline=base, history=older, issues=issues, today=today))
+    return atomic.write_text(run_dir / REPORT, html)
