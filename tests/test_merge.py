@@ -1,0 +1,147 @@
+"""`lab merge` on hand-made shard directories: MISS, refusals, duplicates, JUnit per cell."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from records import rec
+
+from lab.errors import UserError
+from lab.results import junit
+from lab.results.matrix import Matrix, read, write
+from lab.results.merge import merge
+from lab.results.record import Record, read_records
+
+CELLS = [{"label": "debian:7.2", "spec": "debian:7.2", "variant": None},
+         {"label": "debian:6.1", "spec": "debian:6.1", "variant": None}]
+ALL = [rec(f"test_{n}", "PASS", cell) for n in range(6) for cell in ("debian:7.2", "debian:6.1")]
+EXPECTED = [(r.cell, r.test) for r in ALL]
+
+
+def junit_xml(records: list[Record]) -> str:
+    cases = "".join(
+        f'<testcase classname="{junit.address(r.test)[0]}" name="{junit.address(r.test)[1]}" '
+        f'time="0.5">' + ('<failure message="boom">trace</failure>' if r.verdict in
+                          ("FAIL", "XFAIL") else "") + "</testcase>" for r in records)
+    return (f'<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="{len(records)}">'
+            f"{cases}</testsuite></testsuites>")
+
+
+def shard(tmp_path: Path, index: int, total: int, records: list[Record], *,
+          suite: str = "scenarios/aio", name: str | None = None) -> Path:
+    d = tmp_path / (name or f"shard{index}")
+    d.mkdir()
+    (d / "results.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+    (d / "phases.jsonl").write_text(json.dumps({"phase": "boot", "seconds": 10.0,
+                                                "kernel": "debian:7.2"}) + "\n")
+    (d / "console-gw0-7.2.13.log").write_text(f"console of shard {index}\n")
+    (d / "junit.xml").write_text(junit_xml(records))
+    (d / "command.txt").write_text(f"lab run --shard {index}/{total}\n")
+    write(d, Matrix(cells=CELLS, suite=[suite], expected=EXPECTED,
+                    assigned=[(r.cell, r.test) for r in records], shard=f"{index}/{total}"))
+    return d
+
+
+def test_merge_fills_in_miss_for_a_missing_shard(tmp_path: Path) -> None:
+    one = shard(tmp_path, 1, 3, ALL[:4])
+    two = shard(tmp_path, 2, 3, ALL[4:8])
+    done = merge([two, one], tmp_path / "merged", command="lab merge")
+    assert done.missing_shards == ["3/3"] and done.miss == 4 and done.records == 12
+    recs = read_records(done.path)
+    assert [(r.cell, r.test) for r in recs] == EXPECTED  # in the matrix's order
+    miss = [r for r in recs if r.verdict == "MISS"]
+    assert {r.test for r in miss} == {r.test for r in ALL[8:]}
+    assert all("shard" in r.reason and "3/3" in r.reason for r in miss)
+    assert all(r.kernel["spec"] == r.cell for r in miss)  # identity from the cell's records
+    m = read(done.path)
+    assert m is not None and m.shard is None and len(m.merged_from) == 2
+    logs = sorted(p.name for p in done.path.glob("console-*.log"))
+    assert logs == ["console-s1of3-gw0-7.2.13.log", "console-s2of3-gw0-7.2.13.log"]
+    phases = [json.loads(x) for x in (done.path / "phases.jsonl").read_text().splitlines()]
+    assert [p["shard"] for p in phases] == ["1/3", "2/3"]
+    suites = ET.parse(done.path / "junit.xml").getroot().findall("testsuite")
+    assert [s.get("name") for s in suites] == ["debian:7.2", "debian:6.1"]
+    assert [s.get("tests") for s in suites] == ["6", "6"]
+    assert [s.get("errors") for s in suites] == ["2", "2"]  # the MISS cases
+
+
+def test_a_shard_that_stopped_early_leaves_miss_for_its_own_tests(tmp_path: Path) -> None:
+    one = shard(tmp_path, 1, 2, ALL[:6])
+    two = shard(tmp_path, 2, 2, ALL[6:9])
+    m = read(two)
+    assert m is not None
+    m.assigned = [(r.cell, r.test) for r in ALL[6:]]
+    write(two, m)
+    done = merge([one, two], tmp_path / "merged", command="lab merge")
+    assert done.missing_shards == [] and done.miss == 3
+    assert all("stopped before it" in r.reason for r in read_records(done.path)
+               if r.verdict == "MISS")
+
+
+def test_duplicates_are_skipped_by_content(tmp_path: Path) -> None:
+    one = shard(tmp_path, 1, 2, ALL[:6])
+    copy = tmp_path / "copy-of-one"
+    shutil.copytree(one, copy)
+    two = shard(tmp_path, 2, 2, ALL[6:])
+    done = merge([one, copy, two], tmp_path / "merged", command="lab merge")
+    # Inputs are read in sorted order: the later of two identical ones is the duplicate.
+    assert done.duplicates == [one.resolve()] and done.inputs == [copy.resolve(), two.resolve()]
+    assert done.miss == 0 and done.records == 12
+
+
+def test_two_results_for_one_test_resolve_by_majority(tmp_path: Path) -> None:
+    one = shard(tmp_path, 1, 1, ALL)
+    rerun = shard(tmp_path, 1, 1, [rec("test_0", "FAIL"), *ALL[1:]], name="rerun")
+    done = merge([one, rerun], tmp_path / "merged", command="lab merge")
+    (r,) = [r for r in read_records(done.path) if r.test == ALL[0].test]
+    assert r.verdict == "FAIL"  # one PASS, one FAIL: the tie goes to the worse
+    assert r.data["merged"] == {"results": 2, "confidence": 0.5, "verdicts": ["FAIL", "PASS"]}
+
+
+def test_xfail_becomes_skipped_in_junit() -> None:
+    r = rec("test_0", "XFAIL", reason="known issue https://x: FAIL: boom")
+    out = ET.fromstring(junit.regroup(junit.cases(junit_xml([r])), [r], cell_order=["debian:7.2"]))
+    case = out.find("testsuite/testcase")
+    assert case is not None and case.find("failure") is None
+    skipped = case.find("skipped")
+    assert skipped is not None and skipped.get("type") == "lab.xfail"
+    assert "trace" in (skipped.text or "")
+
+
+def test_junit_names_lose_xdist_group_suffix() -> None:
+    r = rec("test_0", "PASS")
+    classname, name = junit.address(r.test)
+    xml = (f'<testsuites><testsuite><testcase classname="{classname}" name="{name}@c0s1" '
+           'time="1"/></testsuite></testsuites>')
+    (case,) = junit.cases(xml)
+    assert case.get("name") == name
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"suite": ["scenarios/uring"]}, "suite: [\"scenarios/aio\"] vs [\"scenarios/uring\"]"),
+    ({"keyword": "cancel"}, "-k expression"),
+    ({"shard": "2/3"}, "shard count: 2 vs 3"),
+    ({"cells": CELLS[:1]}, "cells (--kernel x --variant): [debian:7.2, debian:6.1] vs "
+                           "[debian:7.2]"),
+    ({"expected": EXPECTED[:-1]}, "expected tests: 1 only in the first"),
+])
+def test_shards_of_different_matrices_are_refused(tmp_path: Path, change: dict[str, object],
+                                                  needle: str) -> None:
+    one = shard(tmp_path, 1, 2, ALL[:6])
+    two = shard(tmp_path, 2, 2, ALL[6:])
+    m = read(two)
+    assert m is not None
+    for key, value in change.items():
+        setattr(m, key, value)
+    write(two, m)
+    with pytest.raises(UserError) as exc:
+        merge([one, two], tmp_path / "merged", command="lab merge")
+    assert needle in str(exc.value), str(exc.value)
+    assert not (tmp_path / "merged").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
