@@ -31,9 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--kernel", action="append", default=[], metavar="SPEC",
                    help="debian:6.1|6.12|7.2|7.3, debian:VERSION, or a bzImage path "
                         "[,modules=DIR] (repeatable; default debian:7.2)")
-    r.add_argument("--variant", metavar="NAME[+NAME]",
+    r.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
                    help="config variant for built kernels (debian-src:, git:, tree:): "
-                        "aio-off, io_uring-off, debug, combined with '+'")
+                        "base, aio-off, io_uring-off, debug, combined with '+' (repeatable: "
+                        "each built kernel x each variant is a cell)")
+    r.add_argument("--shard", metavar="I/N", help="run shard I of N of the cells x tests")
+    r.add_argument("--known-issues", type=Path, metavar="FILE",
+                   help="known issues (default: known-issues.toml at the project top)")
     r.add_argument("-k", dest="keyword", help="only scenarios matching this pytest expression")
     r.add_argument("--results", type=Path, help="parent of the run directory (./results)")
     r.add_argument("--cache", type=Path, help="cache root (default $KERNEL_LAB_CACHE or "
@@ -42,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: KVM if a real probe boot works, else TCG")
     r.add_argument("--ssh-port", type=int, help="fixed SSH port on 127.0.0.1 (default: free one)")
     r.add_argument("--suite", type=Path, help="scenario directory or file (default: scenarios/)")
-    r.add_argument("--workers", type=int, default=1, help="pytest-xdist workers (one VM each)")
+    r.add_argument("--workers", type=int, default=1,
+                   help="pytest-xdist workers, each booting its own VM per cell")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="after --: extra pytest arguments")
 
@@ -52,10 +57,40 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="list cached kernels and what can be fetched")
     k.add_argument("--cache", type=Path)
 
-    f = sub.add_parser("fetch", help="fetch a kernel into the cache")
-    f.add_argument("spec")
-    f.add_argument("--variant", metavar="NAME[+NAME]", help="config variant for built kernels")
+    f = sub.add_parser("fetch", help="fetch (or build) kernels into the cache")
+    f.add_argument("spec", nargs="*", help="kernel specs (as --kernel)")
+    f.add_argument("--kernel", action="append", default=[], metavar="SPEC",
+                   help="a kernel spec (repeatable, as for `lab run`)")
+    f.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
+                   help="config variant for built kernels (repeatable)")
     f.add_argument("--cache", type=Path)
+
+    m = sub.add_parser("merge", help="combine shard run directories into one run")
+    m.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    m.add_argument("--into", type=Path, required=True, metavar="DIR",
+                   help="the merged run directory (new)")
+
+    rp = sub.add_parser("report", help="write RUN_DIR/report.html")
+    rp.add_argument("run", type=Path, metavar="RUN_DIR")
+    rp.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+                    help="compare with this run (regressions, fixes, new splats)")
+    rp.add_argument("--history", type=Path, action="append", default=[], metavar="RUN_DIR",
+                    help="an older run, oldest first (repeatable), to find unstable tests")
+    rp.add_argument("--known-issues", type=Path, metavar="FILE")
+
+    c = sub.add_parser("compare", help="print what changed from BASE to NEW; exit 1 on a "
+                       "regression")
+    c.add_argument("base", type=Path, metavar="BASE")
+    c.add_argument("new", type=Path, metavar="NEW")
+    c.add_argument("--history", type=Path, action="append", default=[], metavar="RUN_DIR")
+    c.add_argument("--known-issues", type=Path, metavar="FILE")
+
+    e = sub.add_parser("export", help="export a run for other systems")
+    e.add_argument("--kcidb", action="store_true", required=True,
+                   help="KernelCI's KCIDB JSON (schema v5.3)")
+    e.add_argument("run", type=Path, metavar="RUN_DIR")
+    e.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: standard output")
+    e.add_argument("--origin", default="kernel_lab", help="the KCIDB origin (CI system name)")
     return p
 
 
@@ -87,7 +122,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         extra = [a for a in args.pytest_args if a != "--"]
         opts = RunOptions(kernels=args.kernel, keyword=args.keyword, results=args.results,
                           cache=args.cache, accel=args.accel, ssh_port=args.ssh_port,
-                          workers=args.workers, variant=args.variant, pytest_args=extra,
+                          workers=args.workers, variants=args.variant, shard=args.shard,
+                          known_issues=args.known_issues, pytest_args=extra,
                           **({"suite": args.suite.resolve()} if args.suite else {}))
         return run(opts, argv=["lab", *argv])
     if args.command == "doctor":
@@ -95,7 +131,17 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "kernels":
         return commands.kernels(args.cache)
     if args.command == "fetch":
-        return commands.fetch(args.spec, args.cache, variant=args.variant)
+        return commands.fetch([*args.spec, *args.kernel], args.cache, variants=args.variant)
+    if args.command == "merge":
+        return commands.merge(args.runs, args.into, argv=["lab", *argv])
+    if args.command == "report":
+        return commands.report(args.run, baseline=args.baseline, history=args.history,
+                               known_issues=args.known_issues)
+    if args.command == "compare":
+        return commands.compare(args.base, args.new, history=args.history,
+                                known_issues=args.known_issues)
+    if args.command == "export":
+        return commands.export_kcidb(args.run, args.output, origin=args.origin)
     raise AssertionError(args.command)
 
 

@@ -1,10 +1,10 @@
-"""The small `lab` subcommands: doctor, kernels, fetch."""
+"""The small `lab` subcommands: doctor, kernels, fetch, and merge/report/compare/export."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lab.errors import EXIT_OK, EXIT_USER_ERROR
+from lab.errors import EXIT_OK, EXIT_TEST_FAILED, EXIT_USER_ERROR
 from lab.paths import cache_root
 
 
@@ -45,9 +45,84 @@ def kernels(cache_opt: Path | None) -> int:
     return EXIT_OK
 
 
-def fetch(spec: str, cache_opt: Path | None, *, variant: str | None = None) -> int:
+def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str]) -> int:
+    """`lab fetch`: every cell's kernel into the cache (as `lab run` would resolve them)."""
+    from lab.errors import UserError
     from lab.kernel.resolve import resolve_kernel
+    from lab.run.cells import matrix
 
-    k = resolve_kernel(spec, cache=cache_root(cache_opt), variant=variant)
-    print(f"{spec} -> {k.release} ({k.image})")
+    if not specs:
+        raise UserError("give a kernel to fetch: lab fetch SPEC (or --kernel SPEC, repeatable)")
+    for cell in matrix(specs, variants):
+        k = resolve_kernel(cell.spec, cache=cache_root(cache_opt), variant=cell.variant)
+        print(f"{cell.label} -> {k.release} ({k.image})")
+    return EXIT_OK
+
+def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
+    """`lab merge`: the shards combined; exits as `lab run` would for the merged run."""
+    import shlex
+
+    from lab.results import known, report, summary
+    from lab.results import merge as merge_mod
+
+    done = merge_mod.merge(runs, into, command=f"cd {shlex.quote(str(Path.cwd()))} && "
+                                              f"{shlex.join(argv)}")
+    for dup in done.duplicates:
+        print(f"lab merge: skipped {dup}: the same records as another input")
+    for shard in done.missing_shards:
+        print(f"lab merge: shard {shard} is missing: its tests are MISS")
+    result = summary.summarize(done.path)
+    report.write(done.path, issues=known.load(known.path_for(None)))
+    print(f"lab merge: {len(done.inputs)} run(s) -> {done.path}: {done.records} records, "
+          f"{done.miss} MISS")
+    for line in summary.summary_lines(result):
+        print(line)
+    return int(result["exit_code"])
+
+
+def report(run: Path, *, baseline: Path | None, history: list[Path],
+           known_issues: Path | None) -> int:
+    from lab.results import known
+    from lab.results import report as report_mod
+
+    issues = known.load(known.path_for(known_issues))
+    path = report_mod.write(run, baseline=baseline, history=history, issues=issues)
+    print(path)
+    return EXIT_OK
+
+
+def compare(base: Path, new: Path, *, history: list[Path], known_issues: Path | None) -> int:
+    """`lab compare`: the difference as text; 1 when there is a regression (CI gates on it)."""
+    from lab.results import known
+    from lab.results import report as report_mod
+
+    issues = known.load(known.path_for(known_issues))
+    new_run = report_mod.load_run(new, what="NEW")
+    base_run = report_mod.load_run(base, what="BASE")
+    older = [report_mod.load_run(h, what="--history") for h in history]
+    ctx = report_mod.context(new_run, baseline=base_run, history=older, issues=issues)
+    print(report_mod.render_text(ctx), end="")
+    return EXIT_TEST_FAILED if ctx["comparison"]["has_regression"] else EXIT_OK
+
+
+def export_kcidb(run: Path, output: Path | None, *, origin: str) -> int:
+    """`lab export --kcidb`: the run as KCIDB JSON, to standard output or FILE."""
+    import json
+    import re
+
+    from lab import atomic
+    from lab.errors import UserError
+    from lab.results import kcidb
+    from lab.results import report as report_mod
+
+    if not re.fullmatch(r"[a-z0-9_]+", origin):
+        raise UserError(f"--origin {origin!r}: KCIDB origins are lowercase letters, digits "
+                        "and '_' (e.g. kernel_lab)")
+    loaded = report_mod.load_run(run)
+    text = json.dumps(kcidb.export(loaded.records, run=run.resolve().name, origin=origin),
+                      indent=1) + "\n"
+    if output is None:
+        print(text, end="")
+    else:
+        atomic.write_text(output, text)
     return EXIT_OK

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +19,7 @@ from lab.results.matrix import Matrix, read, write
 from lab.results.merge import merge
 from lab.results.record import Record, read_records
 
+REPO = Path(__file__).resolve().parents[1]
 CELLS = [{"label": "debian:7.2", "spec": "debian:7.2", "variant": None},
          {"label": "debian:6.1", "spec": "debian:6.1", "variant": None}]
 ALL = [rec(f"test_{n}", "PASS", cell) for n in range(6) for cell in ("debian:7.2", "debian:6.1")]
@@ -145,3 +148,25 @@ def test_shards_of_different_matrices_are_refused(tmp_path: Path, change: dict[s
     assert not (tmp_path / "merged").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
+
+def test_refusals_on_the_command_line(tmp_path: Path) -> None:
+    one = shard(tmp_path, 1, 2, ALL[:6])
+    two = shard(tmp_path, 2, 2, ALL[6:], suite="scenarios/uring")
+
+    def lab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True,
+                              text=True, cwd=REPO, timeout=60)
+
+    for args, needle in [
+        (["merge", str(one), str(two), "--into", str(tmp_path / "m")], "suite"),
+        (["merge", str(one), str(tmp_path), "--into", str(tmp_path / "m")],
+         "not a lab run directory"),
+        (["merge", str(one), "--into", str(one)], "exists and is not empty"),
+        (["report", str(one), "--baseline", str(tmp_path / "nope")], "--baseline"),
+        (["compare", str(tmp_path), str(one)], "BASE"),
+    ]:
+        res = lab(*args)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in res.stderr, lines
+    assert not (tmp_path / "m").exists() and not (one / "report.html").exists()

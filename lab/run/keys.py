@@ -10,10 +10,11 @@ import pytest
 
 from lab.kernel.artifact import Kernel
 from lab.results.verdict import Diagnosis
+from lab.run.cells import Cell
 from lab.run.watch import Assessment, Mark
 
 RUN_DIR_KEY = pytest.StashKey[Path]()
-KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()
+KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()  # by cell label
 STARTED_KEY = pytest.StashKey[float]()
 MARK_KEY = pytest.StashKey[Mark]()
 DIAGNOSIS_KEY = pytest.StashKey[Diagnosis]()
@@ -21,18 +22,25 @@ ASSESSMENT_KEY = pytest.StashKey[Assessment]()
 DATA_KEY = pytest.StashKey[dict[str, Any]]()  # the lab's own measurements of a test
 
 
-def kernel_spec(item: pytest.Item) -> str | None:
-    """The kernel spec a test is parametrized with, if it takes the ``kernel`` fixture."""
+def item_cell(item: pytest.Item) -> Cell | None:
+    """The cell (kernel x variant) a test is parametrized with, if it takes ``kernel``."""
     callspec = getattr(item, "callspec", None)
     if callspec is None or "kernel" not in callspec.params:
         return None
-    return str(callspec.params["kernel"])
+    cell = callspec.params["kernel"]
+    return cell if isinstance(cell, Cell) else Cell(str(cell))
+
+
+def kernel_spec(item: pytest.Item) -> str | None:
+    """The kernel spec a test is parametrized with, if it takes the ``kernel`` fixture."""
+    cell = item_cell(item)
+    return None if cell is None else cell.spec
 
 
 def item_kernel(item: pytest.Item) -> Kernel | None:
     """The kernel a test ran on, or would have: a config SKIP happens before its fixtures."""
-    spec = kernel_spec(item)
-    return None if spec is None else item.config.stash.get(KERNELS_KEY, {}).get(spec)
+    cell = item_cell(item)
+    return None if cell is None else item.config.stash.get(KERNELS_KEY, {}).get(cell.label)
 
 
 def lab_data(item: pytest.Item) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """The lab's pytest plugin: options, kernels and guests as fixtures, result records.
 
 Registered as the ``lab`` pytest11 entry point, so ``pytest scenarios/
---lab-kernel debian:7.2`` works without ``lab run``.  One VM boots per kernel
-per worker and serves every test of that kernel; with pytest-xdist tests are
-grouped by kernel (``--dist loadgroup``).  The per-test kernel-log guard is
-lab.run.guard; turning reports into records is lab.run.records.
+--lab-kernel debian:7.2`` works without ``lab run``.  One VM boots per cell
+(kernel x variant) per worker and serves every test of that cell; with
+pytest-xdist the cells are the work units (lab.run.schedule).  The per-test
+kernel-log guard is lab.run.guard; turning reports into records is lab.run.records.
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
 from lab.paths import cache_root, default_results_root
 from lab.results import record as results
-from lab.run.keys import KERNELS_KEY, RUN_DIR_KEY, kernel_spec
+from lab.results.cell import PREBUILT, short_label
+from lab.run import matrix
+from lab.run.cells import Cell
+from lab.run.cells import matrix as cell_matrix
+from lab.run.keys import KERNELS_KEY, RUN_DIR_KEY, item_cell
 from lab.run.records import Recorder
+from lab.run.schedule import CellScheduler
+from lab.run.shard import parse_shard
 from lab.vm.accel import ACCELS
 from lab.vm.agent import Agent
 from lab.vm.session import Machine, RebootLimit
@@ -35,6 +41,7 @@ pytest_plugins = ["lab.run.guard", "lab.run.records"]
 
 DEFAULT_KERNEL = "debian:7.2"
 FACTS_KEY = pytest.StashKey[dict[str, facts_mod.ConfigFacts]]()
+CELLS_KEY = pytest.StashKey[list[Cell]]()
 log = logging.getLogger("lab.plugin")
 
 
@@ -42,8 +49,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("lab", "kernel-lab")
     g.addoption("--lab-kernel", action="append", default=[], metavar="SPEC",
                 help=f"kernel to test (repeatable; default {DEFAULT_KERNEL})")
-    g.addoption("--lab-variant", default=None, metavar="NAME[+NAME]",
-                help="config variant for kernels the lab builds (kernels/*.config)")
+    g.addoption("--lab-variant", action="append", default=[], metavar="NAME[+NAME]",
+                help="config variant for kernels the lab builds (kernels/*.config; "
+                "repeatable: each built kernel x each variant is a cell)")
+    g.addoption("--lab-shard", default=None, metavar="I/N",
+                help="run shard I of N of the cells x tests (stable hash)")
+    g.addoption("--lab-known-issues", default=None, metavar="FILE",
+                help="known issues (default known-issues.toml at the project top)")
+    g.addoption("--lab-progress-interval", type=float, default=10.0,
+                help="seconds between a cell's progress lines (0: after every test)")
     g.addoption("--lab-cache", default=None, help="cache root (default $KERNEL_LAB_CACHE "
                 "or $XDG_CACHE_HOME/kernel-lab)")
     g.addoption("--lab-results", default=None, help="where run directories go (./results)")
@@ -72,6 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:
         if workerinput.get("lab_run_dir"):
             _activate(config, Path(workerinput["lab_run_dir"]))
+            _register_matrix(config)
         return
     if not _wanted(config):
         return  # e.g. the project's own unit tests: no run directory, no summary
@@ -82,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
         root = Path(config.getoption("lab_results") or default_results_root())
         run_dir = results.new_run_dir(root, "+".join(map(short_label, _kernel_specs(config))))
     _activate(config, run_dir)
+    _register_matrix(config)
     config.pluginmanager.register(Recorder(config), "lab-recorder")
     cmd = run_dir / "command.txt"
     if not cmd.exists():
@@ -91,6 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(run_dir / "junit.xml")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "lab-xdist")
+        config.pluginmanager.register(CellScheduler(run_dir), "lab-scheduler")
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -105,17 +122,32 @@ def _activate(config: pytest.Config, run_dir: Path) -> None:
     config.stash[RUN_DIR_KEY] = run_dir
 
 
+def _cells(config: pytest.Config) -> list[Cell]:
+    """The run's cells (--lab-kernel x --lab-variant), checked once."""
+    if CELLS_KEY not in config.stash:
+        try:
+            config.stash[CELLS_KEY] = cell_matrix(_kernel_specs(config),
+                                                  config.getoption("lab_variant"))
+        except UserError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[CELLS_KEY]
+
+
+def _register_matrix(config: pytest.Config) -> None:
+    """The matrix's collection hook (lab.run.matrix): matrix.json, this shard's part."""
+    try:
+        shard_text = config.getoption("lab_shard")
+        shard = parse_shard(shard_text) if shard_text else None
+    except UserError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.pluginmanager.register(matrix.Selection(config, run_dir=config.stash[RUN_DIR_KEY],
+                                                   cells=_cells(config), shard=shard),
+                                  "lab-selection")
+
+
 class _XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["lab_run_dir"] = str(node.config.stash[RUN_DIR_KEY])
-
-
-def short_label(spec: str) -> str:
-    """A test-id / directory-name friendly label for a kernel spec."""
-    if len(spec) <= 32:
-        return spec
-    image = spec.partition(",modules=")[0]
-    return f"{Path(image).parent.name}-{Path(image).name}"[-32:]
 
 
 def _kernel_specs(config: pytest.Config) -> list[str]:
@@ -124,17 +156,9 @@ def _kernel_specs(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kernel" in metafunc.fixturenames:
-        specs = _kernel_specs(metafunc.config)
-        metafunc.parametrize("kernel", specs, indirect=True, scope="session",
-                             ids=[short_label(s) for s in specs])
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Group by kernel so that xdist's loadgroup gives each kernel's tests to one worker.
-    for item in items:
-        spec = kernel_spec(item)
-        if spec is not None:
-            item.add_marker(pytest.mark.xdist_group(name=spec))
+        cells = _cells(metafunc.config)
+        metafunc.parametrize("kernel", cells, indirect=True, scope="session",
+                             ids=[c.label for c in cells])
 
 
 # -- fixtures ------------------------------------------------------------------
@@ -159,8 +183,8 @@ def _stop(run_dir: Path, exit_code: int, reason: str) -> NoReturn:
     pytest.exit(f"kernel-lab: {reason}")
 
 
-def _resolve(config: pytest.Config, spec: str, run_dir: Path) -> Kernel:
-    """The kernel for ``spec``, fetched or built once per process.
+def _resolve(config: pytest.Config, cell: Cell, run_dir: Path) -> Kernel:
+    """The kernel of ``cell``, fetched or built once per process.
 
     Shared by the ``kernel`` fixture and the requires_config check, which runs
     before any fixture so that a test the kernel cannot run boots no VM.
@@ -168,22 +192,23 @@ def _resolve(config: pytest.Config, spec: str, run_dir: Path) -> Kernel:
     from lab.kernel.resolve import resolve_kernel
 
     done = config.stash.setdefault(KERNELS_KEY, {})
-    if spec not in done:
+    if cell.label not in done:
         started = time.monotonic()
         try:
-            done[spec] = resolve_kernel(spec, cache=cache_root(config.getoption("lab_cache")),
-                                        variant=config.getoption("lab_variant"))
+            done[cell.label] = resolve_kernel(cell.spec, variant=cell.variant,
+                                              cache=cache_root(config.getoption("lab_cache")))
         except UserError as exc:
             _stop(run_dir, EXIT_USER_ERROR, str(exc))
-        if not results.has_phase(run_dir, "fetch", kernel=spec):  # `lab run` fetched it
-            results.append_phase(run_dir, "fetch", time.monotonic() - started, kernel=spec)
-    return done[spec]
+        detail = {"kernel": cell.spec, **({"variant": cell.variant} if cell.variant else {})}
+        if not results.has_phase(run_dir, "fetch", **detail):  # `lab run` fetched it
+            results.append_phase(run_dir, "fetch", time.monotonic() - started, **detail)
+    return done[cell.label]
 
 
 @pytest.fixture(scope="session")
 def kernel(request: pytest.FixtureRequest, lab_run_dir: Path) -> Kernel:
     """The kernel under test, fetched (or found in the cache)."""
-    return _resolve(request.config, str(request.param), lab_run_dir)
+    return _resolve(request.config, request.param, lab_run_dir)
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +228,9 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
     machine = Machine(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg,
-                      name=f"{worker}-{kernel.release}",
+                      # Two variants of one source share a release: keep their consoles apart.
+                      name=f"{worker}-{kernel.release}" + (
+                          "" if kernel.variant == PREBUILT else f"-{kernel.variant}"),
                       call_timeout=float(opt("lab_call_timeout")),
                       max_reboots=int(opt("lab_max_reboots")))
     try:
@@ -302,16 +329,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     is decided after its guest booted (lab.run.guard), never skipped for not knowing.
     """
     marker = item.get_closest_marker("requires_config")
-    spec = kernel_spec(item)
-    if marker is None or spec is None or RUN_DIR_KEY not in item.config.stash:
+    cell = item_cell(item)
+    if marker is None or cell is None or RUN_DIR_KEY not in item.config.stash:
         return
-    k = _resolve(item.config, spec, item.config.stash[RUN_DIR_KEY])
+    k = _resolve(item.config, cell, item.config.stash[RUN_DIR_KEY])
     if k.config is None:
         return
     facts = item.config.stash.setdefault(FACTS_KEY, {})
-    if spec not in facts:  # read and parsed once per kernel, not once per test
-        facts[spec] = facts_mod.ConfigFacts.from_text(k.config.read_text(errors="replace"),
-                                                      source=k.config_source)
-    reason = facts_mod.mismatch(facts[spec], marker.args, label=f"{k.spec} ({k.release})")
+    if cell.label not in facts:  # read and parsed once per kernel, not once per test
+        facts[cell.label] = facts_mod.ConfigFacts.from_text(
+            k.config.read_text(errors="replace"), source=k.config_source)
+    reason = facts_mod.mismatch(facts[cell.label], marker.args,
+                                label=f"{k.spec} ({k.release})")
     if reason is not None:
         pytest.skip(reason)

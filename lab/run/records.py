@@ -5,35 +5,43 @@ The hints added to each phase's report say what the lab knows that pytest does n
 (a diagnosis, a fatal splat, where an error came from); ``to_record`` folds a test's
 reports into its record with lab.results.verdict.  The Recorder (controller only, so
 results.jsonl has one writer under xdist) appends each record as its teardown report
-arrives, and at the end writes NOTRUN for every expected test without one.
+arrives, with known-issues.toml applied (a failure it expects is XFAIL) and a progress
+line for its cell, and at the end writes NOTRUN for every expected test without one.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.errors import InfraError
+from lab.errors import InfraError, UserError
 from lab.paths import cache_root
+from lab.results import known as known_mod
+from lab.results import matrix as matrix_file
 from lab.results import record as results
 from lab.results import summary as summary_mod
 from lab.results.record import Record
 from lab.results.verdict import PhaseOutcome, Verdict, fold
+from lab.run.cells import plain_nodeid
 from lab.run.guard import MACHINE_KEY
 from lab.run.keys import (
     ASSESSMENT_KEY,
     DIAGNOSIS_KEY,
     RUN_DIR_KEY,
     STARTED_KEY,
+    item_cell,
     item_kernel,
     kernel_spec,
     lab_data,
 )
+from lab.run.progress import Progress
 from lab.vm.agent import AgentOpError, AgentTimeout, GuestOSError
 from lab.vm.session import BootCrash
 
@@ -92,6 +100,9 @@ def pytest_runtest_makereport(
 
 
 def _identify(item: pytest.Item, props: list[tuple[str, Any]]) -> None:
+    cell = item_cell(item)
+    if cell is not None:
+        props.append(("lab_cell", cell.label))
     k = item_kernel(item)
     if k is not None:
         identity = k.identity()
@@ -159,6 +170,7 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
         verdict=verdict,
         duration=round(sum(r.duration for r in reports if r.when == "call"), 3),
         kernel=props.get("lab_kernel", {}),
+        cell=props.get("lab_cell", ""),
         reason=reason,
         claim=props.get("lab_claim", ""),
         deviations=props["lab_deviation"],
@@ -203,6 +215,9 @@ class Recorder:
         self.pending: dict[str, list[pytest.TestReport]] = {}
         self.expected: dict[str, str | None] = {}  # nodeid -> kernel spec
         self.written: set[str] = set()
+        self.known = known_issues(config)
+        self.progress = Progress(self.run_dir, write=_terminal_writer(config),
+                                 interval=float(config.getoption("lab_progress_interval")))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for item in session.items:
@@ -219,7 +234,11 @@ class Recorder:
         if report.when == "teardown":
             del self.pending[report.nodeid]
             self.written.add(report.nodeid)
-            results.append_record(self.run_dir, to_record(report.nodeid, reports))
+            # A failure that known-issues.toml expects is XFAIL from the start.
+            record = known_mod.apply(to_record(plain_nodeid(report.nodeid), reports),
+                                     self.known, today=datetime.date.today())
+            results.append_record(self.run_dir, record)
+            self.progress.ended(record)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         missing = [n for n in self.expected if n not in self.written]
@@ -227,11 +246,41 @@ class Recorder:
             return
         stop = results.read_stop(self.run_dir)
         why = stop["reason"] if stop else "the run ended before it (interrupted?)"
+        m = matrix_file.read(self.run_dir)
+        cells = {test: cell for cell, test in m.assigned} if m else {}
+        specs = {str(c["label"]): c for c in m.cells} if m else {}
         for nodeid in missing:
-            spec = self.expected[nodeid]
+            test = plain_nodeid(nodeid)
+            cell = cells.get(test, "")
+            spec = self.expected[nodeid] or specs.get(cell, {}).get("spec")
             results.append_record(self.run_dir, Record(
-                test=nodeid, verdict=Verdict.NOTRUN.value, duration=0.0,
+                test=test, verdict=Verdict.NOTRUN.value, duration=0.0, cell=cell,
                 kernel={"spec": spec} if spec else {}, reason=f"not run: {why}"))
+
+
+def known_issues(config: pytest.Config) -> list[known_mod.KnownIssue]:
+    """The run's known issues (--lab-known-issues, else the project's file)."""
+    path = config.getoption("lab_known_issues")
+    try:
+        return known_mod.load(Path(path) if path else known_mod.path_for(None))
+    except UserError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _terminal_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines through pytest's terminal (registered after this plugin configures)."""
+    def write(line: str) -> None:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        # xdist writes its progress dots without telling the reporter a line is open
+        # (without xdist, write_line's ensure_newline knows).
+        open_line = int(getattr(getattr(tr, "_tw", None), "width_of_current_line", 0) or 0)
+        if tr.currentfspath is None and open_line:
+            tr.write("\n")
+        tr.write_line(line)
+    return write
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -255,6 +304,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     baseline = _vng_baseline(config)
     for line in summary_mod.slow_boots(run_dir, **({"vng_s": baseline} if baseline else {})):
         terminalreporter.write_line(line)
+    for issue in known_mod.expired(known_issues(config), datetime.date.today()):
+        terminalreporter.write_line(known_mod.expired_line(issue))
 
 
 def _vng_baseline(config: pytest.Config) -> float | None:

@@ -20,10 +20,14 @@ import pytest
 from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
 from lab.host.doctor import missing
 from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
+from lab.results import junit, known
 from lab.results import record as results
+from lab.results import report as report_mod
 from lab.results import summary as summary_mod
+from lab.results.cell import short_label
 from lab.results.verdict import exit_code
-from lab.run.plugin import short_label
+from lab.run.cells import matrix
+from lab.run.shard import parse_shard
 from lab.vm.ssh import port_is_free
 
 log = logging.getLogger("lab.run")
@@ -40,7 +44,9 @@ class RunOptions:
     accel: str = "auto"
     ssh_port: int | None = None
     workers: int = 1
-    variant: str | None = None
+    variants: list[str] = field(default_factory=list)
+    shard: str | None = None
+    known_issues: Path | None = None  # default: known-issues.toml at the project top
     suite: Path = SCENARIOS
     pytest_args: list[str] = field(default_factory=list)
 
@@ -66,9 +72,13 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         raise UserError(f"--ssh-port {opts.ssh_port} is not a TCP port; give 1-65535, or "
                         "omit it to pick a free one")
     cache = cache_root(opts.cache)
-    for spec in kernels:
+    cells = matrix(kernels, opts.variants)
+    for cell in cells:
         # Everything that needs no download or build, before the run directory exists.
-        check_kernel(spec, cache=cache, variant=opts.variant)
+        check_kernel(cell.spec, cache=cache, variant=cell.variant)
+    shard = parse_shard(opts.shard) if opts.shard is not None else None
+    known_path = known.path_for(opts.known_issues)
+    issues = known.load(known_path)
     if opts.ssh_port is not None and not port_is_free(opts.ssh_port):
         raise UserError(f"port {opts.ssh_port} on 127.0.0.1 is busy; choose another "
                         "--ssh-port or omit it to pick a free one")
@@ -79,17 +89,21 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
                         "checkout of kernel-lab")
     _check_host(cache)
 
-    label = "+".join(short_label(k) for k in kernels)
+    label = "+".join(short_label(k) for k in dict.fromkeys(kernels))
+    if shard is not None:
+        label += f"-shard{shard.index}of{shard.total}"
     run_dir = results.new_run_dir(opts.results or default_results_root(), label)
     (run_dir / "command.txt").write_text(
         f"cd {shlex.quote(str(Path.cwd()))} && {shlex.join(argv)}\n")
     print(f"kernel-lab: run directory {run_dir}", flush=True)
     try:
-        for spec in kernels:
+        for cell in cells:
             t = time.monotonic()
-            k = resolve_kernel(spec, cache=cache, variant=opts.variant)
-            results.append_phase(run_dir, "fetch", time.monotonic() - t, kernel=spec)
-            print(f"kernel-lab: {spec} -> {k.release} ({time.monotonic() - t:.1f}s)"
+            k = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
+            detail = {"kernel": cell.spec,
+                      **({"variant": cell.variant} if cell.variant else {})}
+            results.append_phase(run_dir, "fetch", time.monotonic() - t, **detail)
+            print(f"kernel-lab: {cell.label} -> {k.release} ({time.monotonic() - t:.1f}s)"
                   + (f"; {k.note}" if k.note else ""), flush=True)
     except (UserError, KeyboardInterrupt):
         # Nothing ran: leave no run directory that looks like a run.
@@ -103,14 +117,18 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for spec in kernels:
         args += ["--lab-kernel", spec]
-    if opts.variant:
-        args += ["--lab-variant", opts.variant]
+    for variant in opts.variants:
+        args += ["--lab-variant", variant]
+    if shard is not None:
+        args += ["--lab-shard", str(shard)]
+    args += ["--lab-known-issues", str(known_path)]
     if opts.keyword:
         args += ["-k", opts.keyword]
     if opts.ssh_port is not None:
         args += ["--lab-ssh-port", str(opts.ssh_port)]
     if opts.workers > 1:
-        args += ["-n", str(opts.workers), "--dist", "loadgroup"]
+        # The lab's scheduler replaces loadscope's scopes with cells (lab.run.schedule).
+        args += ["-n", str(opts.workers), "--dist", "loadscope"]
     args += opts.pytest_args
     rc = int(pytest.main(args))
     records = results.read_records(run_dir)
@@ -118,7 +136,10 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         raise UserError(f"no scenario matches -k {opts.keyword!r}" if opts.keyword
                         else f"no scenarios collected from {opts.suite}")
     if records:
+        junit.rewrite(run_dir, records, cell_order=[c.label for c in cells])
         summary_mod.summarize(run_dir, wall=time.monotonic() - started)
+        path = report_mod.write(run_dir, issues=issues)
+        print(f"kernel-lab: report {path}", flush=True)
     status = exit_status(rc, [r.verdict for r in records], stop=results.read_stop(run_dir))
     if status == EXIT_INFRA_ERROR and not records:
         log.error("pytest exited with %d after no records; see %s", rc, run_dir)

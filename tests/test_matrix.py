@@ -1,0 +1,84 @@
+"""Cells, shards and the cell scheduler's work units: pure functions, no VM."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.errors import UserError
+from lab.results.matrix import Matrix
+from lab.run.cells import Cell, matrix, plain_nodeid, splits
+from lab.run.schedule import scopes
+from lab.run.shard import Shard, parse_shard, stable_hash
+
+
+def test_variants_multiply_built_kernels_only() -> None:
+    cells = matrix(["debian:6.1", "debian-src:7.2", "debian:7.2"], ["base", "debug"])
+    assert [c.label for c in cells] == ["debian:6.1", "debian-src:7.2/base",
+                                        "debian-src:7.2/debug", "debian:7.2"]
+    assert matrix(["debian-src:7.2"], []) == [Cell("debian-src:7.2", "base")]
+    # One kernel, one cell: "debug+aio-off" is "aio-off+debug".
+    assert [c.variant for c in matrix(["debian-src:7.2"], ["debug+aio-off", "aio-off+debug"])] \
+        == ["aio-off+debug"]
+    assert matrix(["debian:7.2", "debian:7.2"], []) == [Cell("debian:7.2")]
+    assert matrix(["debian:7.2"], ["base"]) == [Cell("debian:7.2")]
+
+
+def test_a_variant_for_a_prebuilt_kernel_names_the_cell() -> None:
+    with pytest.raises(UserError) as exc:
+        matrix(["debian:7.2"], ["debug"])
+    assert "cell debian:7.2 x debug" in str(exc.value) and "debian-src:" in str(exc.value)
+    with pytest.raises(UserError, match="unknown variant 'nope'"):
+        matrix(["debian-src:7.2"], ["nope"])
+
+
+def test_splits_give_every_worker_a_unit() -> None:
+    assert [splits(n, 2) for n in (1, 2, 4)] == [2, 1, 1]
+    assert splits(3, 4) == 2 and splits(1, 1) == 1
+
+
+def test_plain_nodeid() -> None:
+    assert plain_nodeid("f.py::t[debian:7.2]@c0s1") == "f.py::t[debian:7.2]"
+    assert plain_nodeid("f.py::t[git:/x@v7.2]") == "f.py::t[git:/x@v7.2]"
+
+
+@pytest.mark.parametrize("text", ["3/2", "0/2", "x", "1/0", "-1/2", "1/2/3", ""])
+def test_bad_shards(text: str) -> None:
+    with pytest.raises(UserError) as exc:
+        parse_shard(text)
+    assert "--shard" in str(exc.value) and "\n" not in str(exc.value)
+
+
+TESTS = [(cell, f"scenarios/aio/t.py::test_{n}[{cell}]") for n in range(200)
+         for cell in ("debian:7.2", "debian:6.1", "debian-src:7.3/debug")]
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 7])
+def test_shards_are_disjoint_and_cover_everything(total: int) -> None:
+    shards = [Shard(i, total) for i in range(1, total + 1)]
+    taken = [[t for t in TESTS if s.takes(*t)] for s in shards]
+    assert sum(len(t) for t in taken) == len(TESTS)
+    assert set().union(*map(set, taken)) == set(TESTS)
+    # Roughly even (a hash, not a list position): every shard has a fair share.
+    assert all(len(t) > len(TESTS) / total * 0.7 for t in taken), [len(t) for t in taken]
+
+
+def test_the_split_is_stable() -> None:
+    # Known values: a change to the hash would reshuffle every CI shard.
+    assert stable_hash("") == 0xE3B0C44298FC1C14
+    assert parse_shard(" 2 / 4 ") == Shard(2, 4) and str(Shard(2, 4)) == "2/4"
+    assert [Shard(1, 2).takes(*t) for t in TESTS[:6]] == \
+        [Shard(1, 2).takes(*t) for t in TESTS[:6]]
+
+
+def m(cells: list[str], tests: list[tuple[str, str]]) -> Matrix:
+    return Matrix(cells=[{"label": c} for c in cells], suite=[], expected=tests, assigned=tests)
+
+
+def test_scopes_are_cells_and_split_when_workers_outnumber_them() -> None:
+    cells = ["debian:7.2", "debian:6.1", "debian-src:7.3/debug"]
+    units = scopes(m(cells, TESTS), workers=2)
+    assert set(units.values()) == {"c0s0", "c1s0", "c2s0"}
+    assert all(units[t] == f"c{cells.index(c)}s0" for c, t in TESTS)
+    one = [t for t in TESTS if t[0] == "debian:7.2"]
+    units = scopes(m(["debian:7.2"], one), workers=3)
+    assert set(units.values()) == {"c0s0", "c0s1", "c0s2"}
