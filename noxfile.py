@@ -17,6 +17,9 @@ BUILD_PACKAGES = [
     "build-essential", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "cpio", "rsync",
     "pahole", "zstd", "ccache",
 ]
+# The report tests open report.html in headless Chromium (tests/browser.py).
+TEST_PACKAGES = ["chromium"]
+WORKFLOWS = [".github/workflows/nightly.yml"]
 
 
 def _host_packages(session: nox.Session, *extra: str) -> None:
@@ -39,16 +42,25 @@ def lab(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The project's own tests, including real boots of a Debian kernel under QEMU."""
-    _install(session)
-    _host_packages(session, *BUILD_PACKAGES)
+    session.install("-e", ".[test]")
+    _host_packages(session, *BUILD_PACKAGES, *TEST_PACKAGES)
     session.run("pytest", "-p", "no:cacheprovider", "-ra", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over everything."""
-    session.install("ruff")
+    """ruff over everything; the CI workflows against GitHub's schema (offline)."""
+    session.install("ruff", "check-jsonschema")
     session.run("ruff", "check", "lab", "guest", "scenarios", "tests", "noxfile.py")
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
+
+
+@nox.session(default=False)
+def fetch(session: nox.Session) -> None:
+    """Fetch or build kernels into the cache (`nox -s fetch -- --kernel SPEC --variant V`)."""
+    _install(session)
+    _host_packages(session, *BUILD_PACKAGES)
+    session.run("lab", "fetch", *session.posargs)
 
 
 @nox.session
