@@ -97,6 +97,7 @@ def test_text_difference(tmp_path: Path) -> None:
     assert "reproduce: cd /src && lab run --kernel debian:7.2" in text
     assert "WARNING in io_destroy" in text and "expired known issue" in text
     assert text.rstrip().endswith("REGRESSION")
+    assert "\n\n" not in text  # one line per item, sections one after the other
     assert "&lt;" not in text  # plain text is not escaped
 
 
