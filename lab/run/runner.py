@@ -110,8 +110,11 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
-    args = [str(opts.suite), "--lab-run-dir", str(run_dir), "--lab-cache", str(cache),
-            "--lab-accel", opts.accel, "--junitxml", str(run_dir / "junit.xml"),
+    # Paths go as --opt=PATH: pytest takes a bare PATH token for an argument when it picks
+    # its rootdir, and the run directory and the cache would move it to / for a suite
+    # outside the checkout (test ids "tmp/suite/...", reproducers from /).
+    args = [str(opts.suite), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
+            "--lab-accel", opts.accel, f"--junitxml={run_dir / 'junit.xml'}",
             "-p", "no:cacheprovider", "-rs",
             # lab is imported before pytest starts, so its entry point cannot be rewritten.
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
@@ -121,7 +124,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         args += ["--lab-variant", variant]
     if shard is not None:
         args += ["--lab-shard", str(shard)]
-    args += ["--lab-known-issues", str(known_path)]
+    args.append(f"--lab-known-issues={known_path}")
     if opts.keyword:
         args += ["-k", opts.keyword]
     if opts.ssh_port is not None:
