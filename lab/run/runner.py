@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
+from lab.errors import EXIT_INFRA_ERROR, EXIT_NOTHING_TESTED, EXIT_USER_ERROR, UserError
 from lab.host.doctor import missing
 from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
 from lab.results import junit, known
+from lab.results import matrix as matrix_file
 from lab.results import record as results
 from lab.results import report as report_mod
 from lab.results import summary as summary_mod
@@ -135,6 +136,13 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     args += opts.pytest_args
     rc = int(pytest.main(args))
     records = results.read_records(run_dir)
+    if rc == pytest.ExitCode.NO_TESTS_COLLECTED and shard is not None:
+        m = matrix_file.read(run_dir)
+        if m is not None and m.expected and not m.assigned:
+            # A small matrix cut in many shards: the others run its tests, this one none.
+            print(f"kernel-lab: shard {shard} has none of the matrix's {len(m.expected)} "
+                  "tests (the other shards run them): nothing was tested", flush=True)
+            return EXIT_NOTHING_TESTED
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED and results.read_stop(run_dir) is None:
         raise UserError(f"no scenario matches -k {opts.keyword!r}" if opts.keyword
                         else f"no scenarios collected from {opts.suite}")
