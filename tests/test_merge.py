@@ -170,3 +170,17 @@ def test_refusals_on_the_command_line(tmp_path: Path) -> None:
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in res.stderr, lines
     assert not (tmp_path / "m").exists() and not (one / "report.html").exists()
+
+
+def test_miss_of_a_cell_no_shard_ran_names_its_kernel(tmp_path: Path) -> None:
+    built = rec("test_0", "PASS", "debian-src:7.3/debug")
+    one = shard(tmp_path, 1, 2, ALL)
+    m = read(one)
+    assert m is not None
+    m.cells = [*CELLS, {"label": built.cell, "spec": "debian-src:7.3", "variant": "debug"}]
+    m.expected = [*EXPECTED, (built.cell, built.test)]
+    write(one, m)
+    done = merge([one], tmp_path / "merged", command="lab merge")
+    (miss,) = [r for r in read_records(done.path) if r.verdict == "MISS"]
+    assert miss.kernel == {"spec": "debian-src:7.3", "variant": "debug"}
+    assert done.missing_shards == ["2/2"]

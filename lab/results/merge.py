@@ -23,6 +23,7 @@ from lab import atomic
 from lab.errors import UserError
 from lab.results import junit
 from lab.results import matrix as matrix_file
+from lab.results.cell import PREBUILT
 from lab.results.compare import resolve
 from lab.results.record import Record, read_lines, read_records
 from lab.results.verdict import Verdict
@@ -124,7 +125,11 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
     missing_shards = [f"{i}/{first.shard_total}" for i in range(1, first.shard_total + 1)
                       if i not in present]
     assigned_somewhere = {p for inp in unique for p in inp.matrix.assigned}
-    kernels = {r.cell: r.kernel for r in records if r.kernel}
+    # A MISS record names its kernel as the cell's other records do, or as the matrix does
+    # when no shard ran anything of the cell (its reproducer needs the spec and variant).
+    kernels = {str(c["label"]): {"spec": c.get("spec"), "variant": c.get("variant") or PREBUILT}
+               for c in first.cells}
+    kernels.update({r.cell: r.kernel for r in records if r.kernel})
     order = {p: n for n, p in enumerate(first.expected)}
     for cell, test in first.expected:
         if (cell, test) in reported:
