@@ -22,7 +22,7 @@ from lab import atomic
 from lab.errors import UserError
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
-from lab.results.cell import PREBUILT, keyword_for
+from lab.results.cell import PREBUILT, keyword_for, scenario_of
 from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
 from lab.results.record import Record, read_lines, read_records
 from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code
@@ -116,8 +116,7 @@ def _grid(run: Run, statuses: dict[Key, Status], cells: list[str]) -> list[dict[
     order: dict[str, int] = {}
     if run.matrix:
         for cell, test in run.matrix.expected:
-            order.setdefault(key_of(Record(test=test, verdict="", duration=0, cell=cell))[1],
-                             len(order))
+            order.setdefault(scenario_of(test, cell), len(order))
     for key in statuses:
         order.setdefault(key[1], len(order))
     rows: list[dict[str, Any]] = []
