@@ -45,7 +45,7 @@ NEW = [rec("test_ok", "PASS"), rec("test_ok", "PASS", "debian:6.1"),
        rec("test_new", "SKIP", "debian:6.1", reason="lacks CONFIG_IO_URING",
            deviations=["io_cancel(2) says EAGAIN; the kernel returns EINVAL"]),
        rec("test_new", "PASS", deviations=["io_cancel(2) says EAGAIN; the kernel returns EINVAL"],
-           data={"observed": ["aio-nr rises by exactly nr_events"]})]
+           observed=["aio-nr rises by exactly nr_events"])]
 
 
 def test_context_is_plain_data(tmp_path: Path) -> None:

@@ -143,16 +143,10 @@ def _note_text(note: Any) -> str:
 
 
 def _notes(records: list[Record], attr: str) -> list[dict[str, Any]]:
-    """Deviations (or observed expectations) grouped by scenario and note, with their cells.
-
-    ``observed`` may be a record field or sit in ``data``: read either.
-    """
+    """Deviations (or observed expectations) grouped by scenario and note, with their cells."""
     grouped: dict[tuple[str, str], set[str]] = {}
     for r in records:
-        value = getattr(r, attr, None)
-        if value is None:
-            value = r.data.get(attr)
-        for note in value or []:
+        for note in getattr(r, attr):
             cell, scenario = key_of(r)
             grouped.setdefault((scenario, _note_text(note)), set()).add(cell)
     return [{"scenario": s, "note": n, "cells": sorted(cells)}
