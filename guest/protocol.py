@@ -26,6 +26,7 @@ from guest import (  # noqa: F401 - each ops module registers its ops on import
     ops_race,
     ops_raw,
     ops_sys,
+    ops_thread,
     ops_ublk,
     ops_uring,
 )
