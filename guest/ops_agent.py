@@ -3,9 +3,9 @@
 ``agent.reset`` closes what a test left behind, so that no test sees the last
 one's contexts, rings, memory or files: io_uring rings and buffer rings, AIO
 contexts (io_destroy: pending POLLs are cancelled, in-flight I/O is waited
-for), iocbs, fds opened by fs.* ops, threads of thread.start (joined), the CPU
-affinity thread.affinity changed, and memory from mem.alloc.  It returns how
-many of each it found, which the lab keeps in the test's record.
+for), iocbs, fds opened by fs.* ops, threads of thread.start (joined), scratch
+ext4 mounts, the CPU affinity thread.affinity changed, and memory from mem.alloc.
+It returns how many of each it found, which the lab keeps in the test's record.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from guest import memory, native, ops_aio, ops_thread, ops_uring
+from guest import memory, native, ops_aio, ops_scratchfs, ops_thread, ops_uring
 from guest.registry import register
 from guest.state import CTXS, FDS, MEMS
 
@@ -31,6 +31,7 @@ def agent_reset() -> dict[str, int]:
             os.close(fd)
     FDS.clear()
     left["threads"] = ops_thread.join_all(5.0)  # still running: reported, cannot be killed
+    left["mounts"] = ops_scratchfs.umount_all()  # its files are closed now
     lib = native.lib()
     for ctx in sorted(CTXS):
         # The context may be gone already (destroyed by a race loop): EINVAL is fine.

@@ -149,6 +149,9 @@ _IO_SUBMIT: tuple[Claim, ...] = (
     Claim("submit.rwf_nowait_unsupported", "io_submit: RWF_NOWAIT on a file that cannot do "
           "non-blocking I/O (no FMODE_NOWAIT) fails with EOPNOTSUPP",
           _submit("error EOPNOTSUPP (2)", "EOPNOTSUPP")),
+    Claim("submit.rwf_dontcache_unsupported", "io_submit: RWF_DONTCACHE on a file system that "
+          "does not support it (tmpfs) fails with EOPNOTSUPP, where one that does (ext4) takes "
+          "it", _submit("error EOPNOTSUPP (4)", "EOPNOTSUPP")),
     Claim("submit.ioprio_bad_class", "io_submit: IOCB_FLAG_IOPRIO with an aio_reqprio of an "
           "unknown class fails with EINVAL", _submit("error EINVAL ('invalid aio_reqprio "
                                                      "class')", "EINVAL")),

@@ -26,6 +26,7 @@ RWF_UNKNOWN = 1 << 24
 FEATURES: dict[str, tuple[Version, str]] = {
     "rwf_noappend": ((6, 9), "RWF_NOAPPEND appeared in 6.9 (vfs: add RWF_NOAPPEND flag)"),
     "rwf_atomic": ((6, 11), "RWF_ATOMIC appeared in 6.11 (fs: Initial atomic write support)"),
+    "rwf_dontcache": ((6, 14), "RWF_DONTCACHE appeared in 6.14 (mm: add RWF_DONTCACHE)"),
 }
 
 EXPECTATIONS: dict[str, tuple[Range, ...]] = {}

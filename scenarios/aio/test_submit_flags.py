@@ -19,6 +19,7 @@ from scenarios.aio.conftest import EOPNOTSUPP
 from scenarios.aio.expectations import (
     RWF_APPEND,
     RWF_ATOMIC,
+    RWF_DONTCACHE,
     RWF_DSYNC,
     RWF_NOAPPEND,
     RWF_NOWAIT,
@@ -119,6 +120,20 @@ def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Any, ctx: int, buf: 
     dev = agent.call("fs.open", path=nvme["fast"].ns, flags=["O_RDONLY"])
     res = _accepted(agent, ctx, _io("PREAD", dev, buf, 4096, rw_flags=RWF_NOWAIT))
     assert res in (4096, -errno.EAGAIN), res
+
+
+@pytest.mark.claim(CLAIMS["submit.rwf_dontcache_unsupported"])
+@pytest.mark.requires_config("EXT4_FS", "BLK_DEV_LOOP")
+def test_dontcache_without_fs_support_is_eopnotsupp(agent: Any, ctx: int, scratch: int,
+                                                    buf: int, needs: Any) -> None:
+    needs("rwf_dontcache")
+    assert agent.errno_of("aio.submit", ctx=ctx,
+                          iocbs=[_io("PWRITE", scratch, buf, rw_flags=RWF_DONTCACHE)]) \
+        == EOPNOTSUPP  # tmpfs has no FOP_DONTCACHE
+    point = agent.call("fs.ext4_mount", size_mb=32, call_timeout=300)
+    fd = agent.call("fs.open", path=f"{point}/f", flags=["O_RDWR", "O_CREAT"])
+    # ext4 has it: the same write is accepted and done.
+    assert _accepted(agent, ctx, _io("PWRITE", fd, buf, rw_flags=RWF_DONTCACHE)) == 512
 
 
 @pytest.mark.claim(CLAIMS["submit.ioprio_bad_class"])
