@@ -251,6 +251,7 @@ class Vm:
                     alive=lambda: self.process is not None and self.process.poll() is None,
                     phase="boot",
                     log_path=self.console_log,
+                    slowdown=self.cfg.slowdown,
                 )
                 break
             except InfraError:
