@@ -125,6 +125,7 @@ long lab_capset(struct __user_cap_header_struct *hdr,
 long lab_gettid(void);
 long lab_eventfd2(unsigned initval, int flags);
 uintptr_t lab_map(size_t len, int prot);
+uintptr_t lab_map_at(uintptr_t addr, size_t len, int prot);
 long lab_mprotect(uintptr_t addr, size_t len, int prot);
 long lab_munmap(uintptr_t addr, size_t len);
 long lab_errno(void);

@@ -7,6 +7,7 @@ kernel still targets it then yields EFAULT instead of heap corruption.
 
 from __future__ import annotations
 
+import errno
 import mmap
 from dataclasses import dataclass
 from typing import Any
@@ -37,16 +38,34 @@ def map_anon(length: int, prot: int) -> int:
     return addr
 
 
+def map_anon_at(addr: int, length: int, prot: int) -> int:
+    """An anonymous mapping exactly at ``addr``; EEXIST if something is mapped there."""
+    lib = native.lib()
+    got = int(lib.lab_map_at(addr, length, prot))
+    if got == 0:
+        native.check(-int(lib.lab_errno()))
+    if got != addr:  # a kernel before 4.17 takes the flag for a hint
+        unmap(got, length)
+        native.check(-errno.EEXIST)
+    return got
+
+
 def unmap(addr: int, length: int) -> None:
     native.check(int(native.lib().lab_munmap(addr, length)))
 
 
-def alloc(size: int, align: int = PAGE) -> Mem:
+def alloc(size: int, align: int = PAGE, at: int | None = None) -> Mem:
     if size < 0:
         raise ValueError("size must be >= 0")
+    lib = native.lib()
+    if at is not None:
+        if at % PAGE:
+            raise ValueError("at must be page aligned")
+        length = _round_up(max(size, 1), PAGE)
+        base = map_anon_at(at, length, lib.PROT_READ | lib.PROT_WRITE)
+        return Mem(base, length, base, size)
     if align <= 0 or align & (align - 1):
         raise ValueError("align must be a power of two")
-    lib = native.lib()
     # mmap is page aligned already; larger alignments over-map and skip ahead.
     extra = align - PAGE if align > PAGE else 0
     map_len = _round_up(max(size, 1) + extra, PAGE)
@@ -71,6 +90,18 @@ def span(mem: Mem, offset: int, length: int | None) -> tuple[int, int]:
     if offset < 0 or length < 0 or offset + length > mem.size:
         raise ValueError(f"range {offset}+{length} outside buffer of {mem.size} bytes")
     return mem.addr + offset, length
+
+
+def mapping_at(addr: int) -> dict[str, Any] | None:
+    """The /proc/self/maps entry that covers ``addr``, or None when nothing is mapped there."""
+    with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            start, _, end = parts[0].partition("-")
+            if int(start, 16) <= addr < int(end, 16):
+                return {"start": int(start, 16), "end": int(end, 16), "perms": parts[1],
+                        "path": parts[5].strip() if len(parts) > 5 else ""}
+    return None
 
 
 _fault_page: int | None = None

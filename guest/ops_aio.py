@@ -56,7 +56,11 @@ SPEC_KEYS = set(PLAIN_KEYS) | {
     "flags",
     "events",
     "iov",
+    "page",
 }
+# Where an iocb may live: the heap (cffi), or a page of its own made read-only after
+# it is filled, so that the kernel can read it but not write aio_key back.
+PAGES = ("heap", "readonly")
 
 POLL_NAMES = (
     "POLLIN",
@@ -76,9 +80,15 @@ POLL_NAMES = (
 
 @dataclass
 class IocbRec:
-    cdata: Any  # struct iocb * owned by cffi
+    cdata: Any  # struct iocb * owned by cffi, or pointing into ``mapping``
     addr: int
     keep: list[Any] = field(default_factory=list)  # e.g. an iovec array
+    mapping: tuple[int, int] | None = None  # (address, length) of a page of its own
+
+    def release(self) -> None:
+        if self.mapping is not None:
+            memory.unmap(*self.mapping)
+            self.mapping = None
 
 
 IOCBS: Table[IocbRec] = Table("iocb")
@@ -157,9 +167,16 @@ def _build(spec: dict[str, Any]) -> IocbRec:
         raise ValueError("iocb spec needs opcode and fd")
     if sum(k in spec for k in ("buf", "buf_addr", "events", "iov")) > 1:
         raise ValueError("buf, buf_addr, events and iov all set aio_buf: give one")
-    ffi = native.ffi()
-    cdata = ffi.new("struct iocb *")  # zeroed, so unset fields are 0
-    rec = IocbRec(cdata, int(ffi.cast("uintptr_t", cdata)))
+    page = spec.get("page", "heap")
+    if page not in PAGES:
+        raise ValueError(f"iocb page {page!r} is not one of {', '.join(PAGES)}")
+    ffi, lib = native.ffi(), native.lib()
+    if page == "heap":
+        cdata = ffi.new("struct iocb *")  # zeroed, so unset fields are 0
+        rec = IocbRec(cdata, int(ffi.cast("uintptr_t", cdata)))
+    else:
+        addr = memory.map_anon(memory.PAGE, lib.PROT_READ | lib.PROT_WRITE)  # zeroed
+        rec = IocbRec(ffi.cast("struct iocb *", addr), addr, mapping=(addr, memory.PAGE))
     values: dict[str, int] = {"aio_lio_opcode": _opcode(spec["opcode"])}
     for key, fname in PLAIN_KEYS.items():
         if key in spec:
@@ -177,7 +194,7 @@ def _build(spec: dict[str, Any]) -> IocbRec:
         values["aio_buf"], count = _iovecs(spec["iov"], rec.keep)
         values.setdefault("aio_nbytes", count)
     for fname, value in values.items():
-        setattr(cdata, fname, _wrap(FIELD_TYPES[fname], value))
+        setattr(rec.cdata, fname, _wrap(FIELD_TYPES[fname], value))
     return rec
 
 
@@ -186,6 +203,9 @@ def _add(rec: IocbRec, spec: dict[str, Any]) -> int:
     _BY_ADDR[rec.addr] = iid
     if "data" not in spec:
         rec.cdata.aio_data = iid  # default aio_data: our id, echoed in io_event.data
+    if rec.mapping is not None:  # filled in: now the kernel may read it, not write it
+        lib = native.lib()
+        native.check(int(lib.lab_mprotect(rec.addr, memory.PAGE, lib.PROT_READ)))
     return iid
 
 
@@ -310,15 +330,60 @@ def aio_getevents(
     return [_event(events[i]) for i in range(n)]
 
 
-def aio_cancel(ctx: int, iocb: int | str) -> dict[str, Any]:
+def aio_cancel(ctx: int, iocb: int | str, result: int | str | None = None) -> Any:
+    """io_cancel; ``result`` is where the kernel may write an io_event: the agent's own
+    zeroed one (None, returned decoded), "null", "fault" (a PROT_NONE page) or a mem handle.
+    """
     ffi, lib = native.ffi(), native.lib()
-    result = ffi.new("struct io_event *")
-    native.check(int(lib.lab_io_cancel(_ctx(ctx), _iocb_ptr(iocb), result)))
-    return _event(result)
+    own = result is None
+    if own:
+        out = ffi.new("struct io_event *")
+    elif result == "null":
+        out = ffi.NULL
+    elif result == "fault":
+        out = ffi.cast("struct io_event *", memory.fault_addr())
+    elif isinstance(result, int):
+        out = ffi.cast("struct io_event *", MEMS.get(result).addr)
+    else:
+        raise ValueError(f"bad result {result!r}")
+    native.check(int(lib.lab_io_cancel(_ctx(ctx), _iocb_ptr(iocb), out)))
+    return _event(out) if own else None
+
+
+# struct aio_ring's header (fs/aio.c), the first 32 bytes at the ctx address: the ring
+# is mapped read-write into the process, so userspace can read and corrupt it.
+RING_FIELDS = ("id", "nr", "head", "tail", "magic", "compat_features", "incompat_features",
+               "header_length")
+
+
+def _ring(ctx: int) -> Any:
+    # Touching an address that is not mapped would kill the agent: check first.
+    if memory.mapping_at(ctx) is None:
+        raise ValueError(f"no mapping at ctx {ctx:#x}: not a live AIO ring")
+    return native.ffi().cast("uint32_t *", ctx)
+
+
+def aio_ring(ctx: int) -> dict[str, int]:
+    """The ring header at ``ctx`` as the process sees it."""
+    words = _ring(ctx)
+    return {name: int(words[i]) for i, name in enumerate(RING_FIELDS)}
+
+
+def aio_ring_write(ctx: int, field: str, value: int) -> int:
+    """Overwrite one header field (a u32); returns the old value."""
+    if field not in RING_FIELDS:
+        raise ValueError(f"ring field {field!r} is not one of {', '.join(RING_FIELDS)}")
+    words = _ring(ctx)
+    i = RING_FIELDS.index(field)
+    old = int(words[i])
+    words[i] = value & 0xFFFFFFFF
+    return old
 
 
 def aio_free_iocbs() -> int:
     n = len(IOCBS)
+    for _, rec in IOCBS.items():
+        rec.release()
     IOCBS.clear()
     _BY_ADDR.clear()
     _LAST.clear()
@@ -333,6 +398,8 @@ OPS: dict[str, Callable[..., Any]] = {
     "aio.iocb": aio_iocb,
     "aio.getevents": aio_getevents,
     "aio.cancel": aio_cancel,
+    "aio.ring": aio_ring,
+    "aio.ring_write": aio_ring_write,
     "aio.free_iocbs": aio_free_iocbs,
 }
 register(OPS)

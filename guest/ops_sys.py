@@ -6,7 +6,9 @@ already raise OSError with the kernel's errno, which is all the lab needs.
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import gzip
 import os
 import time
@@ -202,8 +204,9 @@ def probe_features() -> dict[str, bool]:
 # ---------------------------------------------------------------- mem.*
 
 
-def mem_alloc(size: int, align: int = memory.PAGE, fill: int = 0) -> int:
-    mem = memory.alloc(size, align)
+def mem_alloc(size: int, align: int = memory.PAGE, fill: int = 0, at: int | None = None) -> int:
+    """A buffer of ``size`` bytes; ``at`` puts it exactly there (EEXIST if taken)."""
+    mem = memory.alloc(size, align, at)
     if fill:
         memory.buffer(mem.addr, size)[:] = bytes([fill]) * size
     return MEMS.add(mem)
@@ -232,6 +235,11 @@ def mem_addr(handle: int) -> int:
 
 def mem_free(handle: int) -> None:
     memory.free(MEMS.pop(handle))
+
+
+def mem_mapping(addr: int) -> dict[str, Any] | None:
+    """The mapping (start, end, perms, path) covering ``addr`` in the agent, or None."""
+    return memory.mapping_at(addr)
 
 
 # ---------------------------------------------------------------- fs.*
@@ -264,8 +272,9 @@ def fs_close(fd: int) -> None:
     os.close(fd)
 
 
-def fs_pipe() -> list[int]:
-    return [_opened(fd) for fd in os.pipe()]
+def fs_pipe(flags: list[str] | int | None = None) -> list[int]:
+    """pipe2(flags): [read end, write end]."""
+    return [_opened(fd) for fd in os.pipe2(flag_bits(flags or [], "O_"))]
 
 
 def fs_write(fd: int, data_hex: str) -> int:
@@ -305,6 +314,33 @@ def fs_unlink(path: str) -> None:
     os.unlink(path)
 
 
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (_IOR/_IOW('f', 1/2, long) on 64-bit) and the inode
+# flags they carry, from <linux/fs.h>; spelled out because that header's RWF_* clash
+# with glibc's <sys/uio.h> in the one translation unit the agent's C is built as.
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+INODE_FLAGS = {"APPEND": 0x00000020, "IMMUTABLE": 0x00000010, "NOATIME": 0x00000080}
+
+
+def fs_inode_flags(fd: int, set_flags: list[str] | None = None,
+                   clear_flags: list[str] | None = None) -> list[str]:
+    """chattr for an fd: set and clear inode flags (APPEND...); returns those now set."""
+    def bits(names: list[str]) -> int:
+        unknown = set(names) - set(INODE_FLAGS)
+        if unknown:
+            raise ValueError(f"unknown inode flags {sorted(unknown)}")
+        return sum(INODE_FLAGS[n] for n in set(names))
+
+    # The kernel reads and writes an int here, whatever the ioctl number says.
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
+    if set_flags or clear_flags:
+        buf[0] = (buf[0] | bits(set_flags or [])) & ~bits(clear_flags or [])
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, buf, False)
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
+    return sorted(n for n, b in INODE_FLAGS.items() if buf[0] & b)
+
+
 OPS: dict[str, Callable[..., Any]] = {
     "sys.uname": sys_uname,
     "sys.read_text": sys_read_text,
@@ -323,6 +359,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "mem.fill": mem_fill,
     "mem.addr": mem_addr,
     "mem.free": mem_free,
+    "mem.mapping": mem_mapping,
     "fs.open": fs_open,
     "fs.close": fs_close,
     "fs.pipe": fs_pipe,
@@ -335,5 +372,6 @@ OPS: dict[str, Callable[..., Any]] = {
     "fs.eventfd": fs_eventfd,
     "fs.eventfd_read": fs_eventfd_read,
     "fs.unlink": fs_unlink,
+    "fs.inode_flags": fs_inode_flags,
 }
 register(OPS)

@@ -405,7 +405,77 @@ def ublk_batch_fetch(nreads: int = 8, io_len: int = 4096, stride: int = 1 << 20,
     return out
 
 
+NOBUFS_MODES = ("empty", "unregister")
+
+
+def ublk_fetch_nobufs(mode: str, nreads: int = 1, timeout_ms: int = 30000) -> dict[str, Any]:
+    """A multishot FETCH_IO_CMDS that finds no buffer when I/O arrives, then a second one.
+
+    ``mode`` "empty": the group's ring is registered with no buffer published;
+    "unregister": the group's ring is unregistered after the FETCH was armed.  Either
+    way the first request should end the FETCH (``first_final``: its last CQE, and
+    ``first_cqes``/``first_with_more``: the CQEs it posted).  The request is not lost:
+    the buffers are given back (published, or the ring registered again), a second
+    FETCH is armed and serves the ``nreads`` reads to the end (``reads``), then the
+    device stops as in ublk.batch_fetch.
+    """
+    ffi, lib = native.ffi(), native.lib()
+    if mode not in NOBUFS_MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(NOBUFS_MODES)}")
+    loaded = _load_driver()
+    server = Server()
+    out = server.out
+    out.update(driver=loaded, mode=mode)
+    reader = ffi.new("struct lab_ublk_reader *")
+    started = time.monotonic()
+    deadline = started + timeout_ms / 1000
+    try:
+        server.add()
+        server.open_queue()
+        assert server.pbuf is not None
+        if mode == "empty":
+            # Take back every buffer open_queue published: the kernel has consumed none.
+            lib.lab_pbuf_publish(ffi.cast("void *", server.pbuf.mem.addr), 0)
+        server.prep()
+        server.arm_fetch()
+        if mode == "unregister":
+            server.pbuf.close()
+            server.pbuf = None
+        out["start_res"] = server.ctrl_serving("START_DEV", lib.UBLK_U_CMD_START_DEV,
+                                               data0=os.getpid())
+        reader.path = f"/dev/ublkb{server.dev_id}".encode()
+        reader.nreads, reader.len, reader.stride = nreads, 4096, 1 << 20
+        reader.open_timeout_ms = 5000
+        native.check(int(lib.lab_ublk_reader_start(reader)))
+        out["first_ended"] = server.serve(lambda: out["fetch_final"] is not None,
+                                          min(deadline, time.monotonic() + 10 * SLOWDOWN))
+        out.update(first_final=out["fetch_final"], first_cqes=out["fetch_cqes"],
+                   first_with_more=out["with_more"], fetch_final=None)
+        if server.pbuf is not None:  # "empty": publish its buffers after all
+            server.pbuf_tail = FETCH_BUFS
+            lib.lab_pbuf_publish(ffi.cast("void *", server.pbuf.mem.addr), FETCH_BUFS)
+        else:  # "unregister": register the group's ring again
+            assert server.io is not None
+            server.pbuf = BufRing(server.io, FETCH_BGID, FETCH_BUFS, FETCH_BUF_SIZE)
+            server.pbuf_tail = FETCH_BUFS
+        server.arm_fetch()
+        out["served_all"] = server.serve(lambda: bool(lib.lab_ublk_reader_done(reader)),
+                                         deadline)
+        out["stop_res"] = server.ctrl_serving("STOP_DEV", lib.UBLK_U_CMD_STOP_DEV)
+        server.serve(lambda: out["fetch_final"] is not None, time.monotonic() + 2)
+    finally:
+        server.close()
+        if int(lib.lab_ublk_reader_join(reader, 5000)) < 0:
+            _STUCK_READERS.append(reader)
+            out["reader_stuck"] = True
+    out["reads"] = [int(r) for r in reader.rets[0:nreads]]
+    out["mismatched_reads"] = int(reader.mismatched_reads)
+    out["elapsed_s"] = round(time.monotonic() - started, 3)
+    return out
+
+
 OPS: dict[str, Callable[..., Any]] = {
     "ublk.batch_fetch": ublk_batch_fetch,
+    "ublk.fetch_nobufs": ublk_fetch_nobufs,
 }
 register(OPS)

@@ -33,11 +33,29 @@ def uring_close(ring: int) -> None:
 
 
 def uring_submit(ring: int, sqes: list[dict[str, Any]]) -> int:
-    """Fill one SQE per description and io_uring_enter them; returns the kernel's count."""
+    """Fill one SQE per description and io_uring_enter them; returns the kernel's count.
+
+    ``sq_index`` in a description overrides the SQ array slot that points at its SQE
+    (an index past sq_entries makes the kernel drop the entry).
+    """
     r = RINGS.get(ring)
     for spec in sqes:
         r.prep(spec, _addr_of)
+        if "sq_index" in spec:
+            r.set_last_index(int(spec["sq_index"]))
     return r.submit()
+
+
+def uring_state(ring: int) -> dict[str, Any]:
+    """SQ/CQ indices, SQ flags, sq_dropped, cq_overflow and the CQEs ready (not reaped)."""
+    return RINGS.get(ring).state()
+
+
+def uring_getevents(ring: int, min_complete: int, timeout_ms: int) -> dict[str, Any]:
+    """One GETEVENTS enter waiting for ``min_complete`` (bounded); ret, elapsed, ready."""
+    if timeout_ms <= 0:
+        raise ValueError("every wait needs a positive timeout")
+    return RINGS.get(ring).getevents(min_complete, timeout_ms)
 
 
 def uring_wait(ring: int, nr: int = 1, timeout_ms: int = 5000) -> dict[str, Any]:
@@ -156,6 +174,8 @@ OPS: dict[str, Callable[..., Any]] = {
     "uring.close": uring_close,
     "uring.submit": uring_submit,
     "uring.wait": uring_wait,
+    "uring.state": uring_state,
+    "uring.getevents": uring_getevents,
     "uring.run": uring_run,
     "uring.register_buffers": uring_register_buffers,
     "uring.unregister_buffers": uring_unregister_buffers,

@@ -25,7 +25,9 @@ from guest import (  # noqa: F401 - each ops module registers its ops on import
     ops_nvme,
     ops_race,
     ops_raw,
+    ops_scratchfs,
     ops_sys,
+    ops_thread,
     ops_ublk,
     ops_uring,
 )

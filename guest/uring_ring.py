@@ -64,6 +64,7 @@ class Ring:
             params.flags |= lib.IORING_SETUP_CQSIZE
             params.cq_entries = cq_entries
         native.check(int(lib.lab_ring_init(self._c, entries, params)))
+        self._p = params  # the kernel's offsets into the ring mappings (state())
         self.params = {
             "fd": int(self._c.fd),
             "flags": int(params.flags),
@@ -137,6 +138,28 @@ class Ring:
 
     def submit(self) -> int:
         return native.check(int(native.lib().lab_ring_submit(self._c)))
+
+    def set_last_index(self, index: int) -> None:
+        """Make the SQ array slot of the SQE prepared last point at ``index``."""
+        native.lib().lab_ring_set_last_index(self._c, index & 0xFFFFFFFF)
+
+    def state(self) -> dict[str, Any]:
+        """The shared indices, SQ flags and the kernel's counters, as userspace sees them."""
+        ffi, lib = native.ffi(), native.lib()
+        out = ffi.new("struct lab_ring_state *")
+        lib.lab_ring_state(self._c, self._p, out)
+        got = {name: int(getattr(out, name)) for name, _ in ffi.typeof(out).item.fields}
+        got["cq_overflow_flag"] = bool(got["sq_flags"] & lib.IORING_SQ_CQ_OVERFLOW)
+        return got
+
+    def getevents(self, min_complete: int, timeout_ms: int) -> dict[str, Any]:
+        """One io_uring_enter(GETEVENTS, min_complete) bounded by ``timeout_ms``; reaps nothing."""
+        lib = native.lib()
+        started = time.monotonic_ns()
+        ret = int(lib.lab_ring_wait(self._c, min_complete, timeout_ms * 1_000_000))
+        elapsed = time.monotonic_ns() - started
+        return {"ret": ret if ret >= 0 else errno.errorcode.get(-ret, str(ret)),
+                "elapsed_ns": elapsed, "ready": self.state()["cq_ready"]}
 
     def reap(self, max_cqes: int = 256) -> list[dict[str, Any]]:
         ffi, lib = native.ffi(), native.lib()

@@ -59,6 +59,19 @@ static uintptr_t lab_map(size_t len, int prot)
 	return p == MAP_FAILED ? 0 : (uintptr_t)p;
 }
 
+/*
+ * A mapping at an exact address that must be free (MAP_FIXED_NOREPLACE, 4.17): a forked
+ * child puts a copy of its parent's AIO ring header where the ring was, to ask the
+ * kernel about the parent's context with a readable header.  0 if the address is taken.
+ */
+static uintptr_t lab_map_at(uintptr_t addr, size_t len, int prot)
+{
+	void *p = mmap((void *)addr, len, prot,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+	return p == MAP_FAILED ? 0 : (uintptr_t)p;
+}
+
 static long lab_mprotect(uintptr_t addr, size_t len, int prot)
 {
 	return lab_ret(mprotect((void *)addr, len, prot));

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lab import atomic
 from lab.errors import UserError
-from lab.results import junit
+from lab.results import claims, junit
 from lab.results import matrix as matrix_file
 from lab.results.cell import PREBUILT
 from lab.results.compare import resolve
@@ -183,6 +183,11 @@ def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_
              for i in inputs if (i.path / "stopped.json").is_file()}
     if stops:
         (tmp / "stopped-shards.json").write_text(json.dumps(stops, indent=1) + "\n")
+    catalogues = [c for c in (claims.load_catalogue(i.path) for i in inputs) if c is not None]
+    if catalogues:  # every shard of one suite lists the same claims; keep each once
+        union = {c["key"]: c for cat in catalogues for c in cat}
+        (tmp / claims.CLAIMS_FILE).write_text(
+            json.dumps({"claims": list(union.values())}, indent=1) + "\n")
     (tmp / "command.txt").write_text(command + "\n")
     if duplicates:
         (tmp / "duplicates.txt").write_text("".join(f"{d}\n" for d in duplicates))

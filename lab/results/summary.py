@@ -10,8 +10,9 @@ from typing import Any
 
 from lab import atomic
 from lab.errors import EXIT_NOTHING_TESTED
-from lab.results.record import phase_times, read_records, read_stop, read_timeline
-from lab.results.verdict import VERDICTS, Verdict, exit_code
+from lab.results import claims as claims_mod
+from lab.results.record import Record, phase_times, read_records, read_stop, read_timeline
+from lab.results.verdict import TESTED, VERDICTS, Verdict, exit_code
 
 
 def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
@@ -31,6 +32,7 @@ def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
         "substitutions": sorted({r.kernel["note"] for r in records if r.kernel.get("note")}),
         "stopped": (read_stop(run_dir) or {}).get("reason", ""),
         "exit_code": exit_code(r.verdict for r in records),
+        "claims": claim_counts(records, claims_mod.load_catalogue(run_dir)),
     }
     atomic.write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -59,6 +61,19 @@ def slow_boots(run_dir: Path, *, vng_s: float = DEFAULT_VNG_S) -> list[str]:
     return lines
 
 
+def claim_counts(records: list[Record], catalogue: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Claims checked, with deviations, not checkable (lab.results.claims); without the
+    run's catalogue only what the records tell, and ``not_checkable`` None."""
+    if catalogue is not None:
+        counts: dict[str, Any] = dict(claims_mod.audit(records, catalogue)["counts"])
+        counts["catalogue"] = True
+        return counts
+    cited = [r for r in records if r.claim]
+    return {"checked": len({r.claim for r in cited if r.verdict in TESTED}),
+            "deviations": len({r.claim for r in cited if r.deviations}),
+            "not_checkable": None, "catalogue": False}
+
+
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The human summary printed at the end of a run."""
     counts = summary["counts"]
@@ -73,6 +88,14 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         notrun = counts.get(Verdict.NOTRUN, 0)
         lines.append(f"the run was cut short ({notrun} tests not run): {summary['stopped']}")
     lines += [f"kernel substituted: {note}" for note in summary.get("substitutions", [])]
+    claims = summary.get("claims")
+    if claims:
+        line = (f"claims: {claims['checked']} checked, {claims['deviations']} with a "
+                f"deviation from their source")
+        if claims.get("not_checkable") is not None:
+            line += (f", {claims['not_checkable']} not checkable from userspace "
+                     f"(of {claims['claims']} listed; {claims['not_run']} not run)")
+        lines.append(line)
     devs = summary["deviations"]
     lines.append(f"spec deviations: {len(devs)}")
     lines += [f"  - {d['test']}: {d['note']}" for d in devs]

@@ -88,11 +88,17 @@ class Ssh:
         alive: object = None,
         phase: str = "boot",
         log_path: Path | None = None,
+        slowdown: float = 1.0,
     ) -> Ssh:
         """Connect, retrying until ``deadline`` (time.monotonic) while the guest boots.
 
         ``alive`` is a callable returning False once the VM is gone, so a dead QEMU
-        fails fast instead of waiting for the deadline.
+        fails fast instead of waiting for the deadline.  ``slowdown`` scales the
+        handshake's own timeouts: a slow guest (a debug kernel under TCG on a loaded
+        host: tens of seconds per connection, sshd re-executing itself over 9p) needs
+        long for its banner, and each attempt given up too early leaves sshd one more
+        pre-auth child, until MaxStartups refuses every new one.  A guest whose sshd is
+        not listening yet refuses at once, so the longer wait costs a fast boot nothing.
         """
         host = "127.0.0.1"
         key_type, key_b64 = host_key_pub.read_text().split()[:2]
@@ -117,8 +123,8 @@ class Ssh:
                     allow_agent=False,
                     look_for_keys=False,
                     timeout=3,
-                    banner_timeout=5,
-                    auth_timeout=10,
+                    banner_timeout=15 * slowdown,
+                    auth_timeout=30 * slowdown,
                 )
             except paramiko.BadHostKeyException as exc:
                 client.close()

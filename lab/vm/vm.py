@@ -257,6 +257,7 @@ class Vm:
                     alive=lambda: self.process is not None and self.process.poll() is None,
                     phase="boot",
                     log_path=self.console_log,
+                    slowdown=self.cfg.slowdown,
                 )
                 self.timeline.mark("ssh")
                 break

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from scenarios.aio.claims import CLAIMS, DEVIATIONS, IOPRIO_RT
+from scenarios.aio.claims import CLAIMS, DEVIATIONS
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
 pytestmark = pytest.mark.requires_config("AIO")
@@ -97,38 +97,6 @@ def test_resfd_eventfd_is_signalled(agent: Any, ctx: int, scratch: int, buf: int
         assert agent.call("fs.eventfd_read", fd=efd) == 3
     finally:
         agent.call("fs.close", fd=efd)
-
-
-@pytest.mark.claim(CLAIMS["submit.rt_prio_eperm"])
-def test_rt_ioprio_without_caps_is_eperm(agent: Any, ctx: int, scratch: int, buf: int) -> None:
-    iocb = _pread(scratch, buf, flags=["IOPRIO"], reqprio=IOPRIO_RT)
-    dropped = agent.errno_of("creds.call", drop=["CAP_SYS_ADMIN", "CAP_SYS_NICE"],
-                             op="aio.submit", args={"ctx": ctx, "iocbs": [iocb]})
-    assert dropped == "EPERM"
-    # The same request with the capabilities (the agent runs as root) is accepted.
-    assert agent.call("aio.submit", ctx=ctx, iocbs=[iocb])["submitted"] == 1
-    agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=10_000)
-
-
-@pytest.mark.claim(CLAIMS["submit.ring_full"])
-def test_ring_full_is_eagain(agent: Any, pipe: list[int], record: Any) -> None:
-    nr_events = 8
-    ring = agent.call("aio.setup", nr_events=nr_events)
-    poll = {"opcode": "POLL", "fd": pipe[0], "events": ["POLLIN"]}
-    in_flight, err = 0, None
-    try:
-        for _ in range(64):  # bounded: 64 batches of 32 pending polls
-            try:
-                in_flight += agent.call("aio.submit", ctx=ring, iocbs=[poll] * 32)["submitted"]
-            except OSError as exc:
-                err = getattr(exc, "errno_name", None)
-                break
-    finally:
-        agent.call("aio.destroy", ctx=ring)
-        agent.call("aio.free_iocbs")
-    record("in_flight_at_eagain", in_flight)
-    assert err == "EAGAIN"
-    assert in_flight >= nr_events
 
 
 @pytest.mark.claim(CLAIMS["submit.key_zeroed"])

@@ -21,6 +21,17 @@ PROVIDED_BY: dict[str, str] = {
     "io_uring_register": "IO_URING",
 }
 
+# syscall name → the claim its ENOSYS checks (scenarios/aio/claims.py, uring/claims.py):
+# the three with a KAPI text of their own cite it, the rest FACTS.md's.
+CLAIM_OF: dict[str, str] = {
+    "io_submit": "submit.enosys",
+    "io_destroy": "destroy.enosys",
+    "io_cancel": "cancel.enosys",
+    **{name: "aio.enosys" for name in ("io_setup", "io_getevents", "io_pgetevents")},
+    **{name: "uring.enosys" for name in ("io_uring_setup", "io_uring_enter",
+                                        "io_uring_register")},
+}
+
 # Typed agent ops that must surface the same ENOSYS (the wrapper adds nothing
 # that hides it): op → (its arguments, the option behind it).
 TYPED_OPS: dict[str, tuple[dict[str, object], str]] = {

@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from scenarios.enosys.expectations import PROVIDED_BY, TYPED_OPS
+from scenarios.aio.claims import CLAIMS as AIO_CLAIMS
+from scenarios.enosys.expectations import CLAIM_OF, PROVIDED_BY, TYPED_OPS
+from scenarios.uring.claims import CLAIMS as URING_CLAIMS
+
+CLAIMS = {**AIO_CLAIMS, **URING_CLAIMS}
 
 
 def _off(option: str) -> pytest.MarkDecorator:
@@ -20,7 +24,8 @@ def _off(option: str) -> pytest.MarkDecorator:
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=_off(option), id=name) for name, option in PROVIDED_BY.items()
+    pytest.param(name, marks=[_off(option), pytest.mark.claim(CLAIMS[CLAIM_OF[name]])], id=name)
+    for name, option in PROVIDED_BY.items()
 ])
 def test_syscall_is_enosys_without_its_option(agent: Any, name: str) -> None:
     # Arguments are irrelevant to sys_ni_syscall; zeros would be EFAULT/EINVAL on a
@@ -29,7 +34,8 @@ def test_syscall_is_enosys_without_its_option(agent: Any, name: str) -> None:
 
 
 @pytest.mark.parametrize("op", [
-    pytest.param(op, marks=_off(option), id=op) for op, (_, option) in TYPED_OPS.items()
+    pytest.param(op, marks=[_off(option), pytest.mark.claim(CLAIMS["aio.enosys"])], id=op)
+    for op, (_, option) in TYPED_OPS.items()
 ])
 def test_typed_op_reports_enosys(agent: Any, op: str) -> None:
     assert agent.errno_of(op, **TYPED_OPS[op][0]) == errno.errorcode[errno.ENOSYS]

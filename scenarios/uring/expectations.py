@@ -8,25 +8,11 @@ every range of a feature's ``needs`` entry makes the test SKIP with the reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-Version = tuple[int, ...]
-OPEN = (99,)  # no upper bound yet
+from scenarios.versions import OPEN, Range, Version, expect_in, lacks_in
 
-
-@dataclass(frozen=True)
-class Range:
-    """Kernels ``low <= version < high`` answer ``value``."""
-
-    low: Version
-    high: Version
-    value: Any
-    why: str
-
-    def holds(self, version: Version) -> bool:
-        return self.low <= version[: len(self.low)] and version[: len(self.high)] < self.high
-
+__all__ = ["EXPECTATIONS", "FEATURES", "OPEN", "Range", "Version", "expect", "lacks"]
 
 EXPECTATIONS: dict[str, tuple[Range, ...]] = {
     # Ring memory (SQ/CQ rings + SQE array) charged to RLIMIT_MEMLOCK: 5.12 stopped
@@ -88,13 +74,9 @@ FEATURES: dict[str, tuple[Version, str]] = {
 
 def expect(version: Version, key: str) -> Any:
     """The expected answer of ``key`` on a kernel ``version``; KeyError when unknown."""
-    for r in EXPECTATIONS[key]:
-        if r.holds(version):
-            return r.value
-    raise KeyError(f"no expectation for {key} on {'.'.join(map(str, version))}")
+    return expect_in(EXPECTATIONS, version, key)
 
 
 def lacks(version: Version, feature: str) -> str | None:
     """Why ``version`` lacks ``feature`` (a SKIP reason), or None if it has it."""
-    since, why = FEATURES[feature]
-    return None if version[: len(since)] >= since else why
+    return lacks_in(FEATURES, version, feature)

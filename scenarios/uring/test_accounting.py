@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from scenarios.uring.claims import CLAIMS
 from scenarios.uring.conftest import PAGE, UID_LIMIT, UID_RING, creds_run, probe
 from scenarios.uring.expectations import Version, expect
 
@@ -20,6 +21,7 @@ def _ring_of(step: int) -> dict[str, Any]:
     return {"$": step, "key": "ring"}
 
 
+@pytest.mark.claim(CLAIMS["uring.memlock_limit"])
 def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
                                                  record: Any) -> None:
     """Without CAP_IPC_LOCK, REGISTER_BUFFERS pins up to the limit less ring pages, no more."""
@@ -35,6 +37,7 @@ def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
     assert got["probe"]["vm_pin_kb_at_max"] == want * PAGE // 1024
 
 
+@pytest.mark.claim(CLAIMS["uring.ring_charge"])
 def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any) -> None:
     """The ring itself is charged to RLIMIT_MEMLOCK from 6.14, not in 5.12-6.13."""
     pages = expect(version, "ring_pages_charged")
@@ -48,6 +51,7 @@ def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any
         assert got == ("ENOMEM" if memlock < pages * PAGE else "ok"), outcomes
 
 
+@pytest.mark.claim(CLAIMS["uring.memlock_latched"])
 def test_exemption_latched_at_creation(agent: Any, record: Any) -> None:
     """A ring created with CAP_IPC_LOCK stays exempt after the drop; a new ring is limited."""
     reply = creds_run(agent, [
@@ -67,6 +71,7 @@ def test_exemption_latched_at_creation(agent: Any, record: Any) -> None:
     assert reply["steps"][4] == {"errno": "ENOMEM"}              # created after the drop
 
 
+@pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
 def test_accounting_restored_after_drop_sequence(agent: Any, version: Version,
                                                  record: Any) -> None:
     """create, drop CAP_IPC_LOCK, register, unregister, close: root's accounting unchanged."""
@@ -104,6 +109,7 @@ def _one_round(base: int, *, drop: bool = True) -> list[dict[str, Any]]:
 ROUNDS = 40
 
 
+@pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
 def test_many_rounds_leave_no_drift(agent: Any, version: Version, record: Any) -> None:
     """Many drop sequences (and as many charged rounds) leave the limit and VmPin unchanged."""
     want = LIMIT_PAGES - expect(version, "ring_pages_charged")

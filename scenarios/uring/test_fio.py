@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from scenarios.uring.claims import CLAIMS
+
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
 pytestmark = pytest.mark.requires_config("IO_URING")
 
@@ -32,6 +34,7 @@ def engines(agent: Any) -> list[str]:
     return found
 
 
+@pytest.mark.claim(CLAIMS["nvme.fio_uring_cmd"])
 def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any], needs: Any,
                                             engines: list[str], record: Any) -> None:
     needs("nvme_uring_cmd")
@@ -40,6 +43,7 @@ def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any], ne
                          "--ioengine=io_uring_cmd", "--cmd_type=nvme", *COMMON])
 
 
+@pytest.mark.claim(CLAIMS["aio.fio_libaio"])
 @pytest.mark.requires_config("AIO")  # fio's libaio engine submits through io_submit
 def test_fio_libaio_on_block_device(agent: Any, nvme: dict[str, Any], engines: list[str],
                                     record: Any) -> None:

@@ -1,8 +1,11 @@
-"""IORING_URING_CMD_MULTISHOT rules (6.18+) and what older kernels answer instead.
+"""IORING_URING_CMD_MULTISHOT rules (6.18+), the uring_cmd flag mask, and what older
+kernels answer instead.
 
-Each submission is a real NVMe Read through the generic device, so the one
-valid combination does I/O.  Every wait is bounded: a multishot command to a
-driver that never posts can legitimately produce no CQE at all.
+Each submission is a real NVMe Read through the generic device, so a valid
+combination does I/O.  Every wait is bounded: a multishot command to a driver that
+never posts can legitimately produce no CQE at all.  Each rule is set against a
+combination that is accepted (MULTISHOT with BUFFER_SELECT; FIXED alone), so that one
+EINVAL cannot stand for another.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from scenarios.uring.claims import CLAIMS
 from scenarios.uring.expectations import Version, expect
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -23,16 +27,21 @@ OFFSET = 640 << 20  # an area of the "fast" namespace no other suite touches
 LENGTH = 4096
 MULTISHOT, FIXED = "MULTISHOT", "FIXED"
 UNKNOWN_BIT = 1 << 5  # outside IORING_URING_CMD_MASK on every kernel so far
+TOP_BITS = [1 << b for b in range(24, 32)]  # "top 8bits aren't available for userspace"
 UBLK_READS = 8
 UBLK_READ_LEN = 4096  # the op's default io_len
 
-# key in expectations.py -> (uring_cmd_flags, sqe flags)
-CASES: dict[str, tuple[list[str] | int, list[str]]] = {
-    "mshot.fixed": ([MULTISHOT, FIXED], []),
-    "mshot.fixed+bufsel": ([MULTISHOT, FIXED], ["BUFFER_SELECT"]),
-    "mshot.no_bufsel": ([MULTISHOT], []),
-    "mshot.bufsel_only": ([], ["BUFFER_SELECT"]),
-    "mshot.unknown_bit": (UNKNOWN_BIT, []),
+# The multishot rules, one each: key in expectations.py -> (uring_cmd_flags, sqe flags,
+# the claim).  FIXED with MULTISHOT goes with BUFFER_SELECT, so only the FIXED rule fails.
+RULES: dict[str, tuple[list[str] | int, list[str], str]] = {
+    "mshot.fixed+bufsel": ([MULTISHOT, FIXED], ["BUFFER_SELECT"], "mshot.fixed"),
+    "mshot.no_bufsel": ([MULTISHOT], [], "mshot.needs_bufsel"),
+    "mshot.bufsel_only": ([], ["BUFFER_SELECT"], "mshot.bufsel_needs_mshot"),
+}
+# Before 6.18 the same submissions, and the valid multishot one, meet older checks.
+BEFORE_MULTISHOT: dict[str, tuple[list[str] | int, list[str]]] = {
+    **{key: (cmd, sqe) for key, (cmd, sqe, _) in RULES.items()},
+    "mshot.nvme_valid": ([MULTISHOT], ["BUFFER_SELECT"]),
 }
 
 
@@ -65,30 +74,73 @@ def _read(agent: Any, io: dict[str, Any], cmd_flags: list[str] | int,
     return out
 
 
-@pytest.mark.parametrize("key", list(CASES))
-def test_flag_rules(agent: Any, io: dict[str, Any], version: Version, key: str,
+def _res(out: dict[str, Any]) -> list[int]:
+    assert not out["timed_out"], "a rejected submission must still post its CQE"
+    return [c["res"] for c in out["cqes"]]
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param(key, marks=pytest.mark.claim(CLAIMS[claim]), id=key)
+    for key, (_, _, claim) in RULES.items()
+])
+def test_flag_rules(agent: Any, io: dict[str, Any], version: Version, key: str, needs: Any,
                     record: Any) -> None:
-    cmd_flags, sqe_flags = CASES[key]
+    needs("uring_cmd_multishot")
+    cmd_flags, sqe_flags, _ = RULES[key]
     out = _read(agent, io, cmd_flags, sqe_flags)
     record("cqes", out["cqes"])
-    want = expect(version, key)
-    assert not out["timed_out"], "a rejected submission must still post its CQE"
-    assert [c["res"] for c in out["cqes"]] == [-getattr(errno, want)], (key, want, out)
+    assert _res(out) == [-getattr(errno, expect(version, key))], (key, out)
 
 
-def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], version: Version,
+@pytest.mark.claim(CLAIMS["uring_cmd.unknown_flag"])
+def test_unknown_uring_cmd_flag(agent: Any, io: dict[str, Any], version: Version,
+                                record: Any) -> None:
+    out = _read(agent, io, UNKNOWN_BIT, [])
+    record("cqes", out["cqes"])
+    assert _res(out) == [-getattr(errno, expect(version, "mshot.unknown_bit"))], out
+
+
+@pytest.mark.claim(CLAIMS["uring_cmd.top_bits"])
+def test_top_uring_cmd_flag_bits_refused(agent: Any, io: dict[str, Any], record: Any) -> None:
+    got = {hex(bit): _res(_read(agent, io, bit, [])) for bit in TOP_BITS}
+    record("res_by_bit", got)
+    assert got == {hex(bit): [-errno.EINVAL] for bit in TOP_BITS}
+
+
+@pytest.mark.claim(CLAIMS["uring_cmd.fixed_ok"])
+def test_fixed_alone_is_accepted(agent: Any, io: dict[str, Any], record: Any) -> None:
+    assert agent.call("uring.register_buffers", ring=io["args"]["ring"], bufs=[io["buf"]]) == 0
+    out: dict[str, Any] = agent.call("nvme.rw", write=False, buf=io["buf"],
+                                     extra={"uring_cmd_flags": [FIXED], "buf_index": 0},
+                                     **io["args"])
+    record("cqes", out["cqes"])
+    assert _res(out) == [0], out
+    assert bytes.fromhex(agent.call("mem.read", handle=io["buf"])) == io["pattern"]
+
+
+@pytest.mark.claim(CLAIMS["mshot.before_6_18"])
+@pytest.mark.parametrize("key", list(BEFORE_MULTISHOT))
+def test_before_multishot(agent: Any, io: dict[str, Any], version: Version, key: str,
+                          record: Any) -> None:
+    if version[:2] >= (6, 18):
+        pytest.skip("not applicable: the kernel has IORING_URING_CMD_MULTISHOT (6.18+), "
+                    "see test_flag_rules")
+    cmd_flags, sqe_flags = BEFORE_MULTISHOT[key]
+    out = _read(agent, io, cmd_flags, sqe_flags)
+    record("cqes", out["cqes"])
+    assert _res(out) == [-getattr(errno, expect(version, key))], (key, out)
+
+
+@pytest.mark.claim(CLAIMS["mshot.nvme_oneshot"])
+def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], needs: Any,
                                  record: Any) -> None:
-    """MULTISHOT + BUFFER_SELECT to NVMe: what the kernel's code path implies (see expectations)."""
+    """MULTISHOT + BUFFER_SELECT to NVMe: prep accepts it; the nvme driver never selects a
+    provided buffer or posts a multishot CQE, it completes the command once."""
+    needs("uring_cmd_multishot")
     out = _read(agent, io, [MULTISHOT], ["BUFFER_SELECT"])
     # Give a late second CQE (it must not come) a bounded chance to show up.
     late = agent.call("uring.wait", ring=io["args"]["ring"], nr=1, timeout_ms=1000)
     record("cqes", out["cqes"] + late["cqes"])
-    want = expect(version, "mshot.nvme_valid")
-    if want != "ONESHOT":
-        assert [c["res"] for c in out["cqes"]] == [-getattr(errno, want)], out
-        return
-    # 6.18+: prep accepts it; the nvme driver never selects a provided buffer or posts
-    # a multishot CQE, it completes the command once through io_uring_cmd_done.
     assert not out["timed_out"] and late["cqes"] == []
     (cqe,) = out["cqes"]
     assert cqe["res"] == 0 and not cqe["more"] and "bid" not in cqe, cqe
@@ -96,6 +148,7 @@ def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], version: Versio
     assert bytes.fromhex(agent.call("mem.read", handle=io["buf"])) == io["pattern"]
 
 
+@pytest.mark.claim(CLAIMS["mshot.posts_more"])
 @pytest.mark.requires_config("BLK_DEV_UBLK")
 def test_ublk_batch_fetch_posts_more_than_once(agent: Any, needs: Any, record: Any) -> None:
     """A positive multishot: one UBLK_U_IO_FETCH_IO_CMDS, several CQEs with IORING_CQE_F_MORE.

@@ -1,0 +1,41 @@
+"""A multishot ublk fetch that finds no provided buffer: the group is empty, or its ring was
+unregistered while the fetch was armed (the buffer-list lifetime the patch's review was
+about).  Either way the fetch must end with -ENOBUFS and no F_MORE, the kernel must report
+nothing (the lab fails a test on any splat; KASAN watches on the debug variant), and the
+request that found no buffer must not be lost: a second fetch serves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scenarios.uring.claims import CLAIMS
+
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
+pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_config("BLK_DEV_UBLK")]
+
+READS = 2
+
+
+@pytest.mark.parametrize("mode", [
+    pytest.param("empty", marks=pytest.mark.claim(CLAIMS["mshot.enobufs"]), id="empty-group"),
+    pytest.param("unregister", marks=pytest.mark.claim(CLAIMS["mshot.unregister_bufring"]),
+                 id="unregistered-ring"),
+])
+def test_fetch_without_buffers_ends_with_enobufs(agent: Any, needs: Any, mode: str,
+                                                 record: Any) -> None:
+    needs("ublk_batch_fetch")
+    out = agent.call("ublk.fetch_nobufs", mode=mode, nreads=READS, timeout_ms=60_000,
+                     call_timeout=180)
+    record("ublk", out)
+    assert out["first_ended"], f"the first fetch did not end: {out}"
+    final = out["first_final"]
+    assert final is not None and final["errno"] == "ENOBUFS", final
+    # Its one CQE was that last one: nothing was delivered without a buffer.
+    assert out["first_cqes"] == 1 and out["first_with_more"] == 0, out
+    # The second fetch served every read, with the server's data.
+    assert out["served_all"] and not out.get("reader_stuck"), out
+    assert out["reads"] == [4096] * READS and out["mismatched_reads"] == 0, out
+    assert out["fetch_submissions"] == 2, out

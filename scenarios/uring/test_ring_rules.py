@@ -1,0 +1,141 @@
+"""The 2019 io_uring review's claims about the rings themselves, one claim per test.
+
+Where today's kernel differs from the 2019 patch (flags, out-of-range SQ entries, CQ
+overflow), the test asserts today's behaviour and records the difference.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+
+from scenarios.uring.claims import CLAIMS, DEVIATIONS
+
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
+pytestmark = pytest.mark.requires_config("IO_URING")
+
+IORING_FEAT_NODROP = 1 << 1  # include/uapi/linux/io_uring.h
+UNKNOWN_SQE_FLAG = 1 << 7  # above IOSQE_CQE_SKIP_SUCCESS (1 << 6), the highest defined
+SHORT_MS = 1000
+LONG_MS = 10_000
+CACHED = "/tmp/kernel-lab-uring-cached"
+
+
+def _ring(agent: Any, entries: int = 4, **extra: Any) -> int:
+    return int(agent.call("uring.setup", entries=entries, **extra)["ring"])
+
+
+def _pipe_reads(agent: Any, ring: int, n: int) -> list[int]:
+    """``n`` one-byte READs of an empty pipe, pending; returns [read end, write end]."""
+    fds: list[int] = agent.call("fs.pipe")
+    buf = agent.call("mem.alloc", size=4096)
+    sqes = [{"opcode": "READ", "fd": fds[0], "buf": buf, "len": 1, "user_data": i + 1}
+            for i in range(n)]
+    assert agent.call("uring.submit", ring=ring, sqes=sqes) == n
+    return fds
+
+
+@pytest.mark.claim(CLAIMS["uring.getevents_min_complete"])
+def test_getevents_waits_for_min_complete(agent: Any, record: Any) -> None:
+    ring = _ring(agent)
+    _r, w = _pipe_reads(agent, ring, 2)
+    agent.call("fs.write", fd=w, data_hex="2a")  # completes one of the two reads
+    one = agent.call("uring.getevents", ring=ring, min_complete=1, timeout_ms=LONG_MS)
+    short = agent.call("uring.getevents", ring=ring, min_complete=2, timeout_ms=SHORT_MS)
+    agent.call("fs.write", fd=w, data_hex="2a")
+    both = agent.call("uring.getevents", ring=ring, min_complete=2, timeout_ms=LONG_MS)
+    record("getevents", {"one": one, "short": short, "both": both})
+    assert one["ret"] == 0 and one["ready"] == 1, one
+    # One CQE ready, two asked for: the wait ran to its timeout.  It then returns
+    # -ETIME, or 0 when some CQEs are ready (io_uring/wait.c: "cq.head == cq.tail ?
+    # ret : 0" on 7.2): either way not before the timeout.
+    assert short["ret"] in ("ETIME", 0) and short["ready"] == 1, short
+    assert short["elapsed_ns"] >= SHORT_MS * 1_000_000 * 0.9, short
+    assert both["ret"] == 0 and both["ready"] == 2, both
+    assert both["elapsed_ns"] < LONG_MS * 1_000_000 / 2, both
+
+
+@pytest.mark.claim(CLAIMS["uring.getevents_zero"])
+def test_getevents_min_zero_does_not_wait(agent: Any, record: Any) -> None:
+    ring = _ring(agent)
+    _pipe_reads(agent, ring, 1)  # pending: nothing will complete
+    got = agent.call("uring.getevents", ring=ring, min_complete=0, timeout_ms=LONG_MS)
+    record("getevents", got)
+    assert got["ret"] == 0 and got["ready"] == 0, got
+    assert got["elapsed_ns"] < LONG_MS * 1_000_000 / 4, got
+
+
+@pytest.mark.claim(CLAIMS["uring.inline_cached"])
+def test_cached_read_completes_inline(agent: Any, record: Any) -> None:
+    ring = _ring(agent)
+    fd = agent.call("fs.open", path=CACHED, flags=["O_RDWR", "O_CREAT", "O_TRUNC"])
+    try:
+        agent.call("fs.pwrite", fd=fd, data_hex=(b"c" * 4096).hex(), offset=0)  # in the cache
+        buf = agent.call("mem.alloc", size=4096)
+        sqe = {"opcode": "READ", "fd": fd, "buf": buf, "len": 4096, "user_data": 5}
+        assert agent.call("uring.submit", ring=ring, sqes=[sqe]) == 1
+        cached = agent.call("uring.state", ring=ring)
+        # A read that must wait (an empty pipe) is not done by then: the contrast.
+        _pipe_reads(agent, ring, 1)
+        waiting = agent.call("uring.state", ring=ring)
+        record("state", {"after_cached_read": cached, "after_pipe_read": waiting})
+        assert cached["cq_ready"] == 1, cached
+        assert waiting["cq_ready"] == 1, waiting
+        (cqe,) = agent.call("uring.wait", ring=ring, nr=1, timeout_ms=LONG_MS)["cqes"]
+        assert (cqe["user_data"], cqe["res"]) == (5, 4096)
+    finally:
+        agent.call("fs.unlink", path=CACHED)
+
+
+@pytest.mark.claim(CLAIMS["uring.sqe_flags_unknown"])
+def test_unknown_sqe_flag_is_einval(agent: Any, deviation: Any) -> None:
+    ring = _ring(agent)
+    bad = agent.call("uring.run", ring=ring, timeout_ms=LONG_MS,
+                     sqes=[{"opcode": "NOP", "flags": UNKNOWN_SQE_FLAG, "user_data": 7}])
+    assert [(c["user_data"], c["res"]) for c in bad["cqes"]] == [(7, -errno.EINVAL)], bad
+    # A defined flag, which the 2019 patch would have refused, is accepted.
+    good = agent.call("uring.run", ring=ring, timeout_ms=LONG_MS,
+                      sqes=[{"opcode": "NOP", "flags": ["IO_DRAIN"], "user_data": 8}])
+    assert [(c["user_data"], c["res"]) for c in good["cqes"]] == [(8, 0)], good
+    deviation(DEVIATIONS["uring.sqe_flags_unknown"])
+
+
+@pytest.mark.claim(CLAIMS["uring.sq_index_dropped"])
+def test_out_of_range_sq_index_is_dropped(agent: Any, record: Any, deviation: Any) -> None:
+    ring = _ring(agent)
+    before = agent.call("uring.state", ring=ring)
+    taken = agent.call("uring.submit", ring=ring,
+                       sqes=[{"opcode": "NOP", "user_data": 9, "sq_index": 100}])
+    after = agent.call("uring.state", ring=ring)
+    late = agent.call("uring.wait", ring=ring, nr=1, timeout_ms=SHORT_MS)
+    record("state", {"before": before, "after": after, "submitted": taken})
+    assert taken == 0
+    assert after["sq_dropped"] == before["sq_dropped"] + 1, after
+    assert after["sq_head"] == before["sq_head"] + 1, after  # consumed, not left behind
+    assert late["cqes"] == [], late
+    # The ring goes on: the next entry, in range, runs.
+    ok = agent.call("uring.run", ring=ring, sqes=[{"opcode": "NOP", "user_data": 10}],
+                    timeout_ms=LONG_MS)
+    assert [(c["user_data"], c["res"]) for c in ok["cqes"]] == [(10, 0)], ok
+    deviation(DEVIATIONS["uring.sq_index_dropped"])
+
+
+@pytest.mark.claim(CLAIMS["uring.cq_overflow"])
+def test_cq_overflow_keeps_completions(agent: Any, record: Any, deviation: Any) -> None:
+    setup = agent.call("uring.setup", entries=4, cq_entries=4)
+    ring = setup["ring"]
+    assert setup["cq_entries"] == 4 and setup["features"] & IORING_FEAT_NODROP, setup
+    for first in (1, 5):  # 8 NOPs into a CQ of 4, never reaped in between
+        sqes = [{"opcode": "NOP", "user_data": first + i} for i in range(4)]
+        assert agent.call("uring.submit", ring=ring, sqes=sqes) == 4
+    full = agent.call("uring.state", ring=ring)
+    got = agent.call("uring.wait", ring=ring, nr=8, timeout_ms=LONG_MS)
+    after = agent.call("uring.state", ring=ring)
+    record("state", {"full": full, "after": after, "cqes": len(got["cqes"])})
+    assert full["cq_ready"] == 4 and full["cq_overflow_flag"], full
+    assert full["cq_overflow"] == 0, full  # nothing dropped, so nothing counted
+    assert [c["user_data"] for c in got["cqes"]] == list(range(1, 9)), got
+    assert not after["cq_overflow_flag"] and after["cq_overflow"] == 0, after
+    deviation(DEVIATIONS["uring.cq_overflow"])
