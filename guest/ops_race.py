@@ -35,6 +35,7 @@ def _result(cdata: Any) -> dict[str, Any]:
     code = out.pop("first_other_errno")
     out["first_other_errno"] = errno.errorcode.get(code, str(code)) if code else None
     out["timed_out"] = bool(out["timed_out"])
+    out["clock_tsc"] = bool(out["clock_tsc"])
     secs = out["elapsed_ns"] / NS
     out["rate_per_s"] = round(out["iterations"] / secs, 1) if secs > 0 else 0.0
     rounds = out["overlap_rounds"]

@@ -175,3 +175,12 @@ def test_destroy_buffers_samples_inside_the_destroy(agent: Agent, disk: str) -> 
     # watcher's sample was also pending before the call.
     assert got["overlapped"] <= got["any_overlap"] <= 3
     assert got["overlap_calls"] <= got["pending_at_destroy"]
+
+
+def test_the_stamps_clock_is_reported(agent: Agent) -> None:
+    got = agent.ok("race.concurrent_destroy", threads=2, polls=0, iterations=3, seconds=60)
+    assert isinstance(got["clock_tsc"], bool)
+    if got["clock_tsc"]:  # the TSC agreed across CPUs: a stamp costs nanoseconds
+        assert 0 < got["clock_ns"] == got["clock_res_ns"] < 10**5
+    else:
+        assert got["clock_res_ns"] > 0

@@ -28,9 +28,10 @@
  * merely meet ("any_overlap") say little.  A round "overlapped" when one
  * racing call was already in the kernel as the other entered it
  * (race_inside_at), or when the later call won against the earlier one's
- * effect; what counts is said in each file.  A clock read's own cost
- * (race_clock_ns) is the margin on each side: less than that could be the
- * gap between the read and the syscall instruction.
+ * effect; what counts is said in each file.  The stamps come from
+ * race_clock.h (the TSC where it agrees across vCPUs); a stamp's own cost,
+ * plus the vCPUs' measured offset, is the margin on each side: less than
+ * that could be the gap between the stamp and the syscall instruction.
  */
 
 #ifndef LAB_RACE_H
@@ -51,6 +52,7 @@
 #include <linux/aio_abi.h>
 
 #include "aio_sys.h"
+#include "race_clock.h"
 
 
 #define RACE_MAX_THREADS 64
@@ -96,62 +98,30 @@ static inline long race_io_getevents_now(aio_context_t ctx, struct io_event *ev,
 	return lab_io_getevents(ctx, 0L, nr, ev, &zero);
 }
 
-static inline uint64_t race_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* A call's time in the kernel, from clock reads taken just around it. */
+/* A call's time in the kernel, from stamps (race_clock.h) taken just around it. */
 struct race_span {
 	uint64_t t0;
 	uint64_t t1;
 };
 
-/* The spans met: for longer than a clock read, both calls were in the kernel. */
+/* The spans met: for longer than the margin, both calls were in the kernel. */
 static inline int race_spans_meet(const struct race_span *a, const struct race_span *b,
-				  uint64_t clock_ns)
+				  uint64_t margin)
 {
 	uint64_t lo = a->t0 > b->t0 ? a->t0 : b->t0;
 	uint64_t hi = a->t1 < b->t1 ? a->t1 : b->t1;
 
-	return hi > lo + clock_ns;
+	return hi > lo + margin;
 }
 
 /*
  * The call of span a was in the kernel when another call entered at t: a
- * entered at most one clock read after a->t0 and left at most one before
+ * entered at most one margin after a->t0 and left at most one before
  * a->t1, the other entered within one after t.
  */
-static inline int race_inside_at(const struct race_span *a, uint64_t t, uint64_t clock_ns)
+static inline int race_inside_at(const struct race_span *a, uint64_t t, uint64_t margin)
 {
-	return a->t0 + clock_ns < t && t + 2 * clock_ns < a->t1;
-}
-
-static inline int race_cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/*
- * The cost of one clock read: the median gap between back-to-back reads.
- * An overlap no longer than this is within the reads' own uncertainty.
- */
-static inline uint64_t race_clock_ns(void)
-{
-	uint64_t d[31];
-
-	for (int i = 0; i < 31; i++) {
-		uint64_t a = race_now();
-
-		d[i] = race_now() - a;
-	}
-	qsort(d, 31, sizeof(d[0]), race_cmp_u64);
-	return d[15] ? d[15] : 1;
+	return a->t0 + margin < t && t + 2 * margin < a->t1;
 }
 
 static inline void race_pre_call(unsigned opts)

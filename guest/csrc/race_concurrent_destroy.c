@@ -33,6 +33,8 @@ struct race_cd_result {
 	uint64_t any_overlap;
 	uint64_t prefix_ns;
 	uint64_t clock_ns;
+	uint64_t clock_tsc;
+	uint64_t clock_res_ns;
 	uint64_t opts;
 	int64_t first_other_errno;
 };
@@ -44,14 +46,15 @@ struct race_cd_shared {
 	uint64_t deadline;
 	int pipe_rd;
 	unsigned opts;
-	uint64_t clock_ns;
-	uint64_t prefix_ns;
+	struct race_clock clk;
+	uint64_t prefix; /* stamp units */
 	struct race_barrier start;
 	struct race_barrier end;
 	aio_context_t ctx;
 	int stop;
 	long results[RACE_MAX_THREADS];
-	struct race_span spans[RACE_MAX_THREADS];
+	struct race_span spans[RACE_MAX_THREADS]; /* stamps */
+	uint64_t times[RACE_MAX_THREADS]; /* ns */
 	struct race_cd_result *out;
 };
 
@@ -91,10 +94,10 @@ static uint64_t race_cd_prefix(void)
 		return 0;
 	fake[0] = ~0u; /* struct aio_ring's id */
 	for (int i = 0; i < 15; i++) {
-		uint64_t t0 = race_now();
+		uint64_t t0 = race_stamp();
 
 		lab_io_destroy((aio_context_t)(uintptr_t)fake);
-		d[i] = race_now() - t0;
+		d[i] = race_stamp() - t0;
 	}
 	munmap(fake, 4096);
 	qsort(d, 15, sizeof(d[0]), race_cmp_u64);
@@ -105,9 +108,9 @@ static uint64_t race_cd_prefix(void)
 static int race_cd_raced(struct race_cd_shared *sh, const struct race_span *loser,
 			 const struct race_span *winner)
 {
-	struct race_span start = { winner->t0, winner->t0 + sh->prefix_ns };
+	struct race_span start = { winner->t0, winner->t0 + sh->prefix };
 
-	return race_spans_meet(loser, &start, sh->clock_ns);
+	return race_spans_meet(loser, &start, sh->clk.margin);
 }
 
 static void race_cd_tally(struct race_cd_shared *sh)
@@ -118,7 +121,7 @@ static void race_cd_tally(struct race_cd_shared *sh)
 
 	for (int i = 0; i < sh->threads; i++) {
 		long r = sh->results[i];
-		uint64_t dt = sh->spans[i].t1 - sh->spans[i].t0;
+		uint64_t dt = sh->times[i];
 
 		if (r == 0) {
 			winners++;
@@ -139,7 +142,7 @@ static void race_cd_tally(struct race_cd_shared *sh)
 		if (i == winner)
 			continue;
 		losers += race_cd_raced(sh, &sh->spans[i], &sh->spans[winner]);
-		met += race_spans_meet(&sh->spans[i], &sh->spans[winner], sh->clock_ns);
+		met += race_spans_meet(&sh->spans[i], &sh->spans[winner], sh->clk.margin);
 	}
 	o->overlap_rounds++;
 	o->overlapped += losers > 0;
@@ -155,6 +158,7 @@ static void *race_cd_thread(void *p)
 	race_pin(a->index, sh->opts);
 	for (uint64_t i = 0;; i++) {
 		struct race_span *sp = &sh->spans[a->index];
+		uint64_t t0;
 
 		if (a->index == 0) {
 			long r = 1;
@@ -173,9 +177,11 @@ static void *race_cd_thread(void *p)
 		if (__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE))
 			break;
 		race_pre_call(sh->opts);
-		sp->t0 = race_now();
+		t0 = race_now();
+		sp->t0 = race_stamp();
 		sh->results[a->index] = lab_io_destroy(sh->ctx);
-		sp->t1 = race_now();
+		sp->t1 = race_stamp();
+		sh->times[a->index] = race_now() - t0;
 		race_barrier_wait(&sh->end);
 		if (a->index == 0)
 			race_cd_tally(sh);
@@ -210,11 +216,9 @@ long race_concurrent_destroy(int threads, unsigned polls, uint64_t iterations,
 	sh->pipe_rd = pipefd[0];
 	sh->out = out;
 	sh->opts = opts;
-	sh->clock_ns = race_clock_ns();
-	sh->prefix_ns = race_cd_prefix();
+	race_clock_start(&sh->clk);
+	sh->prefix = race_cd_prefix();
 	out->cpus = (uint64_t)race_cpus();
-	out->clock_ns = sh->clock_ns;
-	out->prefix_ns = sh->prefix_ns;
 	out->opts = opts;
 	race_barrier_init(&sh->start, (unsigned)threads, opts);
 	race_barrier_init(&sh->end, (unsigned)threads, 0);
@@ -224,6 +228,8 @@ long race_concurrent_destroy(int threads, unsigned polls, uint64_t iterations,
 	sh->deadline = t0 + duration_ns;
 	r = race_run_threads(threads, race_cd_thread, args, sizeof(args[0]));
 	out->elapsed_ns = race_now() - t0;
+	race_clock_report(&sh->clk, &out->clock_tsc, &out->clock_ns, &out->clock_res_ns);
+	out->prefix_ns = race_clock_ns_of(&sh->clk, sh->prefix);
 	if (r == 0 && out->iterations == 0 && out->first_other_errno)
 		r = -out->first_other_errno;
 	race_barrier_destroy(&sh->start);

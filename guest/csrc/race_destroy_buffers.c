@@ -30,6 +30,8 @@ struct race_buf_result {
 	uint64_t overlap_calls;
 	uint64_t any_overlap;
 	uint64_t clock_ns;
+	uint64_t clock_tsc;
+	uint64_t clock_res_ns;
 	uint64_t opts;
 	int64_t first_other_errno;
 };
@@ -45,13 +47,14 @@ struct race_buf_ctx {
 	unsigned char *expect; /* the device's data at each offset */
 	int efd;
 	unsigned opts;
+	struct race_clock clk;
 	uint64_t seen; /* completions taken from efd so far, by either thread */
 	/* the watcher's handshake: one sample per destroy */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int phase;
-	uint64_t t0; /* the destroy's start, 0 until it is about to begin */
-	uint64_t sample_ns;
+	uint64_t t0; /* the destroy's start (a stamp), 0 until it is about to begin */
+	uint64_t sample;
 	uint64_t sample_seen;
 };
 
@@ -90,7 +93,7 @@ static void *race_buf_watch(void *p)
 		while (!__atomic_load_n(&b->t0, __ATOMIC_ACQUIRE))
 			sched_yield();
 		b->sample_seen = race_buf_take(b);
-		b->sample_ns = race_now(); /* later than t0: t0 was read before it was stored */
+		b->sample = race_stamp(); /* later than t0: t0 was taken before it was stored */
 		race_buf_set_phase(b, RACE_BUF_SAMPLED);
 	}
 	return NULL;
@@ -128,7 +131,7 @@ static long race_buf_round(struct race_buf_ctx *b, uint64_t settle_ns,
 				   (long)(settle_ns % 1000000000u) };
 	aio_context_t ctx;
 	uint64_t seen0 = __atomic_load_n(&b->seen, __ATOMIC_ACQUIRE);
-	uint64_t before, done, t0, t1, dt, submitted = 0;
+	uint64_t before, done, t0, s0, s1, dt, submitted = 0;
 	long destroyed, r = cbs && ptrs ? 0 : -ENOMEM;
 
 	for (unsigned i = 0; r == 0 && i < b->nbufs; i++) {
@@ -156,14 +159,15 @@ static long race_buf_round(struct race_buf_ctx *b, uint64_t settle_ns,
 	__atomic_store_n(&b->t0, 0, __ATOMIC_RELAXED);
 	race_buf_set_phase(b, RACE_BUF_DESTROYING);
 	t0 = race_now();
-	__atomic_store_n(&b->t0, t0, __ATOMIC_RELEASE);
+	s0 = race_stamp();
+	__atomic_store_n(&b->t0, s0, __ATOMIC_RELEASE);
 	destroyed = lab_io_destroy(ctx);
-	t1 = race_now();
-	dt = t1 - t0;
+	s1 = race_stamp();
+	dt = race_now() - t0;
 	race_buf_wait_phase(b, RACE_BUF_SAMPLED, RACE_BUF_SAMPLED);
 	race_buf_set_phase(b, RACE_BUF_IDLE);
 	o->overlap_rounds++;
-	if (b->sample_ns + o->clock_ns < t1 && b->sample_seen - seen0 < submitted) {
+	if (b->sample + b->clk.margin < s1 && b->sample_seen - seen0 < submitted) {
 		o->overlapped++;
 		o->overlap_calls += submitted - (b->sample_seen - seen0);
 	}
@@ -251,7 +255,7 @@ long race_destroy_buffers(int fd, unsigned nbufs, uint64_t bufsize, uint64_t str
 	b.opts = opts;
 	pthread_mutex_init(&b.lock, NULL);
 	pthread_cond_init(&b.cond, NULL);
-	out->clock_ns = race_clock_ns();
+	race_clock_start(&b.clk);
 	out->opts = opts;
 	b.bufs = race_map(total);
 	b.expect = race_map(total);
@@ -273,6 +277,7 @@ long race_destroy_buffers(int fd, unsigned nbufs, uint64_t bufsize, uint64_t str
 			r = run.r;
 	}
 	out->elapsed_ns = race_now() - t0;
+	race_clock_report(&b.clk, &out->clock_tsc, &out->clock_ns, &out->clock_res_ns);
 	if (b.bufs)
 		munmap(b.bufs, total);
 	if (b.expect)

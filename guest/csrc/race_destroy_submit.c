@@ -42,6 +42,8 @@ struct race_dvs_result {
 	uint64_t overlap_accepted;
 	uint64_t any_overlap;
 	uint64_t clock_ns;
+	uint64_t clock_tsc;
+	uint64_t clock_res_ns;
 	uint64_t opts;
 	int64_t first_other_errno;
 };
@@ -71,7 +73,7 @@ struct race_dvs_shared {
 	uint64_t write_offset;
 	char *bufs;
 	unsigned opts;
-	uint64_t clock_ns;
+	struct race_clock clk;
 	struct race_barrier start;
 	struct race_barrier destroyed; /* the destroy's span is known */
 	struct race_barrier end;
@@ -135,9 +137,9 @@ static long race_dvs_call(struct race_dvs_shared *sh, struct race_dvs_log *log,
 	long r;
 
 	race_pre_call(sh->opts);
-	sp->t0 = race_now();
+	sp->t0 = race_stamp();
 	r = lab_io_submit(sh->ctx, nr, cbp);
-	sp->t1 = race_now();
+	sp->t1 = race_stamp();
 	log->accepted[log->n++ % RACE_DVS_LOG] = nr > 0 && r == nr;
 	return r;
 }
@@ -149,9 +151,9 @@ static long race_dvs_reap(struct race_dvs_shared *sh, struct race_dvs_log *log,
 	long r;
 
 	race_pre_call(sh->opts);
-	sp->t0 = race_now();
+	sp->t0 = race_stamp();
 	r = race_io_getevents_now(sh->ctx, ev, nr);
-	sp->t1 = race_now();
+	sp->t1 = race_stamp();
 	log->accepted[log->n++ % RACE_DVS_LOG] = 0;
 	return r;
 }
@@ -167,9 +169,9 @@ static void race_dvs_tally_log(struct race_dvs_shared *sh, struct race_dvs_log *
 		const struct race_span *sp = &log->span[i % RACE_DVS_LOG];
 		int won = log->accepted[i % RACE_DVS_LOG];
 
-		met += race_spans_meet(sp, &sh->destroy, sh->clock_ns);
-		if (!race_inside_at(sp, d0, sh->clock_ns) &&
-		    !(won && sp->t0 > d0 + sh->clock_ns))
+		met += race_spans_meet(sp, &sh->destroy, sh->clk.margin);
+		if (!race_inside_at(sp, d0, sh->clk.margin) &&
+		    !(won && sp->t0 > d0 + sh->clk.margin))
 			continue;
 		calls++;
 		accepted += won;
@@ -252,9 +254,10 @@ static void race_dvs_destroy_round(struct race_dvs_shared *sh, uint64_t *rng)
 		sched_yield();
 	race_pre_call(sh->opts);
 	t0 = race_now();
+	sh->destroy.t0 = race_stamp();
 	r = lab_io_destroy(sh->ctx);
-	sh->destroy = (struct race_span){ t0, race_now() };
-	dt = sh->destroy.t1 - t0;
+	sh->destroy.t1 = race_stamp();
+	dt = race_now() - t0;
 	/* eventfd is signalled in aio_complete, before the request's context
 	 * reference is dropped: whatever io_destroy waited for is counted here. */
 	done = race_efd_take(sh->efd);
@@ -357,9 +360,8 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 	sh.write_offset = write_offset;
 	sh.out = out;
 	sh.opts = opts;
-	sh.clock_ns = race_clock_ns();
+	race_clock_start(&sh.clk);
 	out->cpus = (uint64_t)race_cpus();
-	out->clock_ns = sh.clock_ns;
 	out->opts = opts;
 	if (pipe(pipefd) < 0)
 		return -errno;
@@ -378,6 +380,8 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 		sh.deadline = t0 + duration_ns;
 		r = race_run_threads(n, race_dvs_thread, args, sizeof(args[0]));
 		out->elapsed_ns = race_now() - t0;
+		race_clock_report(&sh.clk, &out->clock_tsc, &out->clock_ns,
+				  &out->clock_res_ns);
 		if (r == 0 && out->iterations == 0 && out->first_other_errno)
 			r = -out->first_other_errno; /* io_setup itself failed */
 		race_barrier_destroy(&sh.start);

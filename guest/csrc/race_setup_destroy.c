@@ -43,6 +43,8 @@ struct race_svd_result {
 	uint64_t overlap_calls;
 	uint64_t any_overlap;
 	uint64_t clock_ns;
+	uint64_t clock_tsc;
+	uint64_t clock_res_ns;
 	uint64_t opts;
 	int64_t first_other_errno;
 };
@@ -89,7 +91,7 @@ struct race_svd_shared {
 	uint64_t seed;
 	int pipe_rd;
 	unsigned opts;
-	uint64_t clock_ns;
+	struct race_clock clk;
 	struct race_svd_rec *slots;
 	uint64_t cycles;
 	uint64_t created;
@@ -169,10 +171,10 @@ static void race_svd_destroy(struct race_svd_shared *sh, int c, struct race_svd_
 	if (old.gen < RACE_SVD_TRACKED)
 		race_add(&sh->destroys, 1);
 	race_pre_call(sh->opts);
-	t0 = race_now();
+	t0 = race_stamp();
 	race_svd_write(&me->now, old, t0, 0);
 	r = lab_io_destroy(old.id);
-	t1 = race_now();
+	t1 = race_stamp();
 	race_svd_write(&me->last, old, t0, t1);
 	race_svd_write(&me->now, (struct race_svd_ctx){ 0, 0 }, 0, 0);
 	if (r == 0)
@@ -194,7 +196,7 @@ static void race_svd_check(struct race_svd_shared *sh, struct race_svd_ctx c,
 			   const struct race_span *sp, int ok)
 {
 	struct race_svd_result *o = sh->out;
-	uint64_t clk = sh->clock_ns;
+	uint64_t clk = sh->clk.margin;
 
 	for (int k = 0; k < sh->creators; k++) {
 		struct race_svd_rec d;
@@ -266,9 +268,9 @@ static long race_svd_lookup(struct race_svd_shared *sh, struct race_svd_ctx c, u
 
 	if (pick & (1u << 20)) {
 		race_pre_call(sh->opts);
-		sp.t0 = race_now();
+		sp.t0 = race_stamp();
 		r = race_io_getevents_now(c.id, ev, 4);
-		sp.t1 = race_now();
+		sp.t1 = race_stamp();
 		race_svd_check(sh, c, &sp, r >= 0);
 		if (r >= 0)
 			race_add(&o->getevents_ok, 1);
@@ -286,9 +288,9 @@ static long race_svd_lookup(struct race_svd_shared *sh, struct race_svd_ctx c, u
 	cb.aio_fildes = (uint32_t)sh->pipe_rd;
 	cb.aio_buf = POLLIN;
 	race_pre_call(sh->opts);
-	sp.t0 = race_now();
+	sp.t0 = race_stamp();
 	r = lab_io_submit(c.id, 1, &cbp);
-	sp.t1 = race_now();
+	sp.t1 = race_stamp();
 	race_svd_check(sh, c, &sp, r == 1);
 	if (r == 1)
 		race_add(&o->submit_ok, 1);
@@ -375,9 +377,8 @@ long race_setup_vs_destroy(int creators, int lookers, unsigned nslots,
 	sh.pipe_rd = pipefd[0];
 	sh.out = out;
 	sh.opts = opts;
-	sh.clock_ns = race_clock_ns();
+	race_clock_start(&sh.clk);
 	out->cpus = (uint64_t)race_cpus();
-	out->clock_ns = sh.clock_ns;
 	out->opts = opts;
 	for (int i = 0; i < n; i++)
 		args[i] = (struct race_svd_arg){ &sh, i };
@@ -385,6 +386,7 @@ long race_setup_vs_destroy(int creators, int lookers, unsigned nslots,
 	sh.deadline = t0 + duration_ns;
 	r = race_run_threads(n, race_svd_thread, args, sizeof(args[0]));
 	out->elapsed_ns = race_now() - t0;
+	race_clock_report(&sh.clk, &out->clock_tsc, &out->clock_ns, &out->clock_res_ns);
 	out->iterations = sh.cycles;
 	if (out->iterations >= iterations)
 		out->timed_out = 0; /* the count bound was reached first */

@@ -134,6 +134,7 @@ class RaceRate:
 def plain_binary(cache: Path) -> Path:
     """The stand-alone program, compiled with cc into ``cache/bench`` (once per source)."""
     digest = hashlib.sha256(RACE_C.read_bytes() + (RACE_C.parent / "race.h").read_bytes()
+                            + (RACE_C.parent / "race_clock.h").read_bytes()
                             + (RACE_C.parent / "aio_sys.h").read_bytes()
                             + PLAIN_MAIN.encode()
                             + " ".join(CFLAGS).encode()).hexdigest()[:16]
