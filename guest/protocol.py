@@ -30,6 +30,7 @@ from guest import (  # noqa: F401 - each ops module registers its ops on import
     ops_thread,
     ops_ublk,
     ops_uring,
+    ops_uring_race,
 )
 from guest.registry import OPS, RequestError, lookup, register
 

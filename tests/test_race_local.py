@@ -119,3 +119,68 @@ def test_plain_program_runs_the_same_loop(tmp_path: Path, disk: str) -> None:
     got = bench_race.parse_plain(proc.stdout)
     assert got["iterations"] == 6 and got["late_completions"] == 0
     assert got["rate_per_s"] > 0
+
+
+# -- how much they raced: the loops' own overlap counts ------------------------
+
+
+@pytest.mark.parametrize(("op", "args"), [
+    ("race.destroy_vs_submit", {"kinds": ["poll"], "submitters": 2, "iterations": 10}),
+    ("race.concurrent_destroy", {"threads": 3, "polls": 1, "iterations": 10}),
+    ("race.setup_vs_destroy", {"creators": 2, "lookers": 2, "iterations": 40, "hold": 4}),
+])
+def test_overlap_is_counted_per_round(agent: Agent, op: str, args: dict[str, Any]) -> None:
+    got = agent.ok(op, seconds=60, **args)
+    rounds = got["overlap_rounds"]
+    assert rounds > 0 and 0 <= got["overlapped"] <= rounds
+    assert 0 <= got["any_overlap"] <= rounds
+    assert got["overlap_rate"] == round(got["overlapped"] / rounds, 4)
+    assert got["overlap_calls"] >= got["overlapped"]  # an overlapped round has a call
+    assert 0 < got["clock_ns"] < 10**6
+    assert got["opts"] == ["pin"]  # guest/ops_race.py DEFAULT_OPTS
+
+
+def test_every_destroy_is_a_round(agent: Agent) -> None:
+    got = agent.ok("race.setup_vs_destroy", creators=2, lookers=1, iterations=30, seconds=60)
+    assert got["overlap_rounds"] == got["destroy_ok"] + got["destroy_einval"] + \
+        got["destroy_other"]
+    # A destroy a lookup raced is one whose span the lookup met.
+    assert got["overlapped"] <= got["any_overlap"]
+
+
+def test_concurrent_destroy_measures_its_prefix(agent: Agent) -> None:
+    got = agent.ok("race.concurrent_destroy", threads=2, polls=0, iterations=5, seconds=60)
+    # A failed lookup costs more than two clock reads and far less than a grace period.
+    assert got["clock_ns"] < got["prefix_ns"] < 10**8
+
+
+@pytest.mark.parametrize("opts", [[], ["spin"], ["pin", "spin", "yield"]])
+def test_techniques_are_passed_through(agent: Agent, opts: list[str]) -> None:
+    got = agent.ok("race.concurrent_destroy", threads=2, polls=1, iterations=4, seconds=60,
+                   opts=opts)
+    assert got["opts"] == opts and got["iterations"] == 4
+    assert (got["destroy_ok"], got["destroy_einval"]) == (4, 4)
+
+
+def test_unknown_technique_is_an_error(agent: Agent) -> None:
+    reply = agent.request("race.concurrent_destroy", opts=["pin", "hurry"])
+    assert reply["ok"] is False and "unknown opt" in reply["error"]
+
+
+def test_destroy_buffers_samples_inside_the_destroy(agent: Agent, disk: str) -> None:
+    got = agent.ok("race.destroy_buffers", path=disk, nbufs=4, rounds=3, seconds=60,
+                   settle_ms=5)
+    assert got["overlap_rounds"] == 3
+    # A file on the host's disk answers at once: whatever was still in flight at the
+    # watcher's sample was also pending before the call.
+    assert got["overlapped"] <= got["any_overlap"] <= 3
+    assert got["overlap_calls"] <= got["pending_at_destroy"]
+
+
+def test_the_stamps_clock_is_reported(agent: Agent) -> None:
+    got = agent.ok("race.concurrent_destroy", threads=2, polls=0, iterations=3, seconds=60)
+    assert isinstance(got["clock_tsc"], bool)
+    if got["clock_tsc"]:  # the TSC agreed across CPUs: a stamp costs nanoseconds
+        assert 0 < got["clock_ns"] == got["clock_res_ns"] < 10**5
+    else:
+        assert got["clock_res_ns"] > 0

@@ -63,3 +63,17 @@ def test_a_text_patching_oops_is_booted_again_single_threaded(
     monkeypatch.setattr(m2, "_start", panic)
     with pytest.raises(session.BootCrash):
         m2.start()
+
+
+def test_the_summary_lists_inconclusive_tests_and_the_run_still_passes(tmp_path: Path) -> None:
+    from lab.results.record import Record, append_record
+    from lab.results.summary import summarize, summary_lines
+
+    why = "the racing calls overlapped in 0 of 12 rounds"
+    append_record(tmp_path, Record(test="s::race", verdict="INCONCLUSIVE", duration=1.0,
+                                   reason=why))
+    append_record(tmp_path, Record(test="s::claim", verdict="PASS", duration=1.0))
+    summary = summarize(tmp_path)
+    assert summary["inconclusive"] == [{"test": "s::race", "reason": why}]
+    assert summary["exit_code"] == 0
+    assert f"  - s::race: {why}" in summary_lines(summary)

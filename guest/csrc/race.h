@@ -18,6 +18,20 @@
  *
  * Each entry point returns 0 with the result filled in, or -errno when the
  * loop could not run at all (bad parameters, thread creation failed).
+ *
+ * A race test that never raced proves nothing, so every loop also measures
+ * how often its racing calls were in the kernel at the same time, from
+ * CLOCK_MONOTONIC reads taken just around each call (race_span).  The
+ * racy part of these calls is their start (the context lookup, the kill of
+ * the context); an io_destroy then sleeps for a grace period and the I/O,
+ * and under TCG a sleeping thread lets the other vCPU run, so spans that
+ * merely meet ("any_overlap") say little.  A round "overlapped" when one
+ * racing call was already in the kernel as the other entered it
+ * (race_inside_at), or when the later call won against the earlier one's
+ * effect; what counts is said in each file.  The stamps come from
+ * race_clock.h (the TSC where it agrees across vCPUs); a stamp's own cost,
+ * plus the vCPUs' measured offset, is the margin on each side: less than
+ * that could be the gap between the stamp and the syscall instruction.
  */
 
 #ifndef LAB_RACE_H
@@ -38,6 +52,7 @@
 #include <linux/aio_abi.h>
 
 #include "aio_sys.h"
+#include "race_clock.h"
 
 
 #define RACE_MAX_THREADS 64
@@ -45,6 +60,27 @@
 #define RACE_KIND_WRITE 2
 #define RACE_KIND_POLL 4
 #define RACE_IO_SIZE 4096
+
+/*
+ * How the racing threads are driven (the opts argument of every loop); each
+ * one is a technique for widening the window, measured on and off (see
+ * scenarios/races/params.py for what each bought).
+ *  PIN:   each thread bound to one vCPU, round robin, so the racers sit on
+ *         different vCPUs instead of wherever the scheduler put them.
+ *  SPIN:  rounds start at a spinning barrier: the last thread to arrive
+ *         releases the others by a store they are polling, instead of a
+ *         futex wake-up each (which under TCG lets one side start
+ *         milliseconds after the other).
+ *  YIELD: sched_yield() just before each racing call, so a thread that
+ *         shares its vCPU with another racer lets that one reach its call.
+ */
+#define RACE_OPT_PIN 1
+#define RACE_OPT_SPIN 2
+#define RACE_OPT_YIELD 4
+#define RACE_OPTS_ALL 7
+
+/* Spin this many polls before yielding the vCPU to whoever shares it. */
+#define RACE_SPIN_POLLS 4096
 
 /* ------------------------------------------------------------ helpers */
 
@@ -62,12 +98,36 @@ static inline long race_io_getevents_now(aio_context_t ctx, struct io_event *ev,
 	return lab_io_getevents(ctx, 0L, nr, ev, &zero);
 }
 
-static inline uint64_t race_now(void)
-{
-	struct timespec ts;
+/* A call's time in the kernel, from stamps (race_clock.h) taken just around it. */
+struct race_span {
+	uint64_t t0;
+	uint64_t t1;
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+/* The spans met: for longer than the margin, both calls were in the kernel. */
+static inline int race_spans_meet(const struct race_span *a, const struct race_span *b,
+				  uint64_t margin)
+{
+	uint64_t lo = a->t0 > b->t0 ? a->t0 : b->t0;
+	uint64_t hi = a->t1 < b->t1 ? a->t1 : b->t1;
+
+	return hi > lo + margin;
+}
+
+/*
+ * The call of span a was in the kernel when another call entered at t: a
+ * entered at most one margin after a->t0 and left at most one before
+ * a->t1, the other entered within one after t.
+ */
+static inline int race_inside_at(const struct race_span *a, uint64_t t, uint64_t margin)
+{
+	return a->t0 + margin < t && t + 2 * margin < a->t1;
+}
+
+static inline void race_pre_call(unsigned opts)
+{
+	if (opts & RACE_OPT_YIELD)
+		sched_yield();
 }
 
 static inline uint64_t race_rand(uint64_t *s)
@@ -90,12 +150,12 @@ static inline int race_cpus(void)
  * The raw syscall with pid 0 pins the calling thread only, and needs no
  * _GNU_SOURCE (pthread_setaffinity_np and CPU_SET do).
  */
-static inline void race_pin(int index)
+static inline void race_pin(int index, unsigned opts)
 {
 	unsigned long mask[16] = { 0 };
 	int cpu = index % race_cpus();
 
-	if (cpu >= (int)(sizeof(mask) * 8))
+	if (!(opts & RACE_OPT_PIN) || cpu >= (int)(sizeof(mask) * 8))
 		return;
 	mask[cpu / (8 * sizeof(long))] |= 1UL << (cpu % (8 * sizeof(long)));
 	syscall(__NR_sched_setaffinity, 0, sizeof(mask), mask);
@@ -141,6 +201,53 @@ static inline void *race_map(size_t len)
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * A barrier that is a pthread barrier, or with RACE_OPT_SPIN one whose
+ * waiters poll a generation count (and yield after RACE_SPIN_POLLS polls,
+ * so a waiter does not starve a thread that shares its vCPU).
+ */
+struct race_barrier {
+	pthread_barrier_t pb;
+	unsigned n;
+	unsigned count;
+	unsigned gen;
+	int spin;
+};
+
+static inline void race_barrier_init(struct race_barrier *b, unsigned n, unsigned opts)
+{
+	memset(b, 0, sizeof(*b));
+	b->n = n;
+	b->spin = !!(opts & RACE_OPT_SPIN);
+	if (!b->spin)
+		pthread_barrier_init(&b->pb, NULL, n);
+}
+
+static inline void race_barrier_wait(struct race_barrier *b)
+{
+	unsigned gen, polls = 0;
+
+	if (!b->spin) {
+		pthread_barrier_wait(&b->pb);
+		return;
+	}
+	gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+	if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == b->n) {
+		__atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&b->gen, gen + 1, __ATOMIC_RELEASE);
+		return;
+	}
+	while (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == gen)
+		if (++polls > RACE_SPIN_POLLS)
+			sched_yield();
+}
+
+static inline void race_barrier_destroy(struct race_barrier *b)
+{
+	if (!b->spin)
+		pthread_barrier_destroy(&b->pb);
 }
 
 /*

@@ -1,4 +1,14 @@
-/* Race loop: io_destroy vs io_submit (shared parts in race.h). */
+/*
+ * Race loop: io_destroy vs io_submit (shared parts in race.h).
+ *
+ * Overlap (race.h): a round overlapped when a submitter's io_submit or
+ * io_getevents was in the kernel as io_destroy entered, or an io_submit that
+ * began after io_destroy had entered still had its request accepted (it won
+ * the lookup against the kill).  any_overlap counts rounds in which the
+ * spans merely met.  Each submitter keeps the spans of its last RACE_DVS_LOG
+ * calls: a round ends at the first EINVAL, which comes soon after io_destroy
+ * kills the context, so the calls that can overlap are the last few.
+ */
 
 #include "race.h"
 
@@ -26,7 +36,25 @@ struct race_dvs_result {
 	uint64_t bad_iterations;
 	uint64_t destroy_ns_total;
 	uint64_t destroy_ns_max;
+	uint64_t overlap_rounds;
+	uint64_t overlapped;
+	uint64_t overlap_calls;
+	uint64_t overlap_accepted;
+	uint64_t any_overlap;
+	uint64_t clock_ns;
+	uint64_t clock_tsc;
+	uint64_t clock_res_ns;
+	uint64_t opts;
 	int64_t first_other_errno;
+};
+
+#define RACE_DVS_LOG 64
+
+/* A submitter's recent calls: spans, and whether io_submit accepted the request. */
+struct race_dvs_log {
+	struct race_span span[RACE_DVS_LOG];
+	unsigned char accepted[RACE_DVS_LOG];
+	uint64_t n;
 };
 
 struct race_dvs_shared {
@@ -44,11 +72,17 @@ struct race_dvs_shared {
 	int efd;
 	uint64_t write_offset;
 	char *bufs;
-	pthread_barrier_t start;
-	pthread_barrier_t end;
+	unsigned opts;
+	struct race_clock clk;
+	struct race_barrier start;
+	struct race_barrier destroyed; /* the destroy's span is known */
+	struct race_barrier end;
 	aio_context_t ctx;
 	int stop;
 	uint64_t iter_ok;
+	struct race_span destroy;
+	uint64_t round_calls;
+	uint64_t round_met;
 	struct race_dvs_result *out;
 };
 
@@ -96,11 +130,64 @@ static unsigned race_dvs_kind(struct race_dvs_shared *sh, unsigned *turn,
 	return 0; /* only polls enabled and this iteration's share is used */
 }
 
-/* Submit until the context dies; reap on EAGAIN so the ring never stays full. */
-static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *rng)
+static long race_dvs_call(struct race_dvs_shared *sh, struct race_dvs_log *log,
+			  long nr, struct iocb **cbp)
+{
+	struct race_span *sp = &log->span[log->n % RACE_DVS_LOG];
+	long r;
+
+	race_pre_call(sh->opts);
+	sp->t0 = race_stamp();
+	r = lab_io_submit(sh->ctx, nr, cbp);
+	sp->t1 = race_stamp();
+	log->accepted[log->n++ % RACE_DVS_LOG] = nr > 0 && r == nr;
+	return r;
+}
+
+static long race_dvs_reap(struct race_dvs_shared *sh, struct race_dvs_log *log,
+			  struct io_event *ev, long nr)
+{
+	struct race_span *sp = &log->span[log->n % RACE_DVS_LOG];
+	long r;
+
+	race_pre_call(sh->opts);
+	sp->t0 = race_stamp();
+	r = race_io_getevents_now(sh->ctx, ev, nr);
+	sp->t1 = race_stamp();
+	log->accepted[log->n++ % RACE_DVS_LOG] = 0;
+	return r;
+}
+
+/* Which of this round's logged calls overlapped the destroy. */
+static void race_dvs_tally_log(struct race_dvs_shared *sh, struct race_dvs_log *log)
 {
 	struct race_dvs_result *o = sh->out;
-	aio_context_t ctx = sh->ctx;
+	uint64_t first = log->n > RACE_DVS_LOG ? log->n - RACE_DVS_LOG : 0;
+	uint64_t calls = 0, accepted = 0, met = 0, d0 = sh->destroy.t0;
+
+	for (uint64_t i = first; i < log->n; i++) {
+		const struct race_span *sp = &log->span[i % RACE_DVS_LOG];
+		int won = log->accepted[i % RACE_DVS_LOG];
+
+		met += race_spans_meet(sp, &sh->destroy, sh->clk.margin);
+		if (!race_inside_at(sp, d0, sh->clk.margin) &&
+		    !(won && sp->t0 > d0 + sh->clk.margin))
+			continue;
+		calls++;
+		accepted += won;
+	}
+	race_add(&sh->round_calls, calls);
+	race_add(&sh->round_met, met);
+	race_add(&o->overlap_calls, calls);
+	race_add(&o->overlap_accepted, accepted);
+	log->n = 0;
+}
+
+/* Submit until the context dies; reap on EAGAIN so the ring never stays full. */
+static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *rng,
+				  struct race_dvs_log *log)
+{
+	struct race_dvs_result *o = sh->out;
 	struct io_event ev[16];
 	struct iocb cb, *cbp = &cb;
 	unsigned turn = (unsigned)race_rand(rng), polls = 0;
@@ -110,7 +197,7 @@ static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *r
 		long r;
 
 		if (kind == 0) {
-			r = lab_io_submit(ctx, 0, &cbp); /* a lookup, nothing queued */
+			r = race_dvs_call(sh, log, 0, &cbp); /* a lookup, nothing queued */
 			if (r == -EINVAL) {
 				race_add(&o->submit_einval, 1);
 				return;
@@ -118,7 +205,7 @@ static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *r
 			continue;
 		}
 		race_dvs_fill(sh, t, kind, &cb);
-		r = lab_io_submit(ctx, 1, &cbp);
+		r = race_dvs_call(sh, log, 1, &cbp);
 		if (r == 1) {
 			race_add(&sh->iter_ok, 1);
 			race_add(&o->submit_ok, 1);
@@ -138,7 +225,7 @@ static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *r
 			return;
 		}
 		race_add(&o->submit_eagain, 1);
-		r = race_io_getevents_now(ctx, ev, 16);
+		r = race_dvs_reap(sh, log, ev, 16);
 		if (r >= 0) {
 			race_add(&o->getevents_ok, 1);
 			race_add(&o->reaped, (uint64_t)r);
@@ -165,13 +252,20 @@ static void race_dvs_destroy_round(struct race_dvs_shared *sh, uint64_t *rng)
 	while (__atomic_load_n(&sh->iter_ok, __ATOMIC_ACQUIRE) < target &&
 	       race_now() < give_up)
 		sched_yield();
+	race_pre_call(sh->opts);
 	t0 = race_now();
+	sh->destroy.t0 = race_stamp();
 	r = lab_io_destroy(sh->ctx);
+	sh->destroy.t1 = race_stamp();
 	dt = race_now() - t0;
 	/* eventfd is signalled in aio_complete, before the request's context
 	 * reference is dropped: whatever io_destroy waited for is counted here. */
 	done = race_efd_take(sh->efd);
-	pthread_barrier_wait(&sh->end);
+	race_barrier_wait(&sh->destroyed);
+	race_barrier_wait(&sh->end);
+	o->overlap_rounds++;
+	o->overlapped += sh->round_calls > 0;
+	o->any_overlap += sh->round_met > 0;
 	if (r == 0)
 		o->destroy_ok++;
 	else {
@@ -196,8 +290,10 @@ static void *race_dvs_thread(void *p)
 	struct race_dvs_arg *a = p;
 	struct race_dvs_shared *sh = a->sh;
 	uint64_t rng = sh->seed * 2654435761u + (uint64_t)a->index + 1;
+	struct race_dvs_log log;
 
-	race_pin(a->index);
+	log.n = 0;
+	race_pin(a->index, sh->opts);
 	for (uint64_t i = 0;; i++) {
 		if (a->index == 0) {
 			long r = 0;
@@ -211,17 +307,21 @@ static void *race_dvs_thread(void *p)
 					race_note_errno(&sh->out->first_other_errno, r);
 			}
 			sh->iter_ok = 0;
+			sh->round_calls = 0;
+			sh->round_met = 0;
 			sh->stop = r != 0;
 			sh->out->iterations = i;
 		}
-		pthread_barrier_wait(&sh->start);
+		race_barrier_wait(&sh->start);
 		if (__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE))
 			break;
 		if (a->index == 0) {
 			race_dvs_destroy_round(sh, &rng);
 		} else {
-			race_dvs_submit_round(sh, a->index - 1, &rng);
-			pthread_barrier_wait(&sh->end);
+			race_dvs_submit_round(sh, a->index - 1, &rng, &log);
+			race_barrier_wait(&sh->destroyed);
+			race_dvs_tally_log(sh, &log);
+			race_barrier_wait(&sh->end);
 		}
 	}
 	return NULL;
@@ -231,7 +331,7 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 			    unsigned kinds, unsigned polls_per_iter,
 			    uint64_t write_offset, uint64_t iterations,
 			    uint64_t duration_ns, unsigned max_target,
-			    uint64_t wait_ns, uint64_t seed,
+			    uint64_t wait_ns, uint64_t seed, unsigned opts,
 			    struct race_dvs_result *out)
 {
 	struct race_dvs_shared sh;
@@ -242,7 +342,8 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 
 	memset(out, 0, sizeof(*out));
 	if (submitters < 1 || n > RACE_MAX_THREADS || !kinds ||
-	    (kinds & ~7u) || polls_per_iter * (unsigned)submitters >= nr_events)
+	    (kinds & ~7u) || polls_per_iter * (unsigned)submitters >= nr_events ||
+	    (opts & ~(unsigned)RACE_OPTS_ALL))
 		return -EINVAL;
 	if ((kinds & (RACE_KIND_READ | RACE_KIND_WRITE)) && fd < 0)
 		return -EBADF;
@@ -258,7 +359,10 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 	sh.fd = fd;
 	sh.write_offset = write_offset;
 	sh.out = out;
+	sh.opts = opts;
+	race_clock_start(&sh.clk);
 	out->cpus = (uint64_t)race_cpus();
+	out->opts = opts;
 	if (pipe(pipefd) < 0)
 		return -errno;
 	sh.pipe_rd = pipefd[0];
@@ -266,18 +370,23 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 	sh.bufs = race_map((size_t)submitters * RACE_IO_SIZE);
 	r = sh.efd < 0 ? sh.efd : sh.bufs ? 0 : -ENOMEM;
 	if (r == 0) {
-		pthread_barrier_init(&sh.start, NULL, (unsigned)n);
-		pthread_barrier_init(&sh.end, NULL, (unsigned)n);
+		/* Only the start needs both sides together: the others wait out a destroy. */
+		race_barrier_init(&sh.start, (unsigned)n, opts);
+		race_barrier_init(&sh.destroyed, (unsigned)n, 0);
+		race_barrier_init(&sh.end, (unsigned)n, 0);
 		for (int i = 0; i < n; i++)
 			args[i] = (struct race_dvs_arg){ &sh, i };
 		t0 = race_now();
 		sh.deadline = t0 + duration_ns;
 		r = race_run_threads(n, race_dvs_thread, args, sizeof(args[0]));
 		out->elapsed_ns = race_now() - t0;
+		race_clock_report(&sh.clk, &out->clock_tsc, &out->clock_ns,
+				  &out->clock_res_ns);
 		if (r == 0 && out->iterations == 0 && out->first_other_errno)
 			r = -out->first_other_errno; /* io_setup itself failed */
-		pthread_barrier_destroy(&sh.start);
-		pthread_barrier_destroy(&sh.end);
+		race_barrier_destroy(&sh.start);
+		race_barrier_destroy(&sh.destroyed);
+		race_barrier_destroy(&sh.end);
 	}
 	if (sh.bufs)
 		munmap(sh.bufs, (size_t)submitters * RACE_IO_SIZE);

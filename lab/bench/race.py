@@ -36,16 +36,27 @@ PLAIN_MAIN = r"""
 #include <stdio.h>
 #include "race_destroy_submit.c"
 
+/* name is one of the '+'-separated words of list ("spin" must not match "pin"). */
+static int has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (const char *p = list; *p; p += strcspn(p, "+"), p += *p == '+')
+        if (strncmp(p, name, n) == 0 && (p[n] == '+' || p[n] == 0))
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct race_dvs_result o;
     int fd = -1;
-    unsigned kinds = 0;
+    unsigned kinds = 0, opts = 0;
     long r;
 
-    if (argc != 12) {
+    if (argc != 13) {
         fprintf(stderr, "usage: %s PATH SUBMITTERS NR_EVENTS KIND[+KIND] POLLS WRITE_OFFSET "
-            "ITERATIONS DURATION_NS MAX_TARGET WAIT_NS SEED\n", argv[0]);
+            "ITERATIONS DURATION_NS MAX_TARGET WAIT_NS SEED OPT[+OPT]|-\n", argv[0]);
         return 2;
     }
     if (strcmp(argv[1], "-") != 0) {
@@ -56,26 +67,35 @@ int main(int argc, char **argv)
         }
     }
     /* Kinds by name, so that race.h stays the one place their bits are defined. */
-    if (strstr(argv[4], "read"))
+    if (has(argv[4], "read"))
         kinds |= RACE_KIND_READ;
-    if (strstr(argv[4], "write"))
+    if (has(argv[4], "write"))
         kinds |= RACE_KIND_WRITE;
-    if (strstr(argv[4], "poll"))
+    if (has(argv[4], "poll"))
         kinds |= RACE_KIND_POLL;
+    /* The same for the techniques (RACE_OPT_*): "-" for none. */
+    if (has(argv[12], "pin"))
+        opts |= RACE_OPT_PIN;
+    if (has(argv[12], "spin"))
+        opts |= RACE_OPT_SPIN;
+    if (has(argv[12], "yield"))
+        opts |= RACE_OPT_YIELD;
     r = race_destroy_vs_submit(fd, atoi(argv[2]), (unsigned)atoi(argv[3]),
                    kinds, (unsigned)atoi(argv[5]),
                    strtoull(argv[6], NULL, 0), strtoull(argv[7], NULL, 0),
                    strtoull(argv[8], NULL, 0), (unsigned)atoi(argv[9]),
-                   strtoull(argv[10], NULL, 0), strtoull(argv[11], NULL, 0), &o);
+                   strtoull(argv[10], NULL, 0), strtoull(argv[11], NULL, 0), opts, &o);
     if (r < 0) {
         fprintf(stderr, "race_destroy_vs_submit: %s\n", strerror((int)-r));
         return 1;
     }
     printf("{\"iterations\": %llu, \"elapsed_ns\": %llu, \"submit_ok\": %llu, "
-           "\"destroy_ns_total\": %llu, \"late_completions\": %llu, \"timed_out\": %llu}\n",
+           "\"destroy_ns_total\": %llu, \"late_completions\": %llu, \"timed_out\": %llu, "
+           "\"overlap_rounds\": %llu, \"overlapped\": %llu}\n",
            (unsigned long long)o.iterations, (unsigned long long)o.elapsed_ns,
            (unsigned long long)o.submit_ok, (unsigned long long)o.destroy_ns_total,
-           (unsigned long long)o.late_completions, (unsigned long long)o.timed_out);
+           (unsigned long long)o.late_completions, (unsigned long long)o.timed_out,
+           (unsigned long long)o.overlap_rounds, (unsigned long long)o.overlapped);
     return 0;
 }
 """
@@ -96,6 +116,7 @@ class BenchParams:
     max_target: int = 8
     wait_ms: float = 20.0
     seed: int = 1
+    opts: tuple[str, ...] = ("pin",)  # guest/ops_race.py DEFAULT_OPTS
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,7 @@ class RaceRate:
 def plain_binary(cache: Path) -> Path:
     """The stand-alone program, compiled with cc into ``cache/bench`` (once per source)."""
     digest = hashlib.sha256(RACE_C.read_bytes() + (RACE_C.parent / "race.h").read_bytes()
+                            + (RACE_C.parent / "race_clock.h").read_bytes()
                             + (RACE_C.parent / "aio_sys.h").read_bytes()
                             + PLAIN_MAIN.encode()
                             + " ".join(CFLAGS).encode()).hexdigest()[:16]
@@ -134,7 +156,7 @@ def plain_argv(binary: Path, p: BenchParams) -> list[str]:
     return [str(binary), p.path or "-", str(p.submitters), str(p.nr_events), "+".join(p.kinds),
             str(p.polls_per_iter), str(p.write_offset), str(p.iterations),
             str(int(p.seconds * 1e9)), str(p.max_target), str(int(p.wait_ms * 1e6)),
-            str(p.seed)]
+            str(p.seed), "+".join(p.opts) or "-"]
 
 
 def parse_plain(stdout: str) -> dict[str, Any]:
@@ -153,7 +175,7 @@ def _agent_rate(agent: Agent, p: BenchParams) -> float:
                      submitters=p.submitters, nr_events=p.nr_events, kinds=list(p.kinds),
                      polls_per_iter=p.polls_per_iter, write_offset=p.write_offset,
                      iterations=p.iterations, seconds=p.seconds, max_target=p.max_target,
-                     wait_ms=p.wait_ms, seed=p.seed)
+                     wait_ms=p.wait_ms, seed=p.seed, opts=list(p.opts))
     return float(got["rate_per_s"])
 
 
@@ -178,7 +200,8 @@ def measure(agent: Agent, ssh: Ssh, *, cache: Path, params: BenchParams,
     a, b = statistics.median(agent_runs), statistics.median(plain_runs)
     return RaceRate(agent_per_s=a, plain_per_s=b, ratio=round(a / b, 3) if b else 0.0,
                     agent_runs=agent_runs, plain_runs=plain_runs,
-                    params={**asdict(params), "kinds": list(params.kinds)})
+                    params={**asdict(params), "kinds": list(params.kinds),
+                            "opts": list(params.opts)})
 
 
 def race_rate(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> dict[str, Any]:

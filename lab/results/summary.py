@@ -29,6 +29,8 @@ def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
         "skip_reasons": dict(Counter(r.reason for r in records
                                      if r.verdict == Verdict.SKIP).most_common()),
         "observed": [{"test": r.test, "note": note} for r in records for note in r.observed],
+        "inconclusive": [{"test": r.test, "reason": r.reason} for r in records
+                         if r.verdict == Verdict.INCONCLUSIVE],
         "substitutions": sorted({r.kernel["note"] for r in records if r.kernel.get("note")}),
         "stopped": (read_stop(run_dir) or {}).get("reason", ""),
         "exit_code": exit_code(r.verdict for r in records),
@@ -99,6 +101,11 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     devs = summary["deviations"]
     lines.append(f"spec deviations: {len(devs)}")
     lines += [f"  - {d['test']}: {d['note']}" for d in devs]
+    undecided = summary.get("inconclusive", [])
+    if undecided:
+        lines.append(f"inconclusive (every check held, but it could not decide): "
+                     f"{len(undecided)}")
+        lines += [f"  - {d['test']}: {d['reason']}" for d in undecided]
     seen = summary.get("observed", [])
     if seen:
         lines.append(f"observed but unverified: {len(seen)}")

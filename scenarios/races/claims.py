@@ -14,4 +14,10 @@ CLAIMS: dict[str, str] = {
     "destroy_buffers": "io_destroy does not return while the kernel can still write into "
                        "the buffers of the context's reads (the 3.11-3.14 regression fixed "
                        "by e02ba72aabfa, 3.15)",
+    "sqe_double_read": "io_uring reads a submitted SQE's opcode and fd so that userspace "
+                       "rewriting the live SQE (READV <-> NOP, one fd for another) while it "
+                       "is submitted and punted to async work cannot make the kernel keep a "
+                       "file reference: once every fd is closed the files are released "
+                       "(io_uring review, Jann Horn 2019-02-08, __io_submit_sqe: the opcode "
+                       "read twice leaked a file reference)",
 }

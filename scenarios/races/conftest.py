@@ -7,8 +7,13 @@ from typing import Any
 
 import pytest
 
+from scenarios.races.params import Floor
+
 AIO_NR = "/proc/sys/fs/aio-nr"
 MARGIN_S = 120.0
+# A clock coarser than this cannot order syscalls that take microseconds: with it
+# no overlap is measurable (guest/csrc/race_clock.h picks the finest it trusts).
+CLOCK_RES_LIMIT_NS = 100_000
 
 
 @pytest.fixture
@@ -35,3 +40,30 @@ def run_loop(agent: Any, record: Any) -> Callable[..., dict[str, Any]]:
         record("race", result)
         return result
     return run
+
+
+@pytest.fixture
+def raced(record: Any, inconclusive: Any) -> Callable[[dict[str, Any], Floor], None]:
+    """Judge whether a loop raced: below ``floor`` the test is INCONCLUSIVE, never PASS.
+
+    The overlap is the loop's own measurement (guest/csrc/race.h): rounds in
+    which the racing calls were in the kernel at the same time, by
+    CLOCK_MONOTONIC reads around each call.  A failed check stays a FAIL.
+    """
+    def check(got: dict[str, Any], floor: Floor) -> None:
+        rounds, overlapped = got["overlap_rounds"], got["overlapped"]
+        rate = overlapped / rounds if rounds else 0.0
+        record("overlap", {"rounds": rounds, "overlapped": overlapped, "rate": round(rate, 4),
+                           "calls": got["overlap_calls"], "any": got["any_overlap"],
+                           "clock": "tsc" if got["clock_tsc"] else "monotonic",
+                           "clock_ns": got["clock_ns"], "clock_res_ns": got["clock_res_ns"],
+                           "opts": got["opts"], "floor_rate": floor.rate,
+                           "floor_rounds": floor.rounds})
+        if got["clock_res_ns"] > CLOCK_RES_LIMIT_NS:
+            inconclusive(f"the clock moves in {got['clock_res_ns'] / 1000:.0f} us steps here: "
+                         "too coarse to tell whether the racing calls overlapped")
+        elif overlapped < floor.rounds or rate < floor.rate:
+            inconclusive(f"the racing calls overlapped in {overlapped} of {rounds} rounds "
+                         f"({rate:.1%}); deciding needs at least {floor.rounds} and "
+                         f"{floor.rate:.0%}: {floor.why}")
+    return check

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scenarios.races.claims import CLAIMS
-from scenarios.races.params import ConcurrentDestroy, ident, load
+from scenarios.races.params import FLOORS, ConcurrentDestroy, ident, load
 
 PARAMS = load(ConcurrentDestroy)
 
@@ -17,10 +17,11 @@ PARAMS = load(ConcurrentDestroy)
 @pytest.mark.requires_config("AIO")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_exactly_one_destroy_wins(run_loop: Callable[..., dict[str, Any]], aio_nr: Any,
-                                  p: ConcurrentDestroy) -> None:
+                                  raced: Any, p: ConcurrentDestroy) -> None:
     before = aio_nr()
     got = run_loop("race.concurrent_destroy", threads=p.threads, polls=p.polls,
-                   iterations=p.iterations, seconds=p.seconds)
+                   iterations=p.iterations, seconds=p.seconds, opts=list(p.opts))
+    raced(got, FLOORS["concurrent_destroy"])
     n = got["iterations"]
     assert n > 0, "no iteration ran within the time bound"
     assert got["destroy_other"] == 0, f"unexpected errno {got['first_other_errno']}"

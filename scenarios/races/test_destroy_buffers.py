@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from scenarios.races.claims import CLAIMS
-from scenarios.races.params import SLOW_IOPS, DestroyBuffers, ident, load
+from scenarios.races.params import FLOORS, SLOW_IOPS, DestroyBuffers, ident, load
 
 PARAMS = load(DestroyBuffers)
 
@@ -25,12 +25,14 @@ PARAMS = load(DestroyBuffers)
 @pytest.mark.requires_config("AIO")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_buffers_quiet_after_destroy(run_loop: Callable[..., dict[str, Any]],
-                                     nvme: dict[str, Any], p: DestroyBuffers) -> None:
+                                     nvme: dict[str, Any], raced: Any,
+                                     p: DestroyBuffers) -> None:
     # Watch the buffers 1.5x as long as all reads of a round would need, plus slack.
     settle_ms = 1500.0 * p.nbufs / SLOW_IOPS + 300.0
     got = run_loop("race.destroy_buffers", path=nvme["slow"].ns, nbufs=p.nbufs,
                    bufsize=p.bufsize, stride=p.stride, rounds=p.iterations,
-                   seconds=p.seconds, settle_ms=settle_ms)
+                   seconds=p.seconds, settle_ms=settle_ms, opts=list(p.opts))
+    raced(got, FLOORS["destroy_buffers"])
     n = got["iterations"]
     assert n > 0, "no round ran within the time bound"
     assert got["first_other_errno"] is None

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scenarios.races.claims import CLAIMS
-from scenarios.races.params import FAST_SCRATCH_OFFSET, DestroyVsSubmit, ident, load
+from scenarios.races.params import FAST_SCRATCH_OFFSET, FLOORS, DestroyVsSubmit, ident, load
 
 PARAMS = load(DestroyVsSubmit)
 
@@ -17,13 +17,14 @@ PARAMS = load(DestroyVsSubmit)
 @pytest.mark.requires_config("AIO")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_destroy_vs_submit(run_loop: Callable[..., dict[str, Any]], nvme: dict[str, Any],
-                           record: Any, p: DestroyVsSubmit) -> None:
+                           record: Any, raced: Any, p: DestroyVsSubmit) -> None:
     got = run_loop("race.destroy_vs_submit", path=nvme["fast"].ns, submitters=p.submitters,
                    nr_events=p.nr_events, kinds=list(p.kinds), polls_per_iter=p.polls_per_iter,
                    write_offset=FAST_SCRATCH_OFFSET, iterations=p.iterations,
-                   seconds=p.seconds, max_target=p.max_target)
+                   seconds=p.seconds, max_target=p.max_target, opts=list(p.opts))
     record("params", {"submitters": p.submitters, "iterations": p.iterations,
-                      "seconds": p.seconds, "kinds": list(p.kinds)})
+                      "seconds": p.seconds, "kinds": list(p.kinds), "opts": list(p.opts)})
+    raced(got, FLOORS["destroy_vs_submit"])
     n = got["iterations"]
     assert n > 0, "no iteration ran within the time bound"
     # Only success, EINVAL (context gone) and EAGAIN (ring full, reaped) are allowed.

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scenarios.races.claims import CLAIMS
-from scenarios.races.params import SetupVsDestroy, ident, load
+from scenarios.races.params import FLOORS, SetupVsDestroy, ident, load
 
 PARAMS = load(SetupVsDestroy)
 
@@ -17,11 +17,12 @@ PARAMS = load(SetupVsDestroy)
 @pytest.mark.requires_config("AIO")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_setup_destroy_lookup(run_loop: Callable[..., dict[str, Any]], aio_nr: Any,
-                              record: Any, p: SetupVsDestroy) -> None:
+                              record: Any, raced: Any, p: SetupVsDestroy) -> None:
     before = aio_nr()
     got = run_loop("race.setup_vs_destroy", creators=p.creators, lookers=p.lookers,
                    slots=p.slots, nr_events=p.nr_events, iterations=p.iterations,
-                   seconds=p.seconds)
+                   seconds=p.seconds, opts=list(p.opts))
+    raced(got, FLOORS["setup_vs_destroy"])
     after = aio_nr()
     record("aio_nr", {"before": before, "after": after})
     assert got["iterations"] > 0, "no context was created within the time bound"
