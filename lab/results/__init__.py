@@ -1,0 +1,1 @@
+"""Results: records, verdicts, splats and summaries; plain data, no pytest and no paramiko."""

@@ -1,0 +1,125 @@
+"""What a test's verdict is, folded from the phases it went through: pure functions over plain data.
+
+A test runs in three phases (setup, call, teardown), as pytest's junitxml folds
+them.  Each phase that ran leaves a ``PhaseOutcome``; the lab adds *hints*
+where it knows more than "an exception was raised": a diagnosis of a dead or
+hung guest, a fatal splat.  ``fold`` turns them into one verdict and its
+reason, and ``exit_code`` turns a run's verdicts into the exit status CI and
+bisection read.  Nothing here imports pytest or paramiko: the matrix, the
+report and bisection use it on records read back from disk.
+
+The verdicts, worst first, by what they say about the kernel, the test and the harness:
+
+- CRASH: the kernel died or printed a fatal splat during the test.
+- HANG: a call did not return in time (or the kernel reported a hung task); the
+  guest was replaced.
+- FAIL: the kernel did something a check did not expect (a wrong errno, a splat
+  or new taint during the test), or the test itself is wrong.
+- INFRA: the machinery failed (a host tool, SSH refused on a healthy console, a
+  boot timeout with no splat); nothing was learnt about the kernel.
+- MISS: the test was in the matrix but in no merged shard: nothing ran it.
+- NOTRUN: the run was cut short (the reboot limit) before the test ran.
+- INCONCLUSIVE: the test ran but could not decide (a race that never raced, a
+  bisection below its confidence); listed, but it does not fail a run.
+- XFAIL: the test failed as a known issue says it does; it does not fail a run.
+- PASS: the test ran to its end and every check held; no splat, no new taint.
+- SKIP: the kernel lacks what the test needs (config, version); the reason says what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from lab.errors import EXIT_INFRA_ERROR, EXIT_NOTHING_TESTED, EXIT_OK, EXIT_TEST_FAILED
+
+
+class Verdict(StrEnum):
+    CRASH = "CRASH"
+    HANG = "HANG"
+    FAIL = "FAIL"
+    INFRA = "INFRA"
+    MISS = "MISS"
+    NOTRUN = "NOTRUN"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    XFAIL = "XFAIL"
+    PASS = "PASS"
+    SKIP = "SKIP"
+
+
+# In the order above: worst first (the rollup of several results is the first).
+VERDICTS = tuple(v.value for v in Verdict)
+# The kernel (or the test) is wrong: a run with one of these failed (exit 1).
+FAILED = frozenset({Verdict.FAIL, Verdict.CRASH, Verdict.HANG})
+# The harness could not say: a run with one of these is the machinery's failure (exit 3).
+UNTESTED = frozenset({Verdict.INFRA, Verdict.MISS, Verdict.NOTRUN})
+# Something was learnt about the kernel: a run with none of these tested nothing (exit 4).
+TESTED = frozenset({Verdict.PASS, Verdict.XFAIL}) | FAILED
+
+
+def worst(verdicts: Iterable[str]) -> str:
+    """The rollup of several verdicts (of one test across runs, or of a group): the worst."""
+    seen = set(verdicts)
+    return next((v for v in VERDICTS if v in seen), Verdict.SKIP.value)
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    """One phase of one test, as plain data."""
+
+    when: str  # "setup", "call", "teardown"
+    outcome: str  # "passed", "failed", "skipped"
+    message: str = ""  # the failure's first line, or the skip reason
+    duration: float = 0.0
+
+
+@dataclass
+class Diagnosis:
+    """What a call that failed turned out to be, from the evidence the guest left."""
+
+    verdict: str  # CRASH, HANG or INFRA
+    summary: str
+    splats: list[dict[str, Any]] = field(default_factory=list)
+    excerpt: str = ""
+
+
+def fold(phases: Sequence[PhaseOutcome], *, hints: Sequence[str] = (),
+         reason: str = "") -> tuple[str, str]:
+    """(verdict, reason) of a test from its phases, worst first.
+
+    The first phase that skipped or failed decides.  A failure takes the first
+    hint when there is one (a diagnosis: CRASH, HANG, INFRA), else FAIL in the
+    test's call and INFRA in a fixture (fetch, boot, agent).  ``reason``, when
+    given, replaces the phase's own message (a diagnosis says more).
+    """
+    for phase in phases:
+        if phase.outcome == "skipped":
+            return Verdict.SKIP.value, phase.message.removeprefix("Skipped: ")
+        if phase.outcome == "failed":
+            if hints:
+                verdict = hints[0]
+            elif phase.when == "call":
+                verdict = Verdict.FAIL.value
+            else:
+                verdict = Verdict.INFRA.value
+            return verdict, reason or phase.message
+    return Verdict.PASS.value, ""
+
+
+def exit_code(verdicts: Iterable[str]) -> int:
+    """The exit status a run's verdicts mean (lab.errors).
+
+    3 if the machinery lost any test (INFRA, MISS, NOTRUN), else 1 if any failed
+    (FAIL, CRASH, HANG), else 4 if nothing was tested (only SKIP and
+    INCONCLUSIVE, or no test at all), else 0: at least one test ran and none failed.
+    """
+    seen = set(verdicts)
+    if seen & UNTESTED:
+        return EXIT_INFRA_ERROR
+    if seen & FAILED:
+        return EXIT_TEST_FAILED
+    if not seen & TESTED:
+        return EXIT_NOTHING_TESTED
+    return EXIT_OK
