@@ -247,22 +247,50 @@ def _git(repo: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def test_git_source_exports_a_commit_and_refuses_unknown_revisions(tmp_path: Path) -> None:
+def test_git_commits_share_one_lab_clone_and_leave_the_users_repo_alone(tmp_path: Path) -> None:
     repo = _fake_tree(tmp_path / "linux")
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "v7.2")
-    commit = _git(repo, "rev-parse", "HEAD")
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "init" / "main.c").write_text("/* changed */\n")
+    _git(repo, "commit", "-qam", "change main.c")
+    second = _git(repo, "rev-parse", "HEAD")
+    before = sorted(p.relative_to(repo / ".git") for p in (repo / ".git").rglob("*"))
     cache = tmp_path / "cache"
-    tree = source.git_source(repo, "HEAD", cache=cache)
-    assert tree.identity == f"git:{commit}" and tree.version == "7.2.13"
-    assert (tree.path / "init" / "main.c").is_file()
-    assert _git(repo, "status", "--porcelain") == ""  # the checkout is untouched
-    assert source.git_source(repo, commit[:10], cache=cache) == tree  # exported once
+    found = source.git_commit(repo, "HEAD~1", cache=cache)
+    assert found.identity == f"git:{first}"
+    with source.git_checkout(found) as tree:
+        assert tree.identity == f"git:{first}" and tree.version == "7.2.13"
+        assert (tree.path / "init" / "main.c").read_text() != "/* changed */\n"
+        kconfig_mtime = (tree.path / "Kconfig").stat().st_mtime_ns
+    with source.git_checkout(source.git_commit(repo, second[:10], cache=cache)) as tree2:
+        # The same work tree and slot; only the changed file was rewritten.
+        assert tree2.path == tree.path and tree2.slot == tree.slot is not None
+        assert (tree2.path / "init" / "main.c").read_text() == "/* changed */\n"
+        assert (tree2.path / "Kconfig").stat().st_mtime_ns == kconfig_mtime
+    # The user's checkout and .git are as they were: the clone shares objects only.
+    assert _git(repo, "status", "--porcelain") == ""
+    assert sorted(p.relative_to(repo / ".git") for p in (repo / ".git").rglob("*")) == before
     with pytest.raises(UserError, match="no such revision"):
-        source.git_source(repo, "v9.9", cache=cache)
+        source.git_commit(repo, "v9.9", cache=cache)
     with pytest.raises(UserError, match="not a git repository"):
-        source.git_source(tmp_path / "cache", None, cache=cache)
+        source.git_commit(tmp_path / "cache", None, cache=cache)
+
+
+def test_git_commit_finds_a_commit_only_the_lab_clone_has(tmp_path: Path) -> None:
+    repo = _fake_tree(tmp_path / "linux")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "v7.2")
+    cache = tmp_path / "cache"
+    clone = source.git_commit(repo, None, cache=cache).clone
+    tree_id = clone.git("rev-parse", "HEAD^{tree}").strip()
+    made = clone.git("-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree_id,
+                     "-p", "HEAD", "-m", "lab-made").strip()
+    assert source.git_commit(repo, made, cache=cache).commit == made
+    with pytest.raises(UserError, match="no such revision"):
+        source.git_commit(repo, made[:12], cache=cache)  # only full ids reach the clone
 
 
 # --- the build, against a fake make ---------------------------------------------------------------

@@ -70,6 +70,8 @@ def cache_key(source_identity: str, config_hash: str, compiler: str) -> str:
 
 def _slot(source: SourceTree, variant: str) -> str:
     """The object-tree directory name: one per source and variant, readable in `ls`."""
+    if source.slot is not None:  # a lab clone: one object tree for all its commits
+        return f"{source.slot}-{variant}"
     ident = source.identity.split("#", 1)[0]  # a plain tree keeps its slot across edits
     digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
     return f"{source.kind}-{source.version}-{variant}-{digest}"
@@ -90,16 +92,29 @@ def make_argv(source: SourceTree, out: Path, *targets: str, jobs: int | None = N
     return [*argv, *targets]
 
 
+# Kbuild stamps each image with the time, user, host and a build counter
+# (Documentation/kbuild/reproducible-builds.rst); fixed, two builds of the same
+# code give the same bytes, so `lab bisect` can tell a no-op commit by its image
+# and ccache can hit init/version.c.  A user's own setting wins.
+REPRODUCIBLE = {
+    "KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 1970",
+    "KBUILD_BUILD_USER": "kernel-lab",
+    "KBUILD_BUILD_HOST": "kernel-lab",
+    "KBUILD_BUILD_VERSION": "1",
+}
+
+
 def make_env(cache: Path) -> dict[str, str]:
-    """ccache settings that let object trees share hits.
+    """ccache settings that let object trees share hits, and a reproducible stamp.
 
     Kbuild passes absolute source paths; with base_dir at the cache root ccache
     rewrites them relative to the object tree, so two trees at the same depth
     (another variant's, a re-created one) hash alike.  A user's own setting wins.
     """
-    if "CCACHE_BASEDIR" in os.environ:
-        return {}
-    return {"CCACHE_BASEDIR": str(cache), "CCACHE_NOHASHDIR": "1"}
+    env = {k: v for k, v in REPRODUCIBLE.items() if k not in os.environ}
+    if "CCACHE_BASEDIR" not in os.environ:
+        env.update({"CCACHE_BASEDIR": str(cache), "CCACHE_NOHASHDIR": "1"})
+    return env
 
 
 @contextlib.contextmanager
@@ -211,6 +226,17 @@ def run_make(source: SourceTree, out: Path, *, log_path: Path, label: str,
     if expected is None or steps > expected:  # a cold build sets the scale for percentages
         steps_file.write_text(str(steps))
     return time.monotonic() - started
+
+
+def cached(identity: str, variant: str | None, *, cache: Path, spec_text: str) -> Kernel | None:
+    """The published build of a source ``identity`` + ``variant``, None when not built yet.
+
+    What ``build`` would return without building, for callers that can skip
+    preparing the source on a hit (a git commit is not checked out for it).
+    """
+    composed = kconfig.compose(variant)
+    entry = built_dir(cache) / cache_key(identity, composed.hash, compiler_version())
+    return kernel_cache.load_entry(entry, spec=spec_text)
 
 
 def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: str,

@@ -87,10 +87,15 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cac
     from lab.kernel import build, kconfig, source
 
     kconfig.compose(variant)  # an unknown variant or a bad fragment: before any download
+    if isinstance(parsed, GitSpec):
+        found = source.git_commit(parsed.repo, parsed.rev, cache=cache)
+        hit = build.cached(found.identity, variant, cache=cache, spec_text=spec)
+        if hit is not None:  # no checkout: another commit's build may be under way
+            return hit
+        with source.git_checkout(found) as checked_out:
+            return build.build(checked_out, variant, cache=cache, spec_text=spec)
     if isinstance(parsed, DebianSrcSpec):
         tree = source.debian_source(parsed.series, cache=cache)
-    elif isinstance(parsed, GitSpec):
-        tree = source.git_source(parsed.repo, parsed.rev, cache=cache)
     else:
         tree = source.plain_tree(parsed.path)
     return build.build(tree, variant, cache=cache, spec_text=spec)
