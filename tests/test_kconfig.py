@@ -446,3 +446,23 @@ def test_progress_lines_count_make_steps_against_a_full_build(
     again = [r.getMessage() for r in caplog.records if "build again: make" in r.getMessage()]
     assert again and all("% of a full build" in m for m in again), again
     assert (out / ".lab-steps").read_text() == "6"  # an incremental build keeps the scale
+
+
+def test_builds_are_stamped_reproducibly_unless_the_user_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KBUILD_BUILD_TIMESTAMP", raising=False)
+    env = build.make_env(tmp_path)
+    assert env["KBUILD_BUILD_TIMESTAMP"] and env["KBUILD_BUILD_VERSION"] == "1"
+    assert env["CCACHE_BASEDIR"] == str(tmp_path)
+    monkeypatch.setenv("KBUILD_BUILD_TIMESTAMP", "mine")
+    assert "KBUILD_BUILD_TIMESTAMP" not in build.make_env(tmp_path)  # the user's wins
+
+
+def test_a_clone_slot_names_the_object_tree_for_all_its_commits(tmp_path: Path) -> None:
+    a = source.SourceTree(kind="git", path=tmp_path, identity="git:" + "a" * 40,
+                          version="7.2.13", slot="git-linux-0123")
+    b = source.SourceTree(kind="git", path=tmp_path, identity="git:" + "b" * 40,
+                          version="7.3.0", slot="git-linux-0123")
+    assert build._slot(a, "base") == build._slot(b, "base") == "git-linux-0123-base"
+    assert build._slot(a, "debug") != build._slot(a, "base")

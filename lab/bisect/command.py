@@ -96,6 +96,12 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
         raise UserError("lab bisect needs -k EXPR: the scenarios whose failure is bisected")
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR")
+    if opts.versions and opts.variant not in (None, "", "base"):
+        raise UserError("--variant is for kernels the lab builds; --versions bisects "
+                        "Debian's prebuilt ones")
+    if opts.versions and (opts.repo or opts.good or opts.bad):
+        raise UserError("--versions walks Debian's kernels: give --from/--to, not "
+                        "--repo/--good/--bad")
     composed = kconfig.compose(opts.variant)  # an unknown variant: before anything else
     if opts.versions:
         start, points = coarse.validate(opts.from_version, opts.to_version, cache=cache)
@@ -145,9 +151,10 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
     start = Journal(state).start()
     if start is None:
         raise UserError(f"--resume {state}: no bisection journal there")
+    git = start["mode"] == "git"
     return BisectOptions(
-        keyword=start["keyword"], repo=Path(start["repo"]) if start.get("repo") else None,
-        good=start["good"], bad=start["bad"],
+        keyword=start["keyword"], repo=Path(start["repo"]) if git else None,
+        good=start["good"] if git else None, bad=start["bad"] if git else None,
         variant=None if start["variant"] in ("base", "prebuilt") else start["variant"],
         runs=opts.runs if opts.runs is not None else start.get("runs"),
         bad_if=start.get("bad_if"), state=state, versions=start["mode"] == "versions",

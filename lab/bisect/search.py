@@ -61,14 +61,14 @@ class GitSearch:
             try:
                 yield self
             finally:
-                self._git("bisect", "reset", "--quiet", check=False)
+                self._git("bisect", "reset", check=False)
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _git(self, *args: str, check: bool = True) -> str:
         return self.clone.git(*args, check=check)
 
     def start(self, bad: str, good: str) -> Next:
-        self._git("bisect", "reset", "--quiet", check=False)
+        self._git("bisect", "reset", check=False)
         return self._after(self._mark(["bisect", "start", "--no-checkout", bad, good]))
 
     def mark(self, point: str, verdict: Verdict) -> Next:
@@ -155,17 +155,24 @@ def parents(clone: Clone, commit: str) -> list[str]:
 
 
 def diffstat(clone: Clone, commit: str) -> str:
-    return clone.git("show", "--stat", "--format=", "--no-color", commit).rstrip()
+    """What the commit changed against its first parent (a merge: what it brought in)."""
+    first = parents(clone, commit)[:1]
+    if not first:
+        return clone.git("show", "--stat", "--format=", "--no-color", commit).rstrip()
+    return clone.git("diff", "--stat", "--no-color", first[0], commit).rstrip()
 
 
 def revert_onto(clone: Clone, culprit: str, onto: str) -> str | None:
     """A commit, only in the clone, that reverts ``culprit`` on top of ``onto``; None if it
     does not apply cleanly."""
     who = ["-c", "user.name=kernel-lab", "-c", "user.email=kernel-lab@localhost"]
+    # Dated as ``onto``: the same revert is the same commit (and cached kernel) every time.
+    date = clone.git("log", "-1", "--format=%cI", onto).strip()
     with clone.locked():
         clone.git("checkout", "--quiet", "--force", "--detach", onto, timeout=1800)
         try:
-            clone.git(*who, "revert", "--no-edit", culprit, timeout=600)
+            clone.git(*who, "revert", "--no-edit", culprit, timeout=600,
+                      env={"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
         except ProcessError:
             clone.git("revert", "--abort", check=False)
             return None

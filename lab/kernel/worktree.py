@@ -103,11 +103,16 @@ class Clone:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 t0 = time.monotonic()
-                head = self.commit("HEAD")
-                if head != commit:
+                # The marker, not HEAD, says what the tree holds: a fresh --no-checkout
+                # clone's HEAD names a commit whose files are not there, and a checkout a
+                # kill cut short leaves no marker.
+                marker = self.root / "checked-out"
+                if not marker.is_file() or marker.read_text().strip() != commit:
+                    marker.unlink(missing_ok=True)
                     # -f: the tree is the lab's; a stray edit must not block a bisection.
                     self.git("checkout", "--quiet", "--force", "--detach", commit,
                              timeout=TIMEOUT)
+                    marker.write_text(commit + "\n")
                     log.info("source: checked out %s in %s (%.1f s)", commit[:12], self.tree,
                              time.monotonic() - t0)
                 yield self.tree
@@ -116,10 +121,14 @@ class Clone:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Path]:
-        """The work tree locked as it stands (to make a commit in it, as a revert does)."""
+        """The work tree locked, to change it with git itself (a revert commits in it).
+
+        What the tree holds is then unknown: the next ``checked_out`` checks out.
+        """
         with open(self.root / "tree.lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
+                (self.root / "checked-out").unlink(missing_ok=True)
                 yield self.tree
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
