@@ -18,6 +18,7 @@ from lab.errors import InfraError, UserError
 from lab.kernel import debian
 from lab.kernel.artifact import Kernel
 from lab.kernel.spec import DebianSpec, DebianSrcSpec, GitSpec, PathSpec, TreeSpec, parse_spec
+from lab.kernel.versions import Versioned
 
 log = logging.getLogger("lab.kernel.resolve")
 
@@ -124,6 +125,16 @@ def resolve_kernel(spec: str, *, cache: Path, variant: str | None = None) -> Ker
         raise InfraError(f"{kernel.image} says release {found!r}, its package {kernel.release!r}",
                          phase="fetch:verify")
     return kernel
+
+
+def list_versioned(cache: Path) -> list[Versioned]:
+    """Debian's versioned kernels in the local apt lists (none until a fetch updated them)."""
+    from lab.kernel.apt import Apt
+    from lab.kernel.catalogue import load_catalogue
+    from lab.kernel.versions import versioned_kernels
+
+    apt = Apt(cache, load_catalogue())
+    return versioned_kernels(apt) if apt.lists_present() else []
 
 
 def list_kernels(cache: Path) -> tuple[list[Kernel], list[tuple[str, str, str]]]:
