@@ -375,6 +375,28 @@ def test_config_rewritten_only_when_changed(tree: source.SourceTree, tmp_path: P
                            log_path=tmp_path / "log") is True
 
 
+def test_kconfig_does_not_run_when_nothing_it_reads_changed(
+    tree: source.SourceTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeMake()
+    monkeypatch.setattr(build.proc, "run", fake)
+    out, logp, composed = tmp_path / "out", tmp_path / "log", kconfig.compose("base")
+
+    def kconfig_runs() -> int:
+        return sum(1 for c in fake.calls if "allnoconfig" in c)
+
+    build.configure(tree, composed, out, log_path=logp)
+    (tree.path / "init" / "main.c").write_text("/* a source edit */\n")
+    assert build.configure(tree, composed, out, log_path=logp) is False
+    assert kconfig_runs() == 1  # a source file is not a Kconfig input
+    kc = tree.path / "Kconfig"
+    kc.write_text(kc.read_text() + "# edited\n")
+    assert build.configure(tree, composed, out, log_path=logp) is False  # same result...
+    assert kconfig_runs() == 2  # ...but Kconfig ran again to know it
+    assert build.configure(tree, kconfig.compose("aio-off"), out, log_path=logp) is True
+    assert kconfig_runs() == 3
+
+
 def test_option_that_did_not_stick_stops_the_build(tree: source.SourceTree, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeMake(drop="CONFIG_PROVE_LOCKING")
