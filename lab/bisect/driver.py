@@ -20,6 +20,7 @@ is used instead of being run again.
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -298,8 +299,12 @@ class Driver:
 
     def _progress_line(self, n: int, nxt: Next) -> str:
         elapsed = time.monotonic() - self.started
-        worked = [s.seconds for s in self.steps if s.seconds > 0]
-        per = sum(worked) / len(worked) if worked else 0.0
+        # Steps so far predict the next ones; before any, the good endpoint does (an
+        # incremental build), never the bad one (it may have paid the cold build).
+        worked = ([s.seconds for s in self.steps if s.seconds > 0 and s.role == "step"]
+                  or [s.seconds for s in self.steps if s.seconds > 0
+                      and s.role == "good endpoint"])
+        per = statistics.median(worked) if worked else 0.0
         eta = f"ETA ~{_clock(per * (nxt.steps + 1))}" if per else "ETA unknown"
         return (f"bisect: step {n}: testing {self.describe(nxt.point or '')} | "
                 f"{nxt.left} left, ~{nxt.steps} more steps after this | "
