@@ -453,8 +453,9 @@ def test_a_repo_that_is_not_a_kernel_and_a_foreign_state_dir_are_refused(
     repo, commits = history
     state = tmp_path / "state"
     Journal(state).append({"kind": "start", "mode": "git", "repo": str(repo),
-                           "good": commits[0], "bad": commits[15], "keyword": bf.KEYWORD,
-                           "variant": "base", "suite": str(REPO / "scenarios")})
+                           "good_point": commits[0], "bad_point": commits[15],
+                           "keyword": bf.KEYWORD, "variant": "base",
+                           "suite": str(REPO / "scenarios")})
     res = _cli("--repo", str(repo), "--good", commits[2], "--bad", commits[15], "-k",
                bf.KEYWORD, "--cache", str(tmp_path / "cache"), "--state", str(state),
                cwd=tmp_path)

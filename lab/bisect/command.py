@@ -151,15 +151,16 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
     start = Journal(state).start()
     if start is None:
         raise UserError(f"--resume {state}: no bisection journal there")
+    # The endpoints as they were resolved: a branch that moved since is not another start.
     git = start["mode"] == "git"
     return BisectOptions(
         keyword=start["keyword"], repo=Path(start["repo"]) if git else None,
-        good=start["good"] if git else None, bad=start["bad"] if git else None,
+        good=start["good_point"] if git else None, bad=start["bad_point"] if git else None,
         variant=None if start["variant"] in ("base", "prebuilt") else start["variant"],
         runs=opts.runs if opts.runs is not None else start.get("runs"),
-        bad_if=start.get("bad_if"), state=state, versions=start["mode"] == "versions",
-        from_version=start.get("good") if start["mode"] == "versions" else None,
-        to_version=start.get("bad") if start["mode"] == "versions" else None,
+        bad_if=start.get("bad_if"), state=state, versions=not git,
+        from_version=None if git else start["good_point"],
+        to_version=None if git else start["bad_point"],
         verify_revert=opts.verify_revert, cache=opts.cache, suite=Path(start["suite"]),
         accel=opts.accel, reuse=opts.reuse)
 

@@ -37,7 +37,7 @@ from lab.errors import UserError
 FORMAT = 1
 JOURNAL = "journal.jsonl"
 # The start fields that name a bisection: a state directory holding another is refused.
-IDENTITY = ("mode", "repo", "good", "bad", "keyword", "variant", "suite")
+IDENTITY = ("mode", "repo", "good_point", "bad_point", "keyword", "variant", "suite")
 
 
 def append_line(path: Path, obj: Mapping[str, Any]) -> None:
