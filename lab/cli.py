@@ -51,6 +51,33 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="after --: extra pytest arguments")
 
+    b = sub.add_parser("bisect", help="find the commit (or Debian release) that broke a scenario",
+                       description="lab bisect --repo PATH --good REV --bad REV -k EXPR | "
+                       "lab bisect --resume DIR | lab bisect --versions -k EXPR")
+    b.add_argument("--repo", type=Path, help="your kernel git tree (only read)")
+    b.add_argument("--good", metavar="REV", help="a revision where the scenarios pass")
+    b.add_argument("--bad", metavar="REV", help="a later revision where they fail")
+    b.add_argument("-k", dest="keyword", help="the scenarios to bisect (pytest expression)")
+    b.add_argument("--variant", metavar="NAME[+NAME]", help="config variant (default base)")
+    b.add_argument("--runs", metavar="N|auto",
+                   help="runs per commit; auto: statistical, as many as needed (default: 1, "
+                        "auto when the bad endpoint is flaky or a scenario is marked flaky)")
+    b.add_argument("--bad-if", metavar="fail|crash|splat:GLOB",
+                   help="what makes a run bad (default: what the bad endpoint shows)")
+    b.add_argument("--state", type=Path, help="state directory (default results/<time>-bisect-*)")
+    b.add_argument("--resume", type=Path, metavar="DIR", help="go on with the bisection in DIR")
+    b.add_argument("--versions", action="store_true",
+                   help="bisect Debian's prebuilt kernels in version order (no builds)")
+    b.add_argument("--from", dest="from_version", metavar="V", help="--versions: oldest")
+    b.add_argument("--to", dest="to_version", metavar="V", help="--versions: newest")
+    b.add_argument("--verify-revert", action="store_true",
+                   help="build the bad endpoint with the culprit reverted and test it")
+    b.add_argument("--no-reuse", action="store_true",
+                   help="do not reuse runs from earlier bisections of the same tree and config")
+    b.add_argument("--cache", type=Path)
+    b.add_argument("--suite", type=Path, help="scenario directory (default: scenarios/)")
+    b.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+
     d = sub.add_parser("doctor", help="check the host's prerequisites")
     d.add_argument("--cache", type=Path)
 
@@ -126,6 +153,17 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                           known_issues=args.known_issues, pytest_args=extra,
                           **({"suite": args.suite.resolve()} if args.suite else {}))
         return run(opts, argv=["lab", *argv])
+    if args.command == "bisect":
+        from lab.bisect.command import BisectOptions, bisect
+
+        bopts = BisectOptions(
+            keyword=args.keyword, repo=args.repo, good=args.good, bad=args.bad,
+            variant=args.variant, runs=args.runs, bad_if=args.bad_if, state=args.state,
+            resume=args.resume, versions=args.versions, from_version=args.from_version,
+            to_version=args.to_version, verify_revert=args.verify_revert, cache=args.cache,
+            accel=args.accel, reuse=not args.no_reuse,
+            **({"suite": args.suite.resolve()} if args.suite else {}))
+        return bisect(bopts, argv=["lab", *argv])
     if args.command == "doctor":
         return commands.doctor(args.cache)
     if args.command == "kernels":

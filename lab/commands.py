@@ -26,7 +26,7 @@ def doctor(cache_opt: Path | None) -> int:
 
 
 def kernels(cache_opt: Path | None) -> int:
-    from lab.kernel.resolve import list_kernels
+    from lab.kernel.resolve import list_kernels, list_versioned
 
     cache = cache_root(cache_opt)
     cached, available = list_kernels(cache)
@@ -42,6 +42,20 @@ def kernels(cache_opt: Path | None) -> int:
         print(f"  debian:{series:16} {version:28} {suite}")
     if not available:
         print("  (unknown until the first fetch updates the package lists)")
+    versioned = list_versioned(cache)
+    if versioned:
+        usable = [v for v in versioned if v.usable]
+        print(f"versioned kernels ({len(usable)} bootable; `lab fetch debian:VERSION`, "
+              "`lab bisect --versions` walks them in this order):")
+        for v in usable:
+            print(f"  {v.upstream:16} debian:{v.package_version:26} {v.suite}")
+        unusable = [v for v in versioned if not v.usable]
+        if unusable:
+            print(f"listed but not bootable here ({len(unusable)}: the image without its "
+                  "modules in the index):")
+            for v in unusable:
+                print(f"  {v.upstream:16} debian:{v.package_version:26} {v.suite}: "
+                      f"{v.why_unusable}")
     return EXIT_OK
 
 

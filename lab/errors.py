@@ -16,6 +16,7 @@ EXIT_TEST_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INFRA_ERROR = 3
 EXIT_NOTHING_TESTED = 4  # every selected test SKIPped (or was inconclusive)
+EXIT_INCONCLUSIVE = 4  # lab bisect named no culprit: only skipped commits left, or low confidence
 
 
 class LabError(Exception):

@@ -20,3 +20,44 @@ def test_bench_refuses_a_boot_baseline_that_cannot_power_off(tmp_path: Path) -> 
         check_can_power_off(base)
     config.write_text("CONFIG_SMP=y\nCONFIG_ACPI=y\n")
     check_can_power_off(base)
+
+
+def _stub_tree(path: Path) -> Path:
+    from lab.bench import history
+
+    for f, text in (("Makefile", "VERSION = 7\nPATCHLEVEL = 2\nSUBLEVEL = 13\n"),
+                    ("Kconfig", "config AIO\n\tbool\n"), ("arch/x86/Kconfig", "\n"),
+                    ("init/main.c", "int main;\n"), (".gitignore", "/*\n"),
+                    (history.AIO, "#include <linux/kernel.h>\nint x;\n"
+                     "SYSCALL_DEFINE1(io_destroy, aio_context_t, ctx)\n{\n"
+                     + history.ENOENT[0] + "(void)\n{\n}\n")):
+        (path / f).parent.mkdir(parents=True, exist_ok=True)
+        (path / f).write_text(text)
+    return path
+
+
+def test_the_synthetic_history_is_the_same_every_time(tmp_path: Path) -> None:
+    import subprocess
+
+    from lab.bench import history
+    from lab.kernel.source import SourceTree
+
+    tree = SourceTree(kind="debian-src", path=_stub_tree(tmp_path / "tree"),
+                      identity="debian-src:stub", version="7.2.13")
+    changes = history.aio_regression_changes()
+    one = history.make(tmp_path / "a", tree, "h", changes)
+    two = history.make(tmp_path / "b", tree, "h", changes)
+    assert one.commits == two.commits and len(one.commits) == 16  # fixed names and dates
+    assert history.make(tmp_path / "a", tree, "h", changes) == one  # found, not made again
+
+    def show(i: int) -> str:
+        return subprocess.run(["git", "-C", str(one.repo), "show", f"{one.commits[i]}:fs/aio.c"],
+                              capture_output=True, text=True, check=True).stdout
+
+    assert '#error "kernel-lab' in show(7) and "#error" not in show(8)
+    assert "return -ENOENT;" in show(10) and "return -ENOENT;" not in show(9)
+    assert show(8) == show(0) and show(15) == show(10)
+    # .gitignore ignores everything at the top, as Debian's does: the tree is there anyway.
+    ls = subprocess.run(["git", "-C", str(one.repo), "ls-tree", "-r", "--name-only",
+                         one.commits[0]], capture_output=True, text=True, check=True).stdout
+    assert "init/main.c" in ls.split()

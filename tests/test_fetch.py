@@ -133,18 +133,37 @@ def test_parse_depends() -> None:
 # --- resolution on golden apt output --------------------------------------------------------
 
 
-class FakeApt:
-    """Stands in for run_tool: serves golden `apt-cache show` output, records every argv."""
+VERSIONED = GOLDEN / "versioned"  # the lists with both backports suites (2026-12-01)
 
-    def __init__(self, golden: Path = GOLDEN) -> None:
+
+class FakeApt:
+    """Stands in for run_tool: serves golden `apt-cache` output, records every argv.
+
+    ``show NAME=VERSION`` reads one golden file per package; ``pkgnames``,
+    ``madison`` and ``show`` of bare image names (what lab.kernel.versions asks)
+    answer from the captured backports lists when ``versioned`` is set, else as
+    lists without versioned kernels would.
+    """
+
+    def __init__(self, golden: Path = GOLDEN, *, versioned: bool = False) -> None:
         self.golden = golden
+        self.versioned = versioned
         self.calls: list[list[str]] = []
 
     def __call__(self, argv: Sequence[str], **kw: object) -> str:
         self.calls.append(list(argv))
         args = list(argv[3:])  # drop "apt-cache -c CONF"
-        if argv[0] != "apt-cache" or args[:1] != ["show"]:
+        if argv[0] != "apt-cache" or args[:1] not in (["show"], ["pkgnames"], ["madison"]):
             raise AssertionError(f"unexpected command {argv}")
+        if args[0] == "pkgnames":
+            return (VERSIONED / "pkgnames-linux.txt").read_text() if self.versioned else ""
+        if args[0] == "madison":
+            return (VERSIONED / "madison-images.txt").read_text()
+        if "=" not in args[1] and not (self.golden / f"{args[1]}.txt").exists():
+            # versions.py: every image package at once
+            stanzas = (VERSIONED / "show-images.txt").read_text().split("\n\n")
+            return "\n\n".join(t for t in stanzas
+                                if any(f"Package: {n}\n" in t + "\n" for n in args[1:]))
         out = []
         for name in args[1:]:
             f = self.golden / (name.replace("=", "_") + ".txt")
@@ -209,6 +228,54 @@ def test_resolve_unknown_exact_version_lists_available(tmp_path: Path, fake_apt:
         resolve(_apt(tmp_path), series=None, exact="7.2.99-1", label="debian:7.2.99-1")
     msg = str(exc.value)
     assert "7.2.99-1" in msg and "7.3~rc7-1~exp1, 7.2.13-1, 6.12.107-1, 6.1.176-1" in msg
+
+
+# --- versioned kernels (backports keep older ABIs as their own packages) -------------------
+
+
+def test_versioned_kernels_from_the_backports_lists() -> None:
+    from lab.kernel import versions
+
+    kernels = versions.parse((VERSIONED / "pkgnames-linux.txt").read_text(),
+                             (VERSIONED / "show-images.txt").read_text(),
+                             (VERSIONED / "madison-images.txt").read_text(), flavour="amd64")
+    usable = [k.upstream for k in kernels if k.usable]
+    backports = [k for k in kernels if k.usable and "~bpo" in k.package_version]
+    assert len(backports) == 25 and backports[0].upstream == "6.12.43"
+    assert backports[-1].upstream == "7.3.4" and backports[-1].suite == "trixie-backports"
+    # Version order, a release candidate before its release.
+    assert usable.index("6.18.15") + 1 == usable.index("7.2.6")
+    assert usable[-2:] == ["7.3~rc7", "7.3.4"]
+    # 6.19-7.1 kept only linux-binary-*: unusable, and the listing says why.
+    gone = [k for k in kernels if not k.usable]
+    assert {k.upstream.rsplit(".", 1)[0] for k in gone} == {"6.19", "7.0", "7.1"}
+    assert all("linux-modules-" in k.why_unusable for k in gone)
+    # 6.18 lost its linux-base-* package but carries its own config: still usable.
+    (k618,) = [k for k in kernels if k.upstream == "6.18.15"]
+    assert k618.usable and k618.spec == "debian:6.18.15-1~bpo13+1"
+    assert not any("cloud" in k.image_package or "-rt-" in k.image_package for k in kernels)
+
+
+def test_resolve_a_versioned_backports_kernel(tmp_path: Path) -> None:
+    fake = FakeApt(versioned=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(aptlib, "run_tool", fake)
+        apt = _apt(tmp_path)
+        plan = resolve(apt, series=None, exact="6.12.43-1~bpo12+1", label="debian:6.12.43")
+        assert [p.name for p in plan.packages] == ["linux-image-6.12.43+deb12-amd64"]
+        # 6.18.15's linux-base-* is gone from the index; the image package alone is fetched.
+        plan = resolve(apt, series=None, exact="6.18.15-1~bpo13+1", label="debian:6.18.15")
+        assert [p.name for p in plan.packages] == ["linux-image-6.18.15+deb13-amd64"]
+        with pytest.raises(UserError, match=r"cannot boot here: linux-base-7\.0\.4.*modules"):
+            resolve(apt, series=None, exact="7.0.4-1~bpo13+1", label="debian:7.0.4")
+
+
+def test_series_7_3_means_the_released_7_3_4() -> None:
+    stanzas = parse_stanzas((VERSIONED / "linux-image-amd64-with-backports.txt").read_text())
+    assert debian.pick_version([s["Version"] for s in stanzas], series="7.3",
+                               exact=None) == "7.3.4-1~bpo13+1"
+    assert debian.pick_version([s["Version"] for s in stanzas], series="6.12",
+                               exact=None) == "6.12.117-1"  # trixie's, above bookworm-backports'
 
 
 # --- fetch orchestration with fakes -----------------------------------------------------------

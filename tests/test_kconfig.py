@@ -247,22 +247,50 @@ def _git(repo: Path, *args: str) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def test_git_source_exports_a_commit_and_refuses_unknown_revisions(tmp_path: Path) -> None:
+def test_git_commits_share_one_lab_clone_and_leave_the_users_repo_alone(tmp_path: Path) -> None:
     repo = _fake_tree(tmp_path / "linux")
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "v7.2")
-    commit = _git(repo, "rev-parse", "HEAD")
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "init" / "main.c").write_text("/* changed */\n")
+    _git(repo, "commit", "-qam", "change main.c")
+    second = _git(repo, "rev-parse", "HEAD")
+    before = sorted(p.relative_to(repo / ".git") for p in (repo / ".git").rglob("*"))
     cache = tmp_path / "cache"
-    tree = source.git_source(repo, "HEAD", cache=cache)
-    assert tree.identity == f"git:{commit}" and tree.version == "7.2.13"
-    assert (tree.path / "init" / "main.c").is_file()
-    assert _git(repo, "status", "--porcelain") == ""  # the checkout is untouched
-    assert source.git_source(repo, commit[:10], cache=cache) == tree  # exported once
+    found = source.git_commit(repo, "HEAD~1", cache=cache)
+    assert found.identity == f"git:{first}"
+    with source.git_checkout(found) as tree:
+        assert tree.identity == f"git:{first}" and tree.version == "7.2.13"
+        assert (tree.path / "init" / "main.c").read_text() != "/* changed */\n"
+        kconfig_mtime = (tree.path / "Kconfig").stat().st_mtime_ns
+    with source.git_checkout(source.git_commit(repo, second[:10], cache=cache)) as tree2:
+        # The same work tree and slot; only the changed file was rewritten.
+        assert tree2.path == tree.path and tree2.slot == tree.slot is not None
+        assert (tree2.path / "init" / "main.c").read_text() == "/* changed */\n"
+        assert (tree2.path / "Kconfig").stat().st_mtime_ns == kconfig_mtime
+    # The user's checkout and .git are as they were: the clone shares objects only.
+    assert _git(repo, "status", "--porcelain") == ""
+    assert sorted(p.relative_to(repo / ".git") for p in (repo / ".git").rglob("*")) == before
     with pytest.raises(UserError, match="no such revision"):
-        source.git_source(repo, "v9.9", cache=cache)
+        source.git_commit(repo, "v9.9", cache=cache)
     with pytest.raises(UserError, match="not a git repository"):
-        source.git_source(tmp_path / "cache", None, cache=cache)
+        source.git_commit(tmp_path / "cache", None, cache=cache)
+
+
+def test_git_commit_finds_a_commit_only_the_lab_clone_has(tmp_path: Path) -> None:
+    repo = _fake_tree(tmp_path / "linux")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "v7.2")
+    cache = tmp_path / "cache"
+    clone = source.git_commit(repo, None, cache=cache).clone
+    tree_id = clone.git("rev-parse", "HEAD^{tree}").strip()
+    made = clone.git("-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree_id,
+                     "-p", "HEAD", "-m", "lab-made").strip()
+    assert source.git_commit(repo, made, cache=cache).commit == made
+    with pytest.raises(UserError, match="no such revision"):
+        source.git_commit(repo, made[:12], cache=cache)  # only full ids reach the clone
 
 
 # --- the build, against a fake make ---------------------------------------------------------------
@@ -347,6 +375,28 @@ def test_config_rewritten_only_when_changed(tree: source.SourceTree, tmp_path: P
                            log_path=tmp_path / "log") is True
 
 
+def test_kconfig_does_not_run_when_nothing_it_reads_changed(
+    tree: source.SourceTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeMake()
+    monkeypatch.setattr(build.proc, "run", fake)
+    out, logp, composed = tmp_path / "out", tmp_path / "log", kconfig.compose("base")
+
+    def kconfig_runs() -> int:
+        return sum(1 for c in fake.calls if "allnoconfig" in c)
+
+    build.configure(tree, composed, out, log_path=logp)
+    (tree.path / "init" / "main.c").write_text("/* a source edit */\n")
+    assert build.configure(tree, composed, out, log_path=logp) is False
+    assert kconfig_runs() == 1  # a source file is not a Kconfig input
+    kc = tree.path / "Kconfig"
+    kc.write_text(kc.read_text() + "# edited\n")
+    assert build.configure(tree, composed, out, log_path=logp) is False  # same result...
+    assert kconfig_runs() == 2  # ...but Kconfig ran again to know it
+    assert build.configure(tree, kconfig.compose("aio-off"), out, log_path=logp) is True
+    assert kconfig_runs() == 3
+
+
 def test_option_that_did_not_stick_stops_the_build(tree: source.SourceTree, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeMake(drop="CONFIG_PROVE_LOCKING")
@@ -418,3 +468,23 @@ def test_progress_lines_count_make_steps_against_a_full_build(
     again = [r.getMessage() for r in caplog.records if "build again: make" in r.getMessage()]
     assert again and all("% of a full build" in m for m in again), again
     assert (out / ".lab-steps").read_text() == "6"  # an incremental build keeps the scale
+
+
+def test_builds_are_stamped_reproducibly_unless_the_user_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KBUILD_BUILD_TIMESTAMP", raising=False)
+    env = build.make_env(tmp_path)
+    assert env["KBUILD_BUILD_TIMESTAMP"] and env["KBUILD_BUILD_VERSION"] == "1"
+    assert env["CCACHE_BASEDIR"] == str(tmp_path)
+    monkeypatch.setenv("KBUILD_BUILD_TIMESTAMP", "mine")
+    assert "KBUILD_BUILD_TIMESTAMP" not in build.make_env(tmp_path)  # the user's wins
+
+
+def test_a_clone_slot_names_the_object_tree_for_all_its_commits(tmp_path: Path) -> None:
+    a = source.SourceTree(kind="git", path=tmp_path, identity="git:" + "a" * 40,
+                          version="7.2.13", slot="git-linux-0123")
+    b = source.SourceTree(kind="git", path=tmp_path, identity="git:" + "b" * 40,
+                          version="7.3.0", slot="git-linux-0123")
+    assert build._slot(a, "base") == build._slot(b, "base") == "git-linux-0123-base"
+    assert build._slot(a, "debug") != build._slot(a, "base")

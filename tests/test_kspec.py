@@ -25,7 +25,10 @@ def test_debian_exact(version: str) -> None:
 
 def test_catalogue_series_are_the_known_ones() -> None:
     assert list(load_catalogue().series) == ["6.1", "6.12", "7.2", "7.3"]
-    assert load_catalogue().series["7.3"] == "experimental"
+    # 7.3 is the released 7.3.4 from trixie-backports; experimental's rc stays listed.
+    assert load_catalogue().series["7.3"] == "trixie-backports"
+    assert {"experimental", "bookworm-backports", "trixie-backports"} <= set(
+        load_catalogue().suites)
 
 
 def test_path_spec_plain_and_with_modules(tmp_path: Path) -> None:

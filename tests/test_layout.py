@@ -25,10 +25,12 @@ ALLOWED = {
     "host": {"base", "kernel", "vm", "host"},
     "run": {"base", "kernel", "vm", "results", "host", "run"},
     "bench": {"base", "kernel", "vm", "results", "host", "run", "bench"},
-    "front": {"base", "kernel", "vm", "results", "host", "run", "bench", "front"},
+    # Bisection drives `lab run`; nothing but the front may depend on it.
+    "bisect": {"base", "kernel", "vm", "results", "host", "run", "bisect"},
+    "front": {"base", "kernel", "vm", "results", "host", "run", "bench", "bisect", "front"},
 }
 FRONT = {"lab.cli", "lab.commands", "lab.__init__"}
-PACKAGES = {"kernel", "vm", "run", "results", "host", "bench"}
+PACKAGES = {"kernel", "vm", "run", "results", "host", "bench", "bisect"}
 
 
 def _modules(top: str) -> dict[str, Path]:
@@ -150,3 +152,6 @@ def test_the_checks_can_fail() -> None:
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert _layer("lab.results.splat") == "results" and _layer("lab.proc") == "base"
     assert "lab.vm.vm" not in ALLOWED["results"] and "vm" not in ALLOWED["results"]
+    assert _layer("lab.bisect.driver") == "bisect"
+    assert all("bisect" not in ALLOWED[layer] for layer in ALLOWED if layer not in (
+        "bisect", "front"))

@@ -1,4 +1,5 @@
-"""Build benchmarks for `nox -s bench`: cold base vs. vng --kconfig, one-file rebuild, cache hit.
+"""Build benchmarks for `nox -s bench`: cold base vs. vng --kconfig, one-file rebuild, cache hit,
+a bisection step vs a cold build, and a real bisection's step times.
 
 Each function takes (kernel, cache) like lab.bench's EXTRA entries (the kernel
 is not used: they build their own) and returns a dict of figures.  Cold builds
@@ -12,14 +13,16 @@ same run, one after the other (never in parallel: the machine has 2 cores).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +132,92 @@ def cache_hit(kernel: Kernel | None, cache: Path, *, rounds: int = 5) -> dict[st
             "hit_seconds_max": round(max(times), 3)}
 
 
+@contextlib.contextmanager
+def _no_ccache() -> Iterator[None]:
+    # lab.kernel.build passes os.environ on to make: off for the whole measurement.
+    old = os.environ.get("CCACHE_DISABLE")
+    os.environ["CCACHE_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["CCACHE_DISABLE"]
+        else:
+            os.environ["CCACHE_DISABLE"] = old
+
+
+def bisect_step(kernel: Kernel | None, cache: Path) -> dict[str, Any]:
+    """A bisection step (a commit that changes only fs/aio.c) vs a cold build, git: path.
+
+    On the real bisection test's history (lab.bench.history): commit 9 built cold
+    (make only, ccache off: its first checkout is not counted), then commit 10
+    (io_destroy's errno changed in fs/aio.c) and commit 8 (changed back; the rest
+    of the difference is Documentation/) through resolve_kernel("git:REPO@C") as
+    `lab bisect` builds a step: checkout, config check, incremental make, publish,
+    all counted, ccache still off.  In a private cache: a fresh clone and object tree.
+    """
+    from lab.bench import history
+    from lab.kernel.resolve import resolve_kernel
+
+    tree = _tree(cache)
+    hist = history.make(cache, tree, "aio-destroy-enoent", history.aio_regression_changes())
+    first, then = hist.commits[9], [hist.commits[10], hist.commits[8]]
+    with tempfile.TemporaryDirectory(prefix="bench-step-", dir=cache) as tmp, _no_ccache():
+        step_cache = Path(tmp)
+        found = source.git_commit(hist.repo, first, cache=step_cache)
+        t0 = time.monotonic()
+        with source.git_checkout(found) as checked_out:
+            t1 = time.monotonic()
+            build.build(checked_out, None, cache=step_cache, spec_text=f"git:{hist.repo}@{first}")
+        cold = time.monotonic() - t1
+        steps = []
+        for commit in then:
+            t = time.monotonic()
+            resolve_kernel(f"git:{hist.repo}@{commit}", cache=step_cache)
+            steps.append(round(time.monotonic() - t, 1))
+    median = statistics.median(steps)
+    ratio = median / cold
+    return {"tree": tree.identity, "first_checkout_seconds": round(t1 - t0, 1),
+            "cold_seconds": round(cold, 1), "step_seconds": steps,
+            "ratio": round(ratio, 3), "goal": GOAL_REBUILD_VS_COLD,
+            "ok": ratio <= GOAL_REBUILD_VS_COLD, "load": round(os.getloadavg()[0], 1)}
+
+
+def bisect_real(kernel: Kernel | None, cache: Path) -> dict[str, Any]:
+    """A real `lab bisect` over tests/test_bisect_real.py's 16-commit history: its step times.
+
+    As the test does: the history's built kernels removed first, runs not reused,
+    one run per commit; the lab's clone and object tree stay as the last use left them.
+    """
+    from lab.bench import history
+
+    tree = _tree(cache)
+    hist = history.make(cache, tree, "aio-destroy-enoent", history.aio_regression_changes())
+    history.forget_builds(cache, hist.repo)
+    with tempfile.TemporaryDirectory(prefix="bench-bisect-") as tmp:
+        state = Path(tmp) / "state"
+        t0 = time.monotonic()
+        res = proc.run([sys.executable, "-m", "lab.cli", "bisect", "--repo", str(hist.repo),
+                        "--good", hist.commits[0], "--bad", hist.commits[-1], "-k",
+                        "test_destroy_twice_is_einval", "--runs", "1", "--no-reuse",
+                        "--state", str(state), "--cache", str(cache)],
+                       phase="bench:bisect", log_path=Path(tmp) / "bisect.log", timeout=5400,
+                       check=False)
+        data = json.loads((state / "bisect.json").read_text()) if (
+            state / "bisect.json").is_file() else {}
+    steps = [s for s in data.get("steps", []) if s.get("role") == "step"]
+    return {"exit": res.returncode, "wall_seconds": round(time.monotonic() - t0, 1),
+            "first_bad": data.get("first_bad"), "median_step_seconds":
+            data.get("median_step_seconds"), "step_seconds": [s["seconds"] for s in steps],
+            "load": round(os.getloadavg()[0], 1)}
+
+
 BENCHES: dict[str, Callable[[Kernel | None, Path], dict[str, Any]]] = {
     "build_base_vs_vng": base_vs_vng,
     "build_rebuild_touch": rebuild_after_touch,
     "build_cache_hit": cache_hit,
+    "build_bisect_step": bisect_step,
+    "build_bisect_real": bisect_real,
 }
 
 

@@ -7,7 +7,9 @@
 - race: destroy-vs-submit iterations per second in the agent's C loop vs a plain C
   program doing the same loop in the same VM (goal: ratio >= 0.9), lab.bench.race;
 - build: cold ``base`` vs ``vng --kconfig`` on the same tree (goal <= 0.40), rebuild
-  after touching fs/aio.c vs cold (goal <= 0.2), cache-hit cost, lab.bench.build;
+  after touching fs/aio.c vs cold (goal <= 0.2), cache-hit cost, a `lab bisect` step
+  to a commit changing only fs/aio.c vs a cold build of the same config (goal <= 0.2),
+  a real bisection's median step, lab.bench.build;
 - matrix (``--matrix``, long): the four Debian kernels with --workers 2 vs --workers 1
   (goal <= 0.65), lab.bench.matrix.
 """
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-run", action="store_true", help="skip the whole `lab run` timing")
     p.add_argument("--skip-race", action="store_true", help="skip the race-loop rate")
     p.add_argument("--skip-build", action="store_true",
-                   help="skip the kernel build timings (two cold builds: ~15 min here)")
+                   help="skip the kernel build timings (three cold builds and a real "
+                        "bisection: ~30 min here)")
     p.add_argument("--skip-boot", action="store_true",
                    help="skip the boot rounds (vng --exec true vs the lab's boot)")
     p.add_argument("--matrix", action="store_true",
@@ -116,7 +119,8 @@ def _bench(args: argparse.Namespace) -> int:
         race = figures["race"]
         print(f"race loop: agent {race['agent_per_s']:.1f}/s | plain C {race['plain_per_s']:.1f}/s"
               f" | ratio {race['ratio']:.2f}x (goal >= 0.9x)")
-    for name in ("build_base_vs_vng", "build_rebuild_touch", "build_cache_hit"):
+    for name in ("build_base_vs_vng", "build_rebuild_touch", "build_cache_hit",
+                 "build_bisect_step", "build_bisect_real"):
         if name in figures:
             print(f"{name}: {json.dumps(figures[name])}")
     if "matrix" in figures:

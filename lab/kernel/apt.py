@@ -8,6 +8,7 @@ run (tests replace it).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -58,10 +59,7 @@ class Apt:
         status = self.root / "status"
         if not status.exists():
             status.write_text("")
-        sources = "".join(
-            f"deb [signed-by={cat.keyring}] {cat.archive} {suite} {' '.join(cat.components)}\n"
-            for suite in cat.suites
-        )
+        sources = self.sources_text()
         r = self.root
         conf = "\n".join([
             "// Written by lab/kernel/apt.py: a private apt for kernel packages only.",
@@ -92,6 +90,24 @@ class Apt:
             if not path.exists() or path.read_text() != text:
                 path.write_text(text)
 
+    def sources_text(self) -> str:
+        cat = self.catalogue
+        return "".join(
+            f"deb [signed-by={cat.keyring}] {cat.archive} {suite} {' '.join(cat.components)}\n"
+            for suite in cat.suites
+        )
+
+    def _sources_digest(self) -> str:
+        return hashlib.sha256(self.sources_text().encode()).hexdigest()[:16]
+
+    def sources_changed(self) -> bool:
+        """Whether the lists were fetched for other suites than the catalogue names now.
+
+        The stamp holds a digest of the sources list it was updated from; a
+        catalogue that gained a suite (backports) refreshes lists younger than a day.
+        """
+        return self.stamp.exists() and self.stamp.read_text().strip() != self._sources_digest()
+
     @property
     def env(self) -> dict[str, str]:
         return {"LC_ALL": "C.UTF-8"}  # untranslated messages in logs and errors
@@ -117,7 +133,7 @@ class Apt:
             self.argv("apt-get", "update", "--error-on=any"),
             phase="fetch:update", log_path=self.logs / "update.log", env=self.env, timeout=600,
         )
-        self.stamp.touch()
+        self.stamp.write_text(self._sources_digest() + "\n")
         log.info("update: apt lists for %s in %.1f s",
                  ", ".join(self.catalogue.suites), time.monotonic() - t0)
 
@@ -129,7 +145,7 @@ class Apt:
         """
         self._write_config()
         age = self.lists_age()
-        if age is not None and age < LISTS_MAX_AGE and not refresh:
+        if age is not None and age < LISTS_MAX_AGE and not refresh and not self.sources_changed():
             return False
         try:
             self.update()

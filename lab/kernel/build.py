@@ -70,6 +70,8 @@ def cache_key(source_identity: str, config_hash: str, compiler: str) -> str:
 
 def _slot(source: SourceTree, variant: str) -> str:
     """The object-tree directory name: one per source and variant, readable in `ls`."""
+    if source.slot is not None:  # a lab clone: one object tree for all its commits
+        return f"{source.slot}-{variant}"
     ident = source.identity.split("#", 1)[0]  # a plain tree keeps its slot across edits
     digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
     return f"{source.kind}-{source.version}-{variant}-{digest}"
@@ -90,16 +92,29 @@ def make_argv(source: SourceTree, out: Path, *targets: str, jobs: int | None = N
     return [*argv, *targets]
 
 
+# Kbuild stamps each image with the time, user, host and a build counter
+# (Documentation/kbuild/reproducible-builds.rst); fixed, two builds of the same
+# code give the same bytes, so `lab bisect` can tell a no-op commit by its image
+# and ccache can hit init/version.c.  A user's own setting wins.
+REPRODUCIBLE = {
+    "KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 1970",
+    "KBUILD_BUILD_USER": "kernel-lab",
+    "KBUILD_BUILD_HOST": "kernel-lab",
+    "KBUILD_BUILD_VERSION": "1",
+}
+
+
 def make_env(cache: Path) -> dict[str, str]:
-    """ccache settings that let object trees share hits.
+    """ccache settings that let object trees share hits, and a reproducible stamp.
 
     Kbuild passes absolute source paths; with base_dir at the cache root ccache
     rewrites them relative to the object tree, so two trees at the same depth
     (another variant's, a re-created one) hash alike.  A user's own setting wins.
     """
-    if "CCACHE_BASEDIR" in os.environ:
-        return {}
-    return {"CCACHE_BASEDIR": str(cache), "CCACHE_NOHASHDIR": "1"}
+    env = {k: v for k, v in REPRODUCIBLE.items() if k not in os.environ}
+    if "CCACHE_BASEDIR" not in os.environ:
+        env.update({"CCACHE_BASEDIR": str(cache), "CCACHE_NOHASHDIR": "1"})
+    return env
 
 
 @contextlib.contextmanager
@@ -121,13 +136,44 @@ def cached_builds(cache: Path) -> list[Kernel]:
     return [k for _, k in found]
 
 
+INPUTS = ".lab-config-inputs"  # in the object tree: what its .config was resolved from
+
+
+def config_inputs(source: SourceTree, composed: kconfig.Composed, compiler: str) -> str:
+    """A digest of what resolving the config depends on: the fragments, the toolchain, and
+    each Kconfig file, scripts/kconfig/ file and top Makefile by name, size and mtime.
+
+    A checkout that leaves them alone leaves their mtimes alone too, so a bisection
+    step (or a rebuild of a Debian tree) skips Kconfig: ~15 s a step here.
+    """
+    h = hashlib.sha256(f"{composed.text()}\n{compiler}\n".encode())
+    root = str(source.path)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, root)
+        whole = rel == os.path.join("scripts", "kconfig") or rel.startswith(
+            os.path.join("scripts", "kconfig") + os.sep)
+        for name in sorted(filenames):
+            if whole or name.startswith("Kconfig") or (rel == "." and name == "Makefile"):
+                st = os.stat(os.path.join(dirpath, name))
+                h.update(f"{rel}/{name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
-              log_path: Path) -> bool:
+              log_path: Path, compiler: str = "") -> bool:
     """Resolve the composed config into ``out/.config``; True when it changed.
 
     Kconfig writes the candidate to a side file (KCONFIG_CONFIG), so ``.config``
-    keeps its mtime when nothing changed and make has nothing to redo.
+    keeps its mtime when nothing changed and make has nothing to redo.  When
+    nothing Kconfig reads changed since ``.config`` was resolved (``config_inputs``),
+    Kconfig does not run at all.
     """
+    inputs = config_inputs(source, composed, compiler or compiler_version())
+    stamp = out / INPUTS
+    if (out / ".config").is_file() and stamp.is_file() and stamp.read_text().strip() == inputs:
+        return False
+    stamp.unlink(missing_ok=True)
     symbols = kconfig.tree_symbols(source.path)
     unknown = kconfig.unknown_options(composed, symbols)
     if unknown:
@@ -145,11 +191,13 @@ def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
     text = candidate.read_text()
     kconfig.validate(composed, text, where=f"{out}/.config")
     current = out / ".config"
-    if current.is_file() and current.read_text() == text:
+    changed = not (current.is_file() and current.read_text() == text)
+    if changed:
+        os.replace(candidate, current)
+    else:
         candidate.unlink()
-        return False
-    os.replace(candidate, current)
-    return True
+    stamp.write_text(inputs + "\n")
+    return changed
 
 
 def _progress(log_path: Path, start_size: int, done: threading.Event, *, label: str,
@@ -213,6 +261,17 @@ def run_make(source: SourceTree, out: Path, *, log_path: Path, label: str,
     return time.monotonic() - started
 
 
+def cached(identity: str, variant: str | None, *, cache: Path, spec_text: str) -> Kernel | None:
+    """The published build of a source ``identity`` + ``variant``, None when not built yet.
+
+    What ``build`` would return without building, for callers that can skip
+    preparing the source on a hit (a git commit is not checked out for it).
+    """
+    composed = kconfig.compose(variant)
+    entry = built_dir(cache) / cache_key(identity, composed.hash, compiler_version())
+    return kernel_cache.load_entry(entry, spec=spec_text)
+
+
 def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: str,
           jobs: int | None = None) -> Kernel:
     """The built Kernel for ``source`` + ``variant``: from the cache, or built and published."""
@@ -234,7 +293,7 @@ def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: st
         if hit is not None:
             return hit
         t0 = time.monotonic()
-        changed = configure(source, composed, out, log_path=log_path)
+        changed = configure(source, composed, out, log_path=log_path, compiler=compiler)
         log.info("build %s: config %s, %d options verified, %s", label,
                  "changed" if changed else "unchanged", len(composed.options),
                  _elapsed(time.monotonic() - t0))

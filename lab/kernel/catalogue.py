@@ -25,10 +25,11 @@ class Catalogue:
     flavour: str
     metapackage: str
     series: dict[str, str]  # series -> suite, in catalogue order
+    extra_suites: tuple[str, ...] = ()  # listed too: more versioned kernels
 
     @property
     def suites(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.series.values()))
+        return tuple(dict.fromkeys([*self.series.values(), *self.extra_suites]))
 
     def series_of(self, version: str) -> str | None:
         """The catalogue series a metapackage version belongs to (longest match)."""
@@ -49,6 +50,7 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
             flavour=str(data["flavour"]),
             metapackage=str(data["metapackage"]),
             series={str(k): str(v["suite"]) for k, v in data["series"].items()},
+            extra_suites=tuple(str(x) for x in data.get("suites", {}).get("extra", [])),
         )
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: bad Debian kernel catalogue: {exc!r}") from None

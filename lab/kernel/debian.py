@@ -30,6 +30,7 @@ from lab import atomic
 from lab.errors import InfraError, IntegrityError, UserError
 from lab.kernel import apt as aptlib
 from lab.kernel import cache as kernel_cache
+from lab.kernel import versions
 from lab.kernel.apt import Apt
 from lab.kernel.artifact import METADATA, Kernel
 from lab.kernel.catalogue import Catalogue, load_catalogue
@@ -144,9 +145,25 @@ def resolve_version(
 
 
 def resolve(apt: Apt, *, series: str | None, exact: str | None, label: str) -> Plan:
-    """Follow metapackage → image package → its pinned linux-* Depends, from the lists."""
+    """Follow metapackage → image package → its pinned linux-* Depends, from the lists.
+
+    An exact version the metapackage never had may name a versioned kernel
+    (lab.kernel.versions: backports keep older ABIs as their own packages).
+    """
     cat = apt.catalogue
-    meta = resolve_version(apt, series=series, exact=exact, label=label)
+    try:
+        meta = resolve_version(apt, series=series, exact=exact, label=label)
+    except UserError:
+        if exact is None:
+            raise
+        found = [v for v in versions.versioned_kernels(apt)
+                 if compare_versions(v.package_version, exact) == 0]
+        if not found:
+            raise
+        if not found[0].usable:
+            raise UserError(f"{label}: {found[0].image_package} {found[0].package_version} "
+                            f"cannot boot here: {found[0].why_unusable}") from None
+        return follow(apt, found[0].image_package, found[0].package_version)
     version = meta["Version"]
     image_re = re.compile(rf"^linux-image-.+-{re.escape(cat.flavour)}$")
     images = [n for n in _pinned(meta, version, prefix="linux-image-") if image_re.match(n)]
@@ -156,21 +173,34 @@ def resolve(apt: Apt, *, series: str | None, exact: str | None, label: str) -> P
             f"in Depends, found {images or 'none'} ({meta.get('Depends', '')})",
             phase="fetch:resolve", log=apt.logs / "resolve.log",
         )
+    return follow(apt, images[0], version)
+
+
+def follow(apt: Apt, image: str, version: str) -> Plan:
+    """The .debs behind an image package: it and its ``(= version)`` linux-* Depends."""
     # Breadth-first over "(= version)" linux-* dependencies: 6.x stops at the
     # image package, 7.x adds linux-binary-*, linux-modules-*, linux-base-*.
     found: dict[str, Package] = {}
-    todo = [images[0]]
+    todo = [image]
+    image_stanza: dict[str, str] = {}
     while todo:
         stanzas = apt.show(*(f"{n}={version}" for n in todo))
         by_name = {s["Package"]: s for s in stanzas if s.get("Version") == version}
-        missing = [n for n in todo if n not in by_name]
+        image_stanza = image_stanza or by_name.get(image, {})
+        missing = [n for n in todo if n not in by_name
+                   and not (image_stanza and versions.tolerated(image_stanza, n))]
         if missing:
             raise InfraError(f"{', '.join(missing)} {version} named by Depends but not listed",
                              phase="fetch:resolve", log=apt.logs / "resolve.log")
         for name in todo:
-            found[name] = Package.from_stanza(by_name[name])
-        todo = sorted({d for n in todo for d in _pinned(by_name[n], version)} - set(found))
-    return Plan(version=version, image_package=images[0], packages=tuple(found.values()))
+            if name in by_name:
+                found[name] = Package.from_stanza(by_name[name])
+            else:
+                log.info("resolve: %s %s is not listed; %s carries its own config", name,
+                         version, image)
+        todo = sorted({d for n in todo if n in by_name for d in _pinned(by_name[n], version)}
+                      - set(found) - set(todo))
+    return Plan(version=version, image_package=image, packages=tuple(found.values()))
 
 
 # --- the cache ----------------------------------------------------------------------------

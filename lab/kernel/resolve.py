@@ -21,6 +21,7 @@ from lab.errors import InfraError, UserError
 from lab.kernel import debian, ikconfig
 from lab.kernel.artifact import Kernel
 from lab.kernel.spec import DebianSpec, DebianSrcSpec, GitSpec, PathSpec, TreeSpec, parse_spec
+from lab.kernel.versions import Versioned
 
 log = logging.getLogger("lab.kernel.resolve")
 
@@ -130,10 +131,15 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cac
     from lab.kernel import build, kconfig, source
 
     kconfig.compose(variant)  # an unknown variant or a bad fragment: before any download
+    if isinstance(parsed, GitSpec):
+        found = source.git_commit(parsed.repo, parsed.rev, cache=cache)
+        hit = build.cached(found.identity, variant, cache=cache, spec_text=spec)
+        if hit is not None:  # no checkout: another commit's build may be under way
+            return hit
+        with source.git_checkout(found) as checked_out:
+            return build.build(checked_out, variant, cache=cache, spec_text=spec)
     if isinstance(parsed, DebianSrcSpec):
         tree = source.debian_source(parsed.series, cache=cache)
-    elif isinstance(parsed, GitSpec):
-        tree = source.git_source(parsed.repo, parsed.rev, cache=cache)
     else:
         tree = source.plain_tree(parsed.path)
     kernel = build.build(tree, variant, cache=cache, spec_text=spec)
@@ -185,6 +191,16 @@ def resolve_kernel(spec: str, *, cache: Path, variant: str | None = None) -> Ker
         raise InfraError(f"{kernel.image} says release {found!r}, its package {kernel.release!r}",
                          phase="fetch:verify")
     return kernel
+
+
+def list_versioned(cache: Path) -> list[Versioned]:
+    """Debian's versioned kernels in the local apt lists (none until a fetch updated them)."""
+    from lab.kernel.apt import Apt
+    from lab.kernel.catalogue import load_catalogue
+    from lab.kernel.versions import versioned_kernels
+
+    apt = Apt(cache, load_catalogue())
+    return versioned_kernels(apt) if apt.lists_present() else []
 
 
 def list_kernels(cache: Path) -> tuple[list[Kernel], list[tuple[str, str, str]]]:

@@ -7,9 +7,9 @@ a fingerprint of a plain tree's files), one part of the build cache key.
 - ``debian-src:SERIES``: the newest ``linux-source-SERIES`` package, fetched
   through lab.kernel.apt's private apt, checked against the index's SHA-256 and
   unpacked once into ``<cache>/sources/debian-src/<version>/``.
-- ``git:PATH[@REV]``: ``git archive`` of the commit into
-  ``<cache>/sources/git/<commit>/``; the user's checkout (and its .git) is
-  only read, never written.
+- ``git:PATH[@REV]``: the commit checked out in the lab's clone of the
+  repository (lab.kernel.worktree), one work tree per repository; the user's
+  checkout (and its .git) is only read, never written.
 - ``tree:PATH``: the directory itself; builds go out of tree (``O=``), so it
   stays clean.  It must be clean already: Kbuild refuses ``O=`` next to an
   in-tree .config.
@@ -20,6 +20,7 @@ nothing that looks whole.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -27,13 +28,14 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import atomic, proc
+from lab import atomic
 from lab.errors import InfraError, IntegrityError, UserError
 from lab.kernel import apt as aptlib
-from lab.kernel import debian
+from lab.kernel import debian, worktree
 from lab.kernel.catalogue import load_catalogue
 from lab.kernel.deb822 import in_series, version_key
 
@@ -52,6 +54,9 @@ class SourceTree:
     identity: str  # "debian-src:linux-source-7.2=7.2.13-1", "git:<sha>", "tree:<path>#<hash>"
     version: str  # from the top Makefile: "7.2.13"
     note: str = ""  # set when an older cached source stands in for the newest (fetch failed)
+    # Names the object tree (lab.kernel.build) when the identity should not: every
+    # commit checked out in one clone shares one, so a step rebuilds what changed.
+    slot: str | None = None
 
 
 def tree_version(path: Path) -> str:
@@ -194,60 +199,52 @@ def _after_publish(final: Path) -> SourceTree:
 # --- git ------------------------------------------------------------------------------------
 
 
-def git_dir(cache: Path) -> Path:
-    return cache / "sources" / "git"
+@dataclass(frozen=True)
+class GitCommit:
+    """A commit of a user's repository and the lab's clone that checks it out."""
+
+    commit: str
+    clone: worktree.Clone
+
+    @property
+    def identity(self) -> str:
+        return f"git:{self.commit}"
 
 
-def git_commit(repo: Path, rev: str | None, *, cache: Path) -> tuple[str, str]:
-    """(top directory, commit id) of ``rev`` (default HEAD) in ``repo``; a UserError when
-    either is not there.  Cheap: two `git rev-parse`, nothing written to the repo."""
-    if not repo.is_dir():
-        raise UserError(f"git:{repo}: no such directory")
-    git = ["git", "-C", str(repo)]
-    log_path = git_dir(cache) / "git.log"
-    try:
-        top = proc.run([*git, "rev-parse", "--show-toplevel"], phase="source:git",
-                       log_path=log_path, timeout=60).stdout.strip()
-    except proc.ProcessError:
-        raise UserError(f"git:{repo}: not a git repository") from None
+def git_commit(repo: Path, rev: str | None, *, cache: Path) -> GitCommit:
+    """Resolve ``rev`` (default HEAD) of ``repo`` to a commit, checking nothing out.
+
+    The user's repository decides what a name means; a full commit id it does
+    not have may be one the lab made in its clone (a revert check's commit).
+    """
+    log_path = worktree.clones_dir(cache) / "git.log"
+    top = worktree.repo_top(repo, log_path=log_path)
     want = rev or "HEAD"
-    found = proc.run([*git, "rev-parse", "--verify", "--quiet", f"{want}^{{commit}}"],
-                     phase="source:git", log_path=log_path, timeout=60, check=False)
-    if found.returncode != 0:
+    commit = worktree.rev_commit(top, want, log_path=log_path)
+    clone = worktree.clone_for(top, cache=cache)
+    if commit is None and re.fullmatch(r"[0-9a-f]{40}", want):
+        commit = clone.commit(want)
+    if commit is None:
         raise UserError(f"git:{repo}@{want}: no such revision in {top}")
-    return top, found.stdout.strip().splitlines()[-1]
+    return GitCommit(commit=commit, clone=clone)
 
 
-def git_source(repo: Path, rev: str | None, *, cache: Path) -> SourceTree:
-    """The tree of ``repo`` at ``rev`` (default HEAD), exported once per commit."""
-    top, commit = git_commit(repo, rev, cache=cache)
-    want = rev or "HEAD"
-    git = ["git", "-C", str(repo)]
-    log_path = git_dir(cache) / "git.log"
-    final = git_dir(cache) / commit
-    hit = _published(final)
-    if hit is not None:
-        return hit
-    atomic.clean_stale_temps(git_dir(cache))
-    with atomic.temp_dir(git_dir(cache)) as tmp:
-        t0 = time.monotonic()
-        tar = tmp / "tree.tar"
-        proc.run([*git, "archive", "--format=tar", f"--output={tar}", commit],
-                 phase="source:git", log_path=log_path, timeout=1800)
-        (tmp / "tree").mkdir()
-        proc.run(["tar", "-xf", str(tar), "-C", str(tmp / "tree")], phase="source:git",
-                 log_path=log_path, timeout=1800)
-        tar.unlink()
+@contextlib.contextmanager
+def git_checkout(found: GitCommit) -> Iterator[SourceTree]:
+    """The clone's work tree at the commit, locked until the block ends (build inside it).
+
+    Every commit of one repository shares the slot ``git-<clone>``, hence one
+    object tree per variant: a step to a nearby commit rebuilds what changed.
+    """
+    with found.clone.checked_out(found.commit) as tree:
         try:
-            tree_version(tmp / "tree")
+            version = tree_version(tree)
         except UserError:  # not a kernel at that commit: the user's to fix
-            raise UserError(f"git:{repo}@{want} (commit {commit[:12]}) is not a Linux "
-                            "kernel tree (no Makefile, Kconfig, arch/x86/Kconfig, init/main.c)"
-                            ) from None
-        (tmp / MARKER).write_text(f"git git:{commit}\n")
-        log.info("source: exported %s at %s in %.1f s", top, commit[:12], time.monotonic() - t0)
-        atomic.publish(tmp, final)
-    return _after_publish(final)
+            raise UserError(f"git:{found.clone.repo}@{found.commit[:12]} is not a Linux "
+                            "kernel tree (no Makefile, Kconfig, arch/x86/Kconfig, "
+                            "init/main.c)") from None
+        yield SourceTree(kind="git", path=tree, identity=found.identity, version=version,
+                         slot=f"git-{found.clone.key}")
 
 
 # --- tree -----------------------------------------------------------------------------------

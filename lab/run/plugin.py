@@ -80,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "claim(text): the API-spec claim a scenario checks",
         "requires_config(*options): kernel config options the scenario needs (else SKIP); "
         "'!NAME' means the option must be off",
+        "flaky(reason): the scenario fails only sometimes; `lab bisect` goes statistical",
     ):
         config.addinivalue_line("markers", line)
     workerinput = getattr(config, "workerinput", None)

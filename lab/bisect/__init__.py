@@ -1,0 +1,1 @@
+"""`lab bisect`: find the commit (or release) that broke a scenario."""

@@ -1,0 +1,158 @@
+"""The bisection's ports: what builds a point into a kernel, and what runs the tests on it.
+
+The driver (lab.bisect.driver) sees only these two protocols, as syzkaller's
+``pkg/bisect`` sees a builder and a tester; tests substitute fakes.
+
+- ``KernelBuilder``: ``git:REPO@COMMIT`` built through lab.kernel (the lab's
+  clone and one incremental object tree per repository and variant), or a
+  Debian ``debian:VERSION`` fetched; the image's SHA-256 identifies what was
+  built (two commits with the same image did the same thing).
+- ``LabRun``: one ``lab run --kernel SPEC -k EXPR`` per run, started through
+  lab.proc (its own process group, ended with the lab, the output in a log),
+  each in a run directory of its own; its records are read back with
+  lab.results.record.  ``launch`` is the process seam the tests replace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from lab import proc
+from lab.bisect.classify import Observed
+from lab.errors import UserError
+from lab.kernel.build import BuildError
+from lab.paths import REPO
+from lab.results import record as records
+from lab.results.cell import scenario_of
+
+log = logging.getLogger("lab.bisect")
+
+RUN_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class Built:
+    """A point turned into a kernel (or why it could not be)."""
+
+    ok: bool
+    spec: str
+    artifact: str = ""  # the image's SHA-256, 16 hex digits
+    seconds: float = 0.0
+    error: str = ""
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class Tested:
+    """One run's results per test (ids without the kernel parameter), and its exit status."""
+
+    results: dict[str, Observed]
+    exit_code: int
+    seconds: float
+    run_dir: str
+
+
+class Builder(Protocol):
+    def build(self, point: str) -> Built: ...
+
+
+class Tester(Protocol):
+    def test(self, spec: str, *, out: Path) -> Tested: ...
+
+
+def image_hash(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
+class KernelBuilder:
+    """Builds ``spec_of(point)`` through lab.kernel.resolve (a cache hit costs nothing)."""
+
+    def __init__(self, spec_of: Callable[[str], str], *, cache: Path,
+                 variant: str | None) -> None:
+        self.spec_of = spec_of
+        self.cache = cache
+        self.variant = variant
+
+    def build(self, point: str) -> Built:
+        from lab.kernel.resolve import resolve_kernel
+
+        spec = self.spec_of(point)
+        t0 = time.monotonic()
+        try:
+            kernel = resolve_kernel(spec, cache=self.cache, variant=self.variant)
+        except BuildError as exc:
+            return Built(ok=False, spec=spec, seconds=time.monotonic() - t0,
+                         error=str(exc).splitlines()[0] + " " + " ".join(
+                             ln.strip() for ln in str(exc).splitlines()[1:3]),
+                         log=str(exc.log or ""))
+        except UserError as exc:  # this commit's Kconfig lacks an option the variant sets
+            return Built(ok=False, spec=spec, seconds=time.monotonic() - t0, error=str(exc))
+        return Built(ok=True, spec=spec, artifact=image_hash(kernel.image),
+                     seconds=time.monotonic() - t0)
+
+
+def spawn_and_wait(argv: Sequence[str], log_path: Path) -> int:
+    """Run ``argv`` to its end as a spawned child: if the lab dies, its reaper ends the child
+    (a killed bisection leaves no `lab run` behind)."""
+    child = proc.spawn(argv, log_path=log_path, cwd=REPO)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while child.poll() is None:
+            if time.monotonic() > deadline:
+                log.error("bisect: %s ran over %.0f s; stopped", " ".join(argv), RUN_TIMEOUT)
+                break
+            time.sleep(0.5)
+    finally:
+        rc = child.stop()
+    return rc if rc is not None else 3
+
+
+def kernel_free_id(test: str, cell: str) -> str:
+    """A test id without the cell parameter: the same test at another commit has the same id."""
+    return scenario_of(test, cell)
+
+
+class LabRun:
+    """``lab run`` of the selected scenarios, one boot per run."""
+
+    def __init__(self, *, keyword: str, cache: Path, variant: str | None, suite: Path,
+                 accel: str = "auto",
+                 launch: Callable[[Sequence[str], Path], int] = spawn_and_wait) -> None:
+        self.keyword = keyword
+        self.cache = cache
+        self.variant = variant
+        self.suite = suite
+        self.accel = accel
+        self.launch = launch
+
+    def argv(self, spec: str, results: Path) -> list[str]:
+        argv = [sys.executable, "-m", "lab.cli", "run", "--kernel", spec, "-k", self.keyword,
+                "--results", str(results), "--cache", str(self.cache), "--suite",
+                str(self.suite), "--accel", self.accel]
+        if self.variant:
+            argv += ["--variant", self.variant]
+        return argv
+
+    def test(self, spec: str, *, out: Path) -> Tested:
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        rc = self.launch(self.argv(spec, out), out / "lab-run.log")
+        seconds = time.monotonic() - t0
+        dirs = sorted(d for d in out.iterdir() if d.is_dir())
+        results: dict[str, Observed] = {}
+        for run_dir in dirs:
+            for r in records.read_records(run_dir):
+                results[kernel_free_id(r.test, r.cell)] = Observed(
+                    verdict=r.verdict, reason=r.reason,
+                    splats=tuple(str(s.get("title", "")) for s in r.splats),
+                    fatal=any(bool(s.get("fatal")) for s in r.splats))
+        return Tested(results=results, exit_code=rc, seconds=seconds,
+                      run_dir=str(dirs[-1]) if dirs else str(out))

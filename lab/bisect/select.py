@@ -1,0 +1,87 @@
+"""Which tests ``-k`` selects, and which of them are marked flaky: a pytest collection.
+
+Run as ``python -m lab.bisect.select --suite DIR -k EXPR --kernel SPEC`` (through
+lab.proc, so the bisection's process never imports the scenarios): it prints one
+JSON line, ``{"tests": [...], "flaky": [...]}``, with the ids as `lab run`'s
+records carry them minus the kernel parameter.  Nothing is booted or built:
+collection only parametrizes the tests by the kernel spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from lab import proc
+from lab.errors import InfraError, UserError
+from lab.paths import REPO
+
+MARK = "kernel-lab-selection: "
+
+
+def selection(suite: Path, keyword: str, *, spec: str, log_path: Path) -> tuple[tuple[str, ...],
+                                                                                tuple[str, ...]]:
+    """(selected test ids, those marked flaky); UserError when -k selects nothing."""
+    argv = [sys.executable, "-m", "lab.bisect.select", "--suite", str(suite), "-k", keyword,
+            "--kernel", spec]
+    try:
+        out = proc.run(argv, phase="bisect:collect", log_path=log_path, timeout=300,
+                       cwd=REPO).stdout
+    except proc.ProcessError as exc:
+        raise InfraError(f"collecting {suite} with -k {keyword!r} failed: {exc}",
+                         phase="bisect:collect", log=log_path) from None
+    line = next((ln for ln in out.splitlines() if ln.startswith(MARK)), None)
+    if line is None:
+        raise InfraError(f"collecting {suite} printed no selection", phase="bisect:collect",
+                         log=log_path)
+    data = json.loads(line[len(MARK):])
+    if not data["tests"]:
+        raise UserError(f"-k {keyword!r} selects no scenario in {suite}")
+    return tuple(data["tests"]), tuple(data["flaky"])
+
+
+class _Collector:
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.tests: list[str] = []
+        self.flaky: list[str] = []
+
+    def pytest_collection_finish(self, session: object) -> None:
+        from lab.bisect.ports import kernel_free_id
+        from lab.run.keys import item_cell
+
+        for item in getattr(session, "items", []):
+            cell = item_cell(item)
+            test = kernel_free_id(item.nodeid, cell.label if cell is not None else "")
+            self.tests.append(test)
+            if item.get_closest_marker("flaky") is not None:
+                self.flaky.append(test)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pytest
+
+    p = argparse.ArgumentParser(prog="lab.bisect.select")
+    p.add_argument("--suite", type=Path, required=True)
+    p.add_argument("-k", dest="keyword", required=True)
+    p.add_argument("--kernel", required=True)
+    args = p.parse_args(argv)
+    collector = _Collector(args.kernel)
+    with tempfile.TemporaryDirectory(prefix="lab-select-") as tmp:
+        rc = pytest.main([str(args.suite), "--collect-only", "-q", "-k", args.keyword,
+                          "--lab-kernel", args.kernel, "--lab-run-dir", tmp,
+                          "-p", "no:cacheprovider",
+                          "-W", "ignore::pytest.PytestAssertRewriteWarning"],
+                         plugins=[collector])
+    if rc not in (0, pytest.ExitCode.NO_TESTS_COLLECTED):
+        print(f"collection failed with pytest exit {rc}", file=sys.stderr)
+        return 3
+    print(MARK + json.dumps({"tests": collector.tests, "flaky": collector.flaky}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,508 @@
+"""`lab bisect`: the decision table, run classification, the searches, and whole bisections
+over real git histories with fakes at the build and `lab run` seams (tests/bisect_fake.py).
+
+The real bisection (a Debian tree, real builds and boots) is tests/test_bisect_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import bisect_fake as bf
+import pytest
+
+from lab.bisect import coarse
+from lab.bisect.classify import BadIf, Observed, classify, default_bad_if, judge, targets_of
+from lab.bisect.decision import (
+    Counts,
+    Outcome,
+    Policy,
+    Verdict,
+    decision,
+    estimate_p,
+    good_runs_needed,
+    next_step,
+    step_confidence,
+)
+from lab.bisect.journal import Journal
+from lab.bisect.ports import kernel_free_id
+from lab.bisect.search import ListSearch
+from lab.errors import UserError
+from lab.kernel.versions import Versioned
+from lab.results.cell import cell_label
+
+REPO = Path(__file__).resolve().parents[1]
+G, B, S = Verdict.GOOD, Verdict.BAD, Verdict.SKIP
+
+
+# --- the decision (syzkaller's bisectionDecision, stricter on good) ---------------------------
+
+@pytest.mark.parametrize(("total", "bad", "good", "infra", "single", "want"), [
+    (1, 1, 0, 0, True, B),    # by default a failure means bad
+    (1, 0, 1, 0, True, G),
+    (1, 0, 0, 1, True, S),    # INFRA: skip
+    (1, 0, 0, 0, True, S),    # an unrelated splat: skip
+    (10, 2, 8, 0, False, B),  # max(2, 10/6) = 2
+    (10, 1, 9, 0, False, S),  # one failure is not enough with several runs...
+    (10, 0, 10, 0, False, G),
+    (10, 0, 9, 1, False, G),  # ...infra runs do not count against good
+    (10, 0, 9, 0, False, S),  # ...but an unrelated splat does: good needs all passing
+    (10, 0, 4, 6, False, S),  # fewer than half the runs tested anything
+    (20, 3, 17, 0, False, S),  # max(2, 20/6) = 4
+    (20, 4, 16, 0, False, B),
+    (14, 3, 5, 6, False, B),  # (14 - 6) / 6 rounds up to 2
+    (0, 0, 0, 0, False, S),
+    (10, 0, 0, 10, False, S),
+])
+def test_decision_table(total: int, bad: int, good: int, infra: int, single: bool,
+                        want: Verdict) -> None:
+    assert decision(total, bad, good, infra, single=single) == want
+
+
+def test_confidence_and_the_estimate_of_p() -> None:
+    assert step_confidence(G, 10, 0.3) == pytest.approx(1 - 0.7 ** 10)
+    assert step_confidence(B, 0, 0.3) == 1.0 and step_confidence(G, 1, 1.0) == 1.0
+    # Wilson's lower bound, not the ratio: 6 of 20 is 0.19, 3 of 3 only 0.65.
+    assert estimate_p(Counts(total=20, bad=6, good=14)) == pytest.approx(0.188, abs=0.005)
+    assert estimate_p(Counts(total=3, bad=3)) == pytest.approx(0.65, abs=0.01)
+    assert estimate_p(Counts()) == 1.0
+    assert good_runs_needed(0.3, 0.98) == math.ceil(math.log(0.02) / math.log(0.7))
+    assert good_runs_needed(1.0, 0.99) == 1
+
+
+def _counts(*outcomes: str) -> Counts:
+    return Counts.of(Outcome(o) for o in outcomes)
+
+
+def test_sequential_runs_stop_extend_and_give_up() -> None:
+    policy = Policy(runs=10, p=0.3, target=0.98)
+    need = good_runs_needed(0.3, 0.98)  # 11: more than the 10 planned
+    assert next_step(_counts(*["good"] * 9), policy) is None
+    assert next_step(_counts(*["good"] * 10), policy) == G  # the plan is done
+    assert next_step(_counts(*["good"] * 5), Policy(runs=20, p=0.3, target=0.98)) is None
+    assert next_step(_counts(*["good"] * need), Policy(runs=20, p=0.3, target=0.98)) == G
+    assert next_step(_counts("good", "bad", "good", "bad"), policy) == B  # settled early
+    # One failure among passes: the runs double before anything is decided...
+    assert next_step(_counts("bad", *["good"] * 9), policy) is None
+    # ...and end as skip once failures can no longer reach max(2, n/6).
+    assert next_step(_counts("bad", *["good"] * 19), policy) == S
+    assert next_step(_counts("other", *["good"] * 19), policy) == S
+    # Without early stops (the bad endpoint, which estimates p), all runs happen.
+    fixed = Policy(runs=5, early=False, extend=False)
+    assert next_step(_counts("bad", "bad"), fixed) is None
+    assert next_step(_counts("bad", "bad", "good", "bad", "bad"), fixed) == B
+    assert next_step(_counts(), Policy(runs=1)) is None
+    assert next_step(_counts("bad"), Policy(runs=1)) == B
+
+
+# --- one run's meaning --------------------------------------------------------------------
+
+T = "scenarios/aio/test_io_destroy.py::test_destroy_twice_is_einval"
+SPLAT = "kernel splat during the test: WARNING in kill_ioctx\nWARNING in kill_ioctx"
+
+
+def _r(verdict: str, reason: str = "", splats: tuple[str, ...] = ()) -> Observed:
+    return Observed(verdict=verdict, reason=reason, splats=splats)
+
+
+@pytest.mark.parametrize(("result", "bad_if", "want"), [
+    (_r("FAIL", "assert 'ENOENT' == 'EINVAL'"), "fail", "bad"),
+    (_r("HANG", "aio.destroy did not return"), "fail", "bad"),
+    (_r("PASS"), "fail", "good"),
+    (_r("FAIL", SPLAT, ("WARNING in kill_ioctx",)), "fail", "other"),  # only a splat
+    (_r("CRASH", "kernel died", ("BUG: KASAN: use-after-free in aio_read",)), "fail", "other"),
+    (_r("INFRA", "boot timeout"), "fail", "infra"),
+    (_r("SKIP", "lacks CONFIG_AIO"), "fail", "infra"),
+    (_r("NOTRUN"), "fail", "infra"),
+    (None, "fail", "infra"),
+    (_r("CRASH", "kernel died"), "crash", "bad"),
+    (_r("FAIL", "assert 1 == 2"), "crash", "good"),  # no crash: not what bad means
+    (_r("FAIL", SPLAT, ("WARNING in kill_ioctx",)), "crash", "other"),
+    (_r("FAIL", SPLAT, ("WARNING in kill_ioctx",)), "splat:WARNING in kill_*", "bad"),
+    (_r("CRASH", "", ("BUG: KASAN: use-after-free in aio_read",)), "splat:WARNING*", "other"),
+    (_r("CRASH", "kernel died"), "splat:WARNING*", "other"),  # died without a report
+    (_r("FAIL", "assert 1 == 2"), "splat:WARNING*", "good"),
+])
+def test_judge(result: Observed | None, bad_if: str, want: str) -> None:
+    assert judge(result, BadIf.parse(bad_if)).outcome == Outcome(want)
+
+
+def test_a_run_is_bad_if_any_target_is_and_other_tests_do_not_vote() -> None:
+    results = {T: _r("FAIL", "errno"), "x": _r("INFRA"), "y": _r("FAIL", "unrelated")}
+    assert classify(results, (T, "x"), BadIf("fail")).outcome == Outcome.BAD
+    assert classify({T: _r("PASS"), "y": _r("FAIL", "nope")}, (T,),
+                    BadIf("fail")).outcome == Outcome.GOOD
+    mixed = classify({T: _r("PASS"), "x": _r("FAIL", SPLAT, ("WARNING in kill_ioctx",))},
+                     (T, "x"), BadIf("fail"))
+    assert mixed.outcome == Outcome.OTHER and mixed.foreign == ("WARNING in kill_ioctx",)
+
+
+def test_what_bad_means_by_default_comes_from_the_bad_endpoint() -> None:
+    assert default_bad_if([{T: _r("FAIL", "errno")}]) == BadIf("fail")
+    assert default_bad_if([{T: _r("CRASH", "died")}]) == BadIf("crash")
+    title = "BUG: KASAN: slab-use-after-free in io_ring_exit_work [io_uring]"
+    got = default_bad_if([{T: _r("CRASH", "died", (title,))}])
+    assert got is not None and got.kind == "splat"
+    assert judge(_r("CRASH", "", (title,)), got).outcome == Outcome.BAD  # brackets escaped
+    assert default_bad_if([{T: _r("PASS")}]) is None
+    runs = [{T: _r("FAIL", "errno"), "x": _r("PASS")}, {T: _r("PASS"), "x": _r("FAIL", "e")}]
+    assert targets_of(runs, BadIf("fail")) == (T, "x")
+    with pytest.raises(UserError, match="fail, crash or splat"):
+        BadIf.parse("sometimes")
+
+
+def test_test_ids_lose_their_cell_parameter() -> None:
+    cell = cell_label("git:/src/linux@" + "a" * 40, "base")
+    assert kernel_free_id(f"{T}[{cell}]", cell) == T
+    assert kernel_free_id(f"x.py::t[{cell}-128]", cell) == "x.py::t[128]"
+    assert kernel_free_id("x.py::t[debian:7.2-1]", "debian:7.2") == "x.py::t[1]"
+
+
+# --- the list search ------------------------------------------------------------------------
+
+def test_list_search_finds_the_first_bad_and_reports_a_skipped_range() -> None:
+    points = [f"v{i}" for i in range(10)]
+    s = ListSearch(points)
+    nxt = s.start("v9", "v0")
+    seen = []
+    while nxt.point is not None:
+        seen.append(nxt.point)
+        nxt = s.mark(nxt.point, B if int(nxt.point[1:]) >= 6 else G)
+    assert nxt.first_bad == "v6" and len(seen) <= 4
+    s = ListSearch(points)
+    nxt = s.start("v9", "v0")
+    while nxt.point is not None:
+        i = int(nxt.point[1:])
+        nxt = s.mark(nxt.point, S if i in (5, 6) else B if i >= 6 else G)
+    assert nxt.only_skipped == ("v5", "v6", "v7")
+
+
+# --- whole bisections with fakes at the seams -------------------------------------------------
+
+HISTORY = {7: ["BROKEN"], 8: ["-BROKEN"], 10: ["REGRESSION"]}  # 16 commits, as the real test
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    repo = tmp_path_factory.mktemp("history") / "linux"
+    return repo, bf.make_history(repo, 16, HISTORY)
+
+
+def test_finds_the_culprit_and_skips_the_broken_build(
+    history: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, commits = history
+    before = bf.git(repo, "rev-list", "--all", "--count")
+    rc, builder, launch = bf.run(repo, tmp_path / "cache", tmp_path / "state",
+                                 good=commits[0], bad="HEAD", runs="1")
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert f"first bad commit: {commits[10]}\n" in out  # a line of its own
+    res = bf.result(tmp_path / "state")
+    assert res["kind"] == "culprit" and res["first_bad"] == commits[10]
+    assert res["subject"] == "c10 REGRESSION" and res["confidence"] == 1.0
+    steps: list[dict[str, Any]] = res["steps"]  # type: ignore[assignment]
+    by_point = {s["point"]: s for s in steps}
+    assert by_point[commits[7]]["verdict"] == "skip"
+    assert "build failed" in by_point[commits[7]]["why"]
+    assert commits[7] in builder.built and len(launch.calls) == len(builder.built) - 1
+    assert [s["role"] for s in steps[:2]] == ["bad endpoint", "good endpoint"]
+    assert "fs/aio.c" in str(res["diffstat"])
+    assert res["reproducer"] == (f"lab run --kernel git:{repo}@{commits[10]} "
+                                 f"-k '{bf.KEYWORD}'")
+    assert any("skipped on the way" in w for w in res["warnings"])  # type: ignore[union-attr]
+    report = res["report"]
+    assert isinstance(report, dict) and report["table"]["rows"]
+    # One progress line per step: what is tested, what is left, elapsed, ETA.
+    progress = [ln for ln in out.splitlines() if ln.startswith("bisect: step ")]
+    assert len(progress) == len(steps) - 2
+    assert all(" left, ~" in ln and "elapsed" in ln and "ETA" in ln for ln in progress)
+    # The journal: a start line, every build and run, and the steps.
+    journal = Journal(tmp_path / "state")
+    assert journal.start() is not None and len(journal.runs()) == len(launch.calls)
+    assert {b.point for b in journal.builds()} == set(builder.built)
+    assert bf.git(repo, "rev-list", "--all", "--count") == before  # nothing written there
+
+
+def test_an_unrelated_splat_is_skipped_and_recorded(tmp_path: Path) -> None:
+    repo = tmp_path / "linux"
+    commits = bf.make_history(repo, 16, {7: ["SPLAT"], 8: ["-SPLAT"], 10: ["REGRESSION"],
+                                         4: ["INFRA"], 5: ["-INFRA"]})
+    rc, _, _ = bf.run(repo, tmp_path / "cache", tmp_path / "state", good=commits[0],
+                      bad=commits[15], runs="1")
+    res = bf.result(tmp_path / "state")
+    assert rc == 0 and res["first_bad"] == commits[10]
+    steps = {s["point"]: s for s in res["steps"]}  # type: ignore[union-attr]
+    assert steps[commits[7]]["verdict"] == "skip"
+    assert steps[commits[7]]["foreign"] == ["WARNING in percpu_ref_kill_and_confirm"]
+    assert any("unrelated splats" in w for w in res["warnings"])  # type: ignore[union-attr]
+
+
+def test_a_culprit_with_its_parents_image_is_flagged(tmp_path: Path) -> None:
+    repo = tmp_path / "linux"
+    commits = bf.make_history(repo, 8, {5: ["DOC:REGRESSION"]})  # a change outside the build
+    rc, _, _ = bf.run(repo, tmp_path / "cache", tmp_path / "state", good=commits[0],
+                      bad=commits[7], runs="1")
+    res = bf.result(tmp_path / "state")
+    assert rc == 0 and res["first_bad"] == commits[5]
+    assert any("same kernel image as its parent" in w
+               for w in res["warnings"])  # type: ignore[union-attr]
+
+
+def _fake_bisections(repo: Path, commits: list[str], tmp: Path, runs: str | None,
+                     seeds: range) -> list[tuple[str, str | None, float]]:
+    out = []
+    for seed in seeds:
+        state = tmp / f"{runs}-{seed}"
+        try:
+            bf.run(repo, tmp / "cache", state, good=commits[0], bad=commits[15], runs=runs,
+                   fail_rate=0.3, seed=seed, reuse=False)
+        except UserError as exc:  # the endpoint check refused a bad end that passed
+            out.append(("endpoints", str(exc), 0.0))
+            continue
+        res = bf.result(state)
+        first = res["first_bad"]
+        out.append((str(res["kind"]), first if isinstance(first, str) else None,
+                    float(res["confidence"])))  # type: ignore[arg-type]
+    return out
+
+
+def test_statistical_mode_finds_a_flaky_culprit_single_runs_are_fooled(
+    history: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, commits = history
+    culprit = commits[10]
+    seeds = range(8)
+    stat = _fake_bisections(repo, commits, tmp_path, "auto", seeds)
+    single = _fake_bisections(repo, commits, tmp_path, "1", seeds)
+    capsys.readouterr()
+    # The target fails in 30% of runs at bad commits.  Statistically: the culprit nearly
+    # always, and when not, "inconclusive" with its numbers -- never a wrong culprit.
+    named = [first for kind, first, _ in stat if kind == "culprit"]
+    assert len(named) >= 6 and set(named) == {culprit}, stat
+    assert all(kind in ("culprit", "inconclusive") for kind, _, _ in stat), stat
+    assert all(conf >= 0.66 for kind, _, conf in stat if kind == "culprit")
+    # One run per commit: a bad commit that happens to pass looks good, and the culprit
+    # named (with full confidence) is wrong; or the bad endpoint itself looks good.
+    wrong = [first for kind, first, _ in single if kind == "culprit" and first != culprit]
+    right = [first for kind, first, _ in single if first == culprit]
+    assert len(wrong) >= 2 and len(right) <= 1, single
+
+
+def test_default_goes_statistical_when_the_bad_endpoint_disagrees(
+    history: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, commits = history
+    rc, _, launch = bf.run(repo, tmp_path / "cache", tmp_path / "s", good=commits[0],
+                           bad=commits[15], runs=None, fail_rate=0.3, seed=1)
+    out = capsys.readouterr().out
+    assert "going statistical" in out and rc == 0
+    res = bf.result(tmp_path / "s")
+    assert res["first_bad"] == commits[10] and res["setup"]["policy"]["runs"] == 20  # type: ignore[index]
+    assert len(launch.calls) > 40
+
+
+def test_resume_after_a_kill_loses_at_most_the_step_under_way(
+    history: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, commits = history
+    state, cache = tmp_path / "state", tmp_path / "cache"
+    # A real process, SIGKILLed mid-bisection (its fake `lab run` takes 0.1 s a run).
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "FAKE_RUN_DELAY": "0.1"}
+    child = subprocess.Popen([sys.executable, str(REPO / "tests" / "bisect_fake.py"), str(repo),
+                              str(cache), str(state), commits[0], commits[15], "3"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = Journal(state)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        if len(journal.lines("run")) >= 8:  # the endpoints are done, a step is under way
+            break
+        time.sleep(0.02)
+    assert child.poll() is None, "the bisection ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    before = journal.runs()
+    assert not journal.lines("result") and len(before) >= 8
+    with open(journal.path, "a") as f:
+        f.write('{"kind": "run", "point": "torn')  # a kill in the middle of a write
+    rc, _, launch = bf.run(repo, cache, state, good="", bad="", resume=True, reuse=False)
+    assert rc == 0 and bf.result(state)["first_bad"] == commits[10]
+    after = journal.runs()
+    assert [r.id for r in after[:len(before)]] == [r.id for r in before]  # kept, not redone
+    assert len(after) == len(before) + len(launch.calls)
+    at_ends = [c for c in launch.calls if c[c.index("--kernel") + 1].endswith(
+        (commits[0], commits[15]))]
+    assert not at_ends  # the endpoints' runs survived the kill
+    assert journal.lines("resume")
+
+
+def test_a_resumed_bisection_can_add_runs(history: tuple[Path, list[str]],
+                                          tmp_path: Path) -> None:
+    repo, commits = history
+    state, cache = tmp_path / "state", tmp_path / "cache"
+    bf.run(repo, cache, state, good=commits[0], bad=commits[15], runs="1")
+    single = len(Journal(state).runs())
+    rc, _, launch = bf.run(repo, cache, state, good="", bad="", resume=True, runs="4")
+    assert rc == 0 and bf.result(state)["first_bad"] == commits[10]
+    runs = Journal(state).runs()
+    assert len([r for r in runs if r.point == commits[15]]) == 4  # 1 kept + 3 added
+    assert len(launch.calls) == len(runs) - single
+
+
+def test_runs_are_reused_by_a_later_bisection_of_the_same_tree(
+    history: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, commits = history
+    cache = tmp_path / "cache"
+    _, _, first = bf.run(repo, cache, tmp_path / "one", good=commits[0], bad=commits[15],
+                         runs="1")
+    _, _, second = bf.run(repo, cache, tmp_path / "two", good=commits[2], bad=commits[15],
+                          runs="1")
+    out = capsys.readouterr().out
+    assert bf.result(tmp_path / "two")["first_bad"] == commits[10]
+    # Only the new good endpoint ran: every other point was tested by the first bisection.
+    assert [c[c.index("--kernel") + 1].rsplit("@", 1)[1] for c in second.calls] == [commits[2]]
+    assert "reused from earlier bisections" in out and len(first.calls) >= 5
+    _, _, third = bf.run(repo, cache, tmp_path / "three", good=commits[2], bad=commits[15],
+                         runs="1", reuse=False)
+    assert len(third.calls) > 1  # --no-reuse runs everything again
+
+
+def test_the_revert_check_builds_bad_without_the_culprit(
+    history: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, commits = history
+    refs = bf.git(repo, "for-each-ref")
+    rc, builder, _ = bf.run(repo, tmp_path / "cache", tmp_path / "state", good=commits[0],
+                            bad=commits[15], runs="1", verify_revert=True)
+    res = bf.result(tmp_path / "state")
+    revert = res["revert"]
+    assert rc == 0 and isinstance(revert, dict) and revert["ok"] is True
+    made = revert["commit"]
+    assert made not in commits and builder.built[-1] == made
+    assert bf.git(repo, "for-each-ref") == refs  # the revert lives in the lab's clone only
+    assert res["steps"][-1]["role"] == "revert"  # type: ignore[index]
+
+
+def test_endpoints_that_do_not_behave_stop_with_the_verdicts_seen(
+    history: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, commits = history
+    with pytest.raises(UserError, match=r"good endpoint .* is bad already .*FAIL"):
+        bf.run(repo, tmp_path / "cache", tmp_path / "a", good=commits[11], bad=commits[15],
+               runs="1")
+    assert bf.result(tmp_path / "a")["kind"] == "endpoints"
+    with pytest.raises(UserError, match=r"bad endpoint .* is not bad.*PASS"):
+        bf.run(repo, tmp_path / "cache", tmp_path / "b", good=commits[0], bad=commits[9],
+               runs="1")
+
+
+# --- bad input: one line, exit 2, nothing written ---------------------------------------------
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab.cli", "bisect", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--good", "HEAD~4", "--bad", "nosuch"], "--bad nosuch: no such revision"),
+    (["--good", "HEAD~3", "--bad", "HEAD~3"], "are the same commit"),
+    (["--good", "HEAD", "--bad", "HEAD~4"], "is not an ancestor of --bad"),
+    (["--good", "HEAD~4", "--bad", "HEAD", "-k", "no_such_scenario"], "selects no scenario"),
+    (["--good", "HEAD~4", "--bad", "HEAD", "--runs", "often"], "--runs 'often'"),
+    (["--good", "HEAD~4", "--bad", "HEAD", "--bad-if", "sometimes"], "--bad-if 'sometimes'"),
+    (["--good", "HEAD~4", "--bad", "HEAD", "--variant", "nosuch"], "nosuch"),
+])
+def test_bad_input_is_one_line_and_exit_2(history: tuple[Path, list[str]], tmp_path: Path,
+                                          args: list[str], message: str) -> None:
+    repo, _ = history
+    argv = ["--repo", str(repo), *args, "--cache", str(tmp_path / "cache"),
+            "--state", str(tmp_path / "state")]
+    if "-k" not in args:
+        argv += ["-k", bf.KEYWORD]
+    res = _cli(*argv, cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.stderr, lines
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_repo_that_is_not_a_kernel_and_a_foreign_state_dir_are_refused(
+    history: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    other = tmp_path / "notes"
+    other.mkdir()
+    bf.git(other, "init", "-q")
+    for i in range(2):
+        (other / "README").write_text(f"{i}\n")
+        bf.git(other, "add", "-A")
+        bf.git(other, "commit", "-qm", f"n{i}")
+    res = _cli("--repo", str(other), "--good", "HEAD~1", "--bad", "HEAD", "-k", bf.KEYWORD,
+               "--cache", str(tmp_path / "cache"), cwd=tmp_path)
+    assert res.returncode == 2 and "is not a Linux kernel tree" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    repo, commits = history
+    state = tmp_path / "state"
+    Journal(state).append({"kind": "start", "mode": "git", "repo": str(repo),
+                           "good_point": commits[0], "bad_point": commits[15],
+                           "keyword": bf.KEYWORD, "variant": "base",
+                           "suite": str(REPO / "scenarios")})
+    res = _cli("--repo", str(repo), "--good", commits[2], "--bad", commits[15], "-k",
+               bf.KEYWORD, "--cache", str(tmp_path / "cache"), "--state", str(state),
+               cwd=tmp_path)
+    assert res.returncode == 2 and "holds another bisection" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+# --- the coarse pass over versions ------------------------------------------------------------
+
+def test_versions_bisect_names_the_releases_and_the_next_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.bisect.command import BisectOptions, Seams, bisect
+    from lab.bisect.ports import Built
+
+    listed = [Versioned(v, f"linux-image-{v}-amd64", "trixie-backports") for v in (
+        "6.12.43-1~bpo12+1", "6.16.3-1~bpo13+1", "6.18.15-1~bpo13+1", "7.2.6-1~bpo13+1",
+        "7.2.12-1~bpo13+1", "7.3.4-1~bpo13+1")]
+    listed.insert(3, Versioned("7.0.4-1~bpo13+1", "linux-image-7.0.4", "trixie-backports",
+                               missing=("linux-modules-7.0.4+deb13-amd64",)))
+    monkeypatch.setattr(coarse, "kernels", lambda cache: listed)
+
+    class Fetch:
+        def build(self, point: str) -> Built:
+            return Built(ok=True, spec=f"debian:{point}", artifact=point)
+
+    def launch(argv: Any, log_path: Path) -> int:
+        from lab.results import record as records
+
+        spec = argv[argv.index("--kernel") + 1]
+        run_dir = records.new_run_dir(Path(argv[argv.index("--results") + 1]), "x")
+        bad = spec >= "debian:7.2"
+        records.append_record(run_dir, records.Record(
+            test=f"{T}[{spec}]", verdict="FAIL" if bad else "PASS", duration=0.1,
+            reason="assert 'ENOENT' == 'EINVAL'" if bad else ""))
+        return 1 if bad else 0
+
+    opts = BisectOptions(keyword="destroy_twice", versions=True, runs="1",
+                         state=tmp_path / "state", cache=tmp_path / "cache")
+    rc = bisect(opts, argv=["lab", "bisect", "--versions"],
+                seams=Seams(builder=Fetch(), launch=launch,
+                            collect=lambda s, k, spec: ((T,), ())))
+    out = capsys.readouterr().out
+    res = json.loads((tmp_path / "state" / "bisect.json").read_text())
+    assert rc == 0 and res["last_good"] == "6.18.15-1~bpo13+1"
+    assert res["first_bad"] == "7.2.6-1~bpo13+1"
+    assert "lab bisect --repo LINUX --good v6.18.15 --bad v7.2.6 -k destroy_twice" in out
+    assert any("7.0.4" in w for w in res["warnings"])  # unbootable, in between
+    assert "first bad version: 7.2.6-1~bpo13+1" in out
+    assert coarse.tag("7.3~rc7-1~exp1") == "v7.3-rc7"
