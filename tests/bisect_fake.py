@@ -33,7 +33,7 @@ from lab.bisect.command import BisectOptions, Seams, bisect
 from lab.bisect.ports import Built
 from lab.kernel import source
 from lab.results import record as records
-from lab.run.plugin import short_label
+from lab.results.cell import cell_label, short_label
 
 TARGET = "scenarios/aio/test_io_destroy.py::test_destroy_twice_is_einval"
 OTHER = "scenarios/aio/test_io_destroy.py::test_aio_nr_accounting"
@@ -128,16 +128,18 @@ class FakeLabRun:
         text = content(spec, self.cache) + content(spec, self.cache, "Documentation/n.txt")
         run_dir = records.new_run_dir(out, short_label(spec))
         log_path.write_text(f"fake lab run {spec}\n")
-        label = short_label(spec)
+        variant = argv[argv.index("--variant") + 1] if "--variant" in argv else None
+        label = cell_label(spec, variant)  # the cell parameter of a real run's test ids
         done: list[records.Record] = []
         if "INFRA" in text:
             for test in (TARGET, OTHER):
-                done.append(records.Record(test=f"{test}[{label}]", verdict="INFRA",
+                done.append(records.Record(test=f"{test}[{label}]", verdict="INFRA", cell=label,
                                            duration=0.0, reason="boot: no SSH after 180 s"))
             _write(run_dir, done)
             return 3
         failed = "REGRESSION" in text and self.rng.random() < self.fail_rate
-        target = records.Record(test=f"{TARGET}[{label}]", verdict="PASS", duration=0.1)
+        target = records.Record(test=f"{TARGET}[{label}]", verdict="PASS", duration=0.1,
+                                cell=label)
         if failed:
             target.verdict, target.reason = "FAIL", "AssertionError: assert 'ENOENT' == 'EINVAL'"
         elif "SPLAT" in text:
@@ -148,7 +150,7 @@ class FakeLabRun:
         done.append(target)
         for n in (1, 128):
             done.append(records.Record(test=f"{OTHER}[{label}-{n}]", verdict="PASS",
-                                       duration=0.1))
+                                       duration=0.1, cell=label))
         _write(run_dir, done)
         return 1 if target.verdict != "PASS" else 0
 

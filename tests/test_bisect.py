@@ -489,7 +489,7 @@ def test_versions_bisect_names_the_releases_and_the_next_command(
         run_dir = records.new_run_dir(Path(argv[argv.index("--results") + 1]), "x")
         bad = spec >= "debian:7.2"
         records.append_record(run_dir, records.Record(
-            test=f"{T}[{spec}]", verdict="FAIL" if bad else "PASS", duration=0.1,
+            test=f"{T}[{spec}]", verdict="FAIL" if bad else "PASS", duration=0.1, cell=spec,
             reason="assert 'ENOENT' == 'EINVAL'" if bad else ""))
         return 1 if bad else 0
 
