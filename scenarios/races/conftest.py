@@ -65,5 +65,5 @@ def raced(record: Any, inconclusive: Any) -> Callable[[dict[str, Any], Floor], N
         elif overlapped < floor.rounds or rate < floor.rate:
             inconclusive(f"the racing calls overlapped in {overlapped} of {rounds} rounds "
                          f"({rate:.1%}); deciding needs at least {floor.rounds} and "
-                         f"{floor.rate:.0%}: {floor.why}")
+                         f"{floor.rate * 100:g}%: {floor.why}")
     return check
