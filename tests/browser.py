@@ -57,9 +57,10 @@ class Node:
             out += c.find_all(tag, id=id, cls=cls)
         return out
 
-    def one(self, tag: str | None = None, *, id: str | None = None) -> Node:
-        found = self.find_all(tag, id=id)
-        assert len(found) == 1, (tag, id, len(found))
+    def one(self, tag: str | None = None, *, id: str | None = None,
+            cls: str | None = None) -> Node:
+        found = self.find_all(tag, id=id, cls=cls)
+        assert len(found) == 1, (tag, id, cls, len(found))
         return found[0]
 
 

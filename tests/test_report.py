@@ -9,10 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from browser import dump_dom, parse
+from browser import Node, dump_dom, parse
 from records import rec, splat
 
-from lab.results import known, report
+from lab.results import claims, known, report
 from lab.results.matrix import Matrix, write
 from lab.results.record import Record
 
@@ -46,6 +46,148 @@ NEW = [rec("test_ok", "PASS"), rec("test_ok", "PASS", "debian:6.1"),
            deviations=["io_cancel(2) says EAGAIN; the kernel returns EINVAL"]),
        rec("test_new", "PASS", deviations=["io_cancel(2) says EAGAIN; the kernel returns EINVAL"],
            observed=["aio-nr rises by exactly nr_events"])]
+
+
+CATALOGUE = [
+    {"key": "a.holds", "text": "io_submit with nr 0 <returns> 0", "suite": "aio",
+     "deviation": "", "not_checkable": "",
+     "source": {"text": "kapi-io_submit", "section": "return value", "error": ""}},
+    {"key": "a.dev", "text": "io_cancel of a finished iocb fails", "suite": "aio",
+     "not_checkable": "", "deviation": "io_cancel(2) says EAGAIN; the kernel returns EINVAL",
+     "source": {"text": "io_cancel(2)", "section": "ERRORS", "error": "EAGAIN"}},
+    {"key": "a.never", "text": "io_destroy waits for every iocb", "suite": "aio",
+     "deviation": "", "not_checkable": "",
+     "source": {"text": "io_destroy(2)", "section": "DESCRIPTION", "error": ""}},
+    {"key": "a.internal", "text": "the ctx lock is held across the cancel", "suite": "aio",
+     "deviation": "", "not_checkable": "the lock is internal to the kernel",
+     "source": {"text": "kapi-io_cancel", "section": "locking", "error": ""}},
+]
+DEV = "io_cancel(2) says EAGAIN; the kernel returns EINVAL"
+AUDITED = [
+    rec("test_nr0", "PASS", claim=CATALOGUE[0]["text"]),
+    rec("test_nr0", "FAIL", "debian:6.1", claim=CATALOGUE[0]["text"], reason="returned -22"),
+    rec("test_nr0", "SKIP", "debian-src:7.3/debug", claim=CATALOGUE[0]["text"],
+        reason="no such thing"),
+    rec("test_cancel", "PASS", claim=CATALOGUE[1]["text"], deviations=[DEV]),
+    rec("test_cancel", "PASS", "debian:6.1", claim=CATALOGUE[1]["text"]),
+    rec("test_stray", "PASS", claim="a claim nobody listed"),
+    rec("test_race", "INCONCLUSIVE", file="scenarios/races/r.py",
+        reason="the calls overlapped in 3 of 10000 iterations (floor 100)"),
+    rec("test_race", "PASS", "debian:6.1", file="scenarios/races/r.py"),
+    rec("test_race2", "INCONCLUSIVE", "debian-src:7.3/debug", file="scenarios/races/r.py",
+        reason="overlap 0.1% < floor 1%"),
+]
+
+
+def audited_run(tmp_path: Path, *, catalogue: bool = True) -> Path:
+    d = run_dir(tmp_path, "audited", AUDITED)
+    if catalogue:
+        (d / claims.CLAIMS_FILE).write_text(json.dumps({"claims": CATALOGUE}))
+    return d
+
+
+def test_context_has_the_spec_audit_per_cell(tmp_path: Path) -> None:
+    ctx = report.context(report.load_run(audited_run(tmp_path)), today=TODAY)
+    json.dumps(ctx)
+    audit = ctx["audit"]
+    assert audit["columns"] == ["debian-src:7.3/debug", "debian:6.1", "debian:7.2"]
+    rows = {r["key"]: r for r in audit["claims"]}
+    assert list(rows) == ["a.holds", "a.dev", "a.never", "a.internal"]  # catalogue order
+    holds = rows["a.holds"]
+    assert holds["source_ref"] == "kapi-io_submit, return value"
+    assert [c and c["verdict"] for c in holds["cells"]] == ["SKIP", "FAIL", "PASS"]
+    assert holds["verdict"] == "FAIL" and holds["deviations"] == []
+    # the FAIL cell links to its failure entry, which the page has
+    assert holds["cells"][1]["anchor"] in {f["anchor"] for f in ctx["failures"]}
+    assert holds["cells"][2]["anchor"] == ""
+    dev = rows["a.dev"]
+    assert [c and c["verdict"] for c in dev["cells"]] == [None, "PASS", "PASS"]
+    assert dev["deviations"] == [{"note": DEV, "cells": ["debian:7.2"]}]
+    assert dev["source_ref"] == "io_cancel(2), ERRORS, EAGAIN"
+    assert rows["a.never"]["verdict"] == claims.NOT_RUN
+    assert rows["a.never"]["cells"] == [None, None, None]
+    internal = rows["a.internal"]
+    assert internal["verdict"] == claims.NOT_CHECKABLE
+    assert internal["verdict_class"] == "NOT-CHECKABLE"
+    assert internal["not_checkable"] == "the lock is internal to the kernel"
+    assert audit["counts"] == {"claims": 4, "checkable": 3, "not_checkable": 1, "checked": 2,
+                               "not_run": 1, "deviations": 1, "failed": 1}
+    assert audit["uncatalogued"] == [{"text": "a claim nobody listed",
+                                      "tests": ["scenarios/aio/t.py::test_stray[debian:7.2]"]}]
+
+
+def test_context_lists_the_inconclusive_tests(tmp_path: Path) -> None:
+    ctx = report.context(report.load_run(audited_run(tmp_path)), today=TODAY)
+    assert [(i["cell"], i["scenario"], i["reasons"]) for i in ctx["inconclusive"]] == [
+        ("debian-src:7.3/debug", "scenarios/races/r.py::test_race2", ["overlap 0.1% < floor 1%"]),
+        ("debian:7.2", "scenarios/races/r.py::test_race",
+         ["the calls overlapped in 3 of 10000 iterations (floor 100)"])]
+    assert not [f for f in ctx["failures"] if f["verdict"] == "INCONCLUSIVE"]
+    grid = {r["name"]: r["cells"] for r in ctx["grid"]}
+    linked = {c["anchor"] for c in grid["test_race"] if c and c["anchor"]}
+    assert linked == {ctx["inconclusive"][1]["anchor"]}
+
+
+def test_html_shows_the_audit_and_the_inconclusive_tests(tmp_path: Path) -> None:
+    page = parse(report.write(audited_run(tmp_path), today=TODAY).read_text())
+    _check_audit_page(page)
+
+
+def _check_audit_page(page: Node) -> None:
+    table = page.one("table", id="audit")
+    assert [th.all_text() for th in table.find_all("th", cls="cell")] == [
+        "debian-src:7.3/debug", "debian:6.1", "debian:7.2"]
+    rows = {r.attrs["data-key"]: r for r in table.find_all("tr", cls="claim")}
+    assert list(rows) == ["a.holds", "a.dev", "a.never", "a.internal"]
+    holds = rows["a.holds"]
+    assert "io_submit with nr 0 <returns> 0" in holds.one("td", cls="claim").all_text()
+    assert holds.one("td", cls="source").all_text() == "kapi-io_submit, return value"
+    cells = holds.find_all("td", cls="v")
+    assert [(td.attrs["class"], td.all_text()) for td in cells] == [
+        ("v v-SKIP", "SKIP"), ("v v-FAIL", "FAIL"), ("v v-PASS", "PASS")]
+    (link,) = cells[1].find_all("a")
+    assert page.find_all(id=link.attrs["href"][1:])  # the failure entry it points at
+    dev = rows["a.dev"]
+    assert [td.all_text() for td in dev.find_all("td", cls="v")] == ["\N{EN DASH}", "PASS", "PASS"]
+    assert dev.one("td", cls="deviation").all_text() == f"{DEV} (debian:7.2)"
+    assert "NOT RUN" in rows["a.never"].one("td", cls="verdict").all_text()
+    internal = rows["a.internal"].one("td", cls="verdict").all_text()
+    assert "NOT CHECKABLE" in internal and "the lock is internal" in internal
+    counts = page.one(id="audit-counts").all_text()
+    assert counts == ("4 claims listed: 2 checked, 1 with a deviation from their source, "
+                      "1 not checkable from userspace, 1 not run, 1 failed.")
+    assert "a claim nobody listed" in page.one(id="audit-uncatalogued").all_text() + \
+        page.one(id="spec-audit").all_text()
+    section = page.one("section", id="inconclusive")
+    items = section.find_all("tr", cls="item")
+    assert [i.find_all("code")[0].all_text() for i in items] == [
+        "scenarios/races/r.py::test_race2", "scenarios/races/r.py::test_race"]
+    assert "3 of 10000 iterations (floor 100)" in items[1].all_text()
+    grid = page.one("table", id="grid")
+    race = next(r for r in grid.find_all("tr", cls="row")
+                if r.attrs["data-scenario"] == "scenarios/races/r.py::test_race")
+    (a,) = race.find_all("a")
+    assert a.attrs["href"] == "#" + items[1].attrs["id"]
+
+
+def test_html_without_claims_json_says_so_in_one_line(tmp_path: Path) -> None:
+    html = report.write(audited_run(tmp_path, catalogue=False), today=TODAY).read_text()
+    page = parse(html)
+    section = page.one("section", id="spec-audit")
+    assert not section.find_all("table")
+    assert "No claims.json in this run directory" in section.one(id="audit-none").all_text()
+    # no claims invented from the records (the failure entry still names its own claim)
+    assert "io_submit with nr 0" not in section.all_text()
+    assert section.all_text().strip().count("\n") == 1  # the heading and one line
+
+
+def test_a_broken_claims_json_is_a_user_error(tmp_path: Path) -> None:
+    from lab.errors import UserError
+
+    d = audited_run(tmp_path, catalogue=False)
+    (d / claims.CLAIMS_FILE).write_text("{not json")
+    with pytest.raises(UserError, match="is not a claims catalogue"):
+        report.load_run(d)
 
 
 def test_context_is_plain_data(tmp_path: Path) -> None:
@@ -128,3 +270,8 @@ def test_chromium_shows_the_grid_and_the_regressions(tmp_path: Path) -> None:
     assert "WARNING in io_destroy" in page.one(id="new-splats").all_text()
     assert "https://example.org/old" in page.one(id="expired-issues").all_text()
     assert not page.one(id="fixes").find_all("tr", cls="item")
+
+
+@pytest.mark.browser
+def test_chromium_shows_the_audit_and_the_inconclusive_tests(tmp_path: Path) -> None:
+    _check_audit_page(parse(dump_dom(report.write(audited_run(tmp_path), today=TODAY))))

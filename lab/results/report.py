@@ -20,12 +20,13 @@ import jinja2
 
 from lab import atomic
 from lab.errors import UserError
+from lab.results import claims as claims_mod
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
 from lab.results.cell import PREBUILT, keyword_for, scenario_of
 from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
 from lab.results.record import Record, read_lines, read_records
-from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code
+from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code, worst
 
 REPORT = "report.html"
 # Shown in the failure list: what a person has to look at.
@@ -34,13 +35,14 @@ _NOTABLE = {v.value for v in FAILED | UNTESTED} | {Verdict.XFAIL.value}
 
 @dataclass
 class Run:
-    """A run directory read back: records, phases, matrix, command."""
+    """A run directory read back: records, phases, matrix, command, claims catalogue."""
 
     path: Path
     records: list[Record]
     phases: list[dict[str, Any]]
     matrix: matrix_file.Matrix | None
     command: str
+    claims: list[dict[str, Any]] | None = None  # claims.json; None when the run wrote none
 
 
 def load_run(path: Path, *, what: str = "run directory") -> Run:
@@ -51,8 +53,13 @@ def load_run(path: Path, *, what: str = "run directory") -> Run:
                         "give a directory that `lab run` or `lab merge` wrote")
     command = (path / "command.txt").read_text().strip() if (path / "command.txt").is_file() \
         else ""
+    try:
+        catalogue = claims_mod.load_catalogue(path)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path / claims_mod.CLAIMS_FILE} is not a claims catalogue ({e}); "
+                        "remove it or write it again with `lab run`") from e
     return Run(path=path, records=read_records(path), phases=read_lines(path / "phases.jsonl"),
-               matrix=matrix_file.read(path), command=command)
+               matrix=matrix_file.read(path), command=command, claims=catalogue)
 
 
 # -- the context -------------------------------------------------------------------------
@@ -94,8 +101,20 @@ def reproducer(record: Record, *, rootdir: str = "") -> str:
     return f"cd {shlex.quote(rootdir)} && {cmd}" if rootdir else cmd
 
 
-def _anchor(key: Key) -> str:
-    return "t-" + "".join(ch if ch.isalnum() else "-" for ch in f"{key[0]}--{key[1]}")
+def _anchor(key: Key, prefix: str = "t") -> str:
+    return f"{prefix}-" + "".join(ch if ch.isalnum() else "-" for ch in f"{key[0]}--{key[1]}")
+
+
+def _link(key: Key, st: Status | None) -> str:
+    """Where the report says more about this test: its failure entry, its inconclusive
+    entry, or nowhere ("")."""
+    if st is None:
+        return ""
+    if st.verdict in _NOTABLE:
+        return _anchor(key)
+    if st.verdict == Verdict.INCONCLUSIVE.value:
+        return _anchor(key, "i")
+    return ""
 
 
 def _entry(key: Key, st: Status, *, rootdir: str) -> dict[str, Any]:
@@ -125,8 +144,8 @@ def _grid(run: Run, statuses: dict[Key, Status], cells: list[str]) -> list[dict[
         for cell in cells:
             st = statuses.get((cell, scenario))
             row.append(None if st is None else {
-                "verdict": st.verdict, "anchor": _anchor((cell, scenario)),
-                "linked": st.verdict in _NOTABLE,  # the failure list has an entry for it
+                # the failure list or the inconclusive list has an entry for it
+                "verdict": st.verdict, "anchor": _link((cell, scenario), st),
                 "title": f"{cell}: {st.verdict}" + (f": {st.record.reason}"
                                                     if st.record.reason else "")})
         path, _, name = scenario.partition("::")
@@ -151,6 +170,68 @@ def _notes(records: list[Record], attr: str) -> list[dict[str, Any]]:
             grouped.setdefault((scenario, _note_text(note)), set()).add(cell)
     return [{"scenario": s, "note": n, "cells": sorted(cells)}
             for (s, n), cells in sorted(grouped.items())]
+
+
+def _inconclusive(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]:
+    """Every test with an INCONCLUSIVE result (a race that could not show it raced), with
+    its reasons: they fail nothing, so the report lists them (as the summary does)."""
+    grouped: dict[Key, list[Record]] = {}
+    for r in run.records:
+        if r.verdict == Verdict.INCONCLUSIVE.value:
+            grouped.setdefault(key_of(r), []).append(r)
+    out = []
+    for key, recs in sorted(grouped.items()):
+        st = statuses[key]
+        out.append({"anchor": _anchor(key, "i"), "cell": key[0], "scenario": key[1],
+                    "test": recs[0].test, "verdict": st.verdict,
+                    "inconclusive": len(recs), "results": st.results,
+                    "reasons": sorted({r.reason for r in recs if r.reason}),
+                    "release": str(recs[0].kernel.get("release") or "")})
+    return out
+
+
+def _audit(run: Run, statuses: dict[Key, Status], cells: list[str]) -> dict[str, Any] | None:
+    """The spec audit (lab.results.claims) laid out per cell; None without claims.json."""
+    if run.claims is None:
+        return None
+    a = claims_mod.audit(run.records, run.claims)
+    # The audit names a kernel by spec and variant; the report by cell label.
+    cell_for = {claims_mod.kernel_label(r.kernel): cell_of(r) for r in run.records if r.claim}
+    seen = {cell_for.get(label, label) for label in a["kernels"]}
+    columns = [c for c in cells if c in seen] + sorted(seen - set(cells))
+    rows = []
+    for row in a["claims"]:
+        per: dict[str, list[dict[str, Any]]] = {}
+        for label, k in row["kernels"].items():
+            per.setdefault(cell_for.get(label, label), []).append(k)
+        verdicts: dict[str, dict[str, Any]] = {}
+        for cell, ks in per.items():
+            verdict = worst(k["verdict"] for k in ks)
+            tests = sorted({t for k in ks for t in k["tests"]})
+            reasons = sorted({x for k in ks for x in k["reasons"]})
+            links = [link for t in tests if (link := _link(
+                (cell, scenario_of(t, cell)), statuses.get((cell, scenario_of(t, cell)))))]
+            verdicts[cell] = {
+                "verdict": verdict, "anchor": links[0] if links else "",
+                "title": f"{cell}: {verdict}" + "".join(f"\n{t}" for t in tests)
+                         + "".join(f"\n{x}" for x in reasons)}
+        deviations: dict[str, set[str]] = {}
+        for cell, ks in per.items():
+            for k in ks:
+                for d in k["deviations"]:
+                    deviations.setdefault(d, set()).add(cell)
+        rows.append({
+            "key": row["key"], "text": row["text"], "suite": row["suite"],
+            "source_ref": row["source_ref"], "verdict": row["verdict"],
+            "verdict_class": str(row["verdict"]).replace(" ", "-"),
+            "not_checkable": row["not_checkable"],
+            "expected_deviation": row["expected_deviation"],
+            "deviations": [{"note": d, "cells": [c for c in columns if c in cs]}
+                           for d, cs in sorted(deviations.items())],
+            "cells": [verdicts.get(c) for c in columns],
+        })
+    return {"columns": columns, "claims": rows, "counts": a["counts"],
+            "uncatalogued": a["uncatalogued"]}
 
 
 def _phases(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -229,6 +310,8 @@ def context(run: Run, *, baseline: Run | None = None, history: Sequence[Run] = (
         "cells": cells,
         "grid": _grid(run, statuses, labels),
         "failures": notable,
+        "audit": _audit(run, statuses, labels),
+        "inconclusive": _inconclusive(run, statuses),
         "deviations": _notes(run.records, "deviations"),
         "observed": _notes(run.records, "observed"),
         "phases": _phases(run.phases),
