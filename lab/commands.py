@@ -96,9 +96,15 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
 
 def report(run: Path, *, baseline: Path | None, history: list[Path],
            known_issues: Path | None) -> int:
+    from lab.errors import UserError
     from lab.results import known
     from lab.results import report as report_mod
 
+    if report_mod.is_bisection(run):  # a `lab bisect` state directory
+        if baseline is not None or history:
+            raise UserError(f"{run} is a bisection: --baseline and --history compare runs")
+        print(report_mod.write_bisection(run))
+        return EXIT_OK
     issues = known.load(known.path_for(known_issues))
     path = report_mod.write(run, baseline=baseline, history=history, issues=issues)
     print(path)

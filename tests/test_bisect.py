@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import bisect_fake as bf
+import browser
 import pytest
 
 from lab.bisect import coarse
@@ -35,6 +36,7 @@ from lab.bisect.decision import (
 from lab.bisect.journal import Journal
 from lab.bisect.ports import kernel_free_id
 from lab.bisect.search import ListSearch
+from lab.cli import main as cli_main
 from lab.errors import UserError
 from lab.kernel.versions import Versioned
 from lab.results.cell import cell_label
@@ -221,6 +223,22 @@ def test_finds_the_culprit_and_skips_the_broken_build(
     assert any("skipped on the way" in w for w in res["warnings"])  # type: ignore[union-attr]
     report = res["report"]
     assert isinstance(report, dict) and report["table"]["rows"]
+    # The HTML report of the bisection: its result, warnings and one row per step.
+    page = browser.parse((tmp_path / "state" / "report.html").read_text())
+    assert commits[10] in page.one(id="bisection").all_text()
+    rows = page.one("table", id="steps").find_all("tr")[1:]
+    assert [r.find_all("td")[0].all_text() for r in rows] == [s["name"] for s in steps]
+    assert "skipped on the way" in page.one(cls="warn").all_text()
+    assert res["reproducer"] in page.all_text()
+    # `lab report` on the state directory renders it again; a baseline makes no sense there.
+    (tmp_path / "state" / "report.html").unlink()
+    assert cli_main(["report", str(tmp_path / "state")]) == 0
+    assert (tmp_path / "state" / "report.html").is_file()
+    capsys.readouterr()
+    assert cli_main(["report", str(tmp_path / "state"), "--baseline",
+                     str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a bisection" in err, err
     # One progress line per step: what is tested, what is left, elapsed, ETA.
     progress = [ln for ln in out.splitlines() if ln.startswith("bisect: step ")]
     assert len(progress) == len(steps) - 2

@@ -37,6 +37,7 @@ from lab.errors import EXIT_INCONCLUSIVE, EXIT_OK, UserError
 from lab.kernel import kconfig, worktree
 from lab.kernel.worktree import Clone
 from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
+from lab.results import report
 from lab.results.record import new_run_dir
 
 log = logging.getLogger("lab.bisect")
@@ -273,8 +274,9 @@ def _write(journal: Journal, result: Result) -> None:
     data = result.to_dict()
     journal.append({"kind": "result", "result": result.kind, "first_bad": result.first_bad,
                     "confidence": result.confidence})
-    atomic.write_text(journal.state / "bisect.json", json.dumps(data, indent=2) + "\n")
-    print(f"kernel-lab: {journal.state / 'bisect.json'}", flush=True)
+    atomic.write_text(journal.state / report.BISECT_FILE, json.dumps(data, indent=2) + "\n")
+    print(f"kernel-lab: {journal.state / report.BISECT_FILE}", flush=True)
+    print(f"kernel-lab: report {report.write_bisection(journal.state)}", flush=True)
 
 
 def _setup_dict(setup: Setup, driver: Driver) -> dict[str, Any]:

@@ -360,3 +360,31 @@ def write(run_dir: Path, *, baseline: Path | None = None, history: Sequence[Path
     older = [load_run(h, what="--history") for h in history]
     html = render_html(context(run, baseline=base, history=older, issues=issues, today=today))
     return atomic.write_text(run_dir / REPORT, html)
+
+
+BISECT_FILE = "bisect.json"  # lab.bisect writes it; its "report" entry is this section
+
+
+def is_bisection(path: Path) -> bool:
+    """A bisection's state directory (bisect.json), not a run directory."""
+    return (path / BISECT_FILE).is_file() and not (path / "results.jsonl").is_file()
+
+
+def write_bisection(state: Path, *, now: dt.datetime | None = None) -> Path:
+    """Render ``state/report.html`` from ``state/bisect.json``: the bisection's section
+    (title, summary lines, warnings, the path taken as one table) and its commands."""
+    import json
+
+    try:
+        data = json.loads((state / BISECT_FILE).read_text())
+        section = data["report"]
+        ctx = {"title": section["title"], "summary": list(section["summary"]),
+               "warnings": list(section["warnings"]), "table": section["table"],
+               "reproducer": data.get("reproducer") or "",
+               "next_command": data.get("next_command") or "", "state": str(state),
+               "generated": (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{state / BISECT_FILE}: not a bisection's result ({exc}); "
+                        "give a directory `lab bisect` finished in") from None
+    html = _environment().get_template("bisect.html.j2").render(**ctx)
+    return atomic.write_text(state / REPORT, html)
