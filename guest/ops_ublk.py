@@ -354,6 +354,27 @@ class Server:
             self.dev_id = -1
 
 
+def _serve_then_stop(server: Any, reader: Any, out: dict[str, Any], deadline: float) -> None:
+    """Serve until the reader is done or ``deadline``, then STOP_DEV and wait for the
+    FETCH's last CQE (no F_MORE), which stopping the device cancels."""
+    lib = native.lib()
+    out["served_all"] = server.serve(lambda: bool(lib.lab_ublk_reader_done(reader)), deadline)
+    out["stop_res"] = server.ctrl_serving("STOP_DEV", lib.UBLK_U_CMD_STOP_DEV)
+    server.serve(lambda: out["fetch_final"] is not None, time.monotonic() + 2)
+
+
+def _close_and_join(server: Any, reader: Any, out: dict[str, Any], nreads: int) -> None:
+    """Tear the server down and join the reader (kept alive if it is stuck in the kernel);
+    the reads' results into ``out``."""
+    lib = native.lib()
+    server.close()
+    if int(lib.lab_ublk_reader_join(reader, 5000)) < 0:
+        _STUCK_READERS.append(reader)
+        out["reader_stuck"] = True
+    out["reads"] = [int(r) for r in reader.rets[0:nreads]]
+    out["mismatched_reads"] = int(reader.mismatched_reads)
+
+
 def ublk_batch_fetch(nreads: int = 8, io_len: int = 4096, stride: int = 1 << 20,
                      timeout_ms: int = 30000) -> dict[str, Any]:
     """One FETCH_IO_CMDS serving ``nreads`` O_DIRECT reads of /dev/ublkbN; counts its CQEs.
@@ -387,18 +408,9 @@ def ublk_batch_fetch(nreads: int = 8, io_len: int = 4096, stride: int = 1 << 20,
         reader.nreads, reader.len, reader.stride = nreads, io_len, stride
         reader.open_timeout_ms = 5000
         native.check(int(lib.lab_ublk_reader_start(reader)))
-        out["served_all"] = server.serve(lambda: bool(lib.lab_ublk_reader_done(reader)),
-                                         started + timeout_ms / 1000)
-        out["stop_res"] = server.ctrl_serving("STOP_DEV", lib.UBLK_U_CMD_STOP_DEV)
-        # STOP_DEV cancels the FETCH: its last CQE (no F_MORE) should follow.
-        server.serve(lambda: out["fetch_final"] is not None, time.monotonic() + 2)
+        _serve_then_stop(server, reader, out, started + timeout_ms / 1000)
     finally:
-        server.close()
-        if int(lib.lab_ublk_reader_join(reader, 5000)) < 0:
-            _STUCK_READERS.append(reader)
-            out["reader_stuck"] = True
-    out["reads"] = [int(r) for r in reader.rets[0:nreads]]
-    out["mismatched_reads"] = int(reader.mismatched_reads)
+        _close_and_join(server, reader, out, nreads)
     out["reader_open_errno"] = errno.errorcode.get(int(reader.open_errno))
     out["tags_seen"] = sorted({t for tags in out["tags_per_cqe"] for t in tags})
     out["elapsed_s"] = round(time.monotonic() - started, 3)
@@ -459,17 +471,9 @@ def ublk_fetch_nobufs(mode: str, nreads: int = 1, timeout_ms: int = 30000) -> di
             server.pbuf = BufRing(server.io, FETCH_BGID, FETCH_BUFS, FETCH_BUF_SIZE)
             server.pbuf_tail = FETCH_BUFS
         server.arm_fetch()
-        out["served_all"] = server.serve(lambda: bool(lib.lab_ublk_reader_done(reader)),
-                                         deadline)
-        out["stop_res"] = server.ctrl_serving("STOP_DEV", lib.UBLK_U_CMD_STOP_DEV)
-        server.serve(lambda: out["fetch_final"] is not None, time.monotonic() + 2)
+        _serve_then_stop(server, reader, out, deadline)
     finally:
-        server.close()
-        if int(lib.lab_ublk_reader_join(reader, 5000)) < 0:
-            _STUCK_READERS.append(reader)
-            out["reader_stuck"] = True
-    out["reads"] = [int(r) for r in reader.rets[0:nreads]]
-    out["mismatched_reads"] = int(reader.mismatched_reads)
+        _close_and_join(server, reader, out, nreads)
     out["elapsed_s"] = round(time.monotonic() - started, 3)
     return out
 
