@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from scenarios.uring.expectations import Version, lacks
+from scenarios.uring.expectations import UNVERIFIED, Version, expect, lacks, observe
 
 PAGE = 4096
 # Unprivileged steps run as these ids (no passwd entry needed).  Each test family
 # gets its own uid: ring teardown is deferred to a workqueue, so a ring closed by
 # one test may still be charged to its user for a moment when the next one starts.
 UID_LIMIT, UID_RING, UID_DISABLED, UID_GROUP_MEMBER = 4242, 4243, 4244, 4245
+UID_MEASURE = 4246  # measures the ring charge where the version data cannot say it
 GID_URING = 4300
 
 
@@ -77,3 +78,53 @@ def probe(agent: Any, *, uid: int, memlock_pages: int, want: int, caps: list[str
                     "probe": step.get("value", step),
                     "settle_s": round(time.monotonic() - started, 3)}
         time.sleep(0.2)
+
+
+def setup_by_memlock(agent: Any, pages: range, *, uid: int = UID_RING) -> dict[int, str]:
+    """io_uring_setup(1) as ``uid`` without capabilities, under each memlock limit (bytes
+    → "ok" or the errno)."""
+    outcomes = {}
+    for memlock in (p * PAGE for p in pages):
+        reply = creds_run(agent, [{"op": "uring.setup", "args": {"entries": 1}}],
+                          uid=uid, caps=[], memlock=memlock)
+        outcomes[memlock] = reply["steps"][0].get("errno", "ok")
+    return outcomes
+
+
+def charged_pages(outcomes: dict[int, str]) -> int | None:
+    """The pages a ring charges, read from ``setup_by_memlock``: ENOMEM below the charge,
+    "ok" from it on; None when the outcomes fit no charge (other errnos, a larger limit
+    failing where a smaller worked, or no limit tried was enough)."""
+    limits = sorted(outcomes)
+    for i, memlock in enumerate(limits):
+        if all(outcomes[m] == "ENOMEM" for m in limits[:i]) and \
+                all(outcomes[m] == "ok" for m in limits[i:]):
+            return memlock // PAGE
+    return None
+
+
+MEASURE_PAGES = range(0, 5)  # memlock limits tried where the charge is unverified
+SETTLE_S = 10.0
+
+
+def ring_pages(agent: Any, version: Version, record: Any, observed: Any, *,
+               uid: int = UID_MEASURE) -> int:
+    """Pages a 1-entry ring charges on this kernel: the version data's answer, or where
+    that is UNVERIFIED, measured (as another uid than the test's) and noted as observed.
+
+    The measurement is repeated for up to SETTLE_S until the outcomes fit a charge: a
+    ring closed just before is freed by a workqueue and stays charged until then.
+    """
+    want = expect(version, "ring_pages_charged")
+    if want is not UNVERIFIED:
+        return int(want)
+    started = time.monotonic()
+    while True:
+        outcomes = setup_by_memlock(agent, MEASURE_PAGES, uid=uid)
+        pages = charged_pages(outcomes)
+        if pages is not None or time.monotonic() - started > SETTLE_S:
+            break
+        time.sleep(0.2)
+    record("ring_setup_by_memlock", outcomes)
+    assert pages is not None, f"io_uring_setup outcomes fit no ring charge: {outcomes}"
+    return int(observe(version, "ring_pages_charged", pages, observed))

@@ -4,33 +4,66 @@ Every kernel-dependent expectation of the io_uring suites is one entry here,
 with the source it rests on (see ../shared/FACTS.md for the measurements).
 A test asks ``expect(kernel, KEY)`` and asserts the answer; a kernel outside
 every range of a feature's ``needs`` entry makes the test SKIP with the reason.
+Where no kernel of a range could be measured its value is ``UNVERIFIED``: the
+test asks ``observe(kernel, KEY, measured, observed)``, which notes the measured
+value as observed but unverified, and asserts only what holds on every kernel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from scenarios.versions import OPEN, Range, Version, expect_in, lacks_in
+from scenarios.versions import (
+    OPEN,
+    UNVERIFIED,
+    Range,
+    Version,
+    expect_in,
+    lacks_in,
+    observe_in,
+)
 
-__all__ = ["EXPECTATIONS", "FEATURES", "OPEN", "Range", "Version", "expect", "lacks"]
+__all__ = ["EXPECTATIONS", "FEATURES", "OPEN", "UNVERIFIED", "Range", "Version", "expect",
+           "lacks", "observe"]
 
 EXPECTATIONS: dict[str, tuple[Range, ...]] = {
     # Ring memory (SQ/CQ rings + SQE array) charged to RLIMIT_MEMLOCK: 5.12 stopped
     # charging it, 6.14 charges it again (rings moved to the region API).  Pages charged
     # for a 1-entry ring without SQE128/CQE32: one for the rings, one for the SQEs.
-    # Measured: 2 on 6.18.44 (the build host); 0 on Debian 7.2.13 and 7.3-rc7, so the
-    # charge went away again somewhere in 6.19..7.2 (not bisected: 7.0 is a guess).
+    # Measured on Debian's prebuilt kernels (test_ring_memory_charge_by_version): 2 on
+    # 6.16.12, 6.17.13, 6.18.15 (and 6.18.44, the build host), 7.2.6 and 7.2.9; 0 on
+    # 7.2.11, 7.2.12, 7.2.13, 7.3-rc7 and 7.3.4.  So the charge went away within the 7.2
+    # stable series, between 7.2.9 and 7.2.11 (7.3 does not charge either).  Not measurable, so
+    # UNVERIFIED (observed, never asserted): 6.19-7.2.5 (6.19-7.1 are served without
+    # their modules, 7.2.0-7.2.5 not at all), and 7.2.10 (not served).  Between two
+    # measured patch releases of one stable series with the same answer (7.2.6, 7.2.9;
+    # 7.2.7 and 7.2.8 are not served) the answer is assumed; across unmeasured mainline
+    # releases (6.19, 7.0, 7.1) it is not.
     "ring_pages_charged": (
         Range((5, 12), (6, 14), 0, "5.12-6.13: ring memory not charged"),
-        Range((6, 14), (7, 0), 2, "6.14+: io_create_region charges ctx->user"),
-        Range((7, 0), OPEN, 0, "measured on 7.2.13 and 7.3-rc7: not charged"),
+        Range((6, 14), (6, 19), 2, "6.14+: io_create_region charges ctx->user "
+              "(measured on 6.16.12, 6.17.13, 6.18.15)"),
+        Range((6, 19), (7, 2, 6), UNVERIFIED, "6.19-7.2.5: no bootable prebuilt kernel "
+              "(2 pages on 6.18.15 and on 7.2.6)"),
+        Range((7, 2, 6), (7, 2, 10), 2, "measured on 7.2.6 and 7.2.9: charged"),
+        Range((7, 2, 10), (7, 2, 11), UNVERIFIED, "7.2.10: not served "
+              "(2 pages on 7.2.9, 0 on 7.2.11)"),
+        Range((7, 2, 11), OPEN, 0, "measured on 7.2.11, 7.2.12, 7.2.13, 7.3-rc7, 7.3.4: "
+              "not charged"),
     ),
     # Registered buffers of a ring created WITH CAP_IPC_LOCK (ctx->user unset): do they
-    # still show in the process's VmPin (mm->pinned_vm via ctx->mm_account)?  Measured:
-    # yes on 6.1, 6.12 and 6.18; no on 7.2.13 and 7.3-rc7 (boundary not bisected).
+    # still show in the process's VmPin (mm->pinned_vm via ctx->mm_account)?  Measured
+    # (test_accounting_restored_after_drop_sequence): yes on 6.1, 6.12, 6.16.12, 6.17.13
+    # and 6.18.15; no on 7.2.6, 7.2.9, 7.2.11, 7.2.12, 7.2.13, 7.3-rc7 and 7.3.4.  The
+    # change is in 6.19-7.2.5, where nothing bootable is served: UNVERIFIED there.
     "exempt_ring_pins_vm": (
-        Range((5, 12), (7, 0), True, "ctx->mm_account set for every ring"),
-        Range((7, 0), OPEN, False, "measured on 7.2.13 and 7.3-rc7: not counted"),
+        Range((5, 12), (6, 19), True, "ctx->mm_account set for every ring "
+              "(measured on 6.1, 6.12, 6.16.12, 6.17.13, 6.18.15)"),
+        Range((6, 19), (7, 2, 6), UNVERIFIED, "6.19-7.2.5: no bootable prebuilt kernel "
+              "(counted on 6.18.15, not on 7.2.6)"),
+        Range((7, 2, 6), OPEN, False, "measured on 7.2.6, 7.2.9, 7.2.11, 7.2.12, 7.2.13, "
+              "7.3-rc7, 7.3.4: not counted"),
     ),
     # IORING_URING_CMD_MULTISHOT (1 << 1) and IOSQE_BUFFER_SELECT on URING_CMD: 6.18.
     # Before: the bit fails the uring_cmd flag mask (EINVAL); BUFFER_SELECT on an
@@ -75,6 +108,12 @@ FEATURES: dict[str, tuple[Version, str]] = {
 def expect(version: Version, key: str) -> Any:
     """The expected answer of ``key`` on a kernel ``version``; KeyError when unknown."""
     return expect_in(EXPECTATIONS, version, key)
+
+
+def observe(version: Version, key: str, measured: Any, observed: Callable[[str], None]) -> Any:
+    """What a test holds ``key`` to on ``version``: the expected answer, or, where the
+    range is ``UNVERIFIED``, ``measured``, noted through the ``observed`` fixture."""
+    return observe_in(EXPECTATIONS, version, key, measured, observed)
 
 
 def lacks(version: Version, feature: str) -> str | None:

@@ -1,4 +1,12 @@
-"""RLIMIT_MEMLOCK accounting of io_uring, and CAP_IPC_LOCK latched at ring creation."""
+"""RLIMIT_MEMLOCK accounting of io_uring, and CAP_IPC_LOCK latched at ring creation.
+
+Two answers depend on the kernel (expectations.py): how many pages the ring itself
+charges, and whether a CAP_IPC_LOCK ring's registered buffers show in VmPin.  On a
+kernel of a range nobody measured (UNVERIFIED) each test measures the value, notes it
+as observed but unverified, and asserts only what holds on every kernel: the limit is
+exact to the page given the measured ring charge, a larger limit never fails where a
+smaller one worked, VmPin counts a registration entirely or not at all.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,17 @@ from typing import Any
 import pytest
 
 from scenarios.uring.claims import CLAIMS
-from scenarios.uring.conftest import PAGE, UID_LIMIT, UID_RING, creds_run, probe
-from scenarios.uring.expectations import Version, expect
+from scenarios.uring.conftest import (
+    MEASURE_PAGES,
+    PAGE,
+    UID_LIMIT,
+    charged_pages,
+    creds_run,
+    probe,
+    ring_pages,
+    setup_by_memlock,
+)
+from scenarios.uring.expectations import UNVERIFIED, Version, expect, observe
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
 pytestmark = pytest.mark.requires_config("IO_URING")
@@ -23,9 +40,9 @@ def _ring_of(step: int) -> dict[str, Any]:
 
 @pytest.mark.claim(CLAIMS["uring.memlock_limit"])
 def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
-                                                 record: Any) -> None:
+                                                 record: Any, observed: Any) -> None:
     """Without CAP_IPC_LOCK, REGISTER_BUFFERS pins up to the limit less ring pages, no more."""
-    want = LIMIT_PAGES - expect(version, "ring_pages_charged")
+    want = LIMIT_PAGES - ring_pages(agent, version, record, observed)
     got = probe(agent, uid=UID_LIMIT, memlock_pages=LIMIT_PAGES, want=want)
     record("probe", got)
     assert got["creds"]["uid"] == [UID_LIMIT] * 4
@@ -38,17 +55,22 @@ def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
 
 
 @pytest.mark.claim(CLAIMS["uring.ring_charge"])
-def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any) -> None:
-    """The ring itself is charged to RLIMIT_MEMLOCK from 6.14, not in 5.12-6.13."""
-    pages = expect(version, "ring_pages_charged")
-    outcomes = {}
-    for memlock in (0, PAGE, 2 * PAGE):
-        reply = creds_run(agent, [{"op": "uring.setup", "args": {"entries": 1}}],
-                          uid=UID_RING, caps=[], memlock=memlock)
-        outcomes[memlock] = reply["steps"][0].get("errno", "ok")
+def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any,
+                                       observed: Any, inconclusive: Any) -> None:
+    """The ring itself is charged to RLIMIT_MEMLOCK as the version data says; where no
+    kernel of the range was measured the charge is observed and the test INCONCLUSIVE
+    (the limit still has to hold to the page)."""
+    unverified = expect(version, "ring_pages_charged") is UNVERIFIED
+    outcomes = setup_by_memlock(agent, MEASURE_PAGES if unverified else range(0, 3))
     record("setup_by_memlock", outcomes)
+    measured = charged_pages(outcomes)
+    assert measured is not None, f"io_uring_setup outcomes fit no ring charge: {outcomes}"
+    pages = observe(version, "ring_pages_charged", measured, observed)
     for memlock, got in outcomes.items():
         assert got == ("ENOMEM" if memlock < pages * PAGE else "ok"), outcomes
+    if unverified:
+        inconclusive(f"no kernel of this range was measured: the charge ({measured} pages) "
+                     "is observed, not judged")
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_latched"])
@@ -73,9 +95,9 @@ def test_exemption_latched_at_creation(agent: Any, record: Any) -> None:
 
 @pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
 def test_accounting_restored_after_drop_sequence(agent: Any, version: Version,
-                                                 record: Any) -> None:
+                                                 record: Any, observed: Any) -> None:
     """create, drop CAP_IPC_LOCK, register, unregister, close: root's accounting unchanged."""
-    want = LIMIT_PAGES - expect(version, "ring_pages_charged")
+    want = LIMIT_PAGES - ring_pages(agent, version, record, observed)
     before = probe(agent, uid=0, memlock_pages=LIMIT_PAGES, want=want)
     reply = creds_run(agent, [{"op": "uring.vm_status"}, *_one_round(1), {"op": "uring.vm_status"}],
                       uid=0, memlock=LIMIT_PAGES * PAGE)
@@ -87,8 +109,11 @@ def test_accounting_restored_after_drop_sequence(agent: Any, version: Version,
     pin_start = reply["steps"][0]["value"]["VmPin"]
     pin_registered = reply["steps"][3]["value"]["vm_pin_kb"]
     pin_end = reply["steps"][-1]["value"]["VmPin"]
-    pinned = BIG * PAGE // 1024 if expect(version, "exempt_ring_pins_vm") else 0
-    assert pin_registered == pin_start + pinned
+    counted = pin_registered - pin_start
+    # VmPin counts the registration entirely or not at all, on every kernel.
+    assert counted in (0, BIG * PAGE // 1024), (pin_start, pin_registered)
+    pins = observe(version, "exempt_ring_pins_vm", counted != 0, observed)
+    assert pin_registered == pin_start + (BIG * PAGE // 1024 if pins else 0)
     assert pin_end == pin_start
     assert before["max_pages"] == want
     assert after["max_pages"] == before["max_pages"]
@@ -110,9 +135,10 @@ ROUNDS = 40
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
-def test_many_rounds_leave_no_drift(agent: Any, version: Version, record: Any) -> None:
+def test_many_rounds_leave_no_drift(agent: Any, version: Version, record: Any,
+                                    observed: Any) -> None:
     """Many drop sequences (and as many charged rounds) leave the limit and VmPin unchanged."""
-    want = LIMIT_PAGES - expect(version, "ring_pages_charged")
+    want = LIMIT_PAGES - ring_pages(agent, version, record, observed)
     before = probe(agent, uid=0, memlock_pages=LIMIT_PAGES, want=want)
     steps: list[dict[str, Any]] = [{"op": "uring.vm_status"}]
     for i in range(ROUNDS):
