@@ -187,18 +187,33 @@ def _syscall_exists(name: str) -> bool:
     return True
 
 
+def _module(subdir: str, name: str) -> bool:
+    """A module ``name`` (any compression) the guest could load, under kernel/``subdir``."""
+    mods = f"/lib/modules/{os.uname().release}/kernel/{subdir}"
+    return os.path.isdir(mods) and any(n.split(".")[0] == name for n in os.listdir(mods))
+
+
+def _filesystem(name: str) -> bool:
+    with open("/proc/filesystems") as f:
+        return any(line.split()[-1] == name for line in f if line.strip())
+
+
 def probe_features() -> dict[str, bool]:
     """What a kernel of unknown config has, asked of the kernel itself.
 
     AIO and IO_URING: does the syscall exist (ENOSYS only from sys_ni_syscall).
     BLK_DEV_UBLK: /dev/ublk-control, or a ublk_drv module the guest could load.
+    BLK_DEV_LOOP: /dev/loop-control, or a loop module.  EXT4_FS: ext4 in
+    /proc/filesystems, or an ext4 module.  Every option a scenario's
+    requires_config names is here, so that none is left unknown after a probe.
     """
-    release = os.uname().release
-    mods = f"/lib/modules/{release}/kernel/drivers/block"
-    ublk_module = os.path.isdir(mods) and any(n.startswith("ublk_drv") for n in os.listdir(mods))
     return {"AIO": _syscall_exists("io_setup"),
             "IO_URING": _syscall_exists("io_uring_setup"),
-            "BLK_DEV_UBLK": os.path.exists("/dev/ublk-control") or ublk_module}
+            "BLK_DEV_UBLK": os.path.exists("/dev/ublk-control")
+            or _module("drivers/block", "ublk_drv"),
+            "BLK_DEV_LOOP": os.path.exists("/dev/loop-control")
+            or _module("drivers/block", "loop"),
+            "EXT4_FS": _filesystem("ext4") or _module("fs/ext4", "ext4")}
 
 
 # ---------------------------------------------------------------- mem.*

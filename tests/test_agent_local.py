@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import uuid
@@ -437,3 +438,17 @@ def test_probe_features_on_the_host_kernel(agent: Agent) -> None:
     # The host kernel has both (the tests' own AIO and io_uring tests need them).
     assert found["AIO"] is True and found["IO_URING"] is True
     assert isinstance(found["BLK_DEV_UBLK"], bool)
+    with open("/proc/filesystems") as f:
+        if any(ln.split()[-1] == "ext4" for ln in f if ln.strip()):
+            assert found["EXT4_FS"] is True
+    if os.path.exists("/dev/loop-control"):
+        assert found["BLK_DEV_LOOP"] is True
+    # Every option a scenario requires is probed: after a probe none is unknown, so
+    # a kernel of unknown config never runs a test it cannot run (a FAIL that is
+    # the missing feature's, not the kernel's) nor skips one it could.
+    wanted = set()
+    for path in (Path(__file__).parents[1] / "scenarios").rglob("*.py"):
+        for args in re.findall(r"requires_config\(([^)]*)\)", path.read_text()):
+            # (the enosys suite's f"!{option}" is AIO or IO_URING, named elsewhere)
+            wanted |= {o.strip().strip("\"'!") for o in args.split(",") if "{" not in o}
+    assert wanted and wanted <= set(found), wanted - set(found)
