@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,11 @@ def test_two_kernels_on_two_workers(unsharded: LabRun) -> None:
     assert all(r["cell"] == label_of(r["kernel"]) for r in recs)
     per_cell = {c: [r for r in recs if r["cell"] == c] for c in KERNELS}
     assert len(per_cell["debian:7.2"]) == len(per_cell["debian:6.1"]) >= 30
-    assert {r["verdict"] for r in recs} == {"PASS"}
+    # The aio suite's kernel-dependent tests SKIP where the kernel lacks the feature
+    # (RWF_ATOMIC, RWF_DONTCACHE on 6.1), each with its reason; nothing else.
+    assert {r["verdict"] for r in recs} <= {"PASS", "SKIP"} and any(
+        r["verdict"] == "PASS" for r in recs)
+    assert all(r["reason"] for r in recs if r["verdict"] == "SKIP")
     assert {r["kernel"]["release"][:3] for r in recs} == {"7.2", "6.1"}
     # Each worker booted one cell once and served all of its tests.
     phases = [json.loads(x) for x in (unsharded.run_dir / "phases.jsonl").read_text()
@@ -75,7 +80,9 @@ def test_two_kernels_on_two_workers(unsharded: LabRun) -> None:
     # One progress line per cell as it completes.
     for cell in KERNELS:
         n = len(per_cell[cell])
-        assert re.search(rf"kernel-lab: \[{re.escape(cell)}\] {n}/{n} \({n} PASS\) done",
+        seen = Counter(r["verdict"] for r in per_cell[cell])
+        counts = ", ".join(f"{seen[v]} {v}" for v in ("PASS", "SKIP") if seen[v])
+        assert re.search(rf"kernel-lab: \[{re.escape(cell)}\] {n}/{n} \({counts}\) done",
                          unsharded.out), unsharded.out[-3000:]
     suites = ET.parse(unsharded.run_dir / "junit.xml").getroot().findall("testsuite")
     assert [(s.get("name"), s.get("tests")) for s in suites] == [
@@ -135,7 +142,8 @@ def test_workflow_shards_merged_equal_the_unsharded_run(unsharded: LabRun,
     grid = page.one("table", id="grid")
     rows = grid.find_all("tr", cls="row")
     assert len(rows) == len(recs) // 2
-    assert {td.attrs["class"] for r in rows for td in r.find_all("td", cls="v")} == {"v v-PASS"}
+    shown = {td.attrs["class"] for r in rows for td in r.find_all("td", cls="v")}
+    assert shown == {f"v v-{v}" for _, _, v in pairs(recs)}, shown
     assert not page.one(id="regressions").find_all("tr", cls="item")
 
     res = lab("export", "--kcidb", str(merged), "-o", str(tmp_path / "kcidb.json"), cwd=REPO)
@@ -143,4 +151,4 @@ def test_workflow_shards_merged_equal_the_unsharded_run(unsharded: LabRun,
     data = json.loads((tmp_path / "kcidb.json").read_text())
     LATEST.validate(data)
     assert len(data["tests"]) == len(recs) and len(data["builds"]) == 2
-    assert {t["status"] for t in data["tests"]} == {"PASS"}
+    assert {t["status"] for t in data["tests"]} == {v for _, _, v in pairs(recs)}
