@@ -38,9 +38,14 @@ def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path,
     """Wall time from starting the lab's VM to the agent answering its first call, and
     the boot's timeline slices (lab.vm.timeline) in order."""
     started = time.monotonic()
-    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench") as vm:
-        assert vm.ssh is not None
-        agent = Agent.start(vm.ssh, cache=cache, slowdown=cfg.slowdown, timeline=vm.timeline)
+    vm = Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench")
+    launched: list[Agent] = []
+    # As lab.vm.session does: the agent pushed and started while the guest probes.
+    vm.while_probing = lambda ssh: launched.append(
+        Agent.launch(ssh, cache=cache, slowdown=cfg.slowdown, timeline=vm.timeline))
+    with vm:
+        agent = launched[0]
+        agent.handshake()
         agent.call("agent.ping")
         ready = time.monotonic() - started
         vm.timeline.mark("ping")

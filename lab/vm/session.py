@@ -21,6 +21,7 @@ from lab.results import record as results
 from lab.results import splat
 from lab.results.verdict import Diagnosis
 from lab.vm.agent import Agent, AgentError, AgentTimeout
+from lab.vm.ssh import Ssh
 from lab.vm.vm import Vm, VmConfig
 
 log = logging.getLogger("lab.vm.session")
@@ -102,6 +103,14 @@ class Machine:
         suffix = "" if self.boots == 1 else f"-boot{self.boots}"
         vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,
                 name=f"{self.name}{suffix}")
+        launched: list[Agent] = []
+
+        def launch(ssh: Ssh) -> None:
+            # Pushed and started while the guest probes its NVMe devices; hello waited below.
+            launched.append(Agent.launch(ssh, cache=self.cache, slowdown=self.cfg.slowdown,
+                                         timeline=vm.timeline))
+
+        vm.while_probing = launch
         try:
             self.vm = vm.__enter__()
         except InfraError as exc:
@@ -109,9 +118,8 @@ class Machine:
         self.boot_seconds = vm.boot_seconds
         started = time.monotonic()
         try:
-            assert vm.ssh is not None
-            self.agent = Agent.start(vm.ssh, cache=self.cache, slowdown=self.cfg.slowdown,
-                                     timeline=vm.timeline)
+            self.agent = launched[0]
+            self.agent.handshake()
         except InfraError as exc:
             self.stop()
             raise self._boot_failure(exc, vm.console_log) from exc
