@@ -83,11 +83,12 @@ class Agent:
 
     @classmethod
     def launch(cls, ssh: Ssh, *, cache: Path, slowdown: float = 1.0,
-               timeline: Timeline | None = None) -> Agent:
+               timeline: Timeline | None = None, staged: Path | None = None) -> Agent:
         """Push the agent and start it, without waiting for it: ``handshake()`` does that,
-        so the guest can unpack, verify and start it while the lab does other work."""
+        so the guest can unpack, verify and start it while the lab does other work.
+        ``staged``: the agent ``stage(cache)`` made (staged while the guest booted)."""
         timeline = timeline or Timeline()
-        staged = stage(cache)
+        staged = staged or stage(cache)
         data = archive(staged)
         # The guest sees the host's root, so the host's interpreter runs there.
         chan = ssh.channel(start_command(remote_dir(staged), data, slowdown=slowdown))
