@@ -6,23 +6,34 @@ contexts (io_destroy: pending POLLs are cancelled, in-flight I/O is waited
 for), iocbs, fds opened by fs.* ops, threads of thread.start (joined), scratch
 ext4 mounts, the CPU affinity thread.affinity changed, and memory from mem.alloc.
 It returns how many of each it found, which the lab keeps in the test's record.
+Only the areas a test's agent has imported (guest/protocol.py imports each at
+its first call) can hold anything: reset looks at those alone and imports none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-from guest import memory, native, ops_aio, ops_scratchfs, ops_thread, ops_uring
+from guest import memory, native
 from guest.registry import register
 from guest.state import CTXS, FDS, MEMS
 
 
+def _loaded(area_module: str) -> ModuleType | None:
+    """The ops module if this agent imported it (a module never imported holds nothing)."""
+    return sys.modules.get(f"guest.{area_module}")
+
+
 def agent_reset() -> dict[str, int]:
-    left = {"rings": ops_uring.uring_close_all(), "contexts": len(CTXS), "fds": len(FDS),
-            "mems": len(MEMS)}
+    ops_uring, ops_thread = _loaded("ops_uring"), _loaded("ops_thread")
+    ops_scratchfs, ops_aio = _loaded("ops_scratchfs"), _loaded("ops_aio")
+    left = {"rings": int(ops_uring.uring_close_all()) if ops_uring else 0,
+            "contexts": len(CTXS), "fds": len(FDS), "mems": len(MEMS)}
     # Files first: a thread.start op blocked on one of them (a pipe read inside
     # io_submit) returns once it is closed, and only then can its context be destroyed
     # (io_destroy would wait for that read uninterruptibly).
@@ -30,16 +41,18 @@ def agent_reset() -> dict[str, int]:
         with contextlib.suppress(OSError):
             os.close(fd)
     FDS.clear()
-    left["threads"] = ops_thread.join_all(5.0)  # still running: reported, cannot be killed
-    left["mounts"] = ops_scratchfs.umount_all()  # its files are closed now
+    # Threads still running are reported; they cannot be killed.
+    left["threads"] = int(ops_thread.join_all(5.0)) if ops_thread else 0
+    left["mounts"] = int(ops_scratchfs.umount_all()) if ops_scratchfs else 0  # files closed
     lib = native.lib()
     for ctx in sorted(CTXS):
         # The context may be gone already (destroyed by a race loop): EINVAL is fine.
         lib.lab_io_destroy(native.ffi().cast("aio_context_t", ctx))
     CTXS.clear()
-    left["threads"] = ops_thread.join_all(1.0)  # an io_getevents woken by the destroy
-    left["iocbs"] = ops_aio.aio_free_iocbs()
-    left["affinity"] = int(ops_thread.restore_affinity())
+    if ops_thread:
+        left["threads"] = int(ops_thread.join_all(1.0))  # an io_getevents woken by the destroy
+    left["iocbs"] = int(ops_aio.aio_free_iocbs()) if ops_aio else 0
+    left["affinity"] = int(ops_thread.restore_affinity()) if ops_thread else 0
     for handle, mem in MEMS.items():
         memory.free(mem)
         MEMS.pop(handle)

@@ -18,6 +18,7 @@ more capabilities between ops; the result reports the credentials in effect.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
 import json
 import os
@@ -32,7 +33,7 @@ from typing import Any
 
 from guest import native
 from guest.ops_sys import thread_status
-from guest.registry import lookup, register
+from guest.registry import RequestError, lookup, register
 
 
 def cap_number(name: str) -> int:
@@ -198,6 +199,12 @@ def creds_run(steps: list[dict[str, Any]], *, uid: int | None = None, gid: int |
     None keeps the agent's; a step ``{"drop": [names]}`` drops more later.
     Returns ``{"creds": {...}, "steps": [{"value"}|{"errno"}|{"error"}]}``.
     """
+    # The steps' areas are imported here, with the agent's credentials: the child's may
+    # not read the agent's files (its directory is root's, mode 0700).
+    for step in steps:
+        if "op" in step:
+            with contextlib.suppress(RequestError):  # the child reports it as the step's
+                lookup(str(step["op"]))
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child

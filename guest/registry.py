@@ -1,7 +1,10 @@
 """The agent's op table: every ops module registers its ops here, the protocol looks them up.
 
 It imports nothing from the ops modules, so an op that runs other ops
-(creds.call, creds.run) looks them up here without an import cycle.
+(creds.call, creds.run) looks them up here without an import cycle.  The ops
+modules are imported per area at the area's first call (``set_loader``: the
+protocol says which modules make an area), so the agent's start pays only for
+the protocol.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 OPS: dict[str, Callable[..., Any]] = {}
+_loader: Callable[[str], None] | None = None
 
 
 class RequestError(Exception):
@@ -24,8 +28,20 @@ def register(ops: dict[str, Callable[..., Any]]) -> None:
     OPS.update(ops)
 
 
+def set_loader(loader: Callable[[str], None]) -> None:
+    """``loader(area)`` imports the modules that register ``area``'s ops."""
+    global _loader
+    _loader = loader
+
+
 def lookup(op: str) -> Callable[..., Any]:
+    """The op's function, its area's modules imported first if needed (ImportError if
+    one of them cannot be imported)."""
+    if not isinstance(op, str):
+        raise RequestError(f"unknown op {op!r}")
+    if op not in OPS and _loader is not None:
+        _loader(op.partition(".")[0])
     try:
         return OPS[op]
-    except (KeyError, TypeError):
+    except KeyError:
         raise RequestError(f"unknown op {op!r}") from None

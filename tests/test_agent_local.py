@@ -31,7 +31,8 @@ def test_handshake(agent: Agent) -> None:
     assert hello["pid"] == agent.proc.pid
     assert hello["release"] == os.uname().release
     assert hello["python"] == platform.python_version()
-    ops = hello["ops"]
+    assert hello["areas"] == sorted(hello["areas"]) and "aio" in hello["areas"]
+    ops = agent.ok("agent.ops")  # imports every area (the hello imported none)
     assert ops == sorted(ops)
     for op in (
         "agent.ping",
@@ -47,6 +48,28 @@ def test_handshake(agent: Agent) -> None:
     ):
         assert op in ops
     assert agent.ok("agent.ping") == "pong"
+
+
+def test_each_area_is_imported_at_its_first_call(tmp_path: Path) -> None:
+    """The agent starts with no ops module imported; an op imports its area's modules, and
+    every module's ops belong to the areas that name it (guest/protocol.py AREAS)."""
+    script = (
+        "import sys, guest.protocol as p\n"
+        "before = sorted(m for m in sys.modules if m.startswith('guest.ops_'))\n"
+        "p.lookup('aio.setup')\n"
+        "after = sorted(m for m in sys.modules if m.startswith('guest.ops_'))\n"
+        "p.agent_ops()\n"
+        "bad = [op for op, f in p.OPS.items() if op.split('.')[0] != 'agent' and\n"
+        "       f.__module__ not in p.AREAS[op.split('.')[0]]]\n"
+        "print(before, after, bad)\n"
+    )
+    res = subprocess.run([sys.executable, "-S", "-c", script], cwd=copy_guest(tmp_path),
+                         capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[] ['guest.ops_aio'] []"
+    modules = {p.stem for p in (Path(__file__).parent.parent / "guest").glob("ops_*.py")}
+    from guest.protocol import AREAS
+
+    assert {m.removeprefix("guest.") for ms in AREAS.values() for m in ms} == modules
 
 
 def test_missing_extension_fails_handshake(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def disk(tmp_path: Path) -> str:
 
 def test_ops_are_listed(agent: Agent) -> None:
     assert {"race.destroy_vs_submit", "race.concurrent_destroy", "race.setup_vs_destroy",
-            "race.destroy_buffers"} <= set(agent.hello["ops"])
+            "race.destroy_buffers"} <= set(agent.ok("agent.ops"))
 
 
 def test_destroy_vs_submit_counts(agent: Agent, disk: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,16 +33,33 @@ def plain_vng_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, log_path: P
     return time.monotonic() - started
 
 
-def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path) -> float:
-    """Wall time from starting the lab's VM to the agent answering its first call."""
+def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path,
+                      run_dir: Path) -> tuple[float, list[tuple[str, float]]]:
+    """Wall time from starting the lab's VM to the agent answering its first call, and
+    the boot's timeline slices (lab.vm.timeline) in order."""
     started = time.monotonic()
-    with Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench") as vm:
-        assert vm.ssh is not None
-        agent = Agent.start(vm.ssh, cache=cache, slowdown=cfg.slowdown)
+    vm = Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench")
+    launched: list[Agent] = []
+    # As lab.vm.session does: the agent pushed and started while the guest probes.
+    vm.while_probing = lambda ssh: launched.append(
+        Agent.launch(ssh, cache=cache, slowdown=cfg.slowdown, timeline=vm.timeline))
+    with vm:
+        agent = launched[0]
+        agent.handshake()
         agent.call("agent.ping")
         ready = time.monotonic() - started
+        vm.timeline.mark("ping")
         agent.close()
-    return ready
+    return ready, vm.timeline.slices()
+
+
+def median_slices(rounds: list[list[tuple[str, float]]]) -> dict[str, float]:
+    """Each slice's median over the rounds that had it, in the first round's order."""
+    names: list[str] = []
+    for slices in rounds:
+        names += [n for n, _ in slices if n not in names]
+    return {n: round(statistics.median([s for r in rounds for m, s in r if m == n]), 2)
+            for n in names}
 
 
 def lab_run_seconds(spec: str, *, cache: Path, out: Path) -> tuple[float, int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from lab.bench.boot import (
     check_can_power_off,
     lab_ready_seconds,
     lab_run_seconds,
+    median_slices,
     plain_vng_seconds,
 )
 from lab.bench.race import race_rate
@@ -76,16 +78,21 @@ def _bench(args: argparse.Namespace) -> int:
         tmp = Path(tmp_text)
         vng_times: list[float] = []
         lab_times: list[float] = []
+        lab_slices: list[list[tuple[str, float]]] = []
         for i in range(0 if args.skip_boot else args.rounds):
             vng_times.append(plain_vng_seconds(kernel, cfg, cache=cache,
                                                log_path=tmp / f"vng-{i}.log"))
-            lab_times.append(lab_ready_seconds(kernel, cfg, cache=cache, run_dir=tmp))
+            ready, slices = lab_ready_seconds(kernel, cfg, cache=cache, run_dir=tmp)
+            lab_times.append(ready)
+            lab_slices.append(slices)
             print(f"round {i + 1}: vng --exec true {vng_times[-1]:.1f}s, "
                   f"lab boot->agent ready {lab_times[-1]:.1f}s", flush=True)
         if vng_times:
             vng_med, lab_med = statistics.median(vng_times), statistics.median(lab_times)
             figures["boot"] = {"vng_exec_true_s": vng_times, "lab_agent_ready_s": lab_times,
-                               "ratio": round(lab_med / vng_med, 2), "goal": "<= 1.5"}
+                               "ratio": round(lab_med / vng_med, 2), "goal": "<= 1.5",
+                               "slices_median_s": median_slices(lab_slices),
+                               "load_after": list(os.getloadavg())}
             # lab run compares its boots with this host's own baseline (lab.results.summary).
             atomic.write_text(cache / "bench" / "baseline.json", json.dumps(
                 {"vng_exec_true_s": vng_med, "kernel": kernel.release, "accel": cfg.accel}))
@@ -111,7 +118,10 @@ def _bench(args: argparse.Namespace) -> int:
           f"{cfg.cpus} vCPUs, {cfg.memory}")
     if "boot" in figures:
         print(f"boot: vng --exec true median {vng_med:.1f}s | lab boot->agent ready median "
-              f"{lab_med:.1f}s | ratio {figures['boot']['ratio']:.2f}x (goal <= 1.5x)")
+              f"{lab_med:.1f}s | ratio {figures['boot']['ratio']:.2f}x (goal <= 1.5x) | "
+              f"load average after {figures['boot']['load_after'][0]:.2f}")
+        print("lab boot slices (median s): " + ", ".join(
+            f"{n} {s:.2f}" for n, s in figures["boot"]["slices_median_s"].items()))
     if "lab_run" in figures:
         print(f"lab run (default suite, warm cache): {figures['lab_run']['wall_s']}s, "
               f"exit {figures['lab_run']['exit']}")

@@ -1,7 +1,7 @@
 """The host side of the guest agent: start it and call it.
 
 The agent runs in the guest as ``python -S -m guest`` (see lab.vm.stage for how
-it gets there) and is driven over one SSH exec channel with JSON lines:
+it gets there: pushed on the same channel) and is driven over one SSH exec channel with JSON lines:
 ``{"id", "op", "args"}`` -> ``{"id", "ok", "value" | "errno"}``, after a hello
 that carries the protocol version.
 """
@@ -20,7 +20,7 @@ import paramiko
 from guest import PROTOCOL_VERSION
 from lab.errors import InfraError
 from lab.vm.ssh import Ssh
-from lab.vm.stage import push, stage, start_command
+from lab.vm.stage import archive, push, remote_dir, stage, start_command
 from lab.vm.timeline import Timeline
 
 log = logging.getLogger("lab.vm.agent")
@@ -70,21 +70,39 @@ class Agent:
         self.last_elapsed_ns = 0
         self.default_timeout = 120.0
         self.broken = ""  # why the channel can no longer be trusted (a call timed out)
+        self._slowdown = 1.0
+        self._timeline = Timeline()
 
     @classmethod
     def start(cls, ssh: Ssh, *, cache: Path, slowdown: float = 1.0,
               timeline: Timeline | None = None) -> Agent:
         """Push, verify and start the agent; ``slowdown`` scales every fixed wait (TCG)."""
+        agent = cls.launch(ssh, cache=cache, slowdown=slowdown, timeline=timeline)
+        agent.handshake()
+        return agent
+
+    @classmethod
+    def launch(cls, ssh: Ssh, *, cache: Path, slowdown: float = 1.0,
+               timeline: Timeline | None = None, staged: Path | None = None) -> Agent:
+        """Push the agent and start it, without waiting for it: ``handshake()`` does that,
+        so the guest can unpack, verify and start it while the lab does other work.
+        ``staged``: the agent ``stage(cache)`` made (staged while the guest booted)."""
         timeline = timeline or Timeline()
-        staged = stage(cache)
-        remote = push(ssh, staged)
-        timeline.mark("pushed")
+        staged = staged or stage(cache)
+        data = archive(staged)
         # The guest sees the host's root, so the host's interpreter runs there.
-        chan = ssh.channel(start_command(remote, slowdown=slowdown))
+        chan = ssh.channel(start_command(remote_dir(staged), data, slowdown=slowdown))
         timeline.mark("agent exec")
-        timeout = 30.0 * slowdown
-        agent = cls(chan, remote=remote)
-        line = agent._read_line(timeout)
+        push(chan, data)
+        timeline.mark("pushed")
+        agent = cls(chan, remote=remote_dir(staged))
+        agent._slowdown, agent._timeline = slowdown, timeline
+        return agent
+
+    def handshake(self) -> None:
+        """Wait for the hello of the agent ``launch`` started and check it."""
+        timeline = self._timeline
+        line = self._read_line(30.0 * self._slowdown)
         hello = json.loads(line).get("hello")
         if not isinstance(hello, dict):
             raise AgentError(f"agent did not say hello: {line[:200]!r}")
@@ -95,13 +113,12 @@ class Agent:
                 f"agent protocol mismatch: the lab speaks {PROTOCOL_VERSION}, "
                 f"the guest agent {hello.get('protocol')}"
             )
-        agent.hello = hello
+        self.hello = hello
         clock = hello.get("clock", {})
         for name in ("python", "imports"):
             if name in clock:
                 timeline.mark(name, guest_s=float(clock[name]), host=False)
         timeline.mark("hello")
-        return agent
 
     def _read_line(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout

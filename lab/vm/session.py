@@ -9,6 +9,7 @@ gets a freshly booted guest.  A per-run limit stops a crash loop.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import time
@@ -21,6 +22,8 @@ from lab.results import record as results
 from lab.results import splat
 from lab.results.verdict import Diagnosis
 from lab.vm.agent import Agent, AgentError, AgentTimeout
+from lab.vm.ssh import Ssh
+from lab.vm.stage import stage
 from lab.vm.vm import Vm, VmConfig
 
 log = logging.getLogger("lab.vm.session")
@@ -102,16 +105,27 @@ class Machine:
         suffix = "" if self.boots == 1 else f"-boot{self.boots}"
         vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,
                 name=f"{self.name}{suffix}")
-        try:
-            self.vm = vm.__enter__()
-        except InfraError as exc:
-            raise self._boot_failure(exc, vm.console_log) from exc
+        launched: list[Agent] = []
+        # The agent is staged on the host while QEMU boots (a changed agent is built: the
+        # bytecode and the cffi extension, seconds on a loaded host), then pushed and
+        # started while the guest probes its NVMe devices; its hello is waited for below.
+        with concurrent.futures.ThreadPoolExecutor(1, "stage") as pool:
+            staged = pool.submit(stage, self.cache)
+
+            def launch(ssh: Ssh) -> None:
+                launched.append(Agent.launch(ssh, cache=self.cache, slowdown=self.cfg.slowdown,
+                                             timeline=vm.timeline, staged=staged.result()))
+
+            vm.while_probing = launch
+            try:
+                self.vm = vm.__enter__()
+            except InfraError as exc:
+                raise self._boot_failure(exc, vm.console_log) from exc
         self.boot_seconds = vm.boot_seconds
         started = time.monotonic()
         try:
-            assert vm.ssh is not None
-            self.agent = Agent.start(vm.ssh, cache=self.cache, slowdown=self.cfg.slowdown,
-                                     timeline=vm.timeline)
+            self.agent = launched[0]
+            self.agent.handshake()
         except InfraError as exc:
             self.stop()
             raise self._boot_failure(exc, vm.console_log) from exc

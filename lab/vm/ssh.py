@@ -69,6 +69,23 @@ class ExecResult:
     stderr: str
 
 
+class Running:
+    """A command started in the guest (``Ssh.start``)."""
+
+    def __init__(self, argv: list[str], stdout: paramiko.ChannelFile,
+                 stderr: paramiko.ChannelFile) -> None:
+        self.argv, self._stdout, self._stderr = argv, stdout, stderr
+
+    def wait(self) -> ExecResult:
+        try:
+            out = self._stdout.read().decode("utf-8", "replace")
+            err = self._stderr.read().decode("utf-8", "replace")
+            status = self._stdout.channel.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise InfraError(f"`{shlex.join(self.argv)}` failed: {exc}", phase="ssh") from None
+        return ExecResult(status, out, err)
+
+
 class Ssh:
     """A connected session to the guest (one paramiko transport, many channels)."""
 
@@ -160,14 +177,16 @@ class Ssh:
 
     def run(self, argv: list[str], *, timeout: float = 60.0) -> ExecResult:
         """Run a command in the guest (argv joined with shlex; the guest shell is /bin/sh)."""
+        return self.start(argv, timeout=timeout).wait()
+
+    def start(self, argv: list[str], *, timeout: float = 60.0) -> Running:
+        """Start a command in the guest and return at once (``wait()`` for its result), so
+        other work on this connection can go on while the guest runs it."""
         try:
             _, stdout, stderr = self.client.exec_command(shlex.join(argv), timeout=timeout)
-            out = stdout.read().decode("utf-8", "replace")
-            err = stderr.read().decode("utf-8", "replace")
-            status = stdout.channel.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise InfraError(f"`{shlex.join(argv)}` failed: {exc}", phase="ssh") from None
-        return ExecResult(status, out, err)
+        return Running(argv, stdout, stderr)
 
     def channel(self, command: str) -> paramiko.Channel:
         """An exec channel running ``command`` (used for the agent's stdin/stdout)."""

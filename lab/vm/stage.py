@@ -3,23 +3,24 @@
 The agent (``guest/``) is staged once per source hash into the cache, with
 its cffi extension compiled on the host (the guest runs the host's Python
 from the read-only 9p root, so the same build loads there and costs no
-compile time under TCG).  It is pushed over SFTP into a tmpfs in the guest and
-verified by SHA-256 there before it starts.
+compile time under TCG).  It is pushed over SSH, on the stdin of the exec channel
+that becomes the agent, into a tmpfs in the guest, and verified there by the
+archive's SHA-256 (given on that channel's command line) before it is unpacked.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import shutil
 import sys
 import tarfile
 from pathlib import Path
 
+import paramiko
+
 from lab import atomic, proc
 from lab.errors import InfraError
 from lab.paths import GUEST_DIR, REPO
-from lab.vm.ssh import Ssh
 
 GUEST_SRC = GUEST_DIR
 REMOTE_BASE = "/run/kernel-lab"  # a tmpfs mounted by guest/boot.sh
@@ -98,31 +99,39 @@ def stage(cache: Path) -> Path:
     return final
 
 
-def push(ssh: Ssh, staged: Path) -> str:
-    """SFTP the archive and its manifest into the guest's tmpfs; returns the directory."""
-    remote = f"{REMOTE_BASE}/agent-{staged.name}"
-    sftp = ssh.sftp()
+def remote_dir(staged: Path) -> str:
+    """Where the agent of ``staged`` is unpacked in the guest."""
+    return f"{REMOTE_BASE}/agent-{staged.name}"
+
+
+def archive(staged: Path) -> bytes:
+    return (staged / "agent.tar").read_bytes()
+
+
+def push(chan: paramiko.Channel, data: bytes) -> None:
+    """Send the archive to the channel ``start_command`` runs, whose stdin it reads first."""
     try:
-        with contextlib.suppress(OSError):  # exists already (a second agent on this VM)
-            sftp.mkdir(remote)
-        for name in ("agent.tar", "MANIFEST"):
-            sftp.put(str(staged / name), f"{remote}/{name}")
-    finally:
-        sftp.close()
-    return remote
+        chan.sendall(data)
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise InfraError(f"pushing the agent failed: {exc}", phase="agent") from None
 
 
-def start_command(remote: str, *, slowdown: float = 1.0) -> str:
-    """Unpack, verify every file against the manifest, then become the agent.
+def start_command(remote: str, data: bytes, *, slowdown: float = 1.0) -> str:
+    """Receive the archive on stdin, verify it, unpack it, then become the agent.
 
-    One exec does all three, so pushing costs one SFTP session and one channel;
-    a checksum mismatch ends the channel with sha256sum's complaint instead of
-    a hello.  ``slowdown`` scales the agent's own fixed waits (TCG is slower).
+    One exec does all four, so pushing costs one channel and no round trip of its own:
+    the archive is the first ``len(data)`` bytes of the channel's stdin (the lab sends
+    nothing else before the hello), checked against its SHA-256 here, on the command
+    line, before anything in it is unpacked.  A mismatch ends the channel with
+    sha256sum's complaint instead of a hello.  ``slowdown`` scales the agent's own
+    fixed waits (TCG is slower).
     """
+    digest = hashlib.sha256(data).hexdigest()
     return (
-        f"cd {remote} && tar -xf agent.tar && "
-        f"sha256sum --quiet --strict -c MANIFEST >agent.verify 2>&1 || "
-        f"{{ echo '{{\"hello\": {{\"error\": \"agent files differ after push\"}}}}'; "
+        f"mkdir -p {remote} && cd {remote} && head -c {len(data)} >agent.tar && "
+        f"echo '{digest}  agent.tar' | sha256sum --quiet --strict -c >agent.verify 2>&1 || "
+        f"{{ echo '{{\"hello\": {{\"error\": \"agent archive differs after push\"}}}}'; "
         f"cat agent.verify >&2; exit 1; }}; "
+        f"tar -xf agent.tar && "
         f"KERNEL_LAB_SLOWDOWN={slowdown:g} exec {sys.executable} -S -m guest 2>>agent.stderr"
     )

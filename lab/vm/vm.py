@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +25,15 @@ from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
-from lab.vm.ssh import Ssh, ensure_keypair, free_port, lab_client_key, port_is_free
+from lab.vm.ssh import (
+    ExecResult,
+    Running,
+    Ssh,
+    ensure_keypair,
+    free_port,
+    lab_client_key,
+    port_is_free,
+)
 from lab.vm.timeline import Timeline
 
 log = logging.getLogger("lab.vm.vm")
@@ -197,6 +206,9 @@ class Vm:
         self.cpus_online = 0
         self.timeline = Timeline()
         self.client_key = cache / "ssh" / "id_ed25519"
+        # Called once SSH is up, while the guest runs the probe (lab.vm.session starts the
+        # agent there: its push and start overlap the wait for the NVMe devices).
+        self.while_probing: Callable[[Ssh], None] | None = None
 
     def __enter__(self) -> Vm:
         try:
@@ -269,7 +281,11 @@ class Vm:
                             self.port)
                 self.process.stop()
                 self.process = None
-        self.nvme = self._probe_guest()
+        probe = self._start_probe()
+        if self.while_probing is not None:
+            assert self.ssh is not None
+            self.while_probing(self.ssh)
+        self.nvme = self._probe_result(probe.wait())
         self.timeline.mark("probe")
         self.boot_seconds = time.monotonic() - started
         log.info("guest up in %.1f s: %s", self.boot_seconds,
@@ -329,9 +345,9 @@ class Vm:
                 f"{online}); a kernel without ACPI needs CONFIG_X86_MPPARSE, and any kernel "
                 "CONFIG_SMP", phase="boot", log=self.console_log)
 
-    def _probe_guest(self) -> dict[str, NvmeDevice]:
-        """Map each emulated controller (by serial) to its device nodes (all must exist),
-        and check the guest's online CPUs (``_check_cpus``).
+    def _start_probe(self) -> Running:
+        """Start mapping each emulated controller (by serial) to its device nodes (all must
+        exist) and reading the guest's online CPUs; ``_probe_result`` reads the answer.
 
         One exec, one round trip under TCG: wait (up to 10 s, longer under TCG) until every
         controller's three nodes exist, then print "name serial nodes" per controller (nodes is
@@ -353,7 +369,10 @@ class Vm:
             "echo \"${c##*/} $ser $(nodes $c)\"; "
             "done; read -r on < /sys/devices/system/cpu/online; echo \"cpus-online $on\""
         )
-        res = self.ssh.run(["/bin/sh", "-c", script], timeout=30 * self.cfg.slowdown)
+        return self.ssh.start(["/bin/sh", "-c", script], timeout=30 * self.cfg.slowdown)
+
+    def _probe_result(self, res: ExecResult) -> dict[str, NvmeDevice]:
+        """The probe's answer: the devices by role; the online CPUs checked (``_check_cpus``)."""
         found: dict[str, tuple[str, str]] = {}
         for line in res.stdout.splitlines():
             parts = line.split()

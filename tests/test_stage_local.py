@@ -1,0 +1,39 @@
+"""The agent's push on the host: the archive sent on the start command's stdin, checked by
+its SHA-256 before it is unpacked (lab.vm.stage), run by a local shell instead of the guest's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from lab.vm.stage import archive, stage, start_command
+
+
+def _run(command: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True,
+                          timeout=120, check=False)
+
+
+def test_the_pushed_archive_is_verified_unpacked_and_started(tmp_path: Path) -> None:
+    staged = stage(tmp_path / "cache")
+    data = archive(staged)
+    remote = tmp_path / "guest-run" / "agent-x"
+    ping = b'{"id": 1, "op": "agent.ping", "args": {}}\n'
+    res = _run(start_command(str(remote), data), data + ping)
+    lines = [json.loads(line) for line in res.stdout.decode().splitlines()]
+    assert lines[0]["hello"]["protocol"] == 1 and "error" not in lines[0]["hello"]
+    assert lines[1] == {"id": 1, "ok": True, "value": "pong", "elapsed_ns": lines[1]["elapsed_ns"]}
+    assert (remote / "guest" / "protocol.py").is_file()
+
+
+def test_an_archive_changed_on_the_way_never_runs(tmp_path: Path) -> None:
+    staged = stage(tmp_path / "cache")
+    data = archive(staged)
+    changed = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+    remote = tmp_path / "guest-run" / "agent-x"
+    res = _run(start_command(str(remote), data), changed)
+    assert res.returncode == 1
+    assert json.loads(res.stdout)["hello"]["error"] == "agent archive differs after push"
+    assert b"agent.tar" in res.stderr  # sha256sum's complaint
+    assert not (remote / "guest").exists()  # nothing of it was unpacked
