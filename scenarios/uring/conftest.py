@@ -80,13 +80,16 @@ def probe(agent: Any, *, uid: int, memlock_pages: int, want: int, caps: list[str
         time.sleep(0.2)
 
 
-def setup_by_memlock(agent: Any, pages: range, *, uid: int = UID_RING) -> dict[int, str]:
-    """io_uring_setup(1) as ``uid`` without capabilities, under each memlock limit (bytes
-    → "ok" or the errno)."""
+def setup_by_memlock(agent: Any, pages: range, *, uid: int = UID_RING,
+                     attempt: int = 0) -> dict[int, str]:
+    """io_uring_setup(1) without capabilities under each memlock limit (bytes → "ok" or the
+    errno).  Each limit runs as a user of its own (derived from ``uid`` and ``attempt``):
+    the ring of one limit is freed by a workqueue after its process exits, and until then
+    it is still charged to its user, which would make the next, larger limit fail."""
     outcomes = {}
-    for memlock in (p * PAGE for p in pages):
+    for i, memlock in enumerate(p * PAGE for p in pages):
         reply = creds_run(agent, [{"op": "uring.setup", "args": {"entries": 1}}],
-                          uid=uid, caps=[], memlock=memlock)
+                          uid=uid * 1000 + attempt * 10 + i, caps=[], memlock=memlock)
         outcomes[memlock] = reply["steps"][0].get("errno", "ok")
     return outcomes
 
@@ -119,8 +122,8 @@ def ring_pages(agent: Any, version: Version, record: Any, observed: Any, *,
     if want is not UNVERIFIED:
         return int(want)
     started = time.monotonic()
-    while True:
-        outcomes = setup_by_memlock(agent, MEASURE_PAGES, uid=uid)
+    for attempt in range(100):
+        outcomes = setup_by_memlock(agent, MEASURE_PAGES, uid=uid, attempt=attempt)
         pages = charged_pages(outcomes)
         if pages is not None or time.monotonic() - started > SETTLE_S:
             break
