@@ -44,7 +44,7 @@ def tests(session: nox.Session) -> None:
     """The project's own tests, including real boots of a Debian kernel under QEMU."""
     session.install("-e", ".[test]")
     _host_packages(session, *BUILD_PACKAGES, *TEST_PACKAGES)
-    session.run("pytest", "-p", "no:cacheprovider", "-ra", *session.posargs)
+    session.run("pytest", "-p", "no:cacheprovider", "-ra", "--durations=25", *session.posargs)
 
 
 @nox.session
