@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -86,10 +87,13 @@ def setup_by_memlock(agent: Any, pages: range, *, uid: int = UID_RING,
     errno).  Each limit runs as a user of its own (derived from ``uid`` and ``attempt``):
     the ring of one limit is freed by a workqueue after its process exits, and until then
     it is still charged to its user, which would make the next, larger limit fail."""
+    assert len(pages) <= 10, "a user per limit: at most 10 limits an attempt"
     outcomes = {}
     for i, memlock in enumerate(p * PAGE for p in pages):
+        # 20000-29999: no other family's ids, and inside a 65536-wide user namespace.
+        derived = 20000 + (uid % 10) * 1000 + (attempt % 100) * 10 + i
         reply = creds_run(agent, [{"op": "uring.setup", "args": {"entries": 1}}],
-                          uid=uid * 1000 + attempt * 10 + i, caps=[], memlock=memlock)
+                          uid=derived, caps=[], memlock=memlock)
         outcomes[memlock] = reply["steps"][0].get("errno", "ok")
     return outcomes
 
@@ -106,6 +110,7 @@ def charged_pages(outcomes: dict[int, str]) -> int | None:
     return None
 
 
+_ATTEMPTS = itertools.count(1)  # attempt 0 is setup_by_memlock's default (one-off callers)
 MEASURE_PAGES = range(0, 5)  # memlock limits tried where the charge is unverified
 SETTLE_S = 10.0
 
@@ -122,8 +127,10 @@ def ring_pages(agent: Any, version: Version, record: Any, observed: Any, *,
     if want is not UNVERIFIED:
         return int(want)
     started = time.monotonic()
-    for attempt in range(100):
-        outcomes = setup_by_memlock(agent, MEASURE_PAGES, uid=uid, attempt=attempt)
+    while True:
+        # A fresh set of users every attempt, and every call: the rings of an earlier
+        # call (another test in this guest) may still be charged to theirs.
+        outcomes = setup_by_memlock(agent, MEASURE_PAGES, uid=uid, attempt=next(_ATTEMPTS))
         pages = charged_pages(outcomes)
         if pages is not None or time.monotonic() - started > SETTLE_S:
             break

@@ -150,7 +150,8 @@ def test_many_rounds_leave_no_drift(agent: Any, version: Version, record: Any,
     # workqueue, which under TCG on a loaded host can lag several rounds behind; rounds
     # failing with ENOMEM for that would say nothing about drift.  Drift shows in the
     # probe after the rounds, which waits for the workqueue, and in VmPin.
-    reply = creds_run(agent, steps, uid=0, memlock=(BIG + 8 + 2 * ROUNDS) * PAGE,
+    charge = LIMIT_PAGES - want
+    reply = creds_run(agent, steps, uid=0, memlock=(BIG + 8 + charge * ROUNDS) * PAGE,
                       timeout=300)
     errors = [s for s in reply["steps"] if "value" not in s]
     after = probe(agent, uid=0, memlock_pages=LIMIT_PAGES, want=want)
