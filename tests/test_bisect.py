@@ -509,7 +509,11 @@ def test_versions_bisect_names_the_releases_and_the_next_command(
         records.append_record(run_dir, records.Record(
             test=f"{T}[{spec}]", verdict="FAIL" if bad else "PASS", duration=0.1, cell=spec,
             reason="assert 'ENOENT' == 'EINVAL'" if bad else ""))
-        return 1 if bad else 0
+        # A test the collection did not select (-k matched the run's cell label too),
+        # failing everywhere: it must not become a target, or nothing would be good.
+        records.append_record(run_dir, records.Record(
+            test=f"{T}_too[{spec}]", verdict="FAIL", duration=0.1, cell=spec, reason="x"))
+        return 1
 
     opts = BisectOptions(keyword="destroy_twice", versions=True, runs="1",
                          state=tmp_path / "state", cache=tmp_path / "cache")
@@ -519,6 +523,7 @@ def test_versions_bisect_names_the_releases_and_the_next_command(
     out = capsys.readouterr().out
     res = json.loads((tmp_path / "state" / "bisect.json").read_text())
     assert rc == 0 and res["last_good"] == "6.18.15-1~bpo13+1"
+    assert res["setup"]["policy"]["targets"] == [T]
     assert res["first_bad"] == "7.2.6-1~bpo13+1"
     assert "lab bisect --repo LINUX --good v6.18.15 --bad v7.2.6 -k destroy_twice" in out
     assert any("7.0.4" in w for w in res["warnings"])  # unbootable, in between

@@ -113,7 +113,8 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
     else:
         tests, flaky = selection(opts.suite.resolve(), opts.keyword,
                                  spec=start["spec_example"],
-                                 log_path=cache / "bisect" / "collect.log")
+                                 log_path=cache / "bisect" / "collect.log",
+                                 variant=None if opts.versions else composed.variant)
     start.update({"kind": "start", "format": FORMAT, "keyword": opts.keyword,
                   "variant": composed.variant if not opts.versions else "prebuilt",
                   "suite": str(opts.suite.resolve()), "selected": list(tests),

@@ -239,7 +239,11 @@ class Driver:
         if spent[-1].why.startswith("build failed"):
             raise EndpointError(f"the bad endpoint {spent[-1].name} does not build: "
                                 f"{spent[-1].why}", spent[-1])
-        results = [r.results for r in self.runs_at(point)]
+        # Only the tests the collection selected: -k also matches the cell's label in a
+        # run's test ids (the variant, the commit), which can pull in others.
+        selected = set(self.plan.selected)
+        results = [{t: o for t, o in r.results.items() if t in selected}
+                   for r in self.runs_at(point)]
         self.bad_if = self.plan.bad_if or default_bad_if(results) or BadIf("fail")
         self.targets = targets_of(results, self.bad_if) or self.plan.selected
         return self.evaluate(point, role="bad endpoint", policy=policy)  # no new runs

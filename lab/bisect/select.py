@@ -22,11 +22,14 @@ from lab.paths import REPO
 MARK = "kernel-lab-selection: "
 
 
-def selection(suite: Path, keyword: str, *, spec: str, log_path: Path) -> tuple[tuple[str, ...],
-                                                                                tuple[str, ...]]:
-    """(selected test ids, those marked flaky); UserError when -k selects nothing."""
+def selection(suite: Path, keyword: str, *, spec: str, log_path: Path,
+              variant: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(selected test ids, those marked flaky); UserError when -k selects nothing.
+
+    Collected with the runs' variant, so that -k sees the cell label the runs' ids
+    carry (it matches parameters too)."""
     argv = [sys.executable, "-m", "lab.bisect.select", "--suite", str(suite), "-k", keyword,
-            "--kernel", spec]
+            "--kernel", spec, *(["--variant", variant] if variant else [])]
     try:
         out = proc.run(argv, phase="bisect:collect", log_path=log_path, timeout=300,
                        cwd=REPO).stdout
@@ -68,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", type=Path, required=True)
     p.add_argument("-k", dest="keyword", required=True)
     p.add_argument("--kernel", required=True)
+    p.add_argument("--variant")
     args = p.parse_args(argv)
     collector = _Collector(args.kernel)
     with tempfile.TemporaryDirectory(prefix="lab-select-") as tmp:
         rc = pytest.main([str(args.suite), "--collect-only", "-q", "-k", args.keyword,
                           "--lab-kernel", args.kernel, "--lab-run-dir", tmp,
+                          *(["--lab-variant", args.variant] if args.variant else []),
                           "-p", "no:cacheprovider",
                           "-W", "ignore::pytest.PytestAssertRewriteWarning"],
                          plugins=[collector])
