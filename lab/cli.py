@@ -97,8 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--into", type=Path, required=True, metavar="DIR",
                    help="the merged run directory (new)")
 
-    rp = sub.add_parser("report", help="write RUN_DIR/report.html")
-    rp.add_argument("run", type=Path, metavar="RUN_DIR")
+    rp = sub.add_parser("report", help="write RUN_DIR/report.html (or a bisection's, "
+                        "given its state directory)")
+    rp.add_argument("run", type=Path, metavar="RUN_DIR",
+                    help="a run directory, or a `lab bisect` state directory")
     rp.add_argument("--baseline", type=Path, metavar="RUN_DIR",
                     help="compare with this run (regressions, fixes, new splats)")
     rp.add_argument("--history", type=Path, action="append", default=[], metavar="RUN_DIR",

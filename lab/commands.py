@@ -101,8 +101,9 @@ def report(run: Path, *, baseline: Path | None, history: list[Path],
     from lab.results import report as report_mod
 
     if report_mod.is_bisection(run):  # a `lab bisect` state directory
-        if baseline is not None or history:
-            raise UserError(f"{run} is a bisection: --baseline and --history compare runs")
+        if baseline is not None or history or known_issues is not None:
+            raise UserError(f"{run} is a bisection: --baseline, --history and "
+                            "--known-issues are for run directories")
         print(report_mod.write_bisection(run))
         return EXIT_OK
     issues = known.load(known.path_for(known_issues))

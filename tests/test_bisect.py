@@ -225,7 +225,9 @@ def test_finds_the_culprit_and_skips_the_broken_build(
     assert isinstance(report, dict) and report["table"]["rows"]
     # The HTML report of the bisection: its result, warnings and one row per step.
     page = browser.parse((tmp_path / "state" / "report.html").read_text())
-    assert commits[10] in page.one(id="bisection").all_text()
+    summary = page.one(id="bisection").find_all("pre")[0].all_text()
+    assert f"first bad: {commits[10]} c10 REGRESSION" in summary and "fs/aio.c" in summary
+    assert "warning" not in summary  # the warnings have their own box, once
     rows = page.one("table", id="steps").find_all("tr")[1:]
     assert [r.find_all("td")[0].all_text() for r in rows] == [s["name"] for s in steps]
     assert "skipped on the way" in page.one(cls="warn").all_text()

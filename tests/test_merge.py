@@ -184,3 +184,23 @@ def test_miss_of_a_cell_no_shard_ran_names_its_kernel(tmp_path: Path) -> None:
     (miss,) = [r for r in read_records(done.path) if r.verdict == "MISS"]
     assert miss.kernel == {"spec": "debian-src:7.3", "variant": "debug"}
     assert done.missing_shards == ["2/2"]
+
+
+def _claims(d: Path, keys: list[str]) -> None:
+    (d / "claims.json").write_text(json.dumps({"claims": [
+        {"key": k, "text": f"claim {k}", "suite": k.split(".")[0]} for k in keys]}))
+
+
+def test_the_shards_claims_are_united_and_a_broken_list_is_refused(tmp_path: Path) -> None:
+    # Each shard lists the claims of the suites its own tests are in: only the union
+    # covers the matrix, each claim once.
+    one, two = shard(tmp_path, 1, 2, ALL[:6]), shard(tmp_path, 2, 2, ALL[6:])
+    _claims(one, ["aio.a", "aio.b"])
+    _claims(two, ["aio.b", "uring.c"])
+    done = merge([one, two], tmp_path / "merged", command="lab merge")
+    got = json.loads((done.path / "claims.json").read_text())["claims"]
+    assert [c["key"] for c in got] == ["aio.a", "aio.b", "uring.c"]
+    (two / "claims.json").write_text("{not json")
+    with pytest.raises(UserError, match="claims.json: unreadable"):
+        merge([one, two], tmp_path / "merged2", command="lab merge")
+    assert not (tmp_path / "merged2").exists()  # nothing half-written

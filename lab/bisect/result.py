@@ -105,7 +105,7 @@ class Result:
         """A section the HTML report renders: a title, summary lines and one table."""
         return {
             "title": f"Bisection: {self.message}",
-            "summary": [ln for ln in self.lines() if not ln.startswith("  ")][:12],
+            "summary": self.summary_lines(),
             "warnings": self.warnings,
             "table": {
                 "columns": ["point", "role", "verdict", "runs", "confidence", "seconds", "why"],
@@ -113,6 +113,26 @@ class Result:
                           round(s.seconds, 1), s.why] for s in self.steps],
             },
         }
+
+    def summary_lines(self) -> list[str]:
+        """The result without the path taken (the report's table) and the commands."""
+        out = [f"bisection: {self.message}"]
+        if self.first_bad and self.kind == "culprit":
+            out.append(f"first bad: {self.first_bad} {self.subject}".rstrip())
+        if self.kind in ("culprit", "inconclusive"):
+            out.append(f"confidence: {self.confidence:.3f} (threshold {THRESHOLD})")
+        if self.candidates:
+            out.append("the first bad one is one of: " + ", ".join(self.candidates))
+        if self.last_good:
+            out.append(f"last good: {self.last_good}")
+        if self.revert is not None:
+            out.append(f"revert check: {self.revert.get('summary', '')}")
+        if self.diffstat:
+            out += ["diffstat:", *(f"  {ln}" for ln in self.diffstat.splitlines())]
+        if self.median_step_seconds:
+            out.append(f"median step: {self.median_step_seconds:.1f}s, "
+                       f"wall {self.wall_seconds:.0f}s")
+        return out
 
     def lines(self) -> list[str]:
         out = [f"bisection: {self.message}"]

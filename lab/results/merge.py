@@ -119,6 +119,7 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
         unique.append(inp)
     _check_compatible(unique)
     first = unique[0].matrix
+    catalogue = _claims(unique)  # read (and checked) before anything is written
     records = _combine(unique)
     reported = {(r.cell, r.test) for r in records}
     present = {inp.matrix.shard_index for inp in unique}
@@ -144,7 +145,8 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
 
     into.parent.mkdir(parents=True, exist_ok=True)
     with atomic.temp_dir(into.parent) as tmp:
-        _write(tmp, unique, records, first, command=command, duplicates=duplicates)
+        _write(tmp, unique, records, first, command=command, duplicates=duplicates,
+               catalogue=catalogue)
         if into.exists():
             into.rmdir()  # empty (checked above): the rename needs the name free
         atomic.publish(tmp, into)
@@ -152,8 +154,27 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
                   missing_shards=missing_shards, miss=miss, records=len(records))
 
 
+def _claims(inputs: list[Input]) -> list[dict[str, object]] | None:
+    """The claims of every shard's suites, each once.  A shard writes the claims of the
+    suites its own tests belong to, so the shards' lists differ and only their union
+    covers the matrix (a suite none of whose tests reached any shard is missing)."""
+    catalogues = []
+    for inp in inputs:
+        try:
+            catalogue = claims.load_catalogue(inp.path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{inp.path / claims.CLAIMS_FILE}: unreadable ({exc}); "
+                            "give run directories that `lab run` wrote") from None
+        if catalogue is not None:
+            catalogues.append(catalogue)
+    if not catalogues:
+        return None
+    return list({str(c["key"]): c for cat in catalogues for c in cat}.values())
+
+
 def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_file.Matrix,
-           *, command: str, duplicates: list[Path]) -> None:
+           *, command: str, duplicates: list[Path],
+           catalogue: list[dict[str, object]] | None) -> None:
     (tmp / "results.jsonl").write_text(
         "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in records))
     merged_from = [{"path": str(i.path), "shard": i.matrix.shard, "sha256": i.digest,
@@ -183,11 +204,8 @@ def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_
              for i in inputs if (i.path / "stopped.json").is_file()}
     if stops:
         (tmp / "stopped-shards.json").write_text(json.dumps(stops, indent=1) + "\n")
-    catalogues = [c for c in (claims.load_catalogue(i.path) for i in inputs) if c is not None]
-    if catalogues:  # every shard of one suite lists the same claims; keep each once
-        union = {c["key"]: c for cat in catalogues for c in cat}
-        (tmp / claims.CLAIMS_FILE).write_text(
-            json.dumps({"claims": list(union.values())}, indent=1) + "\n")
+    if catalogue is not None:
+        (tmp / claims.CLAIMS_FILE).write_text(json.dumps({"claims": catalogue}, indent=1) + "\n")
     (tmp / "command.txt").write_text(command + "\n")
     if duplicates:
         (tmp / "duplicates.txt").write_text("".join(f"{d}\n" for d in duplicates))

@@ -366,8 +366,9 @@ BISECT_FILE = "bisect.json"  # lab.bisect writes it; its "report" entry is this 
 
 
 def is_bisection(path: Path) -> bool:
-    """A bisection's state directory (bisect.json), not a run directory."""
-    return (path / BISECT_FILE).is_file() and not (path / "results.jsonl").is_file()
+    """A bisection's state directory (its journal), not a run directory."""
+    return ((path / BISECT_FILE).is_file() or (path / "journal.jsonl").is_file()) and \
+        not (path / "results.jsonl").is_file()
 
 
 def write_bisection(state: Path, *, now: dt.datetime | None = None) -> Path:
@@ -375,6 +376,9 @@ def write_bisection(state: Path, *, now: dt.datetime | None = None) -> Path:
     (title, summary lines, warnings, the path taken as one table) and its commands."""
     import json
 
+    if not (state / BISECT_FILE).is_file():
+        raise UserError(f"{state}: a bisection that has not finished (no {BISECT_FILE}); "
+                        f"go on with `lab bisect --resume {state}`")
     try:
         data = json.loads((state / BISECT_FILE).read_text())
         section = data["report"]
@@ -383,8 +387,8 @@ def write_bisection(state: Path, *, now: dt.datetime | None = None) -> Path:
                "reproducer": data.get("reproducer") or "",
                "next_command": data.get("next_command") or "", "state": str(state),
                "generated": (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        html = _environment().get_template("bisect.html.j2").render(**ctx)
+    except (OSError, ValueError, KeyError, TypeError, jinja2.UndefinedError) as exc:
         raise UserError(f"{state / BISECT_FILE}: not a bisection's result ({exc}); "
                         "give a directory `lab bisect` finished in") from None
-    html = _environment().get_template("bisect.html.j2").render(**ctx)
     return atomic.write_text(state / REPORT, html)
