@@ -201,6 +201,6 @@ def test_the_shards_claims_are_united_and_a_broken_list_is_refused(tmp_path: Pat
     got = json.loads((done.path / "claims.json").read_text())["claims"]
     assert [c["key"] for c in got] == ["aio.a", "aio.b", "uring.c"]
     (two / "claims.json").write_text("{not json")
-    with pytest.raises(UserError, match="claims.json: unreadable"):
+    with pytest.raises(UserError, match=r"claims\.json: unreadable"):
         merge([one, two], tmp_path / "merged2", command="lab merge")
     assert not (tmp_path / "merged2").exists()  # nothing half-written
