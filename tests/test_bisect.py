@@ -34,12 +34,11 @@ from lab.bisect.decision import (
     step_confidence,
 )
 from lab.bisect.journal import Journal
-from lab.bisect.ports import kernel_free_id
 from lab.bisect.search import ListSearch
 from lab.cli import main as cli_main
 from lab.errors import UserError
 from lab.kernel.versions import Versioned
-from lab.results.cell import cell_label
+from lab.results.cell import cell_label, scenario_of
 
 REPO = Path(__file__).resolve().parents[1]
 G, B, S = Verdict.GOOD, Verdict.BAD, Verdict.SKIP
@@ -163,9 +162,9 @@ def test_what_bad_means_by_default_comes_from_the_bad_endpoint() -> None:
 
 def test_test_ids_lose_their_cell_parameter() -> None:
     cell = cell_label("git:/src/linux@" + "a" * 40, "base")
-    assert kernel_free_id(f"{T}[{cell}]", cell) == T
-    assert kernel_free_id(f"x.py::t[{cell}-128]", cell) == "x.py::t[128]"
-    assert kernel_free_id("x.py::t[debian:7.2-1]", "debian:7.2") == "x.py::t[1]"
+    assert scenario_of(f"{T}[{cell}]", cell) == T
+    assert scenario_of(f"x.py::t[{cell}-128]", cell) == "x.py::t[128]"
+    assert scenario_of("x.py::t[debian:7.2-1]", "debian:7.2") == "x.py::t[1]"
 
 
 # --- the list search ------------------------------------------------------------------------

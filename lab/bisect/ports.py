@@ -115,11 +115,6 @@ def spawn_and_wait(argv: Sequence[str], log_path: Path) -> int:
     return rc if rc is not None else 3
 
 
-def kernel_free_id(test: str, cell: str) -> str:
-    """A test id without the cell parameter: the same test at another commit has the same id."""
-    return scenario_of(test, cell)
-
-
 class LabRun:
     """``lab run`` of the selected scenarios, one boot per run."""
 
@@ -150,7 +145,8 @@ class LabRun:
         results: dict[str, Observed] = {}
         for run_dir in dirs:
             for r in records.read_records(run_dir):
-                results[kernel_free_id(r.test, r.cell)] = Observed(
+                # Without the cell parameter: the same test at any commit has the same id.
+                results[scenario_of(r.test, r.cell)] = Observed(
                     verdict=r.verdict, reason=r.reason,
                     splats=tuple(str(s.get("title", "")) for s in r.splats),
                     fatal=any(bool(s.get("fatal")) for s in r.splats))

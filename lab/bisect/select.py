@@ -53,12 +53,12 @@ class _Collector:
         self.flaky: list[str] = []
 
     def pytest_collection_finish(self, session: object) -> None:
-        from lab.bisect.ports import kernel_free_id
+        from lab.results.cell import scenario_of
         from lab.run.keys import item_cell
 
         for item in getattr(session, "items", []):
             cell = item_cell(item)
-            test = kernel_free_id(item.nodeid, cell.label if cell is not None else "")
+            test = scenario_of(item.nodeid, cell.label if cell is not None else "")
             self.tests.append(test)
             if item.get_closest_marker("flaky") is not None:
                 self.flaky.append(test)
