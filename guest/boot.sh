@@ -1,12 +1,16 @@
 #!/bin/sh
 # kernel-lab guest boot script, run by virtme-ng as the guest's --exec command.
 # Usage: boot.sh VMDIR   (VMDIR holds sshd_config, the host key and authorized_keys
-# that the lab wrote for this VM; the guest sees the host root read-only over 9p).
+# that the lab wrote for this VM, the fstab of lab/vm/hostroot.py and the agent's
+# interpreter; the guest sees the host root read-only over 9p).
 #
 # Why not virtme-ng's own --ssh: it always turns on DHCP, which waits for an eth0
 # that never appears on a modular kernel without udev (virtio_net is not loaded),
 # and it authorizes the user's ~/.ssh keys.  Here we load the drivers ourselves,
 # configure QEMU's user network statically and start sshd with the lab's key only.
+#
+# Under TCG every exec costs a tenth of a second or more, so what is on the way to
+# sshd uses shell builtins where it can, and what is not runs in the background.
 set -u
 VMDIR=$1
 log() { echo "<6>kernel-lab: $*" > /dev/kmsg; }
@@ -15,31 +19,36 @@ log "boot.sh started"  # the boot timeline's marks (lab/vm/timeline.py) are thes
 # A test seam, off unless asked for on the kernel command line (`lab run ... --
 # --lab-append kernel_lab.crash_at_boot`): panic the kernel before SSH is up, as a
 # kernel that dies while booting would, so the lab's boot-crash verdicts can be tested.
-case " $(cat /proc/cmdline) " in
+read -r cmdline < /proc/cmdline
+case " $cmdline " in
 *" kernel_lab.crash_at_boot "*) log "crash_at_boot asked for"; echo c > /proc/sysrq-trigger ;;
 esac
 
+# The host root again, cached, bound over the uncached view (lab/vm/hostroot.py says
+# why and which directories), and the lab's tmpfs (the agent is unpacked there): one
+# mount process, before anything else runs, since every exec before the binds loads
+# uncached.  Without the cached root the guest still works, only slower.
+if mount -a -T "$VMDIR/fstab" 2>/dev/null; then
+    log "host root cached"
+else
+    log "no cached host root (mount -a -T $VMDIR/fstab failed): the guest reads uncached"
+    mountpoint -q /run/kernel-lab || mount -t tmpfs -o mode=0700 kernel-lab /run/kernel-lab
+fi
+
 # Drivers: built in on lab-built kernels, modules on Debian's (modprobe is a no-op then).
-# Three things run at once, since none needs another: the nvme module (the lab waits
-# for the NVMe devices itself), the network (virtio_net, then QEMU's user network) and
-# sshd (it listens on 0.0.0.0, which needs no eth0; it starts after the login setup
-# below, so its first connection finds that done; one refused meanwhile is retried).
-modprobe -q nvme 2>/dev/null &
-mkdir -p /run/sshd
-# -r: no re-exec of sshd for each connection.  Re-executing means loading sshd and its
-# libraries over 9p again, which on a debug kernel under TCG on a loaded host takes
-# longer than the lab's handshake timeout: the abandoned pre-auth children then pile
-# up until MaxStartups refuses everyone.  An sshd without the option (OpenSSH 9.8+
-# always re-executes) fails its test run, which runs while the rest goes on.
-/usr/sbin/sshd -t -r -f "$VMDIR/sshd_config" 2>/dev/null &
-sshd_test=$!
+# What the lab's first connection waits for runs first and at once: the network
+# (virtio_net, then QEMU's user network), sshd (it listens on 0.0.0.0, which needs no
+# eth0) and the login setup below; the lab connects once the console shows all three
+# (lab/vm/vm.py).  The nvme module and the agent's interpreter, needed only after the
+# connection, start once virtio_net is loaded, so as not to slow it.
 network() {
     modprobe -q virtio_net 2>/dev/null
+    modprobe -q nvme 2>/dev/null &  # the lab waits for the NVMe devices itself
     i=0
     while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
     [ -e /sys/class/net/eth0 ] || log "no eth0 after 10 s: SSH will not be reachable"
     # QEMU user networking: the guest is always 10.0.2.15, the gateway 10.0.2.2.
-    # One ip process for the four changes: every exec loads its binary over 9p.
+    # One ip process for the four changes.
     ip -force -batch - <<IP
 link set lo up
 link set eth0 up
@@ -48,27 +57,64 @@ route add default via 10.0.2.2
 IP
     log "network up"
 }
+
+# The interpreter that becomes the agent when its verified archive hands over
+# (guest/zygote.py), started first so that its own start (seconds under TCG) is over
+# by the time the agent's archive arrives.  It serves one agent; the loop starts the next one when that
+# agent ends.  No zygote (it failed before a handoff: exit 3) only means each agent
+# starts its own interpreter.
+zygote() {
+    read -r python < "$VMDIR/agent-python" || return
+    while :; do
+        "$python" -S "${0%/*}/zygote.py" /run/kernel-lab/zygote.sock \
+            </dev/null 2>>/run/kernel-lab/zygote.stderr &
+        echo $! > /run/kernel-lab/zygote.sock.pid  # handoff.c waits for a zygote starting
+        wait $!
+        [ $? -ne 3 ] || break
+        sleep 1  # never a busy loop, whatever the agent's status
+    done
+}
+
+# -r: no re-exec of sshd for each connection.  Re-executing means loading sshd and its
+# libraries again, which on a debug kernel under TCG on a loaded host takes longer
+# than the lab's handshake timeout: the abandoned pre-auth children then pile up
+# until MaxStartups refuses everyone.  An sshd without the option (OpenSSH 9.8+
+# always re-executes) never starts listening (no pid file): then it runs without.
+sshd_loop() {
+    /usr/sbin/sshd -D -e -r -f "$VMDIR/sshd_config"
+    status=$?
+    if [ ! -e /run/kernel-lab-sshd.pid ]; then
+        log "sshd -r did not start (status $status): starting sshd without -r"
+        /usr/sbin/sshd -D -e -f "$VMDIR/sshd_config"
+        status=$?
+    fi
+    log "sshd exited with status $status: rebooting so QEMU exits"
+    echo b > /proc/sysrq-trigger
+}
+
+zygote &
 network &
+mkdir -p /run/sshd /run/kernel-lab/home
+sshd_loop &
 
 # Commands over SSH run through root's login shell: make it /bin/sh with an empty
 # home so the host user's dotfiles (pyenv init and the like, slow under TCG) never run.
-# /etc is a throwaway overlay in the guest, so this edit never reaches the host.
-mkdir -p /run/kernel-lab/home
-mount -t tmpfs -o mode=0700 kernel-lab /run/kernel-lab
-mkdir -p /run/kernel-lab/home
-# virtme-ng bind-mounts some /etc files (shadow among them): rewrite in place, since
-# sed -i's rename onto a mount point fails.
-rewrite() { sed "$2" "$1" > /run/kernel-lab/rewrite && cat /run/kernel-lab/rewrite > "$1"; }
-rewrite /etc/passwd 's#^root:[^:]*:0:0:[^:]*:[^:]*:[^:]*$#root:x:0:0:root:/run/kernel-lab/home:/bin/sh#'
 # sshd without PAM refuses a "locked" account ('*' or '!' as the hash); key-only
 # logins need no password, so an unusable but unlocked hash is enough (and skips
-# PAM's per-session work, slow under TCG).
+# PAM's per-session work, slow under TCG).  /etc is a throwaway overlay in the guest,
+# so these edits never reach the host.  virtme-ng bind-mounts some /etc files (shadow
+# among them): rewritten in place.  sed reads the file (the shell's read would take
+# it a byte per uncached 9p read: seconds); the copy back reads the lab's tmpfs.
+rewrite() {
+    sed "$2" "$1" > /run/kernel-lab/rewrite || return
+    while IFS= read -r line; do printf '%s\n' "$line"; done < /run/kernel-lab/rewrite > "$1"
+}
+rewrite /etc/passwd 's#^root:[^:]*:0:0:[^:]*:[^:]*:[^:]*$#root:x:0:0:root:/run/kernel-lab/home:/bin/sh#'
 rewrite /etc/shadow 's#^root:[^:]*:#root:unusable:#'
-rm -f /run/kernel-lab/rewrite /run/nologin /etc/nologin
+for f in /run/kernel-lab/rewrite /run/nologin /etc/nologin; do
+    [ -e "$f" ] && rm -f "$f"
+done
 
-reexec=-r
-wait "$sshd_test" || reexec=
-log "guest ready ($(uname -r))"
-/usr/sbin/sshd -D -e $reexec -f "$VMDIR/sshd_config"
-log "sshd exited with status $?: rebooting so QEMU exits"
-echo b > /proc/sysrq-trigger
+read -r _ _ release _ < /proc/version
+log "guest ready ($release)"  # the login setup is done
+wait

@@ -146,15 +146,33 @@ def _private_stdout() -> IO[str]:
     return out
 
 
-def main(started: float | None = None) -> int:
+def _log_clock(now: float) -> None:
+    """Put CLOCK_MONOTONIC in the kernel log, whose timestamps are another clock: the
+    lab's boot timeline places the hello's times by this line (lab.vm.timeline)."""
+    try:
+        fd = os.open("/dev/kmsg", os.O_WRONLY)
+    except OSError:
+        return  # not root, or no /dev/kmsg (a hand-run agent): the timeline guesses
+    try:
+        os.write(fd, f"<6>kernel-lab: agent clock {now:.6f}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def main(started: float | None = None, *, zygote: bool = False) -> int:
     """Serve requests until EOF; ``started`` is when the interpreter came up (for the
-    boot timeline: the hello says how long the agent's own start took)."""
+    boot timeline: the hello says how long the agent's own start took), or when the
+    zygote that was already up took the handoff (``zygote``: guest/zygote.py)."""
     out = _private_stdout()
     try:
         native.load()
     except ImportError as exc:
         _send(out, {"hello": {"protocol": PROTOCOL_VERSION, "error": str(exc)}})
         return 1
+    now = time.monotonic()
+    _log_clock(now)
     _send(
         out,
         {
@@ -164,8 +182,9 @@ def main(started: float | None = None) -> int:
                 "release": os.uname().release,
                 "python": sys.version.split()[0],  # platform.python_version(), unimported
                 "areas": sorted(AREAS),
-                "clock": {"python": started if started is not None else time.monotonic(),
-                          "imports": time.monotonic()},
+                "zygote": zygote,
+                "clock": {"python": started if started is not None else now,
+                          "imports": now},
             }
         },
     )

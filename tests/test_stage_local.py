@@ -9,6 +9,8 @@ from pathlib import Path
 
 from lab.vm.stage import archive, stage, start_command
 
+NO_ZYGOTE = "/nonexistent/zygote.sock"  # the channel's own path: no zygote takes it
+
 
 def _run(command: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True,
@@ -20,7 +22,8 @@ def test_the_pushed_archive_is_verified_unpacked_and_started(tmp_path: Path) -> 
     data = archive(staged)
     remote = tmp_path / "guest-run" / "agent-x"
     ping = b'{"id": 1, "op": "agent.ping", "args": {}}\n'
-    res = _run(start_command(str(remote), data), data + ping)
+    res = _run(start_command(str(remote), data, handoff=staged / "handoff", zygote=NO_ZYGOTE),
+               data + ping)
     lines = [json.loads(line) for line in res.stdout.decode().splitlines()]
     assert lines[0]["hello"]["protocol"] == 1 and "error" not in lines[0]["hello"]
     assert lines[1] == {"id": 1, "ok": True, "value": "pong", "elapsed_ns": lines[1]["elapsed_ns"]}
@@ -32,8 +35,19 @@ def test_an_archive_changed_on_the_way_never_runs(tmp_path: Path) -> None:
     data = archive(staged)
     changed = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
     remote = tmp_path / "guest-run" / "agent-x"
-    res = _run(start_command(str(remote), data), changed)
+    res = _run(start_command(str(remote), data, handoff=staged / "handoff", zygote=NO_ZYGOTE),
+               changed)
     assert res.returncode == 1
     assert json.loads(res.stdout)["hello"]["error"] == "agent archive differs after push"
     assert b"agent.tar" in res.stderr  # sha256sum's complaint
     assert not (remote / "guest").exists()  # nothing of it was unpacked
+
+
+def test_without_the_handoff_helper_the_channel_still_starts_the_agent(tmp_path: Path) -> None:
+    staged = stage(tmp_path / "cache")
+    data = archive(staged)
+    remote = tmp_path / "guest-run" / "agent-x"
+    ping = b'{"id": 1, "op": "agent.ping", "args": {}}\n'
+    res = _run(start_command(str(remote), data, handoff=tmp_path / "missing-handoff"), data + ping)
+    lines = [json.loads(line) for line in res.stdout.decode().splitlines()]
+    assert lines[0]["hello"]["zygote"] is False and lines[1]["value"] == "pong"

@@ -32,3 +32,28 @@ def test_console_events_guest_events_and_slices() -> None:
     assert tl.largest(1)[0][1] == max(s for _, s in slices)
     lines = tl.to_lines("vm1")
     assert lines[0]["vm"] == "vm1" and {"event", "host_s", "guest_s"} <= set(lines[0])
+
+
+def test_the_agents_monotonic_clock_is_placed_by_its_own_log_line() -> None:
+    """CLOCK_MONOTONIC and printk's clock differ in the guest; the agent logs its
+    monotonic time, and its events are placed by that line, not as if they were printk's."""
+    tl = Timeline()
+    tl.on_console(b"[    0.000000] Linux version 7.2.13\n")
+    time.sleep(0.2)
+    # The agent said monotonic 0.1 when printk said 0.2: monotonic runs 0.1 s behind.
+    tl.on_console(b"[    0.200000] kernel-lab: agent clock 0.100000\n")
+    tl.mark_guest("python", 0.05)
+    by_name = {e.name: e for e in tl.events()}
+    python, kernel = by_name["python"], by_name["kernel"]
+    assert python.guest_s is not None and abs(python.guest_s - 0.15) < 1e-9
+    assert python.host_s is not None and kernel.host_s is not None
+    assert abs((python.host_s - kernel.host_s) - 0.15) < 0.05  # not 0.05: the clocks differ
+
+
+def test_sshds_lines_are_host_timed_events() -> None:
+    tl = Timeline()
+    assert not tl.seen("sshd listening")
+    tl.on_console(b"Server listening on 0.0.0.0 port 22.\n")
+    tl.on_console(b"Accepted publickey for root from 10.0.2.2 port 5 ssh2: ED25519 SHA256:x\n")
+    assert tl.seen("sshd listening") and tl.seen("sshd accepted key")
+    assert [e.name for e in tl.events()] == ["sshd listening", "sshd accepted key"]

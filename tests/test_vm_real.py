@@ -29,3 +29,32 @@ def test_a_port_taken_before_qemu_binds_it_is_retried(tmp_path: Path,
             assert vm.ssh is not None and vm.ssh.run(["true"]).status == 0
     console = (tmp_path / "console-retry.log").read_text(errors="replace")
     assert "Could not set up host forwarding rule" in console  # QEMU refused the first
+
+
+def test_the_boot_binds_the_cached_host_root_and_the_zygote_becomes_the_agent(
+        tmp_path: Path) -> None:
+    """What the boot's speed rests on, seen in a real guest: the host root's second, cached
+    9p export bound over the directories of lab.vm.hostroot; the agent started by the
+    zygote from the pushed archive; a second agent in the same guest started all the same."""
+    from lab.vm.agent import Agent
+    from lab.vm.hostroot import TAG, fast_dirs
+
+    cache = cache_root()
+    kernel = resolve_kernel("debian:7.2", cache=cache)
+    with vm_mod.Vm(kernel, run_dir=tmp_path, cache=cache, name="fast") as vm:
+        assert vm.ssh is not None
+        first = Agent.start(vm.ssh, cache=cache, slowdown=vm.cfg.slowdown, timeline=vm.timeline)
+        assert first.hello["zygote"] is True
+        assert first.call("agent.ping") == "pong"
+        first.close()
+        mounts = vm.ssh.run(["cat", "/proc/self/mountinfo"]).stdout
+        loose = [line for line in mounts.splitlines() if f" {TAG} " in line]
+        assert loose and all("cache=" in line or "loose" in line for line in loose), loose
+        targets = {line.split()[4] for line in loose}
+        assert set(fast_dirs(kernel.modules)) <= targets, targets
+        second = Agent.start(vm.ssh, cache=cache, slowdown=vm.cfg.slowdown)
+        assert second.call("agent.ping") == "pong"
+        second.close()
+    names = [e.name for e in vm.timeline.events()]
+    for event in ("host root", "sshd listening", "network", "python", "hello"):
+        assert event in names, names

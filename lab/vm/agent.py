@@ -91,7 +91,8 @@ class Agent:
         staged = staged or stage(cache)
         data = archive(staged)
         # The guest sees the host's root, so the host's interpreter runs there.
-        chan = ssh.channel(start_command(remote_dir(staged), data, slowdown=slowdown))
+        chan = ssh.channel(start_command(remote_dir(staged), data, handoff=staged / "handoff",
+                                         slowdown=slowdown))
         timeline.mark("agent exec")
         push(chan, data)
         timeline.mark("pushed")
@@ -117,7 +118,7 @@ class Agent:
         clock = hello.get("clock", {})
         for name in ("python", "imports"):
             if name in clock:
-                timeline.mark(name, guest_s=float(clock[name]), host=False)
+                timeline.mark_guest(name, float(clock[name]))
         timeline.mark("hello")
 
     def _read_line(self, timeout: float) -> str:

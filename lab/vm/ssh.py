@@ -15,6 +15,7 @@ import os
 import shlex
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from lab.errors import InfraError
 log = logging.getLogger("lab.vm.ssh")
 
 KEY_NAME = "id_ed25519"
+# While the guest does not look ready (Ssh.connect's ``ready``), one attempt this often.
+UNREADY_ATTEMPT_S = 5.0
 
 
 def ensure_keypair(path: Path, *, log_path: Path | None = None) -> Path:
@@ -106,6 +109,7 @@ class Ssh:
         phase: str = "boot",
         log_path: Path | None = None,
         slowdown: float = 1.0,
+        ready: Callable[[], bool] | None = None,
     ) -> Ssh:
         """Connect, retrying until ``deadline`` (time.monotonic) while the guest boots.
 
@@ -116,6 +120,12 @@ class Ssh:
         long for its banner, and each attempt given up too early leaves sshd one more
         pre-auth child, until MaxStartups refuses every new one.  A guest whose sshd is
         not listening yet refuses at once, so the longer wait costs a fast boot nothing.
+
+        ``ready`` says when the guest can answer (its network up and sshd listening, as
+        the console shows).  Until then an attempt is made only every
+        ``UNREADY_ATTEMPT_S``: QEMU's user network accepts on the host at once and
+        forwards the SYN to a guest that has no address yet, and the attempt then waits
+        for TCP's retransmission (1 s, then 3 s) long after sshd listens.
         """
         host = "127.0.0.1"
         key_type, key_b64 = host_key_pub.read_text().split()[:2]
@@ -125,9 +135,15 @@ class Ssh:
         auth_failures = 0
         # paramiko logs every refused banner while the guest boots: expected noise.
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+        last_attempt = -UNREADY_ATTEMPT_S
         while time.monotonic() < deadline:
             if callable(alive) and not alive():
                 raise InfraError("QEMU exited before SSH came up", phase=phase, log=log_path)
+            if ready is not None and not ready() and \
+                    time.monotonic() - last_attempt < UNREADY_ATTEMPT_S:
+                time.sleep(0.02)
+                continue
+            last_attempt = time.monotonic()
             client = paramiko.SSHClient()
             client.get_host_keys().add(f"[{host}]:{port}", expected.get_name(), expected)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())

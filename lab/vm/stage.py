@@ -11,6 +11,7 @@ archive's SHA-256 (given on that channel's command line) before it is unpacked.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 import tarfile
@@ -24,7 +25,9 @@ from lab.paths import GUEST_DIR, REPO
 
 GUEST_SRC = GUEST_DIR
 REMOTE_BASE = "/run/kernel-lab"  # a tmpfs mounted by guest/boot.sh
-STAGE_FORMAT = "2: with bytecode"  # what a staged archive holds, beside the sources
+ZYGOTE_SOCKET = f"{REMOTE_BASE}/zygote.sock"  # where guest/zygote.py waits (boot.sh)
+HANDOFF_NOT_TAKEN = 100  # guest/handoff.c: no zygote took it; start the interpreter
+STAGE_FORMAT = "3: with bytecode and handoff"  # what a staged archive holds, beside the sources
 
 
 def _source_files() -> list[Path]:
@@ -46,7 +49,8 @@ def source_hash() -> str:
 
 
 def stage(cache: Path) -> Path:
-    """The staged agent (``agent.tar`` and its ``MANIFEST``), cached by source hash.
+    """The staged agent (``agent.tar``, its ``MANIFEST`` and ``handoff``), cached by source
+    hash.
 
     The archive holds ``guest/`` with its bytecode, the built extension and a copy of cffi's
     ``_cffi_backend``, so the guest's Python can start with ``-S``: no site
@@ -81,6 +85,12 @@ def stage(cache: Path) -> Path:
                              phase="agent build", log=cache / "agent" / "build.log")
         for so in built:
             shutil.copy2(so, pkg / so.name)
+        # The helper that hands the channel to the zygote (guest/zygote.py).  It runs
+        # before the archive is unpacked, so it is not in it: the guest runs it from here,
+        # over 9p, as it runs the zygote and boot.sh from the checkout.
+        proc.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Werror", "-o",
+                  str(tmp / "handoff"), str(GUEST_SRC / "handoff.c")],
+                 phase="agent build", log_path=cache / "agent" / "build.log", timeout=120)
         import _cffi_backend  # the runtime half of cffi, needed by the extension
 
         shutil.copy2(str(_cffi_backend.__file__), tree / Path(str(_cffi_backend.__file__)).name)
@@ -89,7 +99,9 @@ def stage(cache: Path) -> Path:
             f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tree)}\n"
             for p in files
         )
-        with tarfile.open(tmp / "agent.tar", "w") as tar:
+        # Plain ustar, regular files only: guest/zygote.py unpacks it with a reader of
+        # its own (tarfile's import and extraction cost a second under TCG).
+        with tarfile.open(tmp / "agent.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
             for p in files:
                 tar.add(p, arcname=str(p.relative_to(tree)))
         (tmp / "MANIFEST").write_text(manifest)
@@ -116,22 +128,30 @@ def push(chan: paramiko.Channel, data: bytes) -> None:
         raise InfraError(f"pushing the agent failed: {exc}", phase="agent") from None
 
 
-def start_command(remote: str, data: bytes, *, slowdown: float = 1.0) -> str:
+def start_command(remote: str, data: bytes, *, handoff: Path, slowdown: float = 1.0,
+                  zygote: str = ZYGOTE_SOCKET) -> str:
     """Receive the archive on stdin, verify it, unpack it, then become the agent.
+
+    First ``handoff`` offers the channel, the archive still unread, to the zygote the
+    guest started while it booted (guest/zygote.py), which verifies, unpacks and
+    becomes the agent with no exec of its own.  When no zygote takes it (exit 100, or
+    127: no helper), this shell does the same itself and starts the interpreter.
 
     One exec does all four, so pushing costs one channel and no round trip of its own:
     the archive is the first ``len(data)`` bytes of the channel's stdin (the lab sends
     nothing else before the hello), checked against its SHA-256 here, on the command
     line, before anything in it is unpacked.  A mismatch ends the channel with
     sha256sum's complaint instead of a hello.  ``slowdown`` scales the agent's own
-    fixed waits (TCG is slower).
+    fixed waits (TCG is slower).  ``zygote``: the socket guest/zygote.py listens on.
     """
     digest = hashlib.sha256(data).hexdigest()
     return (
+        f"export KERNEL_LAB_SLOWDOWN={slowdown:g}; "
+        f"{handoff} {zygote} {digest} {len(data)} {remote}; rc=$?; "
+        f"[ $rc -eq {HANDOFF_NOT_TAKEN} ] || [ $rc -eq 127 ] || exit $rc; "
         f"mkdir -p {remote} && cd {remote} && head -c {len(data)} >agent.tar && "
         f"echo '{digest}  agent.tar' | sha256sum --quiet --strict -c >agent.verify 2>&1 || "
         f"{{ echo '{{\"hello\": {{\"error\": \"agent archive differs after push\"}}}}'; "
         f"cat agent.verify >&2; exit 1; }}; "
-        f"tar -xf agent.tar && "
-        f"KERNEL_LAB_SLOWDOWN={slowdown:g} exec {sys.executable} -S -m guest 2>>agent.stderr"
+        f"tar -xf agent.tar && exec {sys.executable} -S -m guest 2>>agent.stderr"
     )

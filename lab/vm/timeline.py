@@ -4,8 +4,12 @@ Host events are marked as they happen (QEMU started, SSH accepted, probe done,
 agent pushed, hello received).  Guest events come from the console, each with
 its printk timestamp (the kernel's first line, init, boot.sh's steps) and from
 the agent's hello (its interpreter's start and the end of its imports, in the
-guest's CLOCK_MONOTONIC, which printk's clock follows).  The guest clock is
-placed on the host's with the smallest console delay seen, so every event has a
+guest's CLOCK_MONOTONIC).  printk's clock is placed on the host's with the
+smallest console delay seen among the lines near the event (within
+``NEAR_S``: under TCG the guest's clock drifts from the host's by a few per cent,
+half a second over a boot), and CLOCK_MONOTONIC on printk's by the line the agent
+logs with its monotonic time (``kernel-lab: agent clock M``: the two guest clocks
+differ by what the kernel ran before timekeeping began), so every event has a
 host time.  ``slices`` are the gaps between consecutive events, largest first on
 request: the timeline says where to cut.
 """
@@ -26,17 +30,27 @@ CONSOLE_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("real root", re.compile(rb"virtme initramfs: done; switching to real root")),
     ("virtme-ng-init", re.compile(rb"virtme-ng-init: ")),
     ("boot.sh", re.compile(rb"kernel-lab: boot\.sh started")),
+    ("host root", re.compile(rb"kernel-lab: (host root cached|no cached host root)")),
     ("network", re.compile(rb"kernel-lab: network up")),
     ("sshd", re.compile(rb"kernel-lab: guest ready")),
 )
+# sshd's own lines (-e: on the console, without a printk timestamp): host time only.
+SSHD_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
+    ("sshd listening", re.compile(rb"^Server listening on ")),
+    ("sshd accepted key", re.compile(rb"^Accepted publickey for ")),
+)
+# Console lines this close in guest time place a guest-only event (see above).
+NEAR_S = 2.0
 _PRINTK = re.compile(rb"^\[\s*(\d+\.\d+)\]")
+_AGENT_CLOCK = re.compile(rb"kernel-lab: agent clock (\d+\.\d+)")
 
 
 @dataclass(frozen=True)
 class Event:
     name: str
     host_s: float | None  # seconds since QEMU started, on the host's clock
-    guest_s: float | None  # the guest's uptime (CLOCK_MONOTONIC / printk) when known
+    guest_s: float | None  # printk's timestamp (the guest's uptime) when known
+    guest_mono: float | None = None  # the guest's CLOCK_MONOTONIC, for the agent's events
 
 
 class Timeline:
@@ -48,6 +62,8 @@ class Timeline:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._offset: float | None = None  # host_s - guest_s, smallest seen
+        self._samples: list[tuple[float, float]] = []  # (guest_s, host_s - guest_s)
+        self._mono: float | None = None  # printk's clock - CLOCK_MONOTONIC, in the guest
 
     def mark(self, name: str, *, guest_s: float | None = None, host: bool = True) -> None:
         """An event now on the host (``host=False``: a guest-only event, placed later)."""
@@ -55,26 +71,55 @@ class Timeline:
             self._events.append(Event(name, time.monotonic() - self.t0 if host else None,
                                       guest_s))
 
+    def mark_guest(self, name: str, monotonic: float) -> None:
+        """An event at the guest's CLOCK_MONOTONIC ``monotonic``, placed later."""
+        with self._lock:
+            self._events.append(Event(name, None, None, monotonic))
+
     def on_console(self, line: bytes) -> None:
         """Called for every console line as it arrives."""
         m = _PRINTK.match(line)
         if m is None:
+            self._host_event(line)
             return
         host_s, guest_s = time.monotonic() - self.t0, float(m.group(1))
         with self._lock:
             if self._offset is None or host_s - guest_s < self._offset:
                 self._offset = host_s - guest_s
+            self._samples.append((guest_s, host_s - guest_s))
+            clock = _AGENT_CLOCK.search(line)
+            if clock is not None:
+                self._mono = guest_s - float(clock.group(1))
             for name, pattern in CONSOLE_EVENTS:
                 if name not in self._seen and pattern.search(line):
                     self._seen.add(name)
                     self._events.append(Event(name, host_s, guest_s))
 
+    def _host_event(self, line: bytes) -> None:
+        with self._lock:
+            for name, pattern in SSHD_EVENTS:
+                if name not in self._seen and pattern.search(line):
+                    self._seen.add(name)
+                    self._events.append(Event(name, time.monotonic() - self.t0, None))
+
+    def seen(self, name: str) -> bool:
+        """Whether the console has shown event ``name`` yet."""
+        with self._lock:
+            return name in self._seen
+
     def events(self) -> list[Event]:
         """Every event with a host time (guest-only ones placed by the clock offset), in order."""
         with self._lock:
-            offset = self._offset
-            out = [e if e.host_s is not None or e.guest_s is None or offset is None
-                   else Event(e.name, e.guest_s + offset, e.guest_s) for e in self._events]
+            offset, mono = self._offset, self._mono
+            out = []
+            for e in self._events:
+                if e.guest_mono is not None and mono is not None:
+                    e = Event(e.name, None, e.guest_mono + mono)
+                if e.host_s is None and e.guest_s is not None and offset is not None:
+                    g = e.guest_s
+                    near = [d for t, d in self._samples if abs(t - g) <= NEAR_S]
+                    e = Event(e.name, g + (min(near) if near else offset), g)
+                out.append(e)
         return sorted((e for e in out if e.host_s is not None),
                       key=lambda e: e.host_s or 0.0)
 

@@ -25,6 +25,7 @@ from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
+from lab.vm import hostroot
 from lab.vm.ssh import (
     ExecResult,
     Running,
@@ -34,6 +35,7 @@ from lab.vm.ssh import (
     lab_client_key,
     port_is_free,
 )
+from lab.vm.stage import REMOTE_BASE
 from lab.vm.timeline import Timeline
 
 log = logging.getLogger("lab.vm.vm")
@@ -59,6 +61,9 @@ class NvmeSpec:
 # then aborts it and resets the controller (EINTR in the guest, seen after ~62 s with
 # six runs on two cores).  The drivers read these as `uint` seconds from 6.1 on.
 DEFAULT_KERNEL_ARGS = ("nvme_core.io_timeout=180", "nvme_core.admin_timeout=180")
+
+# The console events (lab.vm.timeline) after which the guest answers SSH at once.
+SSH_READY_EVENTS = ("sshd", "network", "sshd listening")
 
 # How much longer than under KVM a fixed wait in the guest may take under TCG.
 TCG_SLOWDOWN = 4.0
@@ -132,6 +137,7 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
     # User networking; sshd in the guest is reached only from 127.0.0.1.
     opts += ["-netdev", f"user,id=lab0,hostfwd=tcp:127.0.0.1:{port}-:22"]
     opts += ["-device", "virtio-net-pci,netdev=lab0"]
+    opts += hostroot.qemu_opts()  # what boot.sh mounts cached (lab.vm.hostroot)
     for i, nvme in enumerate(cfg.nvme):
         drive = f"file={vmdir / f'nvme-{nvme.role}.img'},if=none,id=nvm{i},format=raw"
         if nvme.iops_limit is not None:
@@ -270,6 +276,8 @@ class Vm:
                     phase="boot",
                     log_path=self.console_log,
                     slowdown=self.cfg.slowdown,
+                    # boot.sh's login setup done, its network up, sshd listening.
+                    ready=lambda: all(self.timeline.seen(e) for e in SSH_READY_EVENTS),
                 )
                 self.timeline.mark("ssh")
                 break
@@ -314,6 +322,9 @@ class Vm:
         self.client_key = lab_client_key(self.cache)
         shutil.copy2(self.client_key.with_suffix(".pub"), self.vmdir / "authorized_keys")
         (self.vmdir / "sshd_config").write_text(SSHD_CONFIG.format(vmdir=self.vmdir))
+        (self.vmdir / "fstab").write_text(hostroot.fstab(self.kernel.modules, tmpfs=REMOTE_BASE))
+        # The interpreter guest/zygote.py runs in: the one the agent's channel would exec.
+        (self.vmdir / "agent-python").write_text(f"{sys.executable}\n")
         for nvme in self.cfg.nvme:
             with open(self.vmdir / f"nvme-{nvme.role}.img", "wb") as f:
                 f.truncate(nvme.size)  # sparse: costs no disk until written
