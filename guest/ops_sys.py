@@ -93,29 +93,80 @@ def _parse_record(raw: bytes) -> dict[str, Any] | None:
     return {"seq": seq, "level": pri & 7, "ts_us": ts, "text": message}
 
 
-def _kmsg_records() -> list[dict[str, Any]]:
+def _read_all(fd: int) -> list[dict[str, Any]]:
+    """Every record ``fd`` has not read yet (it reads /dev/kmsg without blocking)."""
     out: list[dict[str, Any]] = []
+    while True:
+        try:
+            raw = os.read(fd, 16384)  # one record per read; max is ~8 KiB
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            # EPIPE: records we were about to read were overwritten; the
+            # next read continues at the oldest record still present.
+            if exc.errno == errno.EPIPE:
+                continue
+            raise
+        if not raw:
+            break
+        rec = _parse_record(raw)
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+def _kmsg_records() -> list[dict[str, Any]]:
+    """The whole kernel log, from a fresh open."""
     fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
     try:
-        while True:
-            try:
-                raw = os.read(fd, 16384)  # one record per read; max is ~8 KiB
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                # EPIPE: records we were about to read were overwritten; the
-                # next read continues at the oldest record still present.
-                if exc.errno == errno.EPIPE:
-                    continue
-                raise
-            if not raw:
-                break
-            rec = _parse_record(raw)
-            if rec is not None:
-                out.append(rec)
+        return _read_all(fd)
     finally:
         os.close(fd)
-    return out
+
+
+class _KmsgTail:
+    """The kernel log since the last test window opened, read incrementally.
+
+    Every test opens and closes a window (kmsg_mark, kmsg_close); reading and parsing the
+    whole log each time cost a tenth of a second per read under TCG, more as the log grew
+    through a suite.  One open file keeps its place: each call reads only what is new, and
+    the records from the window's start on are kept.  A window older than what is kept, or
+    a call from a forked child (which would move the shared file position), reads the
+    whole log as before.
+    """
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.pid = 0
+        self.floor = -1  # records with seq > floor are all in ``kept``
+        self.kept: list[dict[str, Any]] = []
+
+    def since(self, after_seq: int) -> list[dict[str, Any]]:
+        """Every record with seq > ``after_seq``."""
+        if self.fd is None or self.pid != os.getpid():
+            self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.pid, self.floor, self.kept = os.getpid(), -1, []
+        new = _read_all(self.fd)
+        if new and self.kept and new[0]["seq"] != self.kept[-1]["seq"] + 1:
+            # The ring overwrote records between two reads: what is kept has a hole.
+            self.floor, self.kept = new[0]["seq"] - 1, []
+        self.kept += new
+        if after_seq < self.floor:
+            return [r for r in _kmsg_records() if r["seq"] > after_seq]
+        return [r for r in self.kept if r["seq"] > after_seq]
+
+    def last_seq(self) -> int:
+        records = self.since(self.floor)
+        return int(records[-1]["seq"]) if records else self.floor
+
+    def keep_from(self, seq: int) -> None:
+        """Forget records up to ``seq`` (a new window opened after it)."""
+        if seq > self.floor:
+            self.kept = [r for r in self.kept if r["seq"] > seq]
+            self.floor = seq
+
+
+_TAIL = _KmsgTail()
 
 
 def kmsg_read(after_seq: int = -1, settle_ms: int = 0,
@@ -124,14 +175,14 @@ def kmsg_read(after_seq: int = -1, settle_ms: int = 0,
     quiet that long (at most ``max_wait_ms``), so that deferred work a test started
     (workqueue items, RCU callbacks, completions) has printed what it will print.
     """
-    records = [r for r in _kmsg_records() if r["seq"] > after_seq]
+    records = _TAIL.since(after_seq)
     if settle_ms <= 0:
         return records
     deadline = time.monotonic() + max(max_wait_ms, settle_ms) / 1000
     while True:
         last = records[-1]["seq"] if records else after_seq
         time.sleep(settle_ms / 1000)
-        records = [r for r in _kmsg_records() if r["seq"] > after_seq]
+        records = _TAIL.since(after_seq)
         if (records[-1]["seq"] if records else after_seq) == last:
             return records
         if time.monotonic() > deadline:
@@ -147,8 +198,9 @@ def kmsg_mark(text: str) -> dict[str, int]:
     """Open a test's window in one round trip: the last record's seq before the marker,
     the marker's own timestamp, and the taint mask."""
     before = kmsg_seq()
+    _TAIL.keep_from(before)  # the window opens here: what came before is not asked for again
     kmsg_write(text)
-    mine = [r for r in _kmsg_records() if r["seq"] > before and r["text"] == text.rstrip("\n")]
+    mine = [r for r in _TAIL.since(before) if r["text"] == text.rstrip("\n")]
     return {"seq": before, "ts_us": int(mine[0]["ts_us"]) if mine else 0, "taint": _taint()}
 
 
@@ -162,8 +214,7 @@ def kmsg_close(after_seq: int, text: str, settle_ms: int = 0,
 
 
 def kmsg_seq() -> int:
-    records = _kmsg_records()
-    return int(records[-1]["seq"]) if records else -1
+    return _TAIL.last_seq()
 
 
 # ---------------------------------------------------------------- the kernel's config

@@ -435,6 +435,29 @@ def test_kmsg_window_marks_settles_and_reads(agent: Agent) -> None:
     assert closed["taint"] == opened["taint"] or closed["taint"] > 0
 
 
+def test_kmsg_windows_read_incrementally_and_an_older_one_still_whole(agent: Agent) -> None:
+    """The agent reads the log from where it stopped (guest/ops_sys.py _KmsgTail): windows
+    in a row see their own records, and a read from before the latest window (what it no
+    longer keeps) still gets every record since, from a whole read."""
+    if not os.access("/dev/kmsg", os.W_OK | os.R_OK):
+        pytest.skip("/dev/kmsg not readable and writable")
+    label = f"kernel-lab tail {uuid.uuid4()}"
+    first = agent.ok("sys.kmsg_mark", text=f"begin 1 {label}")
+    agent.ok("sys.kmsg_write", text=f"inside 1 {label}")
+    one = agent.ok("sys.kmsg_close", after_seq=first["seq"], text=f"end 1 {label}")
+    second = agent.ok("sys.kmsg_mark", text=f"begin 2 {label}")
+    two = agent.ok("sys.kmsg_close", after_seq=second["seq"], text=f"end 2 {label}")
+    assert [r["text"] for r in one["records"] if label in r["text"]] == \
+        [f"begin 1 {label}", f"inside 1 {label}"]
+    # The second window opened after "end 1": it holds only its own.
+    assert [r["text"] for r in two["records"] if label in r["text"]] == [f"begin 2 {label}"]
+    since_first = [r["text"] for r in agent.ok("sys.kmsg_read", after_seq=first["seq"])
+                   if label in r["text"]]
+    assert since_first == [f"begin 1 {label}", f"inside 1 {label}", f"end 1 {label}",
+                           f"begin 2 {label}", f"end 2 {label}"]
+    assert agent.ok("sys.kmsg_seq") > second["seq"]
+
+
 def test_op_exception_carries_the_guest_traceback(agent: Agent) -> None:
     reply = agent.request("sys.kmsg_write", text=5)  # an int has no .endswith
     assert reply["ok"] is False and "errno" not in reply
