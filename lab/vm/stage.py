@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import sys
 import tarfile
@@ -147,11 +148,11 @@ def start_command(remote: str, data: bytes, *, handoff: Path, slowdown: float = 
     digest = hashlib.sha256(data).hexdigest()
     return (
         f"export KERNEL_LAB_SLOWDOWN={slowdown:g}; "
-        f"{handoff} {zygote} {digest} {len(data)} {remote}; rc=$?; "
+        f"{shlex.quote(str(handoff))} {zygote} {digest} {len(data)} {remote}; rc=$?; "
         f"[ $rc -eq {HANDOFF_NOT_TAKEN} ] || [ $rc -eq 127 ] || exit $rc; "
         f"mkdir -p {remote} && cd {remote} && head -c {len(data)} >agent.tar && "
         f"echo '{digest}  agent.tar' | sha256sum --quiet --strict -c >agent.verify 2>&1 || "
         f"{{ echo '{{\"hello\": {{\"error\": \"agent archive differs after push\"}}}}'; "
         f"cat agent.verify >&2; exit 1; }}; "
-        f"tar -xf agent.tar && exec {sys.executable} -S -m guest 2>>agent.stderr"
+        f"tar -xf agent.tar && exec {shlex.quote(sys.executable)} -S -m guest 2>>agent.stderr"
     )
