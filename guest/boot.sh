@@ -39,8 +39,8 @@ fi
 # What the lab's first connection waits for runs first and at once: the network
 # (virtio_net, then QEMU's user network), sshd (it listens on 0.0.0.0, which needs no
 # eth0) and the login setup below; the lab connects once the console shows all three
-# (lab/vm/vm.py).  The nvme module and the agent's interpreter, needed only after the
-# connection, start once virtio_net is loaded, so as not to slow it.
+# (lab/vm/vm.py).  The nvme module, needed only after the connection, is loaded once
+# virtio_net is, so as not to slow it.
 network() {
     modprobe -q virtio_net 2>/dev/null
     modprobe -q nvme 2>/dev/null &  # the lab waits for the NVMe devices itself
@@ -60,9 +60,9 @@ IP
 
 # The interpreter that becomes the agent when its verified archive hands over
 # (guest/zygote.py), started first so that its own start (seconds under TCG) is over
-# by the time the agent's archive arrives.  It serves one agent; the loop starts the next one when that
-# agent ends.  No zygote (it failed before a handoff: exit 3) only means each agent
-# starts its own interpreter.
+# by the time the agent's archive arrives.  It serves one agent; the loop starts the
+# next one when that agent ends.  No zygote (it failed before a handoff: exit 3) only
+# means each agent starts its own interpreter.
 zygote() {
     read -r python < "$VMDIR/agent-python" || return
     while :; do
