@@ -28,11 +28,15 @@ esac
 # why and which directories), and the lab's tmpfs (the agent is unpacked there): one
 # mount process, before anything else runs, since every exec before the binds loads
 # uncached.  Without the cached root the guest still works, only slower.
-if mount -a -T "$VMDIR/fstab" 2>/dev/null; then
-    log "host root cached"
-else
-    log "no cached host root (mount -a -T $VMDIR/fstab failed): the guest reads uncached"
-    mountpoint -q /run/kernel-lab || mount -t tmpfs -o mode=0700 kernel-lab /run/kernel-lab
+mount -a -T "$VMDIR/fstab" 2>/dev/null
+mounted=$?
+case $mounted in
+0) log "host root cached" ;;
+64) log "host root partly cached (mount -a -T $VMDIR/fstab: some mounts failed)" ;;
+*) log "no cached host root (mount -a -T $VMDIR/fstab failed): the guest reads uncached" ;;
+esac
+if [ "$mounted" -ne 0 ] && ! mountpoint -q /run/kernel-lab; then
+    mkdir -p /run/kernel-lab && mount -t tmpfs -o mode=0700 kernel-lab /run/kernel-lab
 fi
 
 # Drivers: built in on lab-built kernels, modules on Debian's (modprobe is a no-op then).
@@ -70,7 +74,9 @@ zygote() {
             </dev/null 2>>/run/kernel-lab/zygote.stderr &
         echo $! > /run/kernel-lab/zygote.sock.pid  # handoff.c waits for a zygote starting
         wait $!
-        [ $? -ne 3 ] || break
+        status=$?
+        rm -f /run/kernel-lab/zygote.sock.pid  # no handoff waits for an exited zygote
+        [ $status -ne 3 ] || break
         sleep 1  # never a busy loop, whatever the agent's status
     done
 }
@@ -83,7 +89,8 @@ zygote() {
 sshd_loop() {
     /usr/sbin/sshd -D -e -r -f "$VMDIR/sshd_config"
     status=$?
-    if [ ! -e /run/kernel-lab-sshd.pid ]; then
+    # A failed start writes no pid file (sshd removes it on a clean SIGTERM: status 0).
+    if [ "$status" -ne 0 ] && [ ! -e /run/kernel-lab-sshd.pid ]; then
         log "sshd -r did not start (status $status): starting sshd without -r"
         /usr/sbin/sshd -D -e -f "$VMDIR/sshd_config"
         status=$?
@@ -107,7 +114,9 @@ sshd_loop &
 # it a byte per uncached 9p read: seconds); the copy back reads the lab's tmpfs.
 rewrite() {
     sed "$2" "$1" > /run/kernel-lab/rewrite || return
-    while IFS= read -r line; do printf '%s\n' "$line"; done < /run/kernel-lab/rewrite > "$1"
+    while IFS= read -r line || [ -n "$line" ]; do
+        printf '%s\n' "$line"
+    done < /run/kernel-lab/rewrite > "$1"
 }
 rewrite /etc/passwd 's#^root:[^:]*:0:0:[^:]*:[^:]*:[^:]*$#root:x:0:0:root:/run/kernel-lab/home:/bin/sh#'
 rewrite /etc/shadow 's#^root:[^:]*:#root:unusable:#'

@@ -102,11 +102,13 @@ int main(int argc, char **argv)
 	}
 	for (char **e = environ; *e; e++) {
 		size_t n = strlen(*e) + 1;
-		if (len + n > sizeof(payload))
+		if (len + n + 2 > sizeof(payload))
 			break;
 		memcpy(payload + len, *e, n);
 		len += n;
 	}
+	memcpy(payload + len, ".", 2); /* the end: the zygote refuses a message without it */
+	len += 2;
 
 	int fds[3] = { 0, 1, 2 };
 	char control[CMSG_SPACE(sizeof(fds))];
@@ -139,5 +141,8 @@ int main(int argc, char **argv)
 	do
 		got = read(sock, &status, 1);
 	while (got < 0 && errno == EINTR);
-	return got == 1 ? status : NO_STATUS;
+	if (got != 1)
+		return NO_STATUS;
+	/* 100 and 127 tell the caller to start the agent itself: not after this one ran. */
+	return status == NOT_TAKEN || status == 127 ? 1 : status;
 }

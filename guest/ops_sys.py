@@ -11,6 +11,7 @@ import errno
 import fcntl
 import gzip
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -130,24 +131,33 @@ class _KmsgTail:
     Every test opens and closes a window (kmsg_mark, kmsg_close); reading and parsing the
     whole log each time cost a tenth of a second per read under TCG, more as the log grew
     through a suite.  One open file keeps its place: each call reads only what is new, and
-    the records from the window's start on are kept.  A window older than what is kept, or
-    a call from a forked child (which would move the shared file position), reads the
-    whole log as before.
+    the records from the window's start on are kept.  A window older than what is kept, a
+    call from a forked child (which would move the shared file position) or from another
+    thread (an op run by thread.* or creds.call, which must open /dev/kmsg with its own
+    credentials) reads the whole log from a fresh open, as before.
     """
 
     def __init__(self) -> None:
         self.fd: int | None = None
-        self.pid = 0
+        self.owner: tuple[int, int] = (0, 0)  # (pid, thread) that opened ``fd``
         self.floor = -1  # records with seq > floor are all in ``kept``
         self.kept: list[dict[str, Any]] = []
 
+    def _mine(self) -> bool:
+        """Whether this call may use the shared file (the agent's main thread)."""
+        if self.fd is None and threading.current_thread() is threading.main_thread():
+            self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.owner, self.floor, self.kept = (os.getpid(), threading.get_ident()), -1, []
+        return self.fd is not None and self.owner == (os.getpid(), threading.get_ident())
+
     def since(self, after_seq: int) -> list[dict[str, Any]]:
         """Every record with seq > ``after_seq``."""
-        if self.fd is None or self.pid != os.getpid():
-            self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            self.pid, self.floor, self.kept = os.getpid(), -1, []
+        if not self._mine():
+            return [r for r in _kmsg_records() if r["seq"] > after_seq]
+        assert self.fd is not None
         new = _read_all(self.fd)
-        if new and self.kept and new[0]["seq"] != self.kept[-1]["seq"] + 1:
+        expected = self.kept[-1]["seq"] + 1 if self.kept else self.floor + 1
+        if new and self.floor >= 0 and new[0]["seq"] != expected:
             # The ring overwrote records between two reads: what is kept has a hole.
             self.floor, self.kept = new[0]["seq"] - 1, []
         self.kept += new
@@ -156,12 +166,12 @@ class _KmsgTail:
         return [r for r in self.kept if r["seq"] > after_seq]
 
     def last_seq(self) -> int:
-        records = self.since(self.floor)
+        records = self.since(self.floor if self._mine() else -1)
         return int(records[-1]["seq"]) if records else self.floor
 
     def keep_from(self, seq: int) -> None:
         """Forget records up to ``seq`` (a new window opened after it)."""
-        if seq > self.floor:
+        if self._mine() and seq > self.floor:
             self.kept = [r for r in self.kept if r["seq"] > seq]
             self.floor = seq
 

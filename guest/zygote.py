@@ -16,8 +16,8 @@ to ``handoff``, which exits with it.  A handoff that finds no zygote (taken, or
 never started) leaves stdin unread, and the channel unpacks and starts the
 interpreter itself.
 
-Usage: python -S zygote.py SOCKET.  Exit 3: it failed before any handoff (boot.sh
-then starts no other).
+Usage: python -S zygote.py SOCKET.  Exit 3: it could not listen (boot.sh then starts
+no other); 4: it could not take the channel it was handed (that channel falls back).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import sys
 # extension's loader) import, up to its hello; the areas' own imports come with
 # their first call, as in an agent the channel started.  tests/test_zygote.py checks
 # this list against those imports.
-PRELOAD = ("array", "hashlib", "signal", "time", "json", "typing", "errno", "importlib")
+PRELOAD = ("array", "fcntl", "hashlib", "signal", "time", "json", "typing", "errno",
+           "importlib")
 MISMATCH = b'{"hello": {"error": "agent archive differs after push"}}\n'
 
 
@@ -61,23 +62,36 @@ def _receive(conn: socket.socket) -> Handoff:
     import array
 
     fds = array.array("i")
-    msg, ancdata, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(3 * fds.itemsize))
+    msg, ancdata, flags, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(3 * fds.itemsize))
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
-    fields = [f.decode() for f in msg.split(b"\0")]
-    if len(fds) != 3 or len(fields) < 5:
-        raise OSError("a handoff without three fds and its five fields")
-    return Handoff(list(fds), fields)
+    try:
+        # handoff.c ends the message with a "." field: anything short of it is refused,
+        # so a send it gave up on (and fell back from) is never taken.
+        fields = [f.decode() for f in msg.split(b"\0")]
+        if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC) or len(fds) != 3 or \
+                len(fields) < 7 or fields[-2:] != [".", ""]:
+            raise ValueError("a handoff without three fds, its fields and its end")
+        return Handoff(list(fds), fields[:-2])
+    except (ValueError, UnicodeDecodeError):
+        for fd in fds:
+            os.close(fd)  # the channel must not stay open on our copies
+        raise
 
 
 def _become(h: Handoff) -> None:
     """Take the channel's place: its fds as 0-2, its directory, umask and environment, a
     session of its own and default signals, as a process the channel exec'd would have."""
+    import fcntl
     import signal
 
-    for target, fd in enumerate(h.fds):
-        os.dup2(fd, target)
+    # Copies above 2 first: a received fd may itself be 0, 1 or 2.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in h.fds]
+    for fd in h.fds:
+        os.close(fd)
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)  # inheritable, as a channel's fds are
         os.close(fd)
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
@@ -195,10 +209,14 @@ def main(argv: list[str]) -> int:
         return 3
     try:
         conn, handoff = _wait(argv[1])
-        _become(handoff)
-    except Exception as exc:  # before the handoff: no agent is lost, none restarts us
+    except Exception as exc:  # it cannot listen: boot.sh starts no other
         print(f"zygote: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3
+    try:
+        _become(handoff)
+    except Exception as exc:  # no ack sent: the channel falls back; boot.sh starts another
+        print(f"zygote: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 4
     conn.sendall(b"A")  # from here on the channel is ours: no fallback reads its stdin
     status = 1
     try:

@@ -206,7 +206,7 @@ def test_the_handoff_message_carries_the_channels_state() -> None:
     r, w = os.pipe()
     try:
         fields = [b"0022", b"/home", b"ab" * 32, b"1413120", b"/run/x", b"PATH=/usr/bin",
-                  b"KERNEL_LAB_SLOWDOWN=4", b"EMPTY="]
+                  b"KERNEL_LAB_SLOWDOWN=4", b"EMPTY=", b"."]
         socket.send_fds(a, [b"\0".join(fields) + b"\0"], [r, w, w])
         h = z._receive(b)
         assert (h.umask, h.cwd, h.digest, h.length, h.target) == \
@@ -254,3 +254,25 @@ def test_a_handoff_waits_for_a_zygote_still_starting(tmp_path: Path) -> None:
             zyg.kill()
             zyg.wait()
             stand_in.kill()
+
+
+def test_a_handoff_message_cut_short_is_refused_and_its_fds_closed() -> None:
+    """A message without handoff.c's end field (a send it gave up on, then fell back from)
+    is never taken, and the zygote keeps none of the channel's fds open."""
+    z: Any = _zygote_module()
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    try:
+        socket.send_fds(a, [b"0022\0/home\0" + b"ab" * 32 + b"\0" + b"14\0/run/x\0PATH=/x\0"],
+                        [w, w, w])
+        with pytest.raises(ValueError):
+            z._receive(b)
+        os.close(w)
+        w = -1
+        assert os.read(r, 1) == b""  # every copy of the write end is closed: EOF
+    finally:
+        for s in (a, b):
+            s.close()
+        os.close(r)
+        if w >= 0:
+            os.close(w)

@@ -30,7 +30,7 @@ CONSOLE_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("real root", re.compile(rb"virtme initramfs: done; switching to real root")),
     ("virtme-ng-init", re.compile(rb"virtme-ng-init: ")),
     ("boot.sh", re.compile(rb"kernel-lab: boot\.sh started")),
-    ("host root", re.compile(rb"kernel-lab: (host root cached|no cached host root)")),
+    ("host root", re.compile(rb"kernel-lab: (host root (partly )?cached|no cached host root)")),
     ("network", re.compile(rb"kernel-lab: network up")),
     ("sshd", re.compile(rb"kernel-lab: guest ready")),
 )
