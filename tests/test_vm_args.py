@@ -21,3 +21,25 @@ def test_one_cpu_per_socket_so_the_mp_table_lists_every_cpu() -> None:
     assert "-no-reboot" in opts
     assert "user,id=lab0,hostfwd=tcp:127.0.0.1:2222-:22" in opts
 
+
+
+def test_the_init_path_puts_the_vms_noop_tmpfiles_first(tmp_path: Path) -> None:
+    """virtme-ng-init finds `systemd-tmpfiles` on the PATH the kernel hands it: the VM's
+    directory of no-ops comes first, the standard directories (the initramfs's) after."""
+    import subprocess
+
+    from lab.vm.vm import INIT_PATH_TAIL, NOOP_DIR, NOOPS, vng_argv
+
+    argv = vng_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=tmp_path, port=2222)
+    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--append"]
+    paths = [a for a in appended if a.startswith("PATH=")]
+    assert paths == [f"PATH={tmp_path / NOOP_DIR}:{INIT_PATH_TAIL}"]
+    # What the init's lookup then finds, done by a shell with that PATH: the no-op.
+    noop = tmp_path / NOOP_DIR
+    noop.mkdir()
+    for name in NOOPS:
+        (noop / name).symlink_to("/bin/true")
+    found = subprocess.run(["sh", "-c", "command -v systemd-tmpfiles && systemd-tmpfiles --boot"],
+                           env={"PATH": paths[0].removeprefix("PATH=")},
+                           capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == str(noop / "systemd-tmpfiles")

@@ -34,8 +34,9 @@ def test_a_port_taken_before_qemu_binds_it_is_retried(tmp_path: Path,
 def test_the_boot_binds_the_cached_host_root_and_the_zygote_becomes_the_agent(
         tmp_path: Path) -> None:
     """What the boot's speed rests on, seen in a real guest: the host root's second, cached
-    9p export bound over the directories of lab.vm.hostroot; the agent started by the
-    zygote from the pushed archive; a second agent in the same guest started all the same."""
+    9p export bound over the directories of lab.vm.hostroot; the init's PATH with the
+    no-op tmpfiles; the agent started by the zygote from the pushed archive; a second
+    agent in the same guest started all the same."""
     from lab.vm.agent import Agent
     from lab.vm.hostroot import TAG, fast_dirs
 
@@ -52,6 +53,9 @@ def test_the_boot_binds_the_cached_host_root_and_the_zygote_becomes_the_agent(
         assert loose and all("cache=" in line or "loose" in line for line in loose), loose
         targets = {line.split()[4] for line in loose}
         assert set(fast_dirs(kernel.modules)) <= targets, targets
+        # The init had the VM's no-op systemd-tmpfiles first on its PATH (lab.vm.vm.NOOPS).
+        environ = vm.ssh.run(["cat", "/proc/1/environ"]).stdout.split("\0")
+        assert f"PATH={vm.vmdir / vm_mod.NOOP_DIR}:{vm_mod.INIT_PATH_TAIL}" in environ, environ
         second = Agent.start(vm.ssh, cache=cache, slowdown=vm.cfg.slowdown)
         assert second.call("agent.ping") == "pong"
         second.close()
