@@ -61,3 +61,20 @@ def test_the_synthetic_history_is_the_same_every_time(tmp_path: Path) -> None:
     ls = subprocess.run(["git", "-C", str(one.repo), "ls-tree", "-r", "--name-only",
                          one.commits[0]], capture_output=True, text=True, check=True).stdout
     assert "init/main.c" in ls.split()
+
+
+def test_busy_cores_count_what_a_busy_loop_keeps_busy() -> None:
+    """The matrix bench's CPU figure, against a process that spins for a second."""
+    import os
+    import subprocess
+    import sys
+
+    from lab.bench.matrix import busy_cores, cpu_jiffies
+
+    before = cpu_jiffies()
+    subprocess.run([sys.executable, "-c",
+                    "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass"],
+                   check=True)
+    busy = busy_cores(before, cpu_jiffies())
+    assert 0.8 <= busy <= (os.cpu_count() or 1), busy
+    assert busy_cores(before, before) == 0.0

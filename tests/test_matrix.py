@@ -1,6 +1,8 @@
-"""Cells, shards and the cell scheduler's work units: pure functions, no VM."""
+"""Cells, shards and the cell scheduler's work units and orders: no VM."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 

@@ -139,7 +139,8 @@ def _bench(args: argparse.Namespace) -> int:
               f"--workers 1 {m['workers_1']['wall_s']}s | ratio {m['ratio']:.2f}x (goal <= "
               f"0.65x) | load average before {m['workers_1']['load_before'][0]:.2f} and "
               f"{m['workers_2']['load_before'][0]:.2f}, after {m['load_after'][0]:.2f}, "
-              f"{m['cpus']} CPUs")
+              f"{m['cpus']} CPUs, busy {m['workers_1']['busy_cores']} and "
+              f"{m['workers_2']['busy_cores']}")
     out = default_results_root() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
