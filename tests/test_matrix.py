@@ -1,8 +1,6 @@
-"""Cells, shards and the cell scheduler's work units and orders: no VM."""
+"""Cells, shards and the cell scheduler's work units: pure functions, no VM."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -84,65 +82,3 @@ def test_scopes_are_cells_and_split_when_workers_outnumber_them() -> None:
     one = [t for t in TESTS if t[0] == "debian:7.2"]
     units = scopes(m(["debian:7.2"], one), workers=3)
     assert set(units.values()) == {"c0s0", "c0s1", "c0s2"}
-
-
-def test_busy_suites_go_first_on_even_workers_and_last_on_odd_ones() -> None:
-    from lab.run.schedule import busy_first
-
-    ids = ["scenarios/aio/test_a.py::t1", "scenarios/races/test_r.py::t1",
-           "scenarios/aio/test_a.py::t2", "scenarios/races/test_s.py::t1",
-           "scenarios/uring/test_u.py::t1"]
-    races = ["scenarios/races/test_r.py::t1", "scenarios/races/test_s.py::t1"]
-    light = ["scenarios/aio/test_a.py::t1", "scenarios/aio/test_a.py::t2",
-             "scenarios/uring/test_u.py::t1"]
-    assert busy_first(ids, True) == races + light
-    assert busy_first(ids, False) == light + races
-    assert busy_first(light, True) == light
-
-
-def test_the_cell_scheduler_sends_each_worker_its_cells_in_complementary_orders(
-        tmp_path: Path) -> None:
-    """xdist's loadscope scheduler with the lab's scopes and orders, driven as xdist's
-    controller drives it (two workers, four cells); the nodes only record what they get."""
-    from types import SimpleNamespace
-
-    from lab.results.matrix import write
-    from lab.run.schedule import CellScheduler
-
-    cells = ["debian:6.1", "debian:6.12", "debian:7.2", "debian:7.3"]
-    names = ["scenarios/aio/test_a.py::t", "scenarios/races/test_r.py::t",
-             "scenarios/uring/test_u.py::t"]
-    tests = [(c, f"{n}[{c}]") for c in cells for n in names]
-    write(tmp_path, m(cells, tests))
-    config = SimpleNamespace(getvalue=lambda name: ["2*popen"],
-                             option=SimpleNamespace(loadscopereorder=True))
-    sched = CellScheduler(tmp_path).pytest_xdist_make_scheduler(config, None)
-
-    class Node:
-        def __init__(self, name: str) -> None:
-            self.got: list[list[str]] = []
-            self.gateway = SimpleNamespace(id=name)
-            self.shutting_down = False
-
-        def send_runtest_some(self, indexes: list[int]) -> None:
-            self.got.append([collection[i] for i in indexes])
-
-        def shutdown(self) -> None:
-            pass
-
-    collection = [t for _, t in tests]
-    nodes = [Node("gw0"), Node("gw1")]
-    for node in nodes:
-        sched.add_node(node)
-        sched.add_node_collection(node, collection)
-    sched.schedule()
-    for node in nodes:  # each worker ends its first cell: then it gets its next
-        for test in node.got[0]:
-            sched.mark_test_complete(node, collection.index(test))
-    kinds = [[[t.split("/")[1] for t in unit] for unit in node.got] for node in nodes]
-    assert kinds[0] == [["races", "aio", "uring"]] * 2, kinds
-    assert kinds[1] == [["aio", "uring", "races"]] * 2, kinds
-    # Each unit is one cell, and every test went to exactly one worker.
-    units = [unit for node in nodes for unit in node.got]
-    assert all(len({t.split("[")[1] for t in unit}) == 1 for unit in units)
-    assert sorted(t for unit in units for t in unit) == sorted(collection)

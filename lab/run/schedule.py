@@ -6,14 +6,6 @@ sub-units by a stable hash of the test id, and each sub-unit's worker boots its
 own guest.  Units go out biggest first (xdist's loadscope order), one at a time
 as workers run low.
 
-Within a unit, the race suites (loops that keep both of a guest's vCPUs busy) go
-first on even workers and last on odd ones.  Side by side, workers start their
-cells together; in the same order both guests would race at once, fighting over
-the host's cores (an iteration-bound loop then takes twice as long), and later
-both idle through the light tests.  In opposite orders one races while the other
-runs the light tests.  The order of a cell's tests is otherwise the collection
-order, and each module stays in one piece (its fixtures are set up once).
-
 This is xdist's loadscope scheduler with the lab's notion of scope.  It does
 not use ``--dist loadgroup``: that works by rewriting node ids from an
 ``xdist_group`` mark, which pytest 9.2 no longer lets it do (the ids stay
@@ -32,9 +24,6 @@ from lab.results import matrix as matrix_file
 from lab.run.cells import splits
 from lab.run.shard import stable_hash
 
-# Suites whose tests keep both vCPUs busy for seconds: the race loops.
-BUSY_SUITES = ("scenarios/races/",)
-
 
 def scopes(matrix: matrix_file.Matrix, workers: int) -> dict[str, str]:
     """Test id → work unit name (``c<cell index>s<sub-unit>``) for this run's tests."""
@@ -46,14 +35,6 @@ def scopes(matrix: matrix_file.Matrix, workers: int) -> dict[str, str]:
             sub = stable_hash(test) % n if n > 1 else 0
             out[test] = f"c{index[cell]}s{sub}"
     return out
-
-
-def busy_first(nodeids: list[str], first: bool) -> list[str]:
-    """``nodeids`` with the busy suites' tests first (``first``) or last, each part in
-    its own order."""
-    busy = [n for n in nodeids if n.startswith(BUSY_SUITES)]
-    light = [n for n in nodeids if not n.startswith(BUSY_SUITES)]
-    return busy + light if first else light + busy
 
 
 class CellScheduler:
@@ -77,15 +58,5 @@ class CellScheduler:
                     m = matrix_file.read(run_dir)
                     self._scopes = scopes(m, self.numnodes) if m is not None else {}
                 return self._scopes.get(nodeid, nodeid)
-
-            def _assign_work_unit(self, node: Any) -> None:
-                # xdist's own, with the unit's order from busy_first.
-                assert self.workqueue
-                scope, work_unit = self.workqueue.popitem(last=False)
-                self.assigned_work.setdefault(node, {})[scope] = work_unit
-                collection = self.registered_collections[node]
-                todo = [nodeid for nodeid, completed in work_unit.items() if not completed]
-                even = self.nodes.index(node) % 2 == 0
-                node.send_runtest_some([collection.index(n) for n in busy_first(todo, even)])
 
         return CellScheduling(config, log)
