@@ -13,6 +13,8 @@
 # sshd uses shell builtins where it can, and what is not runs in the background.
 set -u
 VMDIR=$1
+# The init's PATH began with the VM's no-ops (lab/vm/vm.py NOOPS): not for this script.
+PATH=${PATH#"$VMDIR/noop-bin:"}
 log() { echo "<6>kernel-lab: $*" > /dev/kmsg; }
 log "boot.sh started"  # the boot timeline's marks (lab/vm/timeline.py) are these lines
 
@@ -101,7 +103,9 @@ sshd_loop() {
 
 zygote &
 network &
-mkdir -p /run/sshd /run/kernel-lab/home
+# /run/lock and root's /run/user are what the host's tmpfiles made that anything here
+# may use (/var/lock links to the first; the init points XDG_RUNTIME_DIR at the second).
+mkdir -p /run/sshd /run/kernel-lab/home /run/lock /run/user/0
 sshd_loop &
 
 # Commands over SSH run through root's login shell: make it /bin/sh with an empty

@@ -64,13 +64,16 @@ def test_the_synthetic_history_is_the_same_every_time(tmp_path: Path) -> None:
 
 
 def test_busy_cores_count_what_a_busy_loop_keeps_busy() -> None:
-    """The matrix bench's CPU figure, against a process that spins for a second."""
+    """The matrix bench's CPU figure: /proc/stat's fields, then a process that spins."""
     import os
     import subprocess
     import sys
 
     from lab.bench.matrix import busy_cores, cpu_jiffies
 
+    # user nice system idle iowait irq softirq steal guest guest_nice: the guest
+    # times are inside user and nice already, so they are not counted twice.
+    assert cpu_jiffies("cpu  100 2 30 500 7 1 1 4 50 1\ncpu0 1 2 3\n") == (138, 645)
     before = cpu_jiffies()
     subprocess.run([sys.executable, "-c",
                     "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1: pass"],

@@ -28,18 +28,34 @@ def test_the_init_path_puts_the_vms_noop_tmpfiles_first(tmp_path: Path) -> None:
     directory of no-ops comes first, the standard directories (the initramfs's) after."""
     import subprocess
 
-    from lab.vm.vm import INIT_PATH_TAIL, NOOP_DIR, NOOPS, vng_argv
+    from lab.vm.vm import INIT_PATH_TAIL, NOOP_DIR, vng_argv, write_noops
 
     argv = vng_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=tmp_path, port=2222)
     appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--append"]
     paths = [a for a in appended if a.startswith("PATH=")]
     assert paths == [f"PATH={tmp_path / NOOP_DIR}:{INIT_PATH_TAIL}"]
-    # What the init's lookup then finds, done by a shell with that PATH: the no-op.
-    noop = tmp_path / NOOP_DIR
-    noop.mkdir()
-    for name in NOOPS:
-        (noop / name).symlink_to("/bin/true")
-    found = subprocess.run(["sh", "-c", "command -v systemd-tmpfiles && systemd-tmpfiles --boot"],
+    write_noops(tmp_path / NOOP_DIR)
+    # The init's lookup, done by a shell with that PATH, finds the no-op, and it succeeds
+    # without doing anything.
+    found = subprocess.run(["sh", "-c", "command -v systemd-tmpfiles && systemd-tmpfiles "
+                            "--create --boot --exclude-prefix=/dev"],
                            env={"PATH": paths[0].removeprefix("PATH=")},
                            capture_output=True, text=True, check=True)
-    assert found.stdout.strip() == str(noop / "systemd-tmpfiles")
+    assert found.stdout.strip() == str(tmp_path / NOOP_DIR / "systemd-tmpfiles")
+
+
+def test_boot_sh_takes_the_noops_off_its_own_path(tmp_path: Path) -> None:
+    """guest/boot.sh's first lines, run by a shell with the init's PATH: what it runs
+    later is looked up in the standard directories only."""
+    import subprocess
+
+    from lab.paths import GUEST_DIR
+    from lab.vm.vm import INIT_PATH_TAIL, NOOP_DIR
+
+    lines = (GUEST_DIR / "boot.sh").read_text().splitlines()
+    head = "\n".join(lines[:lines.index('PATH=${PATH#"$VMDIR/noop-bin:"}') + 1])
+    out = subprocess.run(["sh", "-c", head + '\necho "$PATH"', "boot.sh", str(tmp_path)],
+                         env={"PATH": f"{tmp_path / NOOP_DIR}:{INIT_PATH_TAIL}"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == INIT_PATH_TAIL
+    assert NOOP_DIR == "noop-bin"  # the name boot.sh strips

@@ -53,9 +53,17 @@ def test_the_boot_binds_the_cached_host_root_and_the_zygote_becomes_the_agent(
         assert loose and all("cache=" in line or "loose" in line for line in loose), loose
         targets = {line.split()[4] for line in loose}
         assert set(fast_dirs(kernel.modules)) <= targets, targets
-        # The init had the VM's no-op systemd-tmpfiles first on its PATH (lab.vm.vm.NOOPS).
+        # The init had the VM's no-op systemd-tmpfiles first on its PATH (lab.vm.vm.NOOPS),
+        # and the guest resolves it to the host's `true`.
         environ = vm.ssh.run(["cat", "/proc/1/environ"]).stdout.split("\0")
-        assert f"PATH={vm.vmdir / vm_mod.NOOP_DIR}:{vm_mod.INIT_PATH_TAIL}" in environ, environ
+        init_path = f"{vm.vmdir / vm_mod.NOOP_DIR}:{vm_mod.INIT_PATH_TAIL}"
+        assert f"PATH={init_path}" in environ, environ
+        found = vm.ssh.run(["sh", "-c", f"PATH={init_path}; p=$(command -v systemd-tmpfiles) "
+                            "&& echo \"$p\" && readlink -f \"$p\" && \"$p\" --create --boot"])
+        assert found.status == 0, found
+        noop, target = found.stdout.split()
+        assert noop == str(vm.vmdir / vm_mod.NOOP_DIR / "systemd-tmpfiles"), found
+        assert target.endswith("/true"), found
         second = Agent.start(vm.ssh, cache=cache, slowdown=vm.cfg.slowdown)
         assert second.call("agent.ping") == "pong"
         second.close()

@@ -69,7 +69,8 @@ DEFAULT_KERNEL_ARGS = ("nvme_core.io_timeout=180", "nvme_core.admin_timeout=180"
 # those services (boot.sh makes what sshd needs), so the init's PATH, which the kernel
 # hands it from its command line, starts with a directory of the VM's own where that
 # name is `true`.  The standard directories follow it: the initramfs's /init uses the
-# same PATH, before the VM's directory is reachable.
+# same PATH, before the VM's directory is reachable.  guest/boot.sh takes the VM's
+# directory off its PATH again and makes the two directories of /run it still uses.
 NOOP_DIR = "noop-bin"
 NOOPS = ("systemd-tmpfiles",)
 INIT_PATH_TAIL = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -156,6 +157,17 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
             drive += f",throttling.iops-total={nvme.iops_limit}"
         opts += ["-drive", drive, "-device", f"nvme,serial={nvme.serial},drive=nvm{i}"]
     return opts
+
+
+def write_noops(directory: Path) -> None:
+    """The init's no-ops (NOOPS) in ``directory``: links to the host's `true`, which
+    the guest sees where the host does (not under /run: the guest's is its own)."""
+    true = "/bin/true" if os.path.exists("/bin/true") else shutil.which("true")
+    if true is None or true.startswith("/run/"):
+        return  # no no-op: the init runs the real tmpfiles, only slower
+    directory.mkdir()
+    for name in NOOPS:
+        (directory / name).symlink_to(true)
 
 
 def vng_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
@@ -338,11 +350,7 @@ class Vm:
         (self.vmdir / "fstab").write_text(hostroot.fstab(self.kernel.modules, tmpfs=REMOTE_BASE))
         # The interpreter guest/zygote.py runs in: the one the agent's channel would exec.
         (self.vmdir / "agent-python").write_text(f"{sys.executable}\n")
-        noop = self.vmdir / NOOP_DIR
-        noop.mkdir()
-        true = shutil.which("true") or "/bin/true"  # the guest sees the host's root
-        for name in NOOPS:
-            (noop / name).symlink_to(true)
+        write_noops(self.vmdir / NOOP_DIR)
         for nvme in self.cfg.nvme:
             with open(self.vmdir / f"nvme-{nvme.role}.img", "wb") as f:
                 f.truncate(nvme.size)  # sparse: costs no disk until written
