@@ -61,7 +61,6 @@ class Timeline:
         self._events: list[Event] = []
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        self._offset: float | None = None  # host_s - guest_s, smallest seen
         self._samples: list[tuple[float, float]] = []  # (guest_s, host_s - guest_s)
         self._mono: float | None = None  # printk's clock - CLOCK_MONOTONIC, in the guest
 
@@ -84,8 +83,6 @@ class Timeline:
             return
         host_s, guest_s = time.monotonic() - self.t0, float(m.group(1))
         with self._lock:
-            if self._offset is None or host_s - guest_s < self._offset:
-                self._offset = host_s - guest_s
             self._samples.append((guest_s, host_s - guest_s))
             clock = _AGENT_CLOCK.search(line)
             if clock is not None:
@@ -110,7 +107,9 @@ class Timeline:
     def events(self) -> list[Event]:
         """Every event with a host time (guest-only ones placed by the clock offset), in order."""
         with self._lock:
-            offset, mono = self._offset, self._mono
+            mono = self._mono
+            # The console's smallest delay, for an event with no console line near it.
+            offset = min((d for _, d in self._samples), default=None)
             out = []
             for e in self._events:
                 if e.guest_mono is not None and mono is not None:
