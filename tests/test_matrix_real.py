@@ -25,6 +25,7 @@ from labrun import REPO, SCENARIOS, LabRun, lab_run
 
 from lab.paths import cache_root
 from lab.results.cell import label_of
+from lab.vm.slots import SLOTS_ENV
 
 pytestmark = [pytest.mark.vm, pytest.mark.network, pytest.mark.browser]
 SUITE = SCENARIOS / "aio"
@@ -51,8 +52,9 @@ def pairs(records: list[dict[str, object]]) -> set[tuple[object, object, object]
 
 @pytest.fixture(scope="module")
 def unsharded(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
+    # One CPU slot, as on a 2-core host: the two workers' first boots take turns.
     run = lab_run(tmp_path_factory.mktemp("unsharded"), "--kernel", KERNELS[1], "--workers",
-                  "2", "--suite", str(SUITE), kernel=KERNELS[0])
+                  "2", "--suite", str(SUITE), kernel=KERNELS[0], env={SLOTS_ENV: "1"})
     assert run.returncode == 0, run.out[-5000:]
     return run
 
@@ -74,6 +76,9 @@ def test_two_kernels_on_two_workers(unsharded: LabRun) -> None:
               .splitlines()]
     boots = sorted(p["kernel"] for p in phases if p["phase"] == "boot")
     assert boots == sorted(KERNELS), boots
+    # Both workers began with a boot and there was one slot: one of them waited for it.
+    waits = [p for p in phases if p["phase"] == "slot-wait"]
+    assert waits and all(p["before"] == "boot" and p["seconds"] > 1 for p in waits), phases
     consoles = sorted(p.name for p in unsharded.run_dir.glob("console-*.log"))
     assert len(consoles) == 2 and {c.split("-")[1] for c in consoles} == {"gw0", "gw1"}, consoles
     assert "6.1.0" in "".join(consoles) and "7.2.13" in "".join(consoles)

@@ -7,6 +7,8 @@ it came from.
   contexts, closing its rings) is the test's.  Before closing the window it resets
   the agent (whatever the test left open is closed, so the next test starts clean)
   and waits for the log to go quiet (lab.run.watch).
+- A test marked ``saturates_cpus`` holds one of the host's CPU slots (lab.vm.slots)
+  from the start of its window to its end; a wait for the slot is kept in its record.
 - When the kernel config was unknown before boot, ``requires_config`` is decided here,
   from what the guest told (lab.vm.session); an option still unknown runs the test.
 - An agent or machinery error in any phase is diagnosed at once (CRASH, HANG or
@@ -17,6 +19,8 @@ it came from.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -32,6 +36,7 @@ from lab.run.keys import (
     item_kernel,
     lab_data,
 )
+from lab.vm import slots
 from lab.vm.agent import Agent, AgentError
 from lab.vm.session import BootCrash, Machine, RebootLimit
 
@@ -50,12 +55,25 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     agent: Agent = request.getfixturevalue("agent")
     _check_config_in_guest(item, machine)
     mark = watch.begin(machine, agent, item.nodeid)
-    item.stash[MARK_KEY] = mark
     previous, machine.last_test = machine.last_test, item.nodeid
     if machine.boot_note:
         lab_data(item)["boot_note"] = machine.boot_note
-    yield
-    _close(item, machine, agent, mark, previous)
+    saturates = item.get_closest_marker("saturates_cpus") is not None
+    with machine.slots.hold(item.nodeid) if saturates else contextlib.nullcontext(0.0) as waited:
+        if waited >= slots.SHOWN_S:
+            lab_data(item)["slot_wait_s"] = round(waited, 1)
+            mark = after_wait(mark, waited)
+        item.stash[MARK_KEY] = mark
+        yield
+        _close(item, machine, agent, mark, previous)
+
+
+def after_wait(mark: watch.Mark, waited: float) -> watch.Mark:
+    """The window's mark once the test waited ``waited`` s for a CPU slot inside it: the
+    test begins after the wait, so a splat printed during it counts as the test's early
+    moments (the record names the previous test) and a task blocked since then began
+    before the test."""
+    return dataclasses.replace(mark, ts_us=mark.ts_us + int(waited * 1_000_000))
 
 
 def _check_config_in_guest(item: pytest.Item, machine: Machine) -> None:

@@ -32,6 +32,7 @@ from lab.run.keys import KERNELS_KEY, RUN_DIR_KEY, item_cell
 from lab.run.records import Recorder
 from lab.run.schedule import CellScheduler
 from lab.run.shard import parse_shard
+from lab.vm import slots
 from lab.vm.accel import ACCELS
 from lab.vm.agent import Agent
 from lab.vm.session import Machine, RebootLimit
@@ -81,6 +82,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "requires_config(*options): kernel config options the scenario needs (else SKIP); "
         "'!NAME' means the option must be off",
         "flaky(reason): the scenario fails only sometimes; `lab bisect` goes statistical",
+        "saturates_cpus(reason): the scenario keeps every vCPU busy; it holds one of the "
+        "host's CPU slots while it runs (lab.vm.slots)",
     ):
         config.addinivalue_line("markers", line)
     workerinput = getattr(config, "workerinput", None)
@@ -259,6 +262,9 @@ def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:
     elif not machine.ensure():
         return
     assert machine.vm is not None
+    if machine.slot_wait_seconds >= slots.SHOWN_S:  # another guest held the host's cores
+        results.append_phase(run_dir, "slot-wait", machine.slot_wait_seconds,
+                             kernel=machine.kernel.spec, before="boot")
     results.append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec,
                          cpus=machine.vm.cpus_online)
     results.append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)

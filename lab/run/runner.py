@@ -29,6 +29,7 @@ from lab.results.cell import short_label
 from lab.results.verdict import exit_code
 from lab.run.cells import matrix
 from lab.run.shard import parse_shard
+from lab.vm import slots
 from lab.vm.ssh import port_is_free
 
 log = logging.getLogger("lab.run")
@@ -72,6 +73,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if opts.ssh_port is not None and not 1 <= opts.ssh_port <= 65535:
         raise UserError(f"--ssh-port {opts.ssh_port} is not a TCP port; give 1-65535, or "
                         "omit it to pick a free one")
+    slots.configured()  # a bad KERNEL_LAB_CPU_SLOTS, before anything starts
     cache = cache_root(opts.cache)
     cells = matrix(kernels, opts.variants)
     for cell in cells:

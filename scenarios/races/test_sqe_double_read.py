@@ -25,6 +25,7 @@ PARAMS = load(SqeDoubleRead)
 
 
 @pytest.mark.claim(CLAIMS["sqe_double_read"])
+@pytest.mark.saturates_cpus("the rewriter and the submitter (or SQPOLL) spin on both vCPUs")
 @pytest.mark.requires_config("IO_URING")
 @pytest.mark.parametrize("mode", ["pipe", "sqpoll"])
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
