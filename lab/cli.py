@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ssh-port", type=int, help="fixed SSH port on 127.0.0.1 (default: free one)")
     r.add_argument("--suite", type=Path, help="scenario directory or file (default: scenarios/)")
     r.add_argument("--workers", type=int, default=1,
-                   help="pytest-xdist workers, each booting its own VM per cell")
+                   help="pytest-xdist workers, each booting its own VM per cell (boots and "
+                   "vCPU-saturating races take turns on the host's cores: "
+                   "KERNEL_LAB_CPU_SLOTS, see README)")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="after --: extra pytest arguments")
 

@@ -51,3 +51,11 @@ def agent(agent_root: Path) -> Iterator[Agent]:
 
 
 # ---------------------------------------------------------------- protocol
+
+
+@pytest.fixture(autouse=True)
+def _no_host_cpu_slots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests take none of the user's real CPU slots (lab.vm.slots): a lab run booting
+    beside them would make them wait.  Tests that boot guests share the slots as users do."""
+    if request.node.get_closest_marker("vm") is None:
+        monkeypatch.setenv("KERNEL_LAB_CPU_SLOTS", "0")

@@ -4,7 +4,7 @@ Layout of ``results/<run-id>/``::
 
     command.txt     the exact command that reproduces the run
     results.jsonl   one record per test, appended and fsynced as each test ends
-    phases.jsonl    one line per timed phase (fetch, boot, agent, suite)
+    phases.jsonl    one line per timed phase (fetch, slot-wait, boot, agent, suite)
     timeline.jsonl  each boot's events, QEMU start to the agent's hello (lab.vm.timeline)
     junit.xml       pytest's JUnit report
     console-*.log   each VM's console from its first byte

@@ -59,10 +59,11 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     if machine.boot_note:
         lab_data(item)["boot_note"] = machine.boot_note
     saturates = item.get_closest_marker("saturates_cpus") is not None
-    with machine.slots.hold(item.nodeid) if saturates else contextlib.nullcontext(0.0) as waited:
-        if waited >= slots.SHOWN_S:
-            lab_data(item)["slot_wait_s"] = round(waited, 1)
-            mark = after_wait(mark, waited)
+    with machine.slots.hold(item.nodeid) if saturates else \
+            contextlib.nullcontext(slots.Wait(0.0, held=False)) as wait:
+        if wait.seconds >= slots.SHOWN_S:
+            lab_data(item).update(slot_wait_s=round(wait.seconds, 1), slot_held=wait.held)
+            mark = after_wait(mark, wait.seconds)
         item.stash[MARK_KEY] = mark
         yield
         _close(item, machine, agent, mark, previous)
@@ -73,6 +74,8 @@ def after_wait(mark: watch.Mark, waited: float) -> watch.Mark:
     test begins after the wait, so a splat printed during it counts as the test's early
     moments (the record names the previous test) and a task blocked since then began
     before the test."""
+    if not mark.ts_us:  # the begin marker's time is unknown: it stays unknown
+        return mark
     return dataclasses.replace(mark, ts_us=mark.ts_us + int(waited * 1_000_000))
 
 

@@ -94,6 +94,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if not _wanted(config):
         return  # e.g. the project's own unit tests: no run directory, no summary
+    try:
+        slots.configured()  # a bad KERNEL_LAB_CPU_SLOTS once, not as every test's error
+    except UserError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if config.getoption("lab_run_dir"):
         run_dir = Path(config.getoption("lab_run_dir")).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -262,9 +266,10 @@ def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:
     elif not machine.ensure():
         return
     assert machine.vm is not None
-    if machine.slot_wait_seconds >= slots.SHOWN_S:  # another guest held the host's cores
-        results.append_phase(run_dir, "slot-wait", machine.slot_wait_seconds,
-                             kernel=machine.kernel.spec, before="boot")
+    wait = machine.slot_wait
+    if wait.seconds >= slots.SHOWN_S:  # another guest held the host's cores
+        results.append_phase(run_dir, "slot-wait", wait.seconds, kernel=machine.kernel.spec,
+                             before="boot", held=wait.held)
     results.append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec,
                          cpus=machine.vm.cpus_online)
     results.append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)

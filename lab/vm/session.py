@@ -22,7 +22,7 @@ from lab.results import record as results
 from lab.results import splat
 from lab.results.verdict import Diagnosis
 from lab.vm.agent import Agent, AgentError, AgentTimeout
-from lab.vm.slots import CpuSlots
+from lab.vm.slots import CpuSlots, Wait
 from lab.vm.ssh import Ssh
 from lab.vm.stage import stage
 from lab.vm.vm import Vm, VmConfig
@@ -75,7 +75,7 @@ class Machine:
         self.agent_seconds = 0.0
         # A boot keeps the guest's vCPUs busy: it holds one of the host's CPU slots.
         self.slots = CpuSlots.for_guest(config.cpus)
-        self.slot_wait_seconds = 0.0  # the last boot's wait for a slot (not in boot_seconds)
+        self.slot_wait = Wait(0.0, held=False)  # the last boot's (not in boot_seconds)
         # What is known of the kernel's config: its file, else learnt from the guest.
         self.facts: ConfigFacts | None = (
             ConfigFacts.from_text(kernel.config.read_text(errors="replace"),
@@ -94,8 +94,8 @@ class Machine:
         Booting waits for one of the host's CPU slots (lab.vm.slots) and holds it
         until the agent answers.
         """
-        with self.slots.hold(f"boot {self.name}") as waited:
-            self.slot_wait_seconds = waited
+        with self.slots.hold(f"boot {self.name}") as wait:
+            self.slot_wait = wait
             self._start_or_retry()
 
     def _start_or_retry(self) -> None:

@@ -14,6 +14,10 @@ The other guests' ordinary tests go on meanwhile (with the slots the pipe loop
 overlapped in 17-65%, by what ran beside it).  With enough cores there is a slot for
 every guest and nobody waits.
 
+The count is each process's own: a guest of 1 vCPU beside one of 2 counts more
+slots over the same files, and a guest booted single-threaded holds a whole slot.
+The host's cores are those this process may run on (its cpuset), not a CFS quota.
+
 The slots are ``flock``ed files in a per-user directory shared by every lab run on
 the host (a holder that dies releases its slot).  ``KERNEL_LAB_CPU_SLOTS`` sets the
 count; 0 turns the limit off.
@@ -25,9 +29,10 @@ import contextlib
 import fcntl
 import logging
 import os
-import tempfile
+import pwd
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import UserError
@@ -37,12 +42,19 @@ log = logging.getLogger("lab.slots")
 SLOTS_ENV = "KERNEL_LAB_CPU_SLOTS"
 POLL_S = 0.1
 SHOWN_S = 0.05  # a wait this long is kept (the run's phases, the test's record)
-# Longer than anything a holder does: a boot (its timeout, 180 s, and a retry) or a
-# race loop (its bound plus the call timeout's margin).  Past it the waiter goes on
-# without a slot and says so, rather than wait on something stuck.
-MAX_WAIT_S = 600.0
+# Longer than what a holder does in the default suites: a boot (its timeout, 180 s,
+# and a retry) or a race loop (its bound plus the call timeout's margin; a soak with
+# KERNEL_LAB_RACE=seconds=N may hold longer).  Past it the waiter goes on without a
+# slot, and the phase or the record says so, rather than wait on something stuck
+# (a run stopped with Ctrl-Z keeps its slot).
+MAX_WAIT_S = 900.0
+# A process that just let go of a slot waits this long before taking one again, so
+# that a waiter polling every POLL_S gets it (the next saturating test of a cell
+# would otherwise take it back within a round trip).
+REGRAB_S = 2 * POLL_S
 
 _held = 0  # slots this process holds: a nested hold (a reboot inside a held test) waits for none
+_released = 0.0  # when this process last let go of one (time.monotonic())
 
 
 def host_cores() -> int:
@@ -58,7 +70,7 @@ def configured(env: dict[str, str] | None = None) -> int | None:
     text = (os.environ if env is None else env).get(SLOTS_ENV, "").strip()
     if not text:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdecimal()):
         raise UserError(f"{SLOTS_ENV}={text!r} is not a count; give a whole number of guests "
                         "that may keep their vCPUs busy at once (0: no limit), or unset it")
     return int(text)
@@ -73,10 +85,19 @@ def slot_count(vcpus: int, *, env: dict[str, str] | None = None) -> int:
 
 
 def slot_dir() -> Path:
-    """Where the slot files are: one per user, so every lab run on the host shares them."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    base = runtime if runtime and os.access(runtime, os.W_OK) else tempfile.gettempdir()
-    return Path(base) / f"kernel-lab-cpu-slots-{os.getuid()}"
+    """Where the slot files are: one directory per user, in the home directory from the
+    password database, so that every lab run of the user finds it whatever its
+    environment (cron, CI, sudo -u, another $HOME or $XDG_*)."""
+    return Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache" / "kernel-lab-cpu-slots"
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How a ``hold()`` began: the seconds spent waiting, and whether a slot is held
+    (False: the limit is off, the process already holds one, or the wait gave up)."""
+
+    seconds: float
+    held: bool
 
 
 class CpuSlots:
@@ -91,15 +112,23 @@ class CpuSlots:
         return cls(slot_count(vcpus))
 
     def _try(self) -> int | None:
-        """An fd holding a free slot's lock, or None when every slot is taken."""
+        """An fd holding a free slot's lock, or None when every slot is taken.
+
+        OSError when the slots cannot be used at all (an unwritable home, a file
+        system without locks): the caller goes on without one.
+        """
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i in range(self.count):
-            fd = os.open(self.directory / f"slot-{i}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.directory / f"slot-{i}.lock",
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 continue
+            except OSError:
+                os.close(fd)
+                raise
             return fd
         return None
 
@@ -111,33 +140,43 @@ class CpuSlots:
         return "; ".join(n for n in names if n) or "another guest"
 
     @contextlib.contextmanager
-    def hold(self, what: str, *, max_wait: float = MAX_WAIT_S) -> Iterator[float]:
-        """Hold a slot for ``what``; yields the seconds spent waiting for one."""
-        global _held
+    def hold(self, what: str, *, max_wait: float = MAX_WAIT_S) -> Iterator[Wait]:
+        """Hold a slot for ``what`` (the limit is advisory: when no slot can be had,
+        ``what`` goes on without one, and the ``Wait`` it yields says so)."""
+        global _held, _released
         if self.count <= 0 or _held:
-            yield 0.0
+            yield Wait(0.0, held=False)
             return
         started = time.monotonic()
-        fd = self._try()
-        if fd is None:
-            log.info("%s waits for a CPU slot (%d on this host, held by: %s)", what,
-                     self.count, self._holders())
-        while fd is None and time.monotonic() - started < max_wait:
-            time.sleep(POLL_S)
+        time.sleep(max(0.0, _released + REGRAB_S - started))
+        try:
             fd = self._try()
+            if fd is None:
+                log.info("%s waits for a CPU slot (%d on this host, held by: %s)", what,
+                         self.count, self._holders())
+            while fd is None and time.monotonic() - started < max_wait:
+                time.sleep(POLL_S)
+                fd = self._try()
+        except OSError as exc:
+            log.warning("%s: the CPU slots in %s cannot be used (%s); going on without one",
+                        what, self.directory, exc)
+            fd = None
         waited = time.monotonic() - started
         if fd is None:
-            log.warning("%s: no CPU slot after %.0f s (held by: %s); going on without one",
-                        what, waited, self._holders())
-            yield waited
+            if waited >= max_wait:
+                log.warning("%s: no CPU slot after %.0f s (held by: %s); going on without one",
+                            what, waited, self._holders())
+            yield Wait(waited, held=False)
             return
         _held += 1
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()}: {what}\n".encode())
-            yield waited
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()}: {what}\n".encode())
+            yield Wait(waited, held=True)
         finally:
             _held -= 1
+            _released = time.monotonic()
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             os.close(fd)  # releases the lock
