@@ -58,7 +58,8 @@ _released = 0.0  # when this process last let go of one (time.monotonic())
 
 
 def host_cores() -> int:
-    """The cores this process may run on (a CI container's, not the whole host's)."""
+    """The cores this process may run on: its cpuset (a container's CPU quota, as
+    `docker --cpus`, is not seen)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
