@@ -148,8 +148,8 @@ class CpuSlots:
         if self.count <= 0 or _held:
             yield Wait(0.0, held=False)
             return
+        time.sleep(max(0.0, _released + REGRAB_S - time.monotonic()))  # not a wait for others
         started = time.monotonic()
-        time.sleep(max(0.0, _released + REGRAB_S - started))
         try:
             fd = self._try()
             if fd is None:
