@@ -17,8 +17,10 @@ BUILD_PACKAGES = [
     "build-essential", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "cpio", "rsync",
     "pahole", "zstd", "ccache",
 ]
-# The report tests open report.html in headless Chromium (tests/browser.py).
-TEST_PACKAGES = ["chromium"]
+# The report tests open report.html in headless Chromium (tests/browser.py).  udev:
+# users' hosts have it (every systemd host), and virtme-ng-init starts the host's udevd
+# in the guest; the tests must boot on such a host (tests/test_vm_real.py).
+TEST_PACKAGES = ["chromium", "udev"]
 WORKFLOWS = [".github/workflows/nightly.yml"]
 
 

@@ -4,8 +4,8 @@
 # that the lab wrote for this VM, the fstab of lab/vm/hostroot.py and the agent's
 # interpreter; the guest sees the host root read-only over 9p).
 #
-# Why not virtme-ng's own --ssh: it always turns on DHCP, which waits for an eth0
-# that never appears on a modular kernel without udev (virtio_net is not loaded),
+# Why not virtme-ng's own --ssh: it always turns on DHCP, which waits for a network
+# device that never appears on a modular kernel without udev (virtio_net not loaded),
 # and it authorizes the user's ~/.ssh keys.  Here we load the drivers ourselves,
 # configure QEMU's user network statically and start sshd with the lab's key only.
 #
@@ -26,6 +26,27 @@ case " $cmdline " in
 *" kernel_lab.crash_at_boot "*) log "crash_at_boot asked for"; echo c > /proc/sysrq-trigger ;;
 esac
 
+# Nothing of the host's services runs here.  virtme-ng-init starts the host's udevd
+# when the host has one (every systemd host); its coldplug and settle are no-ops
+# (lab/vm/vm.py NOOPS), and the guest needs none of its work: devtmpfs makes the
+# device nodes, this script loads the drivers, and the interface is found by driver.
+# Left running, udevd would rename the NIC under this script and re-read every NVMe
+# namespace a test closes after writing (its blkid probes and inotify watches), on a
+# controller throttled so that I/O in flight can be seen.  So it stops here, before
+# any driver loads.  (virtme-ng-init starts nothing else of the host's: no networkd,
+# resolved or NetworkManager; the seam kernel_lab.keep_udev keeps udevd, for the
+# lab's test that a renamed interface is found.)
+case " $cmdline " in
+*" kernel_lab.keep_udev "*) ;;
+*)
+    for d in /proc/[0-9]*; do
+        { read -r comm < "$d/comm"; } 2>/dev/null || continue
+        case $comm in
+        systemd-udevd|udevd) kill "${d#/proc/}" 2>/dev/null && log "stopped the host's udevd" ;;
+        esac
+    done ;;
+esac
+
 # The host root again, cached, bound over the uncached view (lab/vm/hostroot.py says
 # why and which directories), and the lab's tmpfs (the agent is unpacked there): one
 # mount process, before anything else runs, since every exec before the binds loads
@@ -44,24 +65,40 @@ fi
 # Drivers: built in on lab-built kernels, modules on Debian's (modprobe is a no-op then).
 # What the lab's first connection waits for runs first and at once: the network
 # (virtio_net, then QEMU's user network), sshd (it listens on 0.0.0.0, which needs no
-# eth0) and the login setup below; the lab connects once the console shows all three
+# address yet) and the login setup below; the lab connects once the console shows all three
 # (lab/vm/vm.py).  The nvme module, needed only after the connection, is loaded once
 # virtio_net is, so as not to slow it.
 network() {
     modprobe -q virtio_net 2>/dev/null
     modprobe -q nvme 2>/dev/null &  # the lab waits for the NVMe devices itself
+    case " $cmdline " in
+    *" kernel_lab.keep_udev "*) udevadm settle 2>/dev/null ;;  # its renaming done first
+    esac
+    # The interface is found by its driver, never by name: udev, where one runs, names
+    # it by its own policy (enp0s9), and a renaming can race the lookup: then the ip
+    # batch fails and the lookup runs again.
     i=0
-    while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-    [ -e /sys/class/net/eth0 ] || log "no eth0 after 10 s: SSH will not be reachable"
-    # QEMU user networking: the guest is always 10.0.2.15, the gateway 10.0.2.2.
-    # One ip process for the four changes.
-    ip -force -batch - <<IP
+    while [ "$i" -lt 200 ]; do
+        nic=
+        for n in /sys/bus/virtio/drivers/virtio_net/virtio*/net/*; do
+            [ -e "$n" ] && { nic=${n##*/}; break; }
+        done
+        # QEMU user networking: the guest is always 10.0.2.15, the gateway 10.0.2.2.
+        # One ip process for the four changes.
+        if [ -n "$nic" ] && ip -force -batch - 2>/dev/null <<IP
 link set lo up
-link set eth0 up
-addr add 10.0.2.15/24 dev eth0
-route add default via 10.0.2.2
+link set $nic up
+addr replace 10.0.2.15/24 dev $nic
+route replace default via 10.0.2.2
 IP
-    log "network up"
+        then
+            log "network up on $nic"
+            return
+        fi
+        sleep 0.05
+        i=$((i + 1))
+    done
+    log "boot failed: no virtio_net interface came up in 10 s (interfaces: $(ls /sys/class/net | tr '\n' ' ')); SSH will not be reachable"
 }
 
 # The interpreter that becomes the agent when its verified archive hands over

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from lab.vm.timeline import Timeline
 
@@ -57,3 +60,26 @@ def test_sshds_lines_are_host_timed_events() -> None:
     tl.on_console(b"Accepted publickey for root from 10.0.2.2 port 5 ssh2: ED25519 SHA256:x\n")
     assert tl.seen("sshd listening") and tl.seen("sshd accepted key")
     assert [e.name for e in tl.events()] == ["sshd listening", "sshd accepted key"]
+
+
+def test_a_boot_the_guest_gave_up_on_ends_the_wait_for_ssh_with_its_reason(
+        tmp_path: Path) -> None:
+    """guest/boot.sh says "boot failed: ..." when its network never comes up: the lab stops
+    waiting at once and says what the guest said, not "no SSH before the boot timeout"."""
+    from lab.errors import InfraError
+    from lab.vm.ssh import Ssh, ensure_keypair, free_port
+
+    tl = Timeline()
+    tl.on_console(b"[   31.5] kernel-lab: boot failed: no virtio_net interface came up in 10 s "
+                  b"(interfaces: lo ); SSH will not be reachable\n")
+    assert tl.seen("boot failed")
+    assert tl.failure is not None and tl.failure.startswith("no virtio_net interface")
+    ensure_keypair(tmp_path / "host", log_path=tmp_path / "keygen.log")
+    ensure_keypair(tmp_path / "client", log_path=tmp_path / "keygen.log")
+    started = time.monotonic()
+    with pytest.raises(InfraError, match="the guest gave up booting: no virtio_net") as exc:
+        Ssh.connect(port=free_port(), client_key=tmp_path / "client",
+                    host_key_pub=tmp_path / "host.pub", deadline=started + 60,
+                    log_path=tmp_path / "console.log", failed=lambda: tl.failure)
+    assert time.monotonic() - started < 5
+    assert exc.value.phase == "boot"

@@ -42,6 +42,21 @@ def test_the_init_path_puts_the_vms_noop_tmpfiles_first(tmp_path: Path) -> None:
                            env={"PATH": paths[0].removeprefix("PATH=")},
                            capture_output=True, text=True, check=True)
     assert found.stdout.strip() == str(tmp_path / NOOP_DIR / "systemd-tmpfiles")
+    # udev's coldplug and settle, which the init runs when the host has udevd, likewise.
+    udevadm = subprocess.run(["sh", "-c", "command -v udevadm && udevadm settle --timeout=300"],
+                             env={"PATH": paths[0].removeprefix("PATH=")},
+                             capture_output=True, text=True, check=True)
+    assert udevadm.stdout.strip() == str(tmp_path / NOOP_DIR / "udevadm")
+
+
+def test_the_kernel_keeps_its_name_for_the_nic() -> None:
+    """Where the host's udevd runs in the guest, it must not rename the NIC (boot.sh finds
+    it by driver anyway: tests/test_vm_real.py)."""
+    from lab.vm.vm import vng_argv
+
+    argv = vng_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222)
+    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--append"]
+    assert "net.ifnames=0" in appended
 
 
 def test_boot_sh_takes_the_noops_off_its_own_path(tmp_path: Path) -> None:

@@ -70,3 +70,67 @@ def test_the_boot_binds_the_cached_host_root_and_the_zygote_becomes_the_agent(
     names = [e.name for e in vm.timeline.events()]
     for event in ("host root", "sshd listening", "network", "python", "hello"):
         assert event in names, names
+
+
+HOST_UDEVD = ("/usr/lib/systemd/systemd-udevd", "/lib/systemd/systemd-udevd")
+
+
+def _host_has_udevd() -> None:
+    """Users' hosts have udev (every systemd host), so the test session installs it
+    (noxfile.py TEST_PACKAGES); a host without it cannot show what these tests check."""
+    import os
+
+    assert any(os.path.exists(p) for p in HOST_UDEVD), (
+        "this host has no systemd-udevd: the test session installs `udev` (noxfile.py), "
+        "because users' hosts have it")
+
+
+def _guest_net(vm: vm_mod.Vm) -> tuple[str, set[tuple[str, str]]]:
+    """(the virtio_net interface's name, every (interface, IPv4 address)) in the guest."""
+    assert vm.ssh is not None
+    script = ("for n in /sys/bus/virtio/drivers/virtio_net/virtio*/net/*; do echo ${n##*/}; "
+              "done; ip -4 -o addr show")
+    out = vm.ssh.run(["/bin/sh", "-c", script]).stdout.splitlines()
+    # "2: eth0    inet 10.0.2.15/24 brd 10.0.2.255 scope global eth0 ..."
+    return out[0], {(f[1], f[3]) for f in (line.split() for line in out[1:])}
+
+
+def test_on_a_host_with_udev_the_guest_stops_the_hosts_udevd_and_its_network_comes_up(
+        tmp_path: Path) -> None:
+    """virtme-ng-init starts the host's udevd in the guest; the lab's boot needs none of
+    it: no coldplug, udevd stopped before the drivers load, the NIC found by driver."""
+    _host_has_udevd()
+    cache = cache_root()
+    kernel = resolve_kernel("debian:7.2", cache=cache)
+    with vm_mod.Vm(kernel, run_dir=tmp_path, cache=cache, name="udev") as vm:
+        nic, addrs = _guest_net(vm)
+        assert (nic, "10.0.2.15/24") in addrs, addrs
+        assert vm.ssh is not None
+        # What still runs (an exited udevd stays a zombie: the init reaps nothing).
+        script = ("for d in /proc/[0-9]*; do read -r c < $d/comm && "
+                  "s=$(grep ^State: $d/status) && echo \"$c $s\"; done 2>/dev/null")
+        running = [line for line in vm.ssh.run(["/bin/sh", "-c", script]).stdout.splitlines()
+                   if "(zombie)" not in line]
+        assert running and not [line for line in running if "udev" in line], running
+    console = (tmp_path / "console-udev.log").read_text(errors="replace")
+    assert "Starting systemd-udevd" in console  # the init did start the host's udevd
+    assert "kernel-lab: stopped the host's udevd" in console
+    assert f"kernel-lab: network up on {nic}" in console
+
+
+def test_an_interface_udev_renamed_is_found_by_its_driver(tmp_path: Path) -> None:
+    """The renaming that made every test INFRA on hosts with udev ("enp0s9: renamed from
+    eth0"), done for real: udevd kept (a seam of boot.sh), the kernel's names not asked
+    for.  The guest's network still comes up, on the renamed interface."""
+    _host_has_udevd()
+    cache = cache_root()
+    kernel = resolve_kernel("debian:7.2", cache=cache)
+    args = tuple(a for a in vm_mod.DEFAULT_KERNEL_ARGS if not a.startswith("net.ifnames"))
+    cfg = vm_mod.VmConfig(kernel_args=(*args, "kernel_lab.keep_udev"))
+    with vm_mod.Vm(kernel, run_dir=tmp_path, cache=cache, config=cfg, name="renamed") as vm:
+        nic, addrs = _guest_net(vm)
+        assert nic != "eth0"
+        assert (nic, "10.0.2.15/24") in addrs, addrs
+    console = (tmp_path / "console-renamed.log").read_text(errors="replace")
+    assert f"{nic}: renamed from eth0" in console
+    assert f"kernel-lab: network up on {nic}" in console

@@ -110,6 +110,7 @@ class Ssh:
         log_path: Path | None = None,
         slowdown: float = 1.0,
         ready: Callable[[], bool] | None = None,
+        failed: Callable[[], str | None] | None = None,
     ) -> Ssh:
         """Connect, retrying until ``deadline`` (time.monotonic) while the guest boots.
 
@@ -126,6 +127,9 @@ class Ssh:
         ``UNREADY_ATTEMPT_S``: QEMU's user network accepts on the host at once and
         forwards the SYN to a guest that has no address yet, and the attempt then waits
         for TCP's retransmission (1 s, then 3 s) long after sshd listens.
+
+        ``failed`` returns what the guest said when it gave up on its own boot (no
+        network, say): the wait ends at once with that, not at the deadline.
         """
         host = "127.0.0.1"
         key_type, key_b64 = host_key_pub.read_text().split()[:2]
@@ -139,6 +143,10 @@ class Ssh:
         while time.monotonic() < deadline:
             if callable(alive) and not alive():
                 raise InfraError("QEMU exited before SSH came up", phase=phase, log=log_path)
+            reason = failed() if failed is not None else None
+            if reason is not None:
+                raise InfraError(f"the guest gave up booting: {reason}", phase=phase,
+                                 log=log_path)
             if ready is not None and not ready() and \
                     time.monotonic() - last_attempt < UNREADY_ATTEMPT_S:
                 time.sleep(0.02)

@@ -33,6 +33,7 @@ CONSOLE_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("host root", re.compile(rb"kernel-lab: (host root (partly )?cached|no cached host root)")),
     ("network", re.compile(rb"kernel-lab: network up")),
     ("sshd", re.compile(rb"kernel-lab: guest ready")),
+    ("boot failed", re.compile(rb"kernel-lab: boot failed: ")),
 )
 # sshd's own lines (-e: on the console, without a printk timestamp): host time only.
 SSHD_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
@@ -63,6 +64,7 @@ class Timeline:
         self._lock = threading.Lock()
         self._samples: list[tuple[float, float]] = []  # (guest_s, host_s - guest_s)
         self._mono: float | None = None  # printk's clock - CLOCK_MONOTONIC, in the guest
+        self.failure: str | None = None  # what guest/boot.sh said when it gave up
 
     def mark(self, name: str, *, guest_s: float | None = None, host: bool = True) -> None:
         """An event now on the host (``host=False``: a guest-only event, placed later)."""
@@ -91,6 +93,9 @@ class Timeline:
                 if name not in self._seen and pattern.search(line):
                     self._seen.add(name)
                     self._events.append(Event(name, host_s, guest_s))
+                    if name == "boot failed":
+                        text = line.decode("utf-8", "replace").strip()
+                        self.failure = text.split("kernel-lab: boot failed: ", 1)[1]
 
     def _host_event(self, line: bytes) -> None:
         with self._lock:

@@ -60,7 +60,11 @@ class NvmeSpec:
 # take longer than the driver's default 30 s (I/O) and 60 s (admin), and the driver
 # then aborts it and resets the controller (EINTR in the guest, seen after ~62 s with
 # six runs on two cores).  The drivers read these as `uint` seconds from 6.1 on.
-DEFAULT_KERNEL_ARGS = ("nvme_core.io_timeout=180", "nvme_core.admin_timeout=180")
+#
+# net.ifnames=0: where the host's udevd runs in the guest (lab.vm.vm NOOPS), it keeps
+# the kernel's name for the NIC; guest/boot.sh finds the NIC by driver anyway.
+DEFAULT_KERNEL_ARGS = ("nvme_core.io_timeout=180", "nvme_core.admin_timeout=180",
+                       "net.ifnames=0")
 
 # virtme-ng-init runs the host's `systemd-tmpfiles --create --boot` before the lab's
 # script: it makes the host's services' runtime files in the guest, over the uncached
@@ -71,8 +75,14 @@ DEFAULT_KERNEL_ARGS = ("nvme_core.io_timeout=180", "nvme_core.admin_timeout=180"
 # name is `true`.  The standard directories follow it: the initramfs's /init uses the
 # same PATH, before the VM's directory is reachable.  guest/boot.sh takes the VM's
 # directory off its PATH again and makes the two directories of /run it still uses.
+#
+# On a host with udev (every systemd host) the init also starts the host's
+# systemd-udevd, then runs `udevadm trigger` (coldplug: every device's rules, module
+# loads by alias) and `udevadm settle` (seconds under TCG: 7 s seen).  The guest needs
+# none of it (boot.sh loads its drivers and stops udevd before it does), so `udevadm`
+# is a no-op too; the init finds udevd itself by fixed paths, so that still starts.
 NOOP_DIR = "noop-bin"
-NOOPS = ("systemd-tmpfiles",)
+NOOPS = ("systemd-tmpfiles", "udevadm")
 INIT_PATH_TAIL = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The console events (lab.vm.timeline) after which the guest answers SSH at once.
@@ -303,6 +313,7 @@ class Vm:
                     slowdown=self.cfg.slowdown,
                     # boot.sh's login setup done, its network up, sshd listening.
                     ready=lambda: all(self.timeline.seen(e) for e in SSH_READY_EVENTS),
+                    failed=lambda: self.timeline.failure,
                 )
                 self.timeline.mark("ssh")
                 break
