@@ -38,7 +38,11 @@ def lab(session: nox.Session) -> None:
     """Boot the default kernel and run the scenario suites (`nox -s lab -- --kernel SPEC`)."""
     _install(session)
     _host_packages(session, *BUILD_PACKAGES)
-    session.run("lab", "run", *session.posargs)
+    # nox runs sessions in the noxfile's directory; the lab runs where nox was invoked, so
+    # that `--kernel ./arch/x86/boot/bzImage` from a kernel tree names that tree's image
+    # and the run directory lands under that directory's ./results.
+    with session.chdir(session.invoked_from):
+        session.run("lab", "run", *session.posargs)
 
 
 @nox.session
@@ -62,7 +66,8 @@ def fetch(session: nox.Session) -> None:
     """Fetch or build kernels into the cache (`nox -s fetch -- --kernel SPEC --variant V`)."""
     _install(session)
     _host_packages(session, *BUILD_PACKAGES)
-    session.run("lab", "fetch", *session.posargs)
+    with session.chdir(session.invoked_from):  # relative paths are the user's (see lab)
+        session.run("lab", "fetch", *session.posargs)
 
 
 @nox.session
