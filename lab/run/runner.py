@@ -53,12 +53,12 @@ class RunOptions:
     pytest_args: list[str] = field(default_factory=list)
 
 
-def _check_host(cache: Path) -> None:
-    problems = missing(cache)
+def _check_host(cache: Path, results: Path) -> None:
+    problems = missing(cache, results=results)
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more: run `lab doctor`)" if len(problems) > 1 else ""
-        raise UserError(f"{first.name} is missing; install it with: {first.fix}{more}")
+        raise UserError(f"{first.name}: {first.detail}; fix: {first.fix}{more}")
 
 
 def run(opts: RunOptions, *, argv: list[str]) -> int:
@@ -90,7 +90,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR or run from a "
                         "checkout of kernel-lab")
-    _check_host(cache)
+    _check_host(cache, opts.results or default_results_root())
 
     label = "+".join(short_label(k) for k in dict.fromkeys(kernels))
     if shard is not None:
