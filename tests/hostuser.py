@@ -70,22 +70,17 @@ class User:
 
         A fork, not a new interpreter: root's interpreter may be one the user cannot read
         (a pyenv under /root).  For the same reason the child can import nothing new: call
-        ``fn`` once as we are first, so that what it imports lazily is imported."""
-        if not self.switch:
-            old = Path.cwd()
-            os.chdir(cwd)
-            try:
-                return fn()
-            finally:
-                os.chdir(old)
+        ``fn`` once as we are first, so that what it imports lazily is imported.  A child
+        as the current user too: what ``fn`` changes (environment, directory) stays there."""
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: become the user, call, report, never return into pytest
             try:
                 os.close(read)
-                os.setgroups(self.groups)
-                os.setgid(self.gid)
-                os.setuid(self.uid)
+                if self.switch:
+                    os.setgroups(self.groups)
+                    os.setgid(self.gid)
+                    os.setuid(self.uid)
                 os.environ.clear()
                 os.environ.update(self.env())
                 os.chdir(cwd)

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dists import build, check_sdist, tracked
+from dists import REPO, build, check_sdist, tracked
 from hostuser import normal_user
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
@@ -26,7 +26,8 @@ SELECTION = "test_io_submit"  # 11 tests of one module: the agent, its C extensi
 def test_wheel_in_a_fresh_venv_as_a_normal_user(tmp_path: Path) -> None:
     user = normal_user()
     sdist, wheel = build(tmp_path / "dist")
-    check_sdist(sdist, tracked())
+    if (REPO / ".git").exists():  # what it must hold is read from git (test_packaging.py)
+        check_sdist(sdist, tracked())
     home = user.tmp_dir("lab-wheel-")
     try:
         user_wheel = home / wheel.name
