@@ -19,8 +19,10 @@ BUILD_PACKAGES = [
 ]
 # The report tests open report.html in headless Chromium (tests/browser.py).  udev:
 # users' hosts have it (every systemd host), and virtme-ng-init starts the host's udevd
-# in the guest; the tests must boot on such a host (tests/test_vm_real.py).
-TEST_PACKAGES = ["chromium", "udev"]
+# in the guest; the tests must boot on such a host (tests/test_vm_real.py).  python3-venv:
+# a normal user's venv of Debian's python3, where the wheel is installed and run
+# (tests/test_wheel_real.py).
+TEST_PACKAGES = ["chromium", "udev", "python3-venv"]
 WORKFLOWS = [".github/workflows/nightly.yml"]
 
 

@@ -22,9 +22,21 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USER_ERROR)
 
 
+class _Version(argparse.Action):
+    """--version, worked out only when asked (from a checkout it asks git for the commit)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from lab.version import describe
+
+        print(describe())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="Test Linux async-I/O syscalls in QEMU.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", nargs=0, action=_Version,
+                   help="the version (and the commit, from a git checkout)")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="boot kernels and run the scenario suites")
@@ -37,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                         "each built kernel x each variant is a cell)")
     r.add_argument("--shard", metavar="I/N", help="run shard I of N of the cells x tests")
     r.add_argument("--known-issues", type=Path, metavar="FILE",
-                   help="known issues (default: known-issues.toml at the project top)")
+                   help="known issues (default: ./known-issues.toml, else the lab's own)")
     r.add_argument("-k", dest="keyword", help="only scenarios matching this pytest expression")
     r.add_argument("--results", type=Path, help="parent of the run directory (./results)")
     r.add_argument("--cache", type=Path, help="cache root (default $KERNEL_LAB_CACHE or "

@@ -9,20 +9,25 @@ from lab.paths import cache_root
 
 
 def doctor(cache_opt: Path | None) -> int:
-    from lab.host.doctor import checks
+    from lab.host.doctor import apt_command, checks, packages_to_install
     from lab.kernel.resolve import list_kernels
 
     cache = cache_root(cache_opt)
-    cached, _ = list_kernels(cache)
+    try:  # the KVM probe boots a cached kernel, if there is one
+        cached, _ = list_kernels(cache)
+    except OSError:  # a cache this user may not read: its check says so
+        cached = []
     image = cached[0].image if cached else None
-    bad = 0
-    for check in checks(cache, image=image):
-        mark = "ok " if check.ok else "MISSING"
+    found = checks(cache, image=image)
+    for check in found:
+        mark = "MISSING" if not check.ok else "note" if check.note else "ok"
         print(f"{mark:8} {check.name}: {check.detail}")
-        if not check.ok:
-            bad += 1
+        if not check.ok or check.note:
             print(f"         fix: {check.fix}")
-    return EXIT_OK if bad == 0 else EXIT_USER_ERROR
+    packages = packages_to_install(found)
+    if len(packages) > 1:
+        print(f"all the missing Debian packages at once: {apt_command(packages)}")
+    return EXIT_OK if all(c.ok for c in found) else EXIT_USER_ERROR
 
 
 def kernels(cache_opt: Path | None) -> int:

@@ -1,4 +1,11 @@
-"""Where the lab keeps its cache and run directories."""
+"""Where the lab's own files are (a checkout or an installed wheel), its cache and run directories.
+
+The one module that knows the two layouts.  In a checkout (an editable install
+too) lab/, guest/, scenarios/, kernels/ and known-issues.toml sit side by side at
+its top.  A wheel installs the three import packages side by side in
+site-packages, and the data that has no import name of its own (kernels/, the
+known-issues template) inside lab/ as lab/data/ (pyproject.toml: force-include).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,23 @@ from pathlib import Path
 
 CACHE_ENV = "KERNEL_LAB_CACHE"
 
-# The checkout (or installed tree) the lab runs from: kernels/, guest/ and scenarios/
-# sit beside lab/.
-REPO = Path(__file__).resolve().parent.parent
-KERNELS_DIR = REPO / "kernels"
+_PACKAGE = Path(__file__).resolve().parent
+# The directory that holds lab/, guest/ and scenarios/: the checkout's top, or
+# site-packages.  The lab's own child processes (`python -m guest...`, the reaper)
+# start there, so they import this copy of the lab even from a checkout that is not
+# installed; nothing is written there.
+REPO = _PACKAGE.parent
+_PACKAGED_DATA = _PACKAGE / "data"  # only in a wheel: a checkout has no lab/data/
+INSTALLED = _PACKAGED_DATA.is_dir()
+DATA_DIR = _PACKAGED_DATA if INSTALLED else REPO
+KERNELS_DIR = DATA_DIR / "kernels"
 GUEST_DIR = REPO / "guest"
 SCENARIOS_DIR = REPO / "scenarios"
+# The lab's own known issues: the project's list in a checkout, in a wheel its copy
+# (which holds no entry, only how to write one: a user keeps a list of their own).
+KNOWN_ISSUES = DATA_DIR / "known-issues.toml"
+# The git checkout the lab runs from, if it runs from one (`lab --version` names its commit).
+CHECKOUT = None if INSTALLED else REPO
 
 
 def cache_root(override: str | Path | None = None) -> Path:
@@ -28,3 +46,15 @@ def cache_root(override: str | Path | None = None) -> Path:
 
 def default_results_root() -> Path:
     return Path("results").resolve()
+
+
+def rootdir_args(suite: Path) -> list[str]:
+    """pytest's ``--rootdir`` for a run of ``suite``: for the lab's own scenarios, the
+    directory that holds scenarios/, so their test ids read ``scenarios/...`` whatever
+    the current directory and wherever the lab is installed (with no ini file beside an
+    installed suite, pytest would root the ids at scenarios/ itself).  None for another
+    suite: pytest's own choice, as before."""
+    suite = suite.resolve()
+    if suite == SCENARIOS_DIR or SCENARIOS_DIR in suite.parents:
+        return [f"--rootdir={REPO}"]
+    return []

@@ -28,7 +28,6 @@ from lab import proc
 from lab.bisect.classify import Observed
 from lab.errors import UserError
 from lab.kernel.build import BuildError
-from lab.paths import REPO
 from lab.results import record as records
 from lab.results.cell import scenario_of
 
@@ -102,7 +101,9 @@ class KernelBuilder:
 def spawn_and_wait(argv: Sequence[str], log_path: Path) -> int:
     """Run ``argv`` to its end as a spawned child: if the lab dies, its reaper ends the child
     (a killed bisection leaves no `lab run` behind)."""
-    child = proc.spawn(argv, log_path=log_path, cwd=REPO)
+    # In the bisection's own directory: the run's defaults (./known-issues.toml) and a
+    # relative --suite mean there what they mean to the user.
+    child = proc.spawn(argv, log_path=log_path)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
         while child.poll() is None:

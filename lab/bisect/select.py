@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lab import proc
 from lab.errors import InfraError, UserError
-from lab.paths import REPO
+from lab.paths import rootdir_args
 
 MARK = "kernel-lab-selection: "
 
@@ -31,8 +31,9 @@ def selection(suite: Path, keyword: str, *, spec: str, log_path: Path,
     argv = [sys.executable, "-m", "lab.bisect.select", "--suite", str(suite), "-k", keyword,
             "--kernel", spec, *(["--variant", variant] if variant else [])]
     try:
-        out = proc.run(argv, phase="bisect:collect", log_path=log_path, timeout=300,
-                       cwd=REPO).stdout
+        # In the caller's directory, as the runs it selects for: a relative --suite means
+        # the same there.
+        out = proc.run(argv, phase="bisect:collect", log_path=log_path, timeout=300).stdout
     except proc.ProcessError as exc:
         raise InfraError(f"collecting {suite} with -k {keyword!r} failed: {exc}",
                          phase="bisect:collect", log=log_path) from None
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     collector = _Collector(args.kernel)
     with tempfile.TemporaryDirectory(prefix="lab-select-") as tmp:
-        rc = pytest.main([str(args.suite), "--collect-only", "-q", "-k", args.keyword,
-                          "--lab-kernel", args.kernel, "--lab-run-dir", tmp,
+        rc = pytest.main([str(args.suite), *rootdir_args(args.suite), "--collect-only", "-q",
+                          "-k", args.keyword, "--lab-kernel", args.kernel, "--lab-run-dir", tmp,
                           *(["--lab-variant", args.variant] if args.variant else []),
                           "-p", "no:cacheprovider",
                           "-W", "ignore::pytest.PytestAssertRewriteWarning"],

@@ -1,7 +1,8 @@
 """Install the Debian packages the lab drives, if they are missing.
 
-Called by the nox sessions (`python -m lab.hostdeps PKG...`), so a fresh
-machine needs no manual step.  Without root it only names what is missing.
+Called by the nox sessions (`python -m lab.host.hostdeps PKG...`), so a fresh
+machine needs no manual step.  Without root it only names what is missing, in
+the one command that root (sudo) must run.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def main(packages: list[str]) -> int:
         return 0
     command = ["apt-get", "install", "-y", "--no-install-recommends", *todo]
     if os.geteuid() != 0:
-        print(f"lab: missing host packages; run as root: {' '.join(command)}", file=sys.stderr)
+        # Only root installs packages; the rest of the lab runs as this user.
+        print(f"lab: missing Debian packages; root must install them: sudo {' '.join(command)}",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     print(f"lab: installing host packages: {' '.join(todo)}", flush=True)
     env = {"DEBIAN_FRONTEND": "noninteractive"}

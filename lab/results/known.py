@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import UserError
-from lab.paths import REPO
+from lab.paths import KNOWN_ISSUES
 from lab.results.cell import scenario_of
 from lab.results.record import Record
 from lab.results.verdict import FAILED, Verdict
@@ -126,9 +126,12 @@ def parse(text: str, *, origin: str) -> list[KnownIssue]:
 
 
 def path_for(option: Path | None) -> Path:
-    """The known-issues file: the one given (it must exist), else the project's."""
+    """The known-issues file: the one given (it must exist), else ./known-issues.toml when
+    the current directory has one (a user's own list, wherever the lab is installed), else
+    the lab's own (the checkout's list; in a wheel, a template without entries)."""
     if option is None:
-        return REPO / FILE
+        local = Path(FILE)
+        return local.resolve() if local.is_file() else KNOWN_ISSUES
     if not option.is_file():
         raise UserError(f"--known-issues {option} does not exist; give a {FILE} file")
     return option.resolve()

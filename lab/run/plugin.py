@@ -56,7 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lab-shard", default=None, metavar="I/N",
                 help="run shard I of N of the cells x tests (stable hash)")
     g.addoption("--lab-known-issues", default=None, metavar="FILE",
-                help="known issues (default known-issues.toml at the project top)")
+                help="known issues (default ./known-issues.toml, else the lab's own)")
     g.addoption("--lab-progress-interval", type=float, default=10.0,
                 help="seconds between a cell's progress lines (0: after every test)")
     g.addoption("--lab-cache", default=None, help="cache root (default $KERNEL_LAB_CACHE "

@@ -19,7 +19,7 @@ import pytest
 
 from lab.errors import EXIT_INFRA_ERROR, EXIT_NOTHING_TESTED, EXIT_USER_ERROR, UserError
 from lab.host.doctor import missing
-from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
+from lab.paths import SCENARIOS_DIR, cache_root, default_results_root, rootdir_args
 from lab.results import junit, known
 from lab.results import matrix as matrix_file
 from lab.results import record as results
@@ -48,17 +48,17 @@ class RunOptions:
     workers: int = 1
     variants: list[str] = field(default_factory=list)
     shard: str | None = None
-    known_issues: Path | None = None  # default: known-issues.toml at the project top
+    known_issues: Path | None = None  # default: lab.results.known.path_for(None)
     suite: Path = SCENARIOS
     pytest_args: list[str] = field(default_factory=list)
 
 
-def _check_host(cache: Path) -> None:
-    problems = missing(cache)
+def _check_host(cache: Path, results: Path) -> None:
+    problems = missing(cache, results=results)
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more: run `lab doctor`)" if len(problems) > 1 else ""
-        raise UserError(f"{first.name} is missing; install it with: {first.fix}{more}")
+        raise UserError(f"{first.name}: {first.detail}; fix: {first.fix}{more}")
 
 
 def run(opts: RunOptions, *, argv: list[str]) -> int:
@@ -90,7 +90,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR or run from a "
                         "checkout of kernel-lab")
-    _check_host(cache)
+    _check_host(cache, opts.results or default_results_root())
 
     label = "+".join(short_label(k) for k in dict.fromkeys(kernels))
     if shard is not None:
@@ -116,7 +116,8 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     # Paths go as --opt=PATH: pytest takes a bare PATH token for an argument when it picks
     # its rootdir, and the run directory and the cache would move it to / for a suite
     # outside the checkout (test ids "tmp/suite/...", reproducers from /).
-    args = [str(opts.suite), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
+    args = [str(opts.suite), *rootdir_args(opts.suite),
+            f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
             "--lab-accel", opts.accel, f"--junitxml={run_dir / 'junit.xml'}",
             "-p", "no:cacheprovider", "-rs",
             # lab is imported before pytest starts, so its entry point cannot be rewritten.
