@@ -49,6 +49,9 @@ class Record:
     # this test's window that it may be that test's deferred work.
     previous_test: str = ""
     finished: float = field(default_factory=time.time)
+    # The accelerator the test's guest ran on and why (lab.vm.accel: name, mode,
+    # reason); empty for a test that never had a guest.
+    accel: dict[str, Any] = field(default_factory=dict)
 
 
 def new_run_dir(root: Path, label: str) -> Path:

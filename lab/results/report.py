@@ -26,6 +26,7 @@ from lab.results import matrix as matrix_file
 from lab.results.cell import PREBUILT, keyword_for, scenario_of
 from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
 from lab.results.record import Record, read_lines, read_records
+from lab.results.summary import describe_accel
 from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code, worst
 
 REPORT = "report.html"
@@ -82,6 +83,9 @@ def _cells(run: Run) -> list[dict[str, Any]]:
             "releases": sorted({str(k.get("release")) for k in kernels if k.get("release")}),
             "config_hashes": sorted({str(k.get("config_hash")) for k in kernels
                                      if k.get("config_hash")}),
+            # What the cell's guests ran on and why (two after a single-threaded retry).
+            "accelerators": list(dict.fromkeys(describe_accel(r.accel) for r in recs
+                                               if r.accel)),
             "counts": [{"verdict": v, "n": counts[v]} for v in VERDICTS if counts[v]],
             "worst": next((v for v in VERDICTS if counts[v]), ""),
         })

@@ -33,9 +33,11 @@ from lab.run.keys import (
     DIAGNOSIS_KEY,
     MARK_KEY,
     RUN_DIR_KEY,
+    item_cell,
     item_kernel,
     lab_data,
 )
+from lab.run.progress import terminal_writer
 from lab.vm import slots
 from lab.vm.agent import Agent, AgentError
 from lab.vm.session import BootCrash, Machine, RebootLimit
@@ -59,7 +61,14 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     if machine.boot_note:
         lab_data(item)["boot_note"] = machine.boot_note
     saturates = item.get_closest_marker("saturates_cpus") is not None
-    with machine.slots.hold(item.nodeid) if saturates else \
+    cell = item_cell(item)
+    write = terminal_writer(request.config)
+
+    def waiting(holders: str) -> None:
+        write(f"kernel-lab: [{cell.label if cell else '-'}] {item.name} waits for a CPU "
+              f"slot: it keeps every vCPU busy (held by: {holders})")
+
+    with machine.slots.hold(item.nodeid, on_wait=waiting) if saturates else \
             contextlib.nullcontext(slots.Wait(0.0, held=False)) as wait:
         if wait.seconds >= slots.SHOWN_S:
             lab_data(item).update(slot_wait_s=round(wait.seconds, 1), slot_held=wait.held)

@@ -19,21 +19,23 @@ from typing import Any, NoReturn
 
 import pytest
 
+from lab import options as guest_opts
 from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
 from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
+from lab.options import GuestOptions, argtype
 from lab.paths import cache_root, default_results_root
 from lab.results import record as results
-from lab.results.cell import PREBUILT, short_label
+from lab.results.cell import PREBUILT, cell_label, short_label
 from lab.run import matrix
 from lab.run.cells import Cell
 from lab.run.cells import matrix as cell_matrix
-from lab.run.keys import KERNELS_KEY, RUN_DIR_KEY, item_cell
+from lab.run.keys import KERNELS_KEY, MACHINES_KEY, RUN_DIR_KEY, item_cell
+from lab.run.progress import terminal_writer
 from lab.run.records import Recorder
 from lab.run.schedule import CellScheduler
 from lab.run.shard import parse_shard
 from lab.vm import slots
-from lab.vm.accel import ACCELS
 from lab.vm.agent import Agent
 from lab.vm.session import Machine, RebootLimit
 from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig
@@ -63,16 +65,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 "or $XDG_CACHE_HOME/kernel-lab)")
     g.addoption("--lab-results", default=None, help="where run directories go (./results)")
     g.addoption("--lab-run-dir", default=None, help="use exactly this run directory")
-    g.addoption("--lab-accel", default="auto", choices=ACCELS)
-    g.addoption("--lab-cpus", type=int, default=2)
-    g.addoption("--lab-memory", default="2G")
-    g.addoption("--lab-boot-timeout", type=float, default=180.0)
     g.addoption("--lab-ssh-port", type=int, default=None)
-    g.addoption("--lab-call-timeout", type=float, default=120.0,
+    # The guest's options, checked as `lab run` checks them (lab.options).
+    d = GuestOptions()
+    g.addoption("--lab-accel", default=d.accel, type=argtype(guest_opts.parse_accel),
+                help=f"{'|'.join(guest_opts.ACCELS)} (auto: KVM if a real probe boot works)")
+    g.addoption("--lab-cpus", type=argtype(guest_opts.parse_cpus), default=d.cpus,
+                help="the guest's vCPUs")
+    g.addoption("--lab-memory", type=argtype(guest_opts.parse_memory), default=d.memory,
+                help="the guest's memory (2G, 2048M)")
+    g.addoption("--lab-boot-timeout", type=argtype(guest_opts.parse_boot_timeout),
+                default=d.boot_timeout, help="seconds a boot may take to reach SSH")
+    g.addoption("--lab-call-timeout", type=argtype(guest_opts.parse_call_timeout),
+                default=d.call_timeout,
                 help="seconds an agent call may take before the test is a HANG")
-    g.addoption("--lab-max-reboots", type=int, default=3,
+    g.addoption("--lab-max-reboots", type=argtype(guest_opts.parse_max_reboots),
+                default=d.max_reboots,
                 help="guest replacements allowed per kernel before the run stops")
     g.addoption("--lab-append", action="append", default=[], metavar="PARAM",
+                type=argtype(guest_opts.parse_param),
                 help="extra kernel command-line parameter (repeatable)")
 
 
@@ -158,6 +169,15 @@ class _XdistHooks:
         node.workerinput["lab_run_dir"] = str(node.config.stash[RUN_DIR_KEY])
 
 
+def guest_options(config: pytest.Config) -> GuestOptions:
+    """The run's guest options (--lab-accel, --lab-cpus, ...), each already checked."""
+    opt = config.getoption
+    return GuestOptions(accel=opt("lab_accel"), cpus=opt("lab_cpus"), memory=opt("lab_memory"),
+                        append=tuple(opt("lab_append")), boot_timeout=opt("lab_boot_timeout"),
+                        call_timeout=opt("lab_call_timeout"),
+                        max_reboots=opt("lab_max_reboots"))
+
+
 def _kernel_specs(config: pytest.Config) -> list[str]:
     return list(config.getoption("lab_kernel")) or [DEFAULT_KERNEL]
 
@@ -223,24 +243,31 @@ def kernel(request: pytest.FixtureRequest, lab_run_dir: Path) -> Kernel:
 def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
                 pytestconfig: pytest.Config) -> Iterator[Machine]:
     """The guest for ``kernel`` on this worker: booted once, replaced after a crash/hang."""
-    from lab.vm.accel import choose_accel
+    from lab.vm.accel import choose
 
-    opt = pytestconfig.getoption
+    guest = guest_options(pytestconfig)
+    label = cell_label(kernel.spec, kernel.variant)
+    write = terminal_writer(pytestconfig)
+    try:
+        accel = choose(lab_cache, image=kernel.image, requested=guest.accel)
+    except UserError as exc:
+        _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
     cfg = VmConfig(
-        cpus=opt("lab_cpus"),
-        memory=opt("lab_memory"),
-        accel=choose_accel(lab_cache, image=kernel.image, requested=opt("lab_accel")),
-        boot_timeout=opt("lab_boot_timeout"),
-        ssh_port=opt("lab_ssh_port"),
-        kernel_args=kernel_args(kernel, opt("lab_append")),
+        cpus=guest.cpus,
+        memory=guest.memory,
+        accel=accel.name,
+        boot_timeout=guest.boot_timeout,
+        ssh_port=pytestconfig.getoption("lab_ssh_port"),
+        kernel_args=kernel_args(kernel, list(guest.append)),
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
     machine = Machine(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg,
                       # Two variants of one source share a release: keep their consoles apart.
                       name=f"{worker}-{kernel.release}" + (
                           "" if kernel.variant == PREBUILT else f"-{kernel.variant}"),
-                      call_timeout=float(opt("lab_call_timeout")),
-                      max_reboots=int(opt("lab_max_reboots")))
+                      call_timeout=guest.call_timeout, max_reboots=guest.max_reboots,
+                      accel=accel, say=lambda text: write(f"kernel-lab: [{label}] {text}"))
+    pytestconfig.stash.setdefault(MACHINES_KEY, {})[label] = machine
     try:
         _boot(machine, lab_run_dir, first=True)
         yield machine

@@ -17,8 +17,15 @@ from typing import Any
 
 import pytest
 
-from lab.errors import EXIT_INFRA_ERROR, EXIT_NOTHING_TESTED, EXIT_USER_ERROR, UserError
+from lab.errors import (
+    EXIT_INFRA_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING_TESTED,
+    EXIT_USER_ERROR,
+    UserError,
+)
 from lab.host.doctor import missing
+from lab.options import GuestOptions
 from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
 from lab.results import junit, known
 from lab.results import matrix as matrix_file
@@ -43,7 +50,7 @@ class RunOptions:
     keyword: str | None = None
     results: Path | None = None
     cache: Path | None = None
-    accel: str = "auto"
+    guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     ssh_port: int | None = None
     workers: int = 1
     variants: list[str] = field(default_factory=list)
@@ -68,6 +75,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
 
     started = time.monotonic()
     kernels = opts.kernels or ["debian:7.2"]
+    guest = opts.guest.checked()
     if opts.workers < 1:
         raise UserError(f"--workers {opts.workers}: give 1 or more (one VM per worker)")
     if opts.ssh_port is not None and not 1 <= opts.ssh_port <= 65535:
@@ -117,7 +125,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     # its rootdir, and the run directory and the cache would move it to / for a suite
     # outside the checkout (test ids "tmp/suite/...", reproducers from /).
     args = [str(opts.suite), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
-            "--lab-accel", opts.accel, f"--junitxml={run_dir / 'junit.xml'}",
+            *guest.pytest_args(), f"--junitxml={run_dir / 'junit.xml'}",
             "-p", "no:cacheprovider", "-rs",
             # lab is imported before pytest starts, so its entry point cannot be rewritten.
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
@@ -163,10 +171,12 @@ def exit_status(pytest_rc: int, verdicts: list[str], *, stop: dict[str, Any] | N
     """The lab's exit status for a finished pytest session: the one place pytest's exit
     codes are read, so that none of them stands in for the lab's (lab.errors).
     """
-    if stop is not None:  # the lab stopped the run itself and said why
+    if stop is not None:  # the lab stopped the run itself and said why (Ctrl-C: 130)
         return int(stop["exit_code"])
-    # An interrupted run (Ctrl-C) is never "all passed".
-    if pytest_rc in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
+    # An interrupted run is never "all passed".
+    if pytest_rc == pytest.ExitCode.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if pytest_rc == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USER_ERROR
     if pytest_rc == pytest.ExitCode.INTERNAL_ERROR or not verdicts:
         return EXIT_INFRA_ERROR
