@@ -261,12 +261,13 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         kernel_args=kernel_args(kernel, list(guest.append)),
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
+    where = label if worker == "main" else f"{label} {worker}"  # two workers boot one cell
     machine = Machine(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg,
                       # Two variants of one source share a release: keep their consoles apart.
                       name=f"{worker}-{kernel.release}" + (
                           "" if kernel.variant == PREBUILT else f"-{kernel.variant}"),
                       call_timeout=guest.call_timeout, max_reboots=guest.max_reboots,
-                      accel=accel, say=lambda text: write(f"kernel-lab: [{label}] {text}"))
+                      accel=accel, say=lambda text: write(f"kernel-lab: [{where}] {text}"))
     pytestconfig.stash.setdefault(MACHINES_KEY, {})[label] = machine
     try:
         _boot(machine, lab_run_dir, first=True)
