@@ -43,6 +43,7 @@ from lab.vm.agent import Agent, AgentError
 from lab.vm.session import BootCrash, Machine, RebootLimit
 
 MACHINE_KEY = pytest.StashKey[Machine]()
+INTERRUPTED_KEY = pytest.StashKey[bool]()  # Ctrl-C came during one of the test's phases
 
 
 @pytest.fixture(autouse=True)
@@ -106,6 +107,8 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
            previous: str) -> None:
     if DIAGNOSIS_KEY in item.stash:
         return  # the guest died or hung during the test: the diagnosis has the evidence
+    if item.stash.get(INTERRUPTED_KEY, False):
+        return  # Ctrl-C: the run ends, and the guest with it; the test gets no verdict
     data = lab_data(item)
     try:
         left = agent.call("agent.reset")
@@ -143,6 +146,9 @@ def _diagnosing(item: pytest.Item, when: str) -> Generator[None, None, None]:
     """Run a phase; an agent or machinery error in it is diagnosed while it is fresh."""
     try:
         return (yield)
+    except KeyboardInterrupt:
+        item.stash[INTERRUPTED_KEY] = True
+        raise
     except (RebootLimit, BootCrash):
         raise  # already what they are: the run's stop, the kernel's boot crash
     except (AgentError, InfraError) as exc:
