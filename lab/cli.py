@@ -116,8 +116,30 @@ def _parser() -> argparse.ArgumentParser:
                    help="pytest-xdist workers, each booting its own VM per cell (boots and "
                    "vCPU-saturating races take turns on the host's cores: "
                    "KERNEL_LAB_CPU_SLOTS, see README)")
+    r.add_argument("--repeat", type=argtype(options.parse_repeat), default=1, metavar="N",
+                   help="run each selected test N times (each repetition its own record; "
+                        "a race reports its overlap each time)")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
-                   help="after --: extra pytest arguments")
+                   help="after --: node ids (FILE.py::TEST, as records show them or "
+                        "without the cell) select those tests; the rest goes to pytest")
+
+    rr = sub.add_parser("rerun", help="run a run again: the same pinned kernels, options and "
+                        "selection, or only what failed",
+                        description="Run RUN_DIR's tests again from its records and "
+                        "matrix.json: its kernels pinned to what ran (debian:7.2 as the "
+                        "package version that ran, git: as the commit), its variants, guest "
+                        "options and accelerator, and its selection.",
+                        epilog="--failed runs FAIL, CRASH, HANG and INFRA again, and the "
+                        "tests that got no verdict (NOTRUN, MISS); not XFAIL (a known issue "
+                        "expects it) nor INCONCLUSIVE. Exit status as for `lab run`.")
+    rr.add_argument("run", type=Path, metavar="RUN_DIR")
+    rr.add_argument("--failed", action="store_true",
+                    help="only the tests that failed or got no verdict")
+    rr.add_argument("--repeat", type=argtype(options.parse_repeat), default=None, metavar="N",
+                    help="run each test N times (default: as the run did)")
+    rr.add_argument("--results", type=Path, help="parent of the new run directory (./results)")
+    rr.add_argument("--cache", type=Path)
+    rr.add_argument("--workers", type=int, default=1, help="pytest-xdist workers")
 
     b = sub.add_parser("bisect", help="find the commit (or Debian release) that broke a scenario",
                        description="lab bisect --repo PATH --good REV --bad REV -k EXPR | "
@@ -223,8 +245,16 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                           cache=args.cache, guest=_guest(args), ssh_port=args.ssh_port,
                           workers=args.workers, variants=args.variant, shard=args.shard,
                           known_issues=args.known_issues, pytest_args=extra,
+                          repeat=args.repeat,
                           **({"suite": args.suite.resolve()} if args.suite else {}))
         return run(opts, argv=["lab", *argv])
+    if args.command == "rerun":
+        from lab.run import rerun
+        from lab.run.runner import run
+
+        return run(rerun.options(args.run, failed=args.failed, repeat=args.repeat,
+                                 results_root=args.results, cache=args.cache,
+                                 workers=args.workers), argv=["lab", *argv])
     if args.command == "bisect":
         from lab.bisect.command import BisectOptions, bisect
 

@@ -91,6 +91,17 @@ def parse_max_reboots(text: str | int) -> int:
     return n
 
 
+def parse_repeat(text: str | int) -> int:
+    """How many times each selected test runs (1: once)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1000:
+        raise UserError(f"--repeat {text}: give how many times to run each test, 1-1000")
+    return n
+
+
 def parse_accel(text: str) -> str:
     if text not in ACCELS:
         raise UserError(f"--accel {text!r}: use {', '.join(ACCELS)}")

@@ -218,8 +218,9 @@ def test_finds_the_culprit_and_skips_the_broken_build(
     assert commits[7] in builder.built and len(launch.calls) == len(builder.built) - 1
     assert [s["role"] for s in steps[:2]] == ["bad endpoint", "good endpoint"]
     assert "fs/aio.c" in str(res["diffstat"])
-    assert res["reproducer"] == (f"lab run --kernel git:{repo}@{commits[10]} "
-                                 f"-k '{bf.KEYWORD}'")
+    # The full commit id and the guests' options (lab.results.reproduce).
+    assert res["reproducer"] == (f"lab run --kernel git:{repo}@{commits[10]} --accel auto "
+                                 f"--cpus 2 --memory 2G -k '{bf.KEYWORD}'")
     assert any("skipped on the way" in w for w in res["warnings"])  # type: ignore[union-attr]
     report = res["report"]
     assert isinstance(report, dict) and report["table"]["rows"]

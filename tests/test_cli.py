@@ -200,3 +200,25 @@ def test_ctrl_c_is_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     monkeypatch.setattr(cli, "_dispatch", interrupted)
     assert cli.main(["kernels"]) == 130
     assert capsys.readouterr().err == "lab: interrupted\n"
+
+
+@pytest.mark.parametrize("nodeid, needles", [
+    ("scenarios/aio/test_nope.py::test_x", ["no file scenarios/aio/test_nope.py"]),
+    ("scenarios/aio/test_io_destroy.py::test_nope", ["defines no test 'test_nope'"]),
+])
+def test_a_node_id_that_names_no_test_is_refused_first(where: tuple[Path, Path], nodeid: str,
+                                                       needles: list[str]) -> None:
+    cache, cwd = where
+    _one_line_exit_2(lab("run", "--", nodeid, cache=cache, cwd=cwd), *needles)
+    assert not (cwd / "results").exists() and not cache.exists()
+
+
+def test_rerun_of_something_that_is_not_a_run(where: tuple[Path, Path]) -> None:
+    _, cwd = where
+    (cwd / "notarun").mkdir()
+    for target in ("notarun", "missing"):
+        res = subprocess.run([sys.executable, "-m", "lab.cli", "rerun", str(cwd / target)],
+                             capture_output=True, text=True, cwd=cwd, timeout=60,
+                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                  "HOME": str(cwd)})
+        _one_line_exit_2(res, "is not a lab run directory")

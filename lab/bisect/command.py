@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from lab.bisect import search as gitops
 from lab.bisect.classify import BadIf
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, EndpointError, Plan, Setup
-from lab.bisect.journal import FORMAT, Journal, RunStore
+from lab.bisect.journal import FORMAT, Journal, RunStore, guest_of
 from lab.bisect.ports import Builder, KernelBuilder, LabRun, Tester
 from lab.bisect.result import Result, Step
 from lab.bisect.search import GitSearch, Next
@@ -38,7 +37,7 @@ from lab.kernel import kconfig, worktree
 from lab.kernel.worktree import Clone
 from lab.options import GuestOptions
 from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
-from lab.results import report
+from lab.results import report, reproduce
 from lab.results.record import new_run_dir
 
 log = logging.getLogger("lab.bisect")
@@ -324,10 +323,10 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
     if foreign:
         warnings.append(f"unrelated splats seen (those runs were skipped): {'; '.join(foreign)}")
     variant = setup.start.get("variant")
-    repro = ["lab", "run", "--kernel", f"git:{setup.start['repo']}@{first}"]
-    if variant and variant != "base":
-        repro += ["--variant", str(variant)]
-    repro += ["-k", str(setup.start["keyword"])]
+    repro = reproduce.Command(
+        kernels=[f"git:{setup.start['repo']}@{first}"],  # the full commit id
+        variants=[str(variant)] if variant and variant != "base" else [],
+        guest=guest_of(setup.start), keyword=str(setup.start["keyword"]))
     revert = _revert_check(clone, driver, first, setup.plan.bad) if verify_revert else None
     if revert is not None and not revert["ok"]:
         warnings.append(f"revert check: {revert['summary']}")
@@ -338,7 +337,7 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
                f"{confidence:.2f} is below {THRESHOLD}")
     return Result(kind=kind, message=message, first_bad=first, subject=subject,
                   confidence=confidence, warnings=warnings,
-                  diffstat=gitops.diffstat(clone, first), reproducer=shlex.join(repro),
+                  diffstat=gitops.diffstat(clone, first), reproducer=repro.text(),
                   revert=revert, **base)
 
 

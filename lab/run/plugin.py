@@ -26,8 +26,9 @@ from lab.kernel.artifact import Kernel
 from lab.options import GuestOptions, argtype
 from lab.paths import cache_root, default_results_root
 from lab.results import record as results
-from lab.results.cell import PREBUILT, cell_label, short_label
+from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
 from lab.run import matrix
+from lab.run import select as select_mod
 from lab.run.cells import Cell
 from lab.run.cells import matrix as cell_matrix
 from lab.run.keys import KERNELS_KEY, MACHINES_KEY, RUN_DIR_KEY, item_cell
@@ -85,6 +86,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lab-append", action="append", default=[], metavar="PARAM",
                 type=argtype(guest_opts.parse_param),
                 help="extra kernel command-line parameter (repeatable)")
+    g.addoption("--lab-select", action="append", default=[], metavar="NODEID",
+                help="run only this test: FILE.py::NAME as records show it, or without the "
+                     "cell parameter (repeatable; `lab run -- NODEID` passes these)")
+    g.addoption("--lab-repeat", type=argtype(guest_opts.parse_repeat), default=1, metavar="N",
+                help="run each selected test N times (each repetition its own record)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -153,14 +159,24 @@ def _cells(config: pytest.Config) -> list[Cell]:
 
 
 def _register_matrix(config: pytest.Config) -> None:
-    """The matrix's collection hook (lab.run.matrix): matrix.json, this shard's part."""
+    """The collection hooks: the node ids' choice (lab.run.select), then the matrix's
+    (lab.run.matrix: matrix.json, this shard's part)."""
     try:
         shard_text = config.getoption("lab_shard")
         shard = parse_shard(shard_text) if shard_text else None
+        nodes = [select_mod.check(text, roots=[Path.cwd(), config.rootpath])
+                 for text in config.getoption("lab_select")]
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.pluginmanager.register(matrix.Selection(config, run_dir=config.stash[RUN_DIR_KEY],
-                                                   cells=_cells(config), shard=shard),
+    run_dir = config.stash[RUN_DIR_KEY]
+    if nodes:
+        config.pluginmanager.register(select_mod.Chooser(config, nodes, run_dir=run_dir),
+                                      "lab-chooser")
+    options = {"guest": guest_options(config).to_dict(),
+               "repeat": int(config.getoption("lab_repeat"))}
+    config.pluginmanager.register(matrix.Selection(config, run_dir=run_dir,
+                                                   cells=_cells(config), shard=shard,
+                                                   nodes=nodes, options=options),
                                   "lab-selection")
 
 
@@ -187,6 +203,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cells = _cells(metafunc.config)
         metafunc.parametrize("kernel", cells, indirect=True, scope="session",
                              ids=[c.label for c in cells])
+        repeat = int(metafunc.config.getoption("lab_repeat"))
+        if repeat > 1:
+            # Each repetition is its own test (its own record, Record.repeat), so that
+            # xdist, the records and NOTRUN work as for any other; the record keeps the
+            # test's id without it (lab.results.cell.split_repeat).
+            metafunc.parametrize("lab_repeat", range(1, repeat + 1),
+                                 ids=[repeat_id(n) for n in range(1, repeat + 1)])
+
+
+@pytest.fixture(autouse=True)
+def lab_repeat(request: pytest.FixtureRequest) -> int:
+    """Which repetition of its test this is (`lab run --repeat N`; 0 when not repeated)."""
+    return int(getattr(request, "param", 0))
 
 
 # -- fixtures ------------------------------------------------------------------

@@ -25,10 +25,11 @@ from lab.paths import REPO, cache_root
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
 from lab.results import record as results
+from lab.results import reproduce
 from lab.results import summary as summary_mod
 from lab.results.record import Record
 from lab.results.verdict import PhaseOutcome, Verdict, fold
-from lab.run.cells import plain_nodeid
+from lab.run.cells import plain_nodeid, repeat_of
 from lab.run.guard import MACHINE_KEY
 from lab.run.keys import (
     ASSESSMENT_KEY,
@@ -168,8 +169,9 @@ def _evidence(item: pytest.Item, rep: pytest.TestReport) -> None:
         props.append(("lab_data", data))
 
 
-def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
-    """One test's reports (setup, call, teardown) folded into its verdict record."""
+def to_record(nodeid: str, reports: list[pytest.TestReport], *, repeat: int = 0) -> Record:
+    """One test's reports (setup, call, teardown) folded into its verdict record
+    (``repeat``: which repetition of the test it is, 0 when not repeated)."""
     props: dict[str, Any] = {"lab_deviation": [], "lab_observed": [], "lab_data": {}}
     hints: list[str] = []
     seen: set[str] = set()
@@ -208,6 +210,7 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
         excerpt=props.get("lab_excerpt", ""),
         previous_test=str(data.pop("previous_test", "")),
         accel=props.get("lab_accel", {}),
+        repeat=repeat,
     )
 
 
@@ -264,7 +267,8 @@ class Recorder:
             del self.pending[report.nodeid]
             self.written.add(report.nodeid)
             # A failure that known-issues.toml expects is XFAIL from the start.
-            record = known_mod.apply(to_record(plain_nodeid(report.nodeid), reports),
+            record = known_mod.apply(to_record(plain_nodeid(report.nodeid), reports,
+                                               repeat=repeat_of(report.nodeid)),
                                      self.known, today=datetime.date.today())
             results.append_record(self.run_dir, record)
             self.progress.ended(record)
@@ -281,6 +285,11 @@ class Recorder:
                                reason="interrupted (Ctrl-C)")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._notrun()
+        # Now that the records say what ran: command.txt names it exactly.
+        reproduce.write_command(self.run_dir)
+
+    def _notrun(self) -> None:
         missing = [n for n in self.expected if n not in self.written]
         if not missing:
             return
@@ -297,7 +306,8 @@ class Recorder:
             started = "not finished" if nodeid in self.pending else "not run"
             results.append_record(self.run_dir, Record(
                 test=test, verdict=Verdict.NOTRUN.value, duration=0.0, cell=cell,
-                kernel={"spec": spec} if spec else {}, reason=f"{started}: {why}"))
+                kernel={"spec": spec} if spec else {}, reason=f"{started}: {why}",
+                repeat=repeat_of(nodeid)))
 
 
 def known_issues(config: pytest.Config) -> list[known_mod.KnownIssue]:
