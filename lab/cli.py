@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import NoReturn
 
-from lab.errors import EXIT_USER_ERROR, LabError
-from lab.vm.accel import ACCELS
+from lab import options
+from lab.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, RUN_EXIT_CODES, LabError
+from lab.options import ACCELS, GuestOptions, argtype
 
 log = logging.getLogger("lab")
 
@@ -32,6 +35,67 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+RUN_EXAMPLES = """\
+  lab run                                    debian:7.2, every suite
+  lab run --kernel debian:6.1 --kernel debian:7.2 -k cancel
+  lab run --kernel ./arch/x86/boot/bzImage --memory 4G --append nokaslr
+  lab run --kernel git:$HOME/linux@v7.2 --variant debug --suite scenarios/aio
+  lab run -- scenarios/aio/test_io_cancel.py::test_cancel_completed_is_einval
+  lab run --kernel debian:7.2.13-1 --accel tcg --cpus 2 --memory 2G -- -x"""
+
+
+def _run_epilog() -> str:
+    """`lab run --help`'s tail: every kernel form, every exit status, examples."""
+    from lab.kernel.spec import valid_forms
+
+    # One form per line: a form starts with "kind:" or an upper-case word (IMAGE).
+    forms = re.split(r", (?=[a-z][a-z0-9-]*:|[A-Z]+\b)", valid_forms())
+    wrap = textwrap.TextWrapper(width=88, initial_indent="  ", subsequent_indent="      ")
+    lines = ["kernel specs (--kernel; default debian:7.2):"]
+    lines += [wrap.fill(form) for form in forms]
+    lines += ["", "exit status:"]
+    codes = textwrap.TextWrapper(width=88, initial_indent="  ", subsequent_indent=" " * 7)
+    lines += [codes.fill(f"{code:>3}  {meaning}") for code, meaning in RUN_EXIT_CODES.items()]
+    lines += ["", "examples:", RUN_EXAMPLES]
+    return "\n".join(lines)
+
+
+def _guest_options(p: argparse.ArgumentParser, *, max_reboots: bool = True) -> None:
+    """The guest's options (lab.options), checked as they are parsed."""
+    d = GuestOptions()
+    p.add_argument("--accel", default=d.accel, type=argtype(options.parse_accel),
+                   metavar="|".join(ACCELS),
+                   help="auto (default): KVM if a real probe boot works, else TCG with a "
+                        "host thread per vCPU; tcg-single: the vCPUs take turns on one")
+    p.add_argument("--cpus", type=argtype(options.parse_cpus), default=d.cpus, metavar="N",
+                   help=f"the guest's vCPUs (default {d.cpus})")
+    p.add_argument("--memory", type=argtype(options.parse_memory), default=d.memory,
+                   metavar="SIZE", help=f"the guest's memory: 2G, 2048M (default {d.memory})")
+    p.add_argument("--append", type=argtype(options.parse_param), action="append",
+                   default=[], metavar="PARAM",
+                   help="a kernel command-line parameter (repeatable)")
+    p.add_argument("--boot-timeout", type=argtype(options.parse_boot_timeout),
+                   default=d.boot_timeout, metavar="S",
+                   help=f"seconds a boot may take (default {d.boot_timeout:g})")
+    p.add_argument("--call-timeout", type=argtype(options.parse_call_timeout),
+                   default=d.call_timeout, metavar="S",
+                   help=f"seconds an agent call may take before the test is a HANG "
+                        f"(default {d.call_timeout:g})")
+    if max_reboots:
+        p.add_argument("--max-reboots", type=argtype(options.parse_max_reboots),
+                       default=d.max_reboots, metavar="N",
+                       help=f"guest replacements (after a crash or hang) per cell before "
+                            f"the run stops (default {d.max_reboots})")
+
+
+def _guest(args: argparse.Namespace) -> GuestOptions:
+    return GuestOptions(accel=args.accel, cpus=args.cpus, memory=args.memory,
+                        append=tuple(args.append), boot_timeout=args.boot_timeout,
+                        call_timeout=args.call_timeout,
+                        **({"max_reboots": args.max_reboots}
+                           if hasattr(args, "max_reboots") else {}))
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="Test Linux async-I/O syscalls in QEMU.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -39,10 +103,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="the version (and the commit, from a git checkout)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="boot kernels and run the scenario suites")
+    r = sub.add_parser("run", help="boot kernels and run the scenario suites",
+                       description="Boot each kernel (x variant) under QEMU and run the "
+                       "scenario suites in it.",
+                       epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--kernel", action="append", default=[], metavar="SPEC",
-                   help="debian:6.1|6.12|7.2|7.3, debian:VERSION, or a bzImage path "
-                        "[,modules=DIR] (repeatable; default debian:7.2)")
+                   help="the kernel to test (repeatable: each is a cell; the forms are "
+                        "listed below)")
     r.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
                    help="config variant for built kernels (debian-src:, git:, tree:): "
                         "base, aio-off, io_uring-off, debug, combined with '+' (repeatable: "
@@ -54,16 +121,37 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--results", type=Path, help="parent of the run directory (./results)")
     r.add_argument("--cache", type=Path, help="cache root (default $KERNEL_LAB_CACHE or "
                    "$XDG_CACHE_HOME/kernel-lab)")
-    r.add_argument("--accel", default="auto", choices=ACCELS,
-                   help="auto: KVM if a real probe boot works, else TCG")
+    _guest_options(r)
     r.add_argument("--ssh-port", type=int, help="fixed SSH port on 127.0.0.1 (default: free one)")
     r.add_argument("--suite", type=Path, help="scenario directory or file (default: scenarios/)")
     r.add_argument("--workers", type=int, default=1,
                    help="pytest-xdist workers, each booting its own VM per cell (boots and "
                    "vCPU-saturating races take turns on the host's cores: "
                    "KERNEL_LAB_CPU_SLOTS, see README)")
+    r.add_argument("--repeat", type=argtype(options.parse_repeat), default=1, metavar="N",
+                   help="run each selected test N times (each repetition its own record; "
+                        "a race reports its overlap each time)")
     r.add_argument("pytest_args", nargs=argparse.REMAINDER,
-                   help="after --: extra pytest arguments")
+                   help="after --: node ids (FILE.py::TEST, as records show them or "
+                        "without the cell) select those tests; the rest goes to pytest")
+
+    rr = sub.add_parser("rerun", help="run a run again: the same pinned kernels, options and "
+                        "selection, or only what failed",
+                        description="Run RUN_DIR's tests again from its records and "
+                        "matrix.json: its kernels pinned to what ran (debian:7.2 as the "
+                        "package version that ran, git: as the commit), its variants, guest "
+                        "options and accelerator, and its selection.",
+                        epilog="--failed runs FAIL, CRASH, HANG and INFRA again, and the "
+                        "tests that got no verdict (NOTRUN, MISS); not XFAIL (a known issue "
+                        "expects it) nor INCONCLUSIVE. Exit status as for `lab run`.")
+    rr.add_argument("run", type=Path, metavar="RUN_DIR")
+    rr.add_argument("--failed", action="store_true",
+                    help="only the tests that failed or got no verdict")
+    rr.add_argument("--repeat", type=argtype(options.parse_repeat), default=None, metavar="N",
+                    help="run each test N times (default: as the run did)")
+    rr.add_argument("--results", type=Path, help="parent of the new run directory (./results)")
+    rr.add_argument("--cache", type=Path)
+    rr.add_argument("--workers", type=int, default=1, help="pytest-xdist workers")
 
     b = sub.add_parser("bisect", help="find the commit (or Debian release) that broke a scenario",
                        description="lab bisect --repo PATH --good REV --bad REV -k EXPR | "
@@ -90,7 +178,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not reuse runs from earlier bisections of the same tree and config")
     b.add_argument("--cache", type=Path)
     b.add_argument("--suite", type=Path, help="scenario directory (default: scenarios/)")
-    b.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    # Not --max-reboots: a run at one commit runs only the target scenarios, and a
+    # crash there is evidence the default limit keeps.
+    _guest_options(b, max_reboots=False)
 
     d = sub.add_parser("doctor", help="check the host's prerequisites")
     d.add_argument("--cache", type=Path)
@@ -153,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
@@ -164,11 +254,19 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         extra = [a for a in args.pytest_args if a != "--"]
         opts = RunOptions(kernels=args.kernel, keyword=args.keyword, results=args.results,
-                          cache=args.cache, accel=args.accel, ssh_port=args.ssh_port,
+                          cache=args.cache, guest=_guest(args), ssh_port=args.ssh_port,
                           workers=args.workers, variants=args.variant, shard=args.shard,
                           known_issues=args.known_issues, pytest_args=extra,
+                          repeat=args.repeat,
                           **({"suite": args.suite.resolve()} if args.suite else {}))
         return run(opts, argv=["lab", *argv])
+    if args.command == "rerun":
+        from lab.run import rerun
+        from lab.run.runner import run
+
+        return run(rerun.options(args.run, failed=args.failed, repeat=args.repeat,
+                                 results_root=args.results, cache=args.cache,
+                                 workers=args.workers), argv=["lab", *argv])
     if args.command == "bisect":
         from lab.bisect.command import BisectOptions, bisect
 
@@ -177,7 +275,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             variant=args.variant, runs=args.runs, bad_if=args.bad_if, state=args.state,
             resume=args.resume, versions=args.versions, from_version=args.from_version,
             to_version=args.to_version, verify_revert=args.verify_revert, cache=args.cache,
-            accel=args.accel, reuse=not args.no_reuse,
+            guest=_guest(args), reuse=not args.no_reuse,
             **({"suite": args.suite.resolve()} if args.suite else {}))
         return bisect(bopts, argv=["lab", *argv])
     if args.command == "doctor":

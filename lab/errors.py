@@ -4,7 +4,7 @@ A ``UserError`` is the caller's mistake (bad kernel spec, busy port, missing
 host tool): one line, exit 2.  An ``InfraError`` is the machinery failing
 (QEMU died, SSH lost, boot timeout): one line naming the phase and its log,
 exit 3.  ``lab.cli`` is the only place that turns them into exit codes; a run's
-verdicts map to 0, 1, 3 or 4 in ``lab.results.verdict.exit_code``.
+verdicts map to 0, 1, 3 or 4 in ``lab.results.verdict.exit_code``; Ctrl-C is 130.
 """
 
 from __future__ import annotations
@@ -17,6 +17,22 @@ EXIT_USER_ERROR = 2
 EXIT_INFRA_ERROR = 3
 EXIT_NOTHING_TESTED = 4  # every selected test SKIPped (or was inconclusive)
 EXIT_INCONCLUSIVE = 4  # lab bisect named no culprit: only skipped commits left, or low confidence
+# Ctrl-C: 128 + SIGINT, what a shell reports for a command SIGINT ended, so that a
+# script (or `make`) sees an interruption, not a usage error.
+EXIT_INTERRUPTED = 130
+
+# What each exit status of `lab run` (and `lab rerun`) means: its --help lists them.
+RUN_EXIT_CODES = {
+    EXIT_OK: "at least one test ran and none failed (SKIP allowed; XFAIL counts as tested)",
+    EXIT_TEST_FAILED: "a test failed: FAIL, CRASH or HANG",
+    EXIT_USER_ERROR: "a mistake in the command: one line says what and how to fix it",
+    EXIT_INFRA_ERROR: "the machinery failed (INFRA, MISS, NOTRUN): the line names the phase "
+                      "and its log",
+    EXIT_NOTHING_TESTED: "nothing was tested: every selected test was skipped (the summary "
+                         "counts the reasons)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): the records, summary, JUnit and report of what "
+                      "ran are kept",
+}
 
 
 class LabError(Exception):

@@ -32,6 +32,7 @@ from pathlib import Path
 from lab.bisect.command import BisectOptions, Seams, bisect
 from lab.bisect.ports import Built
 from lab.kernel import source
+from lab.options import GuestOptions
 from lab.results import record as records
 from lab.results.cell import cell_label, short_label
 
@@ -167,7 +168,8 @@ def collect(suite: Path, keyword: str, spec: str) -> tuple[tuple[str, ...], tupl
 
 def run(repo: Path, cache: Path, state: Path, *, good: str, bad: str, runs: str | None = None,
         fail_rate: float = 1.0, seed: int = 0, verify_revert: bool = False, reuse: bool = True,
-        resume: bool = False) -> tuple[int, FakeBuilder, FakeLabRun]:
+        resume: bool = False, guest: GuestOptions | None = None
+        ) -> tuple[int, FakeBuilder, FakeLabRun]:
     builder = FakeBuilder(repo, cache)
     launch = FakeLabRun(cache, fail_rate=fail_rate, seed=seed)
     if resume:
@@ -175,7 +177,8 @@ def run(repo: Path, cache: Path, state: Path, *, good: str, bad: str, runs: str 
                              verify_revert=verify_revert)
     else:
         opts = BisectOptions(keyword=KEYWORD, repo=repo, good=good, bad=bad, runs=runs,
-                             state=state, cache=cache, reuse=reuse, verify_revert=verify_revert)
+                             state=state, cache=cache, reuse=reuse, verify_revert=verify_revert,
+                             guest=guest or GuestOptions())
     rc = bisect(opts, argv=["lab", "bisect"],
                 seams=Seams(builder=builder, launch=launch, collect=collect))
     return rc, builder, launch

@@ -38,6 +38,7 @@ from lab.bisect.search import ListSearch
 from lab.cli import main as cli_main
 from lab.errors import UserError
 from lab.kernel.versions import Versioned
+from lab.options import GuestOptions
 from lab.results.cell import cell_label, scenario_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,8 +218,9 @@ def test_finds_the_culprit_and_skips_the_broken_build(
     assert commits[7] in builder.built and len(launch.calls) == len(builder.built) - 1
     assert [s["role"] for s in steps[:2]] == ["bad endpoint", "good endpoint"]
     assert "fs/aio.c" in str(res["diffstat"])
-    assert res["reproducer"] == (f"lab run --kernel git:{repo}@{commits[10]} "
-                                 f"-k '{bf.KEYWORD}'")
+    # The full commit id and the guests' options (lab.results.reproduce).
+    assert res["reproducer"] == (f"lab run --kernel git:{repo}@{commits[10]} --accel auto "
+                                 f"--cpus 2 --memory 2G -k '{bf.KEYWORD}'")
     assert any("skipped on the way" in w for w in res["warnings"])  # type: ignore[union-attr]
     report = res["report"]
     assert isinstance(report, dict) and report["table"]["rows"]
@@ -361,6 +363,30 @@ def test_resume_after_a_kill_loses_at_most_the_step_under_way(
         (commits[0], commits[15]))]
     assert not at_ends  # the endpoints' runs survived the kill
     assert journal.lines("resume")
+
+
+def test_every_run_gets_the_guest_options_and_a_resume_keeps_them(
+    history: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    repo, commits = history
+    state, cache = tmp_path / "state", tmp_path / "cache"
+    guest = GuestOptions(accel="tcg-single", cpus=3, memory="4G", append=("nokaslr",),
+                         call_timeout=300.0)
+    rc, _, launch = bf.run(repo, cache, state, good=commits[0], bad=commits[15], runs="1",
+                           guest=guest)
+    assert rc == 0 and launch.calls
+    want = ["--accel", "tcg-single", "--cpus", "3", "--memory", "4G", "--append", "nokaslr",
+            "--call-timeout", "300"]
+    for argv in launch.calls:
+        i = argv.index("--accel")
+        assert list(argv[i:i + len(want)]) == want, argv
+    start = Journal(state).start()
+    assert start is not None and GuestOptions.from_dict(start["guest"]) == guest
+    # A resume (adding runs) boots its guests as the bisection began, not as the defaults.
+    rc, _, again = bf.run(repo, cache, state, good="", bad="", runs="3", resume=True,
+                          reuse=False)
+    assert rc == 0 and again.calls
+    assert all("tcg-single" in argv and "4G" in argv for argv in again.calls)
 
 
 def test_a_resumed_bisection_can_add_runs(history: tuple[Path, list[str]],

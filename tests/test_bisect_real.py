@@ -62,7 +62,8 @@ def test_a_real_bisection_finds_the_errno_change_and_skips_the_broken_build(
     assert steps[good]["verdict"] == "good" and steps[bad]["verdict"] == "bad"
     assert not [w for w in data["warnings"] if "same kernel image" in w]
     assert "fs/aio.c | 2 +-" in data["diffstat"]
-    assert data["reproducer"] == f"lab run --kernel git:{hist.repo}@{culprit} -k {TARGET}"
+    assert data["reproducer"] == (f"lab run --kernel git:{hist.repo}@{culprit} --accel auto "
+                                  f"--cpus 2 --memory 2G -k {TARGET}")
     # The figures for the record: wall time and each step's build and test seconds.
     print(f"\nreal bisection: wall {wall:.0f}s, median step {data['median_step_seconds']}s")
     for s in data["steps"]:

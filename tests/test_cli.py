@@ -128,3 +128,97 @@ def test_a_path_that_is_not_a_tree_leaves_no_run_directory(where: tuple[Path, Pa
     _one_line_exit_2(lab("run", "--kernel", f"git:{cwd / 'src'}", cache=cache, cwd=cwd),
                      "not a git repository")
     assert not (cwd / "results").exists()
+
+
+def test_run_help_lists_every_kernel_form_exit_status_and_examples(
+        where: tuple[Path, Path]) -> None:
+    from lab.errors import RUN_EXIT_CODES
+    from lab.kernel.spec import valid_forms
+
+    _, cwd = where
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "run", "--help"], capture_output=True,
+                         text=True, cwd=cwd, timeout=60, env={"PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())  # argparse wraps; compare without line breaks
+    for form in ("debian:SERIES", "debian:VERSION", "IMAGE[,modules=DIR]", "debian-src:SERIES",
+                 "git:PATH[@REV]", "tree:PATH"):
+        assert form in valid_forms() and form in text, form
+    for code, meaning in RUN_EXIT_CODES.items():
+        assert f"{code} {meaning}" in text, code
+    assert 130 in RUN_EXIT_CODES
+    for option in ("--cpus", "--memory", "--append", "--boot-timeout", "--call-timeout",
+                   "--max-reboots", "tcg-single"):
+        assert option in text, option
+    assert "examples:" in res.stdout and "lab run --kernel debian:6.1" in res.stdout
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--memory", "2G; touch PWNED"], ["--memory", "2G or 2048M"]),
+    (["--memory", "64M"], ["--memory", "at least 256M"]),
+    (["--append", "a b"], ["--append", "one kernel parameter"]),
+    (["--cpus", "0"], ["--cpus", "1-64"]),
+    (["--boot-timeout", "0"], ["--boot-timeout", "more than 0"]),
+    (["--call-timeout", "x"], ["--call-timeout", "seconds"]),
+    (["--max-reboots", "-1"], ["--max-reboots", "0 or more"]),
+    (["--accel", "hvf"], ["--accel", "tcg-single"]),
+])
+def test_bad_guest_options(where: tuple[Path, Path], args: list[str], needles: list[str]) -> None:
+    cache, cwd = where
+    _one_line_exit_2(lab("run", *args, cache=cache, cwd=cwd), *needles)
+    assert not (cwd / "results").exists() and not (cwd / "PWNED").exists()
+    if args[0] == "--max-reboots":
+        return  # not a bisection's option: a crash at a commit is evidence
+    res = lab("bisect", "--repo", str(cwd), "--good", "a", "--bad", "b", "-k", "x", *args,
+              cache=cache, cwd=cwd)
+    _one_line_exit_2(res, *needles)
+
+
+def test_plain_pytest_checks_the_guest_options_too(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                          str(REPO / "scenarios" / "enosys"), "--lab-kernel", "debian:7.2",
+                          f"--lab-results={tmp_path}", "--lab-memory", "2G; touch PWNED"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                              "HOME": str(tmp_path)})
+    assert res.returncode == pytest.ExitCode.USAGE_ERROR, res.stdout + res.stderr
+    assert "argument --lab-memory: '2G; touch PWNED': give a size" in res.stderr
+    assert not (tmp_path / "PWNED").exists() and not list(tmp_path.glob("*-debian*"))
+
+
+def test_ctrl_c_is_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An interruption is neither a usage error (2) nor a pass: 128 + SIGINT, as shells say."""
+    from lab import cli
+    from lab.run.runner import exit_status
+
+    assert exit_status(pytest.ExitCode.INTERRUPTED, ["PASS"], stop=None) == 130
+    assert exit_status(pytest.ExitCode.INTERRUPTED, ["PASS", "NOTRUN"],
+                       stop={"exit_code": 130, "reason": "interrupted (Ctrl-C)"}) == 130
+
+    def interrupted(args: object, argv: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_dispatch", interrupted)
+    assert cli.main(["kernels"]) == 130
+    assert capsys.readouterr().err == "lab: interrupted\n"
+
+
+@pytest.mark.parametrize("nodeid, needles", [
+    ("scenarios/aio/test_nope.py::test_x", ["no file scenarios/aio/test_nope.py"]),
+    ("scenarios/aio/test_io_destroy.py::test_nope", ["defines no test 'test_nope'"]),
+])
+def test_a_node_id_that_names_no_test_is_refused_first(where: tuple[Path, Path], nodeid: str,
+                                                       needles: list[str]) -> None:
+    cache, cwd = where
+    _one_line_exit_2(lab("run", "--", nodeid, cache=cache, cwd=cwd), *needles)
+    assert not (cwd / "results").exists() and not cache.exists()
+
+
+def test_rerun_of_something_that_is_not_a_run(where: tuple[Path, Path]) -> None:
+    _, cwd = where
+    (cwd / "notarun").mkdir()
+    for target in ("notarun", "missing"):
+        res = subprocess.run([sys.executable, "-m", "lab.cli", "rerun", str(cwd / target)],
+                             capture_output=True, text=True, cwd=cwd, timeout=60,
+                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                  "HOME": str(cwd)})
+        _one_line_exit_2(res, "is not a lab run directory")

@@ -11,6 +11,7 @@ from lab.kernel.artifact import Kernel
 from lab.results.verdict import Diagnosis
 from lab.run.records import to_record
 from lab.vm import session
+from lab.vm.accel import Accel
 from lab.vm.vm import VmConfig
 
 
@@ -40,8 +41,10 @@ def test_a_text_patching_oops_is_booted_again_single_threaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     k = Kernel(spec="k", release="7.2.0", image=tmp_path / "bzImage")
+    said: list[str] = []
     m = session.Machine(k, run_dir=tmp_path, cache=tmp_path, config=VmConfig(accel="tcg"),
-                        name="m", call_timeout=10, max_reboots=1)
+                        name="m", call_timeout=10, max_reboots=1, say=said.append,
+                        accel=Accel("tcg", "KVM unusable: no /dev/kvm"))
     accels: list[str] = []
 
     def boot() -> None:
@@ -53,6 +56,11 @@ def test_a_text_patching_oops_is_booted_again_single_threaded(
     monkeypatch.setattr(m, "_start", boot)
     m.start()
     assert accels == ["tcg", "tcg-single"] and "single-threaded" in m.boot_note
+    # Every later record says what it ran on and why; the user saw it happen.
+    assert m.accel.name == "tcg-single" and m.accel.reason.startswith(
+        "tcg-single after a text-patching oops under multi-threaded TCG (Oops: int3")
+    assert said == ["the boot oopsed while patching kernel text (Oops: int3 in "
+                    "sched_clock_cpu): booting again single-threaded"]
     # Any other boot crash is the kernel's, and stays one.
     m2 = session.Machine(k, run_dir=tmp_path, cache=tmp_path, config=VmConfig(accel="tcg"),
                          name="m2", call_timeout=10, max_reboots=1)
@@ -77,3 +85,84 @@ def test_the_summary_lists_inconclusive_tests_and_the_run_still_passes(tmp_path:
     assert summary["inconclusive"] == [{"test": "s::race", "reason": why}]
     assert summary["exit_code"] == 0
     assert f"  - s::race: {why}" in summary_lines(summary)
+
+
+class _Item:
+    """The one thing the SKIP relocation asks of a test item: where the test is."""
+
+    def reportinfo(self) -> tuple[str, int, str]:
+        return "/src/scenarios/enosys/test_enosys.py", 29, "test_x"
+
+
+def _skipped(where: str) -> pytest.TestReport:
+    return pytest.TestReport(nodeid="t::x", location=("t", 1, "x"), keywords={},
+                             outcome="skipped", when="setup", user_properties=[],
+                             longrepr=(where, 357, "Skipped: not applicable: CONFIG_AIO=y"))
+
+
+def test_a_skip_the_lab_raised_points_at_the_test() -> None:
+    """pytest's short summary shows where a skip was raised: the lab's hook, for every
+    config SKIP (`SKIPPED [8] lab/run/plugin.py:357`), until it points at the test."""
+    from lab.paths import REPO
+    from lab.run.records import _skip_at_the_test
+
+    for hook in ("lab/run/plugin.py", "lab/run/guard.py"):
+        rep = _skipped(str(REPO / hook))
+        _skip_at_the_test(_Item(), rep)  # type: ignore[arg-type]
+        assert rep.longrepr == ("/src/scenarios/enosys/test_enosys.py", 30,
+                                "Skipped: not applicable: CONFIG_AIO=y")
+    # A skip the test raised itself already says where: left alone.
+    rep = _skipped("/src/scenarios/aio/test_x.py")
+    _skip_at_the_test(_Item(), rep)  # type: ignore[arg-type]
+    assert rep.longrepr == ("/src/scenarios/aio/test_x.py", 357,
+                            "Skipped: not applicable: CONFIG_AIO=y")
+
+
+def test_records_carry_the_accelerator() -> None:
+    props = [("lab_accel", {"name": "tcg", "mode": "TCG, multi-threaded",
+                            "reason": "KVM unusable: no /dev/kvm"})]
+    rec = to_record("t::x", [_report(w, "passed", props) for w in ("setup", "call", "teardown")])
+    assert rec.accel["reason"] == "KVM unusable: no /dev/kvm"
+
+
+def test_the_summary_and_the_report_name_the_accelerator_and_why(tmp_path: Path) -> None:
+    from lab.results import report
+    from lab.results.record import Record, append_record
+    from lab.results.summary import summarize, summary_lines
+
+    tcg = {"name": "tcg", "mode": "TCG, multi-threaded",
+           "reason": "KVM unusable: the probe boot hung (no kernel banner in 10 s)"}
+    single = {"name": "tcg-single", "mode": "TCG, single-threaded",
+              "reason": "tcg-single after a text-patching oops under multi-threaded TCG"}
+    for test, accel in (("s::a", tcg), ("s::b", tcg), ("s::c", {})):
+        append_record(tmp_path, Record(test=test, verdict="PASS", duration=1.0,
+                                       cell="debian:7.2", accel=accel))
+    summary = summarize(tmp_path)
+    assert summary["accelerators"] == {"debian:7.2": [
+        "TCG, multi-threaded: KVM unusable: the probe boot hung (no kernel banner in 10 s)"]}
+    assert ("accelerator: TCG, multi-threaded: KVM unusable: the probe boot hung (no kernel "
+            "banner in 10 s)") in summary_lines(summary)
+    # A cell booted again single-threaded says both, in order; each cell its own line.
+    append_record(tmp_path, Record(test="s::d", verdict="PASS", duration=1.0,
+                                   cell="debian:7.2", accel=single))
+    append_record(tmp_path, Record(test="s::a", verdict="PASS", duration=1.0,
+                                   cell="debian:6.1", accel=tcg))
+    lines = summary_lines(summarize(tmp_path))
+    assert (f"accelerator [debian:7.2]: TCG, multi-threaded: {tcg['reason']}; then "
+            f"TCG, single-threaded: {single['reason']}") in lines
+    assert f"accelerator [debian:6.1]: TCG, multi-threaded: {tcg['reason']}" in lines
+    html = report.render_html(report.context(report.load_run(tmp_path)))
+    assert "TCG, single-threaded: tcg-single after a text-patching oops" in html
+
+
+def test_a_slow_boot_says_where_its_time_went_without_benchmark_jargon(tmp_path: Path) -> None:
+    from lab.results.record import append_timeline
+    from lab.results.summary import slow_boots
+
+    append_timeline(tmp_path, [{"vm": "main-7.2", "event": e, "host_s": t, "guest_s": None}
+                               for e, t in (("qemu", 0.0), ("kernel", 1.5), ("init", 5.0),
+                                            ("ssh", 13.0), ("hello", 15.1))])
+    [line] = slow_boots(tmp_path)
+    assert line == ("slow boot main-7.2: 15.1 s to the agent; longest steps: init -> ssh "
+                    "8.0 s, kernel -> init 3.5 s, ssh -> hello 2.1 s")
+    assert slow_boots(tmp_path, vng_s=20.0) == []

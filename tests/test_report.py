@@ -199,8 +199,9 @@ def test_context_is_plain_data(tmp_path: Path) -> None:
     assert [r["name"] for r in ctx["grid"]] == ["test_ok", "test_breaks", "test_new"]
     (failure,) = ctx["failures"]
     assert failure["verdict"] == "FAIL" and failure["splats"][0]["title"] == "WARNING in io_destroy"
-    assert failure["reproducer"] == ("cd /src && lab run --kernel debian:7.2 --suite "
-                                     "scenarios/aio/t.py -k 'test_breaks[debian:7.2]'")
+    # The test by its node id without the cell (lab.results.reproduce has the pinning).
+    assert failure["reproducer"] == ("cd /src && lab run --kernel debian:7.2 --accel auto "
+                                     "--cpus 2 --memory 2G -- scenarios/aio/t.py::test_breaks")
     assert ctx["deviations"] == [{"scenario": "scenarios/aio/t.py::test_new",
                                   "note": "io_cancel(2) says EAGAIN; the kernel returns EINVAL",
                                   "cells": ["debian:6.1", "debian:7.2"]}]
@@ -215,8 +216,9 @@ def test_context_is_plain_data(tmp_path: Path) -> None:
 
 def test_reproducer_for_a_built_variant() -> None:
     r = rec("test_x", "FAIL", "debian-src:7.3/debug", param="io_setup")
-    assert report.reproducer(r) == ("lab run --kernel debian-src:7.3 --variant debug --suite "
-                                    "scenarios/aio/t.py -k 'test_x[io_setup-debian-src:7.3/debug]'")
+    assert report.reproducer(r) == ("lab run --kernel debian-src:7.3 --variant debug --accel "
+                                    "auto --cpus 2 --memory 2G -- "
+                                    "'scenarios/aio/t.py::test_x[io_setup]'")
 
 
 def test_html_is_escaped_and_self_contained(tmp_path: Path) -> None:

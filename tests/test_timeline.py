@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -83,3 +84,24 @@ def test_a_boot_the_guest_gave_up_on_ends_the_wait_for_ssh_with_its_reason(
                     log_path=tmp_path / "console.log", failed=lambda: tl.failure)
     assert time.monotonic() - started < 5
     assert exc.value.phase == "boot"
+
+
+def test_a_boots_progress_line_names_its_milestones() -> None:
+    """What the user sees when a guest is up: its time to the agent and the milestones on
+    the way (seconds since QEMU started), not the 18 events of the timeline."""
+    tl = Timeline()
+    tl.mark("qemu")
+    tl.on_console(b"[    0.000000] Linux version 7.2.13+deb14-amd64\n")
+    tl.on_console(b"[    0.040000] Run /init as init process\n")
+    tl.on_console(b"[    0.050000] virtme-ng-init: mount devtmpfs\n")
+    tl.on_console(b"[    0.060000] kernel-lab: boot.sh started\n")
+    tl.on_console(b"[    0.070000] kernel-lab: network up\n")
+    tl.mark("ssh")
+    tl.mark("hello")
+    line = tl.progress_line()
+    names = [name for name, _ in tl.milestones()]
+    assert names == ["kernel", "init", "boot.sh", "network", "ssh", "agent"]
+    assert re.fullmatch(r"guest up in \d+\.\d s \(" + ", ".join(
+        rf"{re.escape(n)} \d+\.\d s" for n in names) + r"\)", line), line
+    hello = tl.milestones()[-1][1]
+    assert line.startswith(f"guest up in {hello:.1f} s (kernel ")

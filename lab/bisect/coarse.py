@@ -17,6 +17,7 @@ from typing import Any
 
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, Plan, Setup
+from lab.bisect.journal import guest_of
 from lab.bisect.ports import KernelBuilder, Tester
 from lab.bisect.result import Result
 from lab.bisect.search import ListSearch
@@ -25,6 +26,7 @@ from lab.kernel.apt import Apt
 from lab.kernel.catalogue import load_catalogue
 from lab.kernel.deb822 import compare_versions, in_series, split_version
 from lab.kernel.versions import Versioned, versioned_kernels
+from lab.results import reproduce
 
 
 def kernels(cache: Path) -> list[Versioned]:
@@ -107,8 +109,10 @@ def result(setup: Setup, driver: Driver, first: str, confidence: float,
                     f"confidence {confidence:.2f} is below {THRESHOLD}")
     return Result(kind=kind, message=message, first_bad=first, last_good=last_good,
                   subject=f"Debian {first}", confidence=confidence, warnings=warnings,
-                  reproducer=shlex.join(["lab", "run", "--kernel", f"debian:{first}", "-k",
-                                         str(setup.start["keyword"])]),
+                  reproducer=reproduce.Command(
+                      kernels=[f"debian:{first}"],  # an exact package version: pinned
+                      guest=guest_of(setup.start),
+                      keyword=str(setup.start["keyword"])).text(),
                   next_command=shlex.join(command) + "   # LINUX: a kernel tree with "
                   "the stable tags (Debian's patches are not in it)", **base)
 

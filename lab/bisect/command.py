@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from lab.bisect import search as gitops
 from lab.bisect.classify import BadIf
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, EndpointError, Plan, Setup
-from lab.bisect.journal import FORMAT, Journal, RunStore
+from lab.bisect.journal import FORMAT, Journal, RunStore, guest_of
 from lab.bisect.ports import Builder, KernelBuilder, LabRun, Tester
 from lab.bisect.result import Result, Step
 from lab.bisect.search import GitSearch, Next
@@ -36,8 +35,9 @@ from lab.bisect.select import selection
 from lab.errors import EXIT_INCONCLUSIVE, EXIT_OK, UserError
 from lab.kernel import kconfig, worktree
 from lab.kernel.worktree import Clone
+from lab.options import GuestOptions
 from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
-from lab.results import report
+from lab.results import report, reproduce
 from lab.results.record import new_run_dir
 
 log = logging.getLogger("lab.bisect")
@@ -60,7 +60,7 @@ class BisectOptions:
     verify_revert: bool = False
     cache: Path | None = None
     suite: Path = SCENARIOS_DIR
-    accel: str = "auto"
+    guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     reuse: bool = True
 
 
@@ -91,6 +91,7 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
     cache = cache_root(opts.cache)
     if opts.resume is not None:
         opts = _resumed(opts)
+    guest = opts.guest.checked()
     runs = parse_runs(opts.runs)
     bad_if = BadIf.parse(opts.bad_if) if opts.bad_if else None
     if not opts.keyword:
@@ -120,7 +121,7 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
                   "suite": str(opts.suite.resolve()), "selected": list(tests),
                   "flaky": list(flaky), "bad_if": opts.bad_if, "runs": runs,
                   "config_hash": composed.hash if not opts.versions else "prebuilt",
-                  "argv": argv})
+                  "guest": guest.to_dict(), "argv": argv})
     state = _state_dir(opts, start)
     journal = Journal(state)
     if journal.exists():
@@ -132,7 +133,7 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
                 state=state, reuse=opts.reuse)
     tester = LabRun(keyword=opts.keyword, cache=cache,
                     variant=None if opts.versions else opts.variant,
-                    suite=opts.suite.resolve(), accel=opts.accel,
+                    suite=opts.suite.resolve(), guest=guest,
                     **({"launch": seams.launch} if seams.launch else {}))
     if opts.versions:
         setup = coarse.setup(start, plan, points, cache=cache, tester=tester)
@@ -153,8 +154,10 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
     start = Journal(state).start()
     if start is None:
         raise UserError(f"--resume {state}: no bisection journal there")
-    # The endpoints as they were resolved: a branch that moved since is not another start.
+    # The endpoints as they were resolved: a branch that moved since is not another start;
+    # the guests as they were (an older journal without them: as the command line says).
     git = start["mode"] == "git"
+    guest = GuestOptions.from_dict(start["guest"]) if "guest" in start else opts.guest
     return BisectOptions(
         keyword=start["keyword"], repo=Path(start["repo"]) if git else None,
         good=start["good_point"] if git else None, bad=start["bad_point"] if git else None,
@@ -164,7 +167,7 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
         from_version=None if git else start["good_point"],
         to_version=None if git else start["bad_point"],
         verify_revert=opts.verify_revert, cache=opts.cache, suite=Path(start["suite"]),
-        accel=opts.accel, reuse=opts.reuse)
+        guest=guest, reuse=opts.reuse)
 
 
 def _validate_git(opts: BisectOptions, *, cache: Path) -> tuple[dict[str, Any], list[str]]:
@@ -320,10 +323,10 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
     if foreign:
         warnings.append(f"unrelated splats seen (those runs were skipped): {'; '.join(foreign)}")
     variant = setup.start.get("variant")
-    repro = ["lab", "run", "--kernel", f"git:{setup.start['repo']}@{first}"]
-    if variant and variant != "base":
-        repro += ["--variant", str(variant)]
-    repro += ["-k", str(setup.start["keyword"])]
+    repro = reproduce.Command(
+        kernels=[f"git:{setup.start['repo']}@{first}"],  # the full commit id
+        variants=[str(variant)] if variant and variant != "base" else [],
+        guest=guest_of(setup.start), keyword=str(setup.start["keyword"]))
     revert = _revert_check(clone, driver, first, setup.plan.bad) if verify_revert else None
     if revert is not None and not revert["ok"]:
         warnings.append(f"revert check: {revert['summary']}")
@@ -334,7 +337,7 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
                f"{confidence:.2f} is below {THRESHOLD}")
     return Result(kind=kind, message=message, first_bad=first, subject=subject,
                   confidence=confidence, warnings=warnings,
-                  diffstat=gitops.diffstat(clone, first), reproducer=shlex.join(repro),
+                  diffstat=gitops.diffstat(clone, first), reproducer=repro.text(),
                   revert=revert, **base)
 
 

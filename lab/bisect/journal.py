@@ -33,6 +33,7 @@ from typing import Any
 
 from lab.bisect.classify import Observed
 from lab.errors import UserError
+from lab.options import GuestOptions
 
 FORMAT = 1
 JOURNAL = "journal.jsonl"
@@ -121,6 +122,13 @@ class Build:
         return cls(point=str(d["point"]), ok=bool(d["ok"]), artifact=str(d.get("artifact", "")),
                    spec=str(d.get("spec", "")), seconds=float(d.get("seconds", 0.0)),
                    error=str(d.get("error", "")), log=str(d.get("log", "")))
+
+
+def guest_of(start: Mapping[str, Any]) -> GuestOptions:
+    """The guest options a bisection's runs have, from its start line (a journal from
+    before they were kept: the defaults)."""
+    data = start.get("guest")
+    return GuestOptions.from_dict(data) if isinstance(data, dict) else GuestOptions()
 
 
 class Journal:

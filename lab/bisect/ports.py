@@ -28,6 +28,7 @@ from lab import proc
 from lab.bisect.classify import Observed
 from lab.errors import UserError
 from lab.kernel.build import BuildError
+from lab.options import GuestOptions
 from lab.results import record as records
 from lab.results.cell import scenario_of
 
@@ -120,19 +121,19 @@ class LabRun:
     """``lab run`` of the selected scenarios, one boot per run."""
 
     def __init__(self, *, keyword: str, cache: Path, variant: str | None, suite: Path,
-                 accel: str = "auto",
+                 guest: GuestOptions | None = None,
                  launch: Callable[[Sequence[str], Path], int] = spawn_and_wait) -> None:
         self.keyword = keyword
         self.cache = cache
         self.variant = variant
         self.suite = suite
-        self.accel = accel
+        self.guest = guest or GuestOptions()
         self.launch = launch
 
     def argv(self, spec: str, results: Path) -> list[str]:
         argv = [sys.executable, "-m", "lab.cli", "run", "--kernel", spec, "-k", self.keyword,
                 "--results", str(results), "--cache", str(self.cache), "--suite",
-                str(self.suite), "--accel", self.accel]
+                str(self.suite), *self.guest.lab_args(always=("accel",))]
         if self.variant:
             argv += ["--variant", self.variant]
         return argv

@@ -2,18 +2,35 @@
 
 Kernel identity is a value: every result record carries ``Kernel.identity()``
 (spec, release, config hash, variant), and the matrix and bisection compare
-runs by those keys.
+runs by those keys.  It also carries the spec pinned to what ran (``pinned``),
+which reproducers and `lab rerun` name instead of what the user wrote.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.kernel.spec import GitSpec, parse_spec
+
 METADATA = "kernel.json"
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, hex; read once per content (path, size, mtime)."""
+    st = os.stat(path)
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,9 +81,30 @@ class Kernel:
             parts.append(int(digits))
         return tuple(parts) or (0,)
 
+    def pinned_spec(self) -> str:
+        """The spec that names exactly this kernel, for reproducers and `lab rerun`.
+
+        One entry per kind of source; a kind the lab can only name as the user did
+        (a Debian source series, a plain tree, whose content the identity's hash
+        records) keeps its spec.  A new kind says here how it is pinned (a working
+        tree: by its identity, the commit and the diff's hash).
+        """
+        if self.source == "debian" and self.package_version:
+            return f"debian:{self.package_version}"  # the package that ran, not the series
+        if self.source == "git" and self.packages and self.packages[0].startswith("git:"):
+            parsed = parse_spec(self.spec)
+            if isinstance(parsed, GitSpec):  # a full commit id, not a branch or HEAD
+                commit = self.packages[0].removeprefix("git:")
+                return f"git:{parsed.repo.expanduser().resolve()}@{commit}"
+        if self.source == "path":
+            modules = f",modules={self.modules}" if self.modules is not None else ""
+            return f"{self.image}{modules},sha256={file_sha256(self.image)}"
+        return self.spec
+
     def identity(self) -> dict[str, Any]:
         return {
             "spec": self.spec,
+            "pinned": self.pinned_spec(),
             "release": self.release,
             "package_version": self.package_version,
             "config_hash": self.config_hash,

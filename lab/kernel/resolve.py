@@ -97,9 +97,17 @@ def _config_of(image: Path, release: str, modules: Path | None,
 
 def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
     """(image, release, modules) of a path spec, checked; a UserError says what is wrong."""
+    from lab.kernel.artifact import file_sha256
+
     image = spec.image
     if not image.is_file():
         raise UserError(f"{image} does not exist (or is not a file); give a bzImage or vmlinuz")
+    if spec.sha256 is not None:
+        found = file_sha256(image)
+        if found != spec.sha256:
+            raise UserError(f"{image} has SHA-256 {found}, not the {spec.sha256} the spec "
+                            "names: the file changed since; rebuild that kernel, or drop "
+                            ",sha256= to test the file as it is")
     release = image_release(image)
     if release is None:
         raise UserError(

@@ -1,7 +1,9 @@
 """Kernel specs: what the user writes after ``--kernel``, parsed into frozen dataclasses.
 
 One registry maps a spec's ``KIND:`` prefix to its parser.  Anything without a
-known prefix is a path to a kernel image.  ``debian-src:``, ``git:`` and
+known prefix is a path to a kernel image, which may carry its SHA-256
+(``PATH,sha256=HEX``: a reproducer names the image that ran, and the lab refuses
+a file that changed since).  ``debian-src:``, ``git:`` and
 ``tree:`` name sources that lab.kernel.build turns into kernels (with a config
 variant, given separately: ``--variant``).
 """
@@ -27,10 +29,12 @@ class DebianSpec:
 
 @dataclass(frozen=True)
 class PathSpec:
-    """A kernel image on disk (bzImage/vmlinuz), with an optional modules directory."""
+    """A kernel image on disk (bzImage/vmlinuz), with an optional modules directory and the
+    image's SHA-256 the file must have (lab.kernel.resolve checks it)."""
 
     image: Path
     modules: Path | None = None
+    sha256: str | None = None  # 64 lower-case hex digits
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ def valid_forms() -> str:
     return (
         f"debian:SERIES ({', '.join(_series_names())}), "
         "debian:VERSION (a linux-image-amd64 version, e.g. 7.2.13-1), "
-        "IMAGE[,modules=DIR] (a bzImage/vmlinuz path), "
+        "IMAGE[,modules=DIR][,sha256=HEX] (a bzImage/vmlinuz path; with its SHA-256, "
+        "refused if the file changed), "
         f"debian-src:SERIES ({', '.join(_series_names())}, built), "
         "git:PATH[@REV] (built), tree:PATH (built)"
     )
@@ -119,12 +124,25 @@ _KINDS: dict[str, Callable[[str, str], KernelSpec]] = {
 }
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
 def _parse_path(text: str) -> PathSpec:
-    image_text, sep, modules_text = text.partition(",modules=")
-    if not image_text or (sep and not modules_text) or "," in modules_text:
+    image_text, *options = text.split(",")
+    given: dict[str, str] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if key not in ("modules", "sha256") or not sep or not value or key in given:
+            raise UserError(f"bad kernel spec {text!r}; valid forms: {valid_forms()}")
+        given[key] = value
+    if not image_text:
         raise UserError(f"bad kernel spec {text!r}; valid forms: {valid_forms()}")
-    modules = Path(modules_text).expanduser() if modules_text else None
-    return PathSpec(image=Path(image_text).expanduser(), modules=modules)
+    digest = given.get("sha256")
+    if digest is not None and not _SHA256.match(digest.lower()):
+        raise UserError(f"{text!r}: sha256={digest} is not a SHA-256 (64 hex digits)")
+    modules = Path(given["modules"]).expanduser() if "modules" in given else None
+    return PathSpec(image=Path(image_text).expanduser(), modules=modules,
+                    sha256=digest.lower() if digest else None)
 
 
 def parse_spec(text: str) -> KernelSpec:
@@ -137,7 +155,7 @@ def parse_spec(text: str) -> KernelSpec:
         return _KINDS[kind](text, rest)
     # A path must look like one: a bare word ("6.1", "bzimage") is more likely a
     # mistyped spec than a file in the current directory, unless it exists.
-    image = text.partition(",modules=")[0]
+    image = text.partition(",")[0]
     if image and ("/" in image or image.startswith(("~", ".")) or Path(image).exists()):
         return _parse_path(text)
     raise UserError(f"unknown kernel spec {text!r}; valid forms: {valid_forms()}")

@@ -20,7 +20,7 @@ def short_label(spec: str) -> str:
     """A test-id / directory-name friendly label for a kernel spec."""
     if len(spec) <= 32:
         return spec
-    image = spec.partition(",modules=")[0]
+    image = spec.partition(",")[0]  # without ,modules= and ,sha256=
     return f"{Path(image).parent.name}-{Path(image).name}"[-32:]
 
 
@@ -51,6 +51,46 @@ def scenario_of(test: str, cell: str) -> str:
     if f"-{cell}-" in inner:
         return f"{head}[{inner.replace(f'-{cell}-', '-', 1)}]"
     return test
+
+
+def with_cell(test: str, cell: str, new: str) -> str:
+    """The test id ``test`` of cell ``cell`` as the same test of cell ``new`` (`lab rerun`
+    names a pinned kernel: ``test_x[debian:7.2]`` becomes ``test_x[debian:7.2.13-1]``)."""
+    head, sep, params = test.partition("[")
+    if not sep or not params.endswith("]") or cell == new:
+        return test
+    parts = params[:-1]
+    if parts == cell:
+        return f"{head}[{new}]"
+    if parts.startswith(f"{cell}-"):
+        return f"{head}[{new}{parts[len(cell):]}]"
+    if parts.endswith(f"-{cell}"):
+        return f"{head}[{parts[:-len(cell)]}{new}]"
+    return f"{head}[{parts.replace(f'-{cell}-', f'-{new}-', 1)}]"
+
+
+# A repetition's parameter (`lab run --repeat N`): test_x[debian:7.2-repeat2].  Records
+# keep the test's own id and the repetition apart (Record.repeat), so that the report
+# and comparisons see one test with N results.
+REPEAT_PREFIX = "repeat"
+_REPEAT = re.compile(rf"(?<=[\[-]){REPEAT_PREFIX}(\d+)(?=[-\]])")
+
+
+def repeat_id(n: int) -> str:
+    return f"{REPEAT_PREFIX}{n}"
+
+
+def split_repeat(test: str) -> tuple[str, int]:
+    """(the test id without its repetition's parameter, the repetition: 0 when none)."""
+    head, sep, params = test.partition("[")
+    m = _REPEAT.search(f"[{params}") if sep else None
+    if m is None:
+        return test, 0
+    start, end = m.start() - 1, m.end() - 1  # within params
+    inner = params[:-1]
+    # "-repeatN" after another parameter; else "repeatN-" first, or alone.
+    rest = inner[:start - 1] + inner[end:] if start > 0 else inner[end + 1:]
+    return (f"{head}[{rest}]" if rest else head), int(m.group(1))
 
 
 # pytest's -k grammar: an identifier is made of these; anything else ends it.

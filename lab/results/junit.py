@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lab import atomic
+from lab.results.cell import split_repeat
 from lab.results.record import Record
 from lab.results.verdict import Verdict
 
@@ -61,7 +62,9 @@ def _miss(record: Record) -> ET.Element:
 def regroup(all_cases: Iterable[ET.Element], records: list[Record], *,
             cell_order: list[str]) -> str:
     """One JUnit document: a testsuite per cell (in ``cell_order``, then any others)."""
-    by_address = {address(r.test): r for r in records}
+    # A repetition's case is named with its parameter; its record keeps the test's id and
+    # says which repetition it is (lab.results.cell.split_repeat).
+    by_address = {(*address(r.test), r.repeat): r for r in records}
     suites: dict[str, list[ET.Element]] = {c: [] for c in cell_order}
     seen: set[tuple[str, str]] = set()
     for case in all_cases:
@@ -69,7 +72,9 @@ def regroup(all_cases: Iterable[ET.Element], records: list[Record], *,
         if key in seen:
             continue  # the same test from two inputs: the record already resolved it
         seen.add(key)
-        record = by_address.get(key)
+        classname, name = key
+        plain, repeat = split_repeat(name)
+        record = by_address.get((classname, plain, repeat))
         if record is not None and record.verdict == Verdict.XFAIL.value:
             _xfail(case, record)
         suites.setdefault(record.cell if record else "", []).append(case)

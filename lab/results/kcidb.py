@@ -110,7 +110,8 @@ def export(records: list[Record], *, run: str, origin: str = ORIGIN) -> dict[str
         checkouts.setdefault(checkout["id"], checkout)
         build = _build(k, cell, checkout["id"], origin)
         builds.setdefault(build["id"], build)
-        test_id = _id(origin, "test", run, cell, r.test)
+        test_id = _id(origin, "test", run, cell, r.test,
+                      *([f"repeat{r.repeat}"] if r.repeat else []))
         excerpt = "\n".join(x for x in (r.reason, r.excerpt) if x)
         test: dict[str, Any] = {
             "id": test_id, "origin": origin, "build_id": build["id"],

@@ -24,6 +24,7 @@ COMPATIBLE = {
     "suite": "suite",
     "keyword": "-k expression",
     "markexpr": "-m expression",
+    "select": "node ids",
     "shard_total": "shard count",
 }
 
@@ -41,6 +42,10 @@ class Matrix:
     shard: str | None = None  # "I/N"
     rootdir: str = ""
     merged_from: list[dict[str, Any]] = field(default_factory=list)
+    select: list[str] = field(default_factory=list)  # `lab run -- NODEID...`, rootdir-relative
+    # How the run's guests were booted and its tests repeated: {"guest": GuestOptions as a
+    # dict, "repeat": N}.  Reproducers and `lab rerun` take them from here.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def shard_total(self) -> int:
@@ -94,6 +99,8 @@ def from_dict(data: dict[str, Any]) -> Matrix:
         shard=data.get("shard"),
         rootdir=str(data.get("rootdir") or ""),
         merged_from=list(data.get("merged_from") or []),
+        select=[str(s) for s in data.get("select") or []],
+        options=dict(data.get("options") or {}),
     )
 
 

@@ -2,7 +2,8 @@
 
 Layout of ``results/<run-id>/``::
 
-    command.txt     the exact command that reproduces the run
+    command.txt     the command that reproduces the run, pinned (lab.results.reproduce),
+                    and the command as given
     results.jsonl   one record per test, appended and fsynced as each test ends
     phases.jsonl    one line per timed phase (fetch, slot-wait, boot, agent, suite)
     timeline.jsonl  each boot's events, QEMU start to the agent's hello (lab.vm.timeline)
@@ -49,6 +50,12 @@ class Record:
     # this test's window that it may be that test's deferred work.
     previous_test: str = ""
     finished: float = field(default_factory=time.time)
+    # The accelerator the test's guest ran on and why (lab.vm.accel: name, mode,
+    # reason); empty for a test that never had a guest.
+    accel: dict[str, Any] = field(default_factory=dict)
+    # Which repetition of the test this is (`lab run --repeat N`: 1..N); 0 when the run
+    # ran each test once.  The repetitions share the test id.
+    repeat: int = 0
 
 
 def new_run_dir(root: Path, label: str) -> Path:

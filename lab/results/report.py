@@ -9,9 +9,8 @@ notifications).  The HTML carries its CSS inline and loads nothing.
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,15 @@ import jinja2
 
 from lab import atomic
 from lab.errors import UserError
+from lab.options import GuestOptions
 from lab.results import claims as claims_mod
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
-from lab.results.cell import PREBUILT, keyword_for, scenario_of
+from lab.results import reproduce
+from lab.results.cell import scenario_of
 from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
 from lab.results.record import Record, read_lines, read_records
+from lab.results.summary import describe_accel
 from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code, worst
 
 REPORT = "report.html"
@@ -82,23 +84,28 @@ def _cells(run: Run) -> list[dict[str, Any]]:
             "releases": sorted({str(k.get("release")) for k in kernels if k.get("release")}),
             "config_hashes": sorted({str(k.get("config_hash")) for k in kernels
                                      if k.get("config_hash")}),
+            # What the cell's guests ran on and why (two after a single-threaded retry).
+            "accelerators": list(dict.fromkeys(describe_accel(r.accel) for r in recs
+                                               if r.accel)),
             "counts": [{"verdict": v, "n": counts[v]} for v in VERDICTS if counts[v]],
             "worst": next((v for v in VERDICTS if counts[v]), ""),
         })
     return out
 
 
-def reproducer(record: Record, *, rootdir: str = "") -> str:
-    """The command that runs this one test on this one cell again."""
-    path, _, rest = record.test.partition("::")
-    name = rest.rsplit("::", 1)[-1]
-    argv = ["lab", "run", "--kernel", str(record.kernel.get("spec") or cell_of(record))]
-    variant = record.kernel.get("variant")
-    if variant and variant != PREBUILT:
-        argv += ["--variant", str(variant)]
-    argv += ["--suite", path, "-k", keyword_for(name)]
-    cmd = shlex.join(argv)
-    return f"cd {shlex.quote(rootdir)} && {cmd}" if rootdir else cmd
+# What a failure entry's reproducer is made by: the record → the command.
+Reproducer = Callable[[Record], str]
+
+
+def reproducer(record: Record, *, rootdir: str = "", guest: GuestOptions | None = None) -> str:
+    """The command that runs this one test on this one cell again (lab.results.reproduce:
+    the kernel pinned, the accelerator that ran, the guest's options, the node id)."""
+    return reproduce.for_record(record, guest=guest or GuestOptions(), rootdir=rootdir)
+
+
+def _reproducer(run: Run) -> Reproducer:
+    return reproduce.maker(run.records, guest=reproduce.guest_of(run.matrix),
+                           rootdir=run.matrix.rootdir if run.matrix else "")
 
 
 def _anchor(key: Key, prefix: str = "t") -> str:
@@ -117,7 +124,7 @@ def _link(key: Key, st: Status | None) -> str:
     return ""
 
 
-def _entry(key: Key, st: Status, *, rootdir: str) -> dict[str, Any]:
+def _entry(key: Key, st: Status, *, repro: Reproducer) -> dict[str, Any]:
     r = st.record
     return {
         "anchor": _anchor(key), "cell": key[0], "scenario": key[1], "test": r.test,
@@ -126,7 +133,7 @@ def _entry(key: Key, st: Status, *, rootdir: str) -> dict[str, Any]:
         "splats": [{"kind": str(s.get("kind", "")), "title": str(s.get("title", "")),
                     "excerpt": str(s.get("excerpt", ""))} for s in r.splats],
         "known_issue": r.data.get("known_issue"),
-        "reproducer": reproducer(r, rootdir=rootdir),
+        "reproducer": repro(r),
         "release": str(r.kernel.get("release") or ""),
     }
 
@@ -245,30 +252,31 @@ def _phases(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "longest": round(max(v), 1)} for (ph, k), v in sorted(totals.items())]
 
 
-def _keys(keys: Sequence[Key], c: Comparison, *, rootdir: str) -> list[dict[str, Any]]:
+def _keys(keys: Sequence[Key], c: Comparison, *, repro: Reproducer) -> list[dict[str, Any]]:
     out = []
     for key in keys:
         new, base = c.new.get(key), c.base.get(key)
         shown = new or base
         assert shown is not None  # every key comes from one of the two runs
-        entry = _entry(key, shown, rootdir=rootdir)
+        entry = _entry(key, shown, repro=repro)
         entry["before"] = base.verdict if base else ""
         entry["after"] = new.verdict if new else ""
         out.append(entry)
     return out
 
 
-def comparison_context(c: Comparison, *, base_name: str, rootdir: str = "") -> dict[str, Any]:
+def comparison_context(c: Comparison, *, base_name: str,
+                       repro: Reproducer = reproducer) -> dict[str, Any]:
     return {
         "baseline": base_name,
         "has_regression": c.has_regression,
-        "regressions": _keys(c.regressions, c, rootdir=rootdir),
-        "fixes": _keys(c.fixes, c, rootdir=rootdir),
-        "cancelled_fixes": _keys(c.cancelled_fixes, c, rootdir=rootdir),
-        "still_failing": _keys(c.still_failing, c, rootdir=rootdir),
-        "lost": _keys(c.lost, c, rootdir=rootdir),
-        "added": _keys(c.added, c, rootdir=rootdir),
-        "removed": _keys(c.removed, c, rootdir=rootdir),
+        "regressions": _keys(c.regressions, c, repro=repro),
+        "fixes": _keys(c.fixes, c, repro=repro),
+        "cancelled_fixes": _keys(c.cancelled_fixes, c, repro=repro),
+        "still_failing": _keys(c.still_failing, c, repro=repro),
+        "lost": _keys(c.lost, c, repro=repro),
+        "added": _keys(c.added, c, repro=repro),
+        "removed": _keys(c.removed, c, repro=repro),
         "new_splats": [{"title": t, "tests": [{"cell": k[0], "scenario": k[1]} for k in keys]}
                        for t, keys in c.new_splats.items()],
         "unstable": [{"cell": k[0], "scenario": k[1], "verdicts": seq}
@@ -289,9 +297,9 @@ def context(run: Run, *, baseline: Run | None = None, history: Sequence[Run] = (
     statuses = table(run.records)
     cells = _cells(run)
     labels = [c["label"] for c in cells]
-    rootdir = run.matrix.rootdir if run.matrix else ""
+    repro = _reproducer(run)
     counts = Counter(r.verdict for r in run.records)
-    notable = [_entry(k, st, rootdir=rootdir) for k, st in sorted(
+    notable = [_entry(k, st, repro=repro) for k, st in sorted(
         statuses.items(), key=lambda kv: (VERDICTS.index(kv[1].verdict)
                                           if kv[1].verdict in VERDICTS else -1, kv[0]))
         if st.verdict in _NOTABLE]
@@ -322,8 +330,7 @@ def context(run: Run, *, baseline: Run | None = None, history: Sequence[Run] = (
     if baseline is not None:
         c = compare(baseline.records, run.records, issues=issues,
                     history=[h.records for h in history])
-        ctx["comparison"] = comparison_context(c, base_name=str(baseline.path),
-                                               rootdir=rootdir)
+        ctx["comparison"] = comparison_context(c, base_name=str(baseline.path), repro=repro)
     return ctx
 
 

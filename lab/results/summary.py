@@ -11,8 +11,13 @@ from typing import Any
 from lab import atomic
 from lab.errors import EXIT_NOTHING_TESTED
 from lab.results import claims as claims_mod
+from lab.results import matrix as matrix_file
+from lab.results import reproduce
 from lab.results.record import Record, phase_times, read_records, read_stop, read_timeline
-from lab.results.verdict import TESTED, VERDICTS, Verdict, exit_code
+from lab.results.verdict import FAILED, TESTED, UNTESTED, VERDICTS, Verdict, exit_code
+
+# The failures the closing lines give a reproducer for (summary.json has them all).
+SHOWN_REPRODUCERS = 5
 
 
 def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
@@ -22,17 +27,20 @@ def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
     summary = {
         "run_dir": str(run_dir),
         "counts": {v: counts.get(v, 0) for v in VERDICTS},
-        "deviations": [{"test": r.test, "note": note} for r in records for note in r.deviations],
+        "deviations": _notes(records, "deviations"),
         "phases": phase_times(run_dir),
         "wall": wall,
         "kernels": sorted({r.kernel.get("spec", "?") for r in records}),
         "skip_reasons": dict(Counter(r.reason for r in records
                                      if r.verdict == Verdict.SKIP).most_common()),
-        "observed": [{"test": r.test, "note": note} for r in records for note in r.observed],
+        "observed": _notes(records, "observed"),
         "inconclusive": [{"test": r.test, "reason": r.reason} for r in records
                          if r.verdict == Verdict.INCONCLUSIVE],
         "substitutions": sorted({r.kernel["note"] for r in records if r.kernel.get("note")}),
         "stopped": (read_stop(run_dir) or {}).get("reason", ""),
+        "accelerators": accelerators(records),
+        "repeated": repeated(records),
+        **reproducers(run_dir, records),
         "exit_code": exit_code(r.verdict for r in records),
         "claims": claim_counts(records, claims_mod.load_catalogue(run_dir)),
     }
@@ -40,7 +48,68 @@ def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
     return summary
 
 
-# Boot to agent ready should take at most this many times plain `vng --exec true`.
+def _notes(records: list[Record], attr: str) -> list[dict[str, Any]]:
+    """Each test's deviations (or observed values), once however often it ran (--repeat)."""
+    seen: dict[tuple[str, str], Any] = {}
+    for r in records:
+        for note in getattr(r, attr):
+            seen.setdefault((r.test, json.dumps(note, sort_keys=True, default=str)), note)
+    return [{"test": test, "note": note} for (test, _), note in seen.items()]
+
+
+def reproducers(run_dir: Path, records: list[Record]) -> dict[str, Any]:
+    """Each failed or unrun test's reproducer (lab.results.reproduce), and the command
+    that runs them all again."""
+    m = matrix_file.read(run_dir)
+    make = reproduce.maker(records, guest=reproduce.guest_of(m),
+                           rootdir=m.rootdir if m is not None else "")
+    bad = {v.value for v in FAILED | UNTESTED}
+    out: dict[str, str] = {}
+    for r in records:
+        if r.verdict in bad and r.test not in out:
+            out[r.test] = make(r)
+    rerun = f"lab rerun {run_dir} --failed" if out and m is not None else ""
+    return {"reproducers": out, "rerun": rerun}
+
+
+def repeated(records: list[Record]) -> list[dict[str, Any]]:
+    """Each repeated test (`--repeat N`): its verdict per repetition and, for a race, the
+    share of rounds in which the racing calls overlapped (the record's ``overlap``)."""
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for r in records:
+        if r.repeat:
+            groups.setdefault((r.cell, r.test), []).append(r)
+    out = []
+    for (cell, test), recs in groups.items():
+        recs.sort(key=lambda r: r.repeat)
+        overlap = [r.data.get("overlap", {}).get("rate") if isinstance(
+            r.data.get("overlap"), dict) else None for r in recs]
+        out.append({"test": test, "cell": cell, "repeats": [r.repeat for r in recs],
+                    "verdicts": [r.verdict for r in recs],
+                    **({"overlap": overlap} if any(o is not None for o in overlap) else {})})
+    return out
+
+
+def describe_accel(accel: dict[str, Any]) -> str:
+    """A record's accelerator in words: "TCG, multi-threaded: KVM unusable: ..."."""
+    return f"{accel.get('mode') or accel.get('name', '?')}: {accel.get('reason', '')}"
+
+
+def accelerators(records: list[Record]) -> dict[str, list[str]]:
+    """What each cell's guests ran on and why (a cell booted again single-threaded after
+    an oops has two), in the order seen; a cell none of whose tests had a guest is absent."""
+    out: dict[str, list[str]] = {}
+    for r in records:
+        if r.accel:
+            seen = out.setdefault(r.cell, [])
+            text = describe_accel(r.accel)
+            if text not in seen:
+                seen.append(text)
+    return out
+
+
+# A boot is listed at the end of a run when it took longer than this many times plain
+# `vng --exec true` on the host: the lab's own steps (agent, SSH, NVMe) cost that much.
 BOOT_GOAL_RATIO = 1.5
 # `vng --exec true` on debian:7.2 under TCG here (FACTS.md: 4.9-5.5 s), until
 # `nox -s bench` has measured this host (lab.bench writes <cache>/bench/baseline.json).
@@ -48,7 +117,8 @@ DEFAULT_VNG_S = 5.2
 
 
 def slow_boots(run_dir: Path, *, vng_s: float = DEFAULT_VNG_S) -> list[str]:
-    """One line per boot slower than the goal, with its three largest slices."""
+    """One line per slow boot (see BOOT_GOAL_RATIO): its time to the agent's hello and
+    where the time went (its three longest steps)."""
     goal = BOOT_GOAL_RATIO * vng_s
     lines: list[str] = []
     for vm, events in read_timeline(run_dir).items():
@@ -57,9 +127,8 @@ def slow_boots(run_dir: Path, *, vng_s: float = DEFAULT_VNG_S) -> list[str]:
             continue
         gaps = sorted(((f"{a['event']} -> {b['event']}", b["host_s"] - a["host_s"])
                        for a, b in itertools.pairwise(events)), key=lambda g: -g[1])
-        lines.append(f"boot {vm}: {ready:.1f}s to agent ready (goal {goal:.1f}s = "
-                     f"{BOOT_GOAL_RATIO}x vng --exec true); largest: "
-                     + ", ".join(f"{name} {s:.1f}s" for name, s in gaps[:3]))
+        lines.append(f"slow boot {vm}: {ready:.1f} s to the agent; longest steps: "
+                     + ", ".join(f"{name} {s:.1f} s" for name, s in gaps[:3]))
     return lines
 
 
@@ -83,6 +152,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if summary["exit_code"] == EXIT_NOTHING_TESTED:
         lines.append("nothing was tested: every selected test was skipped; the reasons:")
         lines += [f"  {n} x {why}" for why, n in summary.get("skip_reasons", {}).items()]
+    accels = summary.get("accelerators") or {}
+    texts = {t for ts in accels.values() for t in ts}
+    if len(texts) == 1:
+        lines.append(f"accelerator: {texts.pop()}")
+    else:
+        lines += [f"accelerator [{cell}]: {'; then '.join(ts)}" for cell, ts in accels.items()]
     phases = summary["phases"]
     if phases:
         lines.append("phases: " + ", ".join(f"{p} {s:.1f}s" for p, s in phases.items()))
@@ -101,6 +176,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     devs = summary["deviations"]
     lines.append(f"spec deviations: {len(devs)}")
     lines += [f"  - {d['test']}: {d['note']}" for d in devs]
+    for rep in summary.get("repeated", []):
+        line = (f"repeated {rep['test']} x{len(rep['verdicts'])}: "
+                + ", ".join(rep["verdicts"]))
+        if "overlap" in rep:
+            line += "; overlap " + ", ".join("?" if o is None else f"{o:.1%}"
+                                             for o in rep["overlap"])
+        lines.append(line)
     undecided = summary.get("inconclusive", [])
     if undecided:
         lines.append(f"inconclusive (every check held, but it could not decide): "
@@ -110,6 +192,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if seen:
         lines.append(f"observed but unverified: {len(seen)}")
         lines += [f"  - {d['test']}: {d['note']}" for d in seen]
+    repros = summary.get("reproducers") or {}
+    for test, cmd in list(repros.items())[:SHOWN_REPRODUCERS]:
+        lines.append(f"reproduce {test}: {cmd}")
+    if len(repros) > SHOWN_REPRODUCERS:
+        lines.append(f"({len(repros) - SHOWN_REPRODUCERS} more in summary.json)")
+    if summary.get("rerun"):
+        lines.append(f"run the failed and unrun tests again: {summary['rerun']}")
     if summary.get("wall") is not None:
         lines.append(f"wall time: {summary['wall']:.1f}s")
     lines.append(f"run directory: {summary['run_dir']}")

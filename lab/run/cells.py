@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from lab.errors import UserError
 from lab.kernel import kconfig
 from lab.kernel.spec import DebianSrcSpec, GitSpec, TreeSpec, parse_spec
-from lab.results.cell import cell_label
+from lab.results.cell import cell_label, split_repeat
 
 BASE = "base"
 
@@ -94,10 +94,16 @@ _GROUP_SUFFIX = re.compile(r"@[^@\]]*$")
 
 
 def plain_nodeid(nodeid: str) -> str:
-    """The test id without an "@group" that ``--dist loadgroup`` may append to it.
+    """The test id a record keeps: without an "@group" that ``--dist loadgroup`` may append
+    to it, nor a repetition's parameter (``--repeat``: Record.repeat says which).
 
     The lab schedules by cell itself (lab.run.schedule); this keeps records the
     same when someone runs the plugin with loadgroup on a pytest that still lets
     xdist rewrite ids.
     """
-    return _GROUP_SUFFIX.sub("", nodeid)
+    return split_repeat(_GROUP_SUFFIX.sub("", nodeid))[0]
+
+
+def repeat_of(nodeid: str) -> int:
+    """Which repetition of its test ``nodeid`` is (0: the test is not repeated)."""
+    return split_repeat(_GROUP_SUFFIX.sub("", nodeid))[1]

@@ -33,14 +33,17 @@ from lab.run.keys import (
     DIAGNOSIS_KEY,
     MARK_KEY,
     RUN_DIR_KEY,
+    item_cell,
     item_kernel,
     lab_data,
 )
+from lab.run.progress import terminal_writer
 from lab.vm import slots
 from lab.vm.agent import Agent, AgentError
 from lab.vm.session import BootCrash, Machine, RebootLimit
 
 MACHINE_KEY = pytest.StashKey[Machine]()
+INTERRUPTED_KEY = pytest.StashKey[bool]()  # Ctrl-C came during one of the test's phases
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +62,14 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     if machine.boot_note:
         lab_data(item)["boot_note"] = machine.boot_note
     saturates = item.get_closest_marker("saturates_cpus") is not None
-    with machine.slots.hold(item.nodeid) if saturates else \
+    cell = item_cell(item)
+    write = terminal_writer(request.config)
+
+    def waiting(holders: str) -> None:
+        write(f"kernel-lab: [{cell.label if cell else '-'}] {item.name} waits for a CPU "
+              f"slot: it keeps every vCPU busy (held by: {holders})")
+
+    with machine.slots.hold(item.nodeid, on_wait=waiting) if saturates else \
             contextlib.nullcontext(slots.Wait(0.0, held=False)) as wait:
         if wait.seconds >= slots.SHOWN_S:
             lab_data(item).update(slot_wait_s=round(wait.seconds, 1), slot_held=wait.held)
@@ -97,6 +107,8 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
            previous: str) -> None:
     if DIAGNOSIS_KEY in item.stash:
         return  # the guest died or hung during the test: the diagnosis has the evidence
+    if item.stash.get(INTERRUPTED_KEY, False):
+        return  # Ctrl-C: the run ends, and the guest with it; the test gets no verdict
     data = lab_data(item)
     try:
         left = agent.call("agent.reset")
@@ -134,6 +146,9 @@ def _diagnosing(item: pytest.Item, when: str) -> Generator[None, None, None]:
     """Run a phase; an agent or machinery error in it is diagnosed while it is fresh."""
     try:
         return (yield)
+    except KeyboardInterrupt:
+        item.stash[INTERRUPTED_KEY] = True
+        raise
     except (RebootLimit, BootCrash):
         raise  # already what they are: the run's stop, the kernel's boot crash
     except (AgentError, InfraError) as exc:

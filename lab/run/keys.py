@@ -12,9 +12,11 @@ from lab.kernel.artifact import Kernel
 from lab.results.verdict import Diagnosis
 from lab.run.cells import Cell
 from lab.run.watch import Assessment, Mark
+from lab.vm.session import Machine
 
 RUN_DIR_KEY = pytest.StashKey[Path]()
 KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()  # by cell label
+MACHINES_KEY = pytest.StashKey[dict[str, Machine]]()  # this worker's guests, by cell label
 STARTED_KEY = pytest.StashKey[float]()
 MARK_KEY = pytest.StashKey[Mark]()
 DIAGNOSIS_KEY = pytest.StashKey[Diagnosis]()

@@ -10,12 +10,14 @@ writes the same matrix.json (atomically); the controller's scheduler reads it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab.results import matrix as matrix_file
 from lab.run.cells import Cell, plain_nodeid
 from lab.run.keys import item_cell
+from lab.run.select import NodeId
 from lab.run.shard import Shard
 
 
@@ -23,11 +25,14 @@ class Selection:
     """Records the selected matrix in matrix.json and keeps this shard's part of it."""
 
     def __init__(self, config: pytest.Config, *, run_dir: Path, cells: list[Cell],
-                 shard: Shard | None) -> None:
+                 shard: Shard | None, nodes: list[NodeId] | None = None,
+                 options: dict[str, Any] | None = None) -> None:
         self.config = config
         self.run_dir = run_dir
         self.cells = cells
         self.shard = shard
+        self.nodes = nodes or []
+        self.options = options or {}
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -45,6 +50,9 @@ class Selection:
             markexpr=str(self.config.option.markexpr or ""),
             shard=str(self.shard) if self.shard is not None else None,
             rootdir=str(self.config.rootpath),
+            select=[self._relative(n.path) + (f"::{n.name}" if n.name else "")
+                    for n in self.nodes],
+            options=self.options,
         ))
         if self.shard is not None:
             dropped = [i for i, k in zip(items, keep, strict=True) if not k]
@@ -52,13 +60,11 @@ class Selection:
                 self.config.hook.pytest_deselected(items=dropped)
             items[:] = [i for i, k in zip(items, keep, strict=True) if k]
 
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.config.rootpath))
+        except ValueError:
+            return str(path.resolve())
+
     def _suite(self) -> list[str]:
-        root = self.config.rootpath
-        out = []
-        for arg in self.config.args:
-            path = Path(str(arg).split("::")[0]).resolve()
-            try:
-                out.append(str(path.relative_to(root)))
-            except ValueError:
-                out.append(str(path))
-        return out
+        return [self._relative(Path(str(arg).split("::")[0])) for arg in self.config.args]

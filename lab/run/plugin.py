@@ -13,27 +13,30 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
+from lab import options as guest_opts
 from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
 from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
+from lab.options import GuestOptions, argtype
 from lab.paths import cache_root, default_results_root
 from lab.results import record as results
-from lab.results.cell import PREBUILT, short_label
+from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
 from lab.run import matrix
+from lab.run import select as select_mod
 from lab.run.cells import Cell
 from lab.run.cells import matrix as cell_matrix
-from lab.run.keys import KERNELS_KEY, RUN_DIR_KEY, item_cell
+from lab.run.keys import KERNELS_KEY, MACHINES_KEY, RUN_DIR_KEY, item_cell
+from lab.run.progress import terminal_writer
 from lab.run.records import Recorder
 from lab.run.schedule import CellScheduler
 from lab.run.shard import parse_shard
 from lab.vm import slots
-from lab.vm.accel import ACCELS
 from lab.vm.agent import Agent
 from lab.vm.session import Machine, RebootLimit
 from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig
@@ -63,17 +66,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 "or $XDG_CACHE_HOME/kernel-lab)")
     g.addoption("--lab-results", default=None, help="where run directories go (./results)")
     g.addoption("--lab-run-dir", default=None, help="use exactly this run directory")
-    g.addoption("--lab-accel", default="auto", choices=ACCELS)
-    g.addoption("--lab-cpus", type=int, default=2)
-    g.addoption("--lab-memory", default="2G")
-    g.addoption("--lab-boot-timeout", type=float, default=180.0)
     g.addoption("--lab-ssh-port", type=int, default=None)
-    g.addoption("--lab-call-timeout", type=float, default=120.0,
+    # The guest's options, checked as `lab run` checks them (lab.options).
+    d = GuestOptions()
+    g.addoption("--lab-accel", default=d.accel, type=argtype(guest_opts.parse_accel),
+                help=f"{'|'.join(guest_opts.ACCELS)} (auto: KVM if a real probe boot works)")
+    g.addoption("--lab-cpus", type=argtype(guest_opts.parse_cpus), default=d.cpus,
+                help="the guest's vCPUs")
+    g.addoption("--lab-memory", type=argtype(guest_opts.parse_memory), default=d.memory,
+                help="the guest's memory (2G, 2048M)")
+    g.addoption("--lab-boot-timeout", type=argtype(guest_opts.parse_boot_timeout),
+                default=d.boot_timeout, help="seconds a boot may take to reach SSH")
+    g.addoption("--lab-call-timeout", type=argtype(guest_opts.parse_call_timeout),
+                default=d.call_timeout,
                 help="seconds an agent call may take before the test is a HANG")
-    g.addoption("--lab-max-reboots", type=int, default=3,
+    g.addoption("--lab-max-reboots", type=argtype(guest_opts.parse_max_reboots),
+                default=d.max_reboots,
                 help="guest replacements allowed per kernel before the run stops")
     g.addoption("--lab-append", action="append", default=[], metavar="PARAM",
+                type=argtype(guest_opts.parse_param),
                 help="extra kernel command-line parameter (repeatable)")
+    g.addoption("--lab-select", action="append", default=[], metavar="NODEID",
+                help="run only this test: FILE.py::NAME as records show it, or without the "
+                     "cell parameter (repeatable; `lab run -- NODEID` passes these)")
+    g.addoption("--lab-repeat", type=argtype(guest_opts.parse_repeat), default=1, metavar="N",
+                help="run each selected test N times (each repetition its own record)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -142,20 +159,39 @@ def _cells(config: pytest.Config) -> list[Cell]:
 
 
 def _register_matrix(config: pytest.Config) -> None:
-    """The matrix's collection hook (lab.run.matrix): matrix.json, this shard's part."""
+    """The collection hooks: the node ids' choice (lab.run.select), then the matrix's
+    (lab.run.matrix: matrix.json, this shard's part)."""
     try:
         shard_text = config.getoption("lab_shard")
         shard = parse_shard(shard_text) if shard_text else None
+        nodes = [select_mod.check(text, roots=[Path.cwd(), config.rootpath])
+                 for text in config.getoption("lab_select")]
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.pluginmanager.register(matrix.Selection(config, run_dir=config.stash[RUN_DIR_KEY],
-                                                   cells=_cells(config), shard=shard),
+    run_dir = config.stash[RUN_DIR_KEY]
+    if nodes:
+        config.pluginmanager.register(select_mod.Chooser(config, nodes, run_dir=run_dir),
+                                      "lab-chooser")
+    options = {"guest": guest_options(config).to_dict(),
+               "repeat": int(config.getoption("lab_repeat"))}
+    config.pluginmanager.register(matrix.Selection(config, run_dir=run_dir,
+                                                   cells=_cells(config), shard=shard,
+                                                   nodes=nodes, options=options),
                                   "lab-selection")
 
 
 class _XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["lab_run_dir"] = str(node.config.stash[RUN_DIR_KEY])
+
+
+def guest_options(config: pytest.Config) -> GuestOptions:
+    """The run's guest options (--lab-accel, --lab-cpus, ...), each already checked."""
+    opt = config.getoption
+    return GuestOptions(accel=opt("lab_accel"), cpus=opt("lab_cpus"), memory=opt("lab_memory"),
+                        append=tuple(opt("lab_append")), boot_timeout=opt("lab_boot_timeout"),
+                        call_timeout=opt("lab_call_timeout"),
+                        max_reboots=opt("lab_max_reboots"))
 
 
 def _kernel_specs(config: pytest.Config) -> list[str]:
@@ -167,6 +203,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cells = _cells(metafunc.config)
         metafunc.parametrize("kernel", cells, indirect=True, scope="session",
                              ids=[c.label for c in cells])
+        repeat = int(metafunc.config.getoption("lab_repeat"))
+        if repeat > 1:
+            # Each repetition is its own test (its own record, Record.repeat), so that
+            # xdist, the records and NOTRUN work as for any other; the record keeps the
+            # test's id without it (lab.results.cell.split_repeat).
+            metafunc.parametrize("lab_repeat", range(1, repeat + 1),
+                                 ids=[repeat_id(n) for n in range(1, repeat + 1)])
+
+
+@pytest.fixture(autouse=True)
+def lab_repeat(request: pytest.FixtureRequest) -> int:
+    """Which repetition of its test this is (`lab run --repeat N`; 0 when not repeated)."""
+    return int(getattr(request, "param", 0))
 
 
 # -- fixtures ------------------------------------------------------------------
@@ -223,24 +272,32 @@ def kernel(request: pytest.FixtureRequest, lab_run_dir: Path) -> Kernel:
 def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
                 pytestconfig: pytest.Config) -> Iterator[Machine]:
     """The guest for ``kernel`` on this worker: booted once, replaced after a crash/hang."""
-    from lab.vm.accel import choose_accel
+    from lab.vm.accel import choose
 
-    opt = pytestconfig.getoption
+    guest = guest_options(pytestconfig)
+    label = cell_label(kernel.spec, kernel.variant)
+    write = terminal_writer(pytestconfig)
+    try:
+        accel = choose(lab_cache, image=kernel.image, requested=guest.accel)
+    except UserError as exc:
+        _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
     cfg = VmConfig(
-        cpus=opt("lab_cpus"),
-        memory=opt("lab_memory"),
-        accel=choose_accel(lab_cache, image=kernel.image, requested=opt("lab_accel")),
-        boot_timeout=opt("lab_boot_timeout"),
-        ssh_port=opt("lab_ssh_port"),
-        kernel_args=kernel_args(kernel, opt("lab_append")),
+        cpus=guest.cpus,
+        memory=guest.memory,
+        accel=accel.name,
+        boot_timeout=guest.boot_timeout,
+        ssh_port=pytestconfig.getoption("lab_ssh_port"),
+        kernel_args=kernel_args(kernel, list(guest.append)),
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
+    where = label if worker == "main" else f"{label} {worker}"  # two workers boot one cell
     machine = Machine(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg,
                       # Two variants of one source share a release: keep their consoles apart.
                       name=f"{worker}-{kernel.release}" + (
                           "" if kernel.variant == PREBUILT else f"-{kernel.variant}"),
-                      call_timeout=float(opt("lab_call_timeout")),
-                      max_reboots=int(opt("lab_max_reboots")))
+                      call_timeout=guest.call_timeout, max_reboots=guest.max_reboots,
+                      accel=accel, say=lambda text: write(f"kernel-lab: [{where}] {text}"))
+    pytestconfig.stash.setdefault(MACHINES_KEY, {})[label] = machine
     try:
         _boot(machine, lab_run_dir, first=True)
         yield machine
@@ -331,6 +388,20 @@ def record(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     def keep(key: str, value: Any) -> None:
         request.node.user_properties.append(("lab_data", {key: value}))
     return keep
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """After Ctrl-C, pytest tears down the interrupted test's fixtures at the session's
+    end, where a failure (a scenario's fixture calling the agent whose call was cut
+    short) would end pytest with a traceback and lose the summary: say it, go on."""
+    try:
+        return (yield)
+    except (Exception, pytest.fail.Exception) as exc:
+        if session.exitstatus != pytest.ExitCode.INTERRUPTED:
+            raise
+        log.warning("after Ctrl-C, a fixture's teardown failed: %s", exc)
+        return None
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -13,27 +13,28 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.errors import InfraError, UserError
-from lab.paths import cache_root
+from lab.errors import EXIT_INTERRUPTED, InfraError, UserError
+from lab.paths import REPO, cache_root
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
 from lab.results import record as results
+from lab.results import reproduce
 from lab.results import summary as summary_mod
 from lab.results.record import Record
 from lab.results.verdict import PhaseOutcome, Verdict, fold
-from lab.run.cells import plain_nodeid
+from lab.run.cells import plain_nodeid, repeat_of
 from lab.run.guard import MACHINE_KEY
 from lab.run.keys import (
     ASSESSMENT_KEY,
     DIAGNOSIS_KEY,
+    MACHINES_KEY,
     RUN_DIR_KEY,
     STARTED_KEY,
     item_cell,
@@ -41,7 +42,7 @@ from lab.run.keys import (
     kernel_spec,
     lab_data,
 )
-from lab.run.progress import Progress
+from lab.run.progress import Progress, terminal_writer
 from lab.vm.agent import AgentOpError, AgentTimeout, GuestOSError
 from lab.vm.session import BootCrash
 
@@ -78,6 +79,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     props = rep.user_properties
+    if rep.skipped:
+        _skip_at_the_test(item, rep)
     hint = _hint(item, call)
     if hint:
         props.append(("lab_hint", hint))
@@ -99,10 +102,36 @@ def pytest_runtest_makereport(
     return rep
 
 
+_LAB_CODE = REPO / "lab"
+
+
+def _skip_at_the_test(item: pytest.Item, rep: pytest.TestReport) -> None:
+    """A SKIP the lab decided (a config the kernel lacks) points at the test, not at the
+    lab's hook that raised it: pytest's short summary shows where a skip was raised
+    (pytest does the same for its skip marks)."""
+    longrepr = rep.longrepr
+    if not isinstance(longrepr, tuple) or len(longrepr) != 3:
+        return
+    where, _, reason = longrepr
+    try:
+        raised_in_lab = Path(str(where)).resolve().is_relative_to(_LAB_CODE)
+    except OSError:
+        return
+    if raised_in_lab:
+        path, line = item.reportinfo()[:2]
+        rep.longrepr = (str(path), (line or 0) + 1, reason)
+
+
 def _identify(item: pytest.Item, props: list[tuple[str, Any]]) -> None:
     cell = item_cell(item)
     if cell is not None:
         props.append(("lab_cell", cell.label))
+        # The guest this test ran on, or the cell's guest on this worker for a test
+        # skipped before it needed one.
+        machine = item.stash.get(MACHINE_KEY, None) or \
+            item.config.stash.get(MACHINES_KEY, {}).get(cell.label)
+        if machine is not None:
+            props.append(("lab_accel", machine.accel.to_dict()))
     k = item_kernel(item)
     if k is not None:
         identity = k.identity()
@@ -140,8 +169,9 @@ def _evidence(item: pytest.Item, rep: pytest.TestReport) -> None:
         props.append(("lab_data", data))
 
 
-def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
-    """One test's reports (setup, call, teardown) folded into its verdict record."""
+def to_record(nodeid: str, reports: list[pytest.TestReport], *, repeat: int = 0) -> Record:
+    """One test's reports (setup, call, teardown) folded into its verdict record
+    (``repeat``: which repetition of the test it is, 0 when not repeated)."""
     props: dict[str, Any] = {"lab_deviation": [], "lab_observed": [], "lab_data": {}}
     hints: list[str] = []
     seen: set[str] = set()
@@ -179,6 +209,8 @@ def to_record(nodeid: str, reports: list[pytest.TestReport]) -> Record:
         data=data,
         excerpt=props.get("lab_excerpt", ""),
         previous_test=str(data.pop("previous_test", "")),
+        accel=props.get("lab_accel", {}),
+        repeat=repeat,
     )
 
 
@@ -216,7 +248,7 @@ class Recorder:
         self.expected: dict[str, str | None] = {}  # nodeid -> kernel spec
         self.written: set[str] = set()
         self.known = known_issues(config)
-        self.progress = Progress(self.run_dir, write=_terminal_writer(config),
+        self.progress = Progress(self.run_dir, write=terminal_writer(config),
                                  interval=float(config.getoption("lab_progress_interval")))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -235,17 +267,34 @@ class Recorder:
             del self.pending[report.nodeid]
             self.written.add(report.nodeid)
             # A failure that known-issues.toml expects is XFAIL from the start.
-            record = known_mod.apply(to_record(plain_nodeid(report.nodeid), reports),
+            record = known_mod.apply(to_record(plain_nodeid(report.nodeid), reports,
+                                               repeat=repeat_of(report.nodeid)),
                                      self.known, today=datetime.date.today())
             results.append_record(self.run_dir, record)
             self.progress.ended(record)
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C: the run stops with 130, and what ran is kept.
+
+        The session then ends as usual: the guests are stopped, every test without a
+        record gets a NOTRUN one naming this reason, and the summary, JUnit and report
+        are written.
+        """
+        if excinfo.errisinstance(KeyboardInterrupt):  # pytest.exit() comes here too
+            results.write_stop(self.run_dir, exit_code=EXIT_INTERRUPTED,
+                               reason="interrupted (Ctrl-C)")
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._notrun()
+        # Now that the records say what ran: command.txt names it exactly.
+        reproduce.write_command(self.run_dir)
+
+    def _notrun(self) -> None:
         missing = [n for n in self.expected if n not in self.written]
         if not missing:
             return
         stop = results.read_stop(self.run_dir)
-        why = stop["reason"] if stop else "the run ended before it (interrupted?)"
+        why = stop["reason"] if stop else "the run ended before it"
         m = matrix_file.read(self.run_dir)
         cells = {test: cell for cell, test in m.assigned} if m else {}
         specs = {str(c["label"]): c for c in m.cells} if m else {}
@@ -253,9 +302,12 @@ class Recorder:
             test = plain_nodeid(nodeid)
             cell = cells.get(test, "")
             spec = self.expected[nodeid] or specs.get(cell, {}).get("spec")
+            # A test whose setup report came without its teardown was running.
+            started = "not finished" if nodeid in self.pending else "not run"
             results.append_record(self.run_dir, Record(
                 test=test, verdict=Verdict.NOTRUN.value, duration=0.0, cell=cell,
-                kernel={"spec": spec} if spec else {}, reason=f"not run: {why}"))
+                kernel={"spec": spec} if spec else {}, reason=f"{started}: {why}",
+                repeat=repeat_of(nodeid)))
 
 
 def known_issues(config: pytest.Config) -> list[known_mod.KnownIssue]:
@@ -265,22 +317,6 @@ def known_issues(config: pytest.Config) -> list[known_mod.KnownIssue]:
         return known_mod.load(Path(path) if path else known_mod.path_for(None))
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
-
-
-def _terminal_writer(config: pytest.Config) -> Callable[[str], None]:
-    """Progress lines through pytest's terminal (registered after this plugin configures)."""
-    def write(line: str) -> None:
-        tr = config.pluginmanager.get_plugin("terminalreporter")
-        if tr is None:
-            print(line, file=sys.stderr, flush=True)
-            return
-        # xdist writes its progress dots without telling the reporter a line is open
-        # (without xdist, write_line's ensure_newline knows).
-        open_line = int(getattr(getattr(tr, "_tw", None), "width_of_current_line", 0) or 0)
-        if tr.currentfspath is None and open_line:
-            tr.write("\n")
-        tr.write_line(line)
-    return write
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -17,9 +17,16 @@ from typing import Any
 
 import pytest
 
-from lab.errors import EXIT_INFRA_ERROR, EXIT_NOTHING_TESTED, EXIT_USER_ERROR, UserError
+from lab.errors import (
+    EXIT_INFRA_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING_TESTED,
+    EXIT_USER_ERROR,
+    UserError,
+)
 from lab.host.doctor import missing
-from lab.paths import SCENARIOS_DIR, cache_root, default_results_root, rootdir_args
+from lab.options import GuestOptions, parse_repeat
+from lab.paths import REPO, SCENARIOS_DIR, cache_root, default_results_root, rootdir_args
 from lab.results import junit, known
 from lab.results import matrix as matrix_file
 from lab.results import record as results
@@ -27,6 +34,7 @@ from lab.results import report as report_mod
 from lab.results import summary as summary_mod
 from lab.results.cell import short_label
 from lab.results.verdict import exit_code
+from lab.run import select
 from lab.run.cells import matrix
 from lab.run.shard import parse_shard
 from lab.vm import slots
@@ -43,14 +51,16 @@ class RunOptions:
     keyword: str | None = None
     results: Path | None = None
     cache: Path | None = None
-    accel: str = "auto"
+    guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     ssh_port: int | None = None
     workers: int = 1
     variants: list[str] = field(default_factory=list)
     shard: str | None = None
     known_issues: Path | None = None  # default: lab.results.known.path_for(None)
     suite: Path = SCENARIOS
+    # Node ids after `--` select tests (lab.run.select); the rest goes to pytest.
     pytest_args: list[str] = field(default_factory=list)
+    repeat: int = 1  # each selected test this many times, each its own record
 
 
 def _check_host(cache: Path, results: Path) -> None:
@@ -68,6 +78,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
 
     started = time.monotonic()
     kernels = opts.kernels or ["debian:7.2"]
+    guest = opts.guest.checked()
     if opts.workers < 1:
         raise UserError(f"--workers {opts.workers}: give 1 or more (one VM per worker)")
     if opts.ssh_port is not None and not 1 <= opts.ssh_port <= 65535:
@@ -90,6 +101,11 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR or run from a "
                         "checkout of kernel-lab")
+    parse_repeat(opts.repeat)
+    suite = opts.suite.resolve()
+    # A node id is relative to where it was typed, or to the checkout records name it from.
+    roots = list(dict.fromkeys([Path.cwd(), suite if suite.is_dir() else suite.parent, REPO]))
+    nodes, pytest_args = select.split(opts.pytest_args, roots=roots)
     _check_host(cache, opts.results or default_results_root())
 
     label = "+".join(short_label(k) for k in dict.fromkeys(kernels))
@@ -116,9 +132,10 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     # Paths go as --opt=PATH: pytest takes a bare PATH token for an argument when it picks
     # its rootdir, and the run directory and the cache would move it to / for a suite
     # outside the checkout (test ids "tmp/suite/...", reproducers from /).
-    args = [str(opts.suite), *rootdir_args(opts.suite),
-            f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
-            "--lab-accel", opts.accel, f"--junitxml={run_dir / 'junit.xml'}",
+    # Node ids replace the suite: pytest collects only their files.
+    paths = list(dict.fromkeys(str(n.path) for n in nodes)) or [str(opts.suite)]
+    args = [*paths, *rootdir_args(opts.suite), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
+            *guest.pytest_args(), f"--junitxml={run_dir / 'junit.xml'}",
             "-p", "no:cacheprovider", "-rs",
             # lab is imported before pytest starts, so its entry point cannot be rewritten.
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
@@ -136,7 +153,10 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if opts.workers > 1:
         # The lab's scheduler replaces loadscope's scopes with cells (lab.run.schedule).
         args += ["-n", str(opts.workers), "--dist", "loadscope"]
-    args += opts.pytest_args
+    args += [f"--lab-select={n.text()}" for n in nodes]
+    if opts.repeat > 1:
+        args.append(f"--lab-repeat={opts.repeat}")
+    args += pytest_args
     rc = int(pytest.main(args))
     records = results.read_records(run_dir)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED and shard is not None:
@@ -146,7 +166,14 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
             print(f"kernel-lab: shard {shard} has none of the matrix's {len(m.expected)} "
                   "tests (the other shards run them): nothing was tested", flush=True)
             return EXIT_NOTHING_TESTED
-    if rc == pytest.ExitCode.NO_TESTS_COLLECTED and results.read_stop(run_dir) is None:
+    stop = results.read_stop(run_dir)
+    mistake = stop is not None and stop["exit_code"] == EXIT_USER_ERROR
+    if not records and (mistake or (stop is None and rc == pytest.ExitCode.NO_TESTS_COLLECTED)):
+        # The user's mistake, found at collection: one line, and no run directory.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if mistake:
+            assert stop is not None
+            raise UserError(str(stop["reason"]))
         raise UserError(f"no scenario matches -k {opts.keyword!r}" if opts.keyword
                         else f"no scenarios collected from {opts.suite}")
     if records:
@@ -164,10 +191,12 @@ def exit_status(pytest_rc: int, verdicts: list[str], *, stop: dict[str, Any] | N
     """The lab's exit status for a finished pytest session: the one place pytest's exit
     codes are read, so that none of them stands in for the lab's (lab.errors).
     """
-    if stop is not None:  # the lab stopped the run itself and said why
+    if stop is not None:  # the lab stopped the run itself and said why (Ctrl-C: 130)
         return int(stop["exit_code"])
-    # An interrupted run (Ctrl-C) is never "all passed".
-    if pytest_rc in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
+    # An interrupted run is never "all passed".
+    if pytest_rc == pytest.ExitCode.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if pytest_rc == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USER_ERROR
     if pytest_rc == pytest.ExitCode.INTERNAL_ERROR or not verdicts:
         return EXIT_INFRA_ERROR

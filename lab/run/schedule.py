@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.results import matrix as matrix_file
-from lab.run.cells import splits
+from lab.run.cells import plain_nodeid, splits
 from lab.run.shard import stable_hash
 
 
@@ -57,6 +57,7 @@ class CellScheduler:
                 if self._scopes is None:
                     m = matrix_file.read(run_dir)
                     self._scopes = scopes(m, self.numnodes) if m is not None else {}
-                return self._scopes.get(nodeid, nodeid)
+                # matrix.json keeps ids as records do (a repetition's with its test).
+                return self._scopes.get(plain_nodeid(nodeid), nodeid)
 
         return CellScheduling(config, log)

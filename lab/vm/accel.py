@@ -3,7 +3,9 @@
 On some hosts the device answers ioctls but a guest never leaves the firmware.
 The probe boots the kernel about to be used with KVM and no root, and waits
 (with a timeout) for its banner on the serial port; the answer is cached per
-host kernel and QEMU.
+host kernel and QEMU.  Whatever decides (the user, the probe, a retry after an
+oops), the choice carries its reason: the boot line, every record, the summary
+and the report say which accelerator ran and why.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import os
 import platform
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab import atomic, proc
 from lab.errors import UserError
+from lab.options import ACCELS
 
 log = logging.getLogger("lab.vm.accel")
 
-ACCELS = ("auto", "kvm", "tcg", "tcg-single")
+__all__ = ["ACCELS", "MODES", "Accel", "choose", "choose_accel", "kvm_usable", "probe_accel"]
+
+# How each accelerator runs the guest, in words.
+MODES = {"kvm": "KVM", "tcg": "TCG, multi-threaded", "tcg-single": "TCG, single-threaded"}
 NEGATIVE_TTL = 24 * 3600.0  # seconds a "KVM does not work here" answer is trusted
 
 
@@ -51,8 +58,10 @@ def kvm_usable(cache: Path, *, image: Path | None, refresh: bool = False) -> tup
     qemu = qemu_binary()
     if qemu is None:
         return False, "no QEMU"
+    if not os.path.exists("/dev/kvm"):
+        return False, "no /dev/kvm"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False, "no usable /dev/kvm"
+        return False, "/dev/kvm is not readable and writable by this user (the kvm group)"
     # Another host kernel or QEMU is another answer; so is time, for a "no": a host
     # whose KVM was broken (a module, a nested-virt setting) may have been fixed.
     key = f"{platform.release()}|{qemu}|{os.stat(qemu).st_mtime_ns}"
@@ -68,20 +77,44 @@ def kvm_usable(cache: Path, *, image: Path | None, refresh: bool = False) -> tup
     if image is None:
         return False, "not probed yet: the first boot probes it with its kernel"
     usable = probe_accel("kvm", qemu=qemu, image=image)
-    why = ("a KVM guest printed its banner" if usable
-           else "/dev/kvm exists but a KVM guest printed nothing in 10 s")
+    why = "probe boot ok" if usable else "the probe boot hung (no kernel banner in 10 s)"
     atomic.write_text(memo, json.dumps({"key": key, "usable": usable, "why": why,
                                         "when": time.time()}))
     return usable, why
 
 
-def choose_accel(cache: Path, *, image: Path, requested: str = "auto") -> str:
-    """"kvm", "tcg" or "tcg-single": the user's choice, or the probe's answer for "auto"."""
+@dataclass(frozen=True)
+class Accel:
+    """The accelerator a guest boots with ("kvm", "tcg", "tcg-single") and why."""
+
+    name: str
+    reason: str  # "asked for tcg", "KVM unusable: the probe boot hung (...)", ...
+
+    @property
+    def mode(self) -> str:
+        return MODES.get(self.name, self.name)
+
+    def describe(self) -> str:
+        """"TCG, multi-threaded: KVM unusable: the probe boot hung (...)"."""
+        return f"{self.mode}: {self.reason}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "mode": self.mode, "reason": self.reason}
+
+
+def choose(cache: Path, *, image: Path, requested: str = "auto") -> Accel:
+    """The user's choice, or for "auto" the probe's answer, with the reason."""
     if requested not in ACCELS:
         raise UserError(f"unknown --accel {requested!r}; use {', '.join(ACCELS)}")
     if requested != "auto":
-        return requested
+        return Accel(requested, f"asked for {requested}")
     usable, why = kvm_usable(cache, image=image)
-    if not usable:
-        log.info("KVM not usable (%s): using TCG software emulation", why)
-    return "kvm" if usable else "tcg"
+    if usable:
+        return Accel("kvm", f"KVM works ({why})")
+    log.info("KVM not usable (%s): using TCG software emulation", why)
+    return Accel("tcg", f"KVM unusable: {why}")
+
+
+def choose_accel(cache: Path, *, image: Path, requested: str = "auto") -> str:
+    """"kvm", "tcg" or "tcg-single" alone (``choose`` for the reason too)."""
+    return choose(cache, image=image, requested=requested).name

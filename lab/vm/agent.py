@@ -158,14 +158,18 @@ class Agent:
         self._next_id += 1
         req = {"id": self._next_id, "op": op, "args": args}
         try:
-            self.chan.sendall((json.dumps(req) + "\n").encode())
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise AgentError(f"cannot send {op} to the agent: {exc}") from None
-        try:
+            try:
+                self.chan.sendall((json.dumps(req) + "\n").encode())
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise AgentError(f"cannot send {op} to the agent: {exc}") from None
             reply = json.loads(self._read_line(call_timeout or self.default_timeout))
         except AgentTimeout:
             # Its late reply would be taken for the next call's: stop using the channel.
             self.broken = f"{op} timed out"
+            raise
+        except KeyboardInterrupt:
+            # Ctrl-C: the same, and the fixtures' teardowns that follow fail at once.
+            self.broken = f"{op} was interrupted (Ctrl-C)"
             raise
         if reply.get("id") != self._next_id:
             raise AgentError(f"reply for request {reply.get('id')} while waiting for "

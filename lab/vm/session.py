@@ -13,6 +13,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import InfraError
@@ -21,6 +22,7 @@ from lab.kernel.facts import ConfigFacts
 from lab.results import record as results
 from lab.results import splat
 from lab.results.verdict import Diagnosis
+from lab.vm.accel import Accel
 from lab.vm.agent import Agent, AgentError, AgentTimeout
 from lab.vm.slots import CpuSlots, Wait
 from lab.vm.ssh import Ssh
@@ -56,14 +58,24 @@ class BootCrash(Exception):
 
 
 class Machine:
-    """The guest for ``kernel`` on this worker; ``ensure()`` before each test."""
+    """The guest for ``kernel`` on this worker; ``ensure()`` before each test.
+
+    ``say`` prints a progress line for the user: the wait for a CPU slot, the boot
+    starting (the accelerator and why), and the guest up with its milestones.
+    """
 
     def __init__(self, kernel: Kernel, *, run_dir: Path, cache: Path, config: VmConfig,
-                 name: str, call_timeout: float, max_reboots: int) -> None:
+                 name: str, call_timeout: float, max_reboots: int,
+                 accel: Accel | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
         self.kernel = kernel
         self.run_dir = run_dir
         self.cache = cache
         self.cfg = config
+        # What the guest boots with and why (every record carries it); a retry after a
+        # text-patching oops changes it.
+        self.accel = accel or Accel(config.accel, f"asked for {config.accel}")
+        self.say = say or (lambda line: None)
         self.name = name
         self.call_timeout = call_timeout
         self.max_reboots = max_reboots
@@ -94,7 +106,10 @@ class Machine:
         Booting waits for one of the host's CPU slots (lab.vm.slots) and holds it
         until the agent answers.
         """
-        with self.slots.hold(f"boot {self.name}") as wait:
+        def waiting(holders: str) -> None:
+            self.say(f"waiting for a CPU slot to boot (held by: {holders})")
+
+        with self.slots.hold(f"boot {self.name}", on_wait=waiting) as wait:
             self.slot_wait = wait
             self._start_or_retry()
 
@@ -108,7 +123,11 @@ class Machine:
             self.boot_note = (f"the boot oopsed while patching kernel text under "
                               f"multi-threaded TCG ({title}); booted again single-threaded")
             log.warning("%s: %s", self.kernel.spec, self.boot_note)
+            self.say(f"the boot oopsed while patching kernel text ({title}): booting again "
+                     "single-threaded")
             self.cfg = dataclasses.replace(self.cfg, accel="tcg-single")
+            self.accel = Accel("tcg-single", f"tcg-single after a text-patching oops under "
+                                             f"multi-threaded TCG ({title})")
             self._start()
 
     def _start(self) -> None:
@@ -116,6 +135,7 @@ class Machine:
         suffix = "" if self.boots == 1 else f"-boot{self.boots}"
         vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,
                 name=f"{self.name}{suffix}")
+        self.say(f"booting {self.kernel.release} ({self.accel.describe()})")
         launched: list[Agent] = []
         # The agent is staged on the host while QEMU boots (a changed agent is built: the
         # bytecode and the cffi extension, seconds on a loaded host), then pushed and
@@ -145,6 +165,7 @@ class Machine:
             raise
         self.agent.default_timeout = self.call_timeout
         self.agent_seconds = time.monotonic() - started
+        self.say(vm.timeline.progress_line())
         results.append_timeline(self.run_dir, vm.timeline.to_lines(vm.name))
         self.replace_reason = ""
         if self.facts is None:
@@ -190,6 +211,7 @@ class Machine:
                 f"last: {reason}"
             )
         log.warning("replacing the guest of %s: %s", self.kernel.spec, reason)
+        self.say(f"replacing the guest ({reason})")
         self.stop()
         self.start()
         return True

@@ -31,7 +31,7 @@ import logging
 import os
 import pwd
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,9 +141,13 @@ class CpuSlots:
         return "; ".join(n for n in names if n) or "another guest"
 
     @contextlib.contextmanager
-    def hold(self, what: str, *, max_wait: float = MAX_WAIT_S) -> Iterator[Wait]:
+    def hold(self, what: str, *, max_wait: float = MAX_WAIT_S,
+             on_wait: Callable[[str], None] | None = None) -> Iterator[Wait]:
         """Hold a slot for ``what`` (the limit is advisory: when no slot can be had,
-        ``what`` goes on without one, and the ``Wait`` it yields says so)."""
+        ``what`` goes on without one, and the ``Wait`` it yields says so).
+
+        ``on_wait(holders)`` is called once when the wait begins (a progress line).
+        """
         global _held, _released
         if self.count <= 0 or _held:
             yield Wait(0.0, held=False)
@@ -153,8 +157,11 @@ class CpuSlots:
         try:
             fd = self._try()
             if fd is None:
+                holders = self._holders()
                 log.info("%s waits for a CPU slot (%d on this host, held by: %s)", what,
-                         self.count, self._holders())
+                         self.count, holders)
+                if on_wait is not None:
+                    on_wait(holders)
             while fd is None and time.monotonic() - started < max_wait:
                 time.sleep(POLL_S)
                 fd = self._try()

@@ -1,0 +1,180 @@
+"""The commands that run a test, a run or a bisection's culprit again: one builder for all.
+
+A reproducer names what ran, not what was asked for: the kernel pinned
+(``debian:7.2.13-1``, not ``debian:7.2``, which is another package next month;
+``git:PATH@<full sha>``, not a branch; an image with its SHA-256, refused if it
+changed: ``Kernel.pinned_spec``), the accelerator that ran, the guest's vCPUs,
+memory and kernel parameters, and the test by its node id.  Every reproducer
+the lab writes comes from ``command``: the run's ``command.txt`` (``run_command``),
+each failure's in the report and the summary (``for_record``) and the
+bisection's (lab.bisect).  `lab rerun` reads the same data (matrix.json and the
+records) rather than the text.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lab import atomic
+from lab.options import GuestOptions
+from lab.paths import REPO, SCENARIOS_DIR
+from lab.results import matrix as matrix_file
+from lab.results.cell import PREBUILT, scenario_of, split_repeat
+from lab.results.record import Record, read_records
+
+COMMAND = "command.txt"
+AS_GIVEN = "# as given: "
+# A reproducer always names these (the rest of the guest's options when not the default).
+NAMED = ("accel", "cpus", "memory")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `lab run` as data: the pinned kernels and variants, the guest, the selection."""
+
+    kernels: list[str]  # pinned specs, in the run's order
+    variants: list[str] = field(default_factory=list)  # for built kernels
+    guest: GuestOptions = field(default_factory=GuestOptions)
+    select: list[str] = field(default_factory=list)  # node ids, relative to ``cwd``
+    suite: str = ""  # "" the lab's scenarios/
+    keyword: str = ""
+    markexpr: str = ""
+    shard: str | None = None
+    repeat: int = 0
+    cwd: str = ""  # where to run it from (the node ids and the suite are relative to it)
+
+    def argv(self) -> list[str]:
+        argv = ["lab", "run"]
+        for spec in self.kernels:
+            argv += ["--kernel", spec]
+        for variant in self.variants:
+            argv += ["--variant", variant]
+        argv += self.guest.lab_args(always=NAMED)
+        if self.suite and not self.select:
+            argv += ["--suite", self.suite]
+        if self.keyword:
+            argv += ["-k", self.keyword]
+        if self.shard:
+            argv += ["--shard", self.shard]
+        if self.repeat > 1:
+            argv += ["--repeat", str(self.repeat)]
+        tail = (["-m", self.markexpr] if self.markexpr else []) + self.select
+        return argv + (["--", *tail] if tail else [])
+
+    def text(self) -> str:
+        cmd = shlex.join(self.argv())
+        return f"cd {shlex.quote(self.cwd)} && {cmd}" if self.cwd else cmd
+
+
+def pinned(kernel: dict[str, object], fallback: str) -> str:
+    """A record's kernel as a spec that names exactly it (its identity's ``pinned``)."""
+    return str(kernel.get("pinned") or kernel.get("spec") or fallback)
+
+
+def variant_of(kernel: dict[str, object]) -> str | None:
+    v = kernel.get("variant")
+    return None if v in (None, "", PREBUILT) else str(v)
+
+
+def guest_of(m: matrix_file.Matrix | None) -> GuestOptions:
+    """The guest options a run was given (matrix.json), the defaults for an older run."""
+    data = m.options.get("guest") if m is not None else None
+    return GuestOptions.from_dict(data) if isinstance(data, dict) else GuestOptions()
+
+
+def ran_on(guest: GuestOptions, records: Sequence[Record]) -> GuestOptions:
+    """``guest`` with the accelerator that ran (the first record's that had a guest)."""
+    accel = next((str(r.accel["name"]) for r in records if r.accel.get("name")), None)
+    return replace(guest, accel=accel) if accel else guest
+
+
+def nodeid(test: str, cell: str) -> str:
+    """The node id that selects ``test`` again whatever its kernel's label becomes: the
+    test id without the cell's parameter (and without a repetition's)."""
+    return scenario_of(split_repeat(test)[0], cell)
+
+
+def where(rootdir: str) -> str:
+    """The directory a reproducer must run from: none for the lab's own scenarios, whose
+    node ids `lab run` finds from any directory (lab.run.select looks beside the lab
+    too; in a wheel, ``cd`` there would put ./results into site-packages), else the
+    rootdir the node ids are relative to."""
+    if rootdir and Path(rootdir).resolve() == REPO.resolve():
+        return ""
+    return rootdir
+
+
+def for_record(record: Record, *, guest: GuestOptions, rootdir: str = "") -> str:
+    """The command that runs this one test on this one kernel again."""
+    kernel = record.kernel
+    variant = variant_of(kernel)
+    return Command(kernels=[pinned(kernel, record.cell)], variants=[variant] if variant else [],
+                   guest=ran_on(guest, [record]), select=[nodeid(record.test, record.cell)],
+                   cwd=where(rootdir)).text()
+
+
+def maker(records: Sequence[Record], *, guest: GuestOptions,
+          rootdir: str = "") -> Callable[[Record], str]:
+    """``for_record`` for the records of one run: a test that never ran (NOTRUN, MISS)
+    has no kernel identity nor accelerator of its own, and takes its cell's."""
+    ran: dict[str, Record] = {}
+    for r in records:
+        if r.kernel.get("pinned") and r.accel:
+            ran.setdefault(r.cell, r)
+
+    def make(record: Record) -> str:
+        model = ran.get(record.cell)
+        if model is not None and not record.kernel.get("pinned"):
+            record = replace(record, kernel=model.kernel, accel=model.accel)
+        return for_record(record, guest=guest, rootdir=rootdir)
+    return make
+
+
+def _suite(m: matrix_file.Matrix) -> str:
+    """The run's suite as `lab run --suite` takes it ("" for the lab's own scenarios/)."""
+    if len(m.suite) != 1:
+        return ""
+    path = Path(m.suite[0])
+    full = path if path.is_absolute() else Path(m.rootdir) / path
+    return "" if full == SCENARIOS_DIR else str(path)
+
+
+def pinned_cells(m: matrix_file.Matrix, records: Sequence[Record]) -> list[str]:
+    """Each cell's kernel, pinned as its records say it ran (its spec when none ran)."""
+    out = []
+    for cell in m.cells:
+        label, spec = str(cell["label"]), str(cell["spec"])
+        recs = [r for r in records if r.cell == label and r.kernel.get("pinned")]
+        out.append(pinned(recs[0].kernel, spec) if recs else spec)
+    return out
+
+
+def run_command(run_dir: Path) -> Command | None:
+    """The whole run as one pinned command, from matrix.json and the records; None for a
+    directory without a matrix."""
+    m = matrix_file.read(run_dir)
+    if m is None:
+        return None
+    records = read_records(run_dir)
+    kernels = pinned_cells(m, records)
+    variants = [str(c["variant"]) for c in m.cells if c.get("variant")]
+    return Command(kernels=list(dict.fromkeys(kernels)), variants=list(dict.fromkeys(variants)),
+                   guest=ran_on(guest_of(m), records), select=list(m.select),
+                   suite=_suite(m), keyword=m.keyword, markexpr=m.markexpr, shard=m.shard,
+                   repeat=int(m.options.get("repeat") or 0), cwd=where(m.rootdir))
+
+
+def write_command(run_dir: Path) -> None:
+    """Rewrite ``command.txt`` as the pinned command, keeping the command as given
+    (its first line when the run began) on a comment line below it."""
+    path = run_dir / COMMAND
+    old = path.read_text().splitlines() if path.is_file() else []
+    given = next((ln.removeprefix(AS_GIVEN) for ln in old if ln.startswith(AS_GIVEN)),
+                 old[0] if old else "")
+    cmd = run_command(run_dir)
+    if cmd is None:
+        return
+    atomic.write_text(path, cmd.text() + "\n" + (f"{AS_GIVEN}{given}\n" if given else ""))

@@ -1,0 +1,79 @@
+"""`lab rerun RUN_DIR [--failed] [--repeat N]`: a run again, from its records and matrix.json.
+
+The same kernels pinned to what ran (lab.results.reproduce: ``debian:7.2.13-1``
+for ``debian:7.2``), the same variants, the same guest options with the
+accelerator that ran, and the same selection: the suite, ``-k``, ``-m`` and node
+ids, or with ``--failed`` the tests that have no passing verdict to show:
+
+- rerun: FAIL, CRASH, HANG, INFRA, and the ones that never got a verdict (NOTRUN:
+  a run stopped or interrupted; MISS: a merged run's test no shard reported);
+- not rerun: PASS, SKIP, XFAIL (a known issue expects that failure: `lab rerun`
+  without ``--failed`` runs it again) and INCONCLUSIVE (nothing failed; a race
+  that could not show it raced is worth ``--repeat`` on the whole run).
+
+A kernel's label changes when it is pinned (a cell ``debian:7.2`` becomes
+``debian:7.2.13-1``), so tests are chosen by node id with the new label, and a
+shard's tests (assigned by a hash of the old label) by their ids as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from lab.errors import UserError
+from lab.results import matrix as matrix_file
+from lab.results import record as results
+from lab.results import reproduce
+from lab.results.cell import cell_label, with_cell
+from lab.results.verdict import FAILED, Verdict
+from lab.run.runner import RunOptions
+
+# The verdicts `--failed` runs again (see above).
+RERUN = frozenset(v.value for v in FAILED) | {Verdict.INFRA.value, Verdict.NOTRUN.value,
+                                               Verdict.MISS.value}
+
+
+def options(run_dir: Path, *, failed: bool = False, repeat: int | None = None,
+            results_root: Path | None = None, cache: Path | None = None,
+            workers: int = 1) -> RunOptions:
+    """The RunOptions that run ``run_dir`` again (each test ``repeat`` times, by default
+    as often as the run did); a UserError when it is not a run directory, or when
+    ``--failed`` finds nothing to run."""
+    m = matrix_file.read(run_dir)
+    if not run_dir.is_dir() or m is None:
+        raise UserError(f"{run_dir} is not a lab run directory (no matrix.json); give a "
+                        "directory that `lab run` wrote")
+    records = results.read_records(run_dir)
+    cmd = reproduce.run_command(run_dir)
+    assert cmd is not None
+    relabel = {}  # old cell label -> the pinned kernel's
+    for cell, pinned in zip(m.cells, reproduce.pinned_cells(m, records), strict=True):
+        relabel[str(cell["label"])] = cell_label(pinned, cell.get("variant"))
+    root = Path(m.rootdir) if m.rootdir else Path.cwd()
+
+    def node(cell: str, test: str) -> str:
+        return str(root / with_cell(test, cell, relabel.get(cell, cell)))
+
+    select: list[str] = []
+    keyword, pytest_args = cmd.keyword or None, (["-m", cmd.markexpr] if cmd.markexpr else [])
+    suite = (root / cmd.suite) if cmd.suite else None
+    if failed:
+        chosen = [(r.cell, r.test) for r in records if r.verdict in RERUN]
+        if not chosen:
+            seen = ", ".join(sorted({r.verdict for r in records})) or "no records"
+            raise UserError(f"--failed: no test of {run_dir} failed or went unrun ({seen}); "
+                            "leave --failed out to run it all again")
+        select = list(dict.fromkeys(node(c, t) for c, t in chosen))
+        keyword, pytest_args = None, []
+    elif m.shard:
+        select = list(dict.fromkeys(node(c, t) for c, t in m.assigned))
+        keyword, pytest_args = None, []
+    else:
+        select = [str(root / s) for s in m.select]
+    opts = RunOptions(
+        kernels=cmd.kernels, variants=cmd.variants, guest=cmd.guest, keyword=keyword,
+        results=results_root, cache=cache, workers=workers,
+        pytest_args=[*pytest_args, *select], repeat=repeat or max(cmd.repeat, 1))
+    return replace(opts, suite=suite) if suite is not None and not select else opts
+

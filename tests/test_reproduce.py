@@ -1,0 +1,266 @@
+"""Reproducers that pin what ran, node ids, repetitions, and `lab rerun`'s options: on
+hand-made records and run directories (no VM)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from records import kernel, rec
+
+from lab.errors import UserError
+from lab.kernel.artifact import Kernel
+from lab.kernel.resolve import check as check_kernel
+from lab.kernel.spec import PathSpec, parse_spec
+from lab.options import GuestOptions
+from lab.results import reproduce
+from lab.results.cell import split_repeat, with_cell
+from lab.results.matrix import Matrix, write
+from lab.results.record import Record
+from lab.results.summary import summarize, summary_lines
+from lab.run import rerun, select
+
+SHA = "ab" * 32
+
+
+# -- the kernel, pinned --------------------------------------------------------------------
+
+
+def test_an_image_path_may_name_its_sha256() -> None:
+    assert parse_spec(f"/k/bzImage,sha256={SHA}") == PathSpec(Path("/k/bzImage"), None, SHA)
+    assert parse_spec(f"/k/bzImage,sha256={SHA.upper()},modules=/m/7.2") == PathSpec(
+        Path("/k/bzImage"), Path("/m/7.2"), SHA)
+    for bad in (f"/k/bzImage,sha256={SHA[:-1]}", "/k/bzImage,sha256=xyz",
+                f"/k/bzImage,sha256={SHA},sha256={SHA}", "/k/bzImage,md5=00", "/k/bzImage,"):
+        with pytest.raises(UserError):
+            parse_spec(bad)
+
+
+def test_an_image_that_changed_since_is_refused(tmp_path: Path) -> None:
+    image = tmp_path / "bzImage"
+    image.write_bytes(b"not a kernel, but a file with a digest")
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    with pytest.raises(UserError, match=f"has SHA-256 {digest}, not the {SHA} the spec names"):
+        check_kernel(f"{image},sha256={SHA}", cache=tmp_path)
+    # The right digest passes that check (and meets the next one: no bzImage header).
+    with pytest.raises(UserError, match="not a Linux kernel image"):
+        check_kernel(f"{image},sha256={digest}", cache=tmp_path)
+
+
+def test_each_kind_of_kernel_pins_to_what_ran(tmp_path: Path) -> None:
+    image = tmp_path / "bzImage"
+    image.write_bytes(b"image bytes")
+    digest = hashlib.sha256(b"image bytes").hexdigest()
+    debian = Kernel(spec="debian:7.2", release="7.2.13+deb14-amd64", image=image,
+                    source="debian", package_version="7.2.13-1")
+    assert debian.pinned_spec() == "debian:7.2.13-1"
+    assert debian.identity()["pinned"] == "debian:7.2.13-1"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    git = Kernel(spec=f"git:{tmp_path}/linux@main", release="7.2.0", image=image,
+                 source="git", variant="base", packages=(f"git:{commit}",))
+    assert git.pinned_spec() == f"git:{tmp_path}/linux@{commit}"
+    path = Kernel(spec="./bzImage", release="7.2.0", image=image, modules=tmp_path / "7.2.0")
+    assert path.pinned_spec() == f"{image},modules={tmp_path / '7.2.0'},sha256={digest}"
+    # A pinned path parses back to the same file and digest.
+    assert parse_spec(path.pinned_spec()) == PathSpec(image, tmp_path / "7.2.0", digest)
+    # What the lab can only name as given keeps its spec (the identity hashes its content).
+    tree = Kernel(spec="tree:/src/linux", release="7.2.0", image=image, source="tree",
+                  packages=("tree:/src/linux#abc",))
+    assert tree.pinned_spec() == "tree:/src/linux"
+
+
+# -- one builder -----------------------------------------------------------------------------
+
+
+def _pinned(cell: str, pinned: str) -> dict[str, object]:
+    return {**kernel(cell), "pinned": pinned}
+
+
+TCG = {"name": "tcg", "mode": "TCG, multi-threaded", "reason": "KVM unusable: no /dev/kvm"}
+
+
+def test_a_records_reproducer_names_what_ran() -> None:
+    r = rec("test_x", "FAIL", param="io_setup", accel=TCG)
+    r.kernel = _pinned("debian:7.2", "debian:7.2.13-1")
+    guest = GuestOptions(cpus=4, memory="4G", append=("nokaslr",))
+    assert reproduce.for_record(r, guest=guest, rootdir="/src") == (
+        "cd /src && lab run --kernel debian:7.2.13-1 --accel tcg --cpus 4 --memory 4G "
+        "--append nokaslr -- 'scenarios/aio/t.py::test_x[io_setup]'")
+    # A repetition's record reproduces the test, not the repetition.
+    r.repeat = 3
+    assert reproduce.for_record(r, guest=guest).endswith("'scenarios/aio/t.py::test_x[io_setup]'")
+
+
+def _run_dir(tmp_path: Path, records: list[Record], **matrix: object) -> Path:
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "results.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+    cells = list(dict.fromkeys(r.cell for r in records))
+    write(d, Matrix(cells=[{"label": c, "spec": c.split("/")[0],
+                            "variant": c.partition("/")[2] or None} for c in cells],
+                    suite=["scenarios"], expected=[(r.cell, r.test) for r in records],
+                    assigned=[(r.cell, r.test) for r in records], rootdir="/src",
+                    **matrix))  # type: ignore[arg-type]
+    return d
+
+
+def _records() -> list[Record]:
+    out = [rec("test_a", "PASS", accel=TCG), rec("test_b", "FAIL", accel=TCG),
+           rec("test_c", "XFAIL", accel=TCG), rec("test_d", "NOTRUN"),
+           rec("test_a", "FAIL", "debian:6.1", accel=TCG),
+           rec("test_b", "PASS", "debian:6.1", accel=TCG)]
+    for r in out:
+        if r.verdict != "NOTRUN":
+            r.kernel = _pinned(r.cell, {"debian:7.2": "debian:7.2.13-1",
+                                        "debian:6.1": "debian:6.1.158-1"}[r.cell])
+    return out
+
+
+OPTIONS = {"guest": GuestOptions(memory="4G", append=("nokaslr",)).to_dict(), "repeat": 1}
+
+
+def test_command_txt_is_the_run_pinned_with_the_command_as_given(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path, _records(), keyword="not slow", options=OPTIONS)
+    (d / "command.txt").write_text("cd /home/u && lab run --kernel debian:7.2 --kernel "
+                                   "debian:6.1 -k 'not slow' --memory 4G --append nokaslr\n")
+    reproduce.write_command(d)
+    reproduce.write_command(d)  # again (a merge, a second finish): the same file
+    assert (d / "command.txt").read_text().splitlines() == [
+        "cd /src && lab run --kernel debian:7.2.13-1 --kernel debian:6.1.158-1 --accel tcg "
+        "--cpus 2 --memory 4G --append nokaslr --suite scenarios -k 'not slow'",
+        "# as given: cd /home/u && lab run --kernel debian:7.2 --kernel debian:6.1 "
+        "-k 'not slow' --memory 4G --append nokaslr"]
+
+
+def test_the_summary_gives_each_failure_its_reproducer_and_the_rerun(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path, _records(), options=OPTIONS)
+    summary = summarize(d)
+    repros = summary["reproducers"]
+    assert set(repros) == {"scenarios/aio/t.py::test_b[debian:7.2]",
+                           "scenarios/aio/t.py::test_d[debian:7.2]",
+                           "scenarios/aio/t.py::test_a[debian:6.1]"}
+    assert repros["scenarios/aio/t.py::test_a[debian:6.1]"] == (
+        "cd /src && lab run --kernel debian:6.1.158-1 --accel tcg --cpus 2 --memory 4G "
+        "--append nokaslr -- scenarios/aio/t.py::test_a")
+    # A test that never ran names its cell's kernel and accelerator, as they ran.
+    assert repros["scenarios/aio/t.py::test_d[debian:7.2]"] == (
+        "cd /src && lab run --kernel debian:7.2.13-1 --accel tcg --cpus 2 --memory 4G "
+        "--append nokaslr -- scenarios/aio/t.py::test_d")
+    assert summary["rerun"] == f"lab rerun {d} --failed"
+    lines = summary_lines(summary)
+    assert f"run the failed and unrun tests again: lab rerun {d} --failed" in lines
+
+
+def test_repetitions_are_counted_and_a_race_shows_its_overlap_each_time(tmp_path: Path) -> None:
+    recs = [rec("test_race", v, repeat=n, data={"overlap": {"rate": rate, "rounds": 100}},
+                deviations=["the text says EAGAIN"])
+            for n, v, rate in ((1, "PASS", 0.61), (2, "INCONCLUSIVE", 0.004), (3, "PASS", 0.5))]
+    summary = summarize(_run_dir(tmp_path, recs))
+    assert summary["counts"]["PASS"] == 2 and summary["counts"]["INCONCLUSIVE"] == 1
+    assert len(summary["deviations"]) == 1  # one test's deviation, however often it ran
+    assert summary["repeated"] == [{"test": "scenarios/aio/t.py::test_race[debian:7.2]",
+                                    "cell": "debian:7.2", "repeats": [1, 2, 3],
+                                    "verdicts": ["PASS", "INCONCLUSIVE", "PASS"],
+                                    "overlap": [0.61, 0.004, 0.5]}]
+    assert ("repeated scenarios/aio/t.py::test_race[debian:7.2] x3: PASS, INCONCLUSIVE, PASS; "
+            "overlap 61.0%, 0.4%, 50.0%") in summary_lines(summary)
+
+
+# -- node ids and repetitions ----------------------------------------------------------------
+
+
+def test_a_repetitions_parameter_comes_off_its_test_id() -> None:
+    assert split_repeat("f.py::t[debian:7.2-repeat2]") == ("f.py::t[debian:7.2]", 2)
+    assert split_repeat("f.py::t[repeat3-debian:7.2]") == ("f.py::t[debian:7.2]", 3)
+    assert split_repeat("f.py::t[debian:7.2-repeat12-io_setup]") == (
+        "f.py::t[debian:7.2-io_setup]", 12)
+    assert split_repeat("f.py::t[repeat4]") == ("f.py::t", 4)
+    assert split_repeat("f.py::t[io-repeatable]") == ("f.py::t[io-repeatable]", 0)
+    assert with_cell("f.py::t[io_setup-debian:7.2]", "debian:7.2", "debian:7.2.13-1") == \
+        "f.py::t[io_setup-debian:7.2.13-1]"
+    assert with_cell("f.py::t[debian:7.2-io_setup]", "debian:7.2", "D") == "f.py::t[D-io_setup]"
+
+
+def test_node_ids_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    suite = tmp_path / "scenarios" / "aio"
+    suite.mkdir(parents=True)
+    (suite / "test_x.py").write_text("def test_y(agent):\n    pass\n\nclass TestZ:\n"
+                                     "    def test_w(self):\n        pass\n")
+    roots = [tmp_path / "elsewhere", tmp_path]
+    found = select.check("scenarios/aio/test_x.py::test_y[debian:7.2]", roots=roots)
+    assert found.path == suite / "test_x.py" and found.name == "test_y[debian:7.2]"
+    assert select.check("scenarios/aio/test_x.py::TestZ::test_w", roots=roots).name == \
+        "TestZ::test_w"
+    with pytest.raises(UserError, match=r"no file scenarios/aio/test_nope\.py"):
+        select.check("scenarios/aio/test_nope.py::test_y", roots=roots)
+    with pytest.raises(UserError, match="defines no test 'test_yy'"):
+        select.check("scenarios/aio/test_x.py::test_yy", roots=roots)
+    ids, rest = select.split(["-x", "scenarios/aio/test_x.py", "-k", "slow", "--deselect",
+                              "scenarios/aio/test_x.py::test_y"], roots=roots)
+    assert [i.name for i in ids] == [""]
+    assert rest == ["-x", "-k", "slow", "--deselect", "scenarios/aio/test_x.py::test_y"]
+
+
+@pytest.mark.parametrize("given, name, cell, want", [
+    ("test_y[debian:7.2]", "test_y[debian:7.2]", "debian:7.2", True),  # as records show it
+    ("test_y", "test_y[debian:7.2]", "debian:7.2", True),  # every cell and parameter
+    ("test_y[io_setup]", "test_y[io_setup-debian:7.2]", "debian:7.2", True),  # no cell
+    ("test_y[io_setup]", "test_y[io_submit-debian:7.2]", "debian:7.2", False),
+    ("test_y[debian:6.1]", "test_y[debian:7.2]", "debian:7.2", False),  # another cell
+    ("test_y[debian:7.2]", "test_y[debian:7.2-repeat2]", "debian:7.2", True),
+    ("test_y", "test_yz[debian:7.2]", "debian:7.2", False),
+    ("", "test_anything[debian:7.2]", "debian:7.2", True),  # the whole file
+])
+def test_what_a_node_id_selects(given: str, name: str, cell: str, want: bool) -> None:
+    node = select.NodeId(Path("/s/test_x.py"), given, given)
+    assert select.matches(node, path=Path("/s/test_x.py"), name=name, cell=cell) is want
+    assert not select.matches(node, path=Path("/s/test_other.py"), name=name, cell=cell)
+
+
+# -- lab rerun ---------------------------------------------------------------------------------
+
+
+def test_rerun_failed_pins_the_kernels_and_chooses_the_failed_cells_tests(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path, _records(), keyword="not slow", options=OPTIONS)
+    opts = rerun.options(d, failed=True, repeat=2)
+    assert opts.kernels == ["debian:7.2.13-1", "debian:6.1.158-1"]
+    assert opts.guest == GuestOptions(accel="tcg", memory="4G", append=("nokaslr",))
+    assert opts.repeat == 2 and opts.keyword is None
+    # FAIL and NOTRUN, each on its own cell (relabelled); not PASS, not XFAIL.
+    assert opts.pytest_args == ["/src/scenarios/aio/t.py::test_b[debian:7.2.13-1]",
+                                "/src/scenarios/aio/t.py::test_d[debian:7.2.13-1]",
+                                "/src/scenarios/aio/t.py::test_a[debian:6.1.158-1]"]
+
+
+def test_rerun_all_keeps_the_selection(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path, _records(), keyword="not slow", markexpr="fast",
+                 options={**OPTIONS, "repeat": 3})
+    opts = rerun.options(d)
+    assert opts.keyword == "not slow" and opts.pytest_args == ["-m", "fast"]
+    assert opts.repeat == 3  # as the run did
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    d2 = _run_dir(sharded, _records(), shard="1/2", options=OPTIONS)
+    assert all("::" in a for a in rerun.options(d2).pytest_args)  # a shard: its tests by id
+
+
+def test_rerun_refuses_what_is_not_a_run_and_a_failed_rerun_of_nothing(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="is not a lab run directory"):
+        rerun.options(tmp_path)
+    d = _run_dir(tmp_path, [rec("test_a", "PASS"), rec("test_b", "XFAIL")])
+    with pytest.raises(UserError, match=r"no test of .* failed or went unrun \(PASS, XFAIL\)"):
+        rerun.options(d, failed=True)
+
+
+def test_a_reproducer_of_the_labs_own_scenarios_runs_from_any_directory() -> None:
+    """Their node ids are found beside the lab (lab.run.select), so no `cd` into the lab:
+    installed, that would be site-packages, and ./results would land there."""
+    from lab.paths import REPO
+    from lab.results.reproduce import where
+
+    assert where(str(REPO)) == ""
+    assert where("/src") == "/src"  # another suite's ids are relative to its rootdir
+    assert where("") == ""
