@@ -127,7 +127,8 @@ def slow_boots(run_dir: Path, *, vng_s: float = DEFAULT_VNG_S) -> list[str]:
             continue
         gaps = sorted(((f"{a['event']} -> {b['event']}", b["host_s"] - a["host_s"])
                        for a, b in itertools.pairwise(events)), key=lambda g: -g[1])
-        lines.append(f"slow boot {vm}: {ready:.1f} s to the agent; longest steps: "
+        lines.append(f"slow boot {vm}: {ready:.1f} s to the agent (a bare virtme-ng boot "
+                     f"takes {vng_s:.1f} s here); longest steps: "
                      + ", ".join(f"{name} {s:.1f} s" for name, s in gaps[:3]))
     return lines
 
