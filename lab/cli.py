@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import textwrap
@@ -244,6 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`lab kernels | head`): nothing is wrong, and nothing more
+        # can be said to it (stdout to /dev/null, or Python complains again at exit).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except PermissionError as exc:
+        # Another user's files: a cache or run directory a run as root left behind.
+        print(f"lab: error: {exc.strerror}: {exc.filename}; make it yours (sudo chown -R "
+              f"$USER: ...) or give another directory (--cache, --results)", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:

@@ -192,3 +192,38 @@ def test_lab_run_stops_at_once_with_one_line(user: User, home: Path) -> None:
                   "write to, or give lab run --results DIR")
         + r"( \(and \d+ more: run `lab doctor`\))?\n", out), out
     assert not (home / "cache").exists()  # nothing fetched
+
+
+def test_a_cache_the_user_may_not_read_is_one_line_not_a_traceback(user: User,
+                                                                     home: Path) -> None:
+    """A cache a run as root left behind (mode 0700, root's): `lab kernels` says whose
+    and what to do, exit 2."""
+    cache = home / "cache"
+    (cache / "kernels").mkdir(parents=True)
+    _printed(main, ["kernels", "--cache", str(cache)])  # its imports, as we are
+    (cache / "kernels").chmod(0o000)
+    try:
+        rc, out = user.call(lambda: _printed(main, ["kernels", "--cache", str(cache)]),
+                            cwd=home)
+    finally:
+        (cache / "kernels").chmod(0o755)
+    if not user.switch and os.geteuid() == 0:
+        pytest.fail("root reads any directory: this needs a normal user")
+    assert rc == 2, out
+    assert "Traceback" not in out
+    [line] = [ln for ln in out.splitlines() if ln.startswith("lab: error:")]
+    assert "Permission denied" in line and str(cache / "kernels") in line and "chown" in line
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
+    """`lab kernels | true`: the reader is gone before the lab writes, which ends quietly
+    (it printed a BrokenPipeError traceback and exited 1)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        f"{sys.executable} -m lab.cli kernels --cache {tmp_path} | true; "
+        "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+        text=True, timeout=120)
+    assert res.stdout.strip() == "0", res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
