@@ -464,9 +464,17 @@ def test_path_spec_not_a_kernel(tmp_path: Path) -> None:
     )
 
 
-def test_path_spec_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="does not exist"):
+def test_path_spec_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match="does not exist") as exc:
         resolve_kernel(str(tmp_path / "nope/bzImage"), cache=tmp_path)
+    assert "looked in" not in str(exc.value)
+    # A relative path is the current directory's: the error says which directory that was
+    # (nox, say, runs elsewhere than where it was typed).
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as exc:
+        resolve_kernel("./arch/x86/boot/bzImage", cache=tmp_path)
+    assert str(exc.value) == (f"arch/x86/boot/bzImage does not exist (or is not a file) "
+                              f"(looked in {tmp_path}); give a bzImage or vmlinuz")
 
 
 def test_path_spec_kernel_and_modules(tmp_path: Path) -> None:

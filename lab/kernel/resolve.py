@@ -101,7 +101,9 @@ def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
 
     image = spec.image
     if not image.is_file():
-        raise UserError(f"{image} does not exist (or is not a file); give a bzImage or vmlinuz")
+        where = "" if image.is_absolute() else f" (looked in {Path.cwd()})"
+        raise UserError(f"{image} does not exist (or is not a file){where}; give a bzImage "
+                        "or vmlinuz")
     if spec.sha256 is not None:
         found = file_sha256(image)
         if found != spec.sha256:
