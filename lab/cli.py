@@ -41,6 +41,7 @@ RUN_EXAMPLES = """\
   lab run --kernel debian:6.1 --kernel debian:7.2 -k cancel
   lab run --kernel ./arch/x86/boot/bzImage --memory 4G --append nokaslr
   lab run --kernel git:$HOME/linux@v7.2 --variant debug --suite scenarios/aio
+  lab run --kernel worktree:. --kconfig-add CONFIG_DEBUG_LIST=y -k destroy
   lab run -- scenarios/aio/test_io_cancel.py::test_cancel_completed_is_einval
   lab run --kernel debian:7.2.13-1 --accel tcg --cpus 2 --memory 2G -- -x"""
 
@@ -97,6 +98,10 @@ def _guest(args: argparse.Namespace) -> GuestOptions:
                            if hasattr(args, "max_reboots") else {}))
 
 
+_KCONFIG_ADD = ("one config option for built kernels, composed onto the variant: "
+                'CONFIG_X=y|m|n, CONFIG_X=NUMBER or CONFIG_X="TEXT" (repeatable)')
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="Test Linux async-I/O syscalls in QEMU.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -112,9 +117,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="the kernel to test (repeatable: each is a cell; the forms are "
                         "listed below)")
     r.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
-                   help="config variant for built kernels (debian-src:, git:, tree:): "
+                   help="config variant for built kernels (debian-src:, git:, worktree:, "
+                        "tree:): "
                         "base, aio-off, io_uring-off, debug, combined with '+' (repeatable: "
                         "each built kernel x each variant is a cell)")
+    r.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
+                   help=_KCONFIG_ADD)
     r.add_argument("--shard", metavar="I/N", help="run shard I of N of the cells x tests")
     r.add_argument("--known-issues", type=Path, metavar="FILE",
                    help="known issues (default: ./known-issues.toml, else the lab's own)")
@@ -162,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--bad", metavar="REV", help="a later revision where they fail")
     b.add_argument("-k", dest="keyword", help="the scenarios to bisect (pytest expression)")
     b.add_argument("--variant", metavar="NAME[+NAME]", help="config variant (default base)")
+    b.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
+                   help=_KCONFIG_ADD)
     b.add_argument("--runs", metavar="N|auto",
                    help="runs per commit; auto: statistical, as many as needed (default: 1, "
                         "auto when the bad endpoint is flaky or a scenario is marked flaky)")
@@ -195,6 +205,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a kernel spec (repeatable, as for `lab run`)")
     f.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
                    help="config variant for built kernels (repeatable)")
+    f.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
+                   help=_KCONFIG_ADD)
     f.add_argument("--cache", type=Path)
 
     m = sub.add_parser("merge", help="combine shard run directories into one run")
@@ -269,6 +281,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                           workers=args.workers, variants=args.variant, shard=args.shard,
                           known_issues=args.known_issues, pytest_args=extra,
                           repeat=args.repeat,
+                          kconfig_add=args.kconfig_add,
                           **({"suite": args.suite.resolve()} if args.suite else {}))
         return run(opts, argv=["lab", *argv])
     if args.command == "rerun":
@@ -286,7 +299,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             variant=args.variant, runs=args.runs, bad_if=args.bad_if, state=args.state,
             resume=args.resume, versions=args.versions, from_version=args.from_version,
             to_version=args.to_version, verify_revert=args.verify_revert, cache=args.cache,
-            guest=_guest(args), reuse=not args.no_reuse,
+            guest=_guest(args), reuse=not args.no_reuse, kconfig_add=tuple(args.kconfig_add),
             **({"suite": args.suite.resolve()} if args.suite else {}))
         return bisect(bopts, argv=["lab", *argv])
     if args.command == "doctor":
@@ -294,7 +307,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "kernels":
         return commands.kernels(args.cache)
     if args.command == "fetch":
-        return commands.fetch([*args.spec, *args.kernel], args.cache, variants=args.variant)
+        return commands.fetch([*args.spec, *args.kernel], args.cache, variants=args.variant,
+                              kconfig_add=args.kconfig_add)
     if args.command == "merge":
         return commands.merge(args.runs, args.into, argv=["lab", *argv])
     if args.command == "report":

@@ -64,7 +64,8 @@ def kernels(cache_opt: Path | None) -> int:
     return EXIT_OK
 
 
-def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str]) -> int:
+def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
+          kconfig_add: list[str] | None = None) -> int:
     """`lab fetch`: every cell's kernel into the cache (as `lab run` would resolve them)."""
     from lab.errors import UserError
     from lab.kernel.resolve import resolve_kernel
@@ -72,7 +73,7 @@ def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str]) -> i
 
     if not specs:
         raise UserError("give a kernel to fetch: lab fetch SPEC (or --kernel SPEC, repeatable)")
-    for cell in matrix(specs, variants):
+    for cell in matrix(specs, variants, kconfig_add or []):
         k = resolve_kernel(cell.spec, cache=cache_root(cache_opt), variant=cell.variant)
         print(f"{cell.label} -> {k.release} ({k.image})")
     return EXIT_OK

@@ -141,8 +141,9 @@ def test_run_help_lists_every_kernel_form_exit_status_and_examples(
     assert res.returncode == 0, res.stderr
     text = " ".join(res.stdout.split())  # argparse wraps; compare without line breaks
     for form in ("debian:SERIES", "debian:VERSION", "IMAGE[,modules=DIR]", "debian-src:SERIES",
-                 "git:PATH[@REV]", "tree:PATH"):
+                 "git:PATH[@REV]", "worktree:PATH", "tree:PATH"):
         assert form in valid_forms() and form in text, form
+    assert "--kconfig-add" in text and "lab run --kernel worktree:." in text
     for code, meaning in RUN_EXIT_CODES.items():
         assert f"{code} {meaning}" in text, code
     assert 130 in RUN_EXIT_CODES

@@ -218,26 +218,18 @@ def _fake_tree(path: Path, *, version: str = "7", patch: str = "2") -> Path:
     return path
 
 
+def _in_place(path: Path) -> source.SourceTree:
+    """A fake tree as a build source as it is (tree: builds go through lab.kernel.mirror,
+    tested in tests/test_mirror.py; here the build alone is under test)."""
+    return source.SourceTree(kind="tree", path=path, identity=f"tree:{path}#0",
+                             version=source.tree_version(path))
+
+
 def test_not_a_kernel_tree(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="is not a Linux kernel tree"):
-        source.plain_tree(tmp_path)
+        source.check_tree(tmp_path)
     with pytest.raises(UserError, match="no such directory"):
-        source.plain_tree(tmp_path / "missing")
-
-
-def test_tree_with_in_tree_config_is_refused(tmp_path: Path) -> None:
-    _fake_tree(tmp_path)
-    assert source.plain_tree(tmp_path).version == "7.2.13"
-    (tmp_path / ".config").write_text("")
-    with pytest.raises(UserError, match="mrproper"):
-        source.plain_tree(tmp_path)
-
-
-def test_tree_identity_follows_edits(tmp_path: Path) -> None:
-    _fake_tree(tmp_path)
-    first = source.plain_tree(tmp_path).identity
-    (tmp_path / "init" / "main.c").write_text("/* edited */\n")
-    assert source.plain_tree(tmp_path).identity != first
+        source.check_tree(tmp_path / "missing")
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -340,7 +332,7 @@ class FakeMake:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> source.SourceTree:
-    return source.plain_tree(_fake_tree(tmp_path / "linux"))
+    return _in_place(_fake_tree(tmp_path / "linux"))
 
 
 def _builds(fake: FakeMake) -> int:
@@ -415,7 +407,7 @@ def test_unknown_option_stops_before_kconfig(tmp_path: Path,
     with pytest.raises(UserError,
                        match=r"unknown option\(s\) for Linux 7.2.13 .*: "
                              r"CONFIG_EXPERT .*and \d+ more"):
-        build.build(source.plain_tree(path), None, cache=tmp_path / "c", spec_text="tree:x")
+        build.build(_in_place(path), None, cache=tmp_path / "c", spec_text="tree:x")
     assert not any("allnoconfig" in c for c in fake.calls)
 
 

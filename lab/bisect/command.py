@@ -13,6 +13,7 @@ verdicts seen are shown and kept in bisect.json); 3 the machinery failed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -62,6 +63,7 @@ class BisectOptions:
     suite: Path = SCENARIOS_DIR
     guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     reuse: bool = True
+    kconfig_add: tuple[str, ...] = ()  # CONFIG_X=V: composed onto the variant
 
 
 def parse_runs(text: str | None) -> str | None:
@@ -92,6 +94,16 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
     if opts.resume is not None:
         opts = _resumed(opts)
     guest = opts.guest.checked()
+    if opts.kconfig_add:
+        # One variant string from here on ("base+CONFIG_X=y"): the builds, the runs' cells,
+        # the journal's identity and the reproducer all carry the added options.
+        for text in opts.kconfig_add:
+            kconfig.parse_addition(text)
+        if opts.versions:
+            raise UserError("--kconfig-add is for kernels the lab builds; --versions bisects "
+                            "Debian's prebuilt ones")
+        opts = dataclasses.replace(opts, kconfig_add=(), variant=kconfig.compose(
+            kconfig.with_additions(opts.variant, opts.kconfig_add)).variant)
     runs = parse_runs(opts.runs)
     bad_if = BadIf.parse(opts.bad_if) if opts.bad_if else None
     if not opts.keyword:

@@ -46,9 +46,11 @@ class Kernel:
     # "file:PATH" (found beside a given image), "ikconfig" (embedded in the image),
     # or "" when unknown until the guest boots (lab.vm.session learns it there).
     config_source: str = ""
-    source: str = "path"  # "debian", "path", later "debian-src", "git", "tree"
+    source: str = "path"  # "debian", "path", "debian-src", "git", "worktree", "tree"
     variant: str = "prebuilt"
     package_version: str | None = None  # Debian's version, "7.2.13-1"
+    # Debian's packages; for a built kernel, the identity of the source it was built from:
+    # "git:<sha>", "worktree:<sha>+<digest of the uncommitted changes>", "tree:<path>#<hash>".
     packages: tuple[str, ...] = field(default_factory=tuple)
     # Set when this is not what the spec asked for: the fetch failed and an older
     # cached kernel serves the run instead.  Every record and the summary say so.
@@ -111,6 +113,8 @@ class Kernel:
             "config_source": self.config_source,
             "variant": self.variant,
             "source": self.source,
+            **({"source_id": self.packages[0]} if self.packages and self.source not in
+               ("debian", "path") else {}),
             **({"note": self.note} if self.note else {}),
         }
 

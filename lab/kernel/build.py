@@ -173,7 +173,6 @@ def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
     stamp = out / INPUTS
     if (out / ".config").is_file() and stamp.is_file() and stamp.read_text().strip() == inputs:
         return False
-    stamp.unlink(missing_ok=True)
     symbols = kconfig.tree_symbols(source.path)
     unknown = kconfig.unknown_options(composed, symbols)
     if unknown:
@@ -189,10 +188,15 @@ def configure(source: SourceTree, composed: kconfig.Composed, out: Path, *,
               f"KCONFIG_CONFIG={candidate.name}"],
              phase="build:config", log_path=log_path, timeout=600)
     text = candidate.read_text()
-    kconfig.validate(composed, text, where=f"{out}/.config")
+    try:
+        kconfig.validate(composed, text, where=f"{out}/.config")
+    except UserError:  # refused: .config and its stamp stay as they were
+        candidate.unlink()
+        raise
     current = out / ".config"
     changed = not (current.is_file() and current.read_text() == text)
     if changed:
+        stamp.unlink(missing_ok=True)
         os.replace(candidate, current)
     else:
         candidate.unlink()
@@ -283,7 +287,7 @@ def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: st
     if hit is not None:
         log.info("build: %s %s is cached (%s)", spec_text, composed.variant, entry)
         return hit
-    out = cache / "build" / _slot(source, composed.variant)
+    out = cache / "build" / _slot(source, composed.fragments)
     logs = cache / "build" / "logs"
     log_path = logs / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     label = f"{source.identity} {composed.variant}"

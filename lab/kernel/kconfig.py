@@ -1,7 +1,9 @@
 """Kernel config fragments as data: parse, compose base + variants, verify the result.
 
 ``kernels/<name>.config`` are commented fragments.  A variant spec such as
-``debug+aio-off`` composes ``base`` with each named fragment; after Kconfig has
+``debug+aio-off`` composes ``base`` with each named fragment, and then the
+options added by hand (``--kconfig-add CONFIG_X=y``, carried in the spec as
+``debug+CONFIG_X=y``: one name for the cell, the record and the cache); after Kconfig has
 resolved the composition (``allnoconfig`` with ``KCONFIG_ALLCONFIG``), every
 requested option must be in the result, or the build stops with the list of
 options that did not stick (KUnit's ``kunit_config.py`` does the same check).
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,31 +75,100 @@ def variant_names(kernels_dir: Path = KERNELS_DIR) -> list[str]:
     return sorted(p.stem for p in kernels_dir.glob("*.config") if p.stem != BASE)
 
 
+def _tokens(spec: str) -> list[str]:
+    """A variant spec split at each "+" outside a quoted value (``CONFIG_X="a+b"``)."""
+    tokens, current, quoted, escaped = [], "", False, False
+    for ch in spec:
+        if ch == "+" and not quoted:
+            tokens.append(current.strip())
+            current = ""
+            continue
+        current += ch
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+    return [*tokens, current.strip()]
+
+
+def _parts(spec: str | None, kernels_dir: Path) -> tuple[tuple[str, ...], list[Option]]:
+    """A variant spec's fragment names (checked) and its ``CONFIG_X=V`` additions (parsed)."""
+    if spec is None or spec.strip() in ("", BASE):
+        return (), []
+    names: list[str] = []
+    additions: list[Option] = []
+    valid = variant_names(kernels_dir)
+    for token in _tokens(spec):
+        if token.startswith("CONFIG_") or "=" in token:
+            additions.append(parse_addition(token))
+        elif token == BASE:
+            continue
+        elif token not in valid:
+            raise UserError(f"unknown variant {token!r} in {spec!r}; valid variants: "
+                            f"{', '.join([BASE, *valid])} (combine with '+')")
+        else:
+            names.append(token)
+    return tuple(sorted(set(names))), additions
+
+
 def split_variant(spec: str | None, kernels_dir: Path = KERNELS_DIR) -> tuple[str, ...]:
     """``"debug+aio-off"`` → ``("aio-off", "debug")``: known names, sorted, no duplicates.
 
     Sorted because composition is order-free (a conflict is an error), so
     ``debug+aio-off`` and ``aio-off+debug`` are one kernel and one cache entry.
+    ``CONFIG_X=V`` parts (``--kconfig-add``) are not names: ``compose`` reads them.
     """
-    if spec is None or spec.strip() in ("", BASE):
-        return ()
-    names = [n.strip() for n in spec.split("+")]
-    valid = variant_names(kernels_dir)
-    for name in names:
-        if name == BASE:
-            continue
-        if name not in valid:
-            raise UserError(f"unknown variant {name!r} in {spec!r}; valid variants: "
-                            f"{', '.join([BASE, *valid])} (combine with '+')")
-    return tuple(sorted({n for n in names if n != BASE}))
+    return _parts(spec, kernels_dir)[0]
+
+
+ADDED = "--kconfig-add"  # the origin of an option the user added, in messages
+# y, m, n; a number (decimal or 0x hex, as Kconfig writes them); a quoted string with
+# \" and \\ escaped as in .config.
+_ADDITION = re.compile(r'^(CONFIG_[A-Za-z0-9_]+)=(y|m|n|-?[0-9]+|0x[0-9a-fA-F]+|'
+                       r'"(?:[^"\\]|\\.)*")$')
+
+
+def parse_addition(text: str) -> Option:
+    """One ``--kconfig-add`` value: ``CONFIG_X=y|m|n``, ``=NUMBER`` or ``="TEXT"``."""
+    text = text.strip()
+    form = 'write CONFIG_NAME=y, m or n, CONFIG_NAME=NUMBER or CONFIG_NAME="TEXT"'
+    name, sep, value = text.partition("=")
+    if not name.startswith("CONFIG_"):
+        fix = f" (CONFIG_{text}?)" if re.fullmatch(r"[A-Za-z0-9_]+=.+", text) else ""
+        raise UserError(f"{ADDED} {text!r} has no CONFIG_ prefix{fix}; {form}")
+    if not sep or not value:
+        raise UserError(f"{ADDED} {text!r} has no value; {form}")
+    m = _ADDITION.match(text)
+    if m is None:
+        raise UserError(f"{ADDED} {text!r}: bad name or value; {form}")
+    return Option(m.group(1), None if m.group(2) == "n" else m.group(2), ADDED)
+
+
+def addition_text(opt: Option) -> str:
+    """How an addition reads in a variant's name: ``CONFIG_X=n`` for off, as it was asked."""
+    return f"{opt.name}={'n' if opt.value is None else opt.value}"
+
+
+def with_additions(spec: str | None, additions: Sequence[str]) -> str | None:
+    """A variant spec with ``--kconfig-add`` values joined on (``debug+CONFIG_X=y``)."""
+    if not additions:
+        return spec
+    return "+".join([spec.strip() if spec and spec.strip() else BASE, *additions])
 
 
 @dataclass(frozen=True)
 class Composed:
-    """base + variants as one option list, ready to hand to Kconfig."""
+    """base + variants (+ options added by hand) as one option list, ready for Kconfig."""
 
-    variant: str  # canonical: "base", "aio-off", "aio-off+debug"
+    # Canonical: "base", "aio-off", "aio-off+debug", "base+CONFIG_KASAN=y": the fragments'
+    # names (sorted), then what was added (sorted by name).  The cell's label shows it.
+    variant: str
     options: tuple[Option, ...]
+    # The fragments' part alone ("base", "aio-off+debug"): it names the object tree, so
+    # an added option rebuilds, in its variant's tree, only what the option touches.
+    fragments: str = BASE
 
     def text(self) -> str:
         """The KCONFIG_ALLCONFIG file: one line per option, with where it came from."""
@@ -118,8 +190,13 @@ def _rel(path: Path) -> str:
 
 
 def compose(spec: str | None, kernels_dir: Path = KERNELS_DIR) -> Composed:
-    """base + the named variants; a variant may override base, two variants may not disagree."""
-    names = split_variant(spec, kernels_dir)
+    """base + the named variants + the spec's ``CONFIG_X=V`` additions.
+
+    A variant may override base, two variants may not disagree; an addition
+    overrides them all, two additions may not disagree, and one that changes
+    nothing is dropped (the same kernel keeps one name and one cache entry).
+    """
+    names, additions = _parts(spec, kernels_dir)
     merged: dict[str, Option] = {}
     from_variant: dict[str, Option] = {}
     for name in (BASE, *names):
@@ -137,7 +214,25 @@ def compose(spec: str | None, kernels_dir: Path = KERNELS_DIR) -> Composed:
                 from_variant[opt.name] = opt
             merged.pop(opt.name, None)  # re-insert: a later setting goes after its base
             merged[opt.name] = opt
-    return Composed(variant="+".join(names) or BASE, options=tuple(merged.values()))
+    added: dict[str, Option] = {}
+    for opt in additions:
+        other = added.get(opt.name)
+        if other is not None and other.value != opt.value:
+            raise UserError(f"{ADDED} {addition_text(other)} and {addition_text(opt)} "
+                            "disagree; give one value")
+        added[opt.name] = opt
+    kept = []
+    for name in sorted(added):
+        opt = added[name]
+        have = merged.get(name)
+        if have is not None and have.value == opt.value:
+            continue
+        merged.pop(name, None)
+        merged[name] = opt
+        kept.append(addition_text(opt))
+    fragments = "+".join(names) or BASE
+    return Composed(variant="+".join([fragments, *kept]) if kept else fragments,
+                    options=tuple(merged.values()), fragments=fragments)
 
 
 def parse_config(text: str) -> dict[str, str | None]:

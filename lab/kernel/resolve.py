@@ -2,8 +2,8 @@
 
 ``resolve_kernel`` is the one entry point the rest of the lab uses; it
 dispatches on the spec's kind (lab.kernel.spec): Debian packages are fetched,
-sources (debian-src, git, tree) are prepared (lab.kernel.source) and built with the
-requested config variant (lab.kernel.build).  Path specs are checked before any
+sources (debian-src, git, worktree, tree) are prepared (lab.kernel.source) and built
+with the requested config variant (lab.kernel.build).  Path specs are checked before any
 expensive work: the file must carry an x86 boot header whose version string
 names the release, and a modules directory must be named after that release.
 """
@@ -20,7 +20,16 @@ from lab import atomic
 from lab.errors import InfraError, UserError
 from lab.kernel import debian, ikconfig
 from lab.kernel.artifact import Kernel
-from lab.kernel.spec import DebianSpec, DebianSrcSpec, GitSpec, PathSpec, TreeSpec, parse_spec
+from lab.kernel.spec import (
+    BUILT_KINDS,
+    DebianSpec,
+    DebianSrcSpec,
+    GitSpec,
+    PathSpec,
+    TreeSpec,
+    WorktreeSpec,
+    parse_spec,
+)
 from lab.kernel.versions import Versioned
 
 log = logging.getLogger("lab.kernel.resolve")
@@ -136,31 +145,38 @@ def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
                   config=config, config_source=origin, source="path")
 
 
-def _resolve_built(parsed: DebianSrcSpec | GitSpec | TreeSpec, spec: str, *, cache: Path,
-                   variant: str | None) -> Kernel:
+def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, spec: str, *,
+                   cache: Path, variant: str | None) -> Kernel:
     from lab.kernel import build, kconfig, source
 
     kconfig.compose(variant)  # an unknown variant or a bad fragment: before any download
-    if isinstance(parsed, GitSpec):
-        found = source.git_commit(parsed.repo, parsed.rev, cache=cache)
-        hit = build.cached(found.identity, variant, cache=cache, spec_text=spec)
+    if isinstance(parsed, GitSpec | WorktreeSpec):
+        # The context managers are made here and entered below: nothing is checked out yet.
+        if isinstance(parsed, GitSpec):
+            found = source.git_commit(parsed.repo, parsed.rev, cache=cache)
+            identity, checkout = found.identity, source.git_checkout(found)
+        else:
+            wt = source.working_tree(parsed.repo, cache=cache)
+            identity, checkout = wt.identity, source.worktree_checkout(wt)
+        hit = build.cached(identity, variant, cache=cache, spec_text=spec)
         if hit is not None:  # no checkout: another commit's build may be under way
             return hit
-        with source.git_checkout(found) as checked_out:
+        with checkout as checked_out:
             return build.build(checked_out, variant, cache=cache, spec_text=spec)
-    if isinstance(parsed, DebianSrcSpec):
-        tree = source.debian_source(parsed.series, cache=cache)
-    else:
-        tree = source.plain_tree(parsed.path)
+    if isinstance(parsed, TreeSpec):
+        with source.plain_tree(parsed.path, cache=cache) as copy:
+            return build.build(copy, variant, cache=cache, spec_text=spec)
+    tree = source.debian_source(parsed.series, cache=cache)
     kernel = build.build(tree, variant, cache=cache, spec_text=spec)
     return dataclasses.replace(kernel, note=tree.note) if tree.note else kernel
 
 
 def _check_variant(spec: str, parsed: object, variant: str | None) -> None:
-    if not isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec) and \
-            variant not in (None, "", "base"):
-        raise UserError(f"--variant {variant} needs a kernel built by the lab "
-                        f"(debian-src:SERIES, git:PATH[@REV], tree:PATH), not {spec!r}")
+    if not isinstance(parsed, BUILT_KINDS) and variant not in (None, "", "base"):
+        added = "=" in (variant or "")
+        raise UserError(f"{'--kconfig-add' if added else '--variant'} ({variant}) needs a "
+                        "kernel built by the lab (debian-src:SERIES, git:PATH[@REV], "
+                        f"worktree:PATH, tree:PATH), not {spec!r}")
 
 
 def check(spec: str, *, cache: Path, variant: str | None = None) -> None:
@@ -170,10 +186,12 @@ def check(spec: str, *, cache: Path, variant: str | None = None) -> None:
 
     parsed = parse_spec(spec)
     _check_variant(spec, parsed, variant)
-    if isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec):
+    if isinstance(parsed, BUILT_KINDS):
         kconfig.compose(variant)
     if isinstance(parsed, GitSpec):
         source.git_commit(parsed.repo, parsed.rev, cache=cache)
+    elif isinstance(parsed, WorktreeSpec):
+        source.working_tree(parsed.repo, cache=cache)
     elif isinstance(parsed, TreeSpec):
         source.check_tree(parsed.path.expanduser().resolve())
     elif isinstance(parsed, PathSpec):
@@ -186,7 +204,7 @@ def resolve_kernel(spec: str, *, cache: Path, variant: str | None = None) -> Ker
     ``variant`` ("aio-off", "debug+aio-off") applies to built kernels only.
     """
     parsed = parse_spec(spec)
-    if isinstance(parsed, DebianSrcSpec | GitSpec | TreeSpec):
+    if isinstance(parsed, BUILT_KINDS):
         return _resolve_built(parsed, spec, cache=cache, variant=variant)
     _check_variant(spec, parsed, variant)
     if isinstance(parsed, PathSpec):

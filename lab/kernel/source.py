@@ -9,10 +9,17 @@ a fingerprint of a plain tree's files), one part of the build cache key.
   unpacked once into ``<cache>/sources/debian-src/<version>/``.
 - ``git:PATH[@REV]``: the commit checked out in the lab's clone of the
   repository (lab.kernel.worktree), one work tree per repository; the user's
-  checkout (and its .git) is only read, never written.
-- ``tree:PATH``: the directory itself; builds go out of tree (``O=``), so it
-  stays clean.  It must be clean already: Kbuild refuses ``O=`` next to an
-  in-tree .config.
+  checkout (and its .git) is only read, never written.  Without ``@REV`` it is
+  HEAD, and a working tree with uncommitted changes is refused: they would be
+  left out without a word.
+- ``worktree:PATH``: the working tree as it is, in that same clone: HEAD
+  checked out, the changed and untracked files copied over it.  Its identity
+  is ``worktree:<commit>+<digest of the changes>``; with no change it is the
+  commit's own (``git:<commit>``), the same build as ``git:PATH@<commit>``.
+- ``tree:PATH``: the directory's source files, copied into a lab-owned mirror
+  (lab.kernel.mirror) and built out of tree (``O=``) from there, so a tree the
+  developer also configures and builds in place (.config, objects) is never
+  written and never in the way.
 
 Entries are published atomically (lab.atomic), so an interrupted unpack leaves
 nothing that looks whole.
@@ -24,7 +31,6 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import os
 import re
 import shutil
 import time
@@ -35,7 +41,7 @@ from pathlib import Path
 from lab import atomic
 from lab.errors import InfraError, IntegrityError, UserError
 from lab.kernel import apt as aptlib
-from lab.kernel import debian, worktree
+from lab.kernel import debian, mirror, worktree
 from lab.kernel.catalogue import load_catalogue
 from lab.kernel.deb822 import in_series, version_key
 
@@ -49,9 +55,11 @@ _TREE_FILES = ("Makefile", "Kconfig", "arch/x86/Kconfig", "init/main.c")
 class SourceTree:
     """A kernel tree on disk and the identity of its content."""
 
-    kind: str  # "debian-src", "git", "tree"
+    kind: str  # "debian-src", "git", "worktree", "tree"
     path: Path
-    identity: str  # "debian-src:linux-source-7.2=7.2.13-1", "git:<sha>", "tree:<path>#<hash>"
+    # "debian-src:linux-source-7.2=7.2.13-1", "git:<sha>", "worktree:<sha>+<digest>",
+    # "tree:<path>#<hash>"
+    identity: str
     version: str  # from the top Makefile: "7.2.13"
     note: str = ""  # set when an older cached source stands in for the newest (fetch failed)
     # Names the object tree (lab.kernel.build) when the identity should not: every
@@ -70,12 +78,6 @@ def tree_version(path: Path) -> str:
         raise UserError(f"{path}/Makefile has no VERSION/PATCHLEVEL: not a Linux kernel tree")
     parts = [fields["VERSION"], fields["PATCHLEVEL"], fields.get("SUBLEVEL") or "0"]
     return ".".join(parts)
-
-
-def _check_clean(path: Path) -> None:
-    if (path / ".config").exists() or (path / "include" / "config").exists():
-        raise UserError(f"{path} has an in-tree build (.config); out-of-tree builds need a "
-                        f"clean tree: run `make -C {path} mrproper` first")
 
 
 # --- debian-src -----------------------------------------------------------------------------
@@ -211,22 +213,49 @@ class GitCommit:
         return f"git:{self.commit}"
 
 
-def git_commit(repo: Path, rev: str | None, *, cache: Path) -> GitCommit:
-    """Resolve ``rev`` (default HEAD) of ``repo`` to a commit, checking nothing out.
+def _resolve_commit(repo: Path, rev: str, *, cache: Path) -> tuple[Path, GitCommit]:
+    """The work tree's top and ``rev``'s commit in its repository, checking nothing out.
 
     The user's repository decides what a name means; a full commit id it does
     not have may be one the lab made in its clone (a revert check's commit).
     """
     log_path = worktree.clones_dir(cache) / "git.log"
     top = worktree.repo_top(repo, log_path=log_path)
-    want = rev or "HEAD"
-    commit = worktree.rev_commit(top, want, log_path=log_path)
-    clone = worktree.clone_for(top, cache=cache)
-    if commit is None and re.fullmatch(r"[0-9a-f]{40}", want):
-        commit = clone.commit(want)
+    commit = worktree.rev_commit(top, rev, log_path=log_path)
+    clone = worktree.clone_for(worktree.repo_main(top, log_path=log_path), cache=cache)
+    if commit is None and re.fullmatch(r"[0-9a-f]{40}", rev):
+        commit = clone.commit(rev)
     if commit is None:
-        raise UserError(f"git:{repo}@{want}: no such revision in {top}")
-    return GitCommit(commit=commit, clone=clone)
+        raise UserError(f"git:{repo}@{rev}: no such revision in {top}")
+    return top, GitCommit(commit=commit, clone=clone)
+
+
+def git_commit(repo: Path, rev: str | None, *, cache: Path) -> GitCommit:
+    """Resolve ``rev`` of ``repo`` to a commit, checking nothing out.
+
+    Without ``rev`` it is HEAD, which must then be what the working tree holds:
+    uncommitted changes are refused (UserError) rather than left out.  A named
+    revision (``@HEAD`` too) is built whatever the working tree holds.
+    """
+    if rev is None:
+        _refuse_uncommitted(repo, cache=cache)
+    return _resolve_commit(repo, rev or "HEAD", cache=cache)[1]
+
+
+def _refuse_uncommitted(repo: Path, *, cache: Path) -> None:
+    log_path = worktree.clones_dir(cache) / "git.log"
+    top = worktree.repo_top(repo, log_path=log_path)
+    head = worktree.rev_commit(top, "HEAD", log_path=log_path)
+    if head is None:
+        return  # no commit yet: _resolve_commit says so
+    changes = worktree.working_changes(top, head, log_path=log_path)
+    if changes.changes:
+        n = len(changes.changes)
+        raise UserError(
+            f"git:{repo} builds HEAD ({head[:12]}), but {n} file(s) in the working tree "
+            f"differ from it ({changes.modified} changed, {changes.untracked} untracked: "
+            f"{changes.changes[0].path}{', ...' if n > 1 else ''}); use worktree:{repo} to "
+            f"test them, or git:{repo}@HEAD to build the commit alone")
 
 
 @contextlib.contextmanager
@@ -247,34 +276,73 @@ def git_checkout(found: GitCommit) -> Iterator[SourceTree]:
                          slot=f"git-{found.clone.key}")
 
 
+# --- worktree -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkingTree:
+    """A git working tree as it is: its HEAD commit and what differs from it."""
+
+    found: GitCommit
+    changes: worktree.WorkingChanges
+
+    @property
+    def identity(self) -> str:
+        if not self.changes.changes:
+            return self.found.identity  # a clean tree is its commit: one build, one entry
+        return f"worktree:{self.found.commit}+{self.changes.digest}"
+
+
+def working_tree(repo: Path, *, cache: Path) -> WorkingTree:
+    """HEAD of the work tree at ``repo`` and its uncommitted changes, read, not checked out."""
+    top, found = _resolve_commit(repo, "HEAD", cache=cache)
+    return WorkingTree(found=found, changes=worktree.working_changes(
+        top, found.commit, log_path=found.clone.log_path))
+
+
+@contextlib.contextmanager
+def worktree_checkout(wt: WorkingTree) -> Iterator[SourceTree]:
+    """The clone's work tree at HEAD with the changes copied over it, locked (build inside).
+
+    It shares the clone's object trees with ``git:`` builds (slot ``git-<clone>``):
+    a rebuild after a one-file edit compiles that file and links.
+    """
+    overlay = wt.changes if wt.changes.changes else None
+    with wt.found.clone.checked_out(wt.found.commit, overlay=overlay) as tree:
+        try:
+            version = tree_version(tree)
+        except UserError:
+            raise UserError(f"worktree:{wt.changes.top} is not a Linux kernel tree (no "
+                            "Makefile, Kconfig, arch/x86/Kconfig, init/main.c)") from None
+        yield SourceTree(kind="worktree" if overlay else "git", path=tree,
+                         identity=wt.identity, version=version,
+                         slot=f"git-{wt.found.clone.key}")
+
+
 # --- tree -----------------------------------------------------------------------------------
 
 
-def tree_fingerprint(path: Path) -> str:
-    """A hash of every source file's name, size and mtime: an edit changes it (~1 s)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            st = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
-            h.update(f"{dirpath}/{name} {st.st_size} {st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def check_tree(path: Path) -> str:
-    """The version of a plain kernel tree the lab can build out of tree; else a UserError."""
+    """The version of a plain kernel tree; UserError when it is not one (reads no listing)."""
     if not path.is_dir():
         raise UserError(f"tree:{path}: no such directory")
-    version = tree_version(path)
-    _check_clean(path)
-    return version
+    return tree_version(path)
 
 
-def plain_tree(path: Path) -> SourceTree:
-    """A source directory used in place (built out of tree)."""
+@contextlib.contextmanager
+def plain_tree(path: Path, *, cache: Path) -> Iterator[SourceTree]:
+    """The tree's source files in the lab's copy of it, synced and locked until the block
+    ends (build inside); the tree itself, configured and built in place or not, is only read.
+
+    Every edit of one tree shares its object tree (lab.kernel.build keys it by path).
+    """
     path = path.expanduser().resolve()
-    version = check_tree(path)
-    return SourceTree(kind="tree", path=path,
-                      identity=f"tree:{path}#{tree_fingerprint(path)}", version=version)
+    check_tree(path)
+    with mirror.Mirror(path, cache=cache).synced() as synced:
+        missing = [f for f in _TREE_FILES if not (synced.tree / f).is_file()]
+        if missing:
+            raise UserError(f"tree:{path}: its .gitignore rules ignore {', '.join(missing)}; "
+                            "the lab builds the files they do not ignore")
+        yield SourceTree(kind="tree", path=synced.tree,
+                         identity=f"tree:{path}#{synced.fingerprint}",
+                         version=tree_version(synced.tree))

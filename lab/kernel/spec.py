@@ -3,9 +3,9 @@
 One registry maps a spec's ``KIND:`` prefix to its parser.  Anything without a
 known prefix is a path to a kernel image, which may carry its SHA-256
 (``PATH,sha256=HEX``: a reproducer names the image that ran, and the lab refuses
-a file that changed since).  ``debian-src:``, ``git:`` and
+a file that changed since).  ``debian-src:``, ``git:``, ``worktree:`` and
 ``tree:`` name sources that lab.kernel.build turns into kernels (with a config
-variant, given separately: ``--variant``).
+variant, given separately: ``--variant``, ``--kconfig-add``).
 """
 
 from __future__ import annotations
@@ -46,10 +46,21 @@ class DebianSrcSpec:
 
 @dataclass(frozen=True)
 class GitSpec:
-    """A local kernel git repository at a revision (default HEAD), built by the lab."""
+    """A local kernel git repository at a revision, built by the lab.
+
+    No revision means HEAD, and then the working tree must hold no uncommitted
+    change (lab.kernel.source refuses one: it would be silently left out).
+    """
 
     repo: Path
     rev: str | None = None
+
+
+@dataclass(frozen=True)
+class WorktreeSpec:
+    """A git working tree as it is: HEAD plus its uncommitted and untracked files, built."""
+
+    repo: Path
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,9 @@ class TreeSpec:
     path: Path
 
 
-KernelSpec = DebianSpec | PathSpec | DebianSrcSpec | GitSpec | TreeSpec
+KernelSpec = DebianSpec | PathSpec | DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec
+# The kinds the lab builds (they take a variant and added options).
+BUILT_KINDS = (DebianSrcSpec, GitSpec, WorktreeSpec, TreeSpec)
 
 # A Debian version with a revision ("UPSTREAM-REVISION"), optional epoch: the
 # metapackage's versions always carry a Debian revision, a series never does.
@@ -78,7 +91,8 @@ def valid_forms() -> str:
         "IMAGE[,modules=DIR][,sha256=HEX] (a bzImage/vmlinuz path; with its SHA-256, "
         "refused if the file changed), "
         f"debian-src:SERIES ({', '.join(_series_names())}, built), "
-        "git:PATH[@REV] (built), tree:PATH (built)"
+        "git:PATH[@REV] (a commit, built), worktree:PATH (HEAD and the uncommitted "
+        "changes, built), tree:PATH (built)"
     )
 
 
@@ -111,6 +125,14 @@ def _parse_git(text: str, rest: str) -> KernelSpec:
     return GitSpec(repo=Path(path).expanduser(), rev=rev or None)
 
 
+def _parse_worktree(text: str, rest: str) -> KernelSpec:
+    path, sep, rev = rest.rpartition("@")
+    if sep and path and rev and not Path(rest).expanduser().exists():
+        raise UserError(f"{text!r}: worktree:PATH builds the working tree as it is (its HEAD "
+                        f"and uncommitted changes); for a commit write git:{path}@{rev}")
+    return WorktreeSpec(repo=Path(rest).expanduser())
+
+
 def _parse_tree(text: str, rest: str) -> KernelSpec:
     return TreeSpec(path=Path(rest).expanduser())
 
@@ -120,6 +142,7 @@ _KINDS: dict[str, Callable[[str, str], KernelSpec]] = {
     "debian": _parse_debian,
     "debian-src": _parse_debian_src,
     "git": _parse_git,
+    "worktree": _parse_worktree,
     "tree": _parse_tree,
 }
 

@@ -4,7 +4,13 @@
 instead of exporting each commit: ``git checkout`` rewrites only the files that
 differ between two commits and leaves the others' mtimes alone, so make, in
 the one object tree of this clone (lab.kernel.build), recompiles only what
-changed.
+changed.  ``worktree:PATH`` builds the user's working tree as it is: its HEAD
+checked out here, then the files that differ from HEAD in the user's tree
+(``git diff HEAD``, and the untracked files .gitignore does not ignore) copied
+over it (``WorkingChanges``, ``Clone.checked_out(..., overlay=)``); a file is
+written only when its content changed, so a one-file edit costs one compile
+and a link.  Every work tree of a repository (``git worktree add``) shares its
+one clone.
 
 The clone is ``git clone --shared --no-checkout`` into
 ``<cache>/sources/git/<name>-<hash>/tree``: its objects are read from the user's
@@ -26,6 +32,8 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +46,9 @@ log = logging.getLogger("lab.kernel.source")
 
 TIMEOUT = 1800.0  # a first checkout of a kernel tree writes ~90,000 files
 _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+# In the user's repository: no index refresh written back, no lock taken (git status
+# and diff would otherwise update .git/index), and pathspecs taken literally.
+_READ_ONLY = {**_ENV, "GIT_OPTIONAL_LOCKS": "0", "GIT_LITERAL_PATHSPECS": "1"}
 
 
 def clones_dir(cache: Path) -> Path:
@@ -54,6 +65,15 @@ def repo_top(repo: Path, *, log_path: Path) -> Path:
     except proc.ProcessError:
         raise UserError(f"git:{repo}: not a git repository") from None
     return Path(out.strip().splitlines()[-1]).resolve()
+
+
+def repo_main(top: Path, *, log_path: Path) -> Path:
+    """The repository a work tree belongs to: ``top`` itself, or for a linked work tree
+    (``git worktree add``) the main one, so that all of them share one lab clone."""
+    out = proc.run(["git", "-C", str(top), "rev-parse", "--git-common-dir"],
+                   phase="source:git", log_path=log_path, timeout=60, env=_ENV).stdout
+    common = (top / out.strip().splitlines()[-1]).resolve()
+    return common.parent if common.name == ".git" else common
 
 
 def rev_commit(git_dir: Path, rev: str, *, log_path: Path) -> str | None:
@@ -96,28 +116,62 @@ class Clone:
         return rev_commit(self.tree, rev, log_path=self.log_path)
 
     @contextlib.contextmanager
-    def checked_out(self, commit: str) -> Iterator[Path]:
-        """The work tree at ``commit``, locked against other checkouts until the block ends."""
+    def checked_out(self, commit: str,
+                    overlay: WorkingChanges | None = None) -> Iterator[Path]:
+        """The work tree at ``commit`` (with ``overlay``'s files over it), locked against
+        other checkouts until the block ends."""
         lock = self.root / "tree.lock"
         with open(lock, "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 t0 = time.monotonic()
                 # The marker, not HEAD, says what the tree holds: a fresh --no-checkout
-                # clone's HEAD names a commit whose files are not there, and a checkout a
-                # kill cut short leaves no marker.
+                # clone's HEAD names a commit whose files are not there, and a checkout or
+                # copy a kill cut short leaves no marker.
                 marker = self.root / "checked-out"
-                if not marker.is_file() or marker.read_text().strip() != commit:
+                want = commit if overlay is None else f"{commit} {overlay.digest}"
+                have = marker.read_text().strip() if marker.is_file() else ""
+                if have != want:
                     marker.unlink(missing_ok=True)
-                    # -f: the tree is the lab's; a stray edit must not block a bisection.
-                    self.git("checkout", "--quiet", "--force", "--detach", commit,
-                             timeout=TIMEOUT)
-                    marker.write_text(commit + "\n")
-                    log.info("source: checked out %s in %s (%.1f s)", commit[:12], self.tree,
-                             time.monotonic() - t0)
+                    if have.split(" ")[0] != commit:
+                        # -f: the tree is the lab's; a stray edit must not block a bisection.
+                        self.git("checkout", "--quiet", "--force", "--detach", commit,
+                                 timeout=TIMEOUT)
+                    if overlay is not None or have != commit:
+                        # Copied files may be left from another overlay (or one cut short).
+                        self._overlay(commit, overlay)
+                    marker.write_text(want + "\n")
+                    log.info("source: checked out %s%s in %s (%.1f s)", commit[:12],
+                             f" + {len(overlay.changes)} changed file(s) from {overlay.top}"
+                             if overlay is not None else "", self.tree, time.monotonic() - t0)
                 yield self.tree
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _overlay(self, commit: str, overlay: WorkingChanges | None) -> None:
+        """Make the work tree ``commit`` plus ``overlay``: files the tree holds beyond
+        ``commit`` and the overlay go back to ``commit`` (or away), the overlay's files
+        are written where their content differs."""
+        wanted = {c.path for c in overlay.changes} if overlay is not None else set()
+        out = self.git("status", "--porcelain", "-z", "--untracked-files=all", "--ignored",
+                       "--no-renames", timeout=TIMEOUT)
+        restore: list[str] = []
+        for entry in _nul_split(out, where=f"git status in {self.tree}"):
+            code, path = entry[:2], entry[3:]
+            if path in wanted:
+                continue
+            if code in ("??", "!!"):
+                remove_file(self.tree, path)
+            else:
+                restore.append(path)
+        if restore:
+            listing = self.root / "restore.lst"
+            listing.write_bytes(b"".join(p.encode() + b"\0" for p in restore))
+            self.git("checkout", "--force", commit, f"--pathspec-from-file={listing}",
+                     "--pathspec-file-nul", timeout=TIMEOUT, env={"GIT_LITERAL_PATHSPECS": "1"})
+            listing.unlink()
+        if overlay is not None:
+            overlay.copy_into(self.tree)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Path]:
@@ -135,13 +189,15 @@ class Clone:
 
 
 def clone_key(top: Path) -> str:
-    """The clone's directory name: readable, and unique per repository path."""
+    """The clone's directory name: readable, and unique per repository path (the main
+    work tree's, ``repo_main``)."""
     digest = hashlib.sha256(str(top).encode()).hexdigest()[:12]
     return f"{top.name or 'repo'}-{digest}"
 
 
 def clone_for(top: Path, *, cache: Path) -> Clone:
-    """The lab's clone of the repository at ``top``, made on first use (seconds: no objects)."""
+    """The lab's clone of the repository at ``top`` (``repo_main``'s answer), made on first
+    use (seconds: no objects)."""
     base = clones_dir(cache)
     clone = Clone(repo=top, root=base / clone_key(top))
     if (clone.tree / ".git").is_dir():
@@ -167,3 +223,140 @@ def clone_for(top: Path, *, cache: Path) -> Clone:
     if not (clone.tree / ".git").is_dir():
         raise InfraError(f"{clone.root} has no clone after publishing", phase="source:git")
     return clone
+
+
+# --- a user's working tree ---------------------------------------------------------------
+
+
+def _nul_split(out: str, *, where: str) -> list[str]:
+    """git's ``-z`` output as a list; a newline in it is a message mixed in, not a path."""
+    items = [p for p in out.split("\0") if p]
+    odd = [p for p in items if "\n" in p]
+    if odd:
+        raise InfraError(f"{where}: unexpected output {odd[0][:200]!r}", phase="source:git")
+    return items
+
+
+def _state(path: Path) -> str:
+    """A file's state as git would name it: mode and a SHA-256 of its content, or deleted."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return "deleted"
+    if stat.S_ISLNK(st.st_mode):
+        return "120000 " + hashlib.sha256(os.readlink(path).encode()).hexdigest()
+    if not stat.S_ISREG(st.st_mode):
+        return "deleted"  # a directory where the file was: its files are listed themselves
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return f"{'100755' if st.st_mode & 0o111 else '100644'} {digest}"
+
+
+def remove_file(tree: Path, rel: str) -> None:
+    """Remove ``rel`` from ``tree``, and the directories that leaves empty."""
+    target = tree / rel
+    if target.is_dir() and not target.is_symlink():
+        return
+    target.unlink(missing_ok=True)
+    parent = target.parent
+    while parent != tree:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path where a working tree differs from its HEAD, and what it holds there."""
+
+    path: str
+    state: str  # "100644 <sha256>", "100755 ...", "120000 <sha256 of the target>", "deleted"
+
+
+@dataclass(frozen=True)
+class WorkingChanges:
+    """What a user's working tree holds beyond its HEAD commit, read without writing."""
+
+    top: Path
+    commit: str
+    changes: tuple[Change, ...]
+    modified: int  # tracked paths that differ from HEAD (staged or not, deleted included)
+    untracked: int  # files no .gitignore rule ignores
+
+    @property
+    def digest(self) -> str:
+        """A SHA-256 (short) of every changed path and its content: the build's identity."""
+        h = hashlib.sha256()
+        for c in self.changes:
+            h.update(f"{c.path}\0{c.state}\n".encode())
+        return h.hexdigest()[:16]
+
+    def copy_into(self, tree: Path) -> None:
+        """Write the changed files into ``tree`` where they differ; UserError when the user's
+        tree changed since it was read (the identity would not name what was built)."""
+        for c in sorted(self.changes, key=lambda c: (c.state != "deleted", c.path)):
+            src, dst = self.top / c.path, tree / c.path
+            if c.state == "deleted":
+                if _state(src) != "deleted":
+                    raise _moved(self.top, c.path)
+                if dst.is_dir() and not dst.is_symlink():
+                    continue
+                dst.unlink(missing_ok=True)
+                continue
+            if c.state.startswith("120000 "):
+                target = os.readlink(src) if src.is_symlink() else None
+                if target is None or _state(src) != c.state:
+                    raise _moved(self.top, c.path)
+                if dst.is_symlink() and os.readlink(dst) == target:
+                    continue
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.unlink(missing_ok=True)
+                dst.symlink_to(target)
+                continue
+            try:
+                data = src.read_bytes()
+            except OSError:
+                raise _moved(self.top, c.path) from None
+            mode, digest = c.state.split(" ", 1)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise _moved(self.top, c.path)
+            perm = 0o755 if mode == "100755" else 0o644
+            if (dst.is_file() and not dst.is_symlink() and dst.read_bytes() == data
+                    and (dst.stat().st_mode & 0o777) == perm):
+                continue  # unchanged since the last build: keep its mtime
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.is_symlink():
+                dst.unlink()
+            tmp = dst.with_name(f".{dst.name}.lab-new")
+            tmp.write_bytes(data)
+            tmp.chmod(perm)
+            os.replace(tmp, dst)
+
+
+def _moved(top: Path, path: str) -> UserError:
+    return UserError(f"{top / path} changed while the lab was reading {top}; run again "
+                     "once the edit is saved")
+
+
+def working_changes(top: Path, commit: str, *, log_path: Path) -> WorkingChanges:
+    """The files of the work tree at ``top`` that differ from ``commit`` (its HEAD): tracked
+    ones (``git diff``: staged, unstaged, deleted) and untracked ones .gitignore does not
+    ignore.  Reads only: the user's index is not refreshed, no lock is taken."""
+    def listed(*args: str) -> list[str]:
+        out = proc.run(["git", "-C", str(top), *args], phase="source:git", log_path=None,
+                       timeout=TIMEOUT, env=_READ_ONLY).stdout
+        return _nul_split(out, where=f"git {args[0]} in {top}")
+
+    try:
+        tracked = listed("diff", commit, "--name-only", "-z", "--no-renames",
+                         "--ignore-submodules=all", "--no-ext-diff", "--")
+        untracked = listed("ls-files", "-z", "--others", "--exclude-standard")
+    except proc.ProcessError as exc:
+        raise InfraError(f"reading the working tree {top}: {exc}", phase="source:git",
+                         log=log_path) from None
+    paths = sorted(set(tracked) | set(untracked))
+    return WorkingChanges(top=top, commit=commit,
+                          changes=tuple(Change(p, _state(top / p)) for p in paths),
+                          modified=len(set(tracked)), untracked=len(set(untracked) - set(tracked)))

@@ -1,8 +1,9 @@
 """The matrix's cells (kernel x variant) and how their tests are grouped onto workers.
 
-Every ``--kernel`` the lab builds (debian-src:, git:, tree:) gives one cell per
-``--variant`` (``base`` when none is given); a prebuilt kernel (Debian's, a
-bzImage) gives one cell and takes no variant.  With xdist each cell is one work
+Every ``--kernel`` the lab builds (debian-src:, git:, worktree:, tree:) gives one
+cell per ``--variant`` (``base`` when none is given), each with the
+``--kconfig-add`` options composed on (``base+CONFIG_KASAN=y``); a prebuilt
+kernel (Debian's, a bzImage) gives one cell and takes neither.  With xdist each cell is one work
 unit (lab.run.schedule), so a worker boots the cell's guest once and serves all
 of its tests; with fewer cells than workers each cell is split into ``splits``
 sub-units, each booting its own guest.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from lab.errors import UserError
 from lab.kernel import kconfig
-from lab.kernel.spec import DebianSrcSpec, GitSpec, TreeSpec, parse_spec
+from lab.kernel.spec import BUILT_KINDS, parse_spec
 from lab.results.cell import cell_label, split_repeat
 
 BASE = "base"
@@ -40,34 +41,41 @@ class Cell:
 
 def is_built(spec: str) -> bool:
     """Whether the lab builds this kernel (so that it takes a config variant)."""
-    return isinstance(parse_spec(spec), DebianSrcSpec | GitSpec | TreeSpec)
+    return isinstance(parse_spec(spec), BUILT_KINDS)
 
 
 def _unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(i.strip() for i in items if i.strip()))
 
 
-def matrix(kernels: Sequence[str], variants: Sequence[str | None]) -> list[Cell]:
+def matrix(kernels: Sequence[str], variants: Sequence[str | None],
+           kconfig_add: Sequence[str] = ()) -> list[Cell]:
     """The cells of ``--kernel`` x ``--variant``, in the order given; UserError when one is wrong.
 
     Variants multiply the kernels the lab builds; a variant other than ``base``
-    with no kernel to build is a variant for a prebuilt kernel, and the error names
-    that cell.  Each variant is composed (fragments read and checked) here, before
-    anything is fetched.
+    (or an added option) with no kernel to build is one for a prebuilt kernel, and
+    the error names that cell.  Each variant is composed with the added options
+    (fragments read, options parsed and checked) here, before anything is fetched.
     """
     specs = _unique(kernels)
     for spec in specs:
         parse_spec(spec)
+    for text in kconfig_add:
+        kconfig.parse_addition(text)  # a bad one is named alone, not inside a variant
+    given = [v for v in variants if v and v.strip()] or ([BASE] if kconfig_add else [])
     # Canonical names ("debug+aio-off" is "aio-off+debug"): one kernel, one cell.
-    names = _unique([kconfig.compose(v).variant for v in variants if v and v.strip()])
+    names = _unique([kconfig.compose(kconfig.with_additions(v, kconfig_add)).variant
+                     for v in given])
     built = [s for s in specs if is_built(s)]
     if not built:
         wrong = [n for n in names if n != BASE]
         if wrong and specs:
+            what, takes = ((f"--kconfig-add {kconfig_add[0]}", "added option") if kconfig_add
+                           else (f"--variant {wrong[0]}", "variant"))
             raise UserError(
-                f"--variant {wrong[0]} makes the cell {specs[0]} x {wrong[0]}, but {specs[0]} "
-                "is a prebuilt kernel and takes no variant; variants apply to kernels the lab "
-                "builds (debian-src:SERIES, git:PATH[@REV], tree:PATH)")
+                f"{what} makes the cell {specs[0]} x {wrong[0]}, but {specs[0]} is a prebuilt "
+                f"kernel and takes no {takes}; variants and added options apply to kernels "
+                "the lab builds (debian-src:SERIES, git:PATH[@REV], worktree:PATH, tree:PATH)")
         names = []
     cells: list[Cell] = []
     for spec in specs:

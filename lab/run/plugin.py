@@ -56,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lab-variant", action="append", default=[], metavar="NAME[+NAME]",
                 help="config variant for kernels the lab builds (kernels/*.config; "
                 "repeatable: each built kernel x each variant is a cell)")
+    g.addoption("--lab-kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
+                help="config option added to every variant of kernels the lab builds "
+                "(CONFIG_X=y|m|n, =NUMBER, =\"TEXT\"; repeatable)")
     g.addoption("--lab-shard", default=None, metavar="I/N",
                 help="run shard I of N of the cells x tests (stable hash)")
     g.addoption("--lab-known-issues", default=None, metavar="FILE",
@@ -152,7 +155,8 @@ def _cells(config: pytest.Config) -> list[Cell]:
     if CELLS_KEY not in config.stash:
         try:
             config.stash[CELLS_KEY] = cell_matrix(_kernel_specs(config),
-                                                  config.getoption("lab_variant"))
+                                                  config.getoption("lab_variant"),
+                                                  config.getoption("lab_kconfig_add"))
         except UserError as exc:
             raise pytest.UsageError(str(exc)) from None
     return config.stash[CELLS_KEY]

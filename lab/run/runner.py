@@ -61,6 +61,7 @@ class RunOptions:
     # Node ids after `--` select tests (lab.run.select); the rest goes to pytest.
     pytest_args: list[str] = field(default_factory=list)
     repeat: int = 1  # each selected test this many times, each its own record
+    kconfig_add: list[str] = field(default_factory=list)  # CONFIG_X=V, onto every variant
 
 
 def _check_host(cache: Path, results: Path) -> None:
@@ -86,7 +87,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
                         "omit it to pick a free one")
     slots.configured()  # a bad KERNEL_LAB_CPU_SLOTS, before anything starts
     cache = cache_root(opts.cache)
-    cells = matrix(kernels, opts.variants)
+    cells = matrix(kernels, opts.variants, opts.kconfig_add)
     for cell in cells:
         # Everything that needs no download or build, before the run directory exists.
         check_kernel(cell.spec, cache=cache, variant=cell.variant)
@@ -143,6 +144,8 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         args += ["--lab-kernel", spec]
     for variant in opts.variants:
         args += ["--lab-variant", variant]
+    for option in opts.kconfig_add:
+        args.append(f"--lab-kconfig-add={option}")
     if shard is not None:
         args += ["--lab-shard", str(shard)]
     args.append(f"--lab-known-issues={known_path}")

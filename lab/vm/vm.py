@@ -234,7 +234,8 @@ class Vm:
         name: str = "vm",
     ) -> None:
         self.kernel = kernel
-        self.name = name
+        # A file name: a variant's added option may hold "/" or quotes (CONFIG_X="a/b").
+        self.name = name = re.sub(r"[^A-Za-z0-9_.+=-]+", "_", name)
         self.cfg = config or VmConfig()
         self.cache = cache
         self.vmdir = run_dir / name
