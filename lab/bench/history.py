@@ -9,8 +9,9 @@ tree and changes give the same commit ids every time, and the history is kept
 under ``<cache>/histories/`` and reused: the lab's clone of it (and its object
 tree) then stays warm between runs, as a developer's does.
 
-The repository has a work tree that stays empty: nothing in the lab reads a
-user's checkout, only its objects.
+The repository's own work tree stays empty: its commits are always named
+(``git:REPO@COMMIT``; a bare ``git:REPO`` is refused, every file "deleted").  A
+worktree: test adds a linked work tree for a while (tests/test_devtree_real.py).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def make(cache: Path, tree: SourceTree, name: str, changes: Sequence[Change]) ->
 
 def forget_builds(cache: Path, top: Path) -> list[str]:
     """Remove the built kernels of every commit the lab's clone of ``top`` knows (the
-    history's, and reverts the lab made), so that a bisection over it builds again."""
+    history's, and reverts the lab made), with or without uncommitted changes on top
+    (``worktree:``), so that a bisection or a worktree build over it builds again."""
     from lab.kernel import build, worktree
     from lab.kernel.artifact import METADATA
 
@@ -135,7 +137,9 @@ def forget_builds(cache: Path, top: Path) -> list[str]:
         # The raw JSON: a shared cache may hold entries that newer code wrote.
         packages = json.loads(meta.read_text()).get("packages") or [""]
         ident = str(packages[0])
-        if ident.startswith("git:") and clone.commit(ident[4:]) == ident[4:]:
+        kind, _, rest = ident.partition(":")
+        commit = rest.partition("+")[0]
+        if kind in ("git", "worktree") and clone.commit(commit) == commit:
             shutil.rmtree(meta.parent)
             gone.append(ident)
     return gone
