@@ -68,6 +68,13 @@ def test_worktree_with_a_revision_says_to_use_git() -> None:
     assert "\n" not in msg and "git:/src/linux@v7.2" in msg
 
 
+def test_a_pinned_worktree_spec_names_a_commit_and_a_digest() -> None:
+    pin = "a" * 40 + "+" + "0123456789abcdef"
+    assert parse_spec(f"worktree:/src/linux@{pin}") == WorktreeSpec(Path("/src/linux"), pin)
+    with pytest.raises(UserError, match="for a commit write git:"):
+        parse_spec(f"worktree:/src/linux@{'a' * 40}")
+
+
 def test_a_worktree_path_with_an_at_sign_is_a_path(tmp_path: Path) -> None:
     (tmp_path / "linux@home").mkdir()
     assert parse_spec(f"worktree:{tmp_path}/linux@home") == WorktreeSpec(
@@ -270,3 +277,31 @@ def test_resolve_builds_the_worktree_and_a_clean_one_is_the_commit_s_build(
     assert len(outs) == 2 and all(f"git-{repo.name}-" in o for o in outs), outs
     assert resolve_kernel(f"worktree:{repo}", cache=cache, variant="debug") == edited
     assert makes() == 2  # a cache hit
+
+
+def test_a_reproducer_pins_the_worktree_s_state(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, head = _repo(tmp_path / "linux")
+    cache = tmp_path / "cache"
+    fake = GitAndFakeMake()
+    monkeypatch.setattr(proc, "run", fake)
+    assert resolve_kernel(f"worktree:{repo}", cache=cache).pinned_spec() == \
+        f"git:{repo}@{head}"  # clean: the commit
+    (repo / "fs" / "aio.c").write_text("int aio = 1;\n")
+    edited = resolve_kernel(f"worktree:{repo}", cache=cache)
+    pinned = edited.pinned_spec()
+    digest = source.working_tree(repo, cache=cache).changes.digest
+    assert pinned == f"worktree:{repo}@{head}+{digest}" == edited.identity()["pinned"]
+    (repo / "fs" / "aio.c").write_text("int aio = 2;\n")  # the tree moved on
+    again = resolve_kernel(pinned, cache=cache)  # the cached kernel of that state
+    assert again.image == edited.image and again.spec == pinned
+    check(pinned, cache=cache)
+    build_dir = edited.image.parent
+    subprocess.run(["rm", "-rf", str(build_dir)], check=True)  # no longer cached
+    with pytest.raises(UserError) as exc:
+        check(pinned, cache=cache)
+    msg = str(exc.value)
+    assert "not cached" in msg and f"worktree:{repo}" in msg and "\n" not in msg
+    (repo / "fs" / "aio.c").write_text("int aio = 1;\n")  # the same state again: built
+    assert resolve_kernel(pinned, cache=cache).identity()["source_id"] == \
+        f"worktree:{head}+{digest}"

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.kernel.spec import GitSpec, parse_spec
+from lab.kernel.spec import GitSpec, WorktreeSpec, parse_spec
 
 METADATA = "kernel.json"
 
@@ -88,16 +88,21 @@ class Kernel:
 
         One entry per kind of source; a kind the lab can only name as the user did
         (a Debian source series, a plain tree, whose content the identity's hash
-        records) keeps its spec.  A new kind says here how it is pinned (a working
-        tree: by its identity, the commit and the diff's hash).
+        records) keeps its spec.  A working tree is pinned by its commit and the
+        digest of its changes (``worktree:PATH@<commit>+<digest>``).
         """
         if self.source == "debian" and self.package_version:
             return f"debian:{self.package_version}"  # the package that ran, not the series
-        if self.source == "git" and self.packages and self.packages[0].startswith("git:"):
+        if self.source in ("git", "worktree") and self.packages:
             parsed = parse_spec(self.spec)
-            if isinstance(parsed, GitSpec):  # a full commit id, not a branch or HEAD
-                commit = self.packages[0].removeprefix("git:")
-                return f"git:{parsed.repo.expanduser().resolve()}@{commit}"
+            built = self.packages[0]
+            if isinstance(parsed, GitSpec | WorktreeSpec) and built.startswith("git:"):
+                # A full commit id, not a branch or HEAD (a clean working tree is its commit).
+                return f"git:{parsed.repo.expanduser().resolve()}@{built.removeprefix('git:')}"
+            if isinstance(parsed, WorktreeSpec) and built.startswith("worktree:"):
+                # The commit and the changes' digest: the cached kernel, or the same state.
+                pin = built.removeprefix("worktree:")
+                return f"worktree:{parsed.repo.expanduser().resolve()}@{pin}"
         if self.source == "path":
             modules = f",modules={self.modules}" if self.modules is not None else ""
             return f"{self.image}{modules},sha256={file_sha256(self.image)}"

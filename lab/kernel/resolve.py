@@ -15,6 +15,7 @@ import hashlib
 import logging
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab import atomic
 from lab.errors import InfraError, UserError
@@ -31,6 +32,9 @@ from lab.kernel.spec import (
     parse_spec,
 )
 from lab.kernel.versions import Versioned
+
+if TYPE_CHECKING:
+    from lab.kernel.source import WorkingTree
 
 log = logging.getLogger("lab.kernel.resolve")
 
@@ -156,7 +160,12 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, sp
             found = source.git_commit(parsed.repo, parsed.rev, cache=cache)
             identity, checkout = found.identity, source.git_checkout(found)
         else:
-            wt = source.working_tree(parsed.repo, cache=cache)
+            if parsed.pin:  # the build of that state, whatever the tree holds now
+                pinned = build.cached(f"worktree:{parsed.pin}", variant, cache=cache,
+                                      spec_text=spec)
+                if pinned is not None:
+                    return pinned
+            wt = _working_tree(parsed, cache=cache)
             identity, checkout = wt.identity, source.worktree_checkout(wt)
         hit = build.cached(identity, variant, cache=cache, spec_text=spec)
         if hit is not None:  # no checkout: another commit's build may be under way
@@ -171,6 +180,18 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, sp
     return dataclasses.replace(kernel, note=tree.note) if tree.note else kernel
 
 
+def _working_tree(parsed: WorktreeSpec, *, cache: Path) -> WorkingTree:
+    """The working tree's state; with a pin, it must be the pinned one."""
+    from lab.kernel import source
+
+    wt = source.working_tree(parsed.repo, cache=cache)
+    if parsed.pin and wt.identity != f"worktree:{parsed.pin}":
+        raise UserError(f"worktree:{parsed.repo}@{parsed.pin}: the kernel of that state is not "
+                        f"cached, and the working tree holds another now ({wt.identity}); "
+                        f"test what it holds with worktree:{parsed.repo}")
+    return wt
+
+
 def _check_variant(spec: str, parsed: object, variant: str | None) -> None:
     if not isinstance(parsed, BUILT_KINDS) and variant not in (None, "", "base"):
         added = "=" in (variant or "")
@@ -182,7 +203,7 @@ def _check_variant(spec: str, parsed: object, variant: str | None) -> None:
 def check(spec: str, *, cache: Path, variant: str | None = None) -> None:
     """Every check of ``spec`` and ``variant`` that costs no download and no build, so that
     a mistake is reported before a run directory exists (``resolve_kernel`` repeats them)."""
-    from lab.kernel import kconfig, source
+    from lab.kernel import build, kconfig, source
 
     parsed = parse_spec(spec)
     _check_variant(spec, parsed, variant)
@@ -191,7 +212,9 @@ def check(spec: str, *, cache: Path, variant: str | None = None) -> None:
     if isinstance(parsed, GitSpec):
         source.git_commit(parsed.repo, parsed.rev, cache=cache)
     elif isinstance(parsed, WorktreeSpec):
-        source.working_tree(parsed.repo, cache=cache)
+        if not (parsed.pin and build.cached(f"worktree:{parsed.pin}", variant, cache=cache,
+                                            spec_text=spec)):
+            _working_tree(parsed, cache=cache)
     elif isinstance(parsed, TreeSpec):
         source.check_tree(parsed.path.expanduser().resolve())
     elif isinstance(parsed, PathSpec):

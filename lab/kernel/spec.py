@@ -58,9 +58,15 @@ class GitSpec:
 
 @dataclass(frozen=True)
 class WorktreeSpec:
-    """A git working tree as it is: HEAD plus its uncommitted and untracked files, built."""
+    """A git working tree as it is: HEAD plus its uncommitted and untracked files, built.
+
+    ``pin`` (``worktree:PATH@<commit>+<digest>``, what a reproducer writes) names the
+    build of one state of the tree: the cached kernel, or the tree if it still holds
+    exactly that, else a UserError.
+    """
 
     repo: Path
+    pin: str | None = None  # "<commit>+<digest>"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ KernelSpec = DebianSpec | PathSpec | DebianSrcSpec | GitSpec | WorktreeSpec | Tr
 # The kinds the lab builds (they take a variant and added options).
 BUILT_KINDS = (DebianSrcSpec, GitSpec, WorktreeSpec, TreeSpec)
 
+# A working tree's state as lab.kernel.source names it: its commit and its changes' digest.
+WORKTREE_PIN = re.compile(r"[0-9a-f]{40}\+[0-9a-f]{16}")
 # A Debian version with a revision ("UPSTREAM-REVISION"), optional epoch: the
 # metapackage's versions always carry a Debian revision, a series never does.
 _DEBIAN_VERSION = re.compile(r"^(?:\d+:)?\d+(?:\.\d+)+[0-9A-Za-z.+~]*-[0-9A-Za-z.+~]+$")
@@ -127,6 +135,8 @@ def _parse_git(text: str, rest: str) -> KernelSpec:
 
 def _parse_worktree(text: str, rest: str) -> KernelSpec:
     path, sep, rev = rest.rpartition("@")
+    if sep and path and WORKTREE_PIN.fullmatch(rev):
+        return WorktreeSpec(repo=Path(path).expanduser(), pin=rev)
     if sep and path and rev and not Path(rest).expanduser().exists():
         raise UserError(f"{text!r}: worktree:PATH builds the working tree as it is (its HEAD "
                         f"and uncommitted changes); for a commit write git:{path}@{rev}")
