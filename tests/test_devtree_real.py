@@ -92,6 +92,8 @@ def test_worktree_builds_the_uncommitted_edit_and_the_record_names_it(tmp_path: 
             assert (k["spec"], k["source"], k["source_id"], k["variant"]) == (
                 f"worktree:{wt}", "worktree", wanted, VARIANT), k
             assert "-wt" in k["release"], k  # the added option stuck: uname -r says so
+            # A reproducer names this state of the tree, not whatever it holds later.
+            assert k["pinned"] == f"worktree:{wt.resolve()}@{wanted.removeprefix('worktree:')}"
             assert r["cell"].endswith(f"/{VARIANT}") and r["cell"] in r["test"]
         phases = [json.loads(x) for x in (run.run_dir / "phases.jsonl").read_text().splitlines()]
         first = next(p["seconds"] for p in phases if p["phase"] == "fetch")

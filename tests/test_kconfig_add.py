@@ -108,6 +108,24 @@ def test_additions_need_a_kernel_the_lab_builds() -> None:
         matrix(["debian-src:7.2"], [], ["KASAN=y"])
 
 
+def test_a_reproducer_names_the_added_options_and_they_make_the_same_cell() -> None:
+    import shlex
+
+    from lab.options import GuestOptions
+    from lab.results.record import Record
+    from lab.results.reproduce import for_record
+
+    variant = 'base+CONFIG_KASAN=y+CONFIG_LOCALVERSION="-a b"'
+    label = cell_label("debian-src:7.2", variant)
+    rec = Record(test=f"scenarios/aio/t.py::test_x[{label}]", verdict="FAIL", duration=1.0,
+                 cell=label, kernel={"spec": "debian-src:7.2", "pinned": "debian-src:7.2",
+                                     "variant": variant})
+    argv = shlex.split(for_record(rec, guest=GuestOptions()))
+    given = argv[argv.index("--variant") + 1]
+    assert given == variant and argv[-1] == "scenarios/aio/t.py::test_x"
+    assert [c.label for c in matrix(["debian-src:7.2"], [given])] == [label]
+
+
 def test_run_options_carry_additions_to_the_plugin() -> None:
     assert RunOptions(kernels=[], kconfig_add=["CONFIG_KASAN=y"]).kconfig_add == \
         ["CONFIG_KASAN=y"]
