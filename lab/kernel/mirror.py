@@ -80,10 +80,11 @@ class Mirror:
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         empty = self.root / "empty.git"
-        if not (empty / "HEAD").is_file():
-            proc.run(["git", "init", "--quiet", "--bare", str(empty)], phase="source:tree",
-                     log_path=self.root / "git.log", timeout=60, env=_ENV)
         try:
+            if not (empty / "HEAD").is_file():
+                self.root.mkdir(parents=True, exist_ok=True)
+                proc.run(["git", "init", "--quiet", "--bare", str(empty)], phase="source:tree",
+                         log_path=self.root / "git.log", timeout=60, env=_ENV)
             return proc.run(["git", f"--git-dir={empty}", f"--work-tree={self.path}", *args],
                             phase="source:tree", log_path=None, timeout=TIMEOUT,
                             cwd=self.path, env=_ENV, check=check)
