@@ -16,6 +16,7 @@ HOST_PACKAGES = [
 BUILD_PACKAGES = [
     "build-essential", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "cpio", "rsync",
     "pahole", "zstd", "ccache",
+    "git",  # git:, worktree: and tree: (lab/kernel/worktree.py, lab/kernel/mirror.py)
 ]
 # The report tests open report.html in headless Chromium (tests/browser.py).  udev:
 # users' hosts have it (every systemd host), and virtme-ng-init starts the host's udevd
