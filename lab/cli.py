@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from lab import options
-from lab.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, RUN_EXIT_CODES, LabError
+from lab.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    RUN_EXIT_CODES,
+    LabError,
+)
 from lab.options import ACCELS, GuestOptions, argtype
 
 log = logging.getLogger("lab")
@@ -258,11 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         print("lab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (`lab kernels | head`): nothing is wrong, and nothing more
-        # can be said to it (stdout to /dev/null, or Python complains again at exit).
+        # The reader went away (`lab kernels | head`): nothing more can be said to it
+        # (stdout to /dev/null, or Python complains again at exit).  The status is a
+        # shell's for a command that SIGPIPE ended, never 0: whatever the command was
+        # doing (a run, its verdicts) did not finish.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_BROKEN_PIPE
     except PermissionError as exc:
+        if exc.filename is None:
+            raise
         # Another user's files: a cache or run directory a run as root left behind.
         print(f"lab: error: {exc.strerror}: {exc.filename}; make it yours (sudo chown -R "
               f"$USER: ...) or give another directory (--cache, --results)", file=sys.stderr)

@@ -20,6 +20,8 @@ EXIT_INCONCLUSIVE = 4  # lab bisect named no culprit: only skipped commits left,
 # Ctrl-C: 128 + SIGINT, what a shell reports for a command SIGINT ended, so that a
 # script (or `make`) sees an interruption, not a usage error.
 EXIT_INTERRUPTED = 130
+# Its output's reader went away (`lab ... | head`): as a shell says of a command SIGPIPE ended.
+EXIT_BROKEN_PIPE = 141
 
 # What each exit status of `lab run` (and `lab rerun`) means: its --help lists them.
 RUN_EXIT_CODES = {
@@ -32,6 +34,8 @@ RUN_EXIT_CODES = {
                          "counts the reasons)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C): the records, summary, JUnit and report of what "
                       "ran are kept",
+    EXIT_BROKEN_PIPE: "the reader of the output went away (| head): what ran is kept, the "
+                      "run did not finish",
 }
 
 
