@@ -22,8 +22,9 @@ BUILD_PACKAGES = [
 # users' hosts have it (every systemd host), and virtme-ng-init starts the host's udevd
 # in the guest; the tests must boot on such a host (tests/test_vm_real.py).  python3-venv:
 # a normal user's venv of Debian's python3, where the wheel is installed and run
-# (tests/test_wheel_real.py).
-TEST_PACKAGES = ["chromium", "udev", "python3-venv"]
+# (tests/test_wheel_real.py).  pipx: how such a user runs nox (the README's quick start,
+# tests/test_readme_real.py).
+TEST_PACKAGES = ["chromium", "udev", "python3-venv", "pipx"]
 WORKFLOWS = [".github/workflows/nightly.yml"]
 
 

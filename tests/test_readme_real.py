@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostuser import normal_user
 
 from lab.kernel.resolve import resolve_kernel
 from lab.paths import REPO, cache_root
@@ -32,10 +33,12 @@ pytestmark = [pytest.mark.vm, pytest.mark.network, pytest.mark.build]
 
 README = REPO / "README.md"
 NOX_DEBIAN = "python3 -m nox -s lab -- --kernel debian:6.1 -k cancel"
+NOX_USER = "pipx run nox -s lab -- -k cancel"  # a normal user's, on Debian's python3
 NOX_TREE = ("cd ~/linux && python3 -m nox -f ~/kernel-lab/noxfile.py -s lab -- "
             "--kernel ./arch/x86/boot/bzImage -k cancel")
+NODE = "scenarios/aio/test_io_cancel.py::test_cancel_completed_is_einval"
 LAB_LINES = ("lab doctor", "lab kernels", "lab fetch debian:6.1",
-             "lab run --kernel debian:7.2 -k cancel")
+             "lab run --kernel debian:7.2 -k cancel", "lab run --help", f"lab run -- {NODE}")
 
 
 def code_lines() -> list[str]:
@@ -49,7 +52,7 @@ def code_lines() -> list[str]:
 
 def test_the_commands_this_test_runs_are_the_readmes() -> None:
     lines = code_lines()
-    for cmd in (NOX_DEBIAN, NOX_TREE, *LAB_LINES):
+    for cmd in (NOX_DEBIAN, NOX_USER, NOX_TREE, *LAB_LINES):
         assert cmd in lines, f"README.md no longer says {cmd!r}: run what it says instead"
 
 
@@ -134,3 +137,27 @@ def test_the_lab_commands_from_nox_lab_bin(home: Path, tmp_path: Path) -> None:
     run_dir = run_dir_of(outs["lab run --kernel debian:7.2 -k cancel"])
     assert run_dir.parent == tmp_path / "results"
     passed_some(run_dir)
+    assert "exit status:" in outs["lab run --help"] and "worktree:" in outs["lab run --help"]
+    one = records(run_dir_of(outs[f"lab run -- {NODE}"]))
+    assert [(r["test"].split("[")[0], r["verdict"]) for r in one] == [(NODE, "PASS")]
+
+
+def test_a_normal_user_runs_the_quick_start_in_a_clone_of_their_own() -> None:
+    """The quick start as most users meet it: their own clone, their own user, Debian's
+    python3 (which refuses `pip install nox`) and pipx, the host packages already there."""
+    user = normal_user()
+    home = user.tmp_dir("lab-readme-")
+    try:
+        clone = home / "kernel-lab"
+        res = user.run(["git", "clone", "-q", f"file://{REPO}", str(clone)], cwd=home,
+                       timeout=300)
+        assert res.returncode == 0, res.stdout
+        res = user.run(["bash", "-c", NOX_USER], cwd=clone, timeout=1800)
+        out = res.stdout
+        assert res.returncode == 0, out[-5000:]
+        run_dir = run_dir_of(out)
+        assert run_dir.parent == clone / "results"
+        recs = passed_some(run_dir)
+        assert {r["kernel"]["spec"] for r in recs} == {"debian:7.2"}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
