@@ -66,10 +66,11 @@ def test_a_run_says_how_it_boots_and_where_its_skips_are(tmp_path: Path) -> None
     assert "--cpus 2 --memory 2048M" in console.splitlines()[0]
     command_line = next(ln for ln in console.splitlines() if "Kernel command line:" in ln)
     assert " nokaslr" in command_line
-    # command.txt reproduces it pinned: the package that ran, the accelerator, the options.
+    # command.txt reproduces it pinned: the package that ran, the accelerator, the options;
+    # from any directory (the lab finds its own scenarios' node ids: no `cd` into the lab).
     command, given = (run.run_dir / "command.txt").read_text().splitlines()
     version = recs[0]["kernel"]["package_version"]
-    assert command == (f"cd {REPO} && lab run --kernel debian:{version}"
+    assert command == (f"lab run --kernel debian:{version}"
                        f" --accel {accel['name']} --cpus 2 --memory 2048M --append nokaslr -- "
                        f"'{NOOP}[debian:7.2]' scenarios/enosys/test_enosys.py")
     assert given.startswith("# as given: cd ") and "--kernel debian:7.2 " in given
