@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.kernel.spec import GitSpec, WorktreeSpec, parse_spec
+from lab.kernel.spec import GitSpec, PathSpec, WorktreeSpec, parse_spec, path_text
 
 METADATA = "kernel.json"
 
@@ -104,8 +104,7 @@ class Kernel:
                 pin = built.removeprefix("worktree:")
                 return f"worktree:{parsed.repo.expanduser().resolve()}@{pin}"
         if self.source == "path":
-            modules = f",modules={self.modules}" if self.modules is not None else ""
-            return f"{self.image}{modules},sha256={file_sha256(self.image)}"
+            return path_text(PathSpec(self.image, self.modules, file_sha256(self.image)))
         return self.spec
 
     def identity(self) -> dict[str, Any]:

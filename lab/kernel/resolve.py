@@ -30,6 +30,7 @@ from lab.kernel.spec import (
     TreeSpec,
     WorktreeSpec,
     parse_spec,
+    path_text,
 )
 from lab.kernel.versions import Versioned
 
@@ -115,8 +116,10 @@ def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
     image = spec.image
     if not image.is_file():
         where = "" if image.is_absolute() else f" (looked in {Path.cwd()})"
-        raise UserError(f"{image} does not exist (or is not a file){where}; give a bzImage "
-                        "or vmlinuz")
+        comma = (" (its commas are part of the path: the options are ,modules=DIR and "
+                 ",sha256=HEX)" if "," in str(image) else "")
+        raise UserError(f"{image} does not exist (or is not a file){where}{comma}; give a "
+                        "bzImage or vmlinuz")
     if spec.sha256 is not None:
         found = file_sha256(image)
         if found != spec.sha256:
@@ -144,6 +147,12 @@ def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
 def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
     image, release, modules = _check_path(spec)
     image = image.resolve()
+    # The pin names the resolved files: a link may lead to a path the form cannot carry.
+    named = PathSpec(image, modules, "0" * 64)
+    if parse_spec(path_text(named)) != named:
+        raise UserError(f"{image} (from {spec.image}) cannot be named in a reproducer "
+                        "(IMAGE[,modules=DIR][,sha256=HEX] reads its ',modules=' or "
+                        "',sha256=' as an option); give the image from another directory")
     config, origin = _config_of(image, release, modules, cache)
     return Kernel(spec=text, release=release, image=image, modules=modules,
                   config=config, config_source=origin, source="path")
