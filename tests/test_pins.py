@@ -13,8 +13,12 @@ import pytest
 from test_fetch import _bzimage
 
 from lab.errors import UserError
+from lab.kernel import artifact
+from lab.kernel.artifact import Kernel
 from lab.kernel.resolve import resolve_kernel
 from lab.kernel.spec import PathSpec, parse_spec
+from lab.vm import session
+from lab.vm.vm import VmConfig
 
 SHA = "ab" * 32
 
@@ -84,3 +88,64 @@ def test_a_missing_image_with_a_comma_says_the_comma_is_part_of_the_path(tmp_pat
     with pytest.raises(UserError, match="does not exist") as exc:
         resolve_kernel(f"{tmp_path}/bzImage,modulse=/m", cache=tmp_path)
     assert ",modules=DIR" in str(exc.value)
+
+
+# -- an image is hashed once, when it is resolved --------------------------------------------
+
+
+def _image(tmp_path: Path, release: str = "7.2.0") -> Path:
+    image = tmp_path / "linux" / "arch" / "x86" / "boot" / "bzImage"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes(_bzimage(release))
+    return image
+
+
+def test_the_pin_names_the_image_as_it_was_resolved(tmp_path: Path) -> None:
+    image = _image(tmp_path)
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    k = resolve_kernel(str(image), cache=tmp_path / "cache")
+    assert k.image_sha256 == digest
+    # `make` during a long run: records written after it still name what was resolved.
+    image.write_bytes(_bzimage("7.2.0") + b"rebuilt")
+    assert k.pinned_spec() == f"{image},sha256={digest}"
+    assert k.identity()["pinned"] == f"{image},sha256={digest}"
+    assert k.identity()["image_sha256"] == digest
+    # The cache entry's round trip keeps it.
+    assert Kernel.from_json(k.to_json(tmp_path), tmp_path).image_sha256 == digest
+
+
+def _machine(k: Kernel, tmp_path: Path) -> session.Machine:
+    return session.Machine(k, run_dir=tmp_path, cache=tmp_path / "cache",
+                           config=VmConfig(accel="tcg"), name="t", call_timeout=10,
+                           max_reboots=3)
+
+
+def test_a_guest_is_not_booted_from_an_image_that_changed_since(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _image(tmp_path)
+    k = resolve_kernel(str(image), cache=tmp_path / "cache")
+    booted: list[Path] = []
+    monkeypatch.setattr(session.Machine, "_start_or_retry",
+                        lambda self: booted.append(self.kernel.image))
+    machine = _machine(k, tmp_path)
+    machine.start()  # the same file: boots
+    assert booted == [image]
+    image.write_bytes(_bzimage("7.2.1"))  # a guest replaced after a crash would boot this
+    new = hashlib.sha256(image.read_bytes()).hexdigest()
+    with pytest.raises(session.ImageChanged) as exc:
+        machine.start()
+    assert booted == [image]
+    msg = str(exc.value)
+    assert "\n" not in msg and str(image) in msg and k.image_sha256 in msg and new in msg
+    # The run stops where a crash loop stops it (lab.run.plugin catches RebootLimit).
+    assert isinstance(exc.value, session.RebootLimit)
+
+
+def test_a_kernel_of_the_lab_s_cache_is_not_rehashed_at_boot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _image(tmp_path)
+    k = Kernel(spec="debian:7.2", release="7.2.0", image=image, source="debian",
+               package_version="7.2.13-1")
+    monkeypatch.setattr(session.Machine, "_start_or_retry", lambda self: None)
+    monkeypatch.setattr(artifact, "file_sha256", lambda path: pytest.fail("hashed"))
+    _machine(k, tmp_path).start()

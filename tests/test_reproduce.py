@@ -64,7 +64,8 @@ def test_each_kind_of_kernel_pins_to_what_ran(tmp_path: Path) -> None:
     git = Kernel(spec=f"git:{tmp_path}/linux@main", release="7.2.0", image=image,
                  source="git", variant="base", packages=(f"git:{commit}",))
     assert git.pinned_spec() == f"git:{tmp_path}/linux@{commit}"
-    path = Kernel(spec="./bzImage", release="7.2.0", image=image, modules=tmp_path / "7.2.0")
+    path = Kernel(spec="./bzImage", release="7.2.0", image=image, modules=tmp_path / "7.2.0",
+                  image_sha256=digest)  # as resolved (tests/test_pins.py)
     assert path.pinned_spec() == f"{image},modules={tmp_path / '7.2.0'},sha256={digest}"
     # A pinned path parses back to the same file and digest.
     assert parse_spec(path.pinned_spec()) == PathSpec(image, tmp_path / "7.2.0", digest)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from lab import atomic
 from lab.errors import InfraError, UserError
 from lab.kernel import debian, ikconfig
-from lab.kernel.artifact import Kernel
+from lab.kernel.artifact import Kernel, file_sha256
 from lab.kernel.spec import (
     BUILT_KINDS,
     DebianSpec,
@@ -109,10 +109,18 @@ def _config_of(image: Path, release: str, modules: Path | None,
     return None, ""
 
 
+def _image_digest(image: Path, want: str | None) -> str:
+    """The image's SHA-256, which must be ``want`` when the spec names one."""
+    found = file_sha256(image)
+    if want is not None and found != want:
+        raise UserError(f"{image} has SHA-256 {found}, not the {want} the spec names: the "
+                        "file changed since; rebuild that kernel, or drop ,sha256= to test "
+                        "the file as it is")
+    return found
+
+
 def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
     """(image, release, modules) of a path spec, checked; a UserError says what is wrong."""
-    from lab.kernel.artifact import file_sha256
-
     image = spec.image
     if not image.is_file():
         where = "" if image.is_absolute() else f" (looked in {Path.cwd()})"
@@ -121,11 +129,7 @@ def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
         raise UserError(f"{image} does not exist (or is not a file){where}{comma}; give a "
                         "bzImage or vmlinuz")
     if spec.sha256 is not None:
-        found = file_sha256(image)
-        if found != spec.sha256:
-            raise UserError(f"{image} has SHA-256 {found}, not the {spec.sha256} the spec "
-                            "names: the file changed since; rebuild that kernel, or drop "
-                            ",sha256= to test the file as it is")
+        _image_digest(image, spec.sha256)
     release = image_release(image)
     if release is None:
         raise UserError(
@@ -147,15 +151,18 @@ def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
 def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
     image, release, modules = _check_path(spec)
     image = image.resolve()
+    # Once, here: every record and reproducer of the run names this digest, and every
+    # boot checks the file still has it (lab.vm.session).
+    digest = _image_digest(image, spec.sha256)
     # The pin names the resolved files: a link may lead to a path the form cannot carry.
-    named = PathSpec(image, modules, "0" * 64)
+    named = PathSpec(image, modules, digest)
     if parse_spec(path_text(named)) != named:
         raise UserError(f"{image} (from {spec.image}) cannot be named in a reproducer "
                         "(IMAGE[,modules=DIR][,sha256=HEX] reads its ',modules=' or "
                         "',sha256=' as an option); give the image from another directory")
     config, origin = _config_of(image, release, modules, cache)
     return Kernel(spec=text, release=release, image=image, modules=modules,
-                  config=config, config_source=origin, source="path")
+                  config=config, config_source=origin, source="path", image_sha256=digest)
 
 
 def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, spec: str, *,
