@@ -23,13 +23,10 @@ tree's own Makefile is such a rule, and the lab reads the top level without it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import filecmp
 import hashlib
 import json
 import logging
 import os
-import shutil
 import stat
 import subprocess
 import time
@@ -126,13 +123,8 @@ class Mirror:
     @contextlib.contextmanager
     def synced(self) -> Iterator[Synced]:
         """The copy, synced from the tree and locked until the block ends (build inside)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "tree.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield self._sync()
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with atomic.locked(self.root / "tree.lock"):
+            yield self._sync()
 
     def _sync(self) -> Synced:
         t0 = time.monotonic()
@@ -204,26 +196,9 @@ def _files_under(root: Path) -> set[str]:
 
 
 def _copy(src: Path, dst: Path, st: os.stat_result) -> int:
-    """Make ``dst`` hold what ``src`` holds; 1 when it was written, 0 when it already did."""
+    """Make ``dst`` hold what ``src`` holds; 1 when it was written, 0 when it already did
+    (a touched file keeps the copy's mtime: nothing to rebuild)."""
     if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(src)
-        if dst.is_symlink() and os.readlink(dst) == target:
-            return 0
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.is_dir() and not dst.is_symlink():
-            shutil.rmtree(dst)
-        dst.unlink(missing_ok=True)
-        dst.symlink_to(target)
-        return 1
-    perm = 0o755 if st.st_mode & 0o111 else 0o644
-    if (dst.is_file() and not dst.is_symlink() and (dst.stat().st_mode & 0o777) == perm
-            and filecmp.cmp(src, dst, shallow=False)):
-        return 0  # touched, not changed: keep the copy's mtime (nothing to rebuild)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_symlink():
-        dst.unlink()
-    tmp = dst.with_name(f".{dst.name}.lab-new")
-    shutil.copyfile(src, tmp)  # not copy2: the copy's mtime is now, newer than its objects
-    tmp.chmod(perm)
-    os.replace(tmp, dst)
-    return 1
+        return int(atomic.put_symlink(dst, os.readlink(src)))
+    # The copy's mtime is the time of the copy, newer than its objects.
+    return int(atomic.put_file(dst, src.read_bytes(), executable=bool(st.st_mode & 0o111)))

@@ -35,7 +35,7 @@ from lab.kernel.spec import (
 from lab.kernel.versions import Versioned
 
 if TYPE_CHECKING:
-    from lab.kernel.source import WorkingTree
+    from lab.kernel.source import GitCommit
 
 log = logging.getLogger("lab.kernel.resolve")
 
@@ -171,22 +171,20 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, sp
 
     kconfig.compose(variant)  # an unknown variant or a bad fragment: before any download
     if isinstance(parsed, GitSpec | WorktreeSpec):
-        # The context managers are made here and entered below: nothing is checked out yet.
+        # Read, not checked out yet: a cached build needs no checkout.
         if isinstance(parsed, GitSpec):
             found = source.git_commit(parsed.repo, parsed.rev, cache=cache)
-            identity, checkout = found.identity, source.git_checkout(found)
         else:
             if parsed.pin:  # the build of that state, whatever the tree holds now
                 pinned = build.cached(f"worktree:{parsed.pin}", variant, cache=cache,
                                       spec_text=spec)
                 if pinned is not None:
                     return pinned
-            wt = _working_tree(parsed, cache=cache)
-            identity, checkout = wt.identity, source.worktree_checkout(wt)
-        hit = build.cached(identity, variant, cache=cache, spec_text=spec)
+            found = _working_tree(parsed, cache=cache)
+        hit = build.cached(found.identity, variant, cache=cache, spec_text=spec)
         if hit is not None:  # no checkout: another commit's build may be under way
             return hit
-        with checkout as checked_out:
+        with source.git_checkout(found) as checked_out:
             return build.build(checked_out, variant, cache=cache, spec_text=spec)
     if isinstance(parsed, TreeSpec):
         with source.plain_tree(parsed.path, cache=cache) as copy:
@@ -196,7 +194,7 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, sp
     return dataclasses.replace(kernel, note=tree.note) if tree.note else kernel
 
 
-def _working_tree(parsed: WorktreeSpec, *, cache: Path) -> WorkingTree:
+def _working_tree(parsed: WorktreeSpec, *, cache: Path) -> GitCommit:
     """The working tree's state; with a pin, it must be the pinned one."""
     from lab.kernel import source
 

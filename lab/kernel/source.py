@@ -203,14 +203,23 @@ def _after_publish(final: Path) -> SourceTree:
 
 @dataclass(frozen=True)
 class GitCommit:
-    """A commit of a user's repository and the lab's clone that checks it out."""
+    """A commit of a user's repository and the lab's clone that checks it out, with the
+    working tree's changes over it for ``worktree:`` (``working_tree``)."""
 
     commit: str
     clone: worktree.Clone
+    changes: worktree.WorkingChanges | None = None
+
+    @property
+    def overlay(self) -> worktree.WorkingChanges | None:
+        """The changes to copy over the commit; None for a commit alone or a clean tree."""
+        return self.changes if self.changes is not None and self.changes.changes else None
 
     @property
     def identity(self) -> str:
-        return f"git:{self.commit}"
+        if self.overlay is None:
+            return f"git:{self.commit}"  # a clean working tree is its commit: one build
+        return f"worktree:{self.commit}+{self.overlay.digest}"
 
 
 def _resolve_commit(repo: Path, rev: str, *, cache: Path) -> tuple[Path, GitCommit]:
@@ -258,65 +267,34 @@ def _refuse_uncommitted(repo: Path, *, cache: Path) -> None:
             f"test them, or git:{repo}@HEAD to build the commit alone")
 
 
+def working_tree(repo: Path, *, cache: Path) -> GitCommit:
+    """HEAD of the work tree at ``repo`` and its uncommitted changes, read, not checked out."""
+    top, found = _resolve_commit(repo, "HEAD", cache=cache)
+    changes = worktree.working_changes(top, found.commit, log_path=found.clone.log_path)
+    return dataclasses.replace(found, changes=changes)
+
+
 @contextlib.contextmanager
 def git_checkout(found: GitCommit) -> Iterator[SourceTree]:
-    """The clone's work tree at the commit, locked until the block ends (build inside it).
+    """The clone's work tree at the commit (and a working tree's changes copied over it),
+    locked until the block ends (build inside it).
 
-    Every commit of one repository shares the slot ``git-<clone>``, hence one
-    object tree per variant: a step to a nearby commit rebuilds what changed.
+    Every commit of one repository, with changes or not, shares the slot
+    ``git-<clone>``, hence one object tree per variant: a step to a nearby commit,
+    or a rebuild after a one-file edit, compiles what changed and links.
     """
-    with found.clone.checked_out(found.commit) as tree:
+    overlay = found.overlay
+    with found.clone.checked_out(found.commit, overlay=overlay) as tree:
         try:
             version = tree_version(tree)
         except UserError:  # not a kernel at that commit: the user's to fix
-            raise UserError(f"git:{found.clone.repo}@{found.commit[:12]} is not a Linux "
-                            "kernel tree (no Makefile, Kconfig, arch/x86/Kconfig, "
-                            "init/main.c)") from None
-        yield SourceTree(kind="git", path=tree, identity=found.identity, version=version,
+            spec = (f"worktree:{overlay.top}" if overlay is not None
+                    else f"git:{found.clone.repo}@{found.commit[:12]}")
+            raise UserError(f"{spec} is not a Linux kernel tree (no "
+                            f"{', '.join(_TREE_FILES)})") from None
+        yield SourceTree(kind="git" if overlay is None else "worktree", path=tree,
+                         identity=found.identity, version=version,
                          slot=f"git-{found.clone.key}")
-
-
-# --- worktree -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkingTree:
-    """A git working tree as it is: its HEAD commit and what differs from it."""
-
-    found: GitCommit
-    changes: worktree.WorkingChanges
-
-    @property
-    def identity(self) -> str:
-        if not self.changes.changes:
-            return self.found.identity  # a clean tree is its commit: one build, one entry
-        return f"worktree:{self.found.commit}+{self.changes.digest}"
-
-
-def working_tree(repo: Path, *, cache: Path) -> WorkingTree:
-    """HEAD of the work tree at ``repo`` and its uncommitted changes, read, not checked out."""
-    top, found = _resolve_commit(repo, "HEAD", cache=cache)
-    return WorkingTree(found=found, changes=worktree.working_changes(
-        top, found.commit, log_path=found.clone.log_path))
-
-
-@contextlib.contextmanager
-def worktree_checkout(wt: WorkingTree) -> Iterator[SourceTree]:
-    """The clone's work tree at HEAD with the changes copied over it, locked (build inside).
-
-    It shares the clone's object trees with ``git:`` builds (slot ``git-<clone>``):
-    a rebuild after a one-file edit compiles that file and links.
-    """
-    overlay = wt.changes if wt.changes.changes else None
-    with wt.found.clone.checked_out(wt.found.commit, overlay=overlay) as tree:
-        try:
-            version = tree_version(tree)
-        except UserError:
-            raise UserError(f"worktree:{wt.changes.top} is not a Linux kernel tree (no "
-                            "Makefile, Kconfig, arch/x86/Kconfig, init/main.c)") from None
-        yield SourceTree(kind="worktree" if overlay else "git", path=tree,
-                         identity=wt.identity, version=version,
-                         slot=f"git-{wt.found.clone.key}")
 
 
 # --- tree -----------------------------------------------------------------------------------
