@@ -7,16 +7,25 @@ record is written), a Debian source's exact version, a plain tree's content.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_fetch import _bzimage
+from test_kconfig import FakeMake, _fake_tree
 
+from lab import proc
 from lab.errors import UserError
-from lab.kernel import artifact
+from lab.kernel import apt as aptlib
+from lab.kernel import artifact, build, source
+from lab.kernel.apt import Apt
 from lab.kernel.artifact import Kernel
+from lab.kernel.catalogue import load_catalogue
 from lab.kernel.resolve import resolve_kernel
-from lab.kernel.spec import PathSpec, parse_spec
+from lab.kernel.spec import DebianSrcSpec, PathSpec, parse_spec, valid_forms
 from lab.vm import session
 from lab.vm.vm import VmConfig
 
@@ -149,3 +158,137 @@ def test_a_kernel_of_the_lab_s_cache_is_not_rehashed_at_boot(
     monkeypatch.setattr(session.Machine, "_start_or_retry", lambda self: None)
     monkeypatch.setattr(artifact, "file_sha256", lambda path: pytest.fail("hashed"))
     _machine(k, tmp_path).start()
+
+
+# -- a Debian source's exact version ---------------------------------------------------------
+
+
+def test_debian_src_takes_an_exact_version() -> None:
+    assert parse_spec("debian-src:7.2.13-1") == DebianSrcSpec("7.2", exact="7.2.13-1")
+    assert parse_spec("debian-src:7.3.4-1~bpo13+1") == DebianSrcSpec("7.3", "7.3.4-1~bpo13+1")
+    assert parse_spec("debian-src:7.2") == DebianSrcSpec("7.2")
+    assert "debian-src:VERSION" in valid_forms()
+    with pytest.raises(UserError) as exc:
+        parse_spec("debian-src:5.10.1-1")
+    assert "6.1, 6.12, 7.2, 7.3" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_debian_src_kernel_pins_to_its_version() -> None:
+    k = Kernel(spec="debian-src:7.2", release="7.2.13", image=Path("/c/bzImage"),
+               source="debian-src", variant="base",
+               packages=("debian-src:linux-source-7.2=7.2.13-1",))
+    assert k.pinned_spec() == "debian-src:7.2.13-1"
+    assert parse_spec(k.pinned_spec()) == DebianSrcSpec("7.2", exact="7.2.13-1")
+
+
+class FakeSourceHost:
+    """apt's side of debian-src: lists that hold ``listed`` versions of linux-source-7.2
+    (a real .deb of a fake tree behind each); dpkg-deb and tar run for real."""
+
+    def __init__(self, tmp_path: Path, listed: list[str]) -> None:
+        self.calls: list[list[str]] = []
+        self.debs: dict[str, Path] = {}
+        for version in listed:
+            self.debs[version] = self._deb(tmp_path / "debs" / version, version)
+        self.listed = listed
+
+    @staticmethod
+    def _deb(where: Path, version: str) -> Path:
+        tree = _fake_tree(where / "linux-source-7.2")
+        (tree / "VERSION.txt").write_text(version)
+        pkg = where / "pkg"
+        (pkg / "DEBIAN").mkdir(parents=True)
+        (pkg / "DEBIAN" / "control").write_text(
+            f"Package: linux-source-7.2\nVersion: {version}\nArchitecture: all\n"
+            "Maintainer: t <t@example.org>\nDescription: t\n")
+        (pkg / "usr" / "src").mkdir(parents=True)
+        subprocess.run(["tar", "-cJf", str(pkg / "usr/src/linux-source-7.2.tar.xz"), "-C",
+                        str(where), "linux-source-7.2"], check=True)
+        subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(pkg), str(where / "out.deb")],
+                       check=True, capture_output=True)
+        return where / "out.deb"
+
+    def __call__(self, argv: Sequence[str], **kw: Any) -> str:
+        self.calls.append(list(argv))
+        if argv[0] in ("dpkg-deb", "tar"):
+            return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+        args = list(argv[3:])
+        if args[0] == "update":
+            lists = tmp_lists(argv)
+            lists.mkdir(parents=True, exist_ok=True)
+            (lists / "x_Packages").write_text("")
+            return ""
+        if args[:2] == ["show", "linux-source-7.2"]:
+            return "\n".join(
+                f"Package: linux-source-7.2\nVersion: {v}\nFilename: pool/l_{v}_all.deb\n"
+                f"Size: {self.debs[v].stat().st_size}\n"
+                f"SHA256: {hashlib.sha256(self.debs[v].read_bytes()).hexdigest()}\n"
+                for v in self.listed)
+        if args[0] == "download":
+            version = args[1].split("=", 1)[1]
+            shutil.copy(self.debs[version], Path(kw["cwd"]) / f"linux-source-7.2_{version}_all.deb")
+            return ""
+        raise AssertionError(f"unexpected {argv}")
+
+    def tools(self) -> list[str]:
+        return [" ".join(c[i] for i in ((0, 3) if c[0].startswith("apt") else (0,)))
+                for c in self.calls]
+
+
+def tmp_lists(argv: Sequence[str]) -> Path:
+    return Path(argv[2]).parent / "lists"
+
+
+def _fresh_lists(cache: Path) -> None:
+    apt = Apt(cache, load_catalogue())
+    apt.lists.mkdir(parents=True)
+    (apt.lists / "x_Packages").write_text("")
+    apt.stamp.write_text(apt._sources_digest() + "\n")
+
+
+def test_an_exact_debian_source_is_that_version_not_the_newest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    fake = FakeSourceHost(tmp_path, ["7.2.13-1", "7.2.14-1"])
+    monkeypatch.setattr(aptlib, "run_tool", fake)
+    _fresh_lists(cache)
+    tree = source.debian_source("7.2", exact="7.2.13-1", cache=cache)
+    assert tree.identity == "debian-src:linux-source-7.2=7.2.13-1"
+    assert (tree.path / "VERSION.txt").read_text() == "7.2.13-1"
+    assert "apt-get download" in fake.tools()
+    # The exact one is then served from the cache alone, with no lists read.
+    fake.calls.clear()
+    assert source.debian_source("7.2", exact="7.2.13-1", cache=cache).path == tree.path
+    assert fake.calls == []
+    # The series is still its newest in the lists, not an older exact entry of the cache;
+    # once cached, it is found from the local lists alone (no update, no download).
+    assert source.debian_source("7.2", cache=cache).identity.endswith("=7.2.14-1")
+    fake.calls.clear()
+    assert source.debian_source("7.2", cache=cache).identity.endswith("=7.2.14-1")
+    assert fake.tools() == ["apt-cache show"]
+
+
+def test_a_pinned_debian_source_builds_that_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(aptlib, "run_tool", FakeSourceHost(tmp_path, ["7.2.13-1", "7.2.14-1"]))
+    monkeypatch.setattr(proc, "run", FakeMake())
+    _fresh_lists(cache)
+    k = resolve_kernel("debian-src:7.2.13-1", cache=cache, variant="base")
+    assert k.identity()["source_id"] == "debian-src:linux-source-7.2=7.2.13-1"
+    assert k.pinned_spec() == "debian-src:7.2.13-1"
+    assert k.image.is_relative_to(build.built_dir(cache))
+
+
+def test_an_exact_debian_source_neither_cached_nor_listed_names_what_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    fake = FakeSourceHost(tmp_path, ["7.2.14-1", "7.2.15-1"])
+    monkeypatch.setattr(aptlib, "run_tool", fake)
+    _fresh_lists(cache)
+    with pytest.raises(UserError) as exc:
+        source.debian_source("7.2", exact="7.2.13-1", cache=cache)
+    msg = str(exc.value)
+    assert "\n" not in msg and "linux-source-7.2 7.2.13-1" in msg
+    assert "7.2.15-1, 7.2.14-1" in msg
+    assert "apt-get update" in fake.tools()  # the lists were refreshed before saying so

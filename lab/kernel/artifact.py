@@ -111,6 +111,9 @@ class Kernel:
                 # The commit and the changes' digest: the cached kernel, or the same state.
                 pin = built.removeprefix("worktree:")
                 return f"worktree:{parsed.repo.expanduser().resolve()}@{pin}"
+        if self.source == "debian-src" and self.packages and "=" in self.packages[0]:
+            # "debian-src:linux-source-7.2=7.2.13-1": the version, not the series' newest
+            return f"debian-src:{self.packages[0].rpartition('=')[2]}"
         if self.source == "path":
             return path_text(PathSpec(self.image, self.modules, self.image_sha256))
         return self.spec

@@ -189,7 +189,7 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, sp
     if isinstance(parsed, TreeSpec):
         with source.plain_tree(parsed.path, cache=cache) as copy:
             return build.build(copy, variant, cache=cache, spec_text=spec)
-    tree = source.debian_source(parsed.series, cache=cache)
+    tree = source.debian_source(parsed.series, exact=parsed.exact, cache=cache)
     kernel = build.build(tree, variant, cache=cache, spec_text=spec)
     return dataclasses.replace(kernel, note=tree.note) if tree.note else kernel
 

@@ -39,9 +39,11 @@ class PathSpec:
 
 @dataclass(frozen=True)
 class DebianSrcSpec:
-    """Debian's linux-source-SERIES package, built by the lab."""
+    """Debian's linux-source-SERIES package, built by the lab: the newest of the series,
+    or an ``exact`` version of it (what a reproducer names)."""
 
     series: str
+    exact: str | None = None  # a linux-source-SERIES version: "7.2.13-1"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def valid_forms() -> str:
         "IMAGE[,modules=DIR][,sha256=HEX] (a bzImage/vmlinuz path; with its SHA-256, "
         "refused if the file changed), "
         f"debian-src:SERIES ({', '.join(_series_names())}, built), "
+        "debian-src:VERSION (a linux-source version, e.g. 7.2.13-1, built), "
         "git:PATH[@REV] (a commit, built), worktree:PATH (HEAD and the uncommitted "
         "changes, built), tree:PATH (built)"
     )
@@ -118,9 +121,13 @@ def _parse_debian(text: str, rest: str) -> KernelSpec:
 
 def _parse_debian_src(text: str, rest: str) -> KernelSpec:
     series = _series_names()
-    if rest not in series:
-        raise UserError(f"unknown Debian source {text!r}: known series {', '.join(series)}")
-    return DebianSrcSpec(series=rest)
+    if rest in series:
+        return DebianSrcSpec(series=rest)
+    of = load_catalogue().series_of(rest) if _DEBIAN_VERSION.match(rest) else None
+    if of is None:
+        raise UserError(f"unknown Debian source {text!r}: known series {', '.join(series)}, "
+                        "or an exact linux-source version of one, such as 7.2.13-1")
+    return DebianSrcSpec(series=of, exact=rest)
 
 
 def _parse_git(text: str, rest: str) -> KernelSpec:
