@@ -6,6 +6,7 @@ record is written), a Debian source's exact version, a plain tree's content.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import subprocess
@@ -16,16 +17,17 @@ from typing import Any
 import pytest
 from test_fetch import _bzimage
 from test_kconfig import FakeMake, _fake_tree
+from test_mirror import GitAndFakeMake, _configured
 
 from lab import proc
 from lab.errors import UserError
 from lab.kernel import apt as aptlib
-from lab.kernel import artifact, build, source
+from lab.kernel import artifact, build, mirror, source
 from lab.kernel.apt import Apt
 from lab.kernel.artifact import Kernel
 from lab.kernel.catalogue import load_catalogue
-from lab.kernel.resolve import resolve_kernel
-from lab.kernel.spec import DebianSrcSpec, PathSpec, parse_spec, valid_forms
+from lab.kernel.resolve import check, resolve_kernel
+from lab.kernel.spec import DebianSrcSpec, PathSpec, TreeSpec, parse_spec, valid_forms
 from lab.vm import session
 from lab.vm.vm import VmConfig
 
@@ -292,3 +294,56 @@ def test_an_exact_debian_source_neither_cached_nor_listed_names_what_is(
     assert "\n" not in msg and "linux-source-7.2 7.2.13-1" in msg
     assert "7.2.15-1, 7.2.14-1" in msg
     assert "apt-get update" in fake.tools()  # the lists were refreshed before saying so
+
+
+# -- a plain tree, by its content ------------------------------------------------------------
+
+
+def _sync(m: mirror.Mirror) -> mirror.Synced:
+    with m.synced() as synced:
+        return synced
+
+
+def test_a_tree_s_fingerprint_is_its_content(tmp_path: Path) -> None:
+    tree = _configured(tmp_path / "linux")
+    m = mirror.Mirror(tree, cache=tmp_path / "cache")
+    first = _sync(m).fingerprint
+    aio = tree / "fs" / "aio.c"
+    aio.write_text("int aio = 1;\n")
+    edited = _sync(m).fingerprint
+    assert edited != first
+    aio.write_text("int aio;\n")  # the edit undone: the same state, the same fingerprint
+    assert _sync(m).fingerprint == first
+    (tree / "scripts" / "setlocalversion").chmod(0o644)  # what is executable counts
+    assert _sync(m).fingerprint != first
+    (tree / "scripts" / "setlocalversion").chmod(0o755)
+    # A copy made afresh (another cache, or this one cleaned) names the same content alike.
+    assert _sync(mirror.Mirror(tree, cache=tmp_path / "other")).fingerprint == first
+    shutil.rmtree(m.root)
+    assert _sync(m).fingerprint == first
+
+
+def test_a_tree_pins_to_its_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = _configured(tmp_path / "my@linux")
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(proc, "run", GitAndFakeMake())
+    k = resolve_kernel(f"tree:{tree}", cache=cache)
+    fingerprint = k.identity()["source_id"].rpartition("#")[2]
+    pinned = k.pinned_spec()
+    assert pinned == f"tree:{tree}@{fingerprint}"
+    assert parse_spec(pinned) == TreeSpec(tree, pin=fingerprint)
+    assert parse_spec(f"tree:{tree}") == TreeSpec(tree)  # an "@" in the path is the path's
+    # The cached kernel of that state, whatever the tree holds now.
+    (tree / "fs" / "aio.c").write_text("int aio = 1;\n")
+    assert resolve_kernel(pinned, cache=cache, variant="base") == dataclasses.replace(
+        k, spec=pinned)
+    check(pinned, cache=cache, variant="base")
+    # Not cached (another variant): the tree must hold exactly that state...
+    with pytest.raises(UserError) as exc:
+        resolve_kernel(pinned, cache=cache, variant="aio-off")
+    msg = str(exc.value)
+    assert "\n" not in msg and f"tree:{tree}" in msg and "holds another" in msg
+    # ...which it does again once the edit is undone: then it is built.
+    (tree / "fs" / "aio.c").write_text("int aio;\n")
+    off = resolve_kernel(pinned, cache=cache, variant="aio-off")
+    assert off.pinned_spec() == pinned and off.variant == "aio-off"

@@ -69,10 +69,10 @@ def test_each_kind_of_kernel_pins_to_what_ran(tmp_path: Path) -> None:
     assert path.pinned_spec() == f"{image},modules={tmp_path / '7.2.0'},sha256={digest}"
     # A pinned path parses back to the same file and digest.
     assert parse_spec(path.pinned_spec()) == PathSpec(image, tmp_path / "7.2.0", digest)
-    # What the lab can only name as given keeps its spec (the identity hashes its content).
+    # A plain tree by its content's fingerprint (tests/test_pins.py).
     tree = Kernel(spec="tree:/src/linux", release="7.2.0", image=image, source="tree",
-                  packages=("tree:/src/linux#abc",))
-    assert tree.pinned_spec() == "tree:/src/linux"
+                  packages=("tree:/src/linux#0123456789abcdef",))
+    assert tree.pinned_spec() == "tree:/src/linux@0123456789abcdef"
 
 
 # -- one builder -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.kernel.spec import GitSpec, PathSpec, WorktreeSpec, parse_spec, path_text
+from lab.kernel.spec import TREE_PIN, GitSpec, PathSpec, WorktreeSpec, parse_spec, path_text
 
 METADATA = "kernel.json"
 
@@ -94,10 +94,10 @@ class Kernel:
         An image path is named with the SHA-256 it had when it was resolved, not when
         this is asked: a record written after a rebuild still names what booted.
 
-        One entry per kind of source; a kind the lab can only name as the user did
-        (a Debian source series, a plain tree, whose content the identity's hash
-        records) keeps its spec.  A working tree is pinned by its commit and the
-        digest of its changes (``worktree:PATH@<commit>+<digest>``).
+        One entry per kind of source: a Debian package or source by its version, a
+        commit by its id, a working tree by its commit and the digest of its changes
+        (``worktree:PATH@<commit>+<digest>``), a plain tree by its content's fingerprint
+        (``tree:PATH@<fingerprint>``); anything else keeps its spec.
         """
         if self.source == "debian" and self.package_version:
             return f"debian:{self.package_version}"  # the package that ran, not the series
@@ -111,6 +111,11 @@ class Kernel:
                 # The commit and the changes' digest: the cached kernel, or the same state.
                 pin = built.removeprefix("worktree:")
                 return f"worktree:{parsed.repo.expanduser().resolve()}@{pin}"
+        if self.source == "tree" and self.packages:
+            # "tree:<path>#<fingerprint>": the cached kernel of that content, or the same
+            path, _, fingerprint = self.packages[0].removeprefix("tree:").rpartition("#")
+            if TREE_PIN.fullmatch(fingerprint):
+                return f"tree:{path}@{fingerprint}"
         if self.source == "debian-src" and self.packages and "=" in self.packages[0]:
             # "debian-src:linux-source-7.2=7.2.13-1": the version, not the series' newest
             return f"debian-src:{self.packages[0].rpartition('=')[2]}"

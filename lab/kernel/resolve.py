@@ -187,11 +187,29 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, sp
         with source.git_checkout(found) as checked_out:
             return build.build(checked_out, variant, cache=cache, spec_text=spec)
     if isinstance(parsed, TreeSpec):
+        pinned_id = _tree_pin(parsed)
+        if pinned_id is not None:  # the build of that content, whatever the tree holds now
+            hit = build.cached(pinned_id, variant, cache=cache, spec_text=spec)
+            if hit is not None:
+                return hit
         with source.plain_tree(parsed.path, cache=cache) as copy:
+            if pinned_id is not None and copy.identity != pinned_id:
+                path = parsed.path.expanduser().resolve()
+                raise UserError(f"tree:{path}@{parsed.pin}: the kernel of that content is "
+                                f"not cached, and the tree holds another now "
+                                f"({copy.identity.rpartition('#')[2]}); test what it holds "
+                                f"with tree:{path}")
             return build.build(copy, variant, cache=cache, spec_text=spec)
     tree = source.debian_source(parsed.series, exact=parsed.exact, cache=cache)
     kernel = build.build(tree, variant, cache=cache, spec_text=spec)
     return dataclasses.replace(kernel, note=tree.note) if tree.note else kernel
+
+
+def _tree_pin(parsed: TreeSpec) -> str | None:
+    """The source identity a pinned tree spec names (lab.kernel.source.plain_tree's)."""
+    if parsed.pin is None:
+        return None
+    return f"tree:{parsed.path.expanduser().resolve()}#{parsed.pin}"
 
 
 def _working_tree(parsed: WorktreeSpec, *, cache: Path) -> GitCommit:
@@ -230,7 +248,9 @@ def check(spec: str, *, cache: Path, variant: str | None = None) -> None:
                                             spec_text=spec)):
             _working_tree(parsed, cache=cache)
     elif isinstance(parsed, TreeSpec):
-        source.check_tree(parsed.path.expanduser().resolve())
+        pinned_id = _tree_pin(parsed)
+        if not (pinned_id and build.cached(pinned_id, variant, cache=cache, spec_text=spec)):
+            source.check_tree(parsed.path.expanduser().resolve())
     elif isinstance(parsed, PathSpec):
         _check_path(parsed)
 

@@ -73,9 +73,15 @@ class WorktreeSpec:
 
 @dataclass(frozen=True)
 class TreeSpec:
-    """A plain kernel source directory, built out of tree by the lab."""
+    """A plain kernel source directory, built out of tree by the lab.
+
+    ``pin`` (``tree:PATH@<fingerprint>``, what a reproducer writes) names the build of
+    one content of the tree: the cached kernel, or the tree if it still holds exactly
+    that, else a UserError.
+    """
 
     path: Path
+    pin: str | None = None  # the fingerprint of its files' content (lab.kernel.mirror)
 
 
 KernelSpec = DebianSpec | PathSpec | DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec
@@ -84,6 +90,8 @@ BUILT_KINDS = (DebianSrcSpec, GitSpec, WorktreeSpec, TreeSpec)
 
 # A working tree's state as lab.kernel.source names it: its commit and its changes' digest.
 WORKTREE_PIN = re.compile(r"[0-9a-f]{40}\+[0-9a-f]{16}")
+# A plain tree's content as lab.kernel.mirror names it.
+TREE_PIN = re.compile(r"[0-9a-f]{16}")
 # A Debian version with a revision ("UPSTREAM-REVISION"), optional epoch: the
 # metapackage's versions always carry a Debian revision, a series never does.
 _DEBIAN_VERSION = re.compile(r"^(?:\d+:)?\d+(?:\.\d+)+[0-9A-Za-z.+~]*-[0-9A-Za-z.+~]+$")
@@ -151,6 +159,9 @@ def _parse_worktree(text: str, rest: str) -> KernelSpec:
 
 
 def _parse_tree(text: str, rest: str) -> KernelSpec:
+    path, sep, pin = rest.rpartition("@")
+    if sep and path and TREE_PIN.fullmatch(pin):
+        return TreeSpec(path=Path(path).expanduser(), pin=pin)
     return TreeSpec(path=Path(rest).expanduser())
 
 
