@@ -6,6 +6,10 @@ in progress lives in ``.tmp-<pid>-<random>`` siblings on the same filesystem;
 an interrupted run leaves only such a sibling, which ``clean_stale_temps``
 removes once its owner process is gone.
 
+The lab's copies of kernel sources (a plain tree's, a working tree's changes) are
+kept with ``put_file`` and ``put_symlink``, which write only what differs, so make
+rebuilds only that; a directory that several runs rewrite is held with ``locked``.
+
 Kept at the top of ``lab/`` rather than in ``lab/kernel/``: results, the VM
 and the benchmarks publish files too, and none of them should depend on the
 kernel package for it.
@@ -14,6 +18,7 @@ kernel package for it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -125,3 +130,52 @@ def write_text(path: Path, text: str) -> Path:
         tmp.write_text(text)
         tmp.chmod(0o644)
     return path
+
+
+def _clear(path: Path) -> None:
+    """Remove what is at ``path`` (a link, a file or a directory) to make room for another."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def put_file(path: Path, data: bytes, *, executable: bool) -> bool:
+    """Make ``path`` a file holding ``data`` (mode 0755 or 0644), written through one
+    rename and only when its content or mode differ; True when it was written.
+
+    An unchanged file keeps its mtime: make sees nothing to rebuild for it.
+    """
+    perm = 0o755 if executable else 0o644
+    if (path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) == perm
+            and path.read_bytes() == data):
+        return False
+    if path.is_symlink() or path.is_dir():
+        _clear(path)
+    with temp_path(path) as tmp:
+        tmp.write_bytes(data)
+        tmp.chmod(perm)
+    return True
+
+
+def put_symlink(path: Path, target: str) -> bool:
+    """Make ``path`` a symbolic link to ``target``, unless it is one; True when it changed."""
+    if path.is_symlink() and os.readlink(path) == target:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clear(path)
+    path.symlink_to(target)
+    return True
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """``path`` (a lock file, made if missing) held exclusively until the block ends: runs
+    that rewrite one directory (a checkout, a copy, an object tree) take turns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

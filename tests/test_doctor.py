@@ -135,6 +135,24 @@ def test_missing_tools_give_one_apt_line_with_sudo(user: User, home: Path) -> No
     line = next(ln for ln in out.splitlines() if ln.startswith("all the missing Debian"))
     assert line == (f"all the missing Debian packages at once: sudo {APT} qemu-system-x86 "
                     "busybox-static openssh-client dpkg apt gcc fio")
+    # What source builds need is a note with its fix, not among what stops a run.
+    assert "note     source builds: git: missing: debian-src:, git:, worktree: and tree: " \
+        "kernels cannot be built" in out
+    assert f"         fix: sudo {APT} git" in out
+
+
+def test_source_builds_are_notes_that_name_git(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    found = {c.name: c for c in doctor.build_checks()}
+    git = found["source builds: git"]
+    assert (git.ok, git.note, git.packages) == (True, True, ())
+    assert git.fix.endswith(f"{APT} git") and "tree:" in git.detail
+    assert {"source builds: make", "source builds: flex", "source builds: bison",
+            "source builds: bc", "source builds: libelf headers"} <= found.keys()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    git = next(c for c in doctor.build_checks() if c.name == "source builds: git")
+    assert (git.ok, git.note, git.detail) == (True, False, shutil.which("git"))
 
 
 def test_nox_installer_names_the_sudo_line(user: User, home: Path) -> None:

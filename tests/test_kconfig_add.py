@@ -6,6 +6,8 @@ fragment; ``drop`` plays an option whose dependencies are off).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,9 +128,34 @@ def test_a_reproducer_names_the_added_options_and_they_make_the_same_cell() -> N
     assert [c.label for c in matrix(["debian-src:7.2"], [given])] == [label]
 
 
-def test_run_options_carry_additions_to_the_plugin() -> None:
-    assert RunOptions(kernels=[], kconfig_add=["CONFIG_KASAN=y"]).kconfig_add == \
-        ["CONFIG_KASAN=y"]
+def test_run_options_carry_additions_to_the_plugin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What `lab run` hands pytest, collected by the plugin for real: each test's cell
+    # carries the added options (nothing is built or booted: collection only).
+    from lab.kernel import resolve
+    from lab.kernel.artifact import Kernel
+    from lab.run import runner
+
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_s.py").write_text("def test_x(kernel):\n    pass\n")
+    handed: list[list[str]] = []
+    monkeypatch.setattr(runner, "_check_host", lambda cache, results: None)
+    monkeypatch.setattr(resolve, "resolve_kernel", lambda spec, **kw: Kernel(
+        spec=spec, release="7.2.13", image=tmp_path / "bzImage", source="debian-src"))
+    monkeypatch.setattr(runner.pytest, "main", lambda args: handed.append(list(args)) or 0)
+    opts = RunOptions(kernels=["debian-src:7.2"], kconfig_add=["CONFIG_NR_CPUS=64"],
+                      variants=["debug"], suite=suite, results=tmp_path / "results",
+                      cache=tmp_path / "cache")
+    runner.run(opts, argv=["lab", "run"])
+    assert len(handed) == 1
+    args = [a for a in handed[0] if not a.startswith("--junitxml")]
+    collected = subprocess.run([sys.executable, "-m", "pytest", *args, "--collect-only", "-q"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                               check=False)
+    ids = [ln for ln in collected.stdout.splitlines() if ln.startswith("suite/")]
+    assert ids == ["suite/test_s.py::test_x[debian-src:7.2/debug+CONFIG_NR_CPUS=64]"], \
+        collected.stdout[-2000:] + collected.stderr[-2000:]
 
 
 # --- the build ------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def test_reading_a_working_tree_writes_nothing_in_it(tmp_path: Path) -> None:
     before = _snapshot(repo)
     cache = tmp_path / "cache"
     wt = source.working_tree(repo, cache=cache)
-    with source.worktree_checkout(wt) as tree:
+    with source.git_checkout(wt) as tree:
         assert tree.kind == "worktree"
     assert _snapshot(repo) == before
 
@@ -185,9 +185,9 @@ def test_checkout_copies_the_changes_and_only_rewrites_what_changed(tmp_path: Pa
     (repo / "scripts" / "tool.sh").unlink()
     (repo / "scripts" / "link").symlink_to("tool.sh")
     wt = source.working_tree(repo, cache=cache)
-    with source.worktree_checkout(wt) as tree:
+    with source.git_checkout(wt) as tree:
         clone = tree.path
-        assert (tree.identity, tree.slot) == (wt.identity, f"git-{wt.found.clone.key}")
+        assert (tree.identity, tree.slot) == (wt.identity, f"git-{wt.clone.key}")
         assert (clone / "fs" / "aio.c").read_text() == "int aio = 1;\n"
         assert (clone / "fs" / "new.c").read_text() == "int n;\n"
         assert not (clone / "fs" / "new.o").exists()
@@ -195,7 +195,7 @@ def test_checkout_copies_the_changes_and_only_rewrites_what_changed(tmp_path: Pa
         assert os.readlink(clone / "scripts" / "link") == "tool.sh"
     mtimes = {p: (clone / p).stat().st_mtime_ns for p in ("fs/aio.c", "fs/new.c", "Kconfig")}
     (repo / "fs" / "new.c").write_text("int n = 2;\n")  # one more edit, in one file
-    with source.worktree_checkout(source.working_tree(repo, cache=cache)) as tree:
+    with source.git_checkout(source.working_tree(repo, cache=cache)) as tree:
         assert tree.path == clone
         assert (clone / "fs" / "new.c").read_text() == "int n = 2;\n"
         assert (clone / "fs" / "new.c").stat().st_mtime_ns != mtimes["fs/new.c"]
@@ -219,7 +219,7 @@ def test_an_edit_while_the_lab_copies_is_refused(tmp_path: Path) -> None:
     wt = source.working_tree(repo, cache=tmp_path / "cache")
     (repo / "fs" / "aio.c").write_text("int aio = 3;\n")  # saved after it was read
     with pytest.raises(UserError, match="changed while the lab was reading"), \
-            source.worktree_checkout(wt):
+            source.git_checkout(wt):
         pass
 
 
@@ -230,7 +230,7 @@ def test_linked_work_trees_share_the_repository_s_clone(tmp_path: Path) -> None:
     (linked / "fs" / "aio.c").write_text("int aio = 9;\n")
     cache = tmp_path / "cache"
     main, other = (source.working_tree(p, cache=cache) for p in (repo, linked))
-    assert main.found.clone.root == other.found.clone.root
+    assert main.clone.root == other.clone.root
     assert main.identity == f"git:{head}" and other.identity.startswith(f"worktree:{head}+")
     assert other.changes.top == linked.resolve()
 

@@ -256,6 +256,36 @@ def _cpu_slots() -> Check:
                  note=True)
 
 
+# What a kernel the lab builds (debian-src:, git:, worktree:, tree:) needs beyond the
+# lab itself (FACTS.md, the build tools): name, binaries or header, Debian package.
+BUILD_TOOLS = (
+    ("git", ("git",), "git"),  # git:, worktree: check out in a clone; tree: lists with it
+    ("make", ("make",), "make"),
+    ("flex", ("flex",), "flex"),
+    ("bison", ("bison",), "bison"),
+    ("bc", ("bc",), "bc"),
+)
+BUILD_HEADERS = (
+    ("libelf headers", Path("/usr/include/gelf.h"), "libelf-dev"),  # objtool
+    ("OpenSSL headers", Path("/usr/include/openssl/opensslv.h"), "libssl-dev"),
+)
+BUILD_SECTION = "source builds"
+
+
+def build_checks() -> list[Check]:
+    """What kernel builds need, as notes: a run of prebuilt kernels (debian:, an image)
+    needs none of it, so none of it stops `lab run`; a build without it fails in make
+    or git, which this names beforehand."""
+    found: list[tuple[str, str | None, str]] = [
+        (name, _which(*binaries), package) for name, binaries, package in BUILD_TOOLS]
+    found += [(name, str(path) if path.is_file() else None, package)
+              for name, path, package in BUILD_HEADERS]
+    return [Check(f"{BUILD_SECTION}: {name}", True,
+                  where or "missing: debian-src:, git:, worktree: and tree: kernels cannot "
+                  "be built", apt_command([package]), note=where is None)
+            for name, where, package in found]
+
+
 FIO_ENGINES = ("io_uring_cmd", "libaio")  # what the uring suite's fio jobs use
 
 
@@ -300,7 +330,7 @@ def checks(cache: Path, *, image: Path | None = None,
     ]
     if _which("qemu-system-x86_64"):
         result.append(_kvm(cache, image))
-    return result
+    return result + build_checks()
 
 
 def missing(cache: Path, *, results: Path | None = None) -> list[Check]:

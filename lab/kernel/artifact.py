@@ -16,19 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.kernel.spec import GitSpec, WorktreeSpec, parse_spec
+from lab.kernel.spec import TREE_PIN, GitSpec, PathSpec, WorktreeSpec, parse_spec, path_text
 
 METADATA = "kernel.json"
 
 
 def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, hex; read once per content (path, size, mtime)."""
+    """The SHA-256 of a file, hex; read once per version of the file (its inode, size,
+    mtime and ctime: a rewrite or a replacement changes the ctime, which no one can set)."""
     st = os.stat(path)
-    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+    return _sha256(str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
+def _sha256(path: str, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -55,6 +56,10 @@ class Kernel:
     # Set when this is not what the spec asked for: the fetch failed and an older
     # cached kernel serves the run instead.  Every record and the summary say so.
     note: str = ""
+    # An image path's SHA-256 when it was resolved: what the records and reproducers name,
+    # and what every boot checks the file against (lab.vm.session).  None for the lab's
+    # own cache entries, which nothing rewrites.
+    image_sha256: str | None = None
 
     @property
     def config_hash(self) -> str | None:
@@ -86,10 +91,13 @@ class Kernel:
     def pinned_spec(self) -> str:
         """The spec that names exactly this kernel, for reproducers and `lab rerun`.
 
-        One entry per kind of source; a kind the lab can only name as the user did
-        (a Debian source series, a plain tree, whose content the identity's hash
-        records) keeps its spec.  A working tree is pinned by its commit and the
-        digest of its changes (``worktree:PATH@<commit>+<digest>``).
+        An image path is named with the SHA-256 it had when it was resolved, not when
+        this is asked: a record written after a rebuild still names what booted.
+
+        One entry per kind of source: a Debian package or source by its version, a
+        commit by its id, a working tree by its commit and the digest of its changes
+        (``worktree:PATH@<commit>+<digest>``), a plain tree by its content's fingerprint
+        (``tree:PATH@<fingerprint>``); anything else keeps its spec.
         """
         if self.source == "debian" and self.package_version:
             return f"debian:{self.package_version}"  # the package that ran, not the series
@@ -103,9 +111,16 @@ class Kernel:
                 # The commit and the changes' digest: the cached kernel, or the same state.
                 pin = built.removeprefix("worktree:")
                 return f"worktree:{parsed.repo.expanduser().resolve()}@{pin}"
+        if self.source == "tree" and self.packages:
+            # "tree:<path>#<fingerprint>": the cached kernel of that content, or the same
+            path, _, fingerprint = self.packages[0].removeprefix("tree:").rpartition("#")
+            if TREE_PIN.fullmatch(fingerprint):
+                return f"tree:{path}@{fingerprint}"
+        if self.source == "debian-src" and self.packages and "=" in self.packages[0]:
+            # "debian-src:linux-source-7.2=7.2.13-1": the version, not the series' newest
+            return f"debian-src:{self.packages[0].rpartition('=')[2]}"
         if self.source == "path":
-            modules = f",modules={self.modules}" if self.modules is not None else ""
-            return f"{self.image}{modules},sha256={file_sha256(self.image)}"
+            return path_text(PathSpec(self.image, self.modules, self.image_sha256))
         return self.spec
 
     def identity(self) -> dict[str, Any]:
@@ -120,6 +135,7 @@ class Kernel:
             "source": self.source,
             **({"source_id": self.packages[0]} if self.packages and self.source not in
                ("debian", "path") else {}),
+            **({"image_sha256": self.image_sha256} if self.image_sha256 else {}),
             **({"note": self.note} if self.note else {}),
         }
 

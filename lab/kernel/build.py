@@ -16,8 +16,6 @@ full log is kept; a failure shows its last error lines and the log's path.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -25,7 +23,6 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from lab import atomic, proc
@@ -115,18 +112,6 @@ def make_env(cache: Path) -> dict[str, str]:
     if "CCACHE_BASEDIR" not in os.environ:
         env.update({"CCACHE_BASEDIR": str(cache), "CCACHE_NOHASHDIR": "1"})
     return env
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One build per object tree at a time (two runs asking for one kernel wait)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def cached_builds(cache: Path) -> list[Kernel]:
@@ -291,7 +276,8 @@ def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: st
     logs = cache / "build" / "logs"
     log_path = logs / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     label = f"{source.identity} {composed.variant}"
-    with _locked(cache / "build" / f".{out.name}.lock"):
+    # One build per object tree at a time (two runs asking for one kernel wait).
+    with atomic.locked(cache / "build" / f".{out.name}.lock"):
         # Another run may have built it meanwhile.
         hit = kernel_cache.load_entry(entry, spec=spec_text)
         if hit is not None:

@@ -15,6 +15,11 @@ sync, and then its content), and it gets the time of the copy, so make rebuilds
 what changed, and an edit saved during a build is seen by the next one.  Files
 gone from the tree go from the copy.  The user's tree is only read.
 
+The copy's fingerprint (``tree:<path>#<fingerprint>``, the build's identity and a
+reproducer's pin) is a SHA-256 of every file's name, kind and content: an edit
+undone, or a copy made afresh, is the same state again.  A file's content digest is
+kept in the manifest and read again only when its size or mtime changed.
+
 Debian's linux-source tree appends ``/*`` to the kernel's top .gitignore (its
 packaging repository tracks only debian/); a top-level rule that ignores the
 tree's own Makefile is such a rule, and the lab reads the top level without it.
@@ -23,13 +28,10 @@ tree's own Makefile is such a rule, and the lab reads the top level without it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import filecmp
 import hashlib
 import json
 import logging
 import os
-import shutil
 import stat
 import subprocess
 import time
@@ -45,7 +47,8 @@ log = logging.getLogger("lab.kernel.source")
 
 TIMEOUT = 600.0
 _ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
-# rel path → [size, mtime_ns, mode] of the user's file at the last sync, and the copy's mtime
+# rel path → [size, mtime_ns, mode] of the user's file at the last sync, the copy's mtime
+# and the SHA-256 of its content (of a link's target)
 MANIFEST = "files.json"
 # Kbuild's own test for "not clean" (the top Makefile): an O= build stops on any of them.
 IN_TREE_CONFIG = ".config"
@@ -61,8 +64,8 @@ class Synced:
     """The copy after a sync: where it is, a fingerprint of the sources, what it cost."""
 
     tree: Path
-    # Of every file's name, mode and the copy's mtime, which changes only when the content
-    # does: an edit changes it, a touch does not.
+    # Of every file's name, kind (executable, link) and content: an edit changes it, a
+    # touch does not, and an edit undone gives it back.
     fingerprint: str
     files: int
     written: int
@@ -126,13 +129,8 @@ class Mirror:
     @contextlib.contextmanager
     def synced(self) -> Iterator[Synced]:
         """The copy, synced from the tree and locked until the block ends (build inside)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "tree.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield self._sync()
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with atomic.locked(self.root / "tree.lock"):
+            yield self._sync()
 
     def _sync(self) -> Synced:
         t0 = time.monotonic()
@@ -147,11 +145,11 @@ class Mirror:
                 f"`make -C {self.path} mrproper`")
         manifest_path = self.root / MANIFEST
         try:
-            old: dict[str, list[int]] = json.loads(manifest_path.read_text())
+            old: dict[str, list[int | str]] = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
             old = {}
         have = _files_under(self.tree)
-        new: dict[str, list[int]] = {}
+        new: dict[str, list[int | str]] = {}
         h = hashlib.sha256()
         written = 0
         for rel in sorted(files):
@@ -162,19 +160,23 @@ class Mirror:
                 continue  # removed since the listing
             if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
                 continue
-            key = [st.st_size, st.st_mtime_ns, st.st_mode]
+            key: list[int | str] = [st.st_size, st.st_mtime_ns, st.st_mode]
             before = old.get(rel)
-            if rel in have and before is not None and before[:3] == key:
-                copied = before[3]
+            if rel in have and before is not None and len(before) == 5 and before[:3] == key:
+                copied, digest = before[3:]
             else:
                 try:
-                    written += _copy(src, dst, st)
+                    digest, was_written = _copy(src, dst, st)
                 except OSError as exc:
                     raise UserError(f"tree:{self.path}: cannot read {rel}: "
                                     f"{exc.strerror}") from None
+                written += was_written
                 copied = dst.lstat().st_mtime_ns
-            new[rel] = [*key, copied]
-            h.update(f"{rel}\0{st.st_mode:o}\0{copied}\n".encode())
+            new[rel] = [*key, copied, digest]
+            # The kind as git names it: what the build sees of the mode.
+            kind = ("120000" if stat.S_ISLNK(st.st_mode)
+                    else "100755" if st.st_mode & 0o111 else "100644")
+            h.update(f"{rel}\0{kind}\0{digest}\n".encode())
         removed = 0
         for rel in have - new.keys():
             remove_file(self.tree, rel)
@@ -203,27 +205,14 @@ def _files_under(root: Path) -> set[str]:
     return found
 
 
-def _copy(src: Path, dst: Path, st: os.stat_result) -> int:
-    """Make ``dst`` hold what ``src`` holds; 1 when it was written, 0 when it already did."""
+def _copy(src: Path, dst: Path, st: os.stat_result) -> tuple[str, bool]:
+    """Make ``dst`` hold what ``src`` holds: the SHA-256 of that (of a link's target), and
+    whether ``dst`` was written (a touched file keeps the copy's mtime: nothing to rebuild)."""
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(src)
-        if dst.is_symlink() and os.readlink(dst) == target:
-            return 0
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.is_dir() and not dst.is_symlink():
-            shutil.rmtree(dst)
-        dst.unlink(missing_ok=True)
-        dst.symlink_to(target)
-        return 1
-    perm = 0o755 if st.st_mode & 0o111 else 0o644
-    if (dst.is_file() and not dst.is_symlink() and (dst.stat().st_mode & 0o777) == perm
-            and filecmp.cmp(src, dst, shallow=False)):
-        return 0  # touched, not changed: keep the copy's mtime (nothing to rebuild)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_symlink():
-        dst.unlink()
-    tmp = dst.with_name(f".{dst.name}.lab-new")
-    shutil.copyfile(src, tmp)  # not copy2: the copy's mtime is now, newer than its objects
-    tmp.chmod(perm)
-    os.replace(tmp, dst)
-    return 1
+        return (hashlib.sha256(os.fsencode(target)).hexdigest(),
+                atomic.put_symlink(dst, target))
+    data = src.read_bytes()
+    # The copy's mtime is the time of the copy, newer than its objects.
+    return (hashlib.sha256(data).hexdigest(),
+            atomic.put_file(dst, data, executable=bool(st.st_mode & 0o111)))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from lab import atomic
 from lab.errors import InfraError, UserError
 from lab.kernel import debian, ikconfig
-from lab.kernel.artifact import Kernel
+from lab.kernel.artifact import Kernel, file_sha256
 from lab.kernel.spec import (
     BUILT_KINDS,
     DebianSpec,
@@ -30,11 +30,12 @@ from lab.kernel.spec import (
     TreeSpec,
     WorktreeSpec,
     parse_spec,
+    path_text,
 )
 from lab.kernel.versions import Versioned
 
 if TYPE_CHECKING:
-    from lab.kernel.source import WorkingTree
+    from lab.kernel.source import GitCommit
 
 log = logging.getLogger("lab.kernel.resolve")
 
@@ -108,21 +109,27 @@ def _config_of(image: Path, release: str, modules: Path | None,
     return None, ""
 
 
+def _image_digest(image: Path, want: str | None) -> str:
+    """The image's SHA-256, which must be ``want`` when the spec names one."""
+    found = file_sha256(image)
+    if want is not None and found != want:
+        raise UserError(f"{image} has SHA-256 {found}, not the {want} the spec names: the "
+                        "file changed since; rebuild that kernel, or drop ,sha256= to test "
+                        "the file as it is")
+    return found
+
+
 def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
     """(image, release, modules) of a path spec, checked; a UserError says what is wrong."""
-    from lab.kernel.artifact import file_sha256
-
     image = spec.image
     if not image.is_file():
         where = "" if image.is_absolute() else f" (looked in {Path.cwd()})"
-        raise UserError(f"{image} does not exist (or is not a file){where}; give a bzImage "
-                        "or vmlinuz")
+        comma = (" (its commas are part of the path: the options are ,modules=DIR and "
+                 ",sha256=HEX)" if "," in str(image) else "")
+        raise UserError(f"{image} does not exist (or is not a file){where}{comma}; give a "
+                        "bzImage or vmlinuz")
     if spec.sha256 is not None:
-        found = file_sha256(image)
-        if found != spec.sha256:
-            raise UserError(f"{image} has SHA-256 {found}, not the {spec.sha256} the spec "
-                            "names: the file changed since; rebuild that kernel, or drop "
-                            ",sha256= to test the file as it is")
+        _image_digest(image, spec.sha256)
     release = image_release(image)
     if release is None:
         raise UserError(
@@ -144,9 +151,18 @@ def _check_path(spec: PathSpec) -> tuple[Path, str, Path | None]:
 def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
     image, release, modules = _check_path(spec)
     image = image.resolve()
+    # Once, here: every record and reproducer of the run names this digest, and every
+    # boot checks the file still has it (lab.vm.session).
+    digest = _image_digest(image, spec.sha256)
+    # The pin names the resolved files: a link may lead to a path the form cannot carry.
+    named = PathSpec(image, modules, digest)
+    if parse_spec(path_text(named)) != named:
+        raise UserError(f"{image} (from {spec.image}) cannot be named in a reproducer "
+                        "(IMAGE[,modules=DIR][,sha256=HEX] reads its ',modules=' or "
+                        "',sha256=' as an option); give the image from another directory")
     config, origin = _config_of(image, release, modules, cache)
     return Kernel(spec=text, release=release, image=image, modules=modules,
-                  config=config, config_source=origin, source="path")
+                  config=config, config_source=origin, source="path", image_sha256=digest)
 
 
 def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, spec: str, *,
@@ -155,32 +171,48 @@ def _resolve_built(parsed: DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec, sp
 
     kconfig.compose(variant)  # an unknown variant or a bad fragment: before any download
     if isinstance(parsed, GitSpec | WorktreeSpec):
-        # The context managers are made here and entered below: nothing is checked out yet.
+        # Read, not checked out yet: a cached build needs no checkout.
         if isinstance(parsed, GitSpec):
             found = source.git_commit(parsed.repo, parsed.rev, cache=cache)
-            identity, checkout = found.identity, source.git_checkout(found)
         else:
             if parsed.pin:  # the build of that state, whatever the tree holds now
                 pinned = build.cached(f"worktree:{parsed.pin}", variant, cache=cache,
                                       spec_text=spec)
                 if pinned is not None:
                     return pinned
-            wt = _working_tree(parsed, cache=cache)
-            identity, checkout = wt.identity, source.worktree_checkout(wt)
-        hit = build.cached(identity, variant, cache=cache, spec_text=spec)
+            found = _working_tree(parsed, cache=cache)
+        hit = build.cached(found.identity, variant, cache=cache, spec_text=spec)
         if hit is not None:  # no checkout: another commit's build may be under way
             return hit
-        with checkout as checked_out:
+        with source.git_checkout(found) as checked_out:
             return build.build(checked_out, variant, cache=cache, spec_text=spec)
     if isinstance(parsed, TreeSpec):
+        pinned_id = _tree_pin(parsed)
+        if pinned_id is not None:  # the build of that content, whatever the tree holds now
+            hit = build.cached(pinned_id, variant, cache=cache, spec_text=spec)
+            if hit is not None:
+                return hit
         with source.plain_tree(parsed.path, cache=cache) as copy:
+            if pinned_id is not None and copy.identity != pinned_id:
+                path = parsed.path.expanduser().resolve()
+                raise UserError(f"tree:{path}@{parsed.pin}: the kernel of that content is "
+                                f"not cached, and the tree holds another now "
+                                f"({copy.identity.rpartition('#')[2]}); test what it holds "
+                                f"with tree:{path}")
             return build.build(copy, variant, cache=cache, spec_text=spec)
-    tree = source.debian_source(parsed.series, cache=cache)
+    tree = source.debian_source(parsed.series, exact=parsed.exact, cache=cache)
     kernel = build.build(tree, variant, cache=cache, spec_text=spec)
     return dataclasses.replace(kernel, note=tree.note) if tree.note else kernel
 
 
-def _working_tree(parsed: WorktreeSpec, *, cache: Path) -> WorkingTree:
+def _tree_pin(parsed: TreeSpec) -> str | None:
+    """The source identity a pinned tree spec names (lab.kernel.source.plain_tree's)."""
+    if parsed.pin is None:
+        return None
+    return f"tree:{parsed.path.expanduser().resolve()}#{parsed.pin}"
+
+
+def _working_tree(parsed: WorktreeSpec, *, cache: Path) -> GitCommit:
     """The working tree's state; with a pin, it must be the pinned one."""
     from lab.kernel import source
 
@@ -216,7 +248,9 @@ def check(spec: str, *, cache: Path, variant: str | None = None) -> None:
                                             spec_text=spec)):
             _working_tree(parsed, cache=cache)
     elif isinstance(parsed, TreeSpec):
-        source.check_tree(parsed.path.expanduser().resolve())
+        pinned_id = _tree_pin(parsed)
+        if not (pinned_id and build.cached(pinned_id, variant, cache=cache, spec_text=spec)):
+            source.check_tree(parsed.path.expanduser().resolve())
     elif isinstance(parsed, PathSpec):
         _check_path(parsed)
 

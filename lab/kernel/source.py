@@ -6,7 +6,8 @@ a fingerprint of a plain tree's files), one part of the build cache key.
 
 - ``debian-src:SERIES``: the newest ``linux-source-SERIES`` package, fetched
   through lab.kernel.apt's private apt, checked against the index's SHA-256 and
-  unpacked once into ``<cache>/sources/debian-src/<version>/``.
+  unpacked once into ``<cache>/sources/debian-src/<version>/``;
+  ``debian-src:VERSION`` is that version only (the cached entry, else the lists').
 - ``git:PATH[@REV]``: the commit checked out in the lab's clone of the
   repository (lab.kernel.worktree), one work tree per repository; the user's
   checkout (and its .git) is only read, never written.  Without ``@REV`` it is
@@ -43,7 +44,7 @@ from lab.errors import InfraError, IntegrityError, UserError
 from lab.kernel import apt as aptlib
 from lab.kernel import debian, mirror, worktree
 from lab.kernel.catalogue import load_catalogue
-from lab.kernel.deb822 import in_series, version_key
+from lab.kernel.deb822 import compare_versions, in_series, version_key
 
 log = logging.getLogger("lab.kernel.source")
 
@@ -96,52 +97,89 @@ def _published(entry: Path) -> SourceTree | None:
     return SourceTree(kind=kind, path=tree, identity=identity, version=tree_version(tree))
 
 
-def _newest_cached(cache: Path, series: str) -> SourceTree | None:
+def _cached_versions(cache: Path, series: str) -> list[str]:
+    """The versions of a series' source entries in the cache, newest first (whole or not)."""
     base = debian_src_dir(cache)
     if not base.is_dir():
-        return None
+        return []
     versions = [e.name for e in base.iterdir()
                 if not e.name.startswith(".") and in_series(e.name, series)]
-    for version in sorted(versions, key=version_key, reverse=True):
-        hit = _published(base / version)
+    return sorted(versions, key=version_key, reverse=True)
+
+
+def _newest_cached(cache: Path, series: str) -> tuple[str, SourceTree] | None:
+    for version in _cached_versions(cache, series):
+        hit = _published(debian_src_dir(cache) / version)
         if hit is not None:
-            return hit
+            return version, hit
     return None
 
 
-def debian_source(series: str, *, cache: Path) -> SourceTree:
-    """linux-source-SERIES, newest version in the apt lists, unpacked once into the cache."""
+def _listed(apt: aptlib.Apt, package: str) -> list[dict[str, str]]:
+    """The package's stanzas in the apt lists, newest first."""
+    stanzas = [s for s in apt.show(package) if s.get("Package") == package and "Version" in s]
+    return sorted(stanzas, key=lambda s: version_key(s["Version"]), reverse=True)
+
+
+def debian_source(series: str, *, cache: Path, exact: str | None = None) -> SourceTree:
+    """linux-source-SERIES unpacked once into the cache: the newest version in the apt
+    lists, or ``exact``, that version and no other (a pinned reproducer's)."""
     cat = load_catalogue()
     if series not in cat.series:
         raise UserError(f"unknown Debian source series {series!r}; known: "
                         f"{', '.join(cat.series)}")
     apt = aptlib.Apt(cache, cat)
     atomic.clean_stale_temps(debian_src_dir(cache))
-    cached = _newest_cached(cache, series)
-    if cached is not None and apt.lists_present():
-        # Offline, as lab.kernel.debian does for binaries: a run should not wait on the
-        # network to learn that the source it has is still the newest.
-        log.info("source: %s is cached (%s)", cached.identity, cached.path)
-        return cached
+    package = f"linux-source-{series}"
+    if exact is not None:
+        return _exact_source(apt, package, series, exact, cache=cache)
+    newest_cached = _newest_cached(cache, series)
     try:
-        apt.ensure_lists()
-        package = f"linux-source-{series}"
-        stanzas = [s for s in apt.show(package) if s.get("Package") == package]
+        # With a cached entry and lists, offline, as lab.kernel.debian does for binaries:
+        # a run should not wait on the network to learn that the source it has is still
+        # the newest; the local lists still say which is (an exact one may be older).
+        if not (newest_cached is not None and apt.lists_present()):
+            apt.ensure_lists()
+        stanzas = _listed(apt, package)
         if not stanzas:
             raise UserError(f"{package} is not in the apt lists ({', '.join(cat.suites)})")
-        stanza = max(stanzas, key=lambda s: version_key(s["Version"]))
-        pkg = debian.Package.from_stanza(stanza)
-        hit = _published(debian_src_dir(cache) / pkg.version)
-        if hit is not None:
-            return hit
+        pkg = debian.Package.from_stanza(stanzas[0])
+        if newest_cached is not None and compare_versions(newest_cached[0], pkg.version) >= 0:
+            log.info("source: %s is cached (%s)", newest_cached[1].identity,
+                     newest_cached[1].path)
+            return newest_cached[1]
         return _unpack_debian(apt, pkg, series=series, cache=cache)
     except InfraError as exc:
-        if cached is None or isinstance(exc, IntegrityError):
+        if newest_cached is None or isinstance(exc, IntegrityError):
             raise
+        cached = newest_cached[1]
         note = (f"not the newest linux-source-{series}: fetching failed ({exc}); the cached "
                 f"{cached.identity} was used instead")
         log.warning("%s", note)
         return dataclasses.replace(cached, note=note)
+
+
+def _exact_source(apt: aptlib.Apt, package: str, series: str, exact: str, *,
+                  cache: Path) -> SourceTree:
+    """``package`` at version ``exact``: the cached entry, else the lists' (refreshed once
+    when they lack it), else a UserError naming the versions the lists have."""
+    for version in _cached_versions(cache, series):
+        hit = _published(debian_src_dir(cache) / version)
+        if hit is not None and compare_versions(version, exact) == 0:
+            return hit  # no lists read, no network
+    updated = apt.ensure_lists()
+    stanzas = _listed(apt, package)
+    found = [s for s in stanzas if compare_versions(s["Version"], exact) == 0]
+    if not found and not updated:
+        apt.ensure_lists(refresh=True)  # the version may be newer than our lists
+        stanzas = _listed(apt, package)
+        found = [s for s in stanzas if compare_versions(s["Version"], exact) == 0]
+    if not found:
+        listed = ", ".join(s["Version"] for s in stanzas) or "none"
+        raise UserError(f"debian-src:{exact}: {package} {exact} is neither cached nor in the "
+                        f"apt lists ({', '.join(apt.catalogue.suites)}), which have: {listed}")
+    return _unpack_debian(apt, debian.Package.from_stanza(found[0]), series=series,
+                          cache=cache)
 
 
 def _unpack_debian(apt: aptlib.Apt, pkg: debian.Package, *, series: str,
@@ -203,14 +241,23 @@ def _after_publish(final: Path) -> SourceTree:
 
 @dataclass(frozen=True)
 class GitCommit:
-    """A commit of a user's repository and the lab's clone that checks it out."""
+    """A commit of a user's repository and the lab's clone that checks it out, with the
+    working tree's changes over it for ``worktree:`` (``working_tree``)."""
 
     commit: str
     clone: worktree.Clone
+    changes: worktree.WorkingChanges | None = None
+
+    @property
+    def overlay(self) -> worktree.WorkingChanges | None:
+        """The changes to copy over the commit; None for a commit alone or a clean tree."""
+        return self.changes if self.changes is not None and self.changes.changes else None
 
     @property
     def identity(self) -> str:
-        return f"git:{self.commit}"
+        if self.overlay is None:
+            return f"git:{self.commit}"  # a clean working tree is its commit: one build
+        return f"worktree:{self.commit}+{self.overlay.digest}"
 
 
 def _resolve_commit(repo: Path, rev: str, *, cache: Path) -> tuple[Path, GitCommit]:
@@ -258,65 +305,34 @@ def _refuse_uncommitted(repo: Path, *, cache: Path) -> None:
             f"test them, or git:{repo}@HEAD to build the commit alone")
 
 
+def working_tree(repo: Path, *, cache: Path) -> GitCommit:
+    """HEAD of the work tree at ``repo`` and its uncommitted changes, read, not checked out."""
+    top, found = _resolve_commit(repo, "HEAD", cache=cache)
+    changes = worktree.working_changes(top, found.commit, log_path=found.clone.log_path)
+    return dataclasses.replace(found, changes=changes)
+
+
 @contextlib.contextmanager
 def git_checkout(found: GitCommit) -> Iterator[SourceTree]:
-    """The clone's work tree at the commit, locked until the block ends (build inside it).
+    """The clone's work tree at the commit (and a working tree's changes copied over it),
+    locked until the block ends (build inside it).
 
-    Every commit of one repository shares the slot ``git-<clone>``, hence one
-    object tree per variant: a step to a nearby commit rebuilds what changed.
+    Every commit of one repository, with changes or not, shares the slot
+    ``git-<clone>``, hence one object tree per variant: a step to a nearby commit,
+    or a rebuild after a one-file edit, compiles what changed and links.
     """
-    with found.clone.checked_out(found.commit) as tree:
+    overlay = found.overlay
+    with found.clone.checked_out(found.commit, overlay=overlay) as tree:
         try:
             version = tree_version(tree)
         except UserError:  # not a kernel at that commit: the user's to fix
-            raise UserError(f"git:{found.clone.repo}@{found.commit[:12]} is not a Linux "
-                            "kernel tree (no Makefile, Kconfig, arch/x86/Kconfig, "
-                            "init/main.c)") from None
-        yield SourceTree(kind="git", path=tree, identity=found.identity, version=version,
+            spec = (f"worktree:{overlay.top}" if overlay is not None
+                    else f"git:{found.clone.repo}@{found.commit[:12]}")
+            raise UserError(f"{spec} is not a Linux kernel tree (no "
+                            f"{', '.join(_TREE_FILES)})") from None
+        yield SourceTree(kind="git" if overlay is None else "worktree", path=tree,
+                         identity=found.identity, version=version,
                          slot=f"git-{found.clone.key}")
-
-
-# --- worktree -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkingTree:
-    """A git working tree as it is: its HEAD commit and what differs from it."""
-
-    found: GitCommit
-    changes: worktree.WorkingChanges
-
-    @property
-    def identity(self) -> str:
-        if not self.changes.changes:
-            return self.found.identity  # a clean tree is its commit: one build, one entry
-        return f"worktree:{self.found.commit}+{self.changes.digest}"
-
-
-def working_tree(repo: Path, *, cache: Path) -> WorkingTree:
-    """HEAD of the work tree at ``repo`` and its uncommitted changes, read, not checked out."""
-    top, found = _resolve_commit(repo, "HEAD", cache=cache)
-    return WorkingTree(found=found, changes=worktree.working_changes(
-        top, found.commit, log_path=found.clone.log_path))
-
-
-@contextlib.contextmanager
-def worktree_checkout(wt: WorkingTree) -> Iterator[SourceTree]:
-    """The clone's work tree at HEAD with the changes copied over it, locked (build inside).
-
-    It shares the clone's object trees with ``git:`` builds (slot ``git-<clone>``):
-    a rebuild after a one-file edit compiles that file and links.
-    """
-    overlay = wt.changes if wt.changes.changes else None
-    with wt.found.clone.checked_out(wt.found.commit, overlay=overlay) as tree:
-        try:
-            version = tree_version(tree)
-        except UserError:
-            raise UserError(f"worktree:{wt.changes.top} is not a Linux kernel tree (no "
-                            "Makefile, Kconfig, arch/x86/Kconfig, init/main.c)") from None
-        yield SourceTree(kind="worktree" if overlay else "git", path=tree,
-                         identity=wt.identity, version=version,
-                         slot=f"git-{wt.found.clone.key}")
 
 
 # --- tree -----------------------------------------------------------------------------------

@@ -39,9 +39,11 @@ class PathSpec:
 
 @dataclass(frozen=True)
 class DebianSrcSpec:
-    """Debian's linux-source-SERIES package, built by the lab."""
+    """Debian's linux-source-SERIES package, built by the lab: the newest of the series,
+    or an ``exact`` version of it (what a reproducer names)."""
 
     series: str
+    exact: str | None = None  # a linux-source-SERIES version: "7.2.13-1"
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,15 @@ class WorktreeSpec:
 
 @dataclass(frozen=True)
 class TreeSpec:
-    """A plain kernel source directory, built out of tree by the lab."""
+    """A plain kernel source directory, built out of tree by the lab.
+
+    ``pin`` (``tree:PATH@<fingerprint>``, what a reproducer writes) names the build of
+    one content of the tree: the cached kernel, or the tree if it still holds exactly
+    that, else a UserError.
+    """
 
     path: Path
+    pin: str | None = None  # the fingerprint of its files' content (lab.kernel.mirror)
 
 
 KernelSpec = DebianSpec | PathSpec | DebianSrcSpec | GitSpec | WorktreeSpec | TreeSpec
@@ -82,6 +90,8 @@ BUILT_KINDS = (DebianSrcSpec, GitSpec, WorktreeSpec, TreeSpec)
 
 # A working tree's state as lab.kernel.source names it: its commit and its changes' digest.
 WORKTREE_PIN = re.compile(r"[0-9a-f]{40}\+[0-9a-f]{16}")
+# A plain tree's content as lab.kernel.mirror names it.
+TREE_PIN = re.compile(r"[0-9a-f]{16}")
 # A Debian version with a revision ("UPSTREAM-REVISION"), optional epoch: the
 # metapackage's versions always carry a Debian revision, a series never does.
 _DEBIAN_VERSION = re.compile(r"^(?:\d+:)?\d+(?:\.\d+)+[0-9A-Za-z.+~]*-[0-9A-Za-z.+~]+$")
@@ -99,6 +109,7 @@ def valid_forms() -> str:
         "IMAGE[,modules=DIR][,sha256=HEX] (a bzImage/vmlinuz path; with its SHA-256, "
         "refused if the file changed), "
         f"debian-src:SERIES ({', '.join(_series_names())}, built), "
+        "debian-src:VERSION (a linux-source version, e.g. 7.2.13-1, built), "
         "git:PATH[@REV] (a commit, built), worktree:PATH (HEAD and the uncommitted "
         "changes, built), tree:PATH (built)"
     )
@@ -118,9 +129,13 @@ def _parse_debian(text: str, rest: str) -> KernelSpec:
 
 def _parse_debian_src(text: str, rest: str) -> KernelSpec:
     series = _series_names()
-    if rest not in series:
-        raise UserError(f"unknown Debian source {text!r}: known series {', '.join(series)}")
-    return DebianSrcSpec(series=rest)
+    if rest in series:
+        return DebianSrcSpec(series=rest)
+    of = load_catalogue().series_of(rest) if _DEBIAN_VERSION.match(rest) else None
+    if of is None:
+        raise UserError(f"unknown Debian source {text!r}: known series {', '.join(series)}, "
+                        "or an exact linux-source version of one, such as 7.2.13-1")
+    return DebianSrcSpec(series=of, exact=rest)
 
 
 def _parse_git(text: str, rest: str) -> KernelSpec:
@@ -144,6 +159,9 @@ def _parse_worktree(text: str, rest: str) -> KernelSpec:
 
 
 def _parse_tree(text: str, rest: str) -> KernelSpec:
+    path, sep, pin = rest.rpartition("@")
+    if sep and path and TREE_PIN.fullmatch(pin):
+        return TreeSpec(path=Path(path).expanduser(), pin=pin)
     return TreeSpec(path=Path(rest).expanduser())
 
 
@@ -158,24 +176,54 @@ _KINDS: dict[str, Callable[[str, str], KernelSpec]] = {
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The options an image path may carry, peeled off its end only: a comma elsewhere is the
+# path's ("/data/linux,kasan/bzImage").  A digest holds no "/", so ",sha256=" inside a
+# directory name stays the path's too.
+_MODULES_OPTION = ",modules="
+_SHA256_OPTION = re.compile(r",sha256=([^,/]*)\Z")
+
+
+def _split_path(text: str) -> tuple[str, str | None, str | None]:
+    """(image, modules, sha256) of ``IMAGE[,modules=DIR][,sha256=HEX]``, options in
+    either order; UserError when the text cannot be told apart from its options."""
+    image, modules, digest = text, None, None
+    while True:
+        found = _SHA256_OPTION.search(image)
+        head, sep, tail = image.rpartition(_MODULES_OPTION)
+        if found is not None:
+            key, value, image = "sha256", found.group(1), image[:found.start()]
+        elif sep:
+            key, value, image = "modules", tail, head
+        else:
+            return image, modules, digest
+        if (key == "sha256" and digest is not None) or (key == "modules" and modules is not None):
+            raise UserError(f"{text!r}: ',{key}=' more than once; a path holding ',{key}=' "
+                            f"cannot be named in IMAGE[,modules=DIR][,sha256=HEX]")
+        if not value:
+            raise UserError(f"bad kernel spec {text!r}: ',{key}=' with nothing after it; "
+                            f"valid forms: {valid_forms()}")
+        if key == "sha256":
+            digest = value
+        else:
+            modules = value
 
 
 def _parse_path(text: str) -> PathSpec:
-    image_text, *options = text.split(",")
-    given: dict[str, str] = {}
-    for option in options:
-        key, sep, value = option.partition("=")
-        if key not in ("modules", "sha256") or not sep or not value or key in given:
-            raise UserError(f"bad kernel spec {text!r}; valid forms: {valid_forms()}")
-        given[key] = value
+    image_text, modules_text, digest = _split_path(text)
     if not image_text:
-        raise UserError(f"bad kernel spec {text!r}; valid forms: {valid_forms()}")
-    digest = given.get("sha256")
+        raise UserError(f"bad kernel spec {text!r}: no image path; valid forms: {valid_forms()}")
     if digest is not None and not _SHA256.match(digest.lower()):
         raise UserError(f"{text!r}: sha256={digest} is not a SHA-256 (64 hex digits)")
-    modules = Path(given["modules"]).expanduser() if "modules" in given else None
+    modules = Path(modules_text).expanduser() if modules_text is not None else None
     return PathSpec(image=Path(image_text).expanduser(), modules=modules,
                     sha256=digest.lower() if digest else None)
+
+
+def path_text(spec: PathSpec) -> str:
+    """The text that names ``spec`` (what ``parse_spec`` reads back as it)."""
+    modules = f"{_MODULES_OPTION}{spec.modules}" if spec.modules is not None else ""
+    digest = f",sha256={spec.sha256}" if spec.sha256 is not None else ""
+    return f"{spec.image}{modules}{digest}"
 
 
 def parse_spec(text: str) -> KernelSpec:
@@ -188,7 +236,8 @@ def parse_spec(text: str) -> KernelSpec:
         return _KINDS[kind](text, rest)
     # A path must look like one: a bare word ("6.1", "bzimage") is more likely a
     # mistyped spec than a file in the current directory, unless it exists.
-    image = text.partition(",")[0]
-    if image and ("/" in image or image.startswith(("~", ".")) or Path(image).exists()):
-        return _parse_path(text)
+    image = _split_path(text)[0]
+    if (text and not image) or "/" in image or image.startswith(("~", ".")) or \
+            Path(image).exists():
+        return _parse_path(text)  # (options without an image: _parse_path says so)
     raise UserError(f"unknown kernel spec {text!r}; valid forms: {valid_forms()}")

@@ -29,7 +29,6 @@ cannot check it out either: that is the price of sharing the objects.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -120,33 +119,28 @@ class Clone:
                     overlay: WorkingChanges | None = None) -> Iterator[Path]:
         """The work tree at ``commit`` (with ``overlay``'s files over it), locked against
         other checkouts until the block ends."""
-        lock = self.root / "tree.lock"
-        with open(lock, "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                t0 = time.monotonic()
-                # The marker, not HEAD, says what the tree holds: a fresh --no-checkout
-                # clone's HEAD names a commit whose files are not there, and a checkout or
-                # copy a kill cut short leaves no marker.
-                marker = self.root / "checked-out"
-                want = commit if overlay is None else f"{commit} {overlay.digest}"
-                have = marker.read_text().strip() if marker.is_file() else ""
-                if have != want:
-                    marker.unlink(missing_ok=True)
-                    if have.split(" ")[0] != commit:
-                        # -f: the tree is the lab's; a stray edit must not block a bisection.
-                        self.git("checkout", "--quiet", "--force", "--detach", commit,
-                                 timeout=TIMEOUT)
-                    if overlay is not None or have != commit:
-                        # Copied files may be left from another overlay (or one cut short).
-                        self._overlay(commit, overlay)
-                    marker.write_text(want + "\n")
-                    log.info("source: checked out %s%s in %s (%.1f s)", commit[:12],
-                             f" + {len(overlay.changes)} changed file(s) from {overlay.top}"
-                             if overlay is not None else "", self.tree, time.monotonic() - t0)
-                yield self.tree
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with atomic.locked(self.root / "tree.lock"):
+            t0 = time.monotonic()
+            # The marker, not HEAD, says what the tree holds: a fresh --no-checkout
+            # clone's HEAD names a commit whose files are not there, and a checkout or
+            # copy a kill cut short leaves no marker.
+            marker = self.root / "checked-out"
+            want = commit if overlay is None else f"{commit} {overlay.digest}"
+            have = marker.read_text().strip() if marker.is_file() else ""
+            if have != want:
+                marker.unlink(missing_ok=True)
+                if have.split(" ")[0] != commit:
+                    # -f: the tree is the lab's; a stray edit must not block a bisection.
+                    self.git("checkout", "--quiet", "--force", "--detach", commit,
+                             timeout=TIMEOUT)
+                if overlay is not None or have != commit:
+                    # Copied files may be left from another overlay (or one cut short).
+                    self._overlay(commit, overlay)
+                marker.write_text(want + "\n")
+                log.info("source: checked out %s%s in %s (%.1f s)", commit[:12],
+                         f" + {len(overlay.changes)} changed file(s) from {overlay.top}"
+                         if overlay is not None else "", self.tree, time.monotonic() - t0)
+            yield self.tree
 
     def _overlay(self, commit: str, overlay: WorkingChanges | None) -> None:
         """Make the work tree ``commit`` plus ``overlay``: files the tree holds beyond
@@ -179,13 +173,9 @@ class Clone:
 
         What the tree holds is then unknown: the next ``checked_out`` checks out.
         """
-        with open(self.root / "tree.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                (self.root / "checked-out").unlink(missing_ok=True)
-                yield self.tree
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with atomic.locked(self.root / "tree.lock"):
+            (self.root / "checked-out").unlink(missing_ok=True)
+            yield self.tree
 
 
 def clone_key(top: Path) -> str:
@@ -309,11 +299,7 @@ class WorkingChanges:
                 target = os.readlink(src) if src.is_symlink() else None
                 if target is None or _state(src) != c.state:
                     raise _moved(self.top, c.path)
-                if dst.is_symlink() and os.readlink(dst) == target:
-                    continue
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.unlink(missing_ok=True)
-                dst.symlink_to(target)
+                atomic.put_symlink(dst, target)
                 continue
             try:
                 data = src.read_bytes()
@@ -322,17 +308,8 @@ class WorkingChanges:
             mode, digest = c.state.split(" ", 1)
             if hashlib.sha256(data).hexdigest() != digest:
                 raise _moved(self.top, c.path)
-            perm = 0o755 if mode == "100755" else 0o644
-            if (dst.is_file() and not dst.is_symlink() and dst.read_bytes() == data
-                    and (dst.stat().st_mode & 0o777) == perm):
-                continue  # unchanged since the last build: keep its mtime
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.is_symlink():
-                dst.unlink()
-            tmp = dst.with_name(f".{dst.name}.lab-new")
-            tmp.write_bytes(data)
-            tmp.chmod(perm)
-            os.replace(tmp, dst)
+            # Unchanged since the last build: not written, its mtime kept.
+            atomic.put_file(dst, data, executable=mode == "100755")
 
 
 def _moved(top: Path, path: str) -> UserError:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import InfraError
-from lab.kernel.artifact import Kernel
+from lab.kernel.artifact import Kernel, file_sha256
 from lab.kernel.facts import ConfigFacts
 from lab.results import record as results
 from lab.results import splat
@@ -42,6 +42,19 @@ class RebootLimit(InfraError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, phase="recovery")
+
+
+class ImageChanged(RebootLimit):
+    """A kernel image given by path changed since the run resolved it.
+
+    Refused rather than booted with a note: every record of the run names the image
+    that was resolved (its SHA-256, the reproducers' pin), and a guest booted from
+    another file would make the rest of them false.  A RebootLimit, so the run stops
+    where a crash loop stops it; the records of what ran stay.
+    """
+
+    def __init__(self, message: str) -> None:
+        InfraError.__init__(self, message, phase="boot")
 
 
 class BootCrash(Exception):
@@ -106,12 +119,30 @@ class Machine:
         Booting waits for one of the host's CPU slots (lab.vm.slots) and holds it
         until the agent answers.
         """
+        self._check_image()
+
         def waiting(holders: str) -> None:
             self.say(f"waiting for a CPU slot to boot (held by: {holders})")
 
         with self.slots.hold(f"boot {self.name}", on_wait=waiting) as wait:
             self.slot_wait = wait
             self._start_or_retry()
+
+    def _check_image(self) -> None:
+        """ImageChanged when the image file is no longer what was resolved (a `make` during
+        the run, a copy over it): the kernel's own cache entries are not checked."""
+        want = self.kernel.image_sha256
+        if want is None:
+            return
+        try:
+            found = file_sha256(self.kernel.image)
+        except OSError as exc:
+            found = f"unreadable ({exc.strerror})"
+        if found != want:
+            raise ImageChanged(
+                f"{self.kernel.image} changed since this run resolved it (SHA-256 {want} "
+                f"then, {found} now): its records name the first, so no guest boots the "
+                f"second; run again to test the new image")
 
     def _start_or_retry(self) -> None:
         try:
