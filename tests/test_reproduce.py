@@ -204,6 +204,15 @@ def test_node_ids_are_checked_before_anything_runs(tmp_path: Path) -> None:
     assert rest == ["-x", "-k", "slow", "--deselect", "scenarios/aio/test_x.py::test_y"]
 
 
+def test_a_node_id_may_hold_a_space() -> None:
+    """A cell label from --kconfig-add CONFIG_X="a b" has one: still a node id, never a
+    path beside the suite (which would run the whole suite)."""
+    label = 'debian-src:7.2/base+CONFIG_CMDLINE="a b"'
+    assert select.is_nodeid(f"scenarios/aio/t.py::test_y[{label}]")
+    assert select.is_nodeid("scenarios/aio/t.py::TestZ")
+    assert not select.is_nodeid("-p no:cacheprovider") and not select.is_nodeid("a b.py x")
+
+
 @pytest.mark.parametrize("given, name, cell, want", [
     ("test_y[debian:7.2]", "test_y[debian:7.2]", "debian:7.2", True),  # as records show it
     ("test_y", "test_y[debian:7.2]", "debian:7.2", True),  # every cell and parameter
@@ -213,6 +222,10 @@ def test_node_ids_are_checked_before_anything_runs(tmp_path: Path) -> None:
     ("test_y[debian:7.2]", "test_y[debian:7.2-repeat2]", "debian:7.2", True),
     ("test_y", "test_yz[debian:7.2]", "debian:7.2", False),
     ("", "test_anything[debian:7.2]", "debian:7.2", True),  # the whole file
+    ("TestZ", "TestZ::test_w[debian:7.2]", "debian:7.2", True),  # a class: its tests
+    ("TestZ", "TestZed::test_w[debian:7.2]", "debian:7.2", False),
+    ("TestZ::test_w", "TestZ::test_w[debian:7.2-repeat3]", "debian:7.2", True),
+    ("TestZ::test_w", "TestZ::test_wx[debian:7.2]", "debian:7.2", False),
 ])
 def test_what_a_node_id_selects(given: str, name: str, cell: str, want: bool) -> None:
     node = select.NodeId(Path("/s/test_x.py"), given, given)
