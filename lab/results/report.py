@@ -97,15 +97,14 @@ def _cells(run: Run) -> list[dict[str, Any]]:
 Reproducer = Callable[[Record], str]
 
 
-def reproducer(record: Record, *, rootdir: str = "", guest: GuestOptions | None = None) -> str:
+def reproducer(record: Record, *, guest: GuestOptions | None = None) -> str:
     """The command that runs this one test on this one cell again (lab.results.reproduce:
     the kernel pinned, the accelerator that ran, the guest's options, the node id)."""
-    return reproduce.for_record(record, guest=guest or GuestOptions(), rootdir=rootdir)
+    return reproduce.for_record(record, guest=guest or GuestOptions())
 
 
 def _reproducer(run: Run) -> Reproducer:
-    return reproduce.maker(run.records, guest=reproduce.guest_of(run.matrix),
-                           rootdir=run.matrix.rootdir if run.matrix else "")
+    return reproduce.maker(run.records, matrix=run.matrix)
 
 
 def _anchor(key: Key, prefix: str = "t") -> str:
