@@ -111,6 +111,10 @@ def test_several_results_for_one_test_never_resolve_by_majority(tmp_path: Path) 
     assert r.data["merged"] == {"results": 3, "verdicts": ["FAIL", "PASS", "PASS"],
                                 "flaky": "FAIL 1/3"}
     assert summarize(done.path)["exit_code"] == 1
+    # The report counts each of the three results.
+    ctx = report.context(report.load_run(done.path))
+    (failure,) = [f for f in ctx["failures"] if f["test"] == ALL[0].test]
+    assert failure["flaky"] == "FAIL 1/3"
 
 
 def _repeated(tmp_path: Path, name: str, index: int, total: int, verdicts: dict[int, str],

@@ -105,11 +105,20 @@ def table(records: Iterable[Record]) -> dict[Key, Status]:
         grouped.setdefault(key_of(r), []).append(r)
     out = {}
     for key, recs in grouped.items():
-        verdicts = [r.verdict for r in recs]
+        # A record `lab merge` made of several results counts as each of them.
+        verdicts = [v for r in recs for v in _verdicts(r)]
         verdict, confidence = resolve(verdicts)
-        out[key] = Status(verdict, confidence, len(recs),
+        out[key] = Status(verdict, confidence, len(verdicts),
                           next(r for r in recs if r.verdict == verdict), counts(verdicts))
     return out
+
+
+def _verdicts(record: Record) -> list[str]:
+    merged = record.data.get("merged")
+    seen = merged.get("verdicts") if isinstance(merged, dict) else None
+    if isinstance(seen, list) and seen and record.verdict in seen:
+        return [str(v) for v in seen]
+    return [record.verdict]
 
 
 def transitions(base: dict[Key, Status], new: dict[Key, Status],
