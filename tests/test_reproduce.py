@@ -350,18 +350,22 @@ def test_the_runs_pytest_arguments_and_known_issues_come_along(tmp_path: Path) -
     extra = ["--deselect", "scenarios/aio/t.py::test_c", "-p", "no:randomly"]
     assert runner.recorded_args(["-k", "slow", "-mfast", *extra, "-m", "x", "-x"]) == \
         [*extra, "-x"]
+    mine = tmp_path / "known.toml"
     d = _run_dir(tmp_path, _records(), options={**OPTIONS, "pytest_args": extra,
-                                                "known_issues": "/home/u/known.toml"})
+                                                "known_issues": str(mine)})
+    with pytest.raises(UserError, match=f"ran with the known issues {mine}, which are gone"):
+        rerun.options(d, failed=True)
+    mine.write_text("")
     opts = rerun.options(d, failed=True)
     assert opts.pytest_args[:4] == extra and len(opts.pytest_args) == 7
-    assert opts.known_issues == Path("/home/u/known.toml")
+    assert opts.known_issues == mine
     assert opts.rootdir == Path("/src")
     repro = summarize(d)["reproducers"]["scenarios/aio/t.py::test_b[debian:7.2]"]
-    assert repro.endswith("--known-issues /home/u/known.toml -- --deselect "
+    assert repro.endswith(f"--known-issues {mine} -- --deselect "
                           "scenarios/aio/t.py::test_c -p no:randomly scenarios/aio/t.py::test_b")
     reproduce.write_command(d)
     assert (d / "command.txt").read_text().splitlines()[0].endswith(
-        "--known-issues /home/u/known.toml -- --deselect scenarios/aio/t.py::test_c -p "
+        f"--known-issues {mine} -- --deselect scenarios/aio/t.py::test_c -p "
         "no:randomly")
     # The lab's own list is this lab's, whatever ./known-issues.toml is where it reruns;
     # a run from before the option: the default.

@@ -83,6 +83,9 @@ def options(run_dir: Path, *, failed: bool = False, repeat: int | None = None,
     if own and (select or suite == SCENARIOS_DIR):
         suite = None
     recorded = m.options.get("known_issues")
+    if recorded and not Path(recorded).is_file():
+        raise UserError(f"{run_dir} ran with the known issues {recorded}, which are gone; put "
+                        "the file back there (a rerun expects what its run expected)")
     return RunOptions(
         kernels=cmd.kernels, variants=cmd.variants, guest=cmd.guest, keyword=keyword,
         results=results_root, cache=cache, workers=workers,
