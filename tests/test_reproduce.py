@@ -314,8 +314,8 @@ def test_a_run_copied_from_another_checkout_reruns_here(tmp_path: Path, flagged:
 def test_reruns_and_reproducers_of_a_suite_outside_the_lab_keep_its_suite(
         tmp_path: Path) -> None:
     """Node ids of a suite of the user's are relative to the run's rootdir, which pytest
-    is given again (`lab rerun`) or finds again from the suite (a reproducer's --suite):
-    rooted above the lab's scenarios/, it would name them `::test_a`."""
+    is given again (`lab rerun`) or finds again (a reproducer runs from it): rooted above
+    the lab's scenarios/, it would name them `::test_a`."""
     d = _run_dir(tmp_path, _records(), options={**OPTIONS, "lab_suite": False})
     m = read(d)
     assert m is not None
@@ -334,7 +334,8 @@ def test_reruns_and_reproducers_of_a_suite_outside_the_lab_keep_its_suite(
     node = select.check(str(outside / "test_x.py::test_a"), roots=[tmp_path])
     own = select.check(f"{OWN}::test_noop_opcode", roots=[REPO])
     assert runner._collect(RunOptions(kernels=[]), [node]) == [str(outside / "test_x.py")]
-    assert runner._collect(RunOptions(kernels=[], suite=outside), [node]) == [str(outside)]
+    assert runner._collect(RunOptions(kernels=[], suite=outside), [node]) == \
+        [str(outside / "test_x.py")]
     assert runner._collect(RunOptions(kernels=[], suite=outside, rootdir=tmp_path), [node]) == \
         [str(outside / "test_x.py"), f"--rootdir={tmp_path}"]
     assert runner._collect(RunOptions(kernels=[]), [own]) == [str(REPO / OWN),

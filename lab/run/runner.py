@@ -195,22 +195,16 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
 
 
 def _collect(opts: RunOptions, nodes: list[select.NodeId]) -> list[str]:
-    """What pytest collects, and its ``--rootdir``: the suite, or the node ids' files.
+    """What pytest collects (the suite, or the node ids' files) and its ``--rootdir``.
 
-    The lab's own scenarios are rooted above scenarios/ (lab.paths.rootdir_args).  Node
-    ids in a suite of the user's (a reproducer's ``--suite S -- NODEID``) collect the
-    suite, of which lab.run.select keeps their tests, so that pytest roots the run as
-    it rooted a run of the suite and the ids are the same; `lab rerun` names the run's
-    rootdir itself and collects only the node ids' files.
+    The lab's own scenarios are rooted above scenarios/ (lab.paths.rootdir_args); `lab
+    rerun` of a suite of the user's gives the run's rootdir; otherwise pytest's own
+    choice (from the paths and the current directory: a reproducer changes to the run's
+    rootdir first), never the lab's, which names a test outside it ``::test_a``.
     """
-    files = list(dict.fromkeys(n.path for n in nodes))
-    paths = files or [opts.suite]
+    paths = list(dict.fromkeys(n.path for n in nodes)) or [opts.suite]
     if opts.rootdir is not None:
         return [*map(str, paths), f"--rootdir={opts.rootdir}"]
-    suite = opts.suite.resolve()
-    if files and not rootdir_args(*files) and suite != SCENARIOS_DIR.resolve() and \
-            all(f == suite or suite in f.parents for f in files):
-        paths = [opts.suite]
     return [*map(str, paths), *rootdir_args(*paths)]
 
 
