@@ -48,13 +48,19 @@ def default_results_root() -> Path:
     return Path("results").resolve()
 
 
-def rootdir_args(suite: Path) -> list[str]:
-    """pytest's ``--rootdir`` for a run of ``suite``: for the lab's own scenarios, the
-    directory that holds scenarios/, so their test ids read ``scenarios/...`` whatever
-    the current directory and wherever the lab is installed (with no ini file beside an
-    installed suite, pytest would root the ids at scenarios/ itself).  None for another
-    suite: pytest's own choice, as before."""
-    suite = suite.resolve()
-    if suite == SCENARIOS_DIR or SCENARIOS_DIR in suite.parents:
+def in_scenarios(path: Path) -> bool:
+    """Whether ``path`` is the lab's own scenarios/ or inside it."""
+    path = path.resolve()
+    return path == SCENARIOS_DIR or SCENARIOS_DIR in path.parents
+
+
+def rootdir_args(*paths: Path) -> list[str]:
+    """pytest's ``--rootdir`` for a run that collects ``paths``: when every one is in the
+    lab's own scenarios, the directory that holds scenarios/, so their test ids read
+    ``scenarios/...`` whatever the current directory and wherever the lab is installed
+    (with no ini file beside an installed suite, pytest would root the ids at scenarios/
+    itself).  None when any path is elsewhere (a suite of the user's, a node id in it):
+    rooted above scenarios/, pytest would name a test outside it ``::test_a``."""
+    if paths and all(in_scenarios(p) for p in paths):
         return [f"--rootdir={REPO}"]
     return []

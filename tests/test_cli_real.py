@@ -23,6 +23,7 @@ import pytest
 from labrun import REPO, LabRun, lab_cmd, lab_run
 
 from lab.paths import cache_root
+from lab.results.cell import scenario_of
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -64,7 +65,8 @@ def test_a_run_says_how_it_boots_and_where_its_skips_are(tmp_path: Path) -> None
     # The options reached virtme-ng and the kernel.
     console = next(run.run_dir.glob("console-*.log")).read_text(errors="replace")
     assert "--cpus 2 --memory 2048M" in console.splitlines()[0]
-    command_line = next(ln for ln in console.splitlines() if "Kernel command line:" in ln)
+    # A long command line (deep paths) is printed on several "Kernel command line:" lines.
+    command_line = " ".join(ln for ln in console.splitlines() if "Kernel command line:" in ln)
     assert " nokaslr" in command_line
     # command.txt reproduces it pinned: the package that ran, the accelerator, the options;
     # from any directory (the lab finds its own scenarios' node ids: no `cd` into the lab).
@@ -185,8 +187,12 @@ def test_ctrl_c_exits_130_and_keeps_what_ran(interrupted: Interrupted) -> None:
     assert by_name["test_passes"]["verdict"] == "PASS"
     assert by_name["test_fails"]["verdict"] == "FAIL"
     assert by_name["test_race_then_fail"]["verdict"] == "FAIL"
-    assert by_name["test_slow"]["verdict"] == "NOTRUN"
-    assert by_name["test_slow"]["reason"] == "not finished: interrupted (Ctrl-C)"
+    # The interrupted test says how long its call had run (no splat: still NOTRUN).
+    slow = by_name["test_slow"]
+    assert slow["verdict"] == "NOTRUN" and not slow["splats"], slow
+    assert re.fullmatch(r"not finished: interrupted \(Ctrl-C\) after \d+\.\d s in its call",
+                        slow["reason"]), slow["reason"]
+    assert slow["data"]["interrupted"]["seconds"] >= 1.0
     assert by_name["test_after"]["reason"] == "not run: interrupted (Ctrl-C)"
     summary = json.loads((run.run_dir / "summary.json").read_text())
     assert summary["stopped"] == "interrupted (Ctrl-C)" and summary["counts"]["PASS"] == 1
@@ -220,6 +226,12 @@ def test_rerun_failed_repeated_twice(interrupted: Interrupted, tmp_path: Path) -
         by_test.setdefault(str(r["test"]).split("::")[1].split("[")[0], []).append(r)
     # FAIL and NOTRUN again, twice each; PASS not.
     assert sorted(by_test) == ["test_after", "test_fails", "test_race_then_fail", "test_slow"]
+    # The same test ids as the run's, for a suite outside the lab (rooted at the suite as
+    # the run was, not at the lab: "::test_fails").
+    assert {scenario_of(str(r["test"]), str(r["cell"])) for r in recs} == {
+        scenario_of(str(r["test"]), str(r["cell"])) for r in first.records()
+        if r["verdict"] != "PASS"}
+    assert all(str(r["test"]).startswith("test_slow.py::") for r in recs), recs[0]["test"]
     for name, runs in by_test.items():
         assert sorted(int(str(r["repeat"])) for r in runs) == [1, 2], name
     assert {r["verdict"] for r in by_test["test_slow"] + by_test["test_after"]} == {"PASS"}

@@ -81,13 +81,29 @@ def test_cells_added_and_removed() -> None:
     assert c.cells_added == ["debian-src:7.3/debug"] and c.cells_removed == ["debian:6.1"]
 
 
-def test_duplicates_resolve_by_majority_ties_toward_the_worse() -> None:
-    assert resolve(["PASS", "PASS", "FAIL"]) == ("PASS", 2 / 3)
+def test_duplicates_never_resolve_by_majority() -> None:
+    """A FAIL, CRASH or HANG among several results for one key wins, and the mix is flaky
+    with its counts (STYLE.md: a majority turned FAIL, PASS, PASS into a green merge)."""
+    assert resolve(["PASS", "PASS", "FAIL"]) == ("FAIL", 1 / 3)
     assert resolve(["PASS", "FAIL"]) == ("FAIL", 0.5)
+    assert resolve(["FAIL", "HANG", "HANG", "PASS"]) == ("HANG", 0.5)
     assert resolve(["SKIP", "PASS"]) == ("PASS", 0.5)
     t = table([rec("t", "PASS"), rec("t", "HANG"), rec("t", "HANG")])
     (status,) = t.values()
     assert (status.verdict, status.results, round(status.confidence, 2)) == ("HANG", 3, 0.67)
+    assert status.flaky and status.shown == "HANG 2/3"
+
+
+def test_a_fail_among_repetitions_wins_and_is_marked_flaky() -> None:
+    reps = [rec("t", v, repeat=n) for n, v in enumerate(("PASS", "PASS", "FAIL", "PASS"), 1)]
+    (status,) = table(reps).values()
+    assert status.verdict == "FAIL" and status.record.repeat == 3
+    assert status.flaky and status.shown == "FAIL 1/4" and status.counts == {"FAIL": 1,
+                                                                            "PASS": 3}
+    c = compare([rec("t", "PASS")], reps)
+    assert keys(c.regressions) == {"debian:7.2|t"}
+    (same,) = table([rec("t", "PASS", repeat=n) for n in (1, 2)]).values()
+    assert not same.flaky and same.shown == "PASS"
 
 
 def test_unstable_needs_two_flips_across_the_history() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from lab.errors import UserError
@@ -78,7 +80,21 @@ def test_scopes_are_cells_and_split_when_workers_outnumber_them() -> None:
     cells = ["debian:7.2", "debian:6.1", "debian-src:7.3/debug"]
     units = scopes(m(cells, TESTS), workers=2)
     assert set(units.values()) == {"c0s0", "c1s0", "c2s0"}
-    assert all(units[t] == f"c{cells.index(c)}s0" for c, t in TESTS)
+    assert all(units[t, 0] == f"c{cells.index(c)}s0" for c, t in TESTS)
     one = [t for t in TESTS if t[0] == "debian:7.2"]
     units = scopes(m(["debian:7.2"], one), workers=3)
     assert set(units.values()) == {"c0s0", "c0s1", "c0s2"}
+
+
+def test_repetitions_of_a_split_cell_spread_over_its_workers() -> None:
+    """`lab rerun R --failed --repeat 50 --workers 2` of one race: the cell is split in
+    two, and its 50 repetitions go to both halves, not all to one."""
+    test = "scenarios/races/r.py::test_race[debian:7.2]"
+    one = Matrix(cells=[{"label": "debian:7.2"}], suite=[], expected=[("debian:7.2", test)] * 50,
+                 assigned=[("debian:7.2", test)] * 50, options={"repeat": 50})
+    units = scopes(one, workers=2)
+    assert set(units) == {(test, n) for n in range(1, 51)}
+    per_unit = Counter(units.values())
+    assert set(per_unit) == {"c0s0", "c0s1"} and min(per_unit.values()) >= 15, per_unit
+    # Not split (a worker per cell): every repetition stays with its cell's guest.
+    assert set(scopes(one, workers=1).values()) == {"c0s0"}

@@ -14,10 +14,11 @@ import pytest
 from records import rec
 
 from lab.errors import UserError
-from lab.results import junit
+from lab.results import junit, report
 from lab.results.matrix import Matrix, read, write
 from lab.results.merge import merge
 from lab.results.record import Record, read_records
+from lab.results.summary import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 CELLS = [{"label": "debian:7.2", "spec": "debian:7.2", "variant": None},
@@ -97,13 +98,81 @@ def test_duplicates_are_skipped_by_content(tmp_path: Path) -> None:
     assert done.miss == 0 and done.records == 12
 
 
-def test_two_results_for_one_test_resolve_by_majority(tmp_path: Path) -> None:
-    one = shard(tmp_path, 1, 1, ALL)
-    rerun = shard(tmp_path, 1, 1, [rec("test_0", "FAIL"), *ALL[1:]], name="rerun")
-    done = merge([one, rerun], tmp_path / "merged", command="lab merge")
+def test_several_results_for_one_test_never_resolve_by_majority(tmp_path: Path) -> None:
+    """FAIL, PASS, PASS for one (cell, test) from three inputs: the FAIL wins, marked
+    flaky with its counts, and the merged run fails (issue 23, item 14)."""
+    firsts = [rec("test_0", v) for v in ("FAIL", "PASS", "PASS")]
+    for n, r in enumerate(firsts):
+        r.duration = 1.0 + n  # three runs of the shard, not one artifact thrice
+    runs = [shard(tmp_path, 1, 1, [r, *ALL[1:]], name=f"run{n}") for n, r in enumerate(firsts)]
+    done = merge(runs, tmp_path / "merged", command="lab merge")
     (r,) = [r for r in read_records(done.path) if r.test == ALL[0].test]
-    assert r.verdict == "FAIL"  # one PASS, one FAIL: the tie goes to the worse
-    assert r.data["merged"] == {"results": 2, "confidence": 0.5, "verdicts": ["FAIL", "PASS"]}
+    assert r.verdict == "FAIL"
+    assert r.data["merged"] == {"results": 3, "verdicts": ["FAIL", "PASS", "PASS"],
+                                "flaky": "FAIL 1/3"}
+    assert summarize(done.path)["exit_code"] == 1
+    # The report counts each of the three results.
+    ctx = report.context(report.load_run(done.path))
+    (failure,) = [f for f in ctx["failures"] if f["test"] == ALL[0].test]
+    assert failure["flaky"] == "FAIL 1/3"
+
+
+def _repeated(tmp_path: Path, name: str, index: int, total: int, verdicts: dict[int, str],
+              *, repeat: int = 4) -> Path:
+    """A shard of a `--repeat` run: test_0 of debian:7.2 repeated, with ``verdicts``
+    (repetition → verdict) the repetitions this shard reported."""
+    recs = [rec("test_0", v, repeat=n) for n, v in verdicts.items()]
+    d = shard(tmp_path, index, total, recs, name=name)
+    m = read(d)
+    assert m is not None
+    test = ALL[0].test
+    m.cells, m.options = CELLS[:1], {"repeat": repeat}
+    m.expected = [("debian:7.2", test)] * repeat
+    m.assigned = [("debian:7.2", test)] * len(verdicts)
+    write(d, m)
+    return d
+
+
+def test_repetitions_are_separate_results_and_a_fail_among_them_stays(tmp_path: Path) -> None:
+    """PASS, PASS, FAIL, PASS of one test split over two inputs: four records, the FAIL
+    among them, exit 1, and the report lists the failure as flaky ("FAIL 1/4")."""
+    one = _repeated(tmp_path, "one", 1, 2, {1: "PASS", 2: "PASS"})
+    two = _repeated(tmp_path, "two", 2, 2, {3: "FAIL", 4: "PASS"})
+    done = merge([one, two], tmp_path / "merged", command="lab merge")
+    recs = read_records(done.path)
+    assert sorted((r.repeat, r.verdict) for r in recs) == [
+        (1, "PASS"), (2, "PASS"), (3, "FAIL"), (4, "PASS")]
+    assert all("merged" not in r.data for r in recs)
+    assert summarize(done.path)["exit_code"] == 1
+    ctx = report.context(report.load_run(done.path))
+    (failure,) = ctx["failures"]
+    assert failure["verdict"] == "FAIL" and failure["flaky"] == "FAIL 1/4"
+    (row,) = ctx["grid"]
+    assert row["cells"][0]["verdict"] == "FAIL" and row["cells"][0]["shown"] == "FAIL 1/4"
+    assert "FAIL 1/4" in report.render_html(ctx)
+
+
+def test_a_missing_repetition_is_miss(tmp_path: Path) -> None:
+    done = merge([_repeated(tmp_path, "one", 1, 1, {1: "PASS", 3: "PASS"}, repeat=3)],
+                 tmp_path / "merged", command="lab merge")
+    recs = read_records(done.path)
+    assert sorted((r.repeat, r.verdict) for r in recs) == [(1, "PASS"), (2, "MISS"),
+                                                           (3, "PASS")]
+
+
+def test_runs_with_another_repeat_count_are_not_shards_of_one_matrix(tmp_path: Path) -> None:
+    one = _repeated(tmp_path, "one", 1, 2, {1: "PASS", 2: "PASS"}, repeat=2)
+    two = _repeated(tmp_path, "two", 2, 2, {1: "PASS", 2: "PASS"}, repeat=2)
+    m = read(two)
+    assert m is not None
+    m.options = {"repeat": 2, "guest": {"cpus": 4}}
+    write(two, m)
+    with pytest.raises(UserError, match="guest options"):
+        merge([one, two], tmp_path / "merged", command="lab merge")
+    m.options = {"repeat": 3}
+    write(two, m)
+    with pytest.raises(UserError, match="--repeat: 2 vs 3"):
+        merge([one, two], tmp_path / "merged", command="lab merge")
 
 
 def test_xfail_becomes_skipped_in_junit() -> None:

@@ -29,6 +29,9 @@ def test_pytest_is_rooted_above_the_lab_s_scenarios_only(tmp_path: Path) -> None
     assert paths.rootdir_args(paths.SCENARIOS_DIR / "aio" / "test_io_submit.py") == root
     assert paths.rootdir_args(tmp_path) == []  # a suite of the user's: pytest's own choice
     assert paths.rootdir_args(paths.REPO / "tests") == []
+    # Node ids' files: rooted above scenarios/ only when every one is in it.
+    assert paths.rootdir_args(paths.SCENARIOS_DIR / "aio", paths.SCENARIOS_DIR / "uring") == root
+    assert paths.rootdir_args(paths.SCENARIOS_DIR / "aio", tmp_path / "test_a.py") == []
 
 
 def test_known_issues_of_the_current_directory_first(tmp_path: Path,

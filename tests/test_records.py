@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from lab.kernel.artifact import Kernel
+from lab.results import record as results
 from lab.results.verdict import Diagnosis
-from lab.run.records import to_record
+from lab.run import guard, watch
+from lab.run.keys import MARK_KEY, RUN_DIR_KEY
+from lab.run.records import to_record, unfinished
 from lab.vm import session
 from lab.vm.accel import Accel
 from lab.vm.vm import VmConfig
@@ -167,3 +171,68 @@ def test_a_slow_boot_says_where_its_time_went_without_benchmark_jargon(tmp_path:
                     "5.2 s here); longest steps: init -> ssh 8.0 s, kernel -> init 3.5 s, "
                     "ssh -> hello 2.1 s")
     assert slow_boots(tmp_path, vng_s=20.0) == []
+
+
+GOLDEN = Path(__file__).parent / "golden" / "splats"
+
+
+class _Console:
+    """The seam the guard reads a console through (lab.vm.session.Machine)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def console_since(self, offset: int) -> str:
+        return self.text[offset:]
+
+
+def _interrupt(tmp_path: Path, console: str, *, offset: int = 0) -> dict[str, Any]:
+    """Ctrl-C in the call of a test whose guest's console holds ``console``: what the
+    guard keeps of it (lab.run.guard)."""
+    run_dir = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    run_dir.mkdir()
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[RUN_DIR_KEY] = run_dir
+    item = SimpleNamespace(config=config, stash=pytest.Stash(),
+                           nodeid="suite/t.py::test_hangs[debian:7.2-repeat2]@c0s1")
+    item.stash[guard.MACHINE_KEY] = _Console(console)
+    item.stash[MARK_KEY] = watch.Mark(console_offset=offset, seq=0, taint=0, ts_us=0)
+    phase = guard._diagnosing(item, "call")  # type: ignore[arg-type]
+    next(phase)
+    with pytest.raises(KeyboardInterrupt):
+        phase.throw(KeyboardInterrupt())
+    assert item.stash[guard.INTERRUPTED_KEY] is True
+    (entry,) = results.read_interrupted(run_dir)
+    assert entry["nodeid"] == item.nodeid and entry["phase"] == "call"
+    assert 0 <= entry["seconds"] < 60
+    return entry
+
+
+def _record(entry: dict[str, Any] | None) -> Any:
+    return unfinished("suite/t.py::test_hangs[debian:7.2]", cell="debian:7.2", kernel={},
+                      repeat=2, why="interrupted (Ctrl-C)", started=True, interrupted=entry)
+
+
+def test_ctrl_c_in_a_crashed_or_hung_test_keeps_its_evidence(tmp_path: Path) -> None:
+    """A test the user interrupted was NOTRUN "not finished", and the splat that made it
+    hang was lost: now the record says how long its call ran, and a splat on the
+    console since the test began is its verdict (never a PASS)."""
+    panic = (GOLDEN / "debian72_sysrq_panic.log").read_text()
+    crashed = _record(_interrupt(tmp_path, panic))
+    assert crashed.verdict == "CRASH" and crashed.repeat == 2
+    assert crashed.reason.startswith("CRASH: kernel splat while the test ran (kernel panic: "
+                                     "sysrq triggered crash); interrupted (Ctrl-C) after ")
+    assert "in its call" in crashed.reason and "sysrq" in crashed.excerpt
+    assert crashed.splats and crashed.data["interrupted"]["phase"] == "call"
+    hung = _record(_interrupt(tmp_path, (GOLDEN / "hung_task_nbd.log").read_text()))
+    assert hung.verdict == "HANG" and "blocked for more than" in hung.excerpt
+    # A splat before the test's mark is another test's: nothing of this one's.
+    quiet = _interrupt(tmp_path, panic + "\n", offset=len(panic))
+    assert "splats" not in quiet
+    notrun = _record(quiet)
+    assert notrun.verdict == "NOTRUN" and notrun.reason.startswith(
+        "not finished: interrupted (Ctrl-C) after ") and notrun.reason.endswith(" in its call")
+    # Without the guard's note (a test that never began): as before.
+    assert _record(None).reason == "not finished: interrupted (Ctrl-C)"
+    assert unfinished("t", cell="", kernel={}, repeat=0, why="x", started=False).reason == \
+        "not run: x"

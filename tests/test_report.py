@@ -199,9 +199,11 @@ def test_context_is_plain_data(tmp_path: Path) -> None:
     assert [r["name"] for r in ctx["grid"]] == ["test_ok", "test_breaks", "test_new"]
     (failure,) = ctx["failures"]
     assert failure["verdict"] == "FAIL" and failure["splats"][0]["title"] == "WARNING in io_destroy"
-    # The test by its node id without the cell (lab.results.reproduce has the pinning).
+    # The test by its node id without the cell (lab.results.reproduce has the pinning),
+    # in the run's suite (a suite of the user's in /src, not the lab's own scenarios/).
     assert failure["reproducer"] == ("cd /src && lab run --kernel debian:7.2 --accel auto "
-                                     "--cpus 2 --memory 2G -- scenarios/aio/t.py::test_breaks")
+                                     "--cpus 2 --memory 2G --suite scenarios -- "
+                                     "scenarios/aio/t.py::test_breaks")
     assert ctx["deviations"] == [{"scenario": "scenarios/aio/t.py::test_new",
                                   "note": "io_cancel(2) says EAGAIN; the kernel returns EINVAL",
                                   "cells": ["debian:6.1", "debian:7.2"]}]

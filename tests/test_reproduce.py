@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,14 @@ from lab.kernel.artifact import Kernel
 from lab.kernel.resolve import check as check_kernel
 from lab.kernel.spec import PathSpec, parse_spec
 from lab.options import GuestOptions
+from lab.paths import KNOWN_ISSUES, REPO, SCENARIOS_DIR
 from lab.results import reproduce
 from lab.results.cell import split_repeat, with_cell
-from lab.results.matrix import Matrix, write
+from lab.results.matrix import Matrix, read, write
 from lab.results.record import Record
 from lab.results.summary import summarize, summary_lines
-from lab.run import rerun, select
+from lab.run import rerun, runner, select
+from lab.run.runner import RunOptions
 
 SHA = "ab" * 32
 
@@ -89,7 +91,7 @@ def test_a_records_reproducer_names_what_ran() -> None:
     r = rec("test_x", "FAIL", param="io_setup", accel=TCG)
     r.kernel = _pinned("debian:7.2", "debian:7.2.13-1")
     guest = GuestOptions(cpus=4, memory="4G", append=("nokaslr",))
-    assert reproduce.for_record(r, guest=guest, rootdir="/src") == (
+    assert reproduce.for_record(r, guest=guest, run=reproduce.Command([], cwd="/src")) == (
         "cd /src && lab run --kernel debian:7.2.13-1 --accel tcg --cpus 4 --memory 4G "
         "--append nokaslr -- 'scenarios/aio/t.py::test_x[io_setup]'")
     # A repetition's record reproduces the test, not the repetition.
@@ -147,11 +149,11 @@ def test_the_summary_gives_each_failure_its_reproducer_and_the_rerun(tmp_path: P
                            "scenarios/aio/t.py::test_a[debian:6.1]"}
     assert repros["scenarios/aio/t.py::test_a[debian:6.1]"] == (
         "cd /src && lab run --kernel debian:6.1.158-1 --accel tcg --cpus 2 --memory 4G "
-        "--append nokaslr -- scenarios/aio/t.py::test_a")
+        "--append nokaslr --suite scenarios -- scenarios/aio/t.py::test_a")
     # A test that never ran names its cell's kernel and accelerator, as they ran.
     assert repros["scenarios/aio/t.py::test_d[debian:7.2]"] == (
         "cd /src && lab run --kernel debian:7.2.13-1 --accel tcg --cpus 2 --memory 4G "
-        "--append nokaslr -- scenarios/aio/t.py::test_d")
+        "--append nokaslr --suite scenarios -- scenarios/aio/t.py::test_d")
     assert summary["rerun"] == f"lab rerun {d} --failed"
     lines = summary_lines(summary)
     assert f"run the failed and unrun tests again: lab rerun {d} --failed" in lines
@@ -207,6 +209,15 @@ def test_node_ids_are_checked_before_anything_runs(tmp_path: Path) -> None:
     assert rest == ["-x", "-k", "slow", "--deselect", "scenarios/aio/test_x.py::test_y"]
 
 
+def test_a_node_id_may_hold_a_space() -> None:
+    """A cell label from --kconfig-add CONFIG_X="a b" has one: still a node id, never a
+    path beside the suite (which would run the whole suite)."""
+    label = 'debian-src:7.2/base+CONFIG_CMDLINE="a b"'
+    assert select.is_nodeid(f"scenarios/aio/t.py::test_y[{label}]")
+    assert select.is_nodeid("scenarios/aio/t.py::TestZ")
+    assert not select.is_nodeid("-p no:cacheprovider") and not select.is_nodeid("a b.py x")
+
+
 @pytest.mark.parametrize("given, name, cell, want", [
     ("test_y[debian:7.2]", "test_y[debian:7.2]", "debian:7.2", True),  # as records show it
     ("test_y", "test_y[debian:7.2]", "debian:7.2", True),  # every cell and parameter
@@ -216,6 +227,10 @@ def test_node_ids_are_checked_before_anything_runs(tmp_path: Path) -> None:
     ("test_y[debian:7.2]", "test_y[debian:7.2-repeat2]", "debian:7.2", True),
     ("test_y", "test_yz[debian:7.2]", "debian:7.2", False),
     ("", "test_anything[debian:7.2]", "debian:7.2", True),  # the whole file
+    ("TestZ", "TestZ::test_w[debian:7.2]", "debian:7.2", True),  # a class: its tests
+    ("TestZ", "TestZed::test_w[debian:7.2]", "debian:7.2", False),
+    ("TestZ::test_w", "TestZ::test_w[debian:7.2-repeat3]", "debian:7.2", True),
+    ("TestZ::test_w", "TestZ::test_wx[debian:7.2]", "debian:7.2", False),
 ])
 def test_what_a_node_id_selects(given: str, name: str, cell: str, want: bool) -> None:
     node = select.NodeId(Path("/s/test_x.py"), given, given)
@@ -258,12 +273,113 @@ def test_rerun_refuses_what_is_not_a_run_and_a_failed_rerun_of_nothing(tmp_path:
         rerun.options(d, failed=True)
 
 
-def test_a_reproducer_of_the_labs_own_scenarios_runs_from_any_directory() -> None:
+def test_a_reproducer_of_the_labs_own_scenarios_runs_from_any_directory(tmp_path: Path) -> None:
     """Their node ids are found beside the lab (lab.run.select), so no `cd` into the lab:
     installed, that would be site-packages, and ./results would land there."""
-    from lab.paths import REPO
-    from lab.results.reproduce import where
+    m = Matrix(cells=[], suite=["scenarios"], expected=[], assigned=[], rootdir=str(REPO))
+    assert reproduce.where(m) == "" and reproduce.base_dir(m) == REPO
+    m.rootdir, m.options = "/ci/work/kernel-lab", {"lab_suite": True}
+    assert reproduce.where(m) == "" and reproduce.base_dir(m) == REPO
+    m.rootdir, m.options = "/src", {"lab_suite": False}
+    assert reproduce.where(m) == "/src"  # another suite's ids are relative to its rootdir
+    assert reproduce.base_dir(m) == Path("/src")
+    assert reproduce.where(None) == ""
 
-    assert where(str(REPO)) == ""
-    assert where("/src") == "/src"  # another suite's ids are relative to its rootdir
-    assert where("") == ""
+
+OWN = "scenarios/aio/test_io_submit.py"  # a file of the lab's own scenarios
+
+
+@pytest.mark.parametrize("flagged", [True, False])
+def test_a_run_copied_from_another_checkout_reruns_here(tmp_path: Path, flagged: bool) -> None:
+    """A run directory of the lab's own scenarios made elsewhere (CI, another checkout;
+    an older run has no flag, and its checkout is not here): its tests are this lab's."""
+    records = [rec("test_a", "PASS", file=OWN, accel=TCG), rec("test_b", "FAIL", file=OWN,
+                                                              accel=TCG)]
+    for r in records:
+        r.kernel = _pinned(r.cell, "debian:7.2.13-1")
+    d = _run_dir(tmp_path, records, options={**OPTIONS, **({"lab_suite": True} if flagged
+                                                            else {})})
+    m = read(d)
+    assert m is not None
+    m.rootdir, m.suite = "/ci/work/kernel-lab", ["scenarios"]
+    write(d, m)
+    opts = rerun.options(d, failed=True)
+    assert opts.pytest_args == [f"{REPO}/{OWN}::test_b[debian:7.2.13-1]"]
+    assert opts.suite == SCENARIOS_DIR and opts.rootdir is None
+    reproduce.write_command(d)
+    command = (d / "command.txt").read_text().splitlines()[0]
+    assert command == ("lab run --kernel debian:7.2.13-1 --accel tcg --cpus 2 --memory 4G "
+                       "--append nokaslr")
+    (repro,) = summarize(d)["reproducers"].values()
+    assert repro.startswith("lab run ") and repro.endswith(f"-- {OWN}::test_b")
+
+
+def test_reruns_and_reproducers_of_a_suite_outside_the_lab_keep_its_suite(
+        tmp_path: Path) -> None:
+    """Node ids of a suite of the user's are relative to the run's rootdir, which pytest
+    is given again (`lab rerun`) or finds again (a reproducer runs from it): rooted above
+    the lab's scenarios/, it would name them `::test_a`."""
+    d = _run_dir(tmp_path, _records(), options={**OPTIONS, "lab_suite": False})
+    m = read(d)
+    assert m is not None
+    m.suite = ["suite"]
+    write(d, m)
+    opts = rerun.options(d, failed=True)
+    assert opts.suite == Path("/src/suite") and opts.rootdir == Path("/src")
+    assert opts.pytest_args[0] == "/src/scenarios/aio/t.py::test_b[debian:7.2.13-1]"
+    assert summarize(d)["reproducers"]["scenarios/aio/t.py::test_b[debian:7.2]"] == (
+        "cd /src && lab run --kernel debian:7.2.13-1 --accel tcg --cpus 2 --memory 4G "
+        "--append nokaslr --suite suite -- scenarios/aio/t.py::test_b")
+    # And the lab roots its pytest at the lab only for the lab's own scenarios.
+    outside = tmp_path / "suite"
+    outside.mkdir()
+    (outside / "test_x.py").write_text("def test_a():\n    pass\n")
+    node = select.check(str(outside / "test_x.py::test_a"), roots=[tmp_path])
+    own = select.check(f"{OWN}::test_noop_opcode", roots=[REPO])
+    assert runner._collect(RunOptions(kernels=[]), [node]) == [str(outside / "test_x.py")]
+    assert runner._collect(RunOptions(kernels=[], suite=outside), [node]) == \
+        [str(outside / "test_x.py")]
+    assert runner._collect(RunOptions(kernels=[], suite=outside, rootdir=tmp_path), [node]) == \
+        [str(outside / "test_x.py"), f"--rootdir={tmp_path}"]
+    assert runner._collect(RunOptions(kernels=[]), [own]) == [str(REPO / OWN),
+                                                              f"--rootdir={REPO}"]
+    assert runner._collect(RunOptions(kernels=[]), []) == [str(SCENARIOS_DIR),
+                                                           f"--rootdir={REPO}"]
+
+
+def test_the_runs_pytest_arguments_and_known_issues_come_along(tmp_path: Path) -> None:
+    """--deselect, -p no:X and the rest after `--`, and --known-issues: kept in matrix.json,
+    carried by `lab rerun` and the reproducers (a rerun brought deselected tests back,
+    and a custom list's XFAILs became FAILs)."""
+    extra = ["--deselect", "scenarios/aio/t.py::test_c", "-p", "no:randomly"]
+    assert runner.recorded_args(["-k", "slow", "-mfast", *extra, "-m", "x", "-x"]) == \
+        [*extra, "-x"]
+    mine = tmp_path / "known.toml"
+    d = _run_dir(tmp_path, _records(), options={**OPTIONS, "pytest_args": extra,
+                                                "known_issues": str(mine)})
+    with pytest.raises(UserError, match=f"ran with the known issues {mine}, which are gone"):
+        rerun.options(d, failed=True)
+    mine.write_text("")
+    opts = rerun.options(d, failed=True)
+    assert opts.pytest_args[:4] == extra and len(opts.pytest_args) == 7
+    assert opts.known_issues == mine
+    assert opts.rootdir == Path("/src")
+    repro = summarize(d)["reproducers"]["scenarios/aio/t.py::test_b[debian:7.2]"]
+    assert repro.endswith(f"--known-issues {mine} -- --deselect "
+                          "scenarios/aio/t.py::test_c -p no:randomly scenarios/aio/t.py::test_b")
+    reproduce.write_command(d)
+    assert (d / "command.txt").read_text().splitlines()[0].endswith(
+        f"--known-issues {mine} -- --deselect scenarios/aio/t.py::test_c -p "
+        "no:randomly")
+    # The lab's own list is this lab's, whatever ./known-issues.toml is where it reruns;
+    # a run from before the option: the default.
+    write(d, replace(read_matrix(d), options={**OPTIONS, "known_issues": ""}))
+    assert rerun.options(d, failed=True).known_issues == KNOWN_ISSUES
+    write(d, replace(read_matrix(d), options=OPTIONS))
+    assert rerun.options(d, failed=True).known_issues is None
+
+
+def read_matrix(d: Path) -> Matrix:
+    m = read(d)
+    assert m is not None
+    return m

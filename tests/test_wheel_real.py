@@ -65,5 +65,9 @@ def test_wheel_in_a_fresh_venv_as_a_normal_user(tmp_path: Path) -> None:
         # pytest's rootdir: where the installed scenarios/ is (lab.paths.rootdir_args).
         matrix = json.loads((run_dir / "matrix.json").read_text())
         assert matrix["rootdir"] == str(site)
+        # The lab's own scenarios: a rerun or reproducer names them in whichever lab reads
+        # the run, from any directory (no `cd` into site-packages).
+        assert matrix["options"]["lab_suite"] is True
+        assert (run_dir / "command.txt").read_text().startswith("lab run --kernel debian:7.2.")
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -4,8 +4,9 @@ A run's records become one table keyed by (cell, scenario): the scenario is the
 test id without the cell's parameter, so the same test on the same cell meets
 itself across runs whatever the kernel's release is today (a nightly
 ``debian:7.2`` is a newer package tomorrow; the release change is listed).
-Several results for one key (a merged rerun) resolve by majority, ties toward
-the worse verdict, with the winner's share as its confidence.
+Several results for one key (the repetitions of ``--repeat``, a shard run twice)
+never resolve by majority: the worst verdict wins, so a FAIL, CRASH or HANG among
+them is the key's verdict, and a mix is flaky with its counts ("FAIL 1/4").
 
 Regressions, fixes and the rest are sets of (before, after) verdict pairs handed
 to one generic function.  An intermittent known issue cancels a fix: a flaky
@@ -49,20 +50,49 @@ def key_of(record: Record) -> Key:
 
 @dataclass(frozen=True)
 class Status:
-    """One key's verdict in one run, with how sure the run is of it."""
+    """One key's verdict in one run, from every result the run has for it."""
 
     verdict: str
-    confidence: float  # the winning verdict's share of the results for this key
+    confidence: float  # the verdict's share of the results for this key
     results: int
-    record: Record  # one record with the winning verdict (reason, splats, kernel)
+    record: Record  # one record with that verdict (reason, splats, kernel)
+    counts: dict[str, int] = field(default_factory=dict)  # verdict → results, worst first
+
+    @property
+    def flaky(self) -> bool:
+        """The results disagree (a repeated test that failed only sometimes)."""
+        return len(self.counts) > 1
+
+    @property
+    def shown(self) -> str:
+        """The verdict as the report and the comparison show it: "FAIL 1/4" when flaky."""
+        if not self.flaky:
+            return self.verdict
+        return f"{self.verdict} {self.counts[self.verdict]}/{self.results}"
 
 
 def resolve(verdicts: Sequence[str]) -> tuple[str, float]:
-    """Majority verdict and its share; a tie goes to the worse verdict (VERDICTS order)."""
-    counts = Counter(verdicts)
-    best = max(counts.values())
-    winner = min((v for v, n in counts.items() if n == best), key=_rank)
-    return winner, best / len(verdicts)
+    """The verdict of several results for one test, and its share of them.
+
+    Never a majority: the worst verdict wins (VERDICTS order), so one FAIL, CRASH or
+    HANG among passes is the test's verdict (a verdict this version does not know
+    counts as the worst: it is shown, not hidden).
+    """
+    winner = min(set(verdicts), key=_rank)
+    return winner, Counter(verdicts)[winner] / len(verdicts)
+
+
+def counts(verdicts: Iterable[str]) -> dict[str, int]:
+    """How many results had each verdict, worst first."""
+    seen = Counter(verdicts)
+    return {v: seen[v] for v in sorted(seen, key=_rank)}
+
+
+def flaky_text(verdicts: Sequence[str]) -> str:
+    """ "FAIL 1/4" for results that disagree, "" for results that agree."""
+    verdict, _ = resolve(verdicts)
+    n = Counter(verdicts)
+    return f"{verdict} {n[verdict]}/{len(verdicts)}" if len(n) > 1 else ""
 
 
 def _rank(verdict: str) -> int:
@@ -75,10 +105,20 @@ def table(records: Iterable[Record]) -> dict[Key, Status]:
         grouped.setdefault(key_of(r), []).append(r)
     out = {}
     for key, recs in grouped.items():
-        verdict, confidence = resolve([r.verdict for r in recs])
-        out[key] = Status(verdict, confidence, len(recs),
-                          next(r for r in recs if r.verdict == verdict))
+        # A record `lab merge` made of several results counts as each of them.
+        verdicts = [v for r in recs for v in _verdicts(r)]
+        verdict, confidence = resolve(verdicts)
+        out[key] = Status(verdict, confidence, len(verdicts),
+                          next(r for r in recs if r.verdict == verdict), counts(verdicts))
     return out
+
+
+def _verdicts(record: Record) -> list[str]:
+    merged = record.data.get("merged")
+    seen = merged.get("verdicts") if isinstance(merged, dict) else None
+    if isinstance(seen, list) and seen and record.verdict in seen:
+        return [str(v) for v in seen]
+    return [record.verdict]
 
 
 def transitions(base: dict[Key, Status], new: dict[Key, Status],

@@ -4,7 +4,9 @@ Written during collection, before any test runs, so that even a shard that
 dies early says what it was expected to run.  ``expected`` is the whole matrix
 (every cell x test the arguments select, all shards together); ``assigned`` is
 this shard's part of it.  ``lab merge`` combines shards only when everything but
-the shard index agrees, and reports every expected test that no shard reported.
+the shard index agrees (the run options too: ``--repeat``, the guest's options,
+pytest's extra arguments, the known issues), and reports every expected test that no
+shard reported.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ COMPATIBLE = {
     "markexpr": "-m expression",
     "select": "node ids",
     "shard_total": "shard count",
+}
+# The run options (Matrix.options) that must agree too, with their words; an option
+# this version does not know is compared as it is.
+COMPATIBLE_OPTIONS = {
+    "repeat": "--repeat",
+    "guest": "guest options (--accel, --cpus, --memory, --append, timeouts)",
+    "pytest_args": "pytest arguments after --",
+    "known_issues": "known issues (--known-issues)",
+    "lab_suite": "the lab's own scenarios",
 }
 
 
@@ -65,6 +76,17 @@ class Matrix:
             mine, theirs = getattr(self, key), getattr(other, key)
             if mine != theirs:
                 out.append(f"{words}: {_show(mine)} vs {_show(theirs)}")
+        for key in sorted(self.options.keys() | other.options.keys(),
+                          key=lambda k: (k not in COMPATIBLE_OPTIONS, k)):
+            mine, theirs = self.options.get(key), other.options.get(key)
+            if isinstance(mine, dict) and isinstance(theirs, dict):
+                # Only what differs ({"cpus": 2} vs {"cpus": 4}), not every guest option.
+                keys = {k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)}
+                mine = {k: v for k, v in mine.items() if k in keys}
+                theirs = {k: v for k, v in theirs.items() if k in keys}
+            if mine != theirs:
+                out.append(f"{COMPATIBLE_OPTIONS.get(key, key)}: {_show(mine)} vs "
+                           f"{_show(theirs)}")
         if not out and set(self.expected) != set(other.expected):
             only_a = sorted(set(self.expected) - set(other.expected))
             only_b = sorted(set(other.expected) - set(self.expected))
@@ -78,7 +100,7 @@ class Matrix:
 def _show(value: Any) -> str:
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return "[" + ", ".join(str(v.get("label")) for v in value) + "]"
-    return json.dumps(value)
+    return json.dumps(value, sort_keys=True)
 
 
 def write(run_dir: Path, matrix: Matrix) -> None:

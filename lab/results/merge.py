@@ -6,6 +6,10 @@ input that is not a run directory, or that belongs to another matrix (suite,
 cells, selection, shard count), is refused with the difference named, and
 nothing is written.  Every test of the matrix that no input reported becomes a
 MISS record, so a shard that died or never uploaded is counted, not dropped.
+The repetitions of ``--repeat`` are separate results, each its own record; two
+inputs that report the same repetition (a shard run twice) never resolve by
+majority: a FAIL, CRASH or HANG among them wins, and the record says it is flaky
+("FAIL 1/3").
 The merged directory is built aside and renamed into place.
 """
 
@@ -24,7 +28,7 @@ from lab.errors import UserError
 from lab.results import claims, junit
 from lab.results import matrix as matrix_file
 from lab.results.cell import PREBUILT
-from lab.results.compare import resolve
+from lab.results.compare import flaky_text, resolve
 from lab.results.record import Record, read_lines, read_records
 from lab.results.verdict import Verdict
 
@@ -82,23 +86,36 @@ def _miss_record(cell: str, test: str, kernel: dict[str, object], why: str) -> R
                   cell=cell, reason=why, finished=0.0)
 
 
+Slot = tuple[str, str, int]  # (cell, test, repetition: 0 when not repeated)
+
+
 def _combine(inputs: list[Input]) -> list[Record]:
-    """One record per (cell, test): a single one as it is, several by majority."""
-    grouped: dict[tuple[str, str], list[Record]] = {}
+    """One record per (cell, test, repetition): a single one as it is; several (a shard
+    run twice) as the worst of them, never by majority (lab.results.compare.resolve)."""
+    grouped: dict[Slot, list[Record]] = {}
     for inp in inputs:
         for r in inp.records:
-            grouped.setdefault((r.cell, r.test), []).append(r)
+            grouped.setdefault((r.cell, r.test, r.repeat), []).append(r)
     out = []
     for recs in grouped.values():
         if len(recs) == 1:
             out.append(recs[0])
             continue
-        verdict, confidence = resolve([r.verdict for r in recs])
+        verdicts = [r.verdict for r in recs]
+        verdict, _ = resolve(verdicts)
         chosen = next(r for r in recs if r.verdict == verdict)
-        data = {**chosen.data, "merged": {"results": len(recs), "confidence": confidence,
-                                          "verdicts": sorted(r.verdict for r in recs)}}
-        out.append(replace(chosen, data=data))
+        merged: dict[str, object] = {"results": len(recs), "verdicts": sorted(verdicts)}
+        if flaky_text(verdicts):
+            merged["flaky"] = flaky_text(verdicts)
+        out.append(replace(chosen, data={**chosen.data, "merged": merged}))
     return out
+
+
+def _slots(m: matrix_file.Matrix) -> list[Slot]:
+    """Every result the matrix expects: each (cell, test), once per repetition."""
+    repeat = int(m.options.get("repeat") or 1)
+    reps = range(1, repeat + 1) if repeat > 1 else [0]
+    return [(cell, test, n) for cell, test in dict.fromkeys(m.expected) for n in reps]
 
 
 def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
@@ -121,7 +138,7 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
     first = unique[0].matrix
     catalogue = _claims(unique)  # read (and checked) before anything is written
     records = _combine(unique)
-    reported = {(r.cell, r.test) for r in records}
+    reported = {(r.cell, r.test, r.repeat) for r in records}
     present = {inp.matrix.shard_index for inp in unique}
     missing_shards = [f"{i}/{first.shard_total}" for i in range(1, first.shard_total + 1)
                       if i not in present]
@@ -131,16 +148,18 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
     kernels = {str(c["label"]): {"spec": c.get("spec"), "variant": c.get("variant") or PREBUILT}
                for c in first.cells}
     kernels.update({r.cell: r.kernel for r in records if r.kernel})
-    order = {p: n for n, p in enumerate(first.expected)}
-    for cell, test in first.expected:
-        if (cell, test) in reported:
+    order = {p: n for n, p in enumerate(dict.fromkeys(first.expected))}
+    for cell, test, n in _slots(first):
+        if (cell, test, n) in reported:
             continue
         why = ("MISS: in the matrix, but no merged shard reported it "
                + ("(its shard ran, and stopped before it)" if (cell, test) in assigned_somewhere
                   else f"(its shard is missing: shards {', '.join(missing_shards)})"
                   if missing_shards else ""))
-        records.append(_miss_record(cell, test, kernels.get(cell, {}), why.strip()))
-    records.sort(key=lambda r: (order.get((r.cell, r.test), len(order)), r.cell, r.test))
+        records.append(replace(_miss_record(cell, test, kernels.get(cell, {}), why.strip()),
+                               repeat=n))
+    records.sort(key=lambda r: (order.get((r.cell, r.test), len(order)), r.cell, r.test,
+                                r.repeat))
     miss = sum(1 for r in records if r.verdict == Verdict.MISS.value)
 
     into.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,9 @@ Layout of ``results/<run-id>/``::
     console-*.log   each VM's console from its first byte
     summary.json    counts by verdict, deviations, phase times (written last)
     stopped.json    why the lab stopped the run early, and the exit status that means
+    interrupted.jsonl  each test Ctrl-C cut short: its phase, how long that had run, and
+                    the splats on the console since the test began (its NOTRUN or
+                    CRASH record says so)
 
 What a verdict means is lab.results.verdict's; the summary is lab.results.summary's.
 """
@@ -94,6 +97,17 @@ def append_phase(run_dir: Path, phase: str, seconds: float, **detail: Any) -> No
 def append_timeline(run_dir: Path, lines: list[dict[str, Any]]) -> None:
     for line in lines:
         _append_line(run_dir / "timeline.jsonl", line)
+
+
+INTERRUPTED = "interrupted.jsonl"
+
+
+def append_interrupted(run_dir: Path, entry: dict[str, Any]) -> None:
+    _append_line(run_dir / INTERRUPTED, entry)
+
+
+def read_interrupted(run_dir: Path) -> list[dict[str, Any]]:
+    return read_lines(run_dir / INTERRUPTED)
 
 
 def read_timeline(run_dir: Path) -> dict[str, list[dict[str, Any]]]:

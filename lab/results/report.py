@@ -97,15 +97,14 @@ def _cells(run: Run) -> list[dict[str, Any]]:
 Reproducer = Callable[[Record], str]
 
 
-def reproducer(record: Record, *, rootdir: str = "", guest: GuestOptions | None = None) -> str:
+def reproducer(record: Record, *, guest: GuestOptions | None = None) -> str:
     """The command that runs this one test on this one cell again (lab.results.reproduce:
     the kernel pinned, the accelerator that ran, the guest's options, the node id)."""
-    return reproduce.for_record(record, guest=guest or GuestOptions(), rootdir=rootdir)
+    return reproduce.for_record(record, guest=guest or GuestOptions())
 
 
 def _reproducer(run: Run) -> Reproducer:
-    return reproduce.maker(run.records, guest=reproduce.guest_of(run.matrix),
-                           rootdir=run.matrix.rootdir if run.matrix else "")
+    return reproduce.maker(run.records, matrix=run.matrix)
 
 
 def _anchor(key: Key, prefix: str = "t") -> str:
@@ -130,6 +129,9 @@ def _entry(key: Key, st: Status, *, repro: Reproducer) -> dict[str, Any]:
         "anchor": _anchor(key), "cell": key[0], "scenario": key[1], "test": r.test,
         "verdict": st.verdict, "reason": r.reason, "confidence": st.confidence,
         "results": st.results, "claim": r.claim, "excerpt": r.excerpt,
+        # Results that disagree (repetitions, a shard run twice): "FAIL 1/4", and each count.
+        "flaky": st.shown if st.flaky else "",
+        "counts": [{"verdict": v, "n": n} for v, n in st.counts.items()],
         "splats": [{"kind": str(s.get("kind", "")), "title": str(s.get("title", "")),
                     "excerpt": str(s.get("excerpt", ""))} for s in r.splats],
         "known_issue": r.data.get("known_issue"),
@@ -153,7 +155,8 @@ def _grid(run: Run, statuses: dict[Key, Status], cells: list[str]) -> list[dict[
             row.append(None if st is None else {
                 # the failure list or the inconclusive list has an entry for it
                 "verdict": st.verdict, "anchor": _link((cell, scenario), st),
-                "title": f"{cell}: {st.verdict}" + (f": {st.record.reason}"
+                "shown": st.shown,
+                "title": f"{cell}: {st.shown}" + (f": {st.record.reason}"
                                                     if st.record.reason else "")})
         path, _, name = scenario.partition("::")
         first = not rows or rows[-1]["file"] != path
@@ -261,6 +264,8 @@ def _keys(keys: Sequence[Key], c: Comparison, *, repro: Reproducer) -> list[dict
         entry = _entry(key, shown, repro=repro)
         entry["before"] = base.verdict if base else ""
         entry["after"] = new.verdict if new else ""
+        entry["before_shown"] = base.shown if base else ""
+        entry["after_shown"] = new.shown if new else ""
         out.append(entry)
     return out
 

@@ -9,6 +9,13 @@ the lab writes comes from ``command``: the run's ``command.txt`` (``run_command`
 each failure's in the report and the summary (``for_record``) and the
 bisection's (lab.bisect).  `lab rerun` reads the same data (matrix.json and the
 records) rather than the text.
+
+What a run's matrix.json says beside the tests goes into each of its commands: the
+suite (kept with node ids: a suite outside the lab roots its ids as its run did), the
+known-issues list of the user's, and pytest's extra arguments (``--deselect``,
+``-p no:X``...).  A run of the lab's own scenarios/ names its tests against the lab
+that reads it (``base_dir``), so a run directory copied from CI or another checkout
+reruns here: no ``cd`` into the old checkout.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ class Command:
     shard: str | None = None
     repeat: int = 0
     cwd: str = ""  # where to run it from (the node ids and the suite are relative to it)
+    known_issues: str = ""  # a list of the user's ("" the default)
+    pytest_args: list[str] = field(default_factory=list)  # after --, before the node ids
 
     def argv(self) -> list[str]:
         argv = ["lab", "run"]
@@ -53,15 +62,17 @@ class Command:
         for variant in self.variants:
             argv += ["--variant", variant]
         argv += self.guest.lab_args(always=NAMED)
-        if self.suite and not self.select:
+        if self.suite:
             argv += ["--suite", self.suite]
+        if self.known_issues:
+            argv += ["--known-issues", self.known_issues]
         if self.keyword:
             argv += ["-k", self.keyword]
         if self.shard:
             argv += ["--shard", self.shard]
         if self.repeat > 1:
             argv += ["--repeat", str(self.repeat)]
-        tail = (["-m", self.markexpr] if self.markexpr else []) + self.select
+        tail = (["-m", self.markexpr] if self.markexpr else []) + self.pytest_args + self.select
         return argv + (["--", *tail] if tail else [])
 
     def text(self) -> str:
@@ -97,49 +108,101 @@ def nodeid(test: str, cell: str) -> str:
     return scenario_of(split_repeat(test)[0], cell)
 
 
-def where(rootdir: str) -> str:
+def lab_suite(m: matrix_file.Matrix | None) -> bool:
+    """Whether the run's tests were the lab's own scenarios/ (its ids are relative to the
+    directory that holds scenarios/, whichever lab that is)."""
+    if m is None:
+        return False
+    flag = m.options.get("lab_suite")
+    if flag is not None:
+        return bool(flag)
+    # A run from before the flag: its rootdir was this lab's, or, copied from another
+    # checkout that is not here, it named nothing but the lab's own scenarios.
+    if not m.rootdir:
+        return False
+    root = Path(m.rootdir)
+    if root.resolve() == REPO.resolve():
+        return True
+    files = {s.split("::")[0] for s in [*m.suite, *m.select, *(t for _, t in m.expected)]}
+    return (not root.exists() and bool(files)
+            and all(f.split("/")[0] == SCENARIOS_DIR.name and (REPO / f).exists()
+                    for f in files))
+
+
+def base_dir(m: matrix_file.Matrix) -> Path:
+    """The directory the run's test ids and suite are relative to: this lab's top for the
+    lab's own scenarios (wherever the run was made), else the run's rootdir."""
+    if lab_suite(m):
+        return REPO
+    return Path(m.rootdir) if m.rootdir else Path.cwd()
+
+
+def where(m: matrix_file.Matrix | None) -> str:
     """The directory a reproducer must run from: none for the lab's own scenarios, whose
     node ids `lab run` finds from any directory (lab.run.select looks beside the lab
     too; in a wheel, ``cd`` there would put ./results into site-packages), else the
     rootdir the node ids are relative to."""
-    if rootdir and Path(rootdir).resolve() == REPO.resolve():
+    if m is None or lab_suite(m):
         return ""
-    return rootdir
+    return m.rootdir
 
 
-def for_record(record: Record, *, guest: GuestOptions, rootdir: str = "") -> str:
-    """The command that runs this one test on this one kernel again."""
+def _suite(m: matrix_file.Matrix, *, selecting: bool) -> str:
+    """The run's suite as `lab run --suite` takes it ("" for the lab's own scenarios/, and
+    for a part of them when node ids choose the tests anyway; an absolute path to a part
+    of them otherwise, since the command runs from any directory)."""
+    if len(m.suite) != 1:
+        return ""
+    path = Path(m.suite[0].split("::")[0])
+    if not lab_suite(m):
+        return str(path)  # relative to the rootdir, where the command runs
+    full = path if path.is_absolute() else REPO / path
+    return "" if selecting or full == SCENARIOS_DIR else str(full)
+
+
+def _known_issues(m: matrix_file.Matrix) -> str:
+    return str(m.options.get("known_issues") or "")
+
+
+def template(m: matrix_file.Matrix | None) -> Command:
+    """What every command that runs tests of ``m`` again carries beside its kernels and
+    node ids: where to run it, the suite, the known issues and pytest's extra arguments."""
+    if m is None:
+        return Command(kernels=[])
+    return Command(kernels=[], guest=guest_of(m), suite=_suite(m, selecting=True),
+                   cwd=where(m), known_issues=_known_issues(m),
+                   pytest_args=[str(a) for a in m.options.get("pytest_args") or []])
+
+
+def for_record(record: Record, *, guest: GuestOptions | None = None,
+               run: Command | None = None) -> str:
+    """The command that runs this one test on this one kernel again (``run``: what its
+    run's commands carry, ``template``; ``guest``: the run's guest options)."""
     kernel = record.kernel
     variant = variant_of(kernel)
-    return Command(kernels=[pinned(kernel, record.cell)], variants=[variant] if variant else [],
-                   guest=ran_on(guest, [record]), select=[nodeid(record.test, record.cell)],
-                   cwd=where(rootdir)).text()
+    base = run or Command(kernels=[])
+    return replace(base, kernels=[pinned(kernel, record.cell)],
+                   variants=[variant] if variant else [],
+                   guest=ran_on(guest or base.guest, [record]),
+                   select=[nodeid(record.test, record.cell)]).text()
 
 
-def maker(records: Sequence[Record], *, guest: GuestOptions,
-          rootdir: str = "") -> Callable[[Record], str]:
+def maker(records: Sequence[Record], *,
+          matrix: matrix_file.Matrix | None) -> Callable[[Record], str]:
     """``for_record`` for the records of one run: a test that never ran (NOTRUN, MISS)
     has no kernel identity nor accelerator of its own, and takes its cell's."""
     ran: dict[str, Record] = {}
     for r in records:
         if r.kernel.get("pinned") and r.accel:
             ran.setdefault(r.cell, r)
+    run = template(matrix)
 
     def make(record: Record) -> str:
         model = ran.get(record.cell)
         if model is not None and not record.kernel.get("pinned"):
             record = replace(record, kernel=model.kernel, accel=model.accel)
-        return for_record(record, guest=guest, rootdir=rootdir)
+        return for_record(record, run=run)
     return make
-
-
-def _suite(m: matrix_file.Matrix) -> str:
-    """The run's suite as `lab run --suite` takes it ("" for the lab's own scenarios/)."""
-    if len(m.suite) != 1:
-        return ""
-    path = Path(m.suite[0])
-    full = path if path.is_absolute() else Path(m.rootdir) / path
-    return "" if full == SCENARIOS_DIR else str(path)
 
 
 def pinned_cells(m: matrix_file.Matrix, records: Sequence[Record]) -> list[str]:
@@ -161,10 +224,11 @@ def run_command(run_dir: Path) -> Command | None:
     records = read_records(run_dir)
     kernels = pinned_cells(m, records)
     variants = [str(c["variant"]) for c in m.cells if c.get("variant")]
-    return Command(kernels=list(dict.fromkeys(kernels)), variants=list(dict.fromkeys(variants)),
-                   guest=ran_on(guest_of(m), records), select=list(m.select),
-                   suite=_suite(m), keyword=m.keyword, markexpr=m.markexpr, shard=m.shard,
-                   repeat=int(m.options.get("repeat") or 0), cwd=where(m.rootdir))
+    return replace(template(m), kernels=list(dict.fromkeys(kernels)),
+                   variants=list(dict.fromkeys(variants)), guest=ran_on(guest_of(m), records),
+                   select=list(m.select), suite=_suite(m, selecting=bool(m.select)),
+                   keyword=m.keyword, markexpr=m.markexpr, shard=m.shard,
+                   repeat=int(m.options.get("repeat") or 0))
 
 
 def write_command(run_dir: Path) -> None:

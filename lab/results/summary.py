@@ -61,8 +61,7 @@ def reproducers(run_dir: Path, records: list[Record]) -> dict[str, Any]:
     """Each failed or unrun test's reproducer (lab.results.reproduce), and the command
     that runs them all again."""
     m = matrix_file.read(run_dir)
-    make = reproduce.maker(records, guest=reproduce.guest_of(m),
-                           rootdir=m.rootdir if m is not None else "")
+    make = reproduce.maker(records, matrix=m)
     bad = {v.value for v in FAILED | UNTESTED}
     out: dict[str, str] = {}
     for r in records:

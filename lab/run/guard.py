@@ -15,18 +15,26 @@ it came from.
   INFRA, from the console and QEMU's state) and the guest is marked for replacement;
   a guest op that raised a Python exception is the test's failure and the guest is
   kept.
+- Ctrl-C in a phase keeps what the test had shown (``interrupted.jsonl``): how long
+  the phase had run, and any splat on the console since the test began (a hung or
+  crashed test that the user gave up on).  Only a file on the host is read: the guest
+  may be dying with the run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import time
 from collections.abc import Generator, Iterator
 
 import pytest
 
 from lab.errors import InfraError
 from lab.kernel import facts as facts_mod
+from lab.results import record as results
+from lab.results import splat
 from lab.run import watch
 from lab.run.keys import (
     ASSESSMENT_KEY,
@@ -41,6 +49,8 @@ from lab.run.progress import terminal_writer
 from lab.vm import slots
 from lab.vm.agent import Agent, AgentError
 from lab.vm.session import BootCrash, Machine, RebootLimit
+
+log = logging.getLogger("lab.run.guard")
 
 MACHINE_KEY = pytest.StashKey[Machine]()
 INTERRUPTED_KEY = pytest.StashKey[bool]()  # Ctrl-C came during one of the test's phases
@@ -144,24 +154,49 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
 
 def _diagnosing(item: pytest.Item, when: str) -> Generator[None, None, None]:
     """Run a phase; an agent or machinery error in it is diagnosed while it is fresh."""
+    started = time.monotonic()
     try:
-        return (yield)
-    except KeyboardInterrupt:
+        try:
+            return (yield)
+        except (RebootLimit, BootCrash):
+            raise  # already what they are: the run's stop, the kernel's boot crash
+        except (AgentError, InfraError) as exc:
+            machine = item.stash.get(MACHINE_KEY, None)
+            mark = item.stash.get(MARK_KEY, None)
+            if machine is not None and DIAGNOSIS_KEY not in item.stash:
+                diag = machine.diagnose(exc, console_offset=mark.console_offset if mark else
+                                        machine.console_offset())
+                if when == "setup":
+                    diag.summary = f"before the test began: {diag.summary}"
+                diag.phase = when
+                item.stash[DIAGNOSIS_KEY] = diag
+            raise
+    except KeyboardInterrupt:  # in the phase, or in its diagnosis (a sysrq dump, a wait)
         item.stash[INTERRUPTED_KEY] = True
+        keep_interrupted(item, when, time.monotonic() - started)
         raise
-    except (RebootLimit, BootCrash):
-        raise  # already what they are: the run's stop, the kernel's boot crash
-    except (AgentError, InfraError) as exc:
+
+
+def keep_interrupted(item: pytest.Item, when: str, seconds: float) -> None:
+    """Note in the run directory what the test Ctrl-C cut short had shown: its phase, how
+    long that had run, the splats on the console since the test's mark.  Never raises:
+    the interrupt goes on whatever happens here."""
+    try:
+        run_dir = item.config.stash.get(RUN_DIR_KEY, None)
+        if run_dir is None:
+            return
+        entry: dict[str, object] = {"nodeid": item.nodeid, "phase": when,
+                                    "seconds": round(seconds, 1)}
         machine = item.stash.get(MACHINE_KEY, None)
         mark = item.stash.get(MARK_KEY, None)
-        if machine is not None and DIAGNOSIS_KEY not in item.stash:
-            diag = machine.diagnose(exc, console_offset=mark.console_offset if mark else
-                                    machine.console_offset())
-            if when == "setup":
-                diag.summary = f"before the test began: {diag.summary}"
-            diag.phase = when
-            item.stash[DIAGNOSIS_KEY] = diag
-        raise
+        if machine is not None and mark is not None:
+            found = splat.parse(machine.console_since(mark.console_offset))
+            if found:
+                entry["splats"] = [s.to_dict() for s in found]
+        results.append_interrupted(run_dir, entry)
+    except Exception:  # evidence is a bonus: the interrupt goes on whatever happens here
+        log.warning("kernel-lab: could not keep the interrupted test's evidence",
+                    exc_info=True)
 
 
 @pytest.hookimpl(wrapper=True)

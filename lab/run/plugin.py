@@ -24,7 +24,8 @@ from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
 from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
 from lab.options import GuestOptions, argtype
-from lab.paths import cache_root, default_results_root
+from lab.paths import KNOWN_ISSUES, REPO, cache_root, default_results_root, in_scenarios
+from lab.results import known as known_mod
 from lab.results import record as results
 from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
 from lab.run import matrix
@@ -94,6 +95,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "cell parameter (repeatable; `lab run -- NODEID` passes these)")
     g.addoption("--lab-repeat", type=argtype(guest_opts.parse_repeat), default=1, metavar="N",
                 help="run each selected test N times (each repetition its own record)")
+    g.addoption("--lab-pytest-arg", action="append", default=[], metavar="ARG",
+                help="one of pytest's own arguments of this run, as matrix.json keeps them "
+                     "for `lab rerun` and reproducers (`lab run -- ARGS` passes these)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -176,12 +180,30 @@ def _register_matrix(config: pytest.Config) -> None:
     if nodes:
         config.pluginmanager.register(select_mod.Chooser(config, nodes, run_dir=run_dir),
                                       "lab-chooser")
-    options = {"guest": guest_options(config).to_dict(),
-               "repeat": int(config.getoption("lab_repeat"))}
     config.pluginmanager.register(matrix.Selection(config, run_dir=run_dir,
                                                    cells=_cells(config), shard=shard,
-                                                   nodes=nodes, options=options),
+                                                   nodes=nodes, options=run_options(config)),
                                   "lab-selection")
+
+
+def run_options(config: pytest.Config) -> dict[str, Any]:
+    """What matrix.json keeps of how the run ran, beside its tests (lab.results.matrix):
+    the guest's options, the repetitions, pytest's extra arguments, the known issues ("" the
+    lab's own list) and whether the tests are the lab's own scenarios/ (their ids then name
+    them in whichever lab reads the run)."""
+    given = config.getoption("lab_known_issues")
+    try:
+        known = Path(given).resolve() if given else known_mod.path_for(None)
+    except UserError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    where = config.invocation_params.dir
+    collected = [where / str(arg).split("::")[0] for arg in config.args]
+    return {"guest": guest_options(config).to_dict(),
+            "repeat": int(config.getoption("lab_repeat")),
+            "pytest_args": list(config.getoption("lab_pytest_arg")),
+            "known_issues": "" if known == KNOWN_ISSUES.resolve() else str(known),
+            "lab_suite": bool(collected) and all(in_scenarios(p) for p in collected)
+                         and config.rootpath.resolve() == REPO.resolve()}
 
 
 class _XdistHooks:

@@ -15,6 +15,7 @@ import datetime
 import json
 import time
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -298,16 +299,54 @@ class Recorder:
         m = matrix_file.read(self.run_dir)
         cells = {test: cell for cell, test in m.assigned} if m else {}
         specs = {str(c["label"]): c for c in m.cells} if m else {}
+        # What each test Ctrl-C cut short had shown (lab.run.guard), by test and repetition.
+        cut = {(plain_nodeid(str(e["nodeid"])), repeat_of(str(e["nodeid"]))): e
+               for e in results.read_interrupted(self.run_dir)}
         for nodeid in missing:
-            test = plain_nodeid(nodeid)
+            test, repeat = plain_nodeid(nodeid), repeat_of(nodeid)
             cell = cells.get(test, "")
             spec = self.expected[nodeid] or specs.get(cell, {}).get("spec")
-            # A test whose setup report came without its teardown was running.
-            started = "not finished" if nodeid in self.pending else "not run"
-            results.append_record(self.run_dir, Record(
-                test=test, verdict=Verdict.NOTRUN.value, duration=0.0, cell=cell,
-                kernel={"spec": spec} if spec else {}, reason=f"{started}: {why}",
-                repeat=repeat_of(nodeid)))
+            record = unfinished(test, cell=cell, kernel={"spec": spec} if spec else {},
+                                repeat=repeat, why=why, started=nodeid in self.pending,
+                                interrupted=cut.get((test, repeat)))
+            results.append_record(self.run_dir, known_mod.apply(
+                record, self.known, today=datetime.date.today()))
+
+
+# Splat kinds that say a task or CPU made no progress: an interrupted test that shows one
+# hung.
+_HANG_KINDS = frozenset({"HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL"})
+
+
+def unfinished(test: str, *, cell: str, kernel: dict[str, Any], repeat: int, why: str,
+               started: bool, interrupted: dict[str, Any] | None = None) -> Record:
+    """The record of a test that got no verdict of its own: NOTRUN ("not run", or "not
+    finished" for a test whose setup had begun), or, when Ctrl-C cut it short
+    (``interrupted``: lab.run.guard's entry) with a splat on the console since it began,
+    that splat's verdict (a fatal one CRASH, a hang report HANG, else FAIL) with its
+    excerpt: the evidence of a hung or crashed test the user gave up on.  Never PASS."""
+    reason = f"{'not finished' if started else 'not run'}: {why}"
+    base = Record(test=test, verdict=Verdict.NOTRUN.value, duration=0.0, cell=cell,
+                  kernel=kernel, reason=reason, repeat=repeat)
+    if interrupted is None:
+        return base
+    seconds = float(interrupted.get("seconds") or 0.0)
+    phase = str(interrupted.get("phase") or "call")
+    after = f"interrupted (Ctrl-C) after {seconds:.1f} s in its {phase}"
+    splats = [s for s in interrupted.get("splats") or [] if isinstance(s, dict)]
+    data = {"interrupted": {"phase": phase, "seconds": seconds}}
+    if not splats:
+        return replace(base, reason=f"not finished: {after}", duration=seconds, data=data)
+    if any(s.get("fatal") for s in splats):
+        verdict = Verdict.CRASH.value
+    elif any(s.get("kind") in _HANG_KINDS for s in splats):
+        verdict = Verdict.HANG.value
+    else:
+        verdict = Verdict.FAIL.value
+    title = str(splats[0].get("title") or splats[0].get("kind") or "?")
+    return replace(base, verdict=verdict, duration=seconds, splats=splats, data=data,
+                   excerpt=str(splats[0].get("excerpt") or ""),
+                   reason=f"{verdict}: kernel splat while the test ran ({title}); {after}")
 
 
 def known_issues(config: pytest.Config) -> list[known_mod.KnownIssue]:

@@ -14,14 +14,20 @@ ids, or with ``--failed`` the tests that have no passing verdict to show:
 A kernel's label changes when it is pinned (a cell ``debian:7.2`` becomes
 ``debian:7.2.13-1``), so tests are chosen by node id with the new label, and a
 shard's tests (assigned by a hash of the old label) by their ids as well.
+
+The ids are found where the run's were: the lab's own scenarios/ in the lab that
+reruns them (a run directory copied from CI or another checkout reruns here), a
+suite of the user's under the run's rootdir, which pytest is given again so that
+the rerun's ids are the run's.  The run's known issues and pytest's extra arguments
+(``--deselect``, ``-p no:X``...) come along.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from lab.errors import UserError
+from lab.paths import KNOWN_ISSUES, SCENARIOS_DIR
 from lab.results import matrix as matrix_file
 from lab.results import record as results
 from lab.results import reproduce
@@ -50,14 +56,14 @@ def options(run_dir: Path, *, failed: bool = False, repeat: int | None = None,
     relabel = {}  # old cell label -> the pinned kernel's
     for cell, pinned in zip(m.cells, reproduce.pinned_cells(m, records), strict=True):
         relabel[str(cell["label"])] = cell_label(pinned, cell.get("variant"))
-    root = Path(m.rootdir) if m.rootdir else Path.cwd()
+    own = reproduce.lab_suite(m)
+    root = reproduce.base_dir(m)
 
     def node(cell: str, test: str) -> str:
         return str(root / with_cell(test, cell, relabel.get(cell, cell)))
 
     select: list[str] = []
-    keyword, pytest_args = cmd.keyword or None, (["-m", cmd.markexpr] if cmd.markexpr else [])
-    suite = (root / cmd.suite) if cmd.suite else None
+    keyword, markexpr = cmd.keyword or None, (["-m", cmd.markexpr] if cmd.markexpr else [])
     if failed:
         chosen = [(r.cell, r.test) for r in records if r.verdict in RERUN]
         if not chosen:
@@ -65,15 +71,26 @@ def options(run_dir: Path, *, failed: bool = False, repeat: int | None = None,
             raise UserError(f"--failed: no test of {run_dir} failed or went unrun ({seen}); "
                             "leave --failed out to run it all again")
         select = list(dict.fromkeys(node(c, t) for c, t in chosen))
-        keyword, pytest_args = None, []
+        keyword, markexpr = None, []
     elif m.shard:
         select = list(dict.fromkeys(node(c, t) for c, t in m.assigned))
-        keyword, pytest_args = None, []
+        keyword, markexpr = None, []
     else:
         select = [str(root / s) for s in m.select]
-    opts = RunOptions(
+    # The suite: the lab's own when it was (its node ids say the rest); a suite of the
+    # user's as the run had it, which roots the rerun's ids as the run's were.
+    suite = root / m.suite[0].split("::")[0] if len(m.suite) == 1 else None
+    if own and (select or suite == SCENARIOS_DIR):
+        suite = None
+    recorded = m.options.get("known_issues")
+    if recorded and not Path(recorded).is_file():
+        raise UserError(f"{run_dir} ran with the known issues {recorded}, which are gone; put "
+                        "the file back there (a rerun expects what its run expected)")
+    return RunOptions(
         kernels=cmd.kernels, variants=cmd.variants, guest=cmd.guest, keyword=keyword,
         results=results_root, cache=cache, workers=workers,
-        pytest_args=[*pytest_args, *select], repeat=repeat or max(cmd.repeat, 1))
-    return replace(opts, suite=suite) if suite is not None and not select else opts
-
+        pytest_args=[*markexpr, *cmd.pytest_args, *select],
+        repeat=repeat or max(cmd.repeat, 1),
+        # "" the lab's own list: this lab's, not a ./known-issues.toml of where it reruns.
+        known_issues=None if recorded is None else Path(recorded) if recorded else KNOWN_ISSUES,
+        rootdir=None if own else root, suite=suite or SCENARIOS_DIR)

@@ -62,6 +62,9 @@ class RunOptions:
     pytest_args: list[str] = field(default_factory=list)
     repeat: int = 1  # each selected test this many times, each its own record
     kconfig_add: list[str] = field(default_factory=list)  # CONFIG_X=V, onto every variant
+    # pytest's rootdir, which test ids are relative to: `lab rerun` of a suite outside the
+    # lab gives the run's own (None: the lab's choice, see ``_collect``).
+    rootdir: Path | None = None
 
 
 def _check_host(cache: Path, results: Path) -> None:
@@ -133,9 +136,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     # Paths go as --opt=PATH: pytest takes a bare PATH token for an argument when it picks
     # its rootdir, and the run directory and the cache would move it to / for a suite
     # outside the checkout (test ids "tmp/suite/...", reproducers from /).
-    # Node ids replace the suite: pytest collects only their files.
-    paths = list(dict.fromkeys(str(n.path) for n in nodes)) or [str(opts.suite)]
-    args = [*paths, *rootdir_args(opts.suite), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
+    args = [*_collect(opts, nodes), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
             *guest.pytest_args(), f"--junitxml={run_dir / 'junit.xml'}",
             "-p", "no:cacheprovider", "-rs",
             # lab is imported before pytest starts, so its entry point cannot be rewritten.
@@ -159,6 +160,9 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     args += [f"--lab-select={n.text()}" for n in nodes]
     if opts.repeat > 1:
         args.append(f"--lab-repeat={opts.repeat}")
+    # matrix.json keeps them, for `lab rerun` and the reproducers (-k and -m it keeps as
+    # pytest understood them).
+    args += [f"--lab-pytest-arg={a}" for a in recorded_args(pytest_args)]
     args += pytest_args
     rc = int(pytest.main(args))
     records = results.read_records(run_dir)
@@ -188,6 +192,38 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if status == EXIT_INFRA_ERROR and not records:
         log.error("pytest exited with %d after no records; see %s", rc, run_dir)
     return status
+
+
+def _collect(opts: RunOptions, nodes: list[select.NodeId]) -> list[str]:
+    """What pytest collects (the suite, or the node ids' files) and its ``--rootdir``.
+
+    The lab's own scenarios are rooted above scenarios/ (lab.paths.rootdir_args); `lab
+    rerun` of a suite of the user's gives the run's rootdir; otherwise pytest's own
+    choice (from the paths and the current directory: a reproducer changes to the run's
+    rootdir first), never the lab's, which names a test outside it ``::test_a``.
+    """
+    paths = list(dict.fromkeys(n.path for n in nodes)) or [opts.suite]
+    if opts.rootdir is not None:
+        return [*map(str, paths), f"--rootdir={opts.rootdir}"]
+    return [*map(str, paths), *rootdir_args(*paths)]
+
+
+# pytest's options that select by keyword or mark: matrix.json keeps them on their own.
+_SELECTING = ("-k", "-m")
+
+
+def recorded_args(args: list[str]) -> list[str]:
+    """pytest's extra arguments as matrix.json keeps them: all but ``-k`` and ``-m``."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _SELECTING:
+            skip = True
+        elif not arg.startswith(_SELECTING):
+            out.append(arg)
+    return out
 
 
 def exit_status(pytest_rc: int, verdicts: list[str], *, stop: dict[str, Any] | None) -> int:

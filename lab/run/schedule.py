@@ -2,8 +2,9 @@
 
 A work unit is a cell's tests, so a worker boots the cell's guest once and
 serves all of them; with fewer cells than workers each cell is split into
-sub-units by a stable hash of the test id, and each sub-unit's worker boots its
-own guest.  Units go out biggest first (xdist's loadscope order), one at a time
+sub-units by a stable hash of the test id and its repetition (``--repeat``: the
+50 repetitions of one race spread over the cell's workers), and each sub-unit's
+worker boots its own guest.  Units go out biggest first (xdist's loadscope order), one at a time
 as workers run low.
 
 This is xdist's loadscope scheduler with the lab's notion of scope.  It does
@@ -21,19 +22,25 @@ from pathlib import Path
 from typing import Any
 
 from lab.results import matrix as matrix_file
-from lab.run.cells import plain_nodeid, splits
+from lab.run.cells import plain_nodeid, repeat_of, splits
 from lab.run.shard import stable_hash
 
 
-def scopes(matrix: matrix_file.Matrix, workers: int) -> dict[str, str]:
-    """Test id → work unit name (``c<cell index>s<sub-unit>``) for this run's tests."""
+def scopes(matrix: matrix_file.Matrix, workers: int) -> dict[tuple[str, int], str]:
+    """(test id, repetition) → work unit name (``c<cell index>s<sub-unit>``) for this
+    run's tests; the repetition is 0 when the run does not repeat its tests."""
     index = {label: i for i, label in enumerate(matrix.cell_labels())}
     n = splits(len(index), workers)
+    repeat = int(matrix.options.get("repeat") or 1)
+    reps = range(1, repeat + 1) if repeat > 1 else [0]
     out = {}
-    for cell, test in matrix.assigned:
-        if cell in index:
-            sub = stable_hash(test) % n if n > 1 else 0
-            out[test] = f"c{index[cell]}s{sub}"
+    for cell, test in dict.fromkeys(matrix.assigned):
+        if cell not in index:
+            continue
+        for rep in reps:
+            # A test alone hashes as before (the split stays what it was without --repeat).
+            sub = stable_hash(f"{test}\0{rep}" if rep else test) % n if n > 1 else 0
+            out[test, rep] = f"c{index[cell]}s{sub}"
     return out
 
 
@@ -51,13 +58,13 @@ class CellScheduler:
         class CellScheduling(LoadScopeScheduling):  # type: ignore[misc]
             """loadscope, with a test's scope read from matrix.json."""
 
-            _scopes: dict[str, str] | None = None
+            _scopes: dict[tuple[str, int], str] | None = None
 
             def _split_scope(self, nodeid: str) -> str:
                 if self._scopes is None:
                     m = matrix_file.read(run_dir)
                     self._scopes = scopes(m, self.numnodes) if m is not None else {}
-                # matrix.json keeps ids as records do (a repetition's with its test).
-                return self._scopes.get(plain_nodeid(nodeid), nodeid)
+                # matrix.json keeps ids as records do: a repetition's is its test's.
+                return self._scopes.get((plain_nodeid(nodeid), repeat_of(nodeid)), nodeid)
 
         return CellScheduling(config, log)

@@ -29,8 +29,9 @@ from lab.results import record as results
 from lab.results.cell import scenario_of, split_repeat
 from lab.run.keys import item_cell
 
-# An argument after `--` that names a test file, with or without a test in it.
-_NODEID = re.compile(r"^[^-].*?\.py(?:::[^\s]*)?$")
+# An argument after `--` that names a test file, with or without a test in it.  What
+# follows "::" may hold spaces: a cell label from --kconfig-add CONFIG_X="a b".
+_NODEID = re.compile(r"^[^-].*?\.py(?:::.*)?$")
 
 
 def is_nodeid(arg: str) -> bool:
@@ -107,7 +108,9 @@ def matches(node: NodeId, *, path: Path, name: str, cell: str) -> bool:
     if not node.name:
         return True
     name = split_repeat(name)[0]
-    return node.name in (name, scenario_of(name, cell), name.split("[", 1)[0])
+    if node.name in (name, scenario_of(name, cell), name.split("[", 1)[0]):
+        return True
+    return name.startswith(node.name + "::")  # FILE.py::Class: every test in the class
 
 
 class Chooser:
