@@ -39,7 +39,7 @@ from lab.run.schedule import CellScheduler
 from lab.run.shard import parse_shard
 from lab.vm import slots
 from lab.vm.agent import Agent
-from lab.vm.session import Machine, RebootLimit
+from lab.vm.session import ImageChanged, Machine, RebootLimit
 from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig
 
 pytest_plugins = ["lab.run.guard", "lab.run.records"]
@@ -329,6 +329,8 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         yield machine
     except UserError as exc:
         _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
+    except ImageChanged as exc:  # rebuilt since it was resolved: stop, as at a later boot
+        _stop(lab_run_dir, EXIT_INFRA_ERROR, str(exc))
     finally:
         machine.stop()
 
