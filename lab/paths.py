@@ -54,7 +54,7 @@ def in_scenarios(path: Path) -> bool:
     return path == SCENARIOS_DIR or SCENARIOS_DIR in path.parents
 
 
-def rootdir_args(*paths: Path) -> list[str]:
+def rootdir_args(*paths: Path, suite: Path | None = None) -> list[str]:
     """pytest's ``--rootdir`` for a run that collects ``paths``: when every one is in the
     lab's own scenarios, the directory that holds scenarios/, so their test ids read
     ``scenarios/...`` whatever the current directory and wherever the lab is installed
@@ -63,4 +63,39 @@ def rootdir_args(*paths: Path) -> list[str]:
     rooted above scenarios/, pytest would name a test outside it ``::test_a``."""
     if paths and all(in_scenarios(p) for p in paths):
         return [f"--rootdir={REPO}"]
-    return []
+    return suite_rootdir_args(*paths, suite=suite)
+
+
+# What makes pytest take a directory as a project's root (its own rootdir rules).
+_PYTEST_CONFIGS = (("pytest.ini", ""), (".pytest.ini", ""), ("pyproject.toml", "[tool.pytest"),
+                   ("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]"), ("setup.py", ""))
+
+
+def suite_rootdir_args(*paths: Path, suite: Path | None = None) -> list[str]:
+    """A suite of the user's: rooted where its pytest configuration is (pytest finds it:
+    nothing to add), else at the suite's directory (``suite``, when what is collected is
+    in it: node ids chosen in a suite keep the suite's ids), else at the directory that
+    holds what is collected.  Left to
+    itself, pytest roots such a suite at the common ancestor of the suite and the
+    current directory: a suite in /tmp/x run from /tmp/y had ids "x/test_a.py::..."
+    there and "test_a.py::..." from /home, so a rerun from elsewhere named other tests."""
+    if not paths:
+        return []
+    dirs = [q if q.is_dir() else q.parent for q in (p.resolve() for p in paths)]
+    base = Path(os.path.commonpath(dirs))
+    top = None if suite is None else suite.resolve()
+    if top is not None and not top.is_dir():
+        top = top.parent
+    if top is not None and (base == top or top in base.parents):
+        base = top
+    if base == Path(base.anchor):
+        return []  # nothing in common but /: pytest's own choice
+    for d in (base, *base.parents):
+        for name, marker in _PYTEST_CONFIGS:
+            f = d / name
+            try:
+                if f.is_file() and (not marker or marker in f.read_text(errors="replace")):
+                    return []
+            except OSError:
+                continue
+    return [f"--rootdir={base}"]

@@ -336,9 +336,12 @@ def test_reruns_and_reproducers_of_a_suite_outside_the_lab_keep_its_suite(
     (outside / "test_x.py").write_text("def test_a():\n    pass\n")
     node = select.check(str(outside / "test_x.py::test_a"), roots=[tmp_path])
     own = select.check(f"{OWN}::test_noop_opcode", roots=[REPO])
-    assert runner._collect(RunOptions(kernels=[]), [node]) == [str(outside / "test_x.py")]
+    # A suite of the user's is rooted at itself (lab.paths.suite_rootdir_args), never at
+    # the lab (its test would be "::test_a").
+    assert runner._collect(RunOptions(kernels=[]), [node]) == [str(outside / "test_x.py"),
+                                                               f"--rootdir={outside}"]
     assert runner._collect(RunOptions(kernels=[], suite=outside), [node]) == \
-        [str(outside / "test_x.py")]
+        [str(outside / "test_x.py"), f"--rootdir={outside}"]
     assert runner._collect(RunOptions(kernels=[], suite=outside, rootdir=tmp_path), [node]) == \
         [str(outside / "test_x.py"), f"--rootdir={tmp_path}"]
     assert runner._collect(RunOptions(kernels=[]), [own]) == [str(REPO / OWN),

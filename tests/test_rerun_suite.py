@@ -70,21 +70,27 @@ def test_reruns_and_reproducers_of_a_suite_outside_the_lab(tmp_path: Path) -> No
     (suite / "sub" / "test_x.py").write_text(textwrap.dedent(TESTS))
     known = tmp_path / "mine.toml"
     expires = dt.date.today() + dt.timedelta(days=60)
-    known.write_text(f'[[issue]]\ntest = "suite/sub/test_x.py::test_c"\n'
+    known.write_text(f'[[issue]]\ntest = "sub/test_x.py::test_c"\n'
                      f'url = "https://example.org/1"\nexpires = {expires}\n')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     results = tmp_path / "results"
 
-    # From a directory beside the suite: pytest roots the ids at their common ancestor.
+    # From a directory beside the suite: the ids are rooted at the suite (left to itself,
+    # pytest roots them at the common ancestor of the suite and the current directory, so
+    # they would change with where the run was started: lab.paths.suite_rootdir_args).
     run = _lab(elsewhere, results, "run", "--kernel", "debian:7.2", "--suite", str(suite),
-               "--known-issues", str(known), "--", "--deselect", "suite/sub/test_x.py::test_d")
+               "--known-issues", str(known), "--", "--deselect", "sub/test_x.py::test_d")
     assert run.returncode == 1, run.out[-3000:]
     first = _ids(run)
-    assert first == {"suite/sub/test_x.py::test_a": "PASS",
-                     "suite/sub/test_x.py::test_b": "FAIL",
-                     "suite/sub/test_x.py::test_c": "XFAIL",
-                     "suite/sub/test_x.py::TestE::test_e": "PASS"}
+    assert first == {"sub/test_x.py::test_a": "PASS",
+                     "sub/test_x.py::test_b": "FAIL",
+                     "sub/test_x.py::test_c": "XFAIL",
+                     "sub/test_x.py::TestE::test_e": "PASS"}
+    # The same ids from a directory that shares no ancestor with the suite but /.
+    away = _lab(Path("/"), results, "run", "--kernel", "debian:7.2", "--suite", str(suite),
+                "--known-issues", str(known), "--", "--deselect", "sub/test_x.py::test_d")
+    assert _ids(away) == first, away.out[-3000:]
 
     # Again, whole: the same ids, test_d still deselected, test_c still a known issue.
     again = _lab(tmp_path, results, "rerun", str(run.run_dir))
@@ -92,19 +98,18 @@ def test_reruns_and_reproducers_of_a_suite_outside_the_lab(tmp_path: Path) -> No
     assert _ids(again) == first
     # Its failures: test_b alone, by the same id (was "::test_b").
     failed = _lab(tmp_path, results, "rerun", str(run.run_dir), "--failed")
-    assert _ids(failed) == {"suite/sub/test_x.py::test_b": "FAIL"}, failed.records()
+    assert _ids(failed) == {"sub/test_x.py::test_b": "FAIL"}, failed.records()
     # The reproducer of test_b, as the summary gives it.
     summary = json.loads((run.run_dir / "summary.json").read_text())
     (repro,) = summary["reproducers"].values()
     where, _, command = repro.partition(" && ")
-    assert where == f"cd {shlex.quote(str(tmp_path))}" and "--suite suite " in command, repro
+    assert where == f"cd {shlex.quote(str(suite))}" and "--suite . " in command, repro
     assert f"--known-issues {known}" in command
-    assert command.endswith("-- --deselect suite/sub/test_x.py::test_d "
-                            "suite/sub/test_x.py::test_b"), command
+    assert command.endswith("-- --deselect sub/test_x.py::test_d sub/test_x.py::test_b"), command
     argv = shlex.split(command)
     assert argv[:2] == ["lab", "run"]
-    again_b = _lab(tmp_path, results, *argv[1:])
-    assert _ids(again_b) == {"suite/sub/test_x.py::test_b": "FAIL"}, again_b.out[-3000:]
+    again_b = _lab(suite, results, *argv[1:])
+    assert _ids(again_b) == {"sub/test_x.py::test_b": "FAIL"}, again_b.out[-3000:]
     # A class by its node id: its tests (it passed the check, then matched nothing).
     cls = _lab(suite, results, "run", "--kernel", "debian:7.2", "--suite", ".", "--",
                "sub/test_x.py::TestE")

@@ -197,15 +197,15 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
 def _collect(opts: RunOptions, nodes: list[select.NodeId]) -> list[str]:
     """What pytest collects (the suite, or the node ids' files) and its ``--rootdir``.
 
-    The lab's own scenarios are rooted above scenarios/ (lab.paths.rootdir_args); `lab
-    rerun` of a suite of the user's gives the run's rootdir; otherwise pytest's own
-    choice (from the paths and the current directory: a reproducer changes to the run's
-    rootdir first), never the lab's, which names a test outside it ``::test_a``.
+    The lab's own scenarios are rooted above scenarios/, a suite of the user's at itself
+    unless it has a pytest configuration of its own (lab.paths.rootdir_args), whatever
+    the current directory; `lab rerun` of a suite of the user's gives the run's rootdir.
+    Never the lab's for a test outside it, which pytest would name ``::test_a``.
     """
     paths = list(dict.fromkeys(n.path for n in nodes)) or [opts.suite]
     if opts.rootdir is not None:
         return [*map(str, paths), f"--rootdir={opts.rootdir}"]
-    return [*map(str, paths), *rootdir_args(*paths)]
+    return [*map(str, paths), *rootdir_args(*paths, suite=opts.suite)]
 
 
 # pytest's options that select by keyword or mark: matrix.json keeps them on their own.
