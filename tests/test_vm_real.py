@@ -141,3 +141,30 @@ def test_an_interface_udev_renamed_is_found_by_its_driver(tmp_path: Path) -> Non
     console = (tmp_path / "console-renamed.log").read_text(errors="replace")
     assert f"{nic}: renamed from eth0" in console
     assert f"kernel-lab: network up on {nic}" in console
+
+
+def test_a_guest_whose_network_never_comes_up_says_so_and_the_wait_ends(tmp_path: Path) -> None:
+    """No NIC driver (the kernel refuses it: module_blacklist= on its command line):
+    guest/boot.sh gives up after its 10 s and says why on the console, and the lab stops
+    waiting at once with that line, not at the boot timeout with "no SSH"."""
+    import time
+
+    from lab.errors import InfraError
+
+    cache = cache_root()
+    kernel = resolve_kernel("debian:7.2", cache=cache)
+    cfg = vm_mod.VmConfig(accel="tcg-single", boot_timeout=600,
+                          kernel_args=(*vm_mod.DEFAULT_KERNEL_ARGS,
+                                       "module_blacklist=virtio_net"))
+    started = time.monotonic()
+    vm = vm_mod.Vm(kernel, run_dir=tmp_path, cache=cache, config=cfg, name="nonet")
+    try:
+        with pytest.raises(InfraError) as exc:
+            vm.start()
+    finally:
+        vm.stop()
+    took = time.monotonic() - started
+    msg = str(exc.value)
+    assert msg.startswith("boot: the guest gave up booting: no virtio_net interface"), msg
+    assert "console-nonet.log" in msg
+    assert took < 300, took  # the boot timeout was 600 s
