@@ -84,6 +84,11 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
 
     from lab.results import known, report, summary
     from lab.results import merge as merge_mod
+    from lab.results.verdict import exit_line
+
+    def verdicts(path: Path) -> list[str]:
+        from lab.results.record import read_records
+        return [r.verdict for r in read_records(path)]
 
     done = merge_mod.merge(runs, into, command=f"cd {shlex.quote(str(Path.cwd()))} && "
                                               f"{shlex.join(argv)}")
@@ -97,7 +102,9 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
           f"{done.miss} MISS")
     for line in summary.summary_lines(result):
         print(line)
-    return int(result["exit_code"])
+    code = int(result["exit_code"])
+    print(f"lab merge: {exit_line(code, verdicts(done.path))}")
+    return code
 
 
 def report(run: Path, *, baseline: Path | None, history: list[Path],

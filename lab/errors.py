@@ -26,16 +26,28 @@ EXIT_BROKEN_PIPE = 141
 # What each exit status of `lab run` (and `lab rerun`) means: its --help lists them.
 RUN_EXIT_CODES = {
     EXIT_OK: "at least one test ran and none failed (SKIP allowed; XFAIL counts as tested)",
-    EXIT_TEST_FAILED: "a test failed: FAIL, CRASH or HANG",
+    EXIT_TEST_FAILED: "a test failed: FAIL, CRASH or HANG, whatever else happened (INFRA, "
+                      "MISS or NOTRUN beside it, the lab's stop after a crash loop)",
     EXIT_USER_ERROR: "a mistake in the command: one line says what and how to fix it",
-    EXIT_INFRA_ERROR: "the machinery failed (INFRA, MISS, NOTRUN): the line names the phase "
-                      "and its log",
-    EXIT_NOTHING_TESTED: "nothing was tested: every selected test was skipped (the summary "
-                         "counts the reasons)",
+    EXIT_INFRA_ERROR: "the machinery failed and no test did (INFRA, MISS, NOTRUN): the line "
+                      "names the phase and its log",
+    EXIT_NOTHING_TESTED: "nothing was tested: every selected test was skipped or "
+                         "INCONCLUSIVE (the summary counts the reasons)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C): the records, summary, JUnit and report of what "
                       "ran are kept",
     EXIT_BROKEN_PIPE: "the reader of the output went away (| head): what ran is kept, the "
                       "run did not finish",
+}
+
+# The same in a few words, for the closing "exit N: ..." line of a run.
+RUN_EXIT_WORDS = {
+    EXIT_OK: "passed",
+    EXIT_TEST_FAILED: "a test failed",
+    EXIT_USER_ERROR: "a mistake in the command",
+    EXIT_INFRA_ERROR: "the machinery failed",
+    EXIT_NOTHING_TESTED: "nothing was tested",
+    EXIT_INTERRUPTED: "interrupted",
+    EXIT_BROKEN_PIPE: "the reader went away",
 }
 
 

@@ -51,7 +51,12 @@ def test_worst_follows_the_documented_order() -> None:
     (["PASS", "XFAIL"], EXIT_OK),
     (["PASS", "FAIL"], EXIT_TEST_FAILED),
     (["PASS", "HANG"], EXIT_TEST_FAILED),
-    (["PASS", "CRASH", "INFRA"], EXIT_INFRA_ERROR),
+    # A real failure is exit 1 whatever the machinery lost beside it.
+    (["PASS", "CRASH", "INFRA"], EXIT_TEST_FAILED),
+    (["FAIL", "INFRA"], EXIT_TEST_FAILED),
+    (["HANG", "MISS", "NOTRUN"], EXIT_TEST_FAILED),
+    (["XFAIL", "INFRA"], EXIT_INFRA_ERROR),
+    (["PASS", "INFRA"], EXIT_INFRA_ERROR),
     (["PASS", "NOTRUN"], EXIT_INFRA_ERROR),
     (["PASS", "MISS"], EXIT_INFRA_ERROR),
     (["SKIP", "SKIP"], EXIT_NOTHING_TESTED),
@@ -66,3 +71,29 @@ def test_every_verdict_is_documented() -> None:
     import lab.results.verdict as mod
 
     assert all(f"- {v.value}:" in (mod.__doc__ or "") for v in Verdict)
+
+
+@pytest.mark.parametrize("stop, verdicts, want", [
+    # The lab stopped the run (the reboot limit, an infrastructure stop): a failure seen
+    # before it is still the run's story.
+    ({"exit_code": 3, "reason": "reboot limit"}, ["FAIL", "NOTRUN"], EXIT_TEST_FAILED),
+    ({"exit_code": 3, "reason": "reboot limit"}, ["PASS", "NOTRUN"], EXIT_INFRA_ERROR),
+    # Ctrl-C stays an interruption: the run did not finish.
+    ({"exit_code": 130, "reason": "interrupted (Ctrl-C)"}, ["FAIL", "NOTRUN"], 130),
+    (None, ["CRASH", "INFRA", "INCONCLUSIVE"], EXIT_TEST_FAILED),
+])
+def test_exit_status_a_failure_wins_over_the_machinery(
+        stop: dict[str, object] | None, verdicts: list[str], want: int) -> None:
+    from lab.run.runner import exit_status
+
+    assert exit_status(pytest.ExitCode.TESTS_FAILED, verdicts, stop=stop) == want
+    assert exit_status(pytest.ExitCode.INTERNAL_ERROR, ["FAIL"], stop=None) == EXIT_TEST_FAILED
+
+
+def test_the_exit_line_names_the_code_and_counts_inconclusive() -> None:
+    from lab.results.verdict import exit_line
+
+    line = exit_line(EXIT_TEST_FAILED, ["FAIL", "INFRA", "INCONCLUSIVE", "INCONCLUSIVE", "PASS"])
+    assert line.startswith("exit 1: a test failed")
+    assert "1 FAIL" in line and "1 INFRA" in line and "2 INCONCLUSIVE" in line
+    assert "0 INCONCLUSIVE" in exit_line(EXIT_OK, ["PASS"])

@@ -28,12 +28,19 @@ The verdicts, worst first, by what they say about the kernel, the test and the h
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from lab.errors import EXIT_INFRA_ERROR, EXIT_NOTHING_TESTED, EXIT_OK, EXIT_TEST_FAILED
+from lab.errors import (
+    EXIT_INFRA_ERROR,
+    EXIT_NOTHING_TESTED,
+    EXIT_OK,
+    EXIT_TEST_FAILED,
+    RUN_EXIT_WORDS,
+)
 
 
 class Verdict(StrEnum):
@@ -53,8 +60,11 @@ class Verdict(StrEnum):
 VERDICTS = tuple(v.value for v in Verdict)
 # The kernel (or the test) is wrong: a run with one of these failed (exit 1).
 FAILED = frozenset({Verdict.FAIL, Verdict.CRASH, Verdict.HANG})
-# The harness could not say: a run with one of these is the machinery's failure (exit 3).
+FAILED_ORDER = (Verdict.CRASH, Verdict.HANG, Verdict.FAIL)
+# The harness could not say: a run with one of these and no failure is the machinery's
+# failure (exit 3).
 UNTESTED = frozenset({Verdict.INFRA, Verdict.MISS, Verdict.NOTRUN})
+UNTESTED_ORDER = (Verdict.INFRA, Verdict.MISS, Verdict.NOTRUN)
 # Something was learnt about the kernel: a run with none of these tested nothing (exit 4).
 TESTED = frozenset({Verdict.PASS, Verdict.XFAIL}) | FAILED
 
@@ -112,15 +122,28 @@ def fold(phases: Sequence[PhaseOutcome], *, hints: Sequence[str] = (),
 def exit_code(verdicts: Iterable[str]) -> int:
     """The exit status a run's verdicts mean (lab.errors).
 
-    3 if the machinery lost any test (INFRA, MISS, NOTRUN), else 1 if any failed
-    (FAIL, CRASH, HANG), else 4 if nothing was tested (only SKIP and
-    INCONCLUSIVE, or no test at all), else 0: at least one test ran and none failed.
+    1 if any test failed (FAIL, CRASH, HANG), whatever else happened: a kernel bug is
+    the run's story even when the machinery also lost tests beside it.  Else 3 if the
+    machinery lost any test (INFRA, MISS, NOTRUN), else 4 if nothing was tested (only
+    SKIP and INCONCLUSIVE, or no test at all), else 0: at least one test ran and none
+    failed.
     """
     seen = set(verdicts)
-    if seen & UNTESTED:
-        return EXIT_INFRA_ERROR
     if seen & FAILED:
         return EXIT_TEST_FAILED
+    if seen & UNTESTED:
+        return EXIT_INFRA_ERROR
     if not seen & TESTED:
         return EXIT_NOTHING_TESTED
     return EXIT_OK
+
+
+def exit_line(code: int, verdicts: Iterable[str]) -> str:
+    """The closing line of a run: its exit status, what that means, and the counts
+    behind it (the INCONCLUSIVE count always: a run can pass with checks undecided)."""
+    seen = Counter(verdicts)
+    shown = [v for v in (*FAILED_ORDER, *UNTESTED_ORDER) if seen[v]]
+    counts = ", ".join([*(f"{seen[v]} {v}" for v in shown),
+                        f"{seen[Verdict.INCONCLUSIVE]} {Verdict.INCONCLUSIVE.value}"])
+    words = RUN_EXIT_WORDS.get(code)
+    return f"exit {code}: {words} ({counts})" if words else f"exit {code} ({counts})"

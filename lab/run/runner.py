@@ -21,6 +21,7 @@ from lab.errors import (
     EXIT_INFRA_ERROR,
     EXIT_INTERRUPTED,
     EXIT_NOTHING_TESTED,
+    EXIT_TEST_FAILED,
     EXIT_USER_ERROR,
     UserError,
 )
@@ -33,7 +34,7 @@ from lab.results import record as results
 from lab.results import report as report_mod
 from lab.results import summary as summary_mod
 from lab.results.cell import short_label
-from lab.results.verdict import exit_code
+from lab.results.verdict import exit_code, exit_line
 from lab.run import select
 from lab.run.cells import matrix
 from lab.run.shard import parse_shard
@@ -76,7 +77,7 @@ def _check_host(cache: Path, results: Path) -> None:
 
 
 def run(opts: RunOptions, *, argv: list[str]) -> int:
-    """Run the scenario suites; returns the lab's exit status (0, 1, 2 or 3)."""
+    """Run the scenario suites; returns the lab's exit status (lab.errors.RUN_EXIT_CODES)."""
     from lab.kernel.resolve import check as check_kernel
     from lab.kernel.resolve import resolve_kernel
 
@@ -191,6 +192,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     status = exit_status(rc, [r.verdict for r in records], stop=results.read_stop(run_dir))
     if status == EXIT_INFRA_ERROR and not records:
         log.error("pytest exited with %d after no records; see %s", rc, run_dir)
+    print(f"kernel-lab: {exit_line(status, [r.verdict for r in records])}", flush=True)
     return status
 
 
@@ -230,13 +232,19 @@ def exit_status(pytest_rc: int, verdicts: list[str], *, stop: dict[str, Any] | N
     """The lab's exit status for a finished pytest session: the one place pytest's exit
     codes are read, so that none of them stands in for the lab's (lab.errors).
     """
+    failed = exit_code(verdicts) == EXIT_TEST_FAILED
     if stop is not None:  # the lab stopped the run itself and said why (Ctrl-C: 130)
-        return int(stop["exit_code"])
+        code = int(stop["exit_code"])
+        # A failure seen before the machinery gave up is still the run's story (1); a
+        # user's mistake or Ctrl-C is the command's, and says so.
+        return EXIT_TEST_FAILED if failed and code == EXIT_INFRA_ERROR else code
     # An interrupted run is never "all passed".
     if pytest_rc == pytest.ExitCode.INTERRUPTED:
         return EXIT_INTERRUPTED
     if pytest_rc == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USER_ERROR
+    if failed:
+        return EXIT_TEST_FAILED
     if pytest_rc == pytest.ExitCode.INTERNAL_ERROR or not verdicts:
         return EXIT_INFRA_ERROR
     return exit_code(verdicts)
