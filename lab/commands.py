@@ -96,6 +96,8 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
         print(f"lab merge: skipped {dup}: the same records as another input")
     for shard in done.missing_shards:
         print(f"lab merge: shard {shard} is missing: its tests are MISS")
+    for torn in done.torn:
+        print(f"lab merge: {torn}: its test is MISS")
     result = summary.summarize(done.path)
     report.write(done.path, issues=known.load(known.path_for(None)))
     print(f"lab merge: {len(done.inputs)} run(s) -> {done.path}: {done.records} records, "

@@ -146,7 +146,8 @@ class LabRun:
         dirs = sorted(d for d in out.iterdir() if d.is_dir())
         results: dict[str, Observed] = {}
         for run_dir in dirs:
-            for r in records.read_records(run_dir):
+            # A run killed while writing its last record: that test did not run.
+            for r in records.load_records(run_dir, torn_end_ok=True).records:
                 # Without the cell parameter: the same test at any commit has the same id.
                 results[scenario_of(r.test, r.cell)] = Observed(
                     verdict=r.verdict, reason=r.reason,

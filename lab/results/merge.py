@@ -20,7 +20,7 @@ import hashlib
 import json
 import shutil
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lab import atomic
@@ -29,7 +29,7 @@ from lab.results import claims, junit
 from lab.results import matrix as matrix_file
 from lab.results.cell import PREBUILT
 from lab.results.compare import flaky_text, resolve
-from lab.results.record import Record, read_lines, read_records
+from lab.results.record import Record, load_records, read_lines
 from lab.results.verdict import Verdict
 
 
@@ -39,6 +39,7 @@ class Input:
     matrix: matrix_file.Matrix
     records: list[Record]
     digest: str
+    torn: str = ""  # a torn last line left out: its test is MISS
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Merged:
     missing_shards: list[str]
     miss: int
     records: int
+    torn: list[str] = field(default_factory=list)  # torn last lines left out (MISS)
 
 
 def _digest(path: Path) -> str:
@@ -69,7 +71,11 @@ def _read(path: Path) -> Input:
     if m is None:
         raise UserError(f"{path} is not a lab run directory with a matrix (no readable "
                         f"{matrix_file.MATRIX}); give directories that `lab run` wrote")
-    return Input(path=path, matrix=m, records=read_records(path), digest=_digest(path))
+    # A shard killed while writing its last record: that test is MISS (the matrix has
+    # it), and the merge says so; any other bad line is an error naming it.
+    loaded = load_records(path, torn_end_ok=True)
+    return Input(path=path, matrix=m, records=loaded.records, digest=_digest(path),
+                 torn=loaded.torn)
 
 
 def _check_compatible(inputs: list[Input]) -> None:
@@ -170,7 +176,8 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
             into.rmdir()  # empty (checked above): the rename needs the name free
         atomic.publish(tmp, into)
     return Merged(path=into, inputs=[i.path for i in unique], duplicates=duplicates,
-                  missing_shards=missing_shards, miss=miss, records=len(records))
+                  missing_shards=missing_shards, miss=miss, records=len(records),
+                  torn=[i.torn for i in unique if i.torn])
 
 
 def _claims(inputs: list[Input]) -> list[dict[str, object]] | None:

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import atomic
+from lab.errors import UserError
+from lab.results.verdict import VERDICTS
 
 
 @dataclass
@@ -128,21 +130,97 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    # Phases, timelines, journals: auxiliary lines, a torn or foreign one is left out.
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            out.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line from a killed run
+        if isinstance(entry, dict):
+            out.append(entry)
     return out
 
 
 _FIELDS = {f for f in Record.__dataclass_fields__}
+_NUMBER = (int, float)
+# Each field's JSON type, and the words an error uses for it.
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "test": ((str,), "a string"), "verdict": ((str,), "a string"),
+    "duration": (_NUMBER, "a number"), "kernel": ((dict,), "an object"),
+    "cell": ((str,), "a string"), "reason": ((str,), "a string"),
+    "claim": ((str,), "a string"), "deviations": ((list,), "a list"),
+    "observed": ((list,), "a list"), "splats": ((list,), "a list"),
+    "data": ((dict,), "an object"), "excerpt": ((str,), "a string"),
+    "previous_test": ((str,), "a string"), "finished": (_NUMBER, "a number"),
+    "accel": ((dict,), "an object"), "repeat": ((int,), "an integer"),
+}
+_FIX = "give a results.jsonl that `lab run` or `lab merge` wrote"
+
+
+def record_of(data: Any, where: str) -> Record:
+    """A record from one line's JSON, checked; UserError naming ``where`` (FILE:LINE)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: not a JSON record (an object with test, verdict, "
+                        f"duration); {_FIX}")
+    if not isinstance(data.get("test"), str) or not data["test"]:
+        raise UserError(f"{where}: no test id (\"test\"); {_FIX}")
+    if "verdict" not in data or data["verdict"] not in VERDICTS:
+        raise UserError(f"{where}: unknown verdict {data.get('verdict')!r} in "
+                        f"{data['test']}; a record's verdict is one of {', '.join(VERDICTS)}")
+    data.setdefault("duration", 0.0)
+    for key, value in data.items():
+        types, words = _TYPES.get(key, ((object,), ""))
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise UserError(f"{where}: {key} must be {words}, not {value!r:.60} "
+                            f"({data['test']}); {_FIX}")
+    # Fields this version does not know (a newer lab wrote them) are left out.
+    return Record(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+@dataclass
+class Loaded:
+    """A run's records, and the torn last line left out (a run killed while writing)."""
+
+    records: list[Record]
+    torn: str = ""  # "FILE:LINE: ..." when a torn last line was left out
+
+
+def load_records(run_dir: Path, *, torn_end_ok: bool = False) -> Loaded:
+    """The run's records, each line checked (``record_of``): a line that is not a record
+    is a UserError naming FILE:LINE.  A last line cut short (no newline, not JSON: the
+    writer was killed) is left out and said so when ``torn_end_ok`` (a merge makes its
+    test MISS from the matrix), else it is an error too."""
+    path = run_dir / "results.jsonl"
+    if not path.exists():
+        return Loaded([])
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    lines = raw.split(b"\n")
+    out = Loaded([])
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            data = json.loads(line.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            last = n == len(lines)  # no newline after it: the write never finished
+            if last:
+                torn = f"{where}: a torn last line (the run was killed while writing it)"
+                if torn_end_ok:
+                    out.torn = torn
+                    continue
+                raise UserError(f"{torn}; remove that line, or rerun the test") from None
+            raise UserError(f"{where}: not a JSON record; {_FIX}") from None
+        out.records.append(record_of(data, where))
+    return out
 
 
 def read_records(run_dir: Path) -> list[Record]:
-    # Fields this version does not know (a newer lab wrote them) are left out.
-    return [Record(**{k: v for k, v in d.items() if k in _FIELDS})
-            for d in read_lines(run_dir / "results.jsonl")]
+    """The run's records, every line checked (``load_records``)."""
+    return load_records(run_dir).records
 
 
 def phase_times(run_dir: Path) -> dict[str, float]:
