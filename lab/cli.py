@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from lab import options
 from lab.errors import (
+    COMPARE_EXIT_CODES,
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
@@ -66,6 +67,13 @@ def _run_epilog() -> str:
     lines += [codes.fill(f"{code:>3}  {meaning}") for code, meaning in RUN_EXIT_CODES.items()]
     lines += ["", "examples:", RUN_EXAMPLES]
     return "\n".join(lines)
+
+
+def _compare_epilog() -> str:
+    """`lab compare --help`'s tail: what each exit status means."""
+    codes = textwrap.TextWrapper(width=88, initial_indent="  ", subsequent_indent=" " * 7)
+    return "\n".join(["exit status:", *(codes.fill(f"{code:>3}  {meaning}")
+                                        for code, meaning in COMPARE_EXIT_CODES.items())])
 
 
 def _guest_options(p: argparse.ArgumentParser, *, max_reboots: bool = True) -> None:
@@ -231,7 +239,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--known-issues", type=Path, metavar="FILE")
 
     c = sub.add_parser("compare", help="print what changed from BASE to NEW; exit 1 on a "
-                       "regression")
+                       "regression, 5 on a lost check", epilog=_compare_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("base", type=Path, metavar="BASE")
     c.add_argument("new", type=Path, metavar="NEW")
     c.add_argument("--history", type=Path, action="append", default=[], metavar="RUN_DIR")

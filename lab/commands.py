@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.errors import EXIT_OK, EXIT_TEST_FAILED, EXIT_USER_ERROR
+from lab.errors import EXIT_OK, EXIT_USER_ERROR
 from lab.paths import cache_root
 
 
@@ -128,7 +128,8 @@ def report(run: Path, *, baseline: Path | None, history: list[Path],
 
 
 def compare(base: Path, new: Path, *, history: list[Path], known_issues: Path | None) -> int:
-    """`lab compare`: the difference as text; 1 when there is a regression (CI gates on it)."""
+    """`lab compare`: the difference as text; non-zero when a regression or a lost check
+    gates it (lab.errors.COMPARE_EXIT_CODES)."""
     from lab.results import known
     from lab.results import report as report_mod
 
@@ -138,7 +139,7 @@ def compare(base: Path, new: Path, *, history: list[Path], known_issues: Path | 
     older = [report_mod.load_run(h, what="--history") for h in history]
     ctx = report_mod.context(new_run, baseline=base_run, history=older, issues=issues)
     print(report_mod.render_text(ctx), end="")
-    return EXIT_TEST_FAILED if ctx["comparison"]["has_regression"] else EXIT_OK
+    return int(ctx["comparison"]["exit_code"])
 
 
 def export_kcidb(run: Path, output: Path | None, *, origin: str) -> int:

@@ -17,6 +17,8 @@ EXIT_USER_ERROR = 2
 EXIT_INFRA_ERROR = 3
 EXIT_NOTHING_TESTED = 4  # every selected test SKIPped (or was inconclusive)
 EXIT_INCONCLUSIVE = 4  # lab bisect named no culprit: only skipped commits left, or low confidence
+# lab compare: no regression, but a check the base run made is not made in the new one.
+EXIT_LOST_COVERAGE = 5
 # Ctrl-C: 128 + SIGINT, what a shell reports for a command SIGINT ended, so that a
 # script (or `make`) sees an interruption, not a usage error.
 EXIT_INTERRUPTED = 130
@@ -37,6 +39,18 @@ RUN_EXIT_CODES = {
                       "ran are kept",
     EXIT_BROKEN_PIPE: "the reader of the output went away (| head): what ran is kept, the "
                       "run did not finish",
+}
+
+# What each exit status of `lab compare BASE NEW` means: its --help lists them.
+COMPARE_EXIT_CODES = {
+    EXIT_OK: "no regression and no check lost",
+    EXIT_TEST_FAILED: "a regression: a test fails (FAIL, CRASH, HANG) that did not before "
+                      "(it passed, was skipped, INCONCLUSIVE, INFRA, MISS or NOTRUN, or is "
+                      "new, or its cell is)",
+    EXIT_USER_ERROR: "a mistake in the command, or a run directory that cannot be read",
+    EXIT_LOST_COVERAGE: "no regression, but a check was lost: a test tested in BASE (PASS or "
+                        "a failure) is SKIP, INCONCLUSIVE, INFRA, MISS, NOTRUN or gone in NEW, "
+                        "or a pass is now a known issue's XFAIL",
 }
 
 # The same in a few words, for the closing "exit N: ..." line of a run.

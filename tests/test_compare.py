@@ -35,12 +35,15 @@ FLAKY = known.parse('[[issue]]\ntest = "*test_flaky*"\nintermittent = true\n'
 
 def test_transitions() -> None:
     c = compare(BASE, NEW, issues=FLAKY)
-    assert keys(c.regressions) == {"debian:7.2|test_regresses"}
+    # A new test that fails is a regression too: it was never seen to pass.
+    assert keys(c.regressions) == {"debian:7.2|test_regresses", "debian:7.2|test_added"}
     assert c.has_regression
     assert keys(c.fixes) == {"debian:7.2|test_fixed"}
     assert keys(c.cancelled_fixes) == {"debian:7.2|test_flaky"}  # intermittent known issue
     assert keys(c.still_failing) == {"debian:7.2|test_still", "debian:7.2|test_old_splat"}
-    assert keys(c.lost) == {"debian:7.2|test_lost"}  # MISS: neither regression nor fix
+    # Tested before, not now: MISS, a known issue's XFAIL, a test no longer there.
+    assert keys(c.lost) == {"debian:7.2|test_lost", "debian:7.2|test_known",
+                            "debian:7.2|test_removed"}
     assert keys(c.added) == {"debian:7.2|test_added"}
     assert keys(c.removed) == {"debian:7.2|test_removed"}
     assert list(c.new_splats) == ["KASAN: use-after-free in io_submit_one"]
@@ -52,6 +55,7 @@ def test_xfail_is_no_regression_and_no_fix_without_a_pass() -> None:
     c = compare([rec("t", "PASS"), rec("u", "XFAIL")], [rec("t", "XFAIL"), rec("u", "FAIL")])
     assert not c.regressions and not c.fixes
     assert keys(c.still_failing) == {"debian:7.2|u"}
+    assert keys(c.lost) == {"debian:7.2|t"}  # a pass hidden by a known issue: lost
     # A known issue that is not intermittent: XFAIL -> PASS is a fix.
     c = compare([rec("u", "XFAIL")], [rec("u", "PASS")])
     assert keys(c.fixes) == {"debian:7.2|u"}
@@ -126,3 +130,45 @@ def test_records_from_before_cells_compare_by_kernel() -> None:
 
 def test_expiry_is_by_date() -> None:
     assert known.expired(FLAKY, dt.date(2099, 1, 2)) == FLAKY
+
+
+GATED = ["SKIP", "INCONCLUSIVE", "INFRA", "MISS", "NOTRUN", "PASS"]
+
+
+def test_every_way_into_a_failure_is_a_regression() -> None:
+    """Anything that was not failing (SKIP, INCONCLUSIVE, INFRA, MISS, NOTRUN, PASS, or
+    nothing at all: a new test or cell) and now fails gates the comparison."""
+    for before in GATED:
+        for after in ("FAIL", "CRASH", "HANG"):
+            c = compare([rec("t", before)], [rec("t", after)])
+            assert keys(c.regressions) == {"debian:7.2|t"}, (before, after)
+            assert c.has_regression and not c.lost
+    c = compare([rec("t", "PASS")], [rec("t", "PASS"), rec("t", "CRASH", "debian:6.1")])
+    assert keys(c.regressions) == {"debian:6.1|t"} and c.cells_added == ["debian:6.1"]
+    # A failure that stays one (or was a known issue's) is still failing, not new.
+    c = compare([rec("t", "FAIL"), rec("u", "XFAIL")], [rec("t", "CRASH"), rec("u", "FAIL")])
+    assert not c.regressions and keys(c.still_failing) == {"debian:7.2|t", "debian:7.2|u"}
+
+
+def test_every_lost_check_is_listed_and_gates() -> None:
+    for after in ("SKIP", "INCONCLUSIVE", "XFAIL", "MISS", "NOTRUN", "INFRA"):
+        c = compare([rec("t", "PASS")], [rec("t", after)])
+        assert keys(c.lost) == {"debian:7.2|t"} and not c.regressions, after
+        assert c.has_lost_coverage
+    # A failure no longer seen is a check lost too (FAIL -> SKIP hides it).
+    c = compare([rec("t", "FAIL")], [rec("t", "SKIP")])
+    assert keys(c.lost) == {"debian:7.2|t"}
+    # Nothing tested before, nothing tested now: nothing lost.
+    c = compare([rec("t", "SKIP"), rec("u", "INFRA")], [rec("t", "INFRA"), rec("u", "SKIP")])
+    assert not c.lost and not c.has_lost_coverage
+
+
+def test_the_exit_status_names_which_gate_failed() -> None:
+    from lab.errors import COMPARE_EXIT_CODES, EXIT_LOST_COVERAGE, EXIT_OK, EXIT_TEST_FAILED
+    from lab.results.compare import exit_code
+
+    assert exit_code(compare([rec("t", "PASS")], [rec("t", "PASS")])) == EXIT_OK
+    assert exit_code(compare([rec("t", "PASS")], [rec("t", "SKIP")])) == EXIT_LOST_COVERAGE
+    both = compare([rec("t", "PASS"), rec("u", "PASS")], [rec("t", "SKIP"), rec("u", "FAIL")])
+    assert exit_code(both) == EXIT_TEST_FAILED  # the regression is the worse news
+    assert {EXIT_OK, EXIT_TEST_FAILED, EXIT_LOST_COVERAGE} <= set(COMPARE_EXIT_CODES)

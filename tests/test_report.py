@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 
@@ -238,7 +239,7 @@ def test_text_difference(tmp_path: Path) -> None:
     new = report.load_run(run_dir(tmp_path, "new", NEW))
     base = report.load_run(run_dir(tmp_path, "base", BASE))
     text = report.render_text(report.context(new, baseline=base, issues=EXPIRED, today=TODAY))
-    assert "regressions (PASS -> FAIL/CRASH/HANG): 1" in text
+    assert "regressions (anything but a failure, or new -> FAIL/CRASH/HANG): 1" in text
     assert "PASS -> FAIL  scenarios/aio/t.py::test_breaks on debian:7.2" in text
     assert "reproduce: cd /src && lab run --kernel debian:7.2" in text
     assert "WARNING in io_destroy" in text and "expired known issue" in text
@@ -279,3 +280,27 @@ def test_chromium_shows_the_grid_and_the_regressions(tmp_path: Path) -> None:
 @pytest.mark.browser
 def test_chromium_shows_the_audit_and_the_inconclusive_tests(tmp_path: Path) -> None:
     _check_audit_page(parse(dump_dom(report.write(audited_run(tmp_path), today=TODAY))))
+
+
+def test_compare_exits_by_which_gate_failed(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """1 a regression, 5 a check lost (and no regression), 0 neither; --help says so."""
+    from lab import cli
+    from lab.errors import COMPARE_EXIT_CODES
+
+    same = run_dir(tmp_path, "same", BASE)
+    skipped = run_dir(tmp_path, "skipped", [
+        dataclasses.replace(r, verdict="SKIP") if r.verdict == "PASS" else r for r in BASE])
+    base = run_dir(tmp_path, "base", BASE)
+    new = run_dir(tmp_path, "new", NEW)
+    codes = {name: cli.main(["compare", str(base), str(other)])
+             for name, other in (("same", same), ("skipped", skipped), ("new", new))}
+    out = capsys.readouterr().out
+    assert codes == {"same": 0, "skipped": 5, "new": 1}, out
+    assert "CHECKS LOST" in out and "REGRESSION" in out
+    assert "no regression, no check lost" in out
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for code, meaning in COMPARE_EXIT_CODES.items():
+        assert f"{code} {meaning}" in text, code

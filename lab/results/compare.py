@@ -10,7 +10,10 @@ them is the key's verdict, and a mix is flaky with its counts ("FAIL 1/4").
 
 Regressions, fixes and the rest are sets of (before, after) verdict pairs handed
 to one generic function.  An intermittent known issue cancels a fix: a flaky
-test that passed once is not fixed.
+test that passed once is not fixed.  Two gates: a regression is any way into
+FAIL, CRASH or HANG from something that was not a failure (a new test or cell
+included); a lost check is a test tested before (PASS, or a failure) and not now
+(SKIP, INCONCLUSIVE, INFRA, MISS, NOTRUN, gone), or a pass now XFAIL.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from lab.errors import EXIT_LOST_COVERAGE, EXIT_OK, EXIT_TEST_FAILED
 from lab.results import known as known_mod
 from lab.results.cell import label_of, scenario_of
 from lab.results.record import Record
-from lab.results.verdict import FAILED, TESTED, UNTESTED, VERDICTS, Verdict
+from lab.results.verdict import FAILED, TESTED, VERDICTS, Verdict
 
 Key = tuple[str, str]  # (cell label, scenario)
 
@@ -31,11 +35,16 @@ PASS, XFAIL = Verdict.PASS.value, Verdict.XFAIL.value
 _FAILED = {v.value for v in FAILED}
 _BAD = _FAILED | {XFAIL}  # failing, known or not
 
-REGRESSIONS = frozenset((PASS, v) for v in _FAILED)
+# Into a failure from anything that was not one (PASS, SKIP, INCONCLUSIVE, INFRA, MISS,
+# NOTRUN): a check that now fails.  A new test or cell that fails is one too (compare).
+REGRESSIONS = frozenset((a, b) for a in VERDICTS if a not in _BAD for b in _FAILED)
 FIXES = frozenset((v, PASS) for v in _BAD)
 STILL_FAILING = frozenset((a, b) for a in _BAD for b in _BAD)
-# Tested before, not this time (the harness lost it): neither a regression nor a fix.
-LOST = frozenset((a.value, b.value) for a in TESTED for b in UNTESTED)
+# Tested before, not this time: a pass or a failure that nobody saw now (SKIP,
+# INCONCLUSIVE, INFRA, MISS, NOTRUN), and a pass a known issue's XFAIL now stands for.
+# Neither a regression nor a fix, but a check lost: it gates too (lab.errors).
+_TESTED = {v.value for v in TESTED}
+LOST = frozenset((a, b) for a in _TESTED for b in VERDICTS if b not in _TESTED) | {(PASS, XFAIL)}
 
 
 def cell_of(record: Record) -> str:
@@ -166,6 +175,20 @@ class Comparison:
     def has_regression(self) -> bool:
         return bool(self.regressions)
 
+    @property
+    def has_lost_coverage(self) -> bool:
+        return bool(self.lost)
+
+
+def exit_code(c: Comparison) -> int:
+    """`lab compare`'s exit status (lab.errors.COMPARE_EXIT_CODES): 1 for a regression,
+    else 5 for a check lost, else 0."""
+    if c.has_regression:
+        return EXIT_TEST_FAILED
+    if c.has_lost_coverage:
+        return EXIT_LOST_COVERAGE
+    return EXIT_OK
+
 
 def _releases(statuses: dict[Key, Status]) -> dict[str, str]:
     out: dict[str, set[str]] = {}
@@ -189,7 +212,8 @@ def compare(base_records: Iterable[Record], new_records: Iterable[Record], *,
     """The difference from ``base`` to ``new``; ``history`` is older runs, oldest first."""
     base, new = table(base_records), table(new_records)
     c = Comparison(base=base, new=new)
-    c.regressions = transitions(base, new, REGRESSIONS)
+    c.regressions = sorted([*transitions(base, new, REGRESSIONS),
+                            *(k for k in new.keys() - base.keys() if new[k].verdict in _FAILED)])
     issue_list = list(issues)
     for key in transitions(base, new, FIXES):
         if _intermittent(key, base[key], issue_list) or _intermittent(key, new[key], issue_list):
@@ -197,7 +221,9 @@ def compare(base_records: Iterable[Record], new_records: Iterable[Record], *,
         else:
             c.fixes.append(key)
     c.still_failing = transitions(base, new, STILL_FAILING)
-    c.lost = transitions(base, new, LOST)
+    # A test that passed (or failed) and is not in the new run at all: lost as well.
+    c.lost = sorted([*transitions(base, new, LOST),
+                     *(k for k in base.keys() - new.keys() if base[k].verdict in _TESTED)])
     c.added = sorted(new.keys() - base.keys())
     c.removed = sorted(base.keys() - new.keys())
     base_titles = _titles(s.record for s in base.values())

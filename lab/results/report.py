@@ -26,6 +26,7 @@ from lab.results import matrix as matrix_file
 from lab.results import reproduce
 from lab.results.cell import scenario_of
 from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
+from lab.results.compare import exit_code as compare_exit_code
 from lab.results.record import Record, read_lines, read_records
 from lab.results.summary import describe_accel
 from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code, worst
@@ -275,6 +276,8 @@ def comparison_context(c: Comparison, *, base_name: str,
     return {
         "baseline": base_name,
         "has_regression": c.has_regression,
+        "has_lost_coverage": c.has_lost_coverage,
+        "exit_code": compare_exit_code(c),
         "regressions": _keys(c.regressions, c, repro=repro),
         "fixes": _keys(c.fixes, c, repro=repro),
         "cancelled_fixes": _keys(c.cancelled_fixes, c, repro=repro),
