@@ -3,9 +3,9 @@ the text of `lab compare`, and the page as headless Chromium builds it."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 

@@ -25,8 +25,8 @@ from lab.errors import EXIT_INTERRUPTED, InfraError, UserError
 from lab.paths import REPO, cache_root
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
+from lab.results import nvme, reproduce
 from lab.results import record as results
-from lab.results import reproduce
 from lab.results import summary as summary_mod
 from lab.results.record import Record
 from lab.results.verdict import PhaseOutcome, Verdict, fold
@@ -46,8 +46,6 @@ from lab.run.keys import (
 from lab.run.progress import Progress, terminal_writer
 from lab.vm.agent import AgentOpError, AgentTimeout, GuestOSError
 from lab.vm.session import BootCrash
-
-CALL_FAILED_KEY = pytest.StashKey[bool]()
 
 
 def _hint(item: pytest.Item, call: pytest.CallInfo[None]) -> str | None:
@@ -85,8 +83,6 @@ def pytest_runtest_makereport(
     hint = _hint(item, call)
     if hint:
         props.append(("lab_hint", hint))
-    if call.when == "call" and rep.failed:
-        item.stash[CALL_FAILED_KEY] = True
     exc = call.excinfo
     if exc is not None and exc.errisinstance(AgentOpError):
         assert isinstance(exc.value, AgentOpError)
@@ -160,12 +156,6 @@ def _evidence(item: pytest.Item, rep: pytest.TestReport) -> None:
                              f"{diag.verdict}: {diag.summary}\n{diag.excerpt}"))
     elif seen is not None and seen.splats:
         props.append(("lab_splats", [s.to_dict() for s in seen.splats]))
-    elif seen is not None and seen.nvme_events and item.stash.get(CALL_FAILED_KEY, False):
-        # Emulated NVMe timed out (a loaded host): that, not the assertion, is the story.
-        props += [("lab_hint", Verdict.INFRA.value),
-                  ("lab_reason", f"INFRA: NVMe command timeout or controller reset during "
-                                 f"the test ({seen.nvme_events[0].strip()}); the test's "
-                                 "failure followed from it")]
     if data:
         props.append(("lab_data", data))
 
@@ -196,6 +186,10 @@ def to_record(nodeid: str, reports: list[pytest.TestReport], *, repeat: int = 0)
     if verdict == Verdict.PASS and "lab_inconclusive" in props:
         verdict, reason = Verdict.INCONCLUSIVE.value, str(props["lab_inconclusive"])
     data = props["lab_data"]
+    # Emulated NVMe timed out in the test's window (a loaded host): that, not the
+    # assertion or the wait, is the story, and the driver's lines are the evidence.
+    verdict, reason = nvme.judged(verdict, reason, data.get("nvme_events") or [],
+                                  splats=props.get("lab_splats", []))
     return Record(
         test=nodeid,
         verdict=verdict,

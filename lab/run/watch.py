@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.results import splat
+from lab.results import nvme, splat
 from lab.vm.agent import Agent
 from lab.vm.session import Machine
 
@@ -24,8 +24,6 @@ from lab.vm.session import Machine
 SETTLE_MS, SETTLE_MAX_MS = 150, 2000
 # A splat this soon after a test began may be the previous test's deferred work.
 EARLY_S = 1.0
-# NVMe under emulation: a command that timed out and the controller reset.
-_NVME_EVENT = re.compile(r"\bnvme\d*\S*: .*(timeout|[Rr]eset(ting)? controller|I/O Error)")
 _BLOCKED_FOR = re.compile(r"blocked for more than (\d+) seconds")
 
 
@@ -107,7 +105,7 @@ def assess(found: Findings, mark: Mark) -> Assessment:
     if not found.records:
         return out
     text = "\n".join(r["text"] for r in found.records)
-    out.nvme_events = [r["text"] for r in found.records if _NVME_EVENT.search(r["text"])]
+    out.nvme_events = nvme.events(r["text"] for r in found.records)
     for s in splat.parse(text):
         ts = _first_ts(found.records, s)
         window_s = max(0.0, (ts - mark.ts_us) / 1e6) if ts and mark.ts_us else None

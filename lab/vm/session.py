@@ -19,8 +19,8 @@ from pathlib import Path
 from lab.errors import InfraError
 from lab.kernel.artifact import Kernel, file_sha256
 from lab.kernel.facts import ConfigFacts
+from lab.results import nvme, splat
 from lab.results import record as results
-from lab.results import splat
 from lab.results.verdict import Diagnosis
 from lab.vm.accel import Accel
 from lab.vm.agent import Agent, AgentError, AgentTimeout
@@ -294,6 +294,11 @@ class Machine:
         if found:
             summary += f" ({found[0].title})"
             excerpt = found[0].excerpt
+        # A call that hung on emulated NVMe the driver gave up on: the machinery's.
+        verdict, summary = nvme.diagnosed(verdict, summary, lines,
+                                          splats=[s.to_dict() for s in found])
+        if verdict == "INFRA" and nvme.events(lines):
+            excerpt = "\n".join(nvme.events(lines)[:nvme.SHOWN])
         self.replace_reason = f"{verdict.lower()}: {summary}"
         return Diagnosis(verdict, summary, [s.to_dict() for s in found], excerpt)
 
