@@ -98,8 +98,9 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
         print(f"lab merge: shard {shard} is missing: its tests are MISS")
     for torn in done.torn:
         print(f"lab merge: {torn}: its test is MISS")
-    result = summary.summarize(done.path)
-    report.write(done.path, issues=known.load(known.path_for(None)))
+    issues = known.load(known.path_for(None))
+    result = summary.summarize(done.path, issues=issues)
+    report.write(done.path, issues=issues)
     print(f"lab merge: {len(done.inputs)} run(s) -> {done.path}: {done.records} records, "
           f"{done.miss} MISS")
     for line in summary.summary_lines(result):

@@ -29,8 +29,10 @@ NEW = [
                                           splat("KASAN: use-after-free in io_submit_one",
                                                 "KASAN")]),
 ]
-FLAKY = known.parse('[[issue]]\ntest = "*test_flaky*"\nintermittent = true\n'
-                    'url = "https://example.org/1"\nexpires = 2099-01-01\n', origin="k")
+FLAKY = known.parse('[[issue]]\ntest = "*test_flaky*"\ncell = "debian:7.2"\n'
+                    'verdicts = ["FAIL"]\nintermittent = true\nwildcard_reason = "all of it"\n'
+                    'url = "https://example.org/1"\nexpires = 2099-01-01\n', origin="k",
+                    today=dt.date(2098, 6, 1))
 
 
 def test_transitions() -> None:

@@ -26,8 +26,12 @@ def test_bad_run_arguments(tmp_path: Path, args: list[str], needles: list[str]) 
 
 
 @pytest.mark.parametrize("entry, needle", [
-    ('test = "scenarios/[aio"\nurl = "https://x.org/1"\nexpires = 2027-01-01', "'[' without"),
-    ('test = "*"\nurl = "https://x.org/1"\nexpires = "2027-13-01"', "not a date"),
+    ('test = "scenarios/[aio"\ncell = "debian:7.2"\nverdicts = ["FAIL"]\n'
+     'url = "https://x.org/1"\nexpires = 2027-01-01', "'[' without"),
+    ('test = "a::b"\ncell = "debian:7.2"\nverdicts = ["FAIL"]\nurl = "https://x.org/1"\n'
+     'expires = "2027-13-01"', "not a date"),
+    ('test = "scenarios/*"\ncell = "debian:7.2"\nverdicts = ["FAIL"]\n'
+     'url = "https://x.org/1"\nexpires = 2027-01-01', "wildcard_reason"),
 ])
 def test_bad_known_issue_entry(tmp_path: Path, entry: str, needle: str) -> None:
     path = tmp_path / "known-issues.toml"

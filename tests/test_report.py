@@ -18,8 +18,10 @@ from lab.results.matrix import Matrix, write
 from lab.results.record import Record
 
 TODAY = dt.date(2026, 12, 1)
-EXPIRED = known.parse('[[issue]]\ntest = "*test_gone*"\nurl = "https://example.org/old"\n'
-                      'expires = 2026-11-01\n', origin="k")
+EXPIRED = known.parse('[[issue]]\ntest = "*test_gone*"\ncell = "debian:7.2"\n'
+                      'verdicts = ["FAIL"]\nwildcard_reason = "gone"\n'
+                      'url = "https://example.org/old"\nexpires = 2026-11-01\n', origin="k",
+                      today=TODAY)
 
 
 def run_dir(tmp_path: Path, name: str, records: list[Record]) -> Path:

@@ -70,8 +70,10 @@ def test_reruns_and_reproducers_of_a_suite_outside_the_lab(tmp_path: Path) -> No
     (suite / "sub" / "test_x.py").write_text(textwrap.dedent(TESTS))
     known = tmp_path / "mine.toml"
     expires = dt.date.today() + dt.timedelta(days=60)
-    known.write_text(f'[[issue]]\ntest = "sub/test_x.py::test_c"\n'
-                     f'url = "https://example.org/1"\nexpires = {expires}\n')
+    # The cell is a glob: a rerun names the pinned kernel (debian:7.2.N-M).
+    known.write_text(f'[[issue]]\ntest = "sub/test_x.py::test_c"\ncell = "debian:7.2*"\n'
+                     f'verdicts = ["FAIL"]\nurl = "https://example.org/1"\n'
+                     f'expires = {expires}\nwildcard_reason = "the run and its reruns"\n')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     results = tmp_path / "results"

@@ -333,6 +333,8 @@ def context(run: Run, *, baseline: Run | None = None, history: Sequence[Run] = (
         "phases": _phases(run.phases),
         "skips": [{"reason": r, "n": n} for r, n in skips.most_common()],
         "expired_issues": [i.to_dict() for i in known_mod.expired(list(issues), today)],
+        "unmatched_issues": [i.to_dict() for i in known_mod.unmatched(issues, run.records,
+                                                                       today=today)],
         "comparison": None,
     }
     if baseline is not None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lab import atomic
 from lab.errors import EXIT_NOTHING_TESTED
 from lab.results import claims as claims_mod
+from lab.results import known, reproduce
 from lab.results import matrix as matrix_file
-from lab.results import reproduce
 from lab.results.record import Record, phase_times, read_records, read_stop, read_timeline
 from lab.results.verdict import FAILED, TESTED, UNTESTED, VERDICTS, Verdict, exit_code
 
@@ -20,8 +22,10 @@ from lab.results.verdict import FAILED, TESTED, UNTESTED, VERDICTS, Verdict, exi
 SHOWN_REPRODUCERS = 5
 
 
-def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
-    """Counts by verdict, spec deviations and phase times; also written to summary.json."""
+def summarize(run_dir: Path, *, wall: float | None = None,
+              issues: Sequence[known.KnownIssue] | None = None) -> dict[str, Any]:
+    """Counts by verdict, spec deviations and phase times; also written to summary.json.
+    With the run's known ``issues``: those that matched nothing in it, and the expired."""
     records = read_records(run_dir)
     counts = Counter(r.verdict for r in records)
     summary = {
@@ -44,6 +48,11 @@ def summarize(run_dir: Path, *, wall: float | None = None) -> dict[str, Any]:
         "exit_code": exit_code(r.verdict for r in records),
         "claims": claim_counts(records, claims_mod.load_catalogue(run_dir)),
     }
+    if issues is not None:
+        today = dt.date.today()
+        summary["known_issues"] = {
+            "unmatched": [i.to_dict() for i in known.unmatched(issues, records, today=today)],
+            "expired": [i.to_dict() for i in known.expired(list(issues), today)]}
     atomic.write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -199,6 +208,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"({len(repros) - SHOWN_REPRODUCERS} more in summary.json)")
     if summary.get("rerun"):
         lines.append(f"run the failed and unrun tests again: {summary['rerun']}")
+    issues = summary.get("known_issues") or {}
+    lines += [known.unmatched_line(known.from_dict(i)) for i in issues.get("unmatched", [])]
+    lines += [known.expired_line(known.from_dict(i)) for i in issues.get("expired", [])]
     if summary.get("wall") is not None:
         lines.append(f"wall time: {summary['wall']:.1f}s")
     lines.append(f"run directory: {summary['run_dir']}")

@@ -366,15 +366,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if records:
         results.append_phase(run_dir, "suite", suite)
     wall = time.monotonic() - config.stash.get(STARTED_KEY, time.monotonic())
-    summary = summary_mod.summarize(run_dir, wall=wall)
+    summary = summary_mod.summarize(run_dir, wall=wall, issues=known_issues(config))
     terminalreporter.section("kernel-lab")
     for line in summary_mod.summary_lines(summary):
         terminalreporter.write_line(line)
     baseline = _vng_baseline(config)
     for line in summary_mod.slow_boots(run_dir, **({"vng_s": baseline} if baseline else {})):
         terminalreporter.write_line(line)
-    for issue in known_mod.expired(known_issues(config), datetime.date.today()):
-        terminalreporter.write_line(known_mod.expired_line(issue))
 
 
 def _vng_baseline(config: pytest.Config) -> float | None:

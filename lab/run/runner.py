@@ -186,7 +186,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
                         else f"no scenarios collected from {opts.suite}")
     if records:
         junit.rewrite(run_dir, records, cell_order=[c.label for c in cells])
-        summary_mod.summarize(run_dir, wall=time.monotonic() - started)
+        summary_mod.summarize(run_dir, wall=time.monotonic() - started, issues=issues)
         path = report_mod.write(run_dir, issues=issues)
         print(f"kernel-lab: report {path}", flush=True)
     status = exit_status(rc, [r.verdict for r in records], stop=results.read_stop(run_dir))
