@@ -42,7 +42,7 @@ def test_a_hang_that_began_before_the_test_is_not_charged_to_it() -> None:
     # Reported 3 s into the window, blocked for more than 120 s: it began 117 s earlier.
     got = assess(Findings(_records((50, "kernel-lab: begin t"), *_hung(53, 120))), _mark())
     assert got.splats == [] and [s.kind for s in got.earlier] == ["HUNG_TASK"]
-    assert got.problem() == "" and got.detector_off == "HUNG_TASK"
+    assert got.problem() == "" and got.detectors_off(()) == ("HUNG_TASK", "")
 
 
 def test_a_hang_that_began_in_the_test_is_charged() -> None:

@@ -19,8 +19,28 @@ from typing import Any
 
 # After its first report the detector stays silent for the rest of the boot (lockdep
 # turns itself off; KASAN reports once unless booted with kasan_multi_shot), or the
-# guest stays impaired (a hung task): the guest is replaced so later tests are checked.
-DETECTORS_OFF_AFTER = frozenset({"LOCKDEP", "KASAN", "HUNG_TASK"})
+# guest stays impaired (a hung task, a stuck worker pool): the guest is replaced so
+# later tests are checked (detectors_off).
+DETECTORS_OFF_AFTER = frozenset({"LOCKDEP", "KASAN", "HUNG_TASK", "WQ_LOCKUP"})
+# A KASAN report taints the kernel with LOCKDEP_NOW_UNRELIABLE (mm/kasan/report.c,
+# end_report): lockdep is off from then on, even where KASAN itself goes on.
+_LOCKDEP_OFF_AFTER = frozenset({"KASAN"})
+
+
+def detectors_off(kinds: set[str], cmdline: tuple[str, ...] | list[str]) -> tuple[str, str]:
+    """(why the guest needs replacing, what stays off if it is kept) after reports of
+    ``kinds`` on a kernel booted with ``cmdline``; "" for each when nothing.
+
+    With ``kasan_multi_shot`` KASAN reports every bug, so a KASAN report alone keeps
+    the guest: every later test that hits the bug gets its own FAIL, at the price of
+    lockdep, which the report's taint turned off (said, not hidden).
+    """
+    off = set(kinds) & DETECTORS_OFF_AFTER
+    multi_shot = "kasan_multi_shot" in cmdline
+    if multi_shot:
+        off.discard("KASAN")
+    kept = "LOCKDEP" if multi_shot and set(kinds) & _LOCKDEP_OFF_AFTER and not off else ""
+    return ", ".join(sorted(off)), kept
 
 KINDS = (
     "KASAN", "KFENCE", "UBSAN", "LOCKDEP", "WARNING", "BUG", "NULL_DEREF", "GPF",

@@ -63,11 +63,10 @@ class Assessment:
     def fatal(self) -> bool:
         return any(s.fatal for s in self.splats)
 
-    @property
-    def detector_off(self) -> str:
-        """Why the guest's detectors may be silent from now on ("" when they are not)."""
-        kinds = {s.kind for s in [*self.splats, *self.earlier]} & splat.DETECTORS_OFF_AFTER
-        return ", ".join(sorted(kinds))
+    def detectors_off(self, cmdline: tuple[str, ...]) -> tuple[str, str]:
+        """(the detectors silent from now on, so the guest is replaced; one that stays off
+        in a guest kept) on a kernel booted with ``cmdline`` (lab.results.splat)."""
+        return splat.detectors_off({s.kind for s in [*self.splats, *self.earlier]}, cmdline)
 
     def problem(self) -> str:
         """Why the test fails because of the kernel log, or "" when it does not."""
