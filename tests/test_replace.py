@@ -77,3 +77,8 @@ def test_a_detector_that_went_quiet_is_replaced_without_counting(
     assert _replace(m, "crash: x", "kernel")
     with pytest.raises(session.RebootLimit):
         _replace(m, "crash: x", "kernel")
+
+
+def test_a_changed_image_is_never_the_kernels_loop() -> None:
+    stop = session.ImageChanged("/k/bzImage changed")
+    assert isinstance(stop, session.RebootLimit) and not stop.kernel

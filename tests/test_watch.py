@@ -67,3 +67,14 @@ def test_nvme_timeouts_and_taint_are_reported() -> None:
     assert len(got.nvme_events) == 2 and got.splats == []
     assert got.taint_changed and got.taint_after == "GW"
     assert "taint changed" in got.problem()
+
+
+def test_records_the_ring_overwrote_are_counted() -> None:
+    lines = [(50, "kernel-lab: begin t")] + [(51, f"flood {n}") for n in range(6)]
+    whole = _records(*lines)  # seq 100..106, the mark at 99
+    assert assess(Findings(whole), _mark()).lost == 0
+    # /dev/kmsg answered EPIPE twice: the reader went on at the oldest record still there.
+    overrun = [whole[0], *whole[3:5], whole[6]]
+    assert assess(Findings(overrun), _mark()).lost == 3
+    # the window's own start overwritten too
+    assert assess(Findings(whole[2:]), _mark()).lost == 2

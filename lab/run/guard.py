@@ -144,6 +144,9 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
         data["began_before_test"] = [s.title for s in seen.earlier]
     if seen.nvme_events:
         data["nvme_events"] = seen.nvme_events[:10]
+    if seen.lost:
+        # The window is incomplete: what the test logged in the lost part is unknown.
+        data["kmsg_lost"] = seen.lost
     if seen.taint_changed:
         data.update(taint_before=seen.taint_before, taint_after=seen.taint_after)
     off, kept_off = seen.detectors_off(machine.cfg.kernel_args)

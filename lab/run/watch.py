@@ -58,6 +58,7 @@ class Assessment:
     taint_after: str = ""
     taint_changed: bool = False
     nvme_events: list[str] = field(default_factory=list)
+    lost: int = 0  # kernel-log records overwritten before they were read (an overrun)
 
     @property
     def fatal(self) -> bool:
@@ -105,6 +106,7 @@ def assess(found: Findings, mark: Mark) -> Assessment:
                      taint_changed=bool(found.taint_after & ~mark.taint))
     if not found.records:
         return out
+    out.lost = lost_records(found.records, mark.seq)
     text = "\n".join(r["text"] for r in found.records)
     out.nvme_events = [r["text"] for r in found.records if _NVME_EVENT.search(r["text"])]
     for s in splat.parse(text):
@@ -128,3 +130,21 @@ def _first_ts(records: list[dict[str, Any]], found: splat.Splat) -> int:
         if head and r["text"].strip() == head:
             return int(r["ts_us"])
     return 0
+
+
+def lost_records(records: list[dict[str, Any]], after_seq: int) -> int:
+    """How many records of a window the ring overwrote before they were read.
+
+    The kernel numbers its records without a gap; /dev/kmsg answers EPIPE and goes on at
+    the oldest record still there when the reader fell behind (an overrun).  So a gap in
+    the sequence numbers, from the one after the window's mark on, is what was lost: a
+    splat may have been in it.
+    """
+    expected = after_seq + 1 if after_seq >= 0 else int(records[0]["seq"])
+    lost = 0
+    for r in records:
+        seq = int(r["seq"])
+        if seq > expected:
+            lost += seq - expected
+        expected = max(expected, seq + 1)
+    return lost

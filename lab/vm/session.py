@@ -44,6 +44,8 @@ class RebootLimit(InfraError):
     is the kernel's finding (the run exits 1), not the machinery's (3).
     """
 
+    kernel = False  # ImageChanged too: a changed image is never the kernel's doing
+
     def __init__(self, message: str, *, kernel: bool = False) -> None:
         super().__init__(message, phase="recovery")
         self.kernel = kernel
