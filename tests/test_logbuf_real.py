@@ -29,7 +29,8 @@ FLOOD = (
 def test_floods_the_log(agent: Any, vm: Any) -> None:
     # One open file without /dev/kmsg's per-file rate limit; level 7 stays off the
     # console (the serial line would take minutes under TCG).
-    agent.call("sys.write_text", path="/proc/sys/kernel/printk_devkmsg", text="on")
+    # The sysctl wants the newline (devkmsg_sysctl_set_loglvl(), kernel/printk/printk.c).
+    agent.call("sys.write_text", path="/proc/sys/kernel/printk_devkmsg", text="on\n")
     done = vm.ssh.run(["python3", "-c", FLOOD.replace("RECORDS", "REPLACED")], timeout=600)
     assert done.status == 0, done.stderr
 """
