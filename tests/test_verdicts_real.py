@@ -142,6 +142,7 @@ REPORT = [
     " process_one_work+0x17e/0x330",
     " </TASK>",
     "==================================================================",
+    "Disabling lock debugging due to kernel taint",
 ]
 
 
@@ -182,8 +183,7 @@ def test_kasan_multi_shot_keeps_the_guest_and_every_hit_fails(tmp_path: Path) ->
     # One boot: the guest was kept after each report; what stayed off is said.
     consoles = sorted(p.name for p in run.run_dir.glob("console-*.log"))
     assert len(consoles) == 1, consoles
-    assert "LOCKDEP off since the KASAN report in" in recs["test_2_clean"]["data"][
-        "detectors_off"]
+    assert "LOCKDEP off since " in recs["test_2_clean"]["data"]["detectors_off"]
     # One bug, two tests: in the closing lines, summary.json and the report.
     assert f"  - {title}: 2 tests on debian:7.2" in run.out
     summary = json.loads((run.run_dir / "summary.json").read_text())

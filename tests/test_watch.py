@@ -78,3 +78,16 @@ def test_records_the_ring_overwrote_are_counted() -> None:
     assert assess(Findings(overrun), _mark()).lost == 3
     # the window's own start overwritten too
     assert assess(Findings(whole[2:]), _mark()).lost == 2
+
+
+def test_a_taint_that_turned_lockdep_off_keeps_the_guest_and_says_so() -> None:
+    # A bad page state taints with LOCKDEP_NOW_UNRELIABLE: lockdep is off, the guest kept.
+    got = assess(Findings(_records(
+        (50, "kernel-lab: begin t"),
+        (51, "BUG: Bad page state in process python3  pfn:0a3c6"),
+        (51, "page dumped because: PAGE_FLAGS_CHECK_AT_FREE flag(s) set"),
+        (51, "Disabling lock debugging due to kernel taint"))), _mark())
+    assert got.lockdep_disabled and got.detectors_off(()) == ("", "LOCKDEP")
+    # With no such line, nothing is off.
+    clean = assess(Findings(_records((50, "kernel-lab: begin t"))), _mark())
+    assert clean.detectors_off(()) == ("", "")

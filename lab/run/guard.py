@@ -154,10 +154,10 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
         machine.replace_reason = f"{off} reported: the detector is off for the rest of this boot"
         machine.replace_cause = "planned"
     elif kept_off and not machine.detectors_note:
-        # kasan_multi_shot: KASAN goes on reporting, so the guest is kept; the report's
-        # taint turned lockdep off, which every later record on this boot says.
-        machine.detectors_note = (f"{kept_off} off since the KASAN report in "
-                                  f"{item.nodeid} (its taint: LOCKDEP_NOW_UNRELIABLE)")
+        # The guest is kept (kasan_multi_shot: KASAN goes on reporting; a bad page state),
+        # but the report's taint turned lockdep off: every later record on this boot says.
+        machine.detectors_note = (f"{kept_off} off since {item.nodeid} (a report's taint: "
+                                  "LOCKDEP_NOW_UNRELIABLE)")
     problem = seen.problem()
     if problem:
         pytest.fail(problem, pytrace=False)

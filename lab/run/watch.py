@@ -27,6 +27,7 @@ EARLY_S = 1.0
 # NVMe under emulation: a command that timed out and the controller reset.
 _NVME_EVENT = re.compile(r"\bnvme\d*\S*: .*(timeout|[Rr]eset(ting)? controller|I/O Error)")
 _BLOCKED_FOR = re.compile(r"blocked for more than (\d+) seconds")
+_LOCKDEP_DISABLED = "Disabling lock debugging due to kernel taint"  # kernel/panic.c add_taint
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class Assessment:
     taint_changed: bool = False
     nvme_events: list[str] = field(default_factory=list)
     lost: int = 0  # kernel-log records overwritten before they were read (an overrun)
+    # The kernel said lockdep is off: a taint with LOCKDEP_NOW_UNRELIABLE (a KASAN
+    # report, a bad page state) prints this once, when it turns lockdep off.
+    lockdep_disabled: bool = False
 
     @property
     def fatal(self) -> bool:
@@ -67,7 +71,9 @@ class Assessment:
     def detectors_off(self, cmdline: tuple[str, ...]) -> tuple[str, str]:
         """(the detectors silent from now on, so the guest is replaced; one that stays off
         in a guest kept) on a kernel booted with ``cmdline`` (lab.results.splat)."""
-        return splat.detectors_off({s.kind for s in [*self.splats, *self.earlier]}, cmdline)
+        off, kept = splat.detectors_off({s.kind for s in [*self.splats, *self.earlier]},
+                                        cmdline)
+        return off, kept or ("LOCKDEP" if self.lockdep_disabled and not off else "")
 
     def problem(self) -> str:
         """Why the test fails because of the kernel log, or "" when it does not."""
@@ -107,6 +113,7 @@ def assess(found: Findings, mark: Mark) -> Assessment:
     if not found.records:
         return out
     out.lost = lost_records(found.records, mark.seq)
+    out.lockdep_disabled = any(_LOCKDEP_DISABLED in r["text"] for r in found.records)
     text = "\n".join(r["text"] for r in found.records)
     out.nvme_events = [r["text"] for r in found.records if _NVME_EVENT.search(r["text"])]
     for s in splat.parse(text):
