@@ -306,3 +306,40 @@ def test_compare_exits_by_which_gate_failed(tmp_path: Path,
     text = " ".join(capsys.readouterr().out.split())
     for code, meaning in COMPARE_EXIT_CODES.items():
         assert f"{code} {meaning}" in text, code
+
+
+UAF = "KASAN: slab-use-after-free Read in aio_complete_rw"
+# A debug kernel that kept going on one bug (kasan_multi_shot): four tests hit it, one of
+# them twice (--repeat), and one test showed another report.
+ONE_BUG = [
+    rec("test_poll", "FAIL", "debian-src:7.3/debug", splats=[splat(UAF, "KASAN")]),
+    rec("test_read", "FAIL", "debian-src:7.3/debug", splats=[splat(UAF, "KASAN")]),
+    rec("test_read", "FAIL", "debian-src:7.3/debug", splats=[splat(UAF, "KASAN")], repeat=2),
+    rec("test_cancel", "FAIL", "debian-src:7.3/debug",
+        splats=[splat(UAF, "KASAN"), splat("WARNING in io_destroy")]),
+    rec("test_write", "FAIL", "debian-src:7.3/debug", splats=[splat(UAF, "KASAN")]),
+    rec("test_ok", "PASS", "debian-src:7.3/debug"),
+]
+
+
+def test_reports_are_grouped_by_signature_one_bug_n_tests(tmp_path: Path) -> None:
+    from lab.results.summary import summarize, summary_lines
+
+    d = run_dir(tmp_path, "onebug", ONE_BUG)
+    ctx = report.context(report.load_run(d), today=TODAY)
+    json.dumps(ctx)
+    uaf, warn = ctx["bugs"]
+    assert (uaf["title"], uaf["n"]) == (UAF, 4) and (warn["title"], warn["n"]) == (
+        "WARNING in io_destroy", 1)
+    assert [t["scenario"] for t in uaf["tests"]] == [
+        "scenarios/aio/t.py::test_poll", "scenarios/aio/t.py::test_read",
+        "scenarios/aio/t.py::test_cancel", "scenarios/aio/t.py::test_write"]
+    # each links to its failure entry
+    assert {t["anchor"] for t in uaf["tests"]} <= {f["anchor"] for f in ctx["failures"]}
+    lines = summary_lines(summarize(d))
+    assert "kernel reports: 2 distinct (by signature; 5 tests showed one)" in lines
+    assert f"  - {UAF}: 4 tests on debian-src:7.3/debug" in lines
+    page = parse(report.write(d, today=TODAY).read_text())
+    rows = page.one("section", id="bugs").find_all("tr", cls="bug")
+    assert [r.find_all("td")[1].all_text() for r in rows] == ["4", "1"]
+    assert UAF in rows[0].all_text() and len(rows[0].find_all("a")) == 4

@@ -148,3 +148,31 @@ def test_taint_line_formats_agree_with_taint_letters() -> None:
     want = taint_letters((1 << 9) | (1 << 13))
     assert parse("kernel BUG at a.c:1!\n" + cpu_line)[0].taint == want
     assert parse(bracket)[0].taint == want
+
+
+def test_details_of_the_detectors_added_for_the_debug_variant() -> None:
+    def only(name: str) -> Splat:
+        return parse((GOLDEN / f"{name}.log").read_text(encoding="utf-8"))[0]
+
+    wq = only("workqueue_lockup_repeated")
+    assert wq.kind == "WQ_LOCKUP"
+    assert wq.detail == "pool cpus=0 node=0 flags=0x0 nice=0 stuck for 101s"
+    assert "Showing busy workqueues" in wq.excerpt  # the busy pools are the evidence
+    assert only("scheduling_while_atomic_softirq").detail == "syz-fuzzer/2188/0x00000101"
+    assert only("bad_page_state_page_owner").detail == "process syz-executor209 pfn:7deea"
+    assert only("preemptible_smp_processor_id_ext4").detail == "task systemd-rfkill/6731"
+    assert only("lockdep_max_chain_hlocks").detail == "lockdep turned itself off"
+    # Each lockdep report turns lockdep off for the rest of the boot.
+    for name in ("lockdep_invalid_wait_context", "lockdep_nested_lock_not_taken_then_oops",
+                 "lockdep_max_chain_hlocks", "lockdep_max_stack_trace_entries"):
+        assert only(name).kind == "LOCKDEP", name
+
+
+@pytest.mark.parametrize("table", ["KEYS", "ENTRIES", "CHAINS", "CHAIN_HLOCKS"])
+def test_every_lockdep_table_that_runs_out_is_its_own_title(table: str) -> None:
+    # print_lockdep_off()'s lines, as lockdep.c prints them for each of its tables.
+    text = (f"[   61.201001] BUG: MAX_LOCKDEP_{table} too low!\n"
+            "[   61.201002] turning off the locking correctness validator.\n"
+            "[   61.201003] CPU: 1 PID: 412 Comm: python3 Not tainted 7.2.13-lab #1\n")
+    (found,) = parse(text)
+    assert (found.kind, found.title) == ("LOCKDEP", f"BUG: MAX_LOCKDEP_{table} too low!")

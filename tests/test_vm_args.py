@@ -59,6 +59,19 @@ def test_the_kernel_keeps_its_name_for_the_nic() -> None:
     assert "net.ifnames=0" in appended
 
 
+def test_every_guest_has_a_log_buffer_a_flood_of_reports_does_not_overrun() -> None:
+    """Prebuilt and built kernels alike (tests/test_logbuf_real.py floods one for real)."""
+    from lab.kernel.artifact import Kernel
+    from lab.run.plugin import kernel_args
+    from lab.vm.vm import vng_argv
+
+    argv = vng_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222)
+    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--append"]
+    assert "log_buf_len=8M" in appended
+    debian = Kernel(spec="debian:7.2", release="7.2.13+deb14-amd64", image=Path("/k/vmlinuz"))
+    assert "log_buf_len=8M" in kernel_args(debian, [])
+
+
 def test_boot_sh_takes_the_noops_off_its_own_path(tmp_path: Path) -> None:
     """guest/boot.sh's first lines, run by a shell with the init's PATH: what it runs
     later is looked up in the standard directories only."""

@@ -42,7 +42,7 @@ def test_a_hang_that_began_before_the_test_is_not_charged_to_it() -> None:
     # Reported 3 s into the window, blocked for more than 120 s: it began 117 s earlier.
     got = assess(Findings(_records((50, "kernel-lab: begin t"), *_hung(53, 120))), _mark())
     assert got.splats == [] and [s.kind for s in got.earlier] == ["HUNG_TASK"]
-    assert got.problem() == "" and got.detector_off == "HUNG_TASK"
+    assert got.problem() == "" and got.detectors_off(()) == ("HUNG_TASK", "")
 
 
 def test_a_hang_that_began_in_the_test_is_charged() -> None:
@@ -67,3 +67,27 @@ def test_nvme_timeouts_and_taint_are_reported() -> None:
     assert len(got.nvme_events) == 2 and got.splats == []
     assert got.taint_changed and got.taint_after == "GW"
     assert "taint changed" in got.problem()
+
+
+def test_records_the_ring_overwrote_are_counted() -> None:
+    lines = [(50, "kernel-lab: begin t")] + [(51, f"flood {n}") for n in range(6)]
+    whole = _records(*lines)  # seq 100..106, the mark at 99
+    assert assess(Findings(whole), _mark()).lost == 0
+    # /dev/kmsg answered EPIPE twice: the reader went on at the oldest record still there.
+    overrun = [whole[0], *whole[3:5], whole[6]]
+    assert assess(Findings(overrun), _mark()).lost == 3
+    # the window's own start overwritten too
+    assert assess(Findings(whole[2:]), _mark()).lost == 2
+
+
+def test_a_taint_that_turned_lockdep_off_keeps_the_guest_and_says_so() -> None:
+    # A bad page state taints with LOCKDEP_NOW_UNRELIABLE: lockdep is off, the guest kept.
+    got = assess(Findings(_records(
+        (50, "kernel-lab: begin t"),
+        (51, "BUG: Bad page state in process python3  pfn:0a3c6"),
+        (51, "page dumped because: PAGE_FLAGS_CHECK_AT_FREE flag(s) set"),
+        (51, "Disabling lock debugging due to kernel taint"))), _mark())
+    assert got.lockdep_disabled and got.detectors_off(()) == ("", "LOCKDEP")
+    # With no such line, nothing is off.
+    clean = assess(Findings(_records((50, "kernel-lab: begin t"))), _mark())
+    assert clean.detectors_off(()) == ("", "")

@@ -28,7 +28,7 @@ from lab.results.cell import scenario_of
 from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
 from lab.results.compare import exit_code as compare_exit_code
 from lab.results.record import Record, read_lines, read_records
-from lab.results.summary import describe_accel
+from lab.results.summary import bugs, describe_accel
 from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code, worst
 
 REPORT = "report.html"
@@ -183,6 +183,19 @@ def _notes(records: list[Record], attr: str) -> list[dict[str, Any]]:
             for (s, n), cells in sorted(grouped.items())]
 
 
+def _bugs(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]:
+    """The kernel's reports by signature (lab.results.summary.bugs), each test with the
+    link to its entry (its failure, where it has one)."""
+    out = []
+    for b in bugs(run.records):
+        tests = []
+        for t in b["tests"]:
+            key = (t["cell"], scenario_of(t["test"], t["cell"]))
+            tests.append({**t, "scenario": key[1], "anchor": _link(key, statuses.get(key))})
+        out.append({**b, "tests": tests})
+    return out
+
+
 def _inconclusive(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]:
     """Every test with an INCONCLUSIVE result (a race that could not show it raced), with
     its reasons: they fail nothing, so the report lists them (as the summary does)."""
@@ -328,6 +341,7 @@ def context(run: Run, *, baseline: Run | None = None, history: Sequence[Run] = (
         "failures": notable,
         "audit": _audit(run, statuses, labels),
         "inconclusive": _inconclusive(run, statuses),
+        "bugs": _bugs(run, statuses),
         "deviations": _notes(run.records, "deviations"),
         "observed": _notes(run.records, "observed"),
         "phases": _phases(run.phases),

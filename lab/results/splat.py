@@ -19,12 +19,32 @@ from typing import Any
 
 # After its first report the detector stays silent for the rest of the boot (lockdep
 # turns itself off; KASAN reports once unless booted with kasan_multi_shot), or the
-# guest stays impaired (a hung task): the guest is replaced so later tests are checked.
-DETECTORS_OFF_AFTER = frozenset({"LOCKDEP", "KASAN", "HUNG_TASK"})
+# guest stays impaired (a hung task, a stuck worker pool): the guest is replaced so
+# later tests are checked (detectors_off).
+DETECTORS_OFF_AFTER = frozenset({"LOCKDEP", "KASAN", "HUNG_TASK", "WQ_LOCKUP"})
+# A KASAN report taints the kernel with LOCKDEP_NOW_UNRELIABLE (mm/kasan/report.c,
+# end_report): lockdep is off from then on, even where KASAN itself goes on.
+_LOCKDEP_OFF_AFTER = frozenset({"KASAN"})
+
+
+def detectors_off(kinds: set[str], cmdline: tuple[str, ...] | list[str]) -> tuple[str, str]:
+    """(why the guest needs replacing, what stays off if it is kept) after reports of
+    ``kinds`` on a kernel booted with ``cmdline``; "" for each when nothing.
+
+    With ``kasan_multi_shot`` KASAN reports every bug, so a KASAN report alone keeps
+    the guest: every later test that hits the bug gets its own FAIL, at the price of
+    lockdep, which the report's taint turned off (said, not hidden).
+    """
+    off = set(kinds) & DETECTORS_OFF_AFTER
+    multi_shot = "kasan_multi_shot" in cmdline
+    if multi_shot:
+        off.discard("KASAN")
+    kept = "LOCKDEP" if multi_shot and set(kinds) & _LOCKDEP_OFF_AFTER and not off else ""
+    return ", ".join(sorted(off)), kept
 
 KINDS = (
     "KASAN", "KFENCE", "UBSAN", "LOCKDEP", "WARNING", "BUG", "NULL_DEREF", "GPF",
-    "OOPS", "PANIC", "SOFT_LOCKUP", "HUNG_TASK", "RCU_STALL",
+    "OOPS", "PANIC", "SOFT_LOCKUP", "HUNG_TASK", "RCU_STALL", "WQ_LOCKUP",
 )
 
 
@@ -135,6 +155,21 @@ _MARKERS = (
         r" detected|held lock freed)!"), False, "misuse"),
     _Marker("LOCKDEP", re.compile(r"^WARNING: (\S+/\d+) still has locks held!"), False,
             "exit"),
+    # print_lock_invalid_wait_context(), print_unlock_imbalance_bug()'s sibling for a
+    # nest_lock that is not held (lockdep.c); both turn lockdep off like the others.
+    _Marker("LOCKDEP", re.compile(r"^\[ BUG: (Invalid wait context) \]$"), False, "wait"),
+    _Marker("LOCKDEP", re.compile(r"^WARNING: (Nested lock was not taken)$"), False, "nest"),
+    # Lockdep ran out of a table (print_lockdep_off(), lockdep.c): it turns itself off.
+    _Marker("LOCKDEP", re.compile(r"^BUG: (MAX_\w+) too low!"), False, "full"),
+    # check_preemption_disabled() (lib/smp_processor_id.c): smp_processor_id(),
+    # this_cpu_*() and __this_cpu_*() where the task may migrate.
+    _Marker("BUG", re.compile(r"^BUG: using ([\w]+)\(\) in preemptible \[[0-9a-f]+\] code:"
+                              r" (.*)"), False, "preempt"),
+    # __schedule_bug() (kernel/sched/core.c): "comm/pid/preempt_count".
+    _Marker("BUG", re.compile(r"^BUG: scheduling while atomic: (\S+)"), False, "atomic"),
+    # bad_page() (mm/page_alloc.c); also "Bad page cache" (mm/filemap.c).
+    _Marker("BUG", re.compile(r"^BUG: Bad page (state|cache) in process (.+?)\s+pfn:(\w+)"),
+            False, "page"),
     _Marker("BUG", re.compile(
         r"^BUG: (sleeping function called from invalid context) at (\S+)"), False, "sleep"),
     _Marker("WARNING", re.compile(r"^WARNING: CPU: \d+ PID: \d+ at (\S+) " + _FUNC), False),
@@ -158,6 +193,9 @@ _MARKERS = (
     _Marker("RCU_STALL", re.compile(
         r"^(?:rcu: )?INFO: (rcu_\w+) (detected stalls on CPUs/tasks|self-detected stall"
         r" on CPU)"), False),
+    # wq_watchdog_timer_fn() (kernel/workqueue.c): a worker pool made no progress.
+    _Marker("WQ_LOCKUP", re.compile(r"^BUG: workqueue lockup - (pool .*?) stuck for (\d+)s!"),
+            False),
 )
 
 # Kinds after which an "Oops:" line is the same crash, not a new one.
@@ -286,7 +324,8 @@ _REPORT_WORDS = {
     "KASAN", "INFO", "rcu", "page", "flags", "raw", "head", "task", "Kernel", "Oops",
     "BUG", "WARNING", "UBSAN", "Modules", "note", "Free", "Read", "Write", "PGD", "NIP",
     "LR", "REGS", "MSR", "CFAR", "RCU", "Preemption", "hardirqs", "softirqs", "index",
-    "shift", "in_atomic", "preempt_count",
+    "shift", "in_atomic", "preempt_count", "Showing", "workqueue", "pool", "caller",
+    "turning", "Disabling", "Please", "other",
 }
 _REPORTISH = re.compile(
     r"^\s|^$|^[#>{*-]|[0-9a-f]{8,}|\block|\btask|held|\bat: |\+0x|\[<|CPU|->|buggy|kasan"
@@ -390,7 +429,8 @@ def _lock_site(bodies: list[str]) -> str | None:
     """Function from the "at: func+0x.." lines after "is trying to acquire"/"takes:"."""
     seen = False
     for body in bodies:
-        if re.search(r"is trying to acquire|\] takes:$| takes:$|just changed the state", body):
+        if re.search(r"is trying to (?:acquire|lock:)|\] takes:$| takes:$|just changed the"
+                     r" state", body):
             seen = True
             continue
         if not seen:
@@ -413,6 +453,36 @@ def _release_site(bodies: list[str]) -> str | None:
                 if m is not None:
                     return m.group(1)
     return None
+
+
+# check_preemption_disabled()'s own helpers, named as the "caller" when the per-CPU
+# accessor was not inlined.
+_PREEMPT_HELPER = re.compile(r"^(?:debug_smp_processor_id|__this_cpu_preempt_check"
+                             r"|check_preemption_disabled|\w*preempt\w*|debug_\w+)$")
+
+# The page allocator's freeing and checking path that finds a bad page, not its cause.
+_PAGE_FREEING = re.compile(
+    r"^(?:bad_page|free_page_is_bad\w*|check_\w*page\w*|\w*free\w*pages?\w*|free_unref_\w+"
+    r"|__?folio_put\w*|folios_put\w*|release_pages|put_page\w*|page_frag_free|\w+_lru\w*"
+    r"|\w*free_pcp\w*|\w*free_one_page)$")
+
+
+def _preempt_caller(bodies: list[str], frames: list[str]) -> str | None:
+    """The function named by "caller is func+0x..", else the frame after the helpers."""
+    for body in bodies[1:4]:
+        m = re.match(r"\s*caller is " + _FUNC + r"\+0x", body)
+        if m is None:
+            continue
+        caller = m.group(1)
+        if not _PREEMPT_HELPER.match(caller.split(".")[0]) and not _is_generic(caller):
+            return caller
+        after = frames[frames.index(caller) + 1:] if caller in frames else frames
+        rest = _relevant(after, lambda f: _is_generic(f) or bool(_PREEMPT_HELPER.match(
+            f.split(".")[0])))
+        return rest[0] if rest else None
+    rest = _relevant(frames, lambda f: _is_generic(f) or bool(_PREEMPT_HELPER.match(
+        f.split(".")[0])))
+    return rest[0] if rest else None
 
 
 def _held_site(bodies: list[str]) -> str | None:
@@ -471,7 +541,7 @@ def _build(raw: _Raw, bodies: list[str], lines: list[str]) -> Splat:
     elif kind == "LOCKDEP" and raw.tag == "exit":
         title = _with_func("WARNING: still has locks held", _held_site(part))
         detail = f"task {m.group(1)}"
-    elif kind == "LOCKDEP":
+    elif kind == "LOCKDEP" and not raw.tag:
         what = m.group(1)
         if what == "suspicious RCU usage":
             func = next((f for f in relevant if "rcu" not in f), first)
@@ -482,6 +552,34 @@ def _build(raw: _Raw, bodies: list[str], lines: list[str]) -> Splat:
             prefix = "inconsistent lock state" if "inconsistent" in what else "possible deadlock"
             title = _with_func(prefix, func)
             detail = what
+    elif kind == "LOCKDEP" and raw.tag in ("wait", "nest"):
+        func = _lock_site(part) or first
+        prefix = "BUG: Invalid wait context" if raw.tag == "wait" else \
+            "WARNING: nested lock was not taken"
+        title = _with_func(prefix, func)
+        detail = m.group(1)
+    elif kind == "LOCKDEP" and raw.tag == "full":
+        # Lockdep's own table is full, not a bug in a function: one title per table.
+        title = f"BUG: {m.group(1)} too low!"
+        detail = "lockdep turned itself off"
+    elif kind == "BUG" and raw.tag == "preempt":
+        title = _with_func(f"BUG: using {m.group(1)}() in preemptible code",
+                           _preempt_caller(part, frames))
+        detail = f"task {m.group(2)}"
+    elif kind == "BUG" and raw.tag == "atomic":
+        func = next(iter(_relevant(frames, lambda f: _is_generic(f) or bool(
+            _WAITING.search(f)))), None)
+        title = _with_func("BUG: scheduling while atomic", func)
+        detail = m.group(1)
+    elif kind == "BUG" and raw.tag == "page":
+        func = next(iter(_relevant(frames, lambda f: _is_generic(f) or bool(
+            _PAGE_FREEING.search(f)))), None)
+        title = _with_func(f"BUG: Bad page {m.group(1)}", func)
+        detail = f"process {m.group(2)} pfn:{m.group(3)}"
+    elif kind == "WQ_LOCKUP":
+        # No stack of its own: the stuck pool's busy work items follow as plain lines.
+        title = "BUG: workqueue lockup"
+        detail = f"{m.group(1)} stuck for {m.group(2)}s"
     elif kind == "WARNING":
         title = f"WARNING in {m.group(2)}"
         detail = m.group(1) + (f" task {m.group(3)}" if raw.tag == "new" else "")

@@ -44,6 +44,7 @@ def summarize(run_dir: Path, *, wall: float | None = None,
         "stopped": (read_stop(run_dir) or {}).get("reason", ""),
         "accelerators": accelerators(records),
         "repeated": repeated(records),
+        "bugs": bugs(records),
         **reproducers(run_dir, records),
         "exit_code": exit_code(r.verdict for r in records),
         "claims": claim_counts(records, claims_mod.load_catalogue(run_dir)),
@@ -95,6 +96,30 @@ def repeated(records: list[Record]) -> list[dict[str, Any]]:
         out.append({"test": test, "cell": cell, "repeats": [r.repeat for r in recs],
                     "verdicts": [r.verdict for r in recs],
                     **({"overlap": overlap} if any(o is not None for o in overlap) else {})})
+    return out
+
+
+def bugs(records: list[Record]) -> list[dict[str, Any]]:
+    """The kernel's reports grouped by signature (a splat's title: no addresses, no PIDs),
+    each with every test that showed it: one bug, N tests.  The worst first, then the
+    most tests; a test's later repetitions count once.  A debug kernel that keeps going
+    on a real bug (kasan_multi_shot) fails every test that hits it, and this says it is
+    one bug, not N."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in records:
+        for s in r.splats:
+            title = str(s.get("title") or s.get("kind") or "?")
+            g = groups.setdefault(title, {"title": title, "kind": str(s.get("kind", "")),
+                                          "fatal": False, "tests": [], "_seen": set()})
+            g["fatal"] = g["fatal"] or bool(s.get("fatal"))
+            if (r.cell, r.test) not in g["_seen"]:
+                g["_seen"].add((r.cell, r.test))
+                g["tests"].append({"test": r.test, "cell": r.cell, "verdict": r.verdict})
+    out = []
+    for g in groups.values():
+        del g["_seen"]
+        out.append({**g, "n": len(g["tests"])})
+    out.sort(key=lambda g: (not g["fatal"], -g["n"], g["title"]))
     return out
 
 
@@ -182,6 +207,16 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             line += (f", {claims['not_checkable']} not checkable from userspace "
                      f"(of {claims['claims']} listed; {claims['not_run']} not run)")
         lines.append(line)
+    found = summary.get("bugs") or []
+    if found:
+        lines.append(f"kernel reports: {len(found)} distinct "
+                     f"(by signature; {sum(b['n'] for b in found)} tests showed one)")
+        for b in found[:SHOWN_REPRODUCERS]:
+            cells = sorted({t["cell"] for t in b["tests"]})
+            lines.append(f"  - {b['title']}: {b['n']} test{'s' if b['n'] != 1 else ''} "
+                         f"on {', '.join(cells)}")
+        if len(found) > SHOWN_REPRODUCERS:
+            lines.append(f"  ({len(found) - SHOWN_REPRODUCERS} more in summary.json)")
     devs = summary["deviations"]
     lines.append(f"spec deviations: {len(devs)}")
     lines += [f"  - {d['test']}: {d['note']}" for d in devs]

@@ -71,6 +71,8 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     previous, machine.last_test = machine.last_test, item.nodeid
     if machine.boot_note:
         lab_data(item)["boot_note"] = machine.boot_note
+    if machine.detectors_note:
+        lab_data(item)["detectors_off"] = machine.detectors_note
     saturates = item.get_closest_marker("saturates_cpus") is not None
     cell = item_cell(item)
     write = terminal_writer(request.config)
@@ -142,11 +144,20 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
         data["began_before_test"] = [s.title for s in seen.earlier]
     if seen.nvme_events:
         data["nvme_events"] = seen.nvme_events[:10]
+    if seen.lost:
+        # The window is incomplete: what the test logged in the lost part is unknown.
+        data["kmsg_lost"] = seen.lost
     if seen.taint_changed:
         data.update(taint_before=seen.taint_before, taint_after=seen.taint_after)
-    if seen.detector_off:
-        machine.replace_reason = (f"{seen.detector_off} reported: the detector is off for "
-                                  "the rest of this boot")
+    off, kept_off = seen.detectors_off(machine.cfg.kernel_args)
+    if off:
+        machine.replace_reason = f"{off} reported: the detector is off for the rest of this boot"
+        machine.replace_cause = "planned"
+    elif kept_off and not machine.detectors_note:
+        # The guest is kept (kasan_multi_shot: KASAN goes on reporting; a bad page state),
+        # but the report's taint turned lockdep off: every later record on this boot says.
+        machine.detectors_note = (f"{kept_off} off since {item.nodeid} (a report's taint: "
+                                  "LOCKDEP_NOW_UNRELIABLE)")
     problem = seen.problem()
     if problem:
         pytest.fail(problem, pytrace=False)

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import pytest
 
 from lab import options as guest_opts
-from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
+from lab.errors import EXIT_INFRA_ERROR, EXIT_TEST_FAILED, EXIT_USER_ERROR, UserError
 from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
 from lab.options import GuestOptions, argtype
@@ -339,8 +339,9 @@ def kernel_args(kernel: Kernel, extra: list[str]) -> tuple[str, ...]:
     """The lab's kernel parameters for ``kernel``, then the user's."""
     args = list(DEFAULT_KERNEL_ARGS)
     if kernel.config_option("KASAN") == "y":
-        # KASAN reports only the first bug of a boot without it; the guest is replaced
-        # after a report anyway, but a test with two bugs should show both.
+        # KASAN reports only the first bug of a boot without it.  With it the guest is
+        # kept after a KASAN report (lab.results.splat.detectors_off), so every test
+        # that hits the bug gets its own FAIL, and a test with two bugs shows both.
         args.append("kasan_multi_shot")
     return (*args, *extra)
 
@@ -366,7 +367,9 @@ def vm(lab_machine: Machine, lab_run_dir: Path) -> Vm:
     try:
         _boot(lab_machine, lab_run_dir, first=False)
     except RebootLimit as exc:
-        _stop(lab_run_dir, EXIT_INFRA_ERROR, str(exc))
+        # A loop of the kernel's own crashes and hangs is its finding: CRASH/HANG records
+        # and exit 1; any other cause (or an unknown one) is the machinery's: 3.
+        _stop(lab_run_dir, EXIT_TEST_FAILED if exc.kernel else EXIT_INFRA_ERROR, str(exc))
     assert lab_machine.vm is not None
     return lab_machine.vm
 

@@ -309,7 +309,7 @@ class Recorder:
 
 # Splat kinds that say a task or CPU made no progress: an interrupted test that shows one
 # hung.
-_HANG_KINDS = frozenset({"HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL"})
+_HANG_KINDS = frozenset({"HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL", "WQ_LOCKUP"})
 
 
 def unfinished(test: str, *, cell: str, kernel: dict[str, Any], repeat: int, why: str,

@@ -25,6 +25,7 @@ SETTLE_MS, SETTLE_MAX_MS = 150, 2000
 # A splat this soon after a test began may be the previous test's deferred work.
 EARLY_S = 1.0
 _BLOCKED_FOR = re.compile(r"blocked for more than (\d+) seconds")
+_LOCKDEP_DISABLED = "Disabling lock debugging due to kernel taint"  # kernel/panic.c add_taint
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,21 @@ class Assessment:
     taint_after: str = ""
     taint_changed: bool = False
     nvme_events: list[str] = field(default_factory=list)
+    lost: int = 0  # kernel-log records overwritten before they were read (an overrun)
+    # The kernel said lockdep is off: a taint with LOCKDEP_NOW_UNRELIABLE (a KASAN
+    # report, a bad page state) prints this once, when it turns lockdep off.
+    lockdep_disabled: bool = False
 
     @property
     def fatal(self) -> bool:
         return any(s.fatal for s in self.splats)
 
-    @property
-    def detector_off(self) -> str:
-        """Why the guest's detectors may be silent from now on ("" when they are not)."""
-        kinds = {s.kind for s in [*self.splats, *self.earlier]} & splat.DETECTORS_OFF_AFTER
-        return ", ".join(sorted(kinds))
+    def detectors_off(self, cmdline: tuple[str, ...]) -> tuple[str, str]:
+        """(the detectors silent from now on, so the guest is replaced; one that stays off
+        in a guest kept) on a kernel booted with ``cmdline`` (lab.results.splat)."""
+        off, kept = splat.detectors_off({s.kind for s in [*self.splats, *self.earlier]},
+                                        cmdline)
+        return off, kept or ("LOCKDEP" if self.lockdep_disabled and not off else "")
 
     def problem(self) -> str:
         """Why the test fails because of the kernel log, or "" when it does not."""
@@ -104,6 +110,8 @@ def assess(found: Findings, mark: Mark) -> Assessment:
                      taint_changed=bool(found.taint_after & ~mark.taint))
     if not found.records:
         return out
+    out.lost = lost_records(found.records, mark.seq)
+    out.lockdep_disabled = any(_LOCKDEP_DISABLED in r["text"] for r in found.records)
     text = "\n".join(r["text"] for r in found.records)
     out.nvme_events = nvme.events(r["text"] for r in found.records)
     for s in splat.parse(text):
@@ -127,3 +135,21 @@ def _first_ts(records: list[dict[str, Any]], found: splat.Splat) -> int:
         if head and r["text"].strip() == head:
             return int(r["ts_us"])
     return 0
+
+
+def lost_records(records: list[dict[str, Any]], after_seq: int) -> int:
+    """How many records of a window the ring overwrote before they were read.
+
+    The kernel numbers its records without a gap; /dev/kmsg answers EPIPE and goes on at
+    the oldest record still there when the reader fell behind (an overrun).  So a gap in
+    the sequence numbers, from the one after the window's mark on, is what was lost: a
+    splat may have been in it.
+    """
+    expected = after_seq + 1 if after_seq >= 0 else int(records[0]["seq"])
+    lost = 0
+    for r in records:
+        seq = int(r["seq"])
+        if seq > expected:
+            lost += seq - expected
+        expected = max(expected, seq + 1)
+    return lost

@@ -38,10 +38,17 @@ TEXT_PATCHING_OOPS = "Oops: int3"
 
 
 class RebootLimit(InfraError):
-    """Too many replacements in one run: probably a crash loop."""
+    """Too many replacements in one run: probably a crash loop.
 
-    def __init__(self, message: str) -> None:
+    ``kernel``: every replacement followed the kernel's own crash or hang, so the loop
+    is the kernel's finding (the run exits 1), not the machinery's (3).
+    """
+
+    kernel = False  # ImageChanged too: a changed image is never the kernel's doing
+
+    def __init__(self, message: str, *, kernel: bool = False) -> None:
         super().__init__(message, phase="recovery")
+        self.kernel = kernel
 
 
 class ImageChanged(RebootLimit):
@@ -96,6 +103,14 @@ class Machine:
         self.agent: Agent | None = None
         self.boots = 0
         self.replace_reason = ""
+        # Why the guest is to be replaced: the kernel crashed or hung ("kernel"), a
+        # detector went quiet and a fresh boot brings it back ("planned", which the
+        # reboot limit does not count: the guest is healthy), else unknown ("").
+        self.replace_cause = ""
+        self.recoveries: list[str] = []  # the cause of each counted replacement
+        # A detector off for the rest of this boot in a guest that was kept (lockdep
+        # after a KASAN report under kasan_multi_shot); every later record says so.
+        self.detectors_note = ""
         self.boot_seconds = 0.0
         self.agent_seconds = 0.0
         # A boot keeps the guest's vCPUs busy: it holds one of the host's CPU slots.
@@ -198,7 +213,7 @@ class Machine:
         self.agent_seconds = time.monotonic() - started
         self.say(vm.timeline.progress_line())
         results.append_timeline(self.run_dir, vm.timeline.to_lines(vm.name))
-        self.replace_reason = ""
+        self.replace_reason, self.replace_cause, self.detectors_note = "", "", ""
         if self.facts is None:
             self.facts = self._learn_config(self.agent)
 
@@ -235,12 +250,16 @@ class Machine:
         if self.vm is not None and not self.replace_reason and self.healthy():
             return False
         reason = self.replace_reason or "the guest stopped answering"
-        if self.boots > self.max_reboots:
-            raise RebootLimit(
-                f"{self.boots - 1} guest replacements in this run (limit "
-                f"{self.max_reboots}, --lab-max-reboots); stopping a likely crash loop; "
-                f"last: {reason}"
-            )
+        cause = self.replace_cause if self.replace_reason else ""
+        if cause != "planned":
+            if len(self.recoveries) >= self.max_reboots:
+                kernel = all(c == "kernel" for c in [*self.recoveries, cause])
+                raise RebootLimit(
+                    f"{len(self.recoveries)} guest replacements in this run (limit "
+                    f"{self.max_reboots}, --lab-max-reboots); stopping "
+                    f"{'a crash loop of the kernel' if kernel else 'a likely crash loop'}"
+                    f"; last: {reason}", kernel=kernel)
+            self.recoveries.append(cause)
         log.warning("replacing the guest of %s: %s", self.kernel.spec, reason)
         self.say(f"replacing the guest ({reason})")
         self.stop()
@@ -300,6 +319,7 @@ class Machine:
         if verdict == "INFRA" and nvme.events(lines):
             excerpt = "\n".join(nvme.events(lines)[:nvme.SHOWN])
         self.replace_reason = f"{verdict.lower()}: {summary}"
+        self.replace_cause = "kernel" if verdict in ("CRASH", "HANG") else ""
         return Diagnosis(verdict, summary, [s.to_dict() for s in found], excerpt)
 
     def _dump_blocked_tasks(self) -> None:

@@ -63,8 +63,17 @@ class NvmeSpec:
 #
 # net.ifnames=0: where the host's udevd runs in the guest (lab.vm.vm NOOPS), it keeps
 # the kernel's name for the NIC; guest/boot.sh finds the NIC by driver anyway.
+#
+# log_buf_len=8M: a test's window is read from the kernel's ring after the test, so the
+# ring must hold all the test logged.  Debian's kernels keep 2^18 bytes and 2^13 records
+# (CONFIG_LOG_BUF_SHIFT=18), which a race loop under kasan_multi_shot (a ~90-line report
+# in each of 300 rounds) overruns; 8 MiB is 2^18 records (one per 32 bytes): 42 MiB with
+# their metadata ("printk: log buffer data + meta data"), of a 2 GiB guest.  On the
+# command line, not in kernels/base.config, so it holds for every kernel, prebuilt or
+# built, and no build is invalidated.  A window that lost records anyway says so
+# (lab.run.watch.lost_records).
 DEFAULT_KERNEL_ARGS = ("nvme_core.io_timeout=180", "nvme_core.admin_timeout=180",
-                       "net.ifnames=0")
+                       "net.ifnames=0", "log_buf_len=8M")
 
 # virtme-ng-init runs the host's `systemd-tmpfiles --create --boot` before the lab's
 # script: it makes the host's services' runtime files in the guest, over the uncached
