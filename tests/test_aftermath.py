@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from lab.results import record as results
+from lab.results.verdict import Diagnosis
 from lab.run import aftermath, watch
 from lab.run.keys import RUN_DIR_KEY
 from lab.vm.session import Closed
@@ -93,3 +94,33 @@ def test_a_hung_task_from_an_already_written_test_is_a_finding(tmp_path: Path) -
     found = results.read_findings(tmp_path)
     assert [(f["title"], f["test"]) for f in found] == [("INFO: task hung in io_destroy", "t::a")]
     assert "began in t::a's window" in found[0]["why"]
+
+
+class DeadMachine(FakeMachine):
+    """A guest that died: its console ends in a panic."""
+
+    def healthy(self) -> bool:
+        return False
+
+    def diagnose(self, exc: BaseException, *, console_offset: int) -> Diagnosis:
+        self.replace_reason = "crash: the guest died during the test"
+        return Diagnosis("CRASH", "the guest died during the test",
+                         [{"title": "kernel panic: sysrq triggered crash"}], "Kernel panic")
+
+
+def test_a_guest_that_dies_after_a_test_makes_it_a_crash(tmp_path: Path) -> None:
+    machine = DeadMachine(console=(GOLDEN / "debian72_sysrq_panic.log").read_text())
+    machine.closed = CLOSED
+    config = _config(tmp_path)
+    aftermath.final_window(config, machine, "the guest stopped answering")  # type: ignore[arg-type]
+    [entry] = aftermath.drain(config)  # type: ignore[arg-type]
+    assert entry["test"] == "t::a" and entry["verdict"] == "CRASH"
+    assert entry["reason"] == ("CRASH: the guest died after the test, before the next one "
+                               "began (kernel panic: sysrq triggered crash)")
+    assert machine.closed is None
+    assert results.read_findings(tmp_path) == []  # the panic is the test's, not a finding
+    # With no window to charge (it died before its first test): a finding, never silence.
+    (tmp_path / "x").mkdir()
+    alone = DeadMachine(console=(GOLDEN / "debian72_sysrq_panic.log").read_text())
+    aftermath.final_window(_config(tmp_path / "x"), alone, "the guest stopped answering")  # type: ignore[arg-type]
+    assert [f["kind"] for f in results.read_findings(tmp_path / "x")] == ["GUEST_DIED"]

@@ -134,7 +134,25 @@ def _final_window(config: pytest.Config, machine: Machine, why: str) -> None:
             entry = died(machine, closed, InfraError(f"the guest stopped answering ({why})",
                                                        phase="between tests"))
         charge(config, closed.test, entry)
+    elif not machine.replace_reason and not machine.healthy():
+        _silent_death(config, machine, why)
     backstop(config, machine, after=closed.test if closed else machine.last_test)
+
+
+def _silent_death(config: pytest.Config, machine: Machine, why: str) -> None:
+    """A guest that died while no window was open and no test is left to charge (before
+    its first test): a finding, never a silent reboot."""
+    run_dir = config.stash.get(RUN_DIR_KEY, None)
+    if run_dir is None:
+        return
+    diag = machine.diagnose(InfraError(f"the guest stopped answering ({why})",
+                                       phase="between tests"), console_offset=0)
+    machine.seen += [str(s.get("title", "")) for s in diag.splats]
+    title = str(diag.splats[0].get("title")) if diag.splats else f"{diag.verdict}: guest died"
+    results.append_finding(run_dir, {
+        "kernel": machine.kernel.spec, "vm": machine.vm.name if machine.vm else "",
+        "title": title, "kind": "GUEST_DIED", "fatal": True, "excerpt": diag.excerpt,
+        "test": "", "why": f"the guest died while no test's window was open: {diag.summary}"})
 
 
 def backstop(config: pytest.Config, machine: Machine, *, after: str) -> None:
