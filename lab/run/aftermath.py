@@ -119,6 +119,8 @@ def final_window(config: pytest.Config, machine: Machine, why: str) -> None:
 
 
 def _final_window(config: pytest.Config, machine: Machine, why: str) -> None:
+    if machine.vm is None:
+        return  # no guest (a boot that failed): nothing printed since its last window
     closed, machine.closed = machine.closed, None
     if closed is not None:
         where = f"as the guest was stopped: {why}"

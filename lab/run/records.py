@@ -275,6 +275,7 @@ class Recorder:
     """
 
     def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.run_dir: Path = config.stash[RUN_DIR_KEY]
         self.pending: dict[str, list[pytest.TestReport]] = {}
         self.expected: dict[str, str | None] = {}  # nodeid -> kernel spec
@@ -329,6 +330,11 @@ class Recorder:
                                reason="interrupted (Ctrl-C)")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Entries no report carried (the run stopped before the next test's report):
+        # this process's own, then the rest as they are.
+        for entry in aftermath.drain(self.config):
+            if entry.get("test") in self.held:
+                self._write(charge(self.held.pop(str(entry["test"])), entry))
         for nodeid in list(self.held):  # no later report said what came after them
             self._write(self.held.pop(nodeid))
         self._notrun()
