@@ -124,3 +124,16 @@ def test_a_guest_that_dies_after_a_test_makes_it_a_crash(tmp_path: Path) -> None
     alone = DeadMachine(console=(GOLDEN / "debian72_sysrq_panic.log").read_text())
     aftermath.final_window(_config(tmp_path / "x"), alone, "the guest stopped answering")  # type: ignore[arg-type]
     assert [f["kind"] for f in results.read_findings(tmp_path / "x")] == ["GUEST_DIED"]
+
+
+def test_the_summary_lists_the_findings(tmp_path: Path) -> None:
+    from lab.results import summary as summary_mod
+
+    machine = FakeMachine(console=(GOLDEN / "debian72_sysrq_panic.log").read_text())
+    aftermath.backstop(_config(tmp_path), machine, after="t::a")  # type: ignore[arg-type]
+    got = summary_mod.summarize(tmp_path)
+    assert [f["title"] for f in got["findings"]] == ["kernel panic: sysrq triggered crash"]
+    lines = summary_mod.summary_lines(got)
+    at = lines.index("kernel log findings no test's verdict holds: 1")
+    assert lines[at + 1].startswith("  - [debian:7.2] kernel panic: sysrq triggered crash: "
+                                    "on the guest's console, in no test's kernel-log window")
