@@ -88,6 +88,7 @@ def test_a_hang_is_charged_to_the_test_in_whose_window_it_began() -> None:
                  test="c", windows=windows)
     assert got.splats == [] and got.earlier == []
     assert [(test, s.kind) for test, s in got.elsewhere] == [("a", "HUNG_TASK")]
+    assert got.problem() == "" and got.detector_off == "HUNG_TASK"  # the guest is replaced
     # Before the first window (the boot): no test's, and said so.
     boot = assess(Findings(_records((50, "kernel-lab: begin c"), *_hung(55, 50))), _mark(),
                   test="c", windows=windows)

@@ -74,7 +74,8 @@ class Assessment:
     @property
     def detector_off(self) -> str:
         """Why the guest's detectors may be silent from now on ("" when they are not)."""
-        kinds = {s.kind for s in [*self.splats, *self.earlier]} & splat.DETECTORS_OFF_AFTER
+        found = [*self.splats, *self.earlier, *(s for _, s in self.elsewhere)]
+        kinds = {s.kind for s in found} & splat.DETECTORS_OFF_AFTER
         return ", ".join(sorted(kinds))
 
     def problem(self) -> str:
