@@ -204,23 +204,35 @@ def _taint() -> int:
         return int(f.read())
 
 
-def kmsg_mark(text: str) -> dict[str, int]:
+def kmsg_mark(text: str, since_seq: int | None = None) -> dict[str, Any]:
     """Open a test's window in one round trip: the last record's seq before the marker,
-    the marker's own timestamp, and the taint mask."""
+    the marker's own timestamp, and the taint mask.
+
+    With ``since_seq`` (where the previous window closed), also every record after it
+    up to the marker: what the kernel printed between the two windows (the previous
+    test's deferred work), so that no record falls between windows.
+    """
     before = kmsg_seq()
+    gap = [r for r in _TAIL.since(since_seq) if r["seq"] <= before] \
+        if since_seq is not None else []
+    taint = _taint()  # read with the gap: whatever tainted the kernel by now is in it
     _TAIL.keep_from(before)  # the window opens here: what came before is not asked for again
     kmsg_write(text)
     mine = [r for r in _TAIL.since(before) if r["text"] == text.rstrip("\n")]
-    return {"seq": before, "ts_us": int(mine[0]["ts_us"]) if mine else 0, "taint": _taint()}
+    return {"seq": before, "ts_us": int(mine[0]["ts_us"]) if mine else 0, "taint": taint,
+            "records": gap}
 
 
 def kmsg_close(after_seq: int, text: str, settle_ms: int = 0,
                max_wait_ms: int = 0) -> dict[str, Any]:
     """Close a test's window: every record since it opened (once the log has been quiet
-    ``settle_ms``), then the end marker, and the taint mask."""
+    ``settle_ms``), then the end marker, the taint mask, and ``seq``: the last record
+    read, where the next window's gap starts (the end marker comes after it)."""
     records = kmsg_read(after_seq, settle_ms=settle_ms, max_wait_ms=max_wait_ms)
+    taint = _taint()
     kmsg_write(text)
-    return {"records": records, "taint": _taint()}
+    return {"records": records, "taint": taint,
+            "seq": int(records[-1]["seq"]) if records else after_seq}
 
 
 def kmsg_seq() -> int:

@@ -435,6 +435,22 @@ def test_kmsg_window_marks_settles_and_reads(agent: Agent) -> None:
     assert closed["taint"] == opened["taint"] or closed["taint"] > 0
 
 
+def test_kmsg_a_window_opens_where_the_last_one_closed(agent: Agent) -> None:
+    """What the kernel prints between two windows (a test's deferred work) comes back
+    with the next window's mark: windows leave no gap."""
+    if not os.access("/dev/kmsg", os.W_OK | os.R_OK):
+        pytest.skip("/dev/kmsg not readable and writable")
+    label = f"kernel-lab gap {uuid.uuid4()}"
+    first = agent.ok("sys.kmsg_mark", text=f"begin 1 {label}")
+    one = agent.ok("sys.kmsg_close", after_seq=first["seq"], text=f"end 1 {label}")
+    agent.ok("sys.kmsg_write", text=f"between {label}", level=4)
+    second = agent.ok("sys.kmsg_mark", text=f"begin 2 {label}", since_seq=one["seq"])
+    assert [r["text"] for r in second["records"] if label in r["text"]] == \
+        [f"end 1 {label}", f"between {label}"]
+    assert one["seq"] < second["seq"] and isinstance(second["taint"], int)
+    assert agent.ok("sys.kmsg_mark", text=f"begin 3 {label}")["records"] == []
+
+
 def test_kmsg_windows_read_incrementally_and_an_older_one_still_whole(agent: Agent) -> None:
     """The agent reads the log from where it stopped (guest/ops_sys.py _KmsgTail): windows
     in a row see their own records, and a read from before the latest window (what it no

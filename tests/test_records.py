@@ -236,3 +236,66 @@ def test_ctrl_c_in_a_crashed_or_hung_test_keeps_its_evidence(tmp_path: Path) -> 
     assert _record(None).reason == "not finished: interrupted (Ctrl-C)"
     assert unfinished("t", cell="", kernel={}, repeat=0, why="x", started=False).reason == \
         "not run: x"
+
+
+def _recorder(tmp_path: Path) -> Any:
+    from lab.run.records import Recorder
+
+    config = SimpleNamespace(
+        stash={RUN_DIR_KEY: tmp_path},
+        getoption=lambda name: {"lab_known_issues": str(tmp_path / "none.toml"),
+                                "lab_progress_interval": 3600}[name],
+        pluginmanager=SimpleNamespace(getplugin=lambda name: None,
+                                      get_plugin=lambda name: None))
+    (tmp_path / "none.toml").write_text("")
+    return Recorder(config)  # type: ignore[arg-type]
+
+
+def _reports(nodeid: str, outcome: str = "passed", *,
+             setup: list[tuple[str, Any]] | None = None,
+             teardown: list[tuple[str, Any]] | None = None) -> list[pytest.TestReport]:
+    out = []
+    for when, props in (("setup", setup or []), ("call", []), ("teardown", teardown or [])):
+        out.append(pytest.TestReport(
+            nodeid=nodeid, location=(nodeid, 1, nodeid), keywords={}, when=when,
+            outcome=outcome if when == "call" else "passed", user_properties=props,
+            longrepr=("t", 1, "Skipped: n/a") if outcome == "skipped" and when == "call"
+            else None))
+    return out
+
+
+def test_what_the_kernel_printed_after_a_test_is_charged_to_it(tmp_path: Path) -> None:
+    """A test whose window closed cleanly is held until a later report of its worker says
+    what the kernel printed after it: a splat there makes it FAIL (a SKIP too), a guest
+    that died makes it CRASH, and a quiet aftermath keeps its verdict."""
+    from lab.run.records import AFTERMATH, AFTERMATH_PENDING
+
+    rec = _recorder(tmp_path)
+    pending = [(AFTERMATH_PENDING, True)]
+    warn = {"title": "WARNING in free_ioctx", "kind": "WARNING", "fatal": False}
+    for rep in _reports("t::a", teardown=pending):
+        rec.pytest_runtest_logreport(rep)
+    assert not (tmp_path / "results.jsonl").exists()  # held: its aftermath is not known
+    splat_after = {"test": "t::a", "verdict": "FAIL", "where": "between tests",
+                   "reason": "kernel splat after the test's window closed (between tests): "
+                             "WARNING in free_ioctx", "splats": [warn]}
+    for rep in _reports("t::b", "skipped", setup=[(AFTERMATH, splat_after)],
+                        teardown=pending):
+        rec.pytest_runtest_logreport(rep)
+    died = {"test": "t::b", "verdict": "CRASH", "where": "between tests",
+            "reason": "CRASH: the guest died after the test, before the next one began"}
+    for rep in _reports("t::c", setup=[(AFTERMATH, died)], teardown=pending):
+        rec.pytest_runtest_logreport(rep)
+    quiet = {"test": "t::c", "verdict": "", "where": "as the guest was stopped", "reason": ""}
+    for rep in _reports("t::d", teardown=[(AFTERMATH, quiet)]):
+        rec.pytest_runtest_logreport(rep)
+    for rep in _reports("t::e", teardown=pending):
+        rec.pytest_runtest_logreport(rep)
+    rec.pytest_sessionfinish(SimpleNamespace())
+    got = {r.test: r for r in results.read_records(tmp_path)}
+    assert {t: r.verdict for t, r in got.items()} == {
+        "t::a": "FAIL", "t::b": "CRASH", "t::c": "PASS", "t::d": "PASS", "t::e": "PASS"}
+    assert got["t::a"].reason.startswith("kernel splat after the test's window closed")
+    assert got["t::a"].splats == [warn] and got["t::a"].data["after_test"]["verdict"] == "FAIL"
+    assert got["t::b"].reason.startswith("CRASH: the guest died after the test")
+    assert "after_test" not in got["t::c"].data

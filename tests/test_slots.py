@@ -130,7 +130,7 @@ def test_a_splat_during_the_wait_is_the_windows_early_part() -> None:
     found = Findings(records=[splat_at, {"seq": 12, "ts_us": 9_000_001, "text": "Modules:"}])
     assert not assess(found, mark).early  # 4 s into a window without a wait
     waited = after_wait(mark, 4.5)
-    assert waited == dataclasses.replace(mark, ts_us=9_500_000)
+    assert waited == dataclasses.replace(mark, ts_us=9_500_000, opened_us=5_000_000)
     assert assess(found, waited).early  # it came while the test waited: maybe the last test's
     unknown = dataclasses.replace(mark, ts_us=0)
     assert after_wait(unknown, 4.5) == unknown  # an unknown begin time stays unknown

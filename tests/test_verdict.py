@@ -32,6 +32,22 @@ def test_fold(phases: list[PhaseOutcome], hints: list[str], want: tuple[str, str
     assert fold(phases, hints=hints) == want
 
 
+@pytest.mark.parametrize("teardown, hints, want", [
+    (PhaseOutcome("teardown", "failed", "kernel splat during the test: WARNING"), ["FAIL"],
+     ("FAIL", "kernel splat during the test: WARNING")),
+    (PhaseOutcome("teardown", "failed", "agent exited"), ["CRASH"],
+     ("CRASH", "agent exited")),
+    (PhaseOutcome("teardown", "failed", "agent exited"), [], ("INFRA", "agent exited")),
+    (TEARDOWN_OK, [], ("SKIP", "needs multishot")),
+])
+def test_a_skip_does_not_hide_its_teardown(teardown: PhaseOutcome, hints: list[str],
+                                           want: tuple[str, str]) -> None:
+    """A test that did I/O, then skipped, still has its teardown judged: a splat or a dead
+    guest after the skip is the verdict, never SKIP."""
+    skipped = PhaseOutcome("call", "skipped", "Skipped: needs multishot")
+    assert fold([OK, skipped, teardown], hints=hints) == want
+
+
 def test_fold_prefers_the_diagnosis_reason() -> None:
     phases = [OK, PhaseOutcome("call", "failed", "agent exited"), TEARDOWN_OK]
     assert fold(phases, hints=["HANG"], reason="HANG: no answer") == ("HANG", "HANG: no answer")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.run.watch import Findings, Mark, assess
+from lab.run.guard import after_wait
+from lab.run.watch import Findings, Mark, assess, owner
 
 BEGIN_US = 50_000_000  # the begin marker at 50 s
 
@@ -91,3 +92,30 @@ def test_a_taint_that_turned_lockdep_off_keeps_the_guest_and_says_so() -> None:
     # With no such line, nothing is off.
     clean = assess(Findings(_records((50, "kernel-lab: begin t"))), _mark())
     assert clean.detectors_off(()) == ("", "")
+
+
+def test_a_hang_that_began_while_the_test_waited_for_a_slot_is_charged_to_it() -> None:
+    # The window opened at 50 s; the test waited 10 s for a CPU slot inside it; a task
+    # blocked since 51 s is reported at 63 s: it began in this test's window.
+    mark = after_wait(_mark(), 10.0)
+    got = assess(Findings(_records((50, "kernel-lab: begin t"), *_hung(63, 12))), mark,
+                 test="t", windows=[(BEGIN_US, "t")])
+    assert [s.kind for s in got.splats] == ["HUNG_TASK"] and not got.earlier
+    assert got.problem().startswith("kernel splat during the test")
+
+
+def test_a_hang_is_charged_to_the_test_in_whose_window_it_began() -> None:
+    # Windows opened at 10 s (a), 30 s (b) and 50 s (c); a task blocked for 30 s is
+    # reported at 55 s: it began at 25 s, in a's window, not c's.
+    windows = [(10_000_000, "a"), (30_000_000, "b"), (BEGIN_US, "c")]
+    got = assess(Findings(_records((50, "kernel-lab: begin c"), *_hung(55, 30))), _mark(),
+                 test="c", windows=windows)
+    assert got.splats == [] and got.earlier == []
+    assert [(test, s.kind) for test, s in got.elsewhere] == [("a", "HUNG_TASK")]
+    # the guest is replaced: its hung-task detector is off
+    assert got.problem() == "" and got.detectors_off(()) == ("HUNG_TASK", "")
+    # Before the first window (the boot): no test's, and said so.
+    boot = assess(Findings(_records((50, "kernel-lab: begin c"), *_hung(55, 50))), _mark(),
+                  test="c", windows=windows)
+    assert [s.kind for s in boot.earlier] == ["HUNG_TASK"] and not boot.elsewhere
+    assert owner(windows, 29_000_000) == "a" and owner(windows, 5) == ""

@@ -102,6 +102,18 @@ def append_timeline(run_dir: Path, lines: list[dict[str, Any]]) -> None:
 
 
 INTERRUPTED = "interrupted.jsonl"
+# What the kernel printed that no test's verdict holds: a splat on the console that no
+# window saw, a hung task that began in a test whose record was already written.
+FINDINGS = "findings.jsonl"
+
+
+def append_finding(run_dir: Path, entry: dict[str, Any]) -> None:
+    _append_line(run_dir / FINDINGS, entry)
+
+
+def read_findings(run_dir: Path) -> list[dict[str, Any]]:
+    return read_lines(run_dir / FINDINGS)
+
 
 
 def append_interrupted(run_dir: Path, entry: dict[str, Any]) -> None:

@@ -15,7 +15,14 @@ from lab.errors import EXIT_NOTHING_TESTED
 from lab.results import claims as claims_mod
 from lab.results import known, reproduce
 from lab.results import matrix as matrix_file
-from lab.results.record import Record, phase_times, read_records, read_stop, read_timeline
+from lab.results.record import (
+    Record,
+    phase_times,
+    read_findings,
+    read_records,
+    read_stop,
+    read_timeline,
+)
 from lab.results.verdict import FAILED, TESTED, UNTESTED, VERDICTS, Verdict, exit_code
 
 # The failures the closing lines give a reproducer for (summary.json has them all).
@@ -48,6 +55,9 @@ def summarize(run_dir: Path, *, wall: float | None = None,
         **reproducers(run_dir, records),
         "exit_code": exit_code(r.verdict for r in records),
         "claims": claim_counts(records, claims_mod.load_catalogue(run_dir)),
+        # What the kernel printed that no test's verdict holds (lab.run.aftermath).
+        "findings": [{k: f.get(k) for k in ("kernel", "title", "test", "why")}
+                     for f in read_findings(run_dir)],
     }
     if issues is not None:
         today = dt.date.today()
@@ -227,6 +237,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             line += "; overlap " + ", ".join("?" if o is None else f"{o:.1%}"
                                              for o in rep["overlap"])
         lines.append(line)
+    found = summary.get("findings", [])
+    if found:
+        lines.append(f"kernel log findings no test's verdict holds: {len(found)}")
+        lines += [f"  - [{f['kernel']}] {f['title']}: {f['why']}" for f in found]
     undecided = summary.get("inconclusive", [])
     if undecided:
         lines.append(f"inconclusive (every check held, but it could not decide): "

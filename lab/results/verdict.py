@@ -100,14 +100,18 @@ def fold(phases: Sequence[PhaseOutcome], *, hints: Sequence[str] = (),
          reason: str = "") -> tuple[str, str]:
     """(verdict, reason) of a test from its phases, worst first.
 
-    The first phase that skipped or failed decides.  A failure takes the first
-    hint when there is one (a diagnosis: CRASH, HANG, INFRA), else FAIL in the
-    test's call and INFRA in a fixture (fetch, boot, agent).  ``reason``, when
-    given, replaces the phase's own message (a diagnosis says more).
+    The first phase that failed decides, whatever came before it: a test that
+    skipped in its body (after fixtures that did I/O) still has its teardown
+    judged, and a splat or a dead guest there is its verdict, never SKIP.  A
+    failure takes the first hint when there is one (a diagnosis: CRASH, HANG,
+    INFRA), else FAIL in the test's call and INFRA in a fixture (fetch, boot,
+    agent).  ``reason``, when given, replaces the phase's own message (a
+    diagnosis says more).  With no failure, the first skip makes it SKIP.
     """
+    skipped: str | None = None
     for phase in phases:
-        if phase.outcome == "skipped":
-            return Verdict.SKIP.value, phase.message.removeprefix("Skipped: ")
+        if phase.outcome == "skipped" and skipped is None:
+            skipped = phase.message.removeprefix("Skipped: ")
         if phase.outcome == "failed":
             if hints:
                 verdict = hints[0]
@@ -116,6 +120,8 @@ def fold(phases: Sequence[PhaseOutcome], *, hints: Sequence[str] = (),
             else:
                 verdict = Verdict.INFRA.value
             return verdict, reason or phase.message
+    if skipped is not None:
+        return Verdict.SKIP.value, skipped
     return Verdict.PASS.value, ""
 
 

@@ -6,7 +6,9 @@ it came from.
   down after them, so a splat in a fixture's teardown (io_destroy of the test's
   contexts, closing its rings) is the test's.  Before closing the window it resets
   the agent (whatever the test left open is closed, so the next test starts clean)
-  and waits for the log to go quiet (lab.run.watch).
+  and waits for the log to go quiet (lab.run.watch).  Opening a window also reads what
+  the kernel printed since the last one closed: the previous test's aftermath
+  (lab.run.aftermath), charged to it.
 - A test marked ``saturates_cpus`` holds one of the host's CPU slots (lab.vm.slots)
   from the start of its window to its end; a wait for the slot is kept in its record.
 - When the kernel config was unknown before boot, ``requires_config`` is decided here,
@@ -35,7 +37,7 @@ from lab.errors import InfraError
 from lab.kernel import facts as facts_mod
 from lab.results import record as results
 from lab.results import splat
-from lab.run import watch
+from lab.run import aftermath, watch
 from lab.run.keys import (
     ASSESSMENT_KEY,
     DIAGNOSIS_KEY,
@@ -48,7 +50,7 @@ from lab.run.keys import (
 from lab.run.progress import terminal_writer
 from lab.vm import slots
 from lab.vm.agent import Agent, AgentError
-from lab.vm.session import BootCrash, Machine, RebootLimit
+from lab.vm.session import BootCrash, Closed, Machine, RebootLimit
 
 log = logging.getLogger("lab.run.guard")
 
@@ -67,7 +69,15 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     item.stash[MACHINE_KEY] = machine
     agent: Agent = request.getfixturevalue("agent")
     _check_config_in_guest(item, machine)
-    mark = watch.begin(machine, agent, item.nodeid)
+    closed = machine.closed
+    mark, gap = watch.begin(machine, agent, item.nodeid, since=closed)
+    machine.closed = None
+    machine.windows.append((mark.opened_us, item.nodeid))
+    if closed is not None and gap is not None:
+        entry, gap_seen = aftermath.judge(closed, gap, machine, where=aftermath.BETWEEN)
+        aftermath.findings(request.config, machine, gap_seen,
+                           read_in=f"the gap before {item.nodeid}")
+        aftermath.charge(request.config, closed.test, entry)
     previous, machine.last_test = machine.last_test, item.nodeid
     if machine.boot_note:
         lab_data(item)["boot_note"] = machine.boot_note
@@ -93,12 +103,13 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def after_wait(mark: watch.Mark, waited: float) -> watch.Mark:
     """The window's mark once the test waited ``waited`` s for a CPU slot inside it: the
-    test begins after the wait, so a splat printed during it counts as the test's early
-    moments (the record names the previous test) and a task blocked since then began
-    before the test."""
+    test's body begins after the wait, so a splat printed during it counts as the test's
+    early moments (the record names the previous test).  The window still opened before
+    the wait (``opened_us``): a task blocked since then is the test's."""
     if not mark.ts_us:  # the begin marker's time is unknown: it stays unknown
         return mark
-    return dataclasses.replace(mark, ts_us=mark.ts_us + int(waited * 1_000_000))
+    return dataclasses.replace(mark, ts_us=mark.ts_us + int(waited * 1_000_000),
+                               opened_us=mark.opened_us or mark.ts_us)
 
 
 def _check_config_in_guest(item: pytest.Item, machine: Machine) -> None:
@@ -132,12 +143,19 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
         diag.summary = f"after the test's last call: {diag.summary}"
         diag.phase = "teardown"
         item.stash[DIAGNOSIS_KEY] = diag
+        machine.seen += [str(s.get("title", "")) for s in diag.splats]
         pytest.fail(f"{diag.verdict}: {diag.summary}", pytrace=False)
+    # What the kernel prints from here until the next window opens is this test's.
+    machine.closed = Closed(item.nodeid, seq=found.seq, taint=found.taint_after,
+                            console_offset=machine.console_offset(),
+                            opened_us=mark.opened_us)
     left_open = {k: v for k, v in left.items() if v}
     if left_open:
         data["left_open"] = left_open
-    seen = watch.assess(found, mark)
+    seen = watch.assess(found, mark, test=item.nodeid, windows=machine.windows)
     item.stash[ASSESSMENT_KEY] = seen
+    aftermath.saw(machine, seen)
+    aftermath.findings(item.config, machine, seen, read_in=f"{item.nodeid}'s window")
     if seen.early and previous:
         data["previous_test"] = previous  # the splat may be that test's deferred work
     if seen.earlier:
@@ -180,6 +198,7 @@ def _diagnosing(item: pytest.Item, when: str) -> Generator[None, None, None]:
                 if when == "setup":
                     diag.summary = f"before the test began: {diag.summary}"
                 diag.phase = when
+                machine.seen += [str(s.get("title", "")) for s in diag.splats]
                 item.stash[DIAGNOSIS_KEY] = diag
             raise
     except KeyboardInterrupt:  # in the phase, or in its diagnosis (a sysrq dump, a wait)

@@ -22,6 +22,9 @@ MARK_KEY = pytest.StashKey[Mark]()
 DIAGNOSIS_KEY = pytest.StashKey[Diagnosis]()
 ASSESSMENT_KEY = pytest.StashKey[Assessment]()
 DATA_KEY = pytest.StashKey[dict[str, Any]]()  # the lab's own measurements of a test
+# What the kernel log showed after a test's window closed (lab.run.guard), for the test
+# named in each entry: carried by this worker's next report to the Recorder.
+AFTERMATH_KEY = pytest.StashKey[list[dict[str, Any]]]()
 
 
 def item_cell(item: pytest.Item) -> Cell | None:

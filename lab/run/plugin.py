@@ -28,7 +28,7 @@ from lab.paths import KNOWN_ISSUES, REPO, cache_root, default_results_root, in_s
 from lab.results import known as known_mod
 from lab.results import record as results
 from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
-from lab.run import matrix
+from lab.run import aftermath, matrix
 from lab.run import select as select_mod
 from lab.run.cells import Cell
 from lab.run.cells import matrix as cell_matrix
@@ -324,9 +324,13 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
                       call_timeout=guest.call_timeout, max_reboots=guest.max_reboots,
                       accel=accel, say=lambda text: write(f"kernel-lab: [{where}] {text}"))
     pytestconfig.stash.setdefault(MACHINES_KEY, {})[label] = machine
+    # A guest replaced or stopped has its kernel log read a last time (lab.run.aftermath).
+    machine.on_replace = lambda m, why: aftermath.final_window(pytestconfig, m, why)
     try:
         _boot(machine, lab_run_dir, first=True)
         yield machine
+        if machine.vm is not None and results.read_stop(lab_run_dir) is None:
+            aftermath.final_window(pytestconfig, machine, "the cell's tests are done")
     except UserError as exc:
         _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
     except ImageChanged as exc:  # rebuilt since it was resolved: stop, as at a later boot

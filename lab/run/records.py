@@ -7,6 +7,9 @@ reports into its record with lab.results.verdict.  The Recorder (controller only
 results.jsonl has one writer under xdist) appends each record as its teardown report
 arrives, with known-issues.toml applied (a failure it expects is XFAIL) and a progress
 line for its cell, and at the end writes NOTRUN for every expected test without one.
+A test whose kernel-log window closed cleanly is held until its aftermath (what the
+kernel printed after the window, lab.run.aftermath) comes with a later report of its
+worker: a splat there, new taint or a guest that died makes its verdict.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from lab.results import nvme, reproduce
 from lab.results import record as results
 from lab.results import summary as summary_mod
 from lab.results.record import Record
-from lab.results.verdict import PhaseOutcome, Verdict, fold
+from lab.results.verdict import PhaseOutcome, Verdict, fold, worst
+from lab.run import aftermath
 from lab.run.cells import plain_nodeid, repeat_of
 from lab.run.guard import MACHINE_KEY
 from lab.run.keys import (
@@ -96,7 +100,32 @@ def pytest_runtest_makereport(
         _identify(item, props)
     if call.when == "teardown":
         _evidence(item, rep)
+        machine = item.stash.get(MACHINE_KEY, None)
+        if machine is not None and machine.closed is not None and \
+                machine.closed.test == item.nodeid:
+            props.append((AFTERMATH_PENDING, True))  # judged with a later report
+    props += [(AFTERMATH, entry) for entry in aftermath.drain(item.config)]
     return rep
+
+
+AFTERMATH, AFTERMATH_PENDING = "lab_aftermath", "lab_aftermath_pending"
+
+
+def charge(record: Record, entry: dict[str, Any]) -> Record:
+    """``record`` with its aftermath (lab.run.aftermath) folded in: a splat, new taint or
+    a dead guest after the test's window is its verdict when worse than its own (a SKIP
+    or a PASS included); the entry is kept in its data."""
+    verdict = str(entry.get("verdict") or "")
+    if not verdict:
+        return record
+    after = {"verdict": verdict, "reason": str(entry.get("reason", "")),
+             "where": str(entry.get("where", ""))}
+    new = worst([record.verdict, verdict])
+    return replace(record, verdict=new,
+                   reason=after["reason"] if new != record.verdict else record.reason,
+                   splats=[*record.splats, *entry.get("splats", [])],
+                   excerpt=record.excerpt or str(entry.get("excerpt", "")),
+                   data={**record.data, "after_test": after})
 
 
 _LAB_CODE = REPO / "lab"
@@ -179,6 +208,8 @@ def to_record(nodeid: str, reports: list[pytest.TestReport], *, repeat: int = 0)
                 props["lab_data"].update(value)
             elif key == "lab_hint":
                 hints.append(str(value))
+            elif key in (AFTERMATH, AFTERMATH_PENDING):
+                continue  # the Recorder's (another test's aftermath, or this one's later)
             else:
                 props[key] = value
     verdict, reason = fold([_phase(rep) for rep in reports], hints=hints,
@@ -238,10 +269,12 @@ class Recorder:
     """
 
     def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.run_dir: Path = config.stash[RUN_DIR_KEY]
         self.pending: dict[str, list[pytest.TestReport]] = {}
         self.expected: dict[str, str | None] = {}  # nodeid -> kernel spec
         self.written: set[str] = set()
+        self.held: dict[str, Record] = {}  # by nodeid: waiting for their aftermath
         self.known = known_issues(config)
         self.progress = Progress(self.run_dir, write=terminal_writer(config),
                                  interval=float(config.getoption("lab_progress_interval")))
@@ -258,15 +291,26 @@ class Recorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reports = self.pending.setdefault(report.nodeid, [])
         reports.append(report)
+        props = [(key, value) for key, value in report.user_properties]
         if report.when == "teardown":
             del self.pending[report.nodeid]
             self.written.add(report.nodeid)
-            # A failure that known-issues.toml expects is XFAIL from the start.
-            record = known_mod.apply(to_record(plain_nodeid(report.nodeid), reports,
-                                               repeat=repeat_of(report.nodeid)),
-                                     self.known, today=datetime.date.today())
-            results.append_record(self.run_dir, record)
-            self.progress.ended(record)
+            self.held[report.nodeid] = to_record(plain_nodeid(report.nodeid), reports,
+                                                 repeat=repeat_of(report.nodeid))
+        for key, value in props:
+            # Reports share their item's properties: an entry comes again, once its
+            # test is written it is ignored.
+            if key == AFTERMATH and isinstance(value, dict) and value.get("test") in self.held:
+                self._write(charge(self.held.pop(str(value["test"])), value))
+        if report.when == "teardown" and report.nodeid in self.held and \
+                (AFTERMATH_PENDING, True) not in props:
+            self._write(self.held.pop(report.nodeid))
+
+    def _write(self, record: Record) -> None:
+        # A failure that known-issues.toml expects is XFAIL from the start.
+        record = known_mod.apply(record, self.known, today=datetime.date.today())
+        results.append_record(self.run_dir, record)
+        self.progress.ended(record)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         """Ctrl-C: the run stops with 130, and what ran is kept.
@@ -280,6 +324,13 @@ class Recorder:
                                reason="interrupted (Ctrl-C)")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Entries no report carried (the run stopped before the next test's report):
+        # this process's own, then the rest as they are.
+        for entry in aftermath.drain(self.config):
+            if entry.get("test") in self.held:
+                self._write(charge(self.held.pop(str(entry["test"])), entry))
+        for nodeid in list(self.held):  # no later report said what came after them
+            self._write(self.held.pop(nodeid))
         self._notrun()
         # Now that the records say what ran: command.txt names it exactly.
         reproduce.write_command(self.run_dir)

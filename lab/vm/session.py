@@ -77,6 +77,18 @@ class BootCrash(Exception):
         self.diagnosis = diagnosis
 
 
+@dataclasses.dataclass(frozen=True)
+class Closed:
+    """The last test window that closed cleanly on a guest: what the kernel prints after
+    it, until the next window opens, is that test's (its deferred work)."""
+
+    test: str
+    seq: int  # the last kernel-log record the window read
+    taint: int  # the taint mask as it closed
+    console_offset: int  # the console's size as it closed
+    opened_us: int  # the window's begin marker's kernel timestamp
+
+
 class Machine:
     """The guest for ``kernel`` on this worker; ``ensure()`` before each test.
 
@@ -123,6 +135,14 @@ class Machine:
             if kernel.config is not None and kernel.config.is_file() else None)
         self.last_test = ""  # the test that ran last on this machine (for attribution)
         self.boot_note = ""  # how booting differed from what was asked (a retry)
+        # The kernel log between tests (lab.run.guard): the window whose aftermath is not
+        # judged yet, this boot's window starts (kernel time, test) for charging a hung
+        # task, and the splat titles some window or diagnosis saw (the console backstop).
+        self.closed: Closed | None = None
+        self.windows: list[tuple[int, str]] = []
+        self.seen: list[str] = []
+        # Called with the reason before a guest is replaced (its log read a last time).
+        self.on_replace: Callable[[Machine, str], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -178,6 +198,7 @@ class Machine:
 
     def _start(self) -> None:
         self.boots += 1
+        self.closed, self.windows, self.seen = None, [], []
         suffix = "" if self.boots == 1 else f"-boot{self.boots}"
         vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,
                 name=f"{self.name}{suffix}")
@@ -250,6 +271,8 @@ class Machine:
         if self.vm is not None and not self.replace_reason and self.healthy():
             return False
         reason = self.replace_reason or "the guest stopped answering"
+        if self.on_replace is not None:
+            self.on_replace(self, reason)
         cause = self.replace_cause if self.replace_reason else ""
         if cause != "planned":
             if len(self.recoveries) >= self.max_reboots:
