@@ -208,7 +208,7 @@ def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_
             phases.append(json.dumps({**p, "shard": inp.matrix.shard}, sort_keys=True) + "\n")
     (tmp / "phases.jsonl").write_text("".join(phases))
     for inp in inputs:
-        tag = "s" + (inp.matrix.shard or "1/1").replace("/", "of")
+        tag = f"s{inp.matrix.shard_index}of{inp.matrix.shard_total}"
         for log in sorted(inp.path.glob("console-*.log")):
             shutil.copy2(log, tmp / f"console-{tag}-{log.name.removeprefix('console-')}")
     all_cases = []
