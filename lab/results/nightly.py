@@ -6,7 +6,8 @@
 ``lab compare`` said, the counts per verdict and cell, the regressions and the lost
 checks with the command that reproduces each, and where report.html is.  It prints
 a ``::error::`` line (a GitHub annotation) for the merge's and the comparison's
-failures and for each regression and lost check, and exits 1 when the night failed:
+failures, for each regression (the first few) and for each cell that lost checks, and
+exits 1 when the night failed:
 a merge that did not exit 0 (1 a test failed, 3 the machinery, MISS among it; 4
 nothing tested; 2 nothing merged) or a comparison that did not exit 0.
 """
@@ -63,6 +64,28 @@ def _listed(title: str, entries: list[dict[str, Any]]) -> list[str]:
     return [*out, ""]
 
 
+# GitHub shows at most 10 error annotations of a step: the rest are in the summary.
+MAX_REGRESSIONS = 5
+
+
+def _annotated(regressions: list[dict[str, Any]], lost: list[dict[str, Any]]) -> list[str]:
+    """One annotation per regression (the first few), one per cell that lost checks."""
+    out = [annotation(f"regression: {e['cell']}",
+                      f"{e['scenario']}: {e['before'] or 'none'} -> {e['after'] or 'none'}"
+                      + (f"; reproduce: {e['reproducer']}" if e.get("reproducer") else ""))
+           for e in regressions[:MAX_REGRESSIONS]]
+    if len(regressions) > MAX_REGRESSIONS:
+        out.append(annotation("regressions", f"{len(regressions) - MAX_REGRESSIONS} more "
+                              "regressions: see the step summary"))
+    for cell in dict.fromkeys(e["cell"] for e in lost):
+        mine = [e for e in lost if e["cell"] == cell]
+        changes = Counter(f"{e['before'] or 'none'} -> {e['after'] or 'none'}" for e in mine)
+        out.append(annotation(f"lost checks: {cell}", f"{len(mine)} checks lost ("
+                              + ", ".join(f"{n} {c}" for c, n in changes.items())
+                              + f"), e.g. {mine[0]['scenario']}; see the step summary"))
+    return out
+
+
 def night(merged: Path, *, baseline: Path | None, merge_status: int | None,
           compare_status: int | None, issues: list[known.KnownIssue],
           report_at: str = "") -> tuple[str, list[str], bool]:
@@ -92,14 +115,10 @@ def night(merged: Path, *, baseline: Path | None, merge_status: int | None,
         comparison = ctx["comparison"]
         md.append(f"Compared with the newest earlier night's merged run ({baseline}).")
         md.append("")
-        for key, title in (("regressions", "Regressions"), ("lost", "Lost checks")):
-            entries = comparison.get(key) or []
-            md += _listed(title, entries)
-            for e in entries:
-                errors.append(annotation(
-                    f"{title[:-1].lower()}: {e['cell']}",
-                    f"{e['scenario']}: {e['before'] or 'none'} -> {e['after'] or 'none'}"
-                    + (f"; reproduce: {e['reproducer']}" if e.get("reproducer") else "")))
+        regressions = comparison.get("regressions") or []
+        lost = comparison.get("lost") or []
+        md += _listed("Regressions", regressions) + _listed("Lost checks", lost)
+        errors += _annotated(regressions, lost)
         counts = ", ".join(f"{len(comparison.get(k) or [])} {words}" for k, words in (
             ("fixes", "fixed"), ("still_failing", "still failing"), ("added", "added"),
             ("removed", "removed")))
