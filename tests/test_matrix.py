@@ -117,6 +117,16 @@ def test_scopes_are_cells_and_split_when_workers_outnumber_them() -> None:
     assert set(units.values()) == {"c0s0", "c0s1", "c0s2"}
 
 
+def test_a_shard_split_by_cell_splits_its_own_cells_over_its_workers() -> None:
+    # The nightly's shard 2/3:cell of three cells: one cell, two workers, both booting it.
+    cells = ["debian:7.2", "debian:6.1", "debian-src:7.3/debug"]
+    shard = parse_shard("2/3:cell")
+    mine = [t for t in TESTS if shard.takes(*t, cells=cells)]
+    units = scopes(Matrix(cells=[{"label": c} for c in cells], suite=[], expected=TESTS,
+                          assigned=mine, shard=str(shard)), workers=2)
+    assert set(units.values()) == {"c1s0", "c1s1"} and len(units) == len(mine) == 200
+
+
 def test_repetitions_of_a_split_cell_spread_over_its_workers() -> None:
     """`lab rerun R --failed --repeat 50 --workers 2` of one race: the cell is split in
     two, and its 50 repetitions go to both halves, not all to one."""
