@@ -467,3 +467,21 @@ def test_annotations_stay_within_what_github_shows() -> None:
     assert len(lines) == 5 + 1 + 2, lines
     assert lines[5] == "::error title=regressions::3 more regressions: see the step summary"
     assert lines[6].startswith("::error title=lost checks%3A debian%3A6.1::150 checks lost")
+
+
+@pytest.mark.parametrize("merge_status, compare_status, fails", [
+    ("0", "0", False), ("0", "", False), ("1", "0", True), ("3", "0", True), ("4", "", True),
+    ("2", "", True), ("", "", True), ("0", "1", True), ("0", "2", True)])
+def test_the_night_fails_on_any_merge_or_compare_failure(
+        tmp_path: Path, merge_status: str, compare_status: str, fails: bool) -> None:
+    from lab.results.nightly import main
+
+    summary = tmp_path / "summary.md"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GITHUB_STEP_SUMMARY", str(summary))
+        rc = main([str(tmp_path / "merged"), "--merge-status", merge_status,
+                   "--compare-status", compare_status,
+                   "--known-issues", str(REPO / "known-issues.toml")])
+    assert rc == (1 if fails else 0)
+    assert summary.read_text().rstrip().endswith(
+        f"**The night {'failed' if fails else 'passed'}.**")
