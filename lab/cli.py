@@ -137,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                         "each built kernel x each variant is a cell)")
     r.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
                    help=_KCONFIG_ADD)
-    r.add_argument("--shard", metavar="I/N", help="run shard I of N of the cells x tests")
+    r.add_argument("--shard", metavar="I/N[:cell]",
+                   help="run shard I of N of the cells x tests (:cell: of the cells, each "
+                   "shard booting only its own)")
     r.add_argument("--known-issues", type=Path, metavar="FILE",
                    help="known issues (default: ./known-issues.toml, else the lab's own)")
     r.add_argument("-k", dest="keyword", help="only scenarios matching this pytest expression")
@@ -221,12 +223,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="config variant for built kernels (repeatable)")
     f.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
                    help=_KCONFIG_ADD)
+    f.add_argument("--shard", metavar="I/N[:cell]",
+                   help="only the kernels `lab run --shard I/N[:cell]` needs (split by cell: "
+                   "its own cells')")
     f.add_argument("--cache", type=Path)
 
     m = sub.add_parser("merge", help="combine shard run directories into one run")
     m.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     m.add_argument("--into", type=Path, required=True, metavar="DIR",
                    help="the merged run directory (new)")
+    m.add_argument("--known-issues", type=Path, metavar="FILE",
+                   help="known issues the report lists (default: ./known-issues.toml, else "
+                   "the lab's own)")
 
     rp = sub.add_parser("report", help="write RUN_DIR/report.html (or a bisection's, "
                         "given its state directory)")
@@ -327,9 +335,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return commands.kernels(args.cache)
     if args.command == "fetch":
         return commands.fetch([*args.spec, *args.kernel], args.cache, variants=args.variant,
-                              kconfig_add=args.kconfig_add)
+                              kconfig_add=args.kconfig_add, shard=args.shard)
     if args.command == "merge":
-        return commands.merge(args.runs, args.into, argv=["lab", *argv])
+        return commands.merge(args.runs, args.into, argv=["lab", *argv],
+                              known_issues=args.known_issues)
     if args.command == "report":
         return commands.report(args.run, baseline=args.baseline, history=args.history,
                                known_issues=args.known_issues)

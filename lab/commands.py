@@ -65,20 +65,28 @@ def kernels(cache_opt: Path | None) -> int:
 
 
 def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
-          kconfig_add: list[str] | None = None) -> int:
-    """`lab fetch`: every cell's kernel into the cache (as `lab run` would resolve them)."""
+          kconfig_add: list[str] | None = None, shard: str | None = None) -> int:
+    """`lab fetch`: every cell's kernel into the cache (as `lab run` would resolve them);
+    with ``shard``, the kernels that `lab run --shard` of the same arguments needs."""
     from lab.errors import UserError
     from lab.kernel.resolve import resolve_kernel
     from lab.run.cells import matrix
+    from lab.run.shard import parse_shard
 
     if not specs:
         raise UserError("give a kernel to fetch: lab fetch SPEC (or --kernel SPEC, repeatable)")
-    for cell in matrix(specs, variants, kconfig_add or []):
+    cells = matrix(specs, variants, kconfig_add or [])
+    part = parse_shard(shard) if shard is not None else None
+    labels = [c.label for c in cells]
+    for cell in cells:
+        if part is not None and not part.takes_cell(cell.label, cells=labels):
+            continue
         k = resolve_kernel(cell.spec, cache=cache_root(cache_opt), variant=cell.variant)
         print(f"{cell.label} -> {k.release} ({k.image})")
     return EXIT_OK
 
-def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
+def merge(runs: list[Path], into: Path, *, argv: list[str],
+          known_issues: Path | None = None) -> int:
     """`lab merge`: the shards combined; exits as `lab run` would for the merged run."""
     import shlex
 
@@ -90,6 +98,7 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
         from lab.results.record import read_records
         return [r.verdict for r in read_records(path)]
 
+    issues = known.load(known.path_for(known_issues))  # a bad list: before anything is written
     done = merge_mod.merge(runs, into, command=f"cd {shlex.quote(str(Path.cwd()))} && "
                                               f"{shlex.join(argv)}")
     for dup in done.duplicates:
@@ -98,7 +107,6 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
         print(f"lab merge: shard {shard} is missing: its tests are MISS")
     for torn in done.torn:
         print(f"lab merge: {torn}: its test is MISS")
-    issues = known.load(known.path_for(None))
     result = summary.summarize(done.path, issues=issues)
     report.write(done.path, issues=issues)
     print(f"lab merge: {len(done.inputs)} run(s) -> {done.path}: {done.records} records, "

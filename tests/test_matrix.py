@@ -72,6 +72,37 @@ def test_the_split_is_stable() -> None:
         [Shard(1, 2).takes(*t) for t in TESTS[:6]]
 
 
+CELL_ORDER = ["debian:6.1", "debian:6.12", "debian:7.2", "debian:7.3", "debian-src:7.3/base",
+              "debian-src:7.3/debug"]
+BY_CELL = [(cell, f"scenarios/aio/t.py::test_{n}[{cell}]") for n in range(20)
+           for cell in CELL_ORDER]
+
+
+@pytest.mark.parametrize("total", [1, 2, 4, 6])
+def test_a_split_by_cell_gives_each_shard_whole_cells_in_turn(total: int) -> None:
+    shards = [parse_shard(f"{i}/{total}:cell") for i in range(1, total + 1)]
+    taken = [[t for t in BY_CELL if s.takes(*t, cells=CELL_ORDER)] for s in shards]
+    assert sum(len(t) for t in taken) == len(BY_CELL)
+    assert set().union(*map(set, taken)) == set(BY_CELL)
+    # Every test of a cell in one shard: that shard alone boots it, in the cells' turn.
+    owners = [{c for c, _ in t} for t in taken]
+    assert owners == [set(CELL_ORDER[i::total]) for i in range(total)]
+    assert all(s.takes_cell(c, cells=CELL_ORDER) == (c in o)
+               for s, o in zip(shards, owners, strict=True) for c in CELL_ORDER)
+    # A split by test: every shard may run every cell.
+    assert all(Shard(1, total).takes_cell(c, cells=CELL_ORDER) for c in CELL_ORDER)
+
+
+def test_the_split_is_written_and_read_back() -> None:
+    assert parse_shard("2/6:cell") == Shard(2, 6, "cell") and str(Shard(2, 6, "cell")) == \
+        "2/6:cell"
+    assert parse_shard("2/6:test") == Shard(2, 6) and str(Shard(2, 6)) == "2/6"
+    with pytest.raises(UserError, match="unknown split 'file'"):
+        parse_shard("1/2:file")
+    matrix_of = Matrix(cells=[], suite=[], expected=[], assigned=[], shard="2/6:cell")
+    assert (matrix_of.shard_index, matrix_of.shard_total, matrix_of.shard_by) == (2, 6, "cell")
+
+
 def m(cells: list[str], tests: list[tuple[str, str]]) -> Matrix:
     return Matrix(cells=[{"label": c} for c in cells], suite=[], expected=tests, assigned=tests)
 
@@ -84,6 +115,16 @@ def test_scopes_are_cells_and_split_when_workers_outnumber_them() -> None:
     one = [t for t in TESTS if t[0] == "debian:7.2"]
     units = scopes(m(["debian:7.2"], one), workers=3)
     assert set(units.values()) == {"c0s0", "c0s1", "c0s2"}
+
+
+def test_a_shard_split_by_cell_splits_its_own_cells_over_its_workers() -> None:
+    # The nightly's shard 2/3:cell of three cells: one cell, two workers, both booting it.
+    cells = ["debian:7.2", "debian:6.1", "debian-src:7.3/debug"]
+    shard = parse_shard("2/3:cell")
+    mine = [t for t in TESTS if shard.takes(*t, cells=cells)]
+    units = scopes(Matrix(cells=[{"label": c} for c in cells], suite=[], expected=TESTS,
+                          assigned=mine, shard=str(shard)), workers=2)
+    assert set(units.values()) == {"c1s0", "c1s1"} and len(units) == len(mine) == 200
 
 
 def test_repetitions_of_a_split_cell_spread_over_its_workers() -> None:

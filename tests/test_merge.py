@@ -198,6 +198,7 @@ def test_junit_names_lose_xdist_group_suffix() -> None:
     ({"suite": ["scenarios/uring"]}, "suite: [\"scenarios/aio\"] vs [\"scenarios/uring\"]"),
     ({"keyword": "cancel"}, "-k expression"),
     ({"shard": "2/3"}, "shard count: 2 vs 3"),
+    ({"shard": "2/2:cell"}, "shard split (I/N by test, I/N:cell by cell): \"test\" vs \"cell\""),
     ({"cells": CELLS[:1]}, "cells (--kernel x --variant): [debian:7.2, debian:6.1] vs "
                            "[debian:7.2]"),
     ({"expected": EXPECTED[:-1]}, "expected tests: 1 only in the first"),
@@ -273,3 +274,50 @@ def test_the_shards_claims_are_united_and_a_broken_list_is_refused(tmp_path: Pat
     with pytest.raises(UserError, match=r"claims\.json: unreadable"):
         merge([one, two], tmp_path / "merged2", command="lab merge")
     assert not (tmp_path / "merged2").exists()  # nothing half-written
+
+
+def test_a_split_by_cell_whose_cell_never_ran_is_miss(tmp_path: Path) -> None:
+    # The nightly: one shard per cell; debian:6.1's build failed, so its shard uploaded
+    # nothing, and its tests are MISS.
+    one = shard(tmp_path, 1, 2, [r for r in ALL if r.cell == "debian:7.2"])
+    m = read(one)
+    assert m is not None
+    m.shard = "1/2:cell"
+    write(one, m)
+    done = merge([one], tmp_path / "merged", command="lab merge")
+    miss = [r for r in read_records(done.path) if r.verdict == "MISS"]
+    assert {r.cell for r in miss} == {"debian:6.1"} and len(miss) == 6
+    assert done.missing_shards == ["2/2"] and all("2/2" in r.reason for r in miss)
+
+
+def test_results_of_a_newer_format_are_refused_and_older_ones_read(tmp_path: Path) -> None:
+    from lab.results.matrix import FORMAT
+
+    one = shard(tmp_path, 1, 2, ALL[:6])
+    two = shard(tmp_path, 2, 2, ALL[6:])
+    assert json.loads((one / "matrix.json").read_text())["format"] == FORMAT
+    # Format 1 (no "format" key): read as this lab's.
+    old = json.loads((two / "matrix.json").read_text())
+    del old["format"]
+    (two / "matrix.json").write_text(json.dumps(old))
+    done = merge([one, two], tmp_path / "merged", command="lab merge")
+    assert json.loads((done.path / "matrix.json").read_text())["format"] == FORMAT
+    newer = tmp_path / "newer"
+    shutil.copytree(two, newer)
+    (newer / "matrix.json").write_text(json.dumps({**old, "format": FORMAT + 1}))
+
+    def lab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True,
+                              text=True, cwd=REPO, timeout=60)
+
+    for args in (["merge", str(one), str(newer), "--into", str(tmp_path / "m")],
+                 ["compare", str(done.path), str(newer)],
+                 ["compare", str(newer), str(done.path)],
+                 ["report", str(newer)]):
+        res = lab(*args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, (args, res.stdout, res.stderr)
+        assert f"holds results of format {FORMAT + 1}" in lines[0] and str(newer) in lines[0]
+    assert not (tmp_path / "m").exists() and not (newer / "report.html").exists()
+    res = lab("compare", str(two), str(done.path))  # format 1 against format 2: migrated
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -77,3 +77,40 @@ def test_an_empty_shard_tested_nothing(tmp_path: Path) -> None:
     assert codes == [0, 4], [out[-2000:] for _, out, _ in results]
     empty = next(out for rc, out, _ in results if rc == 4)
     assert "has none of the matrix's 1 tests" in empty and "Traceback" not in empty
+
+
+def test_a_split_by_cell_fetches_and_runs_only_its_own_cells(tmp_path: Path) -> None:
+    # The nightly's split: shard 1/2:cell has debian:7.2 (the first cell), shard 2 debian:6.1.
+    s = suite(tmp_path, 3)
+    (s / "test_k.py").write_text(SUITE.replace("COUNT", "3").replace(
+        'kernel.release.startswith("7.2.")', "kernel.release"))
+    out = tmp_path / "results"
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "run", "--kernel", "debian:7.2",
+                          "--kernel", "debian:6.1", "--suite", str(s), "--results", str(out),
+                          "--cache", str(cache_root()), "--shard", "1/2:cell"],
+                         capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    (run_dir,) = out.iterdir()
+    recs = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert {r["cell"] for r in recs} == {"debian:7.2"} and len(recs) == 3
+    fetched = [json.loads(x)["kernel"] for x in (run_dir / "phases.jsonl").read_text()
+               .splitlines() if json.loads(x)["phase"] == "fetch"]
+    assert fetched == ["debian:7.2"], fetched  # debian:6.1 is shard 2's
+    matrix = json.loads((run_dir / "matrix.json").read_text())
+    assert matrix["shard"] == "1/2:cell" and len(matrix["expected"]) == 6
+    # `lab fetch` of the other shard names only its cell.
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "fetch", "--kernel", "debian:7.2",
+                          "--kernel", "debian:6.1", "--shard", "2/2:cell", "--cache",
+                          str(cache_root())], capture_output=True, text=True, cwd=REPO,
+                         timeout=600)
+    assert res.returncode == 0 and res.stdout.startswith("debian:6.1 -> 6.1."), res.stdout
+    assert "debian:7.2" not in res.stdout, res.stdout
+    # Shard 2 never ran (its kernel did not build): its cell is MISS in the merge.
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "merge", str(run_dir), "--into",
+                          str(tmp_path / "merged")], capture_output=True, text=True, cwd=REPO,
+                         timeout=300)
+    assert res.returncode == 3 and "3 MISS" in res.stdout, res.stdout + res.stderr
+    merged = [json.loads(x) for x in (tmp_path / "merged" / "results.jsonl").read_text()
+              .splitlines()]
+    assert {(r["cell"], r["verdict"]) for r in merged} == {("debian:7.2", "PASS"),
+                                                           ("debian:6.1", "MISS")}

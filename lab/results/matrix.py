@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from lab import atomic
+from lab.errors import UserError
 
 MATRIX = "matrix.json"
+# The format of a run directory's results (matrix.json and the records beside it).  A
+# reader refuses a newer format than its own, in one line, rather than misread it, and
+# reads an older one as its own ("migrates" it):
+#   1  no "format" key (before 2026-12-07);
+#   2  "format" written; a shard may be split by cell ("I/N:cell", lab.run.shard), which a
+#      reader of format 1 cannot parse.  Everything else as in 1: reading 1 as 2 changes
+#      nothing.
+FORMAT = 2
 
 # What must agree between shards of one matrix, with the words that name it.
 COMPATIBLE = {
@@ -28,6 +37,7 @@ COMPATIBLE = {
     "markexpr": "-m expression",
     "select": "node ids",
     "shard_total": "shard count",
+    "shard_by": "shard split (I/N by test, I/N:cell by cell)",
 }
 # The run options (Matrix.options) that must agree too, with their words; an option
 # this version does not know is compared as it is.
@@ -50,21 +60,27 @@ class Matrix:
     assigned: list[tuple[str, str]]  # this shard's part (all of expected when unsharded)
     keyword: str = ""
     markexpr: str = ""
-    shard: str | None = None  # "I/N"
+    shard: str | None = None  # "I/N", or "I/N:cell" split by cell (lab.run.shard)
     rootdir: str = ""
     merged_from: list[dict[str, Any]] = field(default_factory=list)
     select: list[str] = field(default_factory=list)  # `lab run -- NODEID...`, rootdir-relative
     # How the run's guests were booted and its tests repeated: {"guest": GuestOptions as a
     # dict, "repeat": N}.  Reproducers and `lab rerun` take them from here.
     options: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT  # the results' format (FORMAT above); 1 when matrix.json has none
 
     @property
     def shard_total(self) -> int:
-        return int(self.shard.split("/")[1]) if self.shard else 1
+        return int(self.shard.partition(":")[0].split("/")[1]) if self.shard else 1
 
     @property
     def shard_index(self) -> int:
         return int(self.shard.split("/")[0]) if self.shard else 1
+
+    @property
+    def shard_by(self) -> str:
+        """How the shards split the matrix: "test" (a hash of cell and test) or "cell"."""
+        return (self.shard.partition(":")[2] or "test") if self.shard else "test"
 
     def cell_labels(self) -> list[str]:
         return [str(c["label"]) for c in self.cells]
@@ -123,7 +139,28 @@ def from_dict(data: dict[str, Any]) -> Matrix:
         merged_from=list(data.get("merged_from") or []),
         select=[str(s) for s in data.get("select") or []],
         options=dict(data.get("options") or {}),
+        format=int(data.get("format") or 1),
     )
+
+
+def format_of(run_dir: Path) -> int:
+    """The format of ``run_dir``'s results: matrix.json's, 1 without one (or an older
+    matrix.json, or a torn one: the readers say what is wrong with it)."""
+    try:
+        data = json.loads((run_dir / MATRIX).read_text())
+        return int(data.get("format") or 1) if isinstance(data, dict) else 1
+    except (OSError, ValueError, TypeError):
+        return 1
+
+
+def check_format(run_dir: Path, *, what: str) -> None:
+    """A UserError when ``run_dir`` holds results in a format newer than this lab's
+    (an older one is read as this one: see FORMAT)."""
+    found = format_of(run_dir)
+    if found > FORMAT:
+        raise UserError(f"{what} {run_dir} holds results of format {found}, and this lab "
+                        f"reads formats 1 to {FORMAT}; use a lab as new as the one that "
+                        "wrote them")
 
 
 def read(run_dir: Path) -> Matrix | None:

@@ -67,6 +67,7 @@ def _digest(path: Path) -> str:
 def _read(path: Path) -> Input:
     if not path.is_dir():
         raise UserError(f"{path} is not a directory; give the run directories of the shards")
+    matrix_file.check_format(path, what="shard")
     m = matrix_file.read(path)
     if m is None:
         raise UserError(f"{path} is not a lab run directory with a matrix (no readable "
@@ -207,14 +208,14 @@ def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_
                     "records": len(i.records),
                     "command": _text(i.path / "command.txt")} for i in inputs]
     matrix_file.write(tmp, replace(first, shard=None, assigned=list(first.expected),
-                                   merged_from=merged_from))
+                                   merged_from=merged_from, format=matrix_file.FORMAT))
     phases = []
     for inp in inputs:
         for p in read_lines(inp.path / "phases.jsonl"):
             phases.append(json.dumps({**p, "shard": inp.matrix.shard}, sort_keys=True) + "\n")
     (tmp / "phases.jsonl").write_text("".join(phases))
     for inp in inputs:
-        tag = "s" + (inp.matrix.shard or "1/1").replace("/", "of")
+        tag = f"s{inp.matrix.shard_index}of{inp.matrix.shard_total}"
         for log in sorted(inp.path.glob("console-*.log")):
             shutil.copy2(log, tmp / f"console-{tag}-{log.name.removeprefix('console-')}")
     all_cases = []

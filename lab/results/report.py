@@ -54,6 +54,7 @@ def load_run(path: Path, *, what: str = "run directory") -> Run:
                                  or (path / matrix_file.MATRIX).is_file()):
         raise UserError(f"{what} {path} is not a lab run directory (no results.jsonl); "
                         "give a directory that `lab run` or `lab merge` wrote")
+    matrix_file.check_format(path, what=what)
     command = (path / "command.txt").read_text().strip() if (path / "command.txt").is_file() \
         else ""
     try:

@@ -40,7 +40,8 @@ class Selection:
         for item in items:
             cell = item_cell(item)
             pairs.append((cell.label if cell is not None else "", plain_nodeid(item.nodeid)))
-        keep = [self.shard is None or self.shard.takes(*p) for p in pairs]
+        labels = [c.label for c in self.cells]
+        keep = [self.shard is None or self.shard.takes(*p, cells=labels) for p in pairs]
         matrix_file.write(self.run_dir, matrix_file.Matrix(
             cells=[{"label": c.label, "spec": c.spec, "variant": c.variant} for c in self.cells],
             suite=self._suite(),

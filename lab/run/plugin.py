@@ -60,8 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lab-kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
                 help="config option added to every variant of kernels the lab builds "
                 "(CONFIG_X=y|m|n, =NUMBER, =\"TEXT\"; repeatable)")
-    g.addoption("--lab-shard", default=None, metavar="I/N",
-                help="run shard I of N of the cells x tests (stable hash)")
+    g.addoption("--lab-shard", default=None, metavar="I/N[:cell]",
+                help="run shard I of N of the cells x tests (a stable hash; :cell: of the "
+                "cells)")
     g.addoption("--lab-known-issues", default=None, metavar="FILE",
                 help="known issues (default ./known-issues.toml, else the lab's own)")
     g.addoption("--lab-progress-interval", type=float, default=10.0,

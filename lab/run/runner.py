@@ -120,8 +120,10 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     (run_dir / "command.txt").write_text(
         f"cd {shlex.quote(str(Path.cwd()))} && {shlex.join(argv)}\n")
     print(f"kernel-lab: run directory {run_dir}", flush=True)
+    labels = [c.label for c in cells]
     try:
-        for cell in cells:
+        # A shard split by cell fetches (and boots) its own cells' kernels only.
+        for cell in (c for c in cells if shard is None or shard.takes_cell(c.label, cells=labels)):
             t = time.monotonic()
             k = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
             detail = {"kernel": cell.spec,

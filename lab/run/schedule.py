@@ -30,7 +30,10 @@ def scopes(matrix: matrix_file.Matrix, workers: int) -> dict[tuple[str, int], st
     """(test id, repetition) → work unit name (``c<cell index>s<sub-unit>``) for this
     run's tests; the repetition is 0 when the run does not repeat its tests."""
     index = {label: i for i, label in enumerate(matrix.cell_labels())}
-    n = splits(len(index), workers)
+    # The cells this run has tests of: a shard split by cell has only its own, which its
+    # workers share (split), rather than one of them serving all while the others idle.
+    present = {cell for cell, _ in matrix.assigned if cell in index}
+    n = splits(len(present), workers)
     repeat = int(matrix.options.get("repeat") or 1)
     reps = range(1, repeat + 1) if repeat > 1 else [0]
     out = {}
