@@ -42,6 +42,7 @@ SLOW_IOPS = 25
 #   destroy_buffers    100%  100%   100%    100%      100%
 # pin pays (setup_vs_destroy 2.5x); a spinning start barrier buys nothing
 # measurable at this load; a yield before each call costs everywhere.
+OPTS: tuple[str, ...] = ("pin",)
 # concurrent_destroy's window is the ~0.5 us a failing io_destroy takes, and one
 # call each after a barrier seldom lands in it: on 2026-12-07 (load 6-10 on 2
 # cores) 0 of 3,051 rounds overlapped (10 runs of 15 s: pin, pin+spin, 2 or 4
