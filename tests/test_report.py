@@ -187,14 +187,14 @@ def test_report_shows_the_overlap_of_every_race_test(tmp_path: Path) -> None:
     assert [(r["cell"], r["scenario"].split("::")[1], r["verdict"], r["overlapped"],
              r["rounds"], r["rate"], r["power"]) for r in ctx["races"]] == [
         ("debian:6.1", "test_race", "PASS", 29, 300, "9.7%", "95%"),
-        ("debian:7.2", "test_race", "INCONCLUSIVE", 3, 10000, "0.0%", "27%"),
+        ("debian:7.2", "test_race", "INCONCLUSIVE", 3, 10000, "0.03%", "27%"),
         ("debian:7.2", "test_race3", "PASS", 2, 40, "5.0%", "")]
     page = parse(report.write(d, today=TODAY).read_text())
     rows = page.one("section", id="races").find_all("tr", cls="race")
     assert [(r.attrs["data-cell"], r.one("td", cls="overlap").all_text(),
              r.one("td", cls="power").all_text()) for r in rows] == [
         ("debian:6.1", "29 of 300 (9.7%)", "95% (p 0.1)"),
-        ("debian:7.2", "3 of 10000 (0.0%)", "27% (p 0.1)"),
+        ("debian:7.2", "3 of 10000 (0.03%)", "27% (p 0.1)"),
         ("debian:7.2", "2 of 40 (5.0%)", "\N{EN DASH}")]
     # the INCONCLUSIVE row links to its entry in the inconclusive list
     (a,) = rows[1].find_all("a")

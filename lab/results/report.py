@@ -200,6 +200,14 @@ def _inconclusive(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]
     return out
 
 
+def _share(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage, with a digit more when it would read 0.0%."""
+    if not whole:
+        return ""
+    rate = part / whole
+    return f"{rate:.2%}" if 0 < rate < 0.001 else f"{rate:.1%}"
+
+
 def _races(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]:
     """Every result that measured how much its racing calls overlapped (a race test's
     ``overlap`` data, scenarios/races/conftest.py), whatever its verdict: how many rounds
@@ -216,7 +224,7 @@ def _races(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]:
                     "verdict": r.verdict, "repeat": r.repeat,
                     "anchor": _link(key, statuses.get(key)),
                     "rounds": rounds, "overlapped": overlapped,
-                    "rate": f"{overlapped / rounds:.1%}" if rounds else "",
+                    "rate": _share(overlapped, rounds),
                     "floor": f"{ov.get('floor_rounds', '?')} and "
                              f"{float(ov.get('floor_rate') or 0):.1%}",
                     "power": "" if power is None else f"{float(power):.0%}",
