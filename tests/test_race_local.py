@@ -100,7 +100,8 @@ def test_bench_compares_the_overlap_both_ways(agent: Agent) -> None:
 
     gain = bench_race.overlap_gain(Call(), seconds=1.0, repeats=2)  # type: ignore[arg-type]
     assert len(gain.hammer) == len(gain.one_call) == 2
-    assert all(r["rounds"] > 0 for r in gain.hammer + gain.one_call)
+    assert all(r["rounds"] > 0 and r["margin_ns"] > 0 and r["window_ns"] > 0
+               for r in gain.hammer + gain.one_call)
     assert sum(r["overlapped"] for r in gain.hammer) > 0 and gain.ratio > 0
 
 

@@ -134,7 +134,8 @@ def _bench(args: argparse.Namespace) -> int:
         print("concurrent destroy overlapped rounds: hammered " + ", ".join(
             f"{r['overlapped']}/{r['rounds']}" for r in ov["hammer"]) + " | one call each "
             + ", ".join(f"{r['overlapped']}/{r['rounds']}" for r in ov["one_call"])
-            + f" | ratio {ov['ratio']:.1f}x (goal {ov['goal']}x)")
+            + f" | ratio {ov['ratio']:.1f}x (goal {ov['goal']}x) | margin/window ns "
+            + ", ".join(f"{r['margin_ns']}/{r['window_ns']}" for r in ov["hammer"]))
     for name in ("build_base_vs_vng", "build_rebuild_touch", "build_cache_hit",
                  "build_bisect_step", "build_bisect_real"):
         if name in figures:

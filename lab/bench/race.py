@@ -222,7 +222,7 @@ OVERLAP_GOAL = 10.0
 class OverlapGain:
     """Overlapped rounds of the concurrent-destroy loop, hammered and one call each."""
 
-    hammer: list[dict[str, int]]  # per run: rounds and overlapped
+    hammer: list[dict[str, int]]  # per run: rounds, overlapped, margin and window
     one_call: list[dict[str, int]]
     ratio: float  # hammered overlap rate / one-call overlap rate
 
@@ -230,7 +230,11 @@ class OverlapGain:
 def _overlap_run(agent: Agent, opts: tuple[str, ...], seconds: float) -> dict[str, int]:
     got = agent.call("race.concurrent_destroy", call_timeout=seconds + 120.0, threads=4,
                      polls=4, iterations=100_000, seconds=seconds, opts=list(opts))
-    return {"rounds": int(got["overlap_rounds"]), "overlapped": int(got["overlapped"])}
+    # The margin (a stamp's cost plus the vCPUs' estimated TSC offset) against the window
+    # (prefix_ns): an overlap must outlast the margin inside the window, so a margin near
+    # the window's length hides overlaps, whichever way the racers are driven.
+    return {"rounds": int(got["overlap_rounds"]), "overlapped": int(got["overlapped"]),
+            "margin_ns": int(got["clock_ns"]), "window_ns": int(got["prefix_ns"])}
 
 
 def overlap_gain(agent: Agent, *, seconds: float = 15.0, repeats: int = 3) -> OverlapGain:
