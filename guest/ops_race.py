@@ -11,7 +11,9 @@ timeout turns that into a HANG.
 
 ``opts`` names how the threads are driven (csrc/race.h RACE_OPT_*): "pin"
 (each thread on its own vCPU), "spin" (rounds start at a spinning barrier),
-"yield" (sched_yield before each racing call).
+"yield" (sched_yield before each racing call), "hammer" (concurrent_destroy
+only: the racers call in a tight loop until one store lets the kernel find
+the context).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def kind_bits() -> dict[str, int]:
 def opt_bits() -> dict[str, int]:
     """Technique name -> its RACE_OPT_* bit, as csrc/race.h defines it."""
     lib = native.lib()
-    return {"pin": lib.RACE_OPT_PIN, "spin": lib.RACE_OPT_SPIN, "yield": lib.RACE_OPT_YIELD}
+    return {"pin": lib.RACE_OPT_PIN, "spin": lib.RACE_OPT_SPIN, "yield": lib.RACE_OPT_YIELD,
+            "hammer": lib.RACE_OPT_HAMMER}
 
 
 # What the loops do unless told otherwise: what paid on TCG (scenarios/races/params.py).

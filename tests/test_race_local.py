@@ -72,6 +72,39 @@ def test_concurrent_destroy_one_winner(agent: Agent) -> None:
     assert got["polls_submitted"] == 30
 
 
+def test_hammered_destroy_keeps_the_accounting(agent: Agent) -> None:
+    # Each racer ends a round with one result, as with one call each; the calls on the
+    # hidden context before are counted apart, at least one per racer but thread 0.
+    got = agent.ok("race.concurrent_destroy", threads=3, polls=2, iterations=20, seconds=60,
+                   opts=["pin", "hammer"])
+    assert got["opts"] == ["pin", "hammer"] and got["iterations"] == 20
+    assert (got["destroy_ok"], got["destroy_einval"], got["destroy_other"]) == (20, 40, 0)
+    assert got["no_winner"] == got["many_winners"] == 0
+    assert got["polls_submitted"] == 40
+    assert got["hammer_calls"] >= 20 * 2
+    assert got["overlap_rounds"] == 20 and got["overlapped"] <= got["any_overlap"]
+
+
+def test_hammering_the_host_overlaps(agent: Agent) -> None:
+    # On the host's real cores the hammered racers overlap in most rounds; one call each
+    # after a barrier seldom does (the same window, the racers' starts further apart).
+    got = agent.ok("race.concurrent_destroy", threads=2, polls=0, iterations=60, seconds=60,
+                   opts=["pin", "hammer"])
+    assert got["overlapped"] >= 10, got
+
+
+def test_bench_compares_the_overlap_both_ways(agent: Agent) -> None:
+    class Call:  # the lab's Agent.call, over the local agent
+        def call(self, op: str, *, call_timeout: float, **args: Any) -> Any:
+            return agent.ok(op, **args)
+
+    gain = bench_race.overlap_gain(Call(), seconds=1.0, repeats=2)  # type: ignore[arg-type]
+    assert len(gain.hammer) == len(gain.one_call) == 2
+    assert all(r["rounds"] > 0 and r["margin_ns"] > 0 and r["window_ns"] > 0
+               for r in gain.hammer + gain.one_call)
+    assert sum(r["overlapped"] for r in gain.hammer) > 0 and gain.ratio > 0
+
+
 def test_setup_vs_destroy_accounts_every_context(agent: Agent) -> None:
     got = agent.ok("race.setup_vs_destroy", creators=2, lookers=2, slots=4, iterations=60,
                    seconds=60)
@@ -97,6 +130,9 @@ def test_destroy_buffers_on_a_fast_file(agent: Agent, disk: str) -> None:
     ("race.destroy_vs_submit", {"kinds": ["poll"], "submitters": 2, "nr_events": 4}),
     ("race.concurrent_destroy", {"threads": 1}),
     ("race.setup_vs_destroy", {"creators": 0}),
+    # hammering is the concurrent destroy's alone
+    ("race.destroy_vs_submit", {"kinds": ["poll"], "opts": ["hammer"]}),
+    ("race.setup_vs_destroy", {"opts": ["hammer"]}),
 ])
 def test_bad_parameters_are_einval(agent: Agent, op: str, args: dict[str, Any]) -> None:
     reply = agent.request(op, **args)

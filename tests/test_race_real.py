@@ -46,6 +46,8 @@ def test_race_suites_on_debian_7_2(tmp_path: Path) -> None:
         ov = rec["data"]["overlap"]
         assert ov["rounds"] == race["overlap_rounds"] > 0 and ov["overlapped"] <= ov["rounds"]
         raced = ov["overlapped"] >= ov["floor_rounds"] and ov["rate"] >= ov["floor_rate"]
+        # Its detection power too, whatever the verdict (scenarios/races/params.py power).
+        assert ov["power"] == round(1 - (1 - ov["power_p"]) ** ov["overlapped"], 4), ov
         assert rec["verdict"] == ("PASS" if raced else "INCONCLUSIVE"), (name, ov)
         assert (rec["test"] in undecided) == (not raced)
         if not raced:
@@ -53,7 +55,9 @@ def test_race_suites_on_debian_7_2(tmp_path: Path) -> None:
     by = {name.split("[")[0]: rec for name, rec in recs.items()}
     dvs = by["test_destroy_vs_submit"]["data"]["race"]
     assert dvs["submit_ok"] > 0 and dvs["late_completions"] == 0
-    assert by["test_exactly_one_destroy_wins"]["data"]["race"]["many_winners"] == 0
+    cd = by["test_exactly_one_destroy_wins"]["data"]["race"]
+    assert cd["many_winners"] == 0
+    assert cd["opts"] == ["hammer"] and cd["hammer_calls"] >= cd["iterations"] * 3, cd
     svd = by["test_setup_destroy_lookup"]["data"]
     assert svd["aio_nr"]["after"] == svd["aio_nr"]["before"]
     buf = by["test_buffers_quiet_after_destroy"]["data"]["race"]

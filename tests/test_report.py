@@ -75,8 +75,12 @@ AUDITED = [
     rec("test_cancel", "PASS", "debian:6.1", claim=CATALOGUE[1]["text"]),
     rec("test_stray", "PASS", claim="a claim nobody listed"),
     rec("test_race", "INCONCLUSIVE", file="scenarios/races/r.py",
-        reason="the calls overlapped in 3 of 10000 iterations (floor 100)"),
-    rec("test_race", "PASS", "debian:6.1", file="scenarios/races/r.py"),
+        reason="the calls overlapped in 3 of 10000 iterations (floor 100)",
+        data={"overlap": {"rounds": 10000, "overlapped": 3, "floor_rounds": 100,
+                          "floor_rate": 0.01, "power": 0.271, "power_p": 0.1}}),
+    rec("test_race", "PASS", "debian:6.1", file="scenarios/races/r.py",
+        data={"overlap": {"rounds": 300, "overlapped": 29, "floor_rounds": 5,
+                          "floor_rate": 0.003, "power": 0.9529, "power_p": 0.1}}),
     rec("test_race2", "INCONCLUSIVE", "debian-src:7.3/debug", file="scenarios/races/r.py",
         reason="overlap 0.1% < floor 1%"),
 ]
@@ -171,6 +175,33 @@ def _check_audit_page(page: Node) -> None:
                 if r.attrs["data-scenario"] == "scenarios/races/r.py::test_race")
     (a,) = race.find_all("a")
     assert a.attrs["href"] == "#" + items[1].attrs["id"]
+
+
+def test_report_shows_the_overlap_of_every_race_test(tmp_path: Path) -> None:
+    # A PASS raced as much as an INCONCLUSIVE: both show their overlap and power; a race
+    # record from before the power was recorded shows a dash, a non-race test no row.
+    d = audited_run(tmp_path)
+    old = rec("test_race3", "PASS", file="scenarios/races/r.py",
+              data={"overlap": {"rounds": 40, "overlapped": 2, "floor_rounds": 1,
+                                "floor_rate": 0.003}})
+    with (d / "results.jsonl").open("a") as f:
+        f.write(json.dumps(asdict(old)) + "\n")
+    ctx = report.context(report.load_run(d), today=TODAY)
+    assert [(r["cell"], r["scenario"].split("::")[1], r["verdict"], r["overlapped"],
+             r["rounds"], r["rate"], r["power"]) for r in ctx["races"]] == [
+        ("debian:6.1", "test_race", "PASS", 29, 300, "9.7%", "95%"),
+        ("debian:7.2", "test_race", "INCONCLUSIVE", 3, 10000, "0.03%", "27%"),
+        ("debian:7.2", "test_race3", "PASS", 2, 40, "5.0%", "")]
+    page = parse(report.write(d, today=TODAY).read_text())
+    rows = page.one("section", id="races").find_all("tr", cls="race")
+    assert [(r.attrs["data-cell"], r.one("td", cls="overlap").all_text(),
+             r.one("td", cls="power").all_text()) for r in rows] == [
+        ("debian:6.1", "29 of 300 (9.7%)", "95% (p 0.1)"),
+        ("debian:7.2", "3 of 10000 (0.03%)", "27% (p 0.1)"),
+        ("debian:7.2", "2 of 40 (5.0%)", "\N{EN DASH}")]
+    # the INCONCLUSIVE row links to its entry in the inconclusive list
+    (a,) = rows[1].find_all("a")
+    assert page.find_all(id=a.attrs["href"][1:])
 
 
 def test_html_without_claims_json_says_so_in_one_line(tmp_path: Path) -> None:

@@ -73,11 +73,16 @@
  *         milliseconds after the other).
  *  YIELD: sched_yield() just before each racing call, so a thread that
  *         shares its vCPU with another racer lets that one reach its call.
+ *  HAMMER: (race_concurrent_destroy.c only; the other loops refuse it) the
+ *         racers call in a tight loop on a target the kernel cannot find yet,
+ *         and one store makes it findable: no wake-up stands between the
+ *         racers' starts (see that file).
  */
 #define RACE_OPT_PIN 1
 #define RACE_OPT_SPIN 2
 #define RACE_OPT_YIELD 4
 #define RACE_OPTS_ALL 7
+#define RACE_OPT_HAMMER 8
 
 /* Spin this many polls before yielding the vCPU to whoever shares it. */
 #define RACE_SPIN_POLLS 4096

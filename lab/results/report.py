@@ -215,6 +215,39 @@ def _inconclusive(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]
     return out
 
 
+def _share(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage, with a digit more when it would read 0.0%."""
+    if not whole:
+        return ""
+    rate = part / whole
+    return f"{rate:.2%}" if 0 < rate < 0.001 else f"{rate:.1%}"
+
+
+def _races(run: Run, statuses: dict[Key, Status]) -> list[dict[str, Any]]:
+    """Every result that measured how much its racing calls overlapped (a race test's
+    ``overlap`` data, scenarios/races/conftest.py), whatever its verdict: how many rounds
+    overlapped, the floor it needed, and the run's detection power."""
+    out = []
+    for r in run.records:
+        ov = r.data.get("overlap")
+        if not isinstance(ov, dict):
+            continue
+        key = key_of(r)
+        rounds, overlapped = int(ov.get("rounds") or 0), int(ov.get("overlapped") or 0)
+        power = ov.get("power")
+        out.append({"cell": key[0], "scenario": key[1], "test": r.test,
+                    "verdict": r.verdict, "repeat": r.repeat,
+                    "anchor": _link(key, statuses.get(key)),
+                    "rounds": rounds, "overlapped": overlapped,
+                    "rate": _share(overlapped, rounds),
+                    "floor": f"{ov.get('floor_rounds', '?')} and "
+                             f"{float(ov.get('floor_rate') or 0):.1%}",
+                    "power": "" if power is None else f"{float(power):.0%}",
+                    "power_p": "" if ov.get("power_p") is None
+                               else f"{float(ov['power_p']):g}"})
+    return sorted(out, key=lambda e: (e["cell"], e["scenario"], e["repeat"]))
+
+
 def _audit(run: Run, statuses: dict[Key, Status], cells: list[str]) -> dict[str, Any] | None:
     """The spec audit (lab.results.claims) laid out per cell; None without claims.json."""
     if run.claims is None:
@@ -343,6 +376,7 @@ def context(run: Run, *, baseline: Run | None = None, history: Sequence[Run] = (
         "audit": _audit(run, statuses, labels),
         "inconclusive": _inconclusive(run, statuses),
         "bugs": _bugs(run, statuses),
+        "races": _races(run, statuses),
         "deviations": _notes(run.records, "deviations"),
         "observed": _notes(run.records, "observed"),
         "phases": _phases(run.phases),

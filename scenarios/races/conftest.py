@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scenarios.races.params import Floor
+from scenarios.races.params import POWER_P, Floor, power
 
 AIO_NR = "/proc/sys/fs/aio-nr"
 MARGIN_S = 120.0
@@ -48,7 +48,8 @@ def raced(record: Any, inconclusive: Any) -> Callable[[dict[str, Any], Floor], N
 
     The overlap is the loop's own measurement (guest/csrc/race.h): rounds in
     which the racing calls were in the kernel at the same time, by
-    CLOCK_MONOTONIC reads around each call.  A failed check stays a FAIL.
+    CLOCK_MONOTONIC reads around each call.  The record also carries the run's
+    detection power (params.power), whatever the verdict.  A failed check stays a FAIL.
     """
     def check(got: dict[str, Any], floor: Floor) -> None:
         rounds, overlapped = got["overlap_rounds"], got["overlapped"]
@@ -58,7 +59,8 @@ def raced(record: Any, inconclusive: Any) -> Callable[[dict[str, Any], Floor], N
                            "clock": "tsc" if got["clock_tsc"] else "monotonic",
                            "clock_ns": got["clock_ns"], "clock_res_ns": got["clock_res_ns"],
                            "opts": got["opts"], "floor_rate": floor.rate,
-                           "floor_rounds": floor.rounds})
+                           "floor_rounds": floor.rounds,
+                           "power": round(power(overlapped), 4), "power_p": POWER_P})
         if got["clock_res_ns"] > CLOCK_RES_LIMIT_NS:
             inconclusive(f"the clock moves in {got['clock_res_ns'] / 1000:.0f} us steps here: "
                          "too coarse to tell whether the racing calls overlapped")

@@ -43,6 +43,23 @@ SLOW_IOPS = 25
 # pin pays (setup_vs_destroy 2.5x); a spinning start barrier buys nothing
 # measurable at this load; a yield before each call costs everywhere.
 OPTS: tuple[str, ...] = ("pin",)
+# concurrent_destroy's window is the ~0.5 us a failing io_destroy takes, and one
+# call each after a barrier seldom lands in it: on 2026-12-07 (load 6-10 on 2
+# cores) 0 of 3,051 rounds overlapped (10 runs of 15 s: pin, pin+spin, 2 or 4
+# threads, 0 or 4 polls).  So its racers hammer instead: they call io_destroy in
+# a tight loop until one store makes the context findable
+# (guest/csrc/race_concurrent_destroy.c).  Side by side in one guest, 3 runs of
+# 15 s each, overlapped of all rounds (load 8.7-10.5):
+#   one call each, pin, 4 threads (the old default)   4 of 819    0.5%
+#   hammer+pin, 4 threads, 4 polls                   249 of 327   76%
+#   hammer+pin, 2 threads, 4 polls                   229 of 611   37%
+#   hammer+pin, 2 threads, no polls                  220 of 574   38%
+#   hammer, 4 threads, 4 polls                       319 of 431   74%
+# Hammering overlaps ~60x as often; unpinned it ran more rounds in each run.
+# Single-threaded TCG (--accel tcg-single, load ~3, 2 runs of 15 s each): one call
+# each 6 of 902, hammered 311 of 642 (48%): a vCPU switched out mid-call leaves
+# its racer in the kernel while the other vCPU's racer enters.
+HAMMER: tuple[str, ...] = ("hammer",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +77,10 @@ class DestroyVsSubmit:
 @dataclasses.dataclass(frozen=True)
 class ConcurrentDestroy:
     threads: int = 4
-    iterations: int = 300  # ~20/s here: few rounds race, so all the time bound allows
+    iterations: int = 300  # ~9/s hammered here: the time bound ends the loop first
     seconds: float = 15.0
     polls: int = 4  # pending POLLs make io_destroy cancel and wait: a wider window
-    opts: tuple[str, ...] = OPTS
+    opts: tuple[str, ...] = HAMMER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +141,11 @@ FLOORS: dict[str, Floor] = {
     "destroy_vs_submit": Floor(0.25, 5, "a submitter was in io_submit as io_destroy "
                                "entered in 90-93% of rounds, single-threaded TCG too "
                                "(a vCPU paused mid-syscall leaves its thread in the kernel)"),
-    "concurrent_destroy": Floor(0.003, 1, "a loser was inside the winner's racy start "
-                                "(its first prefix_ns) in 1-2% of rounds under "
-                                "multi-threaded TCG, 0-1% single-threaded"),
+    # 7 overlaps: a 52% chance to see a bug that shows in one overlap in ten (POWER_P).
+    "concurrent_destroy": Floor(0.05, 7, "with the racers hammering, a loser was inside "
+                                "the winner's racy start (its first prefix_ns) in 74% of "
+                                "rounds under multi-threaded TCG, 48% single-threaded "
+                                "(one call each: 0.5-0.7%)"),
     "setup_vs_destroy": Floor(0.02, 3, "a lookup of the very context was in the kernel as "
                               "its io_destroy entered in 12-13% of destroys, pinned, "
                               "single- or multi-threaded TCG"),
@@ -136,6 +155,19 @@ FLOORS: dict[str, Floor] = {
                              "entered submissions under multi-threaded TCG but 0.5% "
                              "single-threaded, and in 40-60% of SQPOLL ones"),
 }
+
+
+# Detection power: the chance that this run saw a bug that shows, with probability
+# POWER_P, in any one round whose racing calls overlapped (rounds that did not overlap
+# cannot show it).  With n overlapped rounds that is 1 - (1 - POWER_P)**n: one overlap
+# gives 10%, 7 give 52%, 29 give 95%.  One p for every race, so that the figures compare;
+# a bug that every overlap exposes is seen by any run that overlapped once.
+POWER_P = 0.1
+
+
+def power(overlapped: int, p: float = POWER_P) -> float:
+    """The chance that ``overlapped`` overlapped rounds showed a bug of ``p`` per overlap."""
+    return 1.0 - (1.0 - p) ** max(0, overlapped)
 
 
 P = TypeVar("P")
@@ -171,6 +203,6 @@ def ident(p: Any) -> str:
     """A short test id: the numeric fields that set the loop's size."""
     keys = ("submitters", "threads", "creators", "lookers", "nbufs", "iterations", "seconds")
     parts = [f"{k}{getattr(p, k):g}" for k in keys if hasattr(p, k)]
-    if getattr(p, "opts", OPTS) != OPTS:  # techniques other than the default: say which
+    if getattr(p, "opts", OPTS) != getattr(type(p)(), "opts", OPTS):  # not the default
         parts.append("opts-" + ("+".join(p.opts) or "none"))
     return "-".join(parts)
