@@ -44,6 +44,7 @@ from lab.run.keys import (
     item_cell,
     item_kernel,
     lab_data,
+    required_config,
 )
 from lab.run.progress import terminal_writer
 from lab.vm import slots
@@ -100,14 +101,14 @@ def after_wait(mark: watch.Mark, waited: float) -> watch.Mark:
 
 
 def _check_config_in_guest(item: pytest.Item, machine: Machine) -> None:
-    marker = item.get_closest_marker("requires_config")
+    required = required_config(item)
     k = item_kernel(item)
-    if marker is None or k is None or k.config is not None:
+    if not required or k is None or k.config is not None:
         return  # decided before any fixture (lab.run.plugin), from the kernel's own config
-    reason = facts_mod.mismatch(machine.facts, marker.args, label=f"{k.spec} ({k.release})")
+    reason = facts_mod.mismatch(machine.facts, required, label=f"{k.spec} ({k.release})")
     if reason is not None:
         pytest.skip(reason)
-    unknown = facts_mod.unknown(machine.facts, marker.args)
+    unknown = facts_mod.unknown(machine.facts, required)
     if unknown:
         # Run it: an option nobody could tell is the test's to find out, never a SKIP.
         lab_data(item)["config_unknown"] = unknown

@@ -1,0 +1,46 @@
+"""A test's requirements decided before its fixtures touch the guest: ``requires_config``
+(every marker on the test, its class and its module, together)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from labrun import lab_run
+
+from lab.kernel.resolve import resolve_kernel
+from lab.paths import cache_root
+
+pytestmark = pytest.mark.vm  # a real kernel image and `lab run`; no boot when all is well
+
+
+def _debian_without(tmp_path: Path, option: str) -> Path:
+    """Debian's 7.2 image, handed over as a bare image with a config beside it (as a
+    kernel developer keeps one) that turns ``option`` off."""
+    k = resolve_kernel("debian:7.2", cache=cache_root())
+    assert k.config is not None and k.config_option(option) is not None
+    image = tmp_path / "kernel" / "vmlinuz"
+    image.parent.mkdir()
+    shutil.copy2(k.image, image)
+    lines = [f"# CONFIG_{option} is not set" if line.startswith(f"CONFIG_{option}=") else line
+             for line in k.config.read_text().splitlines()]
+    (image.parent / f"config-{k.release}").write_text("\n".join(lines) + "\n")
+    return image
+
+
+def test_a_function_s_requirement_adds_to_its_module_s(tmp_path: Path) -> None:
+    """test_multishot_nobufs.py requires IO_URING and BLK_DEV_UBLK (two module markers):
+    a kernel without ublk SKIPs both of its tests, without a boot (seen: FAIL twice,
+    "Module ublk_drv not found", when only the first marker counted)."""
+    image = _debian_without(tmp_path, "BLK_DEV_UBLK")
+    res = lab_run(tmp_path, "--boot-timeout", "60", "--",
+                  "scenarios/uring/test_multishot_nobufs.py", kernel=str(image))
+    recs = res.records()
+    assert len(recs) == 2 and {r["verdict"] for r in recs} == {"SKIP"}, res.out[-3000:]
+    assert all("lacks CONFIG_BLK_DEV_UBLK" in r["reason"] for r in recs), recs
+    phases = [json.loads(x)["phase"]
+              for x in (res.run_dir / "phases.jsonl").read_text().splitlines()]
+    assert "boot" not in phases, phases
+    assert res.returncode == 4, res.out[-3000:]  # nothing was tested
