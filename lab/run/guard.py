@@ -11,6 +11,9 @@ it came from.
   from the start of its window to its end; a wait for the slot is kept in its record.
 - When the kernel config was unknown before boot, ``requires_config`` is decided here,
   from what the guest told (lab.vm.session); an option still unknown runs the test.
+  ``requires_feature`` is decided here too, by probing the guest's kernel
+  (lab.run.features): both before the window opens and before the test's own
+  fixtures, so a test its kernel cannot run SKIPs before it did any I/O.
 - An agent or machinery error in any phase is diagnosed at once (CRASH, HANG or
   INFRA, from the console and QEMU's state) and the guest is marked for replacement;
   a guest op that raised a Python exception is the test's failure and the guest is
@@ -35,7 +38,7 @@ from lab.errors import InfraError
 from lab.kernel import facts as facts_mod
 from lab.results import record as results
 from lab.results import splat
-from lab.run import watch
+from lab.run import features, watch
 from lab.run.keys import (
     ASSESSMENT_KEY,
     DIAGNOSIS_KEY,
@@ -68,6 +71,7 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     item.stash[MACHINE_KEY] = machine
     agent: Agent = request.getfixturevalue("agent")
     _check_config_in_guest(item, machine)
+    features.check(item, agent, label=f"{machine.kernel.spec} ({machine.kernel.release})")
     mark = watch.begin(machine, agent, item.nodeid)
     previous, machine.last_test = machine.last_test, item.nodeid
     if machine.boot_note:
