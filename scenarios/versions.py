@@ -84,8 +84,8 @@ def range_in(table: Mapping[str, tuple[Range, ...]], version: Version, key: str)
         build = getattr(version, "build", "")
         if r.builds and r.value is not UNVERIFIED and build not in r.builds:
             return Range(r.low, r.high, UNVERIFIED,
-                         f"{r.why}, on {'/'.join(r.builds)} builds; this kernel is "
-                         f"{'a ' + build + ' build' if build else 'of an unknown build'}",
+                         f"{r.why}, on {'/'.join(r.builds)} builds; this kernel is not "
+                         f"one of them ({build or 'build unknown'})",
                          r.builds)
         return r
     raise KeyError(f"no expectation for {key} on {dotted(version)}")

@@ -62,7 +62,12 @@ def test_base_builds_boots_and_runs_every_suite(tmp_path: Path) -> None:
     # as the probe found); a race that could not show it raced is INCONCLUSIVE, not PASS.
     assert by_suite["aio"] <= {"PASS", "SKIP"} and "PASS" in by_suite["aio"], by_suite
     assert by_suite["races"] <= {"PASS", "INCONCLUSIVE"} and "PASS" in by_suite["races"]
-    assert all("overlapped in" in r["reason"] for r in recs if r["verdict"] == "INCONCLUSIVE")
+    # The other INCONCLUSIVE: the ring charge, measured on Debian's builds only, is
+    # observed on a bare image (nobody can tell whose build it is), not judged.
+    assert all("overlapped in" in r["reason"] or (
+        "test_ring_memory_charge_by_version" in r["test"]
+        and "observed, not judged" in r["reason"] and "not one of them (path)" in r["reason"])
+        for r in recs if r["verdict"] == "INCONCLUSIVE")
     assert len([r for r in recs if r["test"].startswith("scenarios/aio/")]) >= 30
     # AIO and io_uring are on in base, as the kernel itself said (ENOSYS probe).
     assert by_suite["enosys"] == {"SKIP"}
