@@ -478,7 +478,23 @@ def ublk_fetch_nobufs(mode: str, nreads: int = 1, timeout_ms: int = 30000) -> di
     return out
 
 
+def ublk_features() -> dict[str, Any]:
+    """ublk_drv's UBLK_U_CMD_GET_FEATURES (what the driver supports), loading it first:
+    ``{"features": int, "batch_io": bool}``; ENOENT when there is no ublk_drv."""
+    lib = native.lib()
+    _load_driver()
+    server = Server()
+    try:
+        feats = native.ffi().new("uint64_t *")
+        server.ctrl_call("GET_FEATURES", lib.UBLK_U_CMD_GET_FEATURES,
+                         addr=int(native.ffi().cast("uintptr_t", feats)), length=8)
+        return {"features": int(feats[0]), "batch_io": bool(feats[0] & lib.UBLK_F_BATCH_IO)}
+    finally:
+        server.close()
+
+
 OPS: dict[str, Callable[..., Any]] = {
+    "ublk.features": ublk_features,
     "ublk.batch_fetch": ublk_batch_fetch,
     "ublk.fetch_nobufs": ublk_fetch_nobufs,
 }

@@ -29,6 +29,7 @@ AREAS: dict[str, tuple[str, ...]] = {
     "fs": ("guest.ops_sys", "guest.ops_scratchfs"),
     "mem": ("guest.ops_sys",),
     "nvme": ("guest.ops_nvme",),
+    "probe": ("guest.ops_probe",),
     "race": ("guest.ops_race",),
     "sys": ("guest.ops_sys", "guest.ops_raw"),
     "thread": ("guest.ops_thread",),

@@ -16,7 +16,7 @@ import pytest
 from localagent import Agent
 
 from scenarios.uring.conftest import ring_pages
-from scenarios.uring.expectations import EXPECTATIONS, UNVERIFIED, expect, lacks
+from scenarios.uring.expectations import EXPECTATIONS, UNVERIFIED, by_multishot, expect
 
 HOST = tuple(int("".join(c for c in p if c.isdigit()) or 0)
              for p in os.uname().release.split("-")[0].split(".")[:3])
@@ -105,12 +105,16 @@ def test_uring_cmd_flag_rules_on_host(agent: Agent, tmp_path: Path, key: str,
     out = agent.ok("uring.run", ring=ring, timeout_ms=2000, sqes=[
         {"opcode": "URING_CMD", "fd": fd, "uring_cmd_flags": cmd_flags, "flags": sqe_flags,
          "buf_group": 1}])
-    assert [c["res"] for c in out["cqes"]] == [-getattr(errno, expect(HOST, key))]
+    has = agent.ok("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
+    assert has["has"] is not None, has
+    assert [c["res"] for c in out["cqes"]] == [-getattr(errno, by_multishot(key,
+                                                                            has=has["has"]))]
 
 
 def test_valid_multishot_on_a_file_is_eopnotsupp(agent: Agent, tmp_path: Path) -> None:
-    if lacks(HOST, "uring_cmd_multishot"):
-        pytest.skip(str(lacks(HOST, "uring_cmd_multishot")))
+    has = agent.ok("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
+    if not has["has"]:
+        pytest.skip(f"the host's kernel lacks IORING_URING_CMD_MULTISHOT ({has['how']})")
     fd = agent.ok("fs.open", path=_file(tmp_path, b"x"))
     ring = agent.ok("uring.setup", entries=4, flags=["SQE128", "CQE32"])["ring"]
     agent.ok("uring.pbuf_register", ring=ring, bgid=1, entries=2)

@@ -62,7 +62,12 @@ def test_base_builds_boots_and_runs_every_suite(tmp_path: Path) -> None:
     # as the probe found); a race that could not show it raced is INCONCLUSIVE, not PASS.
     assert by_suite["aio"] <= {"PASS", "SKIP"} and "PASS" in by_suite["aio"], by_suite
     assert by_suite["races"] <= {"PASS", "INCONCLUSIVE"} and "PASS" in by_suite["races"]
-    assert all("overlapped in" in r["reason"] for r in recs if r["verdict"] == "INCONCLUSIVE")
+    # The other INCONCLUSIVE: the ring charge, measured on Debian's builds only, is
+    # observed on a bare image (nobody can tell whose build it is), not judged.
+    assert all("overlapped in" in r["reason"] or (
+        "test_ring_memory_charge_by_version" in r["test"]
+        and "observed, not judged" in r["reason"] and "not one of them (path)" in r["reason"])
+        for r in recs if r["verdict"] == "INCONCLUSIVE")
     assert len([r for r in recs if r["test"].startswith("scenarios/aio/")]) >= 30
     # AIO and io_uring are on in base, as the kernel itself said (ENOSYS probe).
     assert by_suite["enosys"] == {"SKIP"}
@@ -71,12 +76,14 @@ def test_base_builds_boots_and_runs_every_suite(tmp_path: Path) -> None:
     fio = [r for r in recs if "test_fio" in r["test"]]
     assert fio and {r["verdict"] for r in fio} == {"PASS"}
     # The other SKIPs: what base lacks, as the probe found it (ext4 and loop for
-    # RWF_DONTCACHE), and the pre-6.18 multishot rules on a kernel that has 6.18's.
+    # RWF_DONTCACHE), and the rules of kernels without multishot uring_cmd on a kernel
+    # that has it (as its probe found).
     skipped = [r for r in recs if r["verdict"] == "SKIP" and "/enosys/" not in r["test"]]
     lacks = [r for r in skipped if "lacks CONFIG_" in r["reason"]]
     assert lacks and all("(config from probe)" in r["reason"] and "BLK_DEV_UBLK" not in
                          r["reason"] for r in lacks), lacks  # base builds ublk in
-    assert all(r in lacks or "IORING_URING_CMD_MULTISHOT" in r["reason"] for r in skipped), \
+    assert all(r in lacks or "has uring_cmd_multishot (probed: " in r["reason"]
+               for r in skipped), \
         skipped
     assert not [r for r in recs if "unknown" in r["reason"]]
     assert {v for vs in by_suite.values() for v in vs} <= {"PASS", "SKIP", "INCONCLUSIVE"}

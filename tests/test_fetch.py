@@ -481,7 +481,11 @@ def test_path_spec_kernel_and_modules(tmp_path: Path) -> None:
     image = tmp_path / "arch/x86/boot/bzImage"
     image.parent.mkdir(parents=True)
     image.write_bytes(_bzimage("7.2.0"))
-    (tmp_path / ".config").write_text("CONFIG_IO_URING=y\n")
+    # A tree's .config says which release it configured (lab.kernel.imageconfig): it counts
+    # only when that is the image's.
+    (tmp_path / ".config").write_text("#\n# Automatically generated file; DO NOT EDIT.\n"
+                                      "# Linux/x86 7.2.0 Kernel Configuration\n#\n"
+                                      "CONFIG_IO_URING=y\n")
     k = resolve_kernel(str(image), cache=tmp_path)
     assert (k.release, k.source, k.modules) == ("7.2.0", "path", None)
     assert k.config_option("IO_URING") == "y"

@@ -3,9 +3,10 @@
 Scenarios declare the options they need (``requires_config("AIO")``, or
 ``"!AIO"`` for "must be off").  ``mismatch`` says why a kernel cannot run such
 a test, and only from what is known: an option nobody could tell is never a
-reason to SKIP.  Facts come from a whole .config (Debian's, the lab's build, a
-file beside the image, the image's own IKCONFIG, /proc/config.gz in the
-guest), or, for a kernel that carries none, from asking the booted kernel
+reason to SKIP.  Facts come from a whole .config (Debian's, the lab's build, the
+image's own IKCONFIG, a file beside the image that names its release:
+lab.kernel.imageconfig; /proc/config.gz in the guest), or, for a kernel that
+carries none, from asking the booted kernel
 (lab.vm.session: a syscall that answers ENOSYS is not built in).
 """
 

@@ -11,15 +11,13 @@ names the release, and a modules directory must be named after that release.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import atomic
 from lab.errors import InfraError, UserError
-from lab.kernel import debian, ikconfig
+from lab.kernel import debian, imageconfig
 from lab.kernel.artifact import Kernel, file_sha256
 from lab.kernel.spec import (
     BUILT_KINDS,
@@ -66,47 +64,6 @@ def image_release(path: Path) -> str | None:
         return None
     text = raw.split(b"\0", 1)[0].decode("ascii", "replace").split()
     return text[0] if text else None
-
-
-def _config_beside(image: Path, release: str, modules: Path | None) -> Path | None:
-    """A config file that belongs to the image, in the places a kernel developer keeps one."""
-    candidates = [image.parent / f"config-{release}"]
-    if modules is not None:
-        candidates.append(modules / "config")  # Debian 7.x: lib/modules/REL/config
-    if image.parent.name == "boot" and image.parent.parent.name == "x86":
-        candidates.append(image.parents[3] / ".config")  # <tree or O=>/arch/x86/boot/bzImage
-    candidates.append(Path("/boot") / f"config-{release}")
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def _embedded_config(image: Path, cache: Path) -> Path | None:
-    """The config the image carries (CONFIG_IKCONFIG), kept in the cache by image digest."""
-    with open(image, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()[:20]
-    found = cache / "configs" / f"{digest}.config"
-    none = found.with_suffix(".none")  # looked before: this image carries no config
-    if found.is_file():
-        return found
-    if none.is_file():
-        return None
-    text = ikconfig.extract(image)
-    if text is None:
-        atomic.write_text(none, f"{image}\n")
-        return None
-    atomic.write_text(found, text)
-    return found
-
-
-def _config_of(image: Path, release: str, modules: Path | None,
-               cache: Path) -> tuple[Path | None, str]:
-    """The image's config and where it came from ("" when unknown before boot)."""
-    beside = _config_beside(image, release, modules)
-    if beside is not None:
-        return beside, f"file:{beside}"
-    embedded = _embedded_config(image, cache)
-    if embedded is not None:
-        return embedded, "ikconfig"
-    return None, ""
 
 
 def _image_digest(image: Path, want: str | None) -> str:
@@ -160,7 +117,7 @@ def _resolve_path(spec: PathSpec, text: str, *, cache: Path) -> Kernel:
         raise UserError(f"{image} (from {spec.image}) cannot be named in a reproducer "
                         "(IMAGE[,modules=DIR][,sha256=HEX] reads its ',modules=' or "
                         "',sha256=' as an option); give the image from another directory")
-    config, origin = _config_of(image, release, modules, cache)
+    config, origin = imageconfig.config_of(image, release, modules, cache)
     return Kernel(spec=text, release=release, image=image, modules=modules,
                   config=config, config_source=origin, source="path", image_sha256=digest)
 

@@ -13,6 +13,9 @@ it came from.
   from the start of its window to its end; a wait for the slot is kept in its record.
 - When the kernel config was unknown before boot, ``requires_config`` is decided here,
   from what the guest told (lab.vm.session); an option still unknown runs the test.
+  ``requires_feature`` is decided here too, by probing the guest's kernel
+  (lab.run.features): both before the window opens and before the test's own
+  fixtures, so a test its kernel cannot run SKIPs before it did any I/O.
 - An agent or machinery error in any phase is diagnosed at once (CRASH, HANG or
   INFRA, from the console and QEMU's state) and the guest is marked for replacement;
   a guest op that raised a Python exception is the test's failure and the guest is
@@ -37,7 +40,7 @@ from lab.errors import InfraError
 from lab.kernel import facts as facts_mod
 from lab.results import record as results
 from lab.results import splat
-from lab.run import aftermath, watch
+from lab.run import aftermath, features, watch
 from lab.run.keys import (
     ASSESSMENT_KEY,
     DIAGNOSIS_KEY,
@@ -46,6 +49,7 @@ from lab.run.keys import (
     item_cell,
     item_kernel,
     lab_data,
+    required_config,
 )
 from lab.run.progress import terminal_writer
 from lab.vm import slots
@@ -69,6 +73,7 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     item.stash[MACHINE_KEY] = machine
     agent: Agent = request.getfixturevalue("agent")
     _check_config_in_guest(item, machine)
+    features.check(item, agent, label=f"{machine.kernel.spec} ({machine.kernel.release})")
     closed = machine.closed
     mark, gap = watch.begin(machine, agent, item.nodeid, since=closed)
     machine.closed = None
@@ -113,14 +118,14 @@ def after_wait(mark: watch.Mark, waited: float) -> watch.Mark:
 
 
 def _check_config_in_guest(item: pytest.Item, machine: Machine) -> None:
-    marker = item.get_closest_marker("requires_config")
+    required = required_config(item)
     k = item_kernel(item)
-    if marker is None or k is None or k.config is not None:
+    if not required or k is None or k.config is not None:
         return  # decided before any fixture (lab.run.plugin), from the kernel's own config
-    reason = facts_mod.mismatch(machine.facts, marker.args, label=f"{k.spec} ({k.release})")
+    reason = facts_mod.mismatch(machine.facts, required, label=f"{k.spec} ({k.release})")
     if reason is not None:
         pytest.skip(reason)
-    unknown = facts_mod.unknown(machine.facts, marker.args)
+    unknown = facts_mod.unknown(machine.facts, required)
     if unknown:
         # Run it: an option nobody could tell is the test's to find out, never a SKIP.
         lab_data(item)["config_unknown"] = unknown

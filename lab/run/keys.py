@@ -51,3 +51,14 @@ def item_kernel(item: pytest.Item) -> Kernel | None:
 def lab_data(item: pytest.Item) -> dict[str, Any]:
     """The item's record data the lab adds (merged into the record's ``data``)."""
     return item.stash.setdefault(DATA_KEY, {})
+
+
+def required_config(item: pytest.Item) -> list[str]:
+    """The config options a test requires: every ``requires_config`` marker on it, its
+    class and its module (and each parametrization's), together, in order, once each.
+    The closest marker alone is not enough: a module's IO_URING and a function's
+    BLK_DEV_UBLK are both needed."""
+    found: list[str] = []
+    for marker in item.iter_markers("requires_config"):
+        found += [str(a) for a in marker.args if str(a) not in found]
+    return found

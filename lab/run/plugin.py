@@ -32,7 +32,13 @@ from lab.run import aftermath, matrix
 from lab.run import select as select_mod
 from lab.run.cells import Cell
 from lab.run.cells import matrix as cell_matrix
-from lab.run.keys import KERNELS_KEY, MACHINES_KEY, RUN_DIR_KEY, item_cell
+from lab.run.keys import (
+    KERNELS_KEY,
+    MACHINES_KEY,
+    RUN_DIR_KEY,
+    item_cell,
+    required_config,
+)
 from lab.run.progress import terminal_writer
 from lab.run.records import Recorder
 from lab.run.schedule import CellScheduler
@@ -106,6 +112,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "claim(text): the API-spec claim a scenario checks",
         "requires_config(*options): kernel config options the scenario needs (else SKIP); "
         "'!NAME' means the option must be off",
+        "requires_feature(*names): kernel features the scenario needs, probed in the guest "
+        "before its fixtures run (guest/ops_probe.py; else SKIP); '!NAME' means it must be "
+        "absent",
         "flaky(reason): the scenario fails only sometimes; `lab bisect` goes statistical",
         "saturates_cpus(reason): the scenario keeps every vCPU busy; it holds one of the "
         "host's CPU slots while it runs (lab.vm.slots)",
@@ -447,9 +456,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     Only a kernel whose config is known decides here; one that came without a config
     is decided after its guest booted (lab.run.guard), never skipped for not knowing.
     """
-    marker = item.get_closest_marker("requires_config")
+    required = required_config(item)
     cell = item_cell(item)
-    if marker is None or cell is None or RUN_DIR_KEY not in item.config.stash:
+    if not required or cell is None or RUN_DIR_KEY not in item.config.stash:
         return
     k = _resolve(item.config, cell, item.config.stash[RUN_DIR_KEY])
     if k.config is None:
@@ -458,7 +467,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if cell.label not in facts:  # read and parsed once per kernel, not once per test
         facts[cell.label] = facts_mod.ConfigFacts.from_text(
             k.config.read_text(errors="replace"), source=k.config_source)
-    reason = facts_mod.mismatch(facts[cell.label], marker.args,
+    reason = facts_mod.mismatch(facts[cell.label], required,
                                 label=f"{k.spec} ({k.release})")
     if reason is not None:
         pytest.skip(reason)

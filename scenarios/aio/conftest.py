@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from scenarios.aio.expectations import lacks
-
 SCRATCH = "/tmp/kernel-lab-aio-scratch"
 # The agent names errnos by errno.errorcode, where EOPNOTSUPP's number reads ENOTSUP.
 EOPNOTSUPP = errno.errorcode[errno.EOPNOTSUPP]
@@ -51,18 +49,6 @@ def pipe(agent: Any) -> Iterator[list[int]]:
     yield fds
     for fd in fds:
         agent.errno_of("fs.close", fd=fd)
-
-
-@pytest.fixture
-def needs(kernel: Any) -> Any:
-    """``needs("feature")``: SKIP with the reason when the kernel lacks it (expectations.py)."""
-    version = tuple(kernel.version_tuple())
-
-    def check(feature: str) -> None:
-        why = lacks(version, feature)
-        if why:
-            pytest.skip(f"kernel {'.'.join(map(str, version))}: {why}")
-    return check
 
 
 def poll(fd: int, events: list[str] | None = None, **extra: Any) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Each rejection is set against the same request without the offending part, accepted,
 so that the errno stands for the rule under test and not for something else wrong.
-Flags newer than the kernel SKIP with the version they appeared in (expectations.py).
+A flag the kernel does not know (probed: guest/ops_probe.py) SKIPs before the test's
+fixtures run, with what the probe saw.
 """
 
 from __future__ import annotations
@@ -54,9 +55,8 @@ def test_unknown_rw_flag_is_eopnotsupp(agent: Any, ctx: int, scratch: int, buf: 
 
 
 @pytest.mark.claim(CLAIMS["submit.rwf_append_noappend"])
-def test_append_with_noappend_is_einval(agent: Any, ctx: int, scratch: int, buf: int,
-                                        needs: Any) -> None:
-    needs("rwf_noappend")
+@pytest.mark.requires_feature("rwf_noappend")
+def test_append_with_noappend_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
     both = _io("PWRITE", scratch, buf, rw_flags=RWF_APPEND | RWF_NOAPPEND)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[both]) == "EINVAL"
     for alone in (RWF_APPEND, RWF_NOAPPEND):
@@ -79,9 +79,9 @@ def append_only(agent: Any) -> Iterator[dict[str, int]]:
 
 
 @pytest.mark.claim(CLAIMS["submit.rwf_noappend_append_only"])
+@pytest.mark.requires_feature("rwf_noappend")
 def test_noappend_on_append_only_file_is_eperm(agent: Any, ctx: int, buf: int,
-                                               append_only: dict[str, int], needs: Any) -> None:
-    needs("rwf_noappend")
+                                               append_only: dict[str, int]) -> None:
     fd = append_only["fd"]
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[_io("PWRITE", fd, buf, rw_flags=RWF_NOAPPEND)]) == "EPERM"
@@ -89,9 +89,9 @@ def test_noappend_on_append_only_file_is_eperm(agent: Any, ctx: int, buf: int,
 
 
 @pytest.mark.claim(CLAIMS["submit.rwf_atomic_read"])
-def test_atomic_read_is_eopnotsupp(agent: Any, ctx: int, nvme: dict[str, Any], needs: Any,
+@pytest.mark.requires_feature("rwf_atomic")
+def test_atomic_read_is_eopnotsupp(agent: Any, ctx: int, nvme: dict[str, Any],
                                    record: Any) -> None:
-    needs("rwf_atomic")
     dev = nvme["fast"].ns
     name = dev.rsplit("/", 1)[1]
     unit = int(agent.call("sys.read_text",
@@ -124,9 +124,9 @@ def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Any, ctx: int, buf: 
 
 @pytest.mark.claim(CLAIMS["submit.rwf_dontcache_unsupported"])
 @pytest.mark.requires_config("EXT4_FS", "BLK_DEV_LOOP")
+@pytest.mark.requires_feature("rwf_dontcache")
 def test_dontcache_without_fs_support_is_eopnotsupp(agent: Any, ctx: int, scratch: int,
-                                                    buf: int, needs: Any) -> None:
-    needs("rwf_dontcache")
+                                                    buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[_io("PWRITE", scratch, buf, rw_flags=RWF_DONTCACHE)]) \
         == EOPNOTSUPP  # tmpfs has no FOP_DONTCACHE

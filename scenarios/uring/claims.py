@@ -78,7 +78,8 @@ _REVIEW_NOT_CHECKABLE: tuple[Claim, ...] = (
 _FACTS: tuple[Claim, ...] = (
     Claim("uring.ring_charge", "the ring's own memory is charged to RLIMIT_MEMLOCK as the "
           "version data says (not in 5.12-6.13; from 6.14, measured up to 7.2.9; measured not "
-          "from 7.2.11; observed, not judged, where no kernel could be measured)",
+          "from 7.2.11 to 7.3.4, on Debian's builds; observed, not judged, where no kernel "
+          "could be measured and on builds other than the ones measured)",
           _facts("io_uring accounting: ring memory", "ENOMEM")),
     Claim("uring.disabled_sysctl", "kernel.io_uring_disabled: 0 lets everyone set up a ring, 1 "
           "only CAP_SYS_ADMIN or io_uring_group, 2 no one (EPERM)",

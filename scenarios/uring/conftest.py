@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from scenarios.uring.expectations import UNVERIFIED, Version, expect, lacks, observe
+from scenarios.uring.expectations import UNVERIFIED, Version, expect, observe
+from scenarios.versions import Built
 
 PAGE = 4096
 # Unprivileged steps run as these ids (no passwd entry needed).  Each test family
@@ -22,17 +23,9 @@ GID_URING = 4300
 
 @pytest.fixture
 def version(kernel: Any) -> Version:
-    return tuple(kernel.version_tuple())
-
-
-@pytest.fixture
-def needs(version: Version) -> Any:
-    """``needs("feature")``: SKIP with the reason when the kernel lacks it."""
-    def check(feature: str) -> None:
-        why = lacks(version, feature)
-        if why:
-            pytest.skip(f"kernel {'.'.join(map(str, version))}: {why}")
-    return check
+    """The kernel's version and whose build it is: a value measured on Debian's builds
+    only is asserted for them alone (scenarios/versions.py)."""
+    return Built(tuple(kernel.version_tuple()), kernel.source)
 
 
 @pytest.fixture(autouse=True)

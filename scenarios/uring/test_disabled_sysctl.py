@@ -10,8 +10,10 @@ import pytest
 from scenarios.uring.claims import CLAIMS
 from scenarios.uring.conftest import GID_URING, UID_DISABLED, UID_GROUP_MEMBER, creds_run
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
+# so does one without the sysctl (6.6+).
+pytestmark = [pytest.mark.requires_config("IO_URING"),
+              pytest.mark.requires_feature("io_uring_disabled")]
 
 DISABLED = "/proc/sys/kernel/io_uring_disabled"
 GROUP = "/proc/sys/kernel/io_uring_group"
@@ -36,9 +38,8 @@ EXPECTED: dict[int, dict[str, str]] = {
 
 
 @pytest.fixture
-def sysctl(agent: Any, needs: Any) -> Iterator[None]:
+def sysctl(agent: Any) -> Iterator[None]:
     """Save io_uring_disabled and io_uring_group; restore both whatever the test did."""
-    needs("io_uring_disabled")
     saved = {p: agent.call("sys.read_text", path=p).strip() for p in (DISABLED, GROUP)}
     agent.call("sys.write_text", path=GROUP, text=str(GID_URING))
     try:

@@ -35,9 +35,9 @@ def engines(agent: Any) -> list[str]:
 
 
 @pytest.mark.claim(CLAIMS["nvme.fio_uring_cmd"])
-def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any], needs: Any,
+@pytest.mark.requires_feature("uring_cmd")
+def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any],
                                             engines: list[str], record: Any) -> None:
-    needs("nvme_uring_cmd")
     assert "io_uring_cmd" in engines, "the host's fio has no io_uring_cmd engine (lab doctor)"
     _job(agent, record, ["--name=uring_cmd", f"--filename={nvme['fast'].generic}",
                          "--ioengine=io_uring_cmd", "--cmd_type=nvme", *COMMON])

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from scenarios.uring.claims import CLAIMS
-from scenarios.uring.expectations import Version, expect
+from scenarios.uring.expectations import by_multishot
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
+# one whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs too.
+pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_feature("uring_cmd")]
 
 BGID = 7
 WAIT_MS = 5000
@@ -46,9 +47,8 @@ BEFORE_MULTISHOT: dict[str, tuple[list[str] | int, list[str]]] = {
 
 
 @pytest.fixture
-def io(agent: Any, nvme: dict[str, Any], big_ring: int, needs: Any) -> dict[str, Any]:
+def io(agent: Any, nvme: dict[str, Any], big_ring: int) -> dict[str, Any]:
     """A big ring with provided buffers (group BGID) and a data buffer holding a pattern."""
-    needs("nvme_uring_cmd")
     fast = nvme["fast"]
     name = fast.ns.rsplit("/", 1)[1]
     lba = int(agent.call("sys.read_text", path=f"/sys/block/{name}/queue/logical_block_size"))
@@ -79,25 +79,23 @@ def _res(out: dict[str, Any]) -> list[int]:
     return [c["res"] for c in out["cqes"]]
 
 
+@pytest.mark.requires_feature("uring_cmd_multishot")
 @pytest.mark.parametrize("key", [
     pytest.param(key, marks=pytest.mark.claim(CLAIMS[claim]), id=key)
     for key, (_, _, claim) in RULES.items()
 ])
-def test_flag_rules(agent: Any, io: dict[str, Any], version: Version, key: str, needs: Any,
-                    record: Any) -> None:
-    needs("uring_cmd_multishot")
+def test_flag_rules(agent: Any, io: dict[str, Any], key: str, record: Any) -> None:
     cmd_flags, sqe_flags, _ = RULES[key]
     out = _read(agent, io, cmd_flags, sqe_flags)
     record("cqes", out["cqes"])
-    assert _res(out) == [-getattr(errno, expect(version, key))], (key, out)
+    assert _res(out) == [-getattr(errno, by_multishot(key, has=True))], (key, out)
 
 
 @pytest.mark.claim(CLAIMS["uring_cmd.unknown_flag"])
-def test_unknown_uring_cmd_flag(agent: Any, io: dict[str, Any], version: Version,
-                                record: Any) -> None:
+def test_unknown_uring_cmd_flag(agent: Any, io: dict[str, Any], record: Any) -> None:
     out = _read(agent, io, UNKNOWN_BIT, [])
     record("cqes", out["cqes"])
-    assert _res(out) == [-getattr(errno, expect(version, "mshot.unknown_bit"))], out
+    assert _res(out) == [-getattr(errno, by_multishot("mshot.unknown_bit", has=True))], out
 
 
 @pytest.mark.claim(CLAIMS["uring_cmd.top_bits"])
@@ -119,24 +117,20 @@ def test_fixed_alone_is_accepted(agent: Any, io: dict[str, Any], record: Any) ->
 
 
 @pytest.mark.claim(CLAIMS["mshot.before_6_18"])
+@pytest.mark.requires_feature("!uring_cmd_multishot")  # else test_flag_rules
 @pytest.mark.parametrize("key", list(BEFORE_MULTISHOT))
-def test_before_multishot(agent: Any, io: dict[str, Any], version: Version, key: str,
-                          record: Any) -> None:
-    if version[:2] >= (6, 18):
-        pytest.skip("not applicable: the kernel has IORING_URING_CMD_MULTISHOT (6.18+), "
-                    "see test_flag_rules")
+def test_before_multishot(agent: Any, io: dict[str, Any], key: str, record: Any) -> None:
     cmd_flags, sqe_flags = BEFORE_MULTISHOT[key]
     out = _read(agent, io, cmd_flags, sqe_flags)
     record("cqes", out["cqes"])
-    assert _res(out) == [-getattr(errno, expect(version, key))], (key, out)
+    assert _res(out) == [-getattr(errno, by_multishot(key, has=False))], (key, out)
 
 
 @pytest.mark.claim(CLAIMS["mshot.nvme_oneshot"])
-def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], needs: Any,
-                                 record: Any) -> None:
+@pytest.mark.requires_feature("uring_cmd_multishot")
+def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], record: Any) -> None:
     """MULTISHOT + BUFFER_SELECT to NVMe: prep accepts it; the nvme driver never selects a
     provided buffer or posts a multishot CQE, it completes the command once."""
-    needs("uring_cmd_multishot")
     out = _read(agent, io, [MULTISHOT], ["BUFFER_SELECT"])
     # Give a late second CQE (it must not come) a bounded chance to show up.
     late = agent.call("uring.wait", ring=io["args"]["ring"], nr=1, timeout_ms=1000)
@@ -150,7 +144,8 @@ def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], needs: Any,
 
 @pytest.mark.claim(CLAIMS["mshot.posts_more"])
 @pytest.mark.requires_config("BLK_DEV_UBLK")
-def test_ublk_batch_fetch_posts_more_than_once(agent: Any, needs: Any, record: Any) -> None:
+@pytest.mark.requires_feature("ublk_batch_fetch")
+def test_ublk_batch_fetch_posts_more_than_once(agent: Any, record: Any) -> None:
     """A positive multishot: one UBLK_U_IO_FETCH_IO_CMDS, several CQEs with IORING_CQE_F_MORE.
 
     The agent is the ublk server (guest/ops_ublk.py): a batch-I/O device, one
@@ -159,7 +154,6 @@ def test_ublk_batch_fetch_posts_more_than_once(agent: Any, needs: Any, record: A
     tags and its own CQE.  The reads must come back with the server's sector
     stamp: the CQEs counted are I/O that really went through the device.
     """
-    needs("ublk_batch_fetch")
     # The kernel has ublk (requires_config): a device node that never appears is the
     # kernel's failure (ENOENT, FAIL), a server that never gets its I/O a HANG.
     out = agent.call("ublk.batch_fetch", nreads=UBLK_READS, timeout_ms=60000, call_timeout=180)

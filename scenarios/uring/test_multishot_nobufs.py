@@ -13,8 +13,10 @@ import pytest
 
 from scenarios.uring.claims import CLAIMS
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_config("BLK_DEV_UBLK")]
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
+# so does one whose ublk_drv has no batch fetch (UBLK_U_CMD_GET_FEATURES: UBLK_F_BATCH_IO).
+pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_config("BLK_DEV_UBLK"),
+              pytest.mark.requires_feature("ublk_batch_fetch")]
 
 READS = 2
 
@@ -24,9 +26,7 @@ READS = 2
     pytest.param("unregister", marks=pytest.mark.claim(CLAIMS["mshot.unregister_bufring"]),
                  id="unregistered-ring"),
 ])
-def test_fetch_without_buffers_ends_with_enobufs(agent: Any, needs: Any, mode: str,
-                                                 record: Any) -> None:
-    needs("ublk_batch_fetch")
+def test_fetch_without_buffers_ends_with_enobufs(agent: Any, mode: str, record: Any) -> None:
     out = agent.call("ublk.fetch_nobufs", mode=mode, nreads=READS, timeout_ms=60_000,
                      call_timeout=180)
     record("ublk", out)

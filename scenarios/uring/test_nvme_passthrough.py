@@ -9,17 +9,13 @@ import pytest
 
 from scenarios.uring.claims import CLAIMS
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
+# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
+# one whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs too.
+pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_feature("uring_cmd")]
 
 QEMU_MODEL = "QEMU NVMe Ctrl"  # hw/nvme/ctrl.c: the model string QEMU reports
 SLBA_BYTES = 768 << 20  # an area of the "fast" namespace no other suite touches
 NBLOCKS_BYTES = 8192
-
-
-@pytest.fixture(autouse=True)
-def _needs_passthrough(needs: Any) -> None:
-    needs("nvme_uring_cmd")
 
 
 def _geometry(agent: Any, dev: Any) -> tuple[int, int]:

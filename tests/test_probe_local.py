@@ -1,0 +1,73 @@
+"""The agent's feature probes (guest/ops_probe.py) against the host's kernel: real
+syscalls, no VM.  Each probe must be able to say no: an unknown flag reads as unknown."""
+
+from __future__ import annotations
+
+import pytest
+from localagent import Agent
+
+from guest.ops_probe import FEATURES
+
+RWF_DSYNC = 0x02  # known to every kernel with pwritev2 (4.7)
+RWF_UNKNOWN = 1 << 24  # above every flag of every kernel so far
+
+
+def test_every_feature_answers_with_how_it_was_told(agent: Agent) -> None:
+    got = agent.ok("probe.features", names=sorted(FEATURES))
+    assert set(got) == set(FEATURES)
+    for name, answer in got.items():
+        assert answer["has"] in (True, False, None) and answer["how"], (name, answer)
+    # The host's kernel (6.18 or later here) has io_uring's uring_cmd and its ring probe.
+    assert got["uring_cmd"]["has"] is True, got["uring_cmd"]
+    assert "IORING_REGISTER_PROBE" in got["uring_cmd"]["how"]
+
+
+def test_ring_probe_lists_the_opcodes(agent: Agent) -> None:
+    ops = agent.ok("probe.uring_ops")
+    assert 0 in ops  # IORING_OP_NOP, in every io_uring
+    assert ops == sorted(set(ops)) and all(0 <= op < 256 for op in ops)
+
+
+def test_rw_flag_probe_tells_unknown_from_known(agent: Agent) -> None:
+    unknown = agent.ok("probe.rwf_flag", flag=RWF_UNKNOWN)
+    assert unknown["has"] is False and "EOPNOTSUPP" in unknown["how"], unknown
+    known = agent.ok("probe.rwf_flag", flag=RWF_DSYNC, name="RWF_DSYNC")
+    assert known["has"] is True, known
+
+
+def test_multishot_probe_agrees_with_the_rules(agent: Agent) -> None:
+    """The probe's answer and the flag rule it rests on, asked separately: a uring_cmd with
+    BUFFER_SELECT and MULTISHOT alone is EINVAL-or-taken with multishot (prep needs the
+    pair), EOPNOTSUPP without (io_init_req refuses BUFFER_SELECT first)."""
+    has = agent.ok("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
+    ring = agent.ok("uring.setup", entries=2)["ring"]
+    fd = agent.ok("fs.open", path="/dev/null", flags=["O_RDWR"])
+    out = agent.ok("uring.run", ring=ring, timeout_ms=2000, sqes=[
+        {"opcode": "URING_CMD", "fd": fd, "uring_cmd_flags": [], "flags": ["BUFFER_SELECT"],
+         "buf_group": 0}])
+    (cqe,) = out["cqes"]
+    # BUFFER_SELECT without MULTISHOT: prep's EINVAL with it, io_init_req's EOPNOTSUPP without.
+    assert cqe["res"] == (-22 if has["has"] else -95), (has, cqe)
+
+
+def test_an_unknown_feature_is_an_error(agent: Agent) -> None:
+    reply = agent.request("probe.features", names=["no_such_feature"])
+    assert reply["ok"] is False and "no_such_feature" in str(reply), reply
+
+
+@pytest.mark.parametrize("name", sorted(FEATURES))
+def test_each_feature_is_probed_alone(agent: Agent, name: str) -> None:
+    got = agent.ok("probe.features", names=[name])
+    assert list(got) == [name]
+
+
+def test_every_feature_a_scenario_requires_has_a_probe() -> None:
+    """A name the agent has no probe for would ERROR the test in the guest, not SKIP it."""
+    import re
+    from pathlib import Path
+
+    wanted = set()
+    for path in (Path(__file__).parents[1] / "scenarios").rglob("*.py"):
+        for args in re.findall(r"requires_feature\(([^)]*)\)", path.read_text()):
+            wanted |= {a.strip().strip("\"'").removeprefix("!") for a in args.split(",")}
+    assert wanted and wanted <= set(FEATURES), wanted - set(FEATURES)
