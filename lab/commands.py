@@ -78,6 +78,16 @@ def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
         print(f"{cell.label} -> {k.release} ({k.image})")
     return EXIT_OK
 
+def _publishable(path: Path, option: str, *, directory: bool = False, example: str) -> None:
+    """A UserError when ``path`` cannot be written: something in its way, or no write access."""
+    from lab import atomic
+    from lab.errors import UserError
+
+    why = atomic.cannot_publish(path, directory=directory)
+    if why:
+        raise UserError(f"{option} {path}: {why}; give {example} where you may write")
+
+
 def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
     """`lab merge`: the shards combined; exits as `lab run` would for the merged run."""
     import shlex
@@ -85,6 +95,10 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
     from lab.results import known, report, summary
     from lab.results import merge as merge_mod
 
+    # Every check before anything is written: the known issues the report applies, and
+    # whether --into can be made at all (merge checks the inputs, then writes).
+    issues = known.load(known.path_for(None))
+    _publishable(into, "--into", directory=True, example="a new directory")
     done = merge_mod.merge(runs, into, command=f"cd {shlex.quote(str(Path.cwd()))} && "
                                               f"{shlex.join(argv)}")
     for dup in done.duplicates:
@@ -92,7 +106,7 @@ def merge(runs: list[Path], into: Path, *, argv: list[str]) -> int:
     for shard in done.missing_shards:
         print(f"lab merge: shard {shard} is missing: its tests are MISS")
     result = summary.summarize(done.path)
-    report.write(done.path, issues=known.load(known.path_for(None)))
+    report.write(done.path, issues=issues)
     print(f"lab merge: {len(done.inputs)} run(s) -> {done.path}: {done.records} records, "
           f"{done.miss} MISS")
     for line in summary.summary_lines(result):
@@ -146,6 +160,8 @@ def export_kcidb(run: Path, output: Path | None, *, origin: str) -> int:
         raise UserError(f"--origin {origin!r}: KCIDB origins are lowercase letters, digits "
                         "and '_' (e.g. kernel_lab)")
     loaded = report_mod.load_run(run)
+    if output is not None:
+        _publishable(output, "-o", example="a file such as kcidb.json")
     text = json.dumps(kcidb.export(loaded.records, run=run.resolve().name, origin=origin),
                       indent=1) + "\n"
     if output is None:

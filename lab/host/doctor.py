@@ -19,7 +19,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import proc
+from lab import atomic, proc
 from lab.paths import CACHE_ENV, default_results_root
 from lab.vm.accel import kvm_usable
 from lab.vm.slots import slot_dir
@@ -168,7 +168,12 @@ def _cache_writable(cache: Path) -> Check:
 
 def _results_writable(results: Path) -> Check:
     base = _existing(results)
-    if _writable(base):
+    if not base.is_dir():
+        what = "is" if base == results else f"cannot be made: {base} is"
+        return Check("results", False, f"{results} {what} a file, not a directory",
+                     "give lab run --results DIR a directory (or a path to make one)")
+    # A run directory is made inside it: tried, since root passes os.access in /proc.
+    if _writable(base) and not atomic.cannot_publish(results / "run", directory=True):
         return Check("results", True, f"{results} (writable)")
     return Check("results", False, f"{base} is not writable by {_user()}: run directories go "
                  f"to {results}", "run from a directory you may write to, or give "

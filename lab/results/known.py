@@ -133,7 +133,8 @@ def path_for(option: Path | None) -> Path:
         local = Path(FILE)
         return local.resolve() if local.is_file() else KNOWN_ISSUES
     if not option.is_file():
-        raise UserError(f"--known-issues {option} does not exist; give a {FILE} file")
+        what = "is not a file" if option.exists() else "does not exist"
+        raise UserError(f"--known-issues {option} {what}; give a {FILE} file")
     return option.resolve()
 
 
@@ -145,6 +146,8 @@ def load(path: Path | None) -> list[KnownIssue]:
         text = path.read_text()
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not text (not UTF-8): give a {FILE} file") from None
     return parse(text, origin=str(path))
 
 

@@ -1,0 +1,59 @@
+"""What pytest makes of a run's selection, found before anything is fetched or written.
+
+``-k``, ``-m`` and pytest's own options after ``--`` are pytest's to read: a typo in
+one, or an expression that selects nothing, would otherwise show only after the
+kernels were fetched (or built), as pytest's usage text, 149 NOTRUN records or an
+empty run directory.  So `lab run` first collects with the run's own arguments
+(``--collect-only``, in a child process: the scenarios are imported there, not in
+the lab's process) into a temporary directory, and turns pytest's refusal into
+one line.  Nothing is booted: collection only parametrizes the tests by the specs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from lab import proc
+from lab.errors import UserError
+
+TIMEOUT = 300.0
+# pytest's refusals: "ERROR: Wrong expression passed to '-k': ...", and argparse's
+# "<prog>: error: unrecognized arguments: --x" (after an "ERROR: usage: ..." line).
+_REFUSAL = re.compile(r"^(?:ERROR: (?!usage:)|\S.*?: error: )(?P<why>.+)$")
+
+
+def needed(keyword: str | None, pytest_args: list[str]) -> bool:
+    """Whether pytest reads anything of the user's beyond node ids (lab.run.select
+    checks those)."""
+    return bool(keyword) or bool(pytest_args)
+
+
+def check(args: list[str], *, keyword: str | None, extra: list[str], run_dir: Path) -> None:
+    """Collect with ``args`` (a run's pytest arguments, which name ``run_dir``; ``extra``
+    the user's among them); a UserError when pytest refuses them or they select no test."""
+    with tempfile.TemporaryDirectory(prefix="lab-preflight-") as tmp:
+        # The run's arguments with the temporary directory for the run directory.
+        argv = [a.replace(str(run_dir), tmp) for a in args]
+        res = proc.run([sys.executable, "-m", "pytest", *argv, "--collect-only", "-q"],
+                       phase="preflight", log_path=Path(tmp) / "preflight.log",
+                       timeout=TIMEOUT, check=False)
+    if res.returncode == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise UserError(f"no scenario matches -k {keyword!r}; give an expression of words "
+                        "in the test ids (file, test, parameters, cell), e.g. -k cancel"
+                        if keyword else f"pytest's arguments {' '.join(extra)!r} select no "
+                        "scenario; check them against the tests' ids and markers")
+    if res.returncode != pytest.ExitCode.USAGE_ERROR:
+        return  # collected (or failed otherwise: the run itself says how, with its log)
+    found = [m["why"].strip() for m in map(_REFUSAL.match, res.stdout.splitlines()) if m]
+    why = found[-1] if found else "refused its arguments"
+    if keyword and "'-k'" in why:
+        raise UserError(f"-k {keyword!r} is not a pytest expression ({why}); write one "
+                        "such as -k 'cancel and not poll'")
+    raise UserError(f"pytest: {why} (after `--`, give node ids and pytest's own options: "
+                    "python -m pytest --help)")
+
