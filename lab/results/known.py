@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import os
 import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -125,6 +126,11 @@ def parse(text: str, *, origin: str) -> list[KnownIssue]:
     return out
 
 
+# `--known-issues /dev/null`: no known issues at all (what a bisection's runs use unless
+# asked: a known issue must not turn the failure being bisected into XFAIL).
+NONE = Path(os.devnull)
+
+
 def path_for(option: Path | None) -> Path:
     """The known-issues file: the one given (it must exist), else ./known-issues.toml when
     the current directory has one (a user's own list, wherever the lab is installed), else
@@ -132,6 +138,8 @@ def path_for(option: Path | None) -> Path:
     if option is None:
         local = Path(FILE)
         return local.resolve() if local.is_file() else KNOWN_ISSUES
+    if option == NONE:
+        return NONE
     if not option.is_file():
         what = "is not a file" if option.exists() else "does not exist"
         raise UserError(f"--known-issues {option} {what}; give a {FILE} file")
