@@ -228,3 +228,29 @@ def test_known_issues_that_are_not_a_list(cwd: Path, runs: Path, command: list[s
     args = [a.format(run=runs) for a in command]
     refused(lab(*args, "--known-issues", str(cwd / issues), cwd=cwd), *needles)
     nothing_written(cwd, before)
+
+
+@pytest.mark.parametrize("suite, needles", [
+    ("binary", ["is neither a directory nor a .py file"]),
+    ("notarun", ["no scenarios collected from", "test_*.py"]),
+])
+def test_a_suite_with_no_tests_is_found_before_the_run(cwd: Path, runs: Path, suite: str,
+                                                       needles: list[str]) -> None:
+    """Before: pytest's "not found" lines and a run directory with a summary, or the
+    kernels fetched first and an empty results/ left."""
+    before = set(cwd.rglob("*"))
+    refused(_run(cwd, "--suite", str(cwd / suite)), *needles)
+    nothing_written(cwd, before)
+
+
+def test_a_bisection_state_that_is_a_file(cwd: Path) -> None:
+    import bisect_fake as bf
+
+    commits = bf.make_history(cwd / "linux", 2, {})
+    before = set(cwd.rglob("*"))
+    res = lab("bisect", "--repo", str(cwd / "linux"), "--good", commits[0], "--bad",
+              commits[1], "-k", "destroy_twice", "--cache", str(cwd / "cache"),
+              "--state", "afile", cwd=cwd)
+    refused(res, "--state afile", "is a file, not a directory")
+    assert not (cwd / "results").exists()
+    assert {p for p in set(cwd.rglob("*")) - before if "cache" not in p.parts} == set()

@@ -29,7 +29,7 @@ from lab.bisect import search as gitops
 from lab.bisect.classify import BadIf
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, EndpointError, Plan, Setup
-from lab.bisect.journal import FORMAT, Conditions, Journal, RunStore, guest_of
+from lab.bisect.journal import FORMAT, JOURNAL, Conditions, Journal, RunStore, guest_of
 from lab.bisect.ports import Builder, KernelBuilder, LabRun, Tester
 from lab.bisect.result import Result, Step
 from lab.bisect.search import GitSearch, Next
@@ -254,6 +254,10 @@ def _missing_files(top: Path, commit: str, *, log_path: Path) -> list[str]:
 def _state_dir(opts: BisectOptions, start: dict[str, Any]) -> Path:
     if opts.state is not None:
         state = opts.state.expanduser().resolve()
+        why = atomic.cannot_publish(state / JOURNAL)
+        if why:
+            raise UserError(f"--state {opts.state}: {why}; give a directory you may write to "
+                            "(new, or a bisection's to resume)")
         Journal(state).check_same(start)
         return state
     name = Path(str(start.get("repo") or "versions")).name

@@ -20,6 +20,7 @@ import pytest
 
 from lab import proc
 from lab.errors import UserError
+from lab.paths import in_scenarios
 
 TIMEOUT = 300.0
 # pytest's refusals: "ERROR: Wrong expression passed to '-k': ...", and argparse's
@@ -27,13 +28,14 @@ TIMEOUT = 300.0
 _REFUSAL = re.compile(r"^(?:ERROR: (?!usage:)|\S.*?: error: )(?P<why>.+)$")
 
 
-def needed(keyword: str | None, pytest_args: list[str]) -> bool:
+def needed(keyword: str | None, pytest_args: list[str], *, suite: Path) -> bool:
     """Whether pytest reads anything of the user's beyond node ids (lab.run.select
-    checks those)."""
-    return bool(keyword) or bool(pytest_args)
+    checks those): a selection, pytest's options, or a suite of the user's."""
+    return bool(keyword) or bool(pytest_args) or not in_scenarios(suite)
 
 
-def check(args: list[str], *, keyword: str | None, extra: list[str], run_dir: Path) -> None:
+def check(args: list[str], *, keyword: str | None, extra: list[str], run_dir: Path,
+          suite: Path) -> None:
     """Collect with ``args`` (a run's pytest arguments, which name ``run_dir``; ``extra``
     the user's among them); a UserError when pytest refuses them or they select no test."""
     with tempfile.TemporaryDirectory(prefix="lab-preflight-") as tmp:
@@ -43,10 +45,15 @@ def check(args: list[str], *, keyword: str | None, extra: list[str], run_dir: Pa
                        phase="preflight", log_path=Path(tmp) / "preflight.log",
                        timeout=TIMEOUT, check=False)
     if res.returncode == pytest.ExitCode.NO_TESTS_COLLECTED:
-        raise UserError(f"no scenario matches -k {keyword!r}; give an expression of words "
-                        "in the test ids (file, test, parameters, cell), e.g. -k cancel"
-                        if keyword else f"pytest's arguments {' '.join(extra)!r} select no "
-                        "scenario; check them against the tests' ids and markers")
+        if keyword:
+            raise UserError(f"no scenario matches -k {keyword!r}; give an expression of "
+                            "words in the test ids (file, test, parameters, cell), e.g. "
+                            "-k cancel")
+        if extra:
+            raise UserError(f"pytest's arguments {' '.join(extra)!r} select no scenario; "
+                            "check them against the tests' ids and markers")
+        raise UserError(f"no scenarios collected from {suite}; give --suite the directory "
+                        "(or file) of pytest tests, named test_*.py")
     if res.returncode != pytest.ExitCode.USAGE_ERROR:
         return  # collected (or failed otherwise: the run itself says how, with its log)
     found = [m["why"].strip() for m in map(_REFUSAL.match, res.stdout.splitlines()) if m]

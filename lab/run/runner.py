@@ -108,6 +108,9 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR or run from a "
                         "checkout of kernel-lab")
+    if not opts.suite.is_dir() and opts.suite.suffix != ".py":
+        raise UserError(f"--suite {opts.suite} is neither a directory nor a .py file; give "
+                        "the directory (or the file) of the pytest tests to run")
     parse_repeat(opts.repeat)
     suite = opts.suite.resolve()
     # A node id is relative to where it was typed, or to the checkout records name it from.
@@ -115,13 +118,14 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     nodes, pytest_args = select.split(opts.pytest_args, roots=roots)
     results_root = (opts.results or default_results_root()).expanduser().resolve()
     _check_host(cache, results_root)
-    if preflight.needed(opts.keyword, pytest_args):
+    if preflight.needed(opts.keyword, pytest_args, suite=suite):
         # The run directory to be: its name stands in for the preflight's temporary one.
         stand_in = results_root / "preflight"
         preflight.check(pytest_args_for(opts, nodes, pytest_args, run_dir=stand_in,
                                         cache=cache, guest=guest, shard=None,
                                         known_path=known_path, workers=False),
-                        keyword=opts.keyword, extra=pytest_args, run_dir=stand_in)
+                        keyword=opts.keyword, extra=pytest_args, run_dir=stand_in,
+                        suite=suite)
 
     label = "+".join(short_label(k) for k in dict.fromkeys(kernels))
     if shard is not None:
