@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.errors import EXIT_OK, EXIT_TEST_FAILED, EXIT_USER_ERROR
-from lab.paths import cache_root
+from lab.paths import CACHE_ENV, cache_root
 
 
 def doctor(cache_opt: Path | None) -> int:
@@ -67,14 +67,21 @@ def kernels(cache_opt: Path | None) -> int:
 def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
           kconfig_add: list[str] | None = None) -> int:
     """`lab fetch`: every cell's kernel into the cache (as `lab run` would resolve them)."""
+    from lab import atomic
     from lab.errors import UserError
     from lab.kernel.resolve import resolve_kernel
     from lab.run.cells import matrix
 
     if not specs:
         raise UserError("give a kernel to fetch: lab fetch SPEC (or --kernel SPEC, repeatable)")
-    for cell in matrix(specs, variants, kconfig_add or []):
-        k = resolve_kernel(cell.spec, cache=cache_root(cache_opt), variant=cell.variant)
+    cells = matrix(specs, variants, kconfig_add or [])
+    cache = cache_root(cache_opt)
+    why = atomic.cannot_publish(cache / "kernels", directory=True)
+    if why:  # before a download: it would fail at its first write, with a traceback
+        raise UserError(f"the cache {cache}: {why}; give a directory you may write to: "
+                        f"--cache DIR or {CACHE_ENV}=DIR")
+    for cell in cells:
+        k = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
         print(f"{cell.label} -> {k.release} ({k.image})")
     return EXIT_OK
 

@@ -254,3 +254,15 @@ def test_a_bisection_state_that_is_a_file(cwd: Path) -> None:
     refused(res, "--state afile", "is a file, not a directory")
     assert not (cwd / "results").exists()
     assert {p for p in set(cwd.rglob("*")) - before if "cache" not in p.parts} == set()
+
+
+def test_a_cache_root_may_not_write(cwd: Path) -> None:
+    """--cache in /proc: root passes os.access there.  Before: doctor said ok, and
+    `lab fetch` failed with a traceback at its first write."""
+    cache = "/proc/lab-cache"
+    refused(lab("fetch", "--cache", cache, "debian:7.2", cwd=cwd), f"the cache {cache}",
+            "/proc is not writable", "--cache DIR")
+    refused(_run(cwd, "--cache", cache, "-k", "cancel"), f"cache: {cache}", "--cache DIR")
+    res = lab("doctor", "--cache", cache, cwd=cwd)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"MISSING  cache: {cache}: /proc is not writable" in res.stdout, res.stdout

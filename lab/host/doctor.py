@@ -150,7 +150,9 @@ def _cache_writable(cache: Path) -> Check:
     """The cache and the directories in it that runs write (a cache made by a run as root
     is root's: a normal user's run then fails in the middle of a fetch)."""
     base = _existing(cache)
-    blocked = [] if _writable(base) else [base]
+    # Tried as well: os.access says yes to root on a read-only file system or in /proc.
+    tried = atomic.cannot_publish(cache / "kernels", directory=True)
+    blocked = [] if _writable(base) and not tried else [base]
     if base == cache:
         blocked += sorted(p for p in cache.iterdir() if p.is_dir() and not _writable(p))
     if not blocked:
