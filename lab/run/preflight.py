@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,13 +35,12 @@ def needed(keyword: str | None, pytest_args: list[str], *, suite: Path) -> bool:
     return bool(keyword) or bool(pytest_args) or not in_scenarios(suite)
 
 
-def check(args: list[str], *, keyword: str | None, extra: list[str], run_dir: Path,
+def check(args_for: Callable[[Path], list[str]], *, keyword: str | None, extra: list[str],
           suite: Path) -> None:
-    """Collect with ``args`` (a run's pytest arguments, which name ``run_dir``; ``extra``
-    the user's among them); a UserError when pytest refuses them or they select no test."""
+    """Collect with the run's pytest arguments (``args_for(run_dir)``; ``extra`` the
+    user's among them); a UserError when pytest refuses them or they select no test."""
     with tempfile.TemporaryDirectory(prefix="lab-preflight-") as tmp:
-        # The run's arguments with the temporary directory for the run directory.
-        argv = [a.replace(str(run_dir), tmp) for a in args]
+        argv = args_for(Path(tmp))
         res = proc.run([sys.executable, "-m", "pytest", *argv, "--collect-only", "-q"],
                        phase="preflight", log_path=Path(tmp) / "preflight.log",
                        timeout=TIMEOUT, check=False)

@@ -119,13 +119,10 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     results_root = (opts.results or default_results_root()).expanduser().resolve()
     _check_host(cache, results_root)
     if preflight.needed(opts.keyword, pytest_args, suite=suite):
-        # The run directory to be: its name stands in for the preflight's temporary one.
-        stand_in = results_root / "preflight"
-        preflight.check(pytest_args_for(opts, nodes, pytest_args, run_dir=stand_in,
-                                        cache=cache, guest=guest, shard=None,
-                                        known_path=known_path, workers=False),
-                        keyword=opts.keyword, extra=pytest_args, run_dir=stand_in,
-                        suite=suite)
+        preflight.check(lambda where: pytest_args_for(opts, nodes, pytest_args, run_dir=where,
+                                                      cache=cache, guest=guest, shard=None,
+                                                      known_path=known_path, workers=False),
+                        keyword=opts.keyword, extra=pytest_args, suite=suite)
 
     label = "+".join(short_label(k) for k in dict.fromkeys(kernels))
     if shard is not None:
