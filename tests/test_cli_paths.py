@@ -266,3 +266,15 @@ def test_a_cache_root_may_not_write(cwd: Path) -> None:
     res = lab("doctor", "--cache", cache, cwd=cwd)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"MISSING  cache: {cache}: /proc is not writable" in res.stdout, res.stdout
+
+
+def test_a_bisection_with_a_k_pytest_refuses(cwd: Path) -> None:
+    """Before: exit 3, "the machinery failed", for the user's typo."""
+    import bisect_fake as bf
+
+    commits = bf.make_history(cwd / "linux", 2, {})
+    before = {p for p in cwd.rglob("*") if "cache" not in p.parts}
+    res = lab("bisect", "--repo", str(cwd / "linux"), "--good", commits[0], "--bad",
+              commits[1], "-k", "destroy and (", "--cache", str(cwd / "cache"), cwd=cwd)
+    refused(res, "-k 'destroy and ('", "not a pytest expression", "column")
+    assert {p for p in cwd.rglob("*") if "cache" not in p.parts} == before

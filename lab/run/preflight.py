@@ -56,11 +56,21 @@ def check(args_for: Callable[[Path], list[str]], *, keyword: str | None, extra: 
                         "(or file) of pytest tests, named test_*.py")
     if res.returncode != pytest.ExitCode.USAGE_ERROR:
         return  # collected (or failed otherwise: the run itself says how, with its log)
-    found = [m["why"].strip() for m in map(_REFUSAL.match, res.stdout.splitlines()) if m]
-    why = found[-1] if found else "refused its arguments"
+    why = refusal(res.stdout)
     if keyword and "'-k'" in why:
-        raise UserError(f"-k {keyword!r} is not a pytest expression ({why}); write one "
-                        "such as -k 'cancel and not poll'")
+        raise UserError(bad_keyword(keyword, why))
     raise UserError(f"pytest: {why} (after `--`, give node ids and pytest's own options: "
                     "python -m pytest --help)")
 
+
+
+def refusal(output: str) -> str:
+    """pytest's reason for a usage error, from its output (the last one it printed)."""
+    found = [m["why"].strip() for m in map(_REFUSAL.match, output.splitlines()) if m]
+    return found[-1] if found else "refused its arguments"
+
+
+def bad_keyword(keyword: str, why: str) -> str:
+    """The one line for a -k expression pytest cannot parse."""
+    return (f"-k {keyword!r} is not a pytest expression ({why}); write one such as "
+            "-k 'cancel and not poll'")
