@@ -136,6 +136,8 @@ def test_a_cache_that_is_a_file(cwd: Path, command: list[str]) -> None:
     (["--", "-m", "no_such_marker"], ["'-m no_such_marker' select no scenario"]),
     (["--kernel", ""], ["empty kernel spec", "debian:7.2"]),
     (["--kernel", "debian:7.2", "--kernel", " "], ["empty kernel spec"]),
+    # Before: pytest read "" as the current directory, and the whole suite ran.
+    (["--", ""], ["an empty argument after --"]),
 ])
 def test_a_selection_pytest_refuses_is_found_before_the_run(
         cwd: Path, args: list[str], needles: list[str]) -> None:
