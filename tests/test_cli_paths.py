@@ -280,3 +280,18 @@ def test_a_bisection_with_a_k_pytest_refuses(cwd: Path) -> None:
               commits[1], "-k", "destroy and (", "--cache", str(cwd / "cache"), cwd=cwd)
     refused(res, "-k 'destroy and ('", "not a pytest expression", "column")
     assert {p for p in cwd.rglob("*") if "cache" not in p.parts} == before
+
+
+@pytest.mark.parametrize("source, needles", [
+    ("def test_a(:\n    pass\n", ["test_broken.py: SyntaxError"]),
+    ("import no_such_module_kl\n\ndef test_a():\n    pass\n",
+     ["test_broken.py: ModuleNotFoundError: No module named 'no_such_module_kl'"]),
+])
+def test_a_suite_that_does_not_import(cwd: Path, source: str, needles: list[str]) -> None:
+    """Before: the kernels fetched, a run directory written, and exit 130 ("interrupted")."""
+    (cwd / "suite").mkdir()
+    (cwd / "suite" / "test_broken.py").write_text(source)
+    before = set(cwd.rglob("*"))
+    refused(_run(cwd, "--suite", str(cwd / "suite")), f"collecting {cwd / 'suite'} failed",
+            *needles, "python -m pytest --collect-only")
+    nothing_written(cwd, before)

@@ -54,6 +54,10 @@ def check(args_for: Callable[[Path], list[str]], *, keyword: str | None, extra: 
                             "check them against the tests' ids and markers")
         raise UserError(f"no scenarios collected from {suite}; give --suite the directory "
                         "(or file) of pytest tests, named test_*.py")
+    if res.returncode == pytest.ExitCode.INTERRUPTED and not in_scenarios(suite):
+        # A suite of the user's that does not import (the run would say "interrupted").
+        raise UserError(f"collecting {suite} failed: {collection_error(res.stdout)}; "
+                        f"python -m pytest --collect-only {suite} shows all of it")
     if res.returncode != pytest.ExitCode.USAGE_ERROR:
         return  # collected (or failed otherwise: the run itself says how, with its log)
     why = refusal(res.stdout)
@@ -74,3 +78,11 @@ def bad_keyword(keyword: str, why: str) -> str:
     """The one line for a -k expression pytest cannot parse."""
     return (f"-k {keyword!r} is not a pytest expression ({why}); write one such as "
             "-k 'cancel and not poll'")
+
+
+def collection_error(output: str) -> str:
+    """The file that failed to import and pytest's last ``E`` line about it."""
+    where = re.search(r"ERROR collecting (\S+)", output)
+    errors = [ln[1:].strip() for ln in output.splitlines() if ln.startswith("E ")]
+    what = errors[-1] if errors else "an error during collection"
+    return f"{where[1]}: {what}" if where else what
