@@ -179,3 +179,27 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cannot_publish(path: Path, *, directory: bool = False) -> str:
+    """Why publishing ``path`` (a file, or a new ``directory``) would fail, or "".
+
+    A file or directory in its way, or a place this user may not write: tried by
+    making and removing a temporary directory where it would be made (os.access
+    says yes to root on a read-only file system or in /proc).
+    """
+    path = Path(os.path.abspath(path))
+    if path.is_dir() and not directory:
+        return f"{path} is a directory"
+    if path.exists() and directory and not path.is_dir():
+        return f"{path} is a file"
+    base = path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return f"{base} is a file, not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=TEMP_PREFIX + "probe-", dir=base))
+    except OSError as exc:
+        return f"{base} is not writable ({exc.strerror})"
+    return ""

@@ -202,7 +202,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--verify-revert", action="store_true",
                    help="build the bad endpoint with the culprit reverted and test it")
     b.add_argument("--no-reuse", action="store_true",
-                   help="do not reuse runs from earlier bisections of the same tree and config")
+                   help="do not reuse runs from earlier bisections of the same tree and config "
+                        "(reused only when the lab's code, the accelerator and the known "
+                        "issues are the same too)")
+    b.add_argument("--known-issues", type=Path, metavar="FILE",
+                   help="known issues for the runs (default: none, so that no failure "
+                        "becomes XFAIL)")
     b.add_argument("--cache", type=Path)
     b.add_argument("--suite", type=Path, help="scenario directory (default: scenarios/)")
     # Not --max-reboots: a run at one commit runs only the target scenarios, and a
@@ -327,6 +332,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             resume=args.resume, versions=args.versions, from_version=args.from_version,
             to_version=args.to_version, verify_revert=args.verify_revert, cache=args.cache,
             guest=_guest(args), reuse=not args.no_reuse, kconfig_add=tuple(args.kconfig_add),
+            known_issues=args.known_issues,
             **({"suite": args.suite.resolve()} if args.suite else {}))
         return bisect(bopts, argv=["lab", *argv])
     if args.command == "doctor":

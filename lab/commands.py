@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.errors import EXIT_OK, EXIT_USER_ERROR
-from lab.paths import cache_root
+from lab.paths import CACHE_ENV, cache_root
 
 
 def doctor(cache_opt: Path | None) -> int:
@@ -68,6 +68,7 @@ def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
           kconfig_add: list[str] | None = None, shard: str | None = None) -> int:
     """`lab fetch`: every cell's kernel into the cache (as `lab run` would resolve them);
     with ``shard``, the kernels that `lab run --shard` of the same arguments needs."""
+    from lab import atomic
     from lab.errors import UserError
     from lab.kernel.resolve import resolve_kernel
     from lab.run.cells import matrix
@@ -78,12 +79,28 @@ def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
     cells = matrix(specs, variants, kconfig_add or [])
     part = parse_shard(shard) if shard is not None else None
     labels = [c.label for c in cells]
+    cache = cache_root(cache_opt)
+    why = atomic.cannot_publish(cache / "kernels", directory=True)
+    if why:  # before a download: it would fail at its first write, with a traceback
+        raise UserError(f"the cache {cache}: {why}; give a directory you may write to: "
+                        f"--cache DIR or {CACHE_ENV}=DIR")
     for cell in cells:
         if part is not None and not part.takes_cell(cell.label, cells=labels):
             continue
-        k = resolve_kernel(cell.spec, cache=cache_root(cache_opt), variant=cell.variant)
+        k = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
         print(f"{cell.label} -> {k.release} ({k.image})")
     return EXIT_OK
+
+
+def _publishable(path: Path, option: str, *, directory: bool = False, example: str) -> None:
+    """A UserError when ``path`` cannot be written: something in its way, or no write access."""
+    from lab import atomic
+    from lab.errors import UserError
+
+    why = atomic.cannot_publish(path, directory=directory)
+    if why:
+        raise UserError(f"{option} {path}: {why}; give {example} where you may write")
+
 
 def merge(runs: list[Path], into: Path, *, argv: list[str],
           known_issues: Path | None = None) -> int:
@@ -98,7 +115,10 @@ def merge(runs: list[Path], into: Path, *, argv: list[str],
         from lab.results.record import read_records
         return [r.verdict for r in read_records(path)]
 
-    issues = known.load(known.path_for(known_issues))  # a bad list: before anything is written
+    # Every check before anything is written: the known issues the report applies, and
+    # whether --into can be made at all (merge checks the inputs, then writes).
+    issues = known.load(known.path_for(known_issues))
+    _publishable(into, "--into", directory=True, example="a new directory")
     done = merge_mod.merge(runs, into, command=f"cd {shlex.quote(str(Path.cwd()))} && "
                                               f"{shlex.join(argv)}")
     for dup in done.duplicates:
@@ -165,6 +185,8 @@ def export_kcidb(run: Path, output: Path | None, *, origin: str) -> int:
         raise UserError(f"--origin {origin!r}: KCIDB origins are lowercase letters, digits "
                         "and '_' (e.g. kernel_lab)")
     loaded = report_mod.load_run(run)
+    if output is not None:
+        _publishable(output, "-o", example="a file such as kcidb.json")
     text = json.dumps(kcidb.export(loaded.records, run=run.resolve().name, origin=origin),
                       indent=1) + "\n"
     if output is None:

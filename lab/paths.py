@@ -34,14 +34,30 @@ CHECKOUT = None if INSTALLED else REPO
 
 
 def cache_root(override: str | Path | None = None) -> Path:
-    """The cache root: the option, else $KERNEL_LAB_CACHE, else $XDG_CACHE_HOME/kernel-lab."""
+    """The cache root: the option, else $KERNEL_LAB_CACHE, else $XDG_CACHE_HOME/kernel-lab.
+
+    A UserError when it (or the nearest of its parents that exists) is not a directory:
+    every command would fail on it later, in the middle of what it does."""
     if override:
-        return Path(override).expanduser().resolve()
+        return _a_directory(Path(override).expanduser().resolve(), f"--cache {override}")
     env = os.environ.get(CACHE_ENV)
     if env:
-        return Path(env).expanduser().resolve()
+        return _a_directory(Path(env).expanduser().resolve(), f"{CACHE_ENV}={env}")
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return (Path(xdg) / "kernel-lab").resolve()
+    return _a_directory((Path(xdg) / "kernel-lab").resolve(), f"the cache {xdg}/kernel-lab")
+
+
+def _a_directory(path: Path, what: str) -> Path:
+    from lab.errors import UserError
+
+    for p in (path, *path.parents):
+        if p.is_dir():
+            return path
+        if p.exists() or p.is_symlink():
+            why = "is not a directory" if p == path else f"cannot be one: {p} is a file"
+            raise UserError(f"{what}: {path} {why}; give a directory for the cache: "
+                            f"--cache DIR or {CACHE_ENV}=DIR")
+    return path
 
 
 def default_results_root() -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from importlib import metadata
+from pathlib import Path
 
 from lab import proc
-from lab.paths import CHECKOUT, REPO
+from lab.paths import CHECKOUT, GUEST_DIR, REPO, SCENARIOS_DIR
 
 DISTRIBUTION = "kernel-lab"
 
@@ -31,3 +33,21 @@ def describe() -> str:
         if described is not None and described.returncode == 0 and commit:
             where = f"git {commit}, {where}"
     return f"{DISTRIBUTION} {version} ({where})"
+
+
+def code_digest(*extra: Path) -> str:
+    """The lab's own code as it is now: a digest of every file of lab/, guest/ and
+    scenarios/ (and of ``extra`` directories: a suite of the user's), names and content.
+
+    What a commit id cannot say: a checkout with uncommitted edits, a wheel, a copy.
+    A bisection reuses an earlier run only under the same digest.
+    """
+    h = hashlib.sha256()
+    for top in dict.fromkeys([REPO / "lab", GUEST_DIR, SCENARIOS_DIR, *extra]):
+        files = sorted(p for p in top.rglob("*") if p.is_file() and "__pycache__" not in
+                       p.parts and p.suffix not in (".pyc", ".so")) if top.is_dir() else []
+        for path in files:
+            h.update(f"{top.name}/{path.relative_to(top)}\0".encode())
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]

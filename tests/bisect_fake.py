@@ -119,6 +119,7 @@ class FakeLabRun:
         self.fail_rate = fail_rate
         self.rng = random.Random(seed)
         self.calls: list[list[str]] = []
+        self.known_issues: list[str] = []  # each run's --known-issues
 
     def __call__(self, argv: Sequence[str], log_path: Path) -> int:
         self.calls.append(list(argv))
@@ -131,12 +132,17 @@ class FakeLabRun:
         log_path.write_text(f"fake lab run {spec}\n")
         variant = argv[argv.index("--variant") + 1] if "--variant" in argv else None
         label = cell_label(spec, variant)  # the cell parameter of a real run's test ids
+        # The fake's host has no working KVM: "auto" boots TCG, as here.
+        asked = argv[argv.index("--accel") + 1]
+        accel = {"name": "tcg" if asked == "auto" else asked}
+        self.known_issues.append(argv[argv.index("--known-issues") + 1]
+                                 if "--known-issues" in argv else "(the default)")
         done: list[records.Record] = []
         if "INFRA" in text:
             for test in (TARGET, OTHER):
                 done.append(records.Record(test=f"{test}[{label}]", verdict="INFRA", cell=label,
                                            duration=0.0, reason="boot: no SSH after 180 s"))
-            _write(run_dir, done)
+            _write(run_dir, done, accel)
             return 3
         failed = "REGRESSION" in text and self.rng.random() < self.fail_rate
         target = records.Record(test=f"{TARGET}[{label}]", verdict="PASS", duration=0.1,
@@ -152,12 +158,14 @@ class FakeLabRun:
         for n in (1, 128):
             done.append(records.Record(test=f"{OTHER}[{label}-{n}]", verdict="PASS",
                                        duration=0.1, cell=label))
-        _write(run_dir, done)
+        _write(run_dir, done, accel)
         return 1 if target.verdict != "PASS" else 0
 
 
-def _write(run_dir: Path, done: list[records.Record]) -> None:
+def _write(run_dir: Path, done: list[records.Record], accel: dict[str, str]) -> None:
     # results.jsonl as lab.results.record writes it, in one go: a fake run need not fsync.
+    for r in done:
+        r.accel = dict(accel)
     with open(run_dir / "results.jsonl", "w") as f:
         f.writelines(json.dumps(dataclasses.asdict(r), sort_keys=True) + "\n" for r in done)
 
@@ -168,8 +176,8 @@ def collect(suite: Path, keyword: str, spec: str) -> tuple[tuple[str, ...], tupl
 
 def run(repo: Path, cache: Path, state: Path, *, good: str, bad: str, runs: str | None = None,
         fail_rate: float = 1.0, seed: int = 0, verify_revert: bool = False, reuse: bool = True,
-        resume: bool = False, guest: GuestOptions | None = None
-        ) -> tuple[int, FakeBuilder, FakeLabRun]:
+        resume: bool = False, guest: GuestOptions | None = None,
+        known_issues: Path | None = None) -> tuple[int, FakeBuilder, FakeLabRun]:
     builder = FakeBuilder(repo, cache)
     launch = FakeLabRun(cache, fail_rate=fail_rate, seed=seed)
     if resume:
@@ -178,7 +186,8 @@ def run(repo: Path, cache: Path, state: Path, *, good: str, bad: str, runs: str 
     else:
         opts = BisectOptions(keyword=KEYWORD, repo=repo, good=good, bad=bad, runs=runs,
                              state=state, cache=cache, reuse=reuse, verify_revert=verify_revert,
-                             guest=guest or GuestOptions())
+                             guest=guest or GuestOptions(),
+                             **({"known_issues": known_issues} if known_issues else {}))
     rc = bisect(opts, argv=["lab", "bisect"],
                 seams=Seams(builder=builder, launch=launch, collect=collect))
     return rc, builder, launch

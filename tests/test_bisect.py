@@ -219,8 +219,10 @@ def test_finds_the_culprit_and_skips_the_broken_build(
     assert [s["role"] for s in steps[:2]] == ["bad endpoint", "good endpoint"]
     assert "fs/aio.c" in str(res["diffstat"])
     # The full commit id and the guests' options (lab.results.reproduce).
+    # No known issues, as the bisection's runs had: the failure stays a failure.
     assert res["reproducer"] == (f"lab run --kernel git:{repo}@{commits[10]} --accel auto "
-                                 f"--cpus 2 --memory 2G -k '{bf.KEYWORD}'")
+                                 f"--cpus 2 --memory 2G --known-issues /dev/null "
+                                 f"-k '{bf.KEYWORD}'")
     assert any("skipped on the way" in w for w in res["warnings"])  # type: ignore[union-attr]
     report = res["report"]
     assert isinstance(report, dict) and report["table"]["rows"]
@@ -407,18 +409,81 @@ def test_runs_are_reused_by_a_later_bisection_of_the_same_tree(
 ) -> None:
     repo, commits = history
     cache = tmp_path / "cache"
+    tcg = GuestOptions(accel="tcg")  # an accelerator known before the first run
     _, _, first = bf.run(repo, cache, tmp_path / "one", good=commits[0], bad=commits[15],
-                         runs="1")
+                         runs="1", guest=tcg)
     _, _, second = bf.run(repo, cache, tmp_path / "two", good=commits[2], bad=commits[15],
-                          runs="1")
+                          runs="1", guest=tcg)
     out = capsys.readouterr().out
     assert bf.result(tmp_path / "two")["first_bad"] == commits[10]
     # Only the new good endpoint ran: every other point was tested by the first bisection.
     assert [c[c.index("--kernel") + 1].rsplit("@", 1)[1] for c in second.calls] == [commits[2]]
     assert "reused from earlier bisections" in out and len(first.calls) >= 5
     _, _, third = bf.run(repo, cache, tmp_path / "three", good=commits[2], bad=commits[15],
-                         runs="1", reuse=False)
+                         runs="1", reuse=False, guest=tcg)
     assert len(third.calls) > 1  # --no-reuse runs everything again
+
+
+def _points(launch: bf.FakeLabRun) -> list[str]:
+    return [c[c.index("--kernel") + 1].rsplit("@", 1)[1] for c in launch.calls]
+
+
+@pytest.mark.parametrize("change", ["lab", "accel", "known issues"])
+def test_a_run_is_reused_only_under_the_same_lab_accelerator_and_known_issues(
+    history: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    change: str
+) -> None:
+    """The same commit and config is not enough: another lab's scenarios or agent, another
+    accelerator, other known issues may give other verdicts (before: reused anyway)."""
+    repo, commits = history
+    cache = tmp_path / "cache"
+    tcg = GuestOptions(accel="tcg")
+    _, _, first = bf.run(repo, cache, tmp_path / "one", good=commits[0], bad=commits[15],
+                         runs="1", guest=tcg)
+    guest, issues = tcg, None
+    if change == "lab":  # an edited checkout: same commit, other code
+        monkeypatch.setattr("lab.bisect.command.code_digest", lambda *_: "edited0123456789",
+                            raising=False)
+    elif change == "accel":
+        guest = GuestOptions(accel="tcg-single")
+    else:
+        issues = tmp_path / "known-issues.toml"
+        issues.write_text("")
+    _, _, second = bf.run(repo, cache, tmp_path / "two", good=commits[0], bad=commits[15],
+                          runs="1", guest=guest, known_issues=issues)
+    assert _points(second) == _points(first)  # every run made again
+    assert bf.result(tmp_path / "two")["first_bad"] == commits[10]
+    if change == "known issues":
+        assert second.known_issues == [str(issues)] * len(second.calls)
+
+
+def test_runs_use_no_known_issues_unless_asked(history: tuple[Path, list[str]],
+                                               tmp_path: Path) -> None:
+    """A known issue matching the target would make it XFAIL: the bisection's runs get
+    none (before: ./known-issues.toml or the lab's own)."""
+    repo, commits = history
+    _, _, launch = bf.run(repo, tmp_path / "cache", tmp_path / "state", good=commits[0],
+                          bad=commits[15], runs="1")
+    assert launch.known_issues and set(launch.known_issues) == {"/dev/null"}
+    start = Journal(tmp_path / "state").start()
+    assert start is not None and start["known_issues"] == ""
+
+
+def test_auto_reuses_other_bisections_runs_once_a_run_says_which_accelerator(
+    history: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--accel auto before any probe answered here: the first run of the session says what
+    auto is; only then are earlier runs on that accelerator reused."""
+    from lab.vm import accel
+
+    # A host with /dev/kvm whose probe has not run yet (with none, auto is TCG at once).
+    monkeypatch.setattr(accel, "kvm_usable", lambda *_, **__: (False, accel.NOT_PROBED))
+    repo, commits = history
+    cache = tmp_path / "cache"
+    bf.run(repo, cache, tmp_path / "one", good=commits[0], bad=commits[15], runs="1")
+    _, _, second = bf.run(repo, cache, tmp_path / "two", good=commits[2], bad=commits[15],
+                          runs="1")
+    assert _points(second) == [commits[15], commits[2]]
 
 
 def test_the_revert_check_builds_bad_without_the_culprit(

@@ -62,8 +62,14 @@ def test_a_real_bisection_finds_the_errno_change_and_skips_the_broken_build(
     assert steps[good]["verdict"] == "good" and steps[bad]["verdict"] == "bad"
     assert not [w for w in data["warnings"] if "same kernel image" in w]
     assert "fs/aio.c | 2 +-" in data["diffstat"]
+    # With no known issues, as the bisection's runs had them.
     assert data["reproducer"] == (f"lab run --kernel git:{hist.repo}@{culprit} --accel auto "
-                                  f"--cpus 2 --memory 2G -k {TARGET}")
+                                  f"--cpus 2 --memory 2G --known-issues /dev/null -k {TARGET}")
+    runs = [json.loads(ln) for ln in (state / "journal.jsonl").read_text().splitlines()
+            if '"kind": "run"' in ln]
+    # Each run keeps the conditions a later bisection must share to reuse it.
+    assert runs and all(r["accel"] in ("kvm", "tcg") and len(r["lab"]) == 16
+                        and r["known_issues"] == "none" for r in runs), runs[:1]
     # The figures for the record: wall time and each step's build and test seconds.
     print(f"\nreal bisection: wall {wall:.0f}s, median step {data['median_step_seconds']}s")
     for s in data["steps"]:

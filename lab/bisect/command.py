@@ -14,6 +14,7 @@ verdicts seen are shown and kept in bisect.json); 3 the machinery failed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ from lab.bisect import search as gitops
 from lab.bisect.classify import BadIf
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, EndpointError, Plan, Setup
-from lab.bisect.journal import FORMAT, Journal, RunStore, guest_of
+from lab.bisect.journal import FORMAT, JOURNAL, Conditions, Journal, RunStore, guest_of
 from lab.bisect.ports import Builder, KernelBuilder, LabRun, Tester
 from lab.bisect.result import Result, Step
 from lab.bisect.search import GitSearch, Next
@@ -37,9 +38,10 @@ from lab.errors import EXIT_INCONCLUSIVE, EXIT_OK, UserError
 from lab.kernel import kconfig, worktree
 from lab.kernel.worktree import Clone
 from lab.options import GuestOptions
-from lab.paths import SCENARIOS_DIR, cache_root, default_results_root
-from lab.results import report, reproduce
+from lab.paths import SCENARIOS_DIR, cache_root, default_results_root, in_scenarios
+from lab.results import known, report, reproduce
 from lab.results.record import new_run_dir
+from lab.version import code_digest
 
 log = logging.getLogger("lab.bisect")
 
@@ -64,6 +66,7 @@ class BisectOptions:
     guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     reuse: bool = True
     kconfig_add: tuple[str, ...] = ()  # CONFIG_X=V: composed onto the variant
+    known_issues: Path | None = None  # the runs' known issues: none unless given
 
 
 def parse_runs(text: str | None) -> str | None:
@@ -117,6 +120,8 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
         raise UserError("--versions walks Debian's kernels: give --from/--to, not "
                         "--repo/--good/--bad")
     composed = kconfig.compose(opts.variant)  # an unknown variant: before anything else
+    issues = known.path_for(opts.known_issues) if opts.known_issues else known.NONE
+    known.load(issues)  # a broken list: now, not in every run
     if opts.versions:
         start, points = coarse.validate(opts.from_version, opts.to_version, cache=cache)
     else:
@@ -133,7 +138,8 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
                   "suite": str(opts.suite.resolve()), "selected": list(tests),
                   "flaky": list(flaky), "bad_if": opts.bad_if, "runs": runs,
                   "config_hash": composed.hash if not opts.versions else "prebuilt",
-                  "guest": guest.to_dict(), "argv": argv})
+                  "guest": guest.to_dict(), "argv": argv,
+                  "known_issues": "" if issues == known.NONE else str(issues)})
     state = _state_dir(opts, start)
     journal = Journal(state)
     if journal.exists():
@@ -142,10 +148,11 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
         journal.append({**start, "created": time.time()})
     plan = Plan(good=start["good_point"], bad=start["bad_point"], selected=tests,
                 config_hash=start["config_hash"], runs=runs, bad_if=bad_if, flaky=flaky,
-                state=state, reuse=opts.reuse)
+                state=state, reuse=opts.reuse,
+                conditions=conditions(opts.suite.resolve(), issues, cache=cache, guest=guest))
     tester = LabRun(keyword=opts.keyword, cache=cache,
                     variant=None if opts.versions else opts.variant,
-                    suite=opts.suite.resolve(), guest=guest,
+                    suite=opts.suite.resolve(), guest=guest, known_issues=issues,
                     **({"launch": seams.launch} if seams.launch else {}))
     if opts.versions:
         setup = coarse.setup(start, plan, points, cache=cache, tester=tester)
@@ -158,6 +165,16 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
           flush=True)
     return _run(setup, journal, store=RunStore(cache), verify_revert=opts.verify_revert,
                 started=time.monotonic())
+
+
+def conditions(suite: Path, issues: Path, *, cache: Path, guest: GuestOptions) -> Conditions:
+    """The conditions this session's runs are made under, and earlier runs must share."""
+    from lab.vm import accel
+
+    listed = hashlib.sha256(issues.read_bytes()).hexdigest()[:16] if issues != known.NONE \
+        else "none"
+    return Conditions(lab=code_digest(*([] if in_scenarios(suite) else [suite])),
+                      accel=accel.expected(cache, guest.accel), known_issues=listed)
 
 
 def _resumed(opts: BisectOptions) -> BisectOptions:
@@ -179,7 +196,8 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
         from_version=None if git else start["good_point"],
         to_version=None if git else start["bad_point"],
         verify_revert=opts.verify_revert, cache=opts.cache, suite=Path(start["suite"]),
-        guest=guest, reuse=opts.reuse)
+        guest=guest, reuse=opts.reuse,
+        known_issues=Path(start["known_issues"]) if start.get("known_issues") else None)
 
 
 def _validate_git(opts: BisectOptions, *, cache: Path) -> tuple[dict[str, Any], list[str]]:
@@ -236,6 +254,10 @@ def _missing_files(top: Path, commit: str, *, log_path: Path) -> list[str]:
 def _state_dir(opts: BisectOptions, start: dict[str, Any]) -> Path:
     if opts.state is not None:
         state = opts.state.expanduser().resolve()
+        why = atomic.cannot_publish(state / JOURNAL)
+        if why:
+            raise UserError(f"--state {opts.state}: {why}; give a directory you may write to "
+                            "(new, or a bisection's to resume)")
         Journal(state).check_same(start)
         return state
     name = Path(str(start.get("repo") or "versions")).name
@@ -338,7 +360,8 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
     repro = reproduce.Command(
         kernels=[f"git:{setup.start['repo']}@{first}"],  # the full commit id
         variants=[str(variant)] if variant and variant != "base" else [],
-        guest=guest_of(setup.start), keyword=str(setup.start["keyword"]))
+        guest=guest_of(setup.start), keyword=str(setup.start["keyword"]),
+        known_issues=str(setup.start.get("known_issues") or known.NONE))
     revert = _revert_check(clone, driver, first, setup.plan.bad) if verify_revert else None
     if revert is not None and not revert["ok"]:
         warnings.append(f"revert check: {revert['summary']}")

@@ -23,14 +23,14 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lab.bisect import decision as dec
 from lab.bisect.classify import BadIf, Judged, classify, default_bad_if, short, targets_of
 from lab.bisect.decision import Counts, Outcome, Policy, Verdict
-from lab.bisect.journal import Build, Journal, Run, RunStore
+from lab.bisect.journal import Build, Conditions, Journal, Run, RunStore
 from lab.bisect.ports import Builder, Tester
 from lab.bisect.result import Step
 from lab.bisect.search import GitSearch, ListSearch, Next
@@ -60,6 +60,9 @@ class Plan:
     flaky: tuple[str, ...] = ()  # selected tests marked flaky
     state: Path = Path(".")
     reuse: bool = True
+    # Under which the runs are made and reused (the accelerator filled in by the first
+    # run when "auto" was not known yet).
+    conditions: Conditions = field(default_factory=lambda: Conditions("", None, ""))
 
 
 @dataclass
@@ -100,7 +103,9 @@ class Driver:
         for b in self.journal.builds():
             self.builds[b.point] = b
         for r in self.journal.runs():
-            if r.config_hash == self.plan.config_hash:
+            # A resumed bisection's own runs too: not those of another lab or accelerator.
+            if r.config_hash == self.plan.config_hash and self.plan.conditions.admits(r,
+                                                                                     own=True):
                 self._runs.setdefault(r.point, []).append(r)
 
     # --- runs and builds -----------------------------------------------------------------
@@ -108,11 +113,15 @@ class Driver:
     def runs_at(self, point: str) -> list[Run]:
         """The journal's runs at ``point``, and (once) earlier bisections' from the store."""
         runs = self._runs.setdefault(point, [])
-        if point not in self._asked and self.store is not None and self.plan.reuse:
+        # Another bisection's runs only once the accelerator is known (else asked again).
+        if (point not in self._asked and self.store is not None and self.plan.reuse
+                and self.plan.conditions.accel is not None):
             self._asked.add(point)
             have = {r.id for r in runs}
             found = [r for r in self.store.runs_at(point, self.plan.config_hash,
-                                                   self.plan.selected) if r.id not in have]
+                                                   self.plan.selected,
+                                                   conditions=self.plan.conditions)
+                     if r.id not in have]
             for run in found:
                 self.journal.append(run.to_dict())
                 runs.append(run)
@@ -139,9 +148,13 @@ class Driver:
             n += 1
             out = self.plan.state / "runs" / f"{n:03d}-{point[:12]}"
         tested = self.tester.test(built.spec, out=out)
+        cond = self.plan.conditions
+        if cond.accel is None and tested.accel:
+            cond = self.plan.conditions = replace(cond, accel=tested.accel)
         run = Run(point=point, config_hash=self.plan.config_hash, artifact=built.artifact,
                   results={t: r for t, r in tested.results.items()},
-                  exit_code=tested.exit_code, seconds=tested.seconds, run_dir=tested.run_dir)
+                  exit_code=tested.exit_code, seconds=tested.seconds, run_dir=tested.run_dir,
+                  lab=cond.lab, accel=tested.accel, known_issues=cond.known_issues)
         self.journal.append(run.to_dict())
         if self.store is not None:
             self.store.add(run, state=self.plan.state)

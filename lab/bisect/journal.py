@@ -16,7 +16,8 @@ Nothing is ever rewritten: a killed lab loses at most the line being written,
 and a torn last line is ignored on replay, so at most the step under way is
 lost.  Runs are also appended to ``<cache>/bisect/runs.jsonl``, the store that
 later bisections of the same tree and config reuse (keyed by commit and
-config hash; a run serves any -k whose tests it recorded).
+config hash, and made under the same conditions: the lab's own code, the
+accelerator and the known issues; a run serves any -k whose tests it recorded).
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ class Run:
     run_dir: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     reused_from: str = ""  # the state directory whose run this was
+    # The conditions it ran under (Conditions); "" in a journal from before they were kept.
+    lab: str = ""
+    accel: str = ""
+    known_issues: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "run", "id": self.id, "point": self.point,
@@ -88,6 +93,7 @@ class Run:
                 "results": {t: r.to_dict() for t, r in self.results.items()},
                 "exit_code": self.exit_code, "seconds": round(self.seconds, 1),
                 "run_dir": self.run_dir, "reused_from": self.reused_from,
+                "lab": self.lab, "accel": self.accel, "known_issues": self.known_issues,
                 "finished": time.time()}
 
     @classmethod
@@ -97,7 +103,29 @@ class Run:
                    results={t: Observed.of(r) for t, r in d["results"].items()},
                    exit_code=int(d.get("exit_code", 0)), seconds=float(d.get("seconds", 0.0)),
                    run_dir=str(d.get("run_dir", "")), id=str(d["id"]),
-                   reused_from=str(d.get("reused_from", "")))
+                   reused_from=str(d.get("reused_from", "")), lab=str(d.get("lab", "")),
+                   accel=str(d.get("accel", "")), known_issues=str(d.get("known_issues", "")))
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a run's verdicts depend on beside the commit and the config: the lab's own
+    code (lab.version.code_digest), the accelerator its guests ran on, and the known
+    issues applied (a digest of the list).  A run is reused only under the same ones."""
+
+    lab: str
+    accel: str | None  # None: "auto" before any probe answered (known after the first run)
+    known_issues: str
+
+    def admits(self, run: Run, *, own: bool = False) -> bool:
+        """Whether ``run`` was made under these conditions.  A bisection's ``own`` runs
+        (its journal, on resume) were made with its --accel: while "auto" is not known
+        yet, they are taken; another bisection's never are."""
+        same_accel = run.accel == self.accel if self.accel is not None else own
+        return same_accel and run.lab == self.lab and run.known_issues == self.known_issues
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lab": self.lab, "accel": self.accel, "known_issues": self.known_issues}
 
 
 @dataclass(frozen=True)
@@ -177,13 +205,15 @@ class RunStore:
     def add(self, run: Run, *, state: Path) -> None:
         append_line(self.path, {**run.to_dict(), "state": str(state)})
 
-    def runs_at(self, point: str, config_hash: str, tests: tuple[str, ...]) -> list[Run]:
-        """Earlier runs at ``point`` with this config that recorded every one of ``tests``."""
+    def runs_at(self, point: str, config_hash: str, tests: tuple[str, ...], *,
+                conditions: Conditions) -> list[Run]:
+        """Earlier runs at ``point`` with this config, made under ``conditions``, that
+        recorded every one of ``tests``."""
         found = []
         for d in read_lines(self.path):
             if d.get("point") != point or d.get("config_hash") != config_hash:
                 continue
             run = Run.of(d)
-            if all(t in run.results for t in tests):
+            if conditions.admits(run) and all(t in run.results for t in tests):
                 found.append(dataclasses.replace(run, reused_from=str(d.get("state", ""))))
         return found

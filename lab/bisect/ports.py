@@ -29,6 +29,7 @@ from lab.bisect.classify import Observed
 from lab.errors import UserError
 from lab.kernel.build import BuildError
 from lab.options import GuestOptions
+from lab.results import known
 from lab.results import record as records
 from lab.results.cell import scenario_of
 
@@ -57,6 +58,7 @@ class Tested:
     exit_code: int
     seconds: float
     run_dir: str
+    accel: str = ""  # what its guests ran on, as its records say ("tcg", "kvm"; "" no guest)
 
 
 class Builder(Protocol):
@@ -121,9 +123,12 @@ class LabRun:
     """``lab run`` of the selected scenarios, one boot per run."""
 
     def __init__(self, *, keyword: str, cache: Path, variant: str | None, suite: Path,
-                 guest: GuestOptions | None = None,
+                 guest: GuestOptions | None = None, known_issues: Path = known.NONE,
                  launch: Callable[[Sequence[str], Path], int] = spawn_and_wait) -> None:
         self.keyword = keyword
+        # None unless asked (/dev/null): a known issue would turn the very failure being
+        # bisected into XFAIL at some commits and not at others.
+        self.known_issues = known_issues
         self.cache = cache
         self.variant = variant
         self.suite = suite
@@ -133,7 +138,8 @@ class LabRun:
     def argv(self, spec: str, results: Path) -> list[str]:
         argv = [sys.executable, "-m", "lab.cli", "run", "--kernel", spec, "-k", self.keyword,
                 "--results", str(results), "--cache", str(self.cache), "--suite",
-                str(self.suite), *self.guest.lab_args(always=("accel",))]
+                str(self.suite), "--known-issues", str(self.known_issues),
+                *self.guest.lab_args(always=("accel",))]
         if self.variant:
             argv += ["--variant", self.variant]
         return argv
@@ -145,13 +151,17 @@ class LabRun:
         seconds = time.monotonic() - t0
         dirs = sorted(d for d in out.iterdir() if d.is_dir())
         results: dict[str, Observed] = {}
+        accels: set[str] = set()
         for run_dir in dirs:
             # A run killed while writing its last record: that test did not run.
             for r in records.load_records(run_dir, torn_end_ok=True).records:
+                if r.accel.get("name"):
+                    accels.add(str(r.accel["name"]))
                 # Without the cell parameter: the same test at any commit has the same id.
                 results[scenario_of(r.test, r.cell)] = Observed(
                     verdict=r.verdict, reason=r.reason,
                     splats=tuple(str(s.get("title", "")) for s in r.splats),
                     fatal=any(bool(s.get("fatal")) for s in r.splats))
+        # Two after a single-threaded retry ("tcg+tcg-single"): the same only as that.
         return Tested(results=results, exit_code=rc, seconds=seconds,
-                      run_dir=str(dirs[-1]) if dirs else str(out))
+                      run_dir=str(dirs[-1]) if dirs else str(out), accel="+".join(sorted(accels)))

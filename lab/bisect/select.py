@@ -18,8 +18,10 @@ from pathlib import Path
 from lab import proc
 from lab.errors import InfraError, UserError
 from lab.paths import rootdir_args
+from lab.run import preflight
 
 MARK = "kernel-lab-selection: "
+USAGE = 2  # the exit status for a -k that pytest refused (its reason in the output)
 
 
 def selection(suite: Path, keyword: str, *, spec: str, log_path: Path,
@@ -35,6 +37,11 @@ def selection(suite: Path, keyword: str, *, spec: str, log_path: Path,
         # the same there.
         out = proc.run(argv, phase="bisect:collect", log_path=log_path, timeout=300).stdout
     except proc.ProcessError as exc:
+        if exc.returncode == USAGE:  # pytest refused -k: the user's mistake, not the lab's
+            # The whole output (the tail ends with the plugin's summary): its last refusal.
+            output = log_path.read_text(errors="replace") if log_path.is_file() else exc.tail
+            raise UserError(preflight.bad_keyword(keyword, preflight.refusal(output))) \
+                from None
         raise InfraError(f"collecting {suite} with -k {keyword!r} failed: {exc}",
                          phase="bisect:collect", log=log_path) from None
     line = next((ln for ln in out.splitlines() if ln.startswith(MARK)), None)
@@ -82,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                           "-p", "no:cacheprovider",
                           "-W", "ignore::pytest.PytestAssertRewriteWarning"],
                          plugins=[collector])
+    if rc == pytest.ExitCode.USAGE_ERROR:
+        return USAGE  # pytest printed why
     if rc not in (0, pytest.ExitCode.NO_TESTS_COLLECTED):
         print(f"collection failed with pytest exit {rc}", file=sys.stderr)
         return 3

@@ -19,7 +19,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import proc
+from lab import atomic, proc
 from lab.paths import CACHE_ENV, default_results_root
 from lab.vm.accel import kvm_usable
 from lab.vm.slots import slot_dir
@@ -150,7 +150,9 @@ def _cache_writable(cache: Path) -> Check:
     """The cache and the directories in it that runs write (a cache made by a run as root
     is root's: a normal user's run then fails in the middle of a fetch)."""
     base = _existing(cache)
-    blocked = [] if _writable(base) else [base]
+    # Tried as well: os.access says yes to root on a read-only file system or in /proc.
+    tried = atomic.cannot_publish(cache / "kernels", directory=True)
+    blocked = [] if _writable(base) and not tried else [base]
     if base == cache:
         blocked += sorted(p for p in cache.iterdir() if p.is_dir() and not _writable(p))
     if not blocked:
@@ -168,7 +170,12 @@ def _cache_writable(cache: Path) -> Check:
 
 def _results_writable(results: Path) -> Check:
     base = _existing(results)
-    if _writable(base):
+    if not base.is_dir():
+        what = "is" if base == results else f"cannot be made: {base} is"
+        return Check("results", False, f"{results} {what} a file, not a directory",
+                     "give lab run --results DIR a directory (or a path to make one)")
+    # A run directory is made inside it: tried, since root passes os.access in /proc.
+    if _writable(base) and not atomic.cannot_publish(results / "run", directory=True):
         return Check("results", True, f"{results} (writable)")
     return Check("results", False, f"{base} is not writable by {_user()}: run directories go "
                  f"to {results}", "run from a directory you may write to, or give "

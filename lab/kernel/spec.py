@@ -229,6 +229,9 @@ def path_text(spec: PathSpec) -> str:
 def parse_spec(text: str) -> KernelSpec:
     """Parse a kernel spec; a form that is not one of ``valid_forms()`` is a UserError."""
     text = text.strip()
+    if not text:  # `--kernel ''`, or an unset shell variable
+        raise UserError(f"an empty kernel spec; give one such as debian:7.2 (valid forms: "
+                        f"{valid_forms()})")
     kind, sep, rest = text.partition(":")
     if sep and re.fullmatch(r"[a-z][a-z0-9-]*", kind) and kind in _KINDS:
         if not rest:

@@ -57,9 +57,9 @@ def matrix(kernels: Sequence[str], variants: Sequence[str | None],
     the error names that cell.  Each variant is composed with the added options
     (fragments read, options parsed and checked) here, before anything is fetched.
     """
-    specs = _unique(kernels)
-    for spec in specs:
+    for spec in kernels:  # an empty one too: dropped, it would leave no cell at all
         parse_spec(spec)
+    specs = _unique(kernels)
     for text in kconfig_add:
         kconfig.parse_addition(text)  # a bad one is named alone, not inside a variant
     given = [v for v in variants if v and v.strip()] or ([BASE] if kconfig_add else [])

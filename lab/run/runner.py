@@ -35,9 +35,9 @@ from lab.results import report as report_mod
 from lab.results import summary as summary_mod
 from lab.results.cell import short_label
 from lab.results.verdict import exit_code, exit_line
-from lab.run import select
+from lab.run import preflight, select
 from lab.run.cells import matrix
-from lab.run.shard import parse_shard
+from lab.run.shard import Shard, parse_shard
 from lab.vm import slots
 from lab.vm.ssh import port_is_free
 
@@ -84,6 +84,9 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     started = time.monotonic()
     kernels = opts.kernels or ["debian:7.2"]
     guest = opts.guest.checked()
+    if opts.keyword is not None and not opts.keyword.strip():
+        raise UserError("-k '': give an expression (e.g. -k cancel), or leave -k out to run "
+                        "every scenario")
     if opts.workers < 1:
         raise UserError(f"--workers {opts.workers}: give 1 or more (one VM per worker)")
     if opts.ssh_port is not None and not 1 <= opts.ssh_port <= 65535:
@@ -106,17 +109,30 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR or run from a "
                         "checkout of kernel-lab")
+    if not opts.suite.is_dir() and opts.suite.suffix != ".py":
+        raise UserError(f"--suite {opts.suite} is neither a directory nor a .py file; give "
+                        "the directory (or the file) of the pytest tests to run")
     parse_repeat(opts.repeat)
     suite = opts.suite.resolve()
     # A node id is relative to where it was typed, or to the checkout records name it from.
     roots = list(dict.fromkeys([Path.cwd(), suite if suite.is_dir() else suite.parent, REPO]))
     nodes, pytest_args = select.split(opts.pytest_args, roots=roots)
-    _check_host(cache, opts.results or default_results_root())
+    results_root = (opts.results or default_results_root()).expanduser().resolve()
+    _check_host(cache, results_root)
+    if preflight.needed(opts.keyword, pytest_args, suite=suite):
+        preflight.check(lambda where: pytest_args_for(opts, nodes, pytest_args, run_dir=where,
+                                                      cache=cache, guest=guest, shard=None,
+                                                      known_path=known_path, workers=False),
+                        keyword=opts.keyword, extra=pytest_args, suite=suite)
 
     label = "+".join(short_label(k) for k in dict.fromkeys(kernels))
     if shard is not None:
         label += f"-shard{shard.index}of{shard.total}"
-    run_dir = results.new_run_dir(opts.results or default_results_root(), label)
+    try:
+        run_dir = results.new_run_dir(results_root, label)
+    except OSError as exc:  # what the check could not foresee (a full disk, a race)
+        raise UserError(f"--results {results_root}: cannot make a run directory there "
+                        f"({exc.strerror}); give a directory you may write to") from None
     (run_dir / "command.txt").write_text(
         f"cd {shlex.quote(str(Path.cwd()))} && {shlex.join(argv)}\n")
     print(f"kernel-lab: run directory {run_dir}", flush=True)
@@ -136,37 +152,8 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
-    # Paths go as --opt=PATH: pytest takes a bare PATH token for an argument when it picks
-    # its rootdir, and the run directory and the cache would move it to / for a suite
-    # outside the checkout (test ids "tmp/suite/...", reproducers from /).
-    args = [*_collect(opts, nodes), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
-            *guest.pytest_args(), f"--junitxml={run_dir / 'junit.xml'}",
-            "-p", "no:cacheprovider", "-rs",
-            # lab is imported before pytest starts, so its entry point cannot be rewritten.
-            "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    for spec in kernels:
-        args += ["--lab-kernel", spec]
-    for variant in opts.variants:
-        args += ["--lab-variant", variant]
-    for option in opts.kconfig_add:
-        args.append(f"--lab-kconfig-add={option}")
-    if shard is not None:
-        args += ["--lab-shard", str(shard)]
-    args.append(f"--lab-known-issues={known_path}")
-    if opts.keyword:
-        args += ["-k", opts.keyword]
-    if opts.ssh_port is not None:
-        args += ["--lab-ssh-port", str(opts.ssh_port)]
-    if opts.workers > 1:
-        # The lab's scheduler replaces loadscope's scopes with cells (lab.run.schedule).
-        args += ["-n", str(opts.workers), "--dist", "loadscope"]
-    args += [f"--lab-select={n.text()}" for n in nodes]
-    if opts.repeat > 1:
-        args.append(f"--lab-repeat={opts.repeat}")
-    # matrix.json keeps them, for `lab rerun` and the reproducers (-k and -m it keeps as
-    # pytest understood them).
-    args += [f"--lab-pytest-arg={a}" for a in recorded_args(pytest_args)]
-    args += pytest_args
+    args = pytest_args_for(opts, nodes, pytest_args, run_dir=run_dir, cache=cache,
+                           guest=guest, shard=shard, known_path=known_path)
     rc = int(pytest.main(args))
     records = results.read_records(run_dir)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED and shard is not None:
@@ -196,6 +183,46 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         log.error("pytest exited with %d after no records; see %s", rc, run_dir)
     print(f"kernel-lab: {exit_line(status, [r.verdict for r in records])}", flush=True)
     return status
+
+
+def pytest_args_for(opts: RunOptions, nodes: list[select.NodeId], pytest_args: list[str], *,
+                    run_dir: Path, cache: Path, guest: GuestOptions, shard: Shard | None,
+                    known_path: Path, workers: bool = True) -> list[str]:
+    """pytest's arguments for the run into ``run_dir`` (lab.run.preflight collects with
+    them first, without workers)."""
+    kernels = opts.kernels or ["debian:7.2"]
+    # Paths go as --opt=PATH: pytest takes a bare PATH token for an argument when it picks
+    # its rootdir, and the run directory and the cache would move it to / for a suite
+    # outside the checkout (test ids "tmp/suite/...", reproducers from /).
+    args = [*_collect(opts, nodes), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
+            *guest.pytest_args(), f"--junitxml={run_dir / 'junit.xml'}",
+            "-p", "no:cacheprovider", "-rs",
+            # lab is imported before pytest starts, so its entry point cannot be rewritten.
+            "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    for spec in kernels:
+        args += ["--lab-kernel", spec]
+    for variant in opts.variants:
+        args += ["--lab-variant", variant]
+    for option in opts.kconfig_add:
+        args.append(f"--lab-kconfig-add={option}")
+    if shard is not None:
+        args += ["--lab-shard", str(shard)]
+    args.append(f"--lab-known-issues={known_path}")
+    if opts.keyword:
+        args += ["-k", opts.keyword]
+    if opts.ssh_port is not None:
+        args += ["--lab-ssh-port", str(opts.ssh_port)]
+    if workers and opts.workers > 1:
+        # The lab's scheduler replaces loadscope's scopes with cells (lab.run.schedule).
+        args += ["-n", str(opts.workers), "--dist", "loadscope"]
+    args += [f"--lab-select={n.text()}" for n in nodes]
+    if opts.repeat > 1:
+        args.append(f"--lab-repeat={opts.repeat}")
+    # matrix.json keeps them, for `lab rerun` and the reproducers (-k and -m it keeps as
+    # pytest understood them).
+    args += [f"--lab-pytest-arg={a}" for a in recorded_args(pytest_args)]
+    args += pytest_args
+    return args
 
 
 def _collect(opts: RunOptions, nodes: list[select.NodeId]) -> list[str]:

@@ -94,6 +94,9 @@ def split(args: Sequence[str], *, roots: Sequence[Path]) -> tuple[list[NodeId], 
     ids: list[NodeId] = []
     rest: list[str] = []
     for i, arg in enumerate(args):
+        if not arg.strip():  # pytest reads "" as the current directory: a whole other run
+            raise UserError("an empty argument after --; give node ids (FILE.py::TEST) or "
+                            "pytest's options, or nothing")
         if is_nodeid(arg) and not (i and args[i - 1] in _TAKES_A_PATH):
             ids.append(check(arg, roots=roots))
         else:

@@ -25,11 +25,13 @@ from lab.options import ACCELS
 
 log = logging.getLogger("lab.vm.accel")
 
-__all__ = ["ACCELS", "MODES", "Accel", "choose", "choose_accel", "kvm_usable", "probe_accel"]
+__all__ = ["ACCELS", "MODES", "Accel", "choose", "choose_accel", "expected", "kvm_usable",
+           "probe_accel"]
 
 # How each accelerator runs the guest, in words.
 MODES = {"kvm": "KVM", "tcg": "TCG, multi-threaded", "tcg-single": "TCG, single-threaded"}
 NEGATIVE_TTL = 24 * 3600.0  # seconds a "KVM does not work here" answer is trusted
+NOT_PROBED = "not probed yet: the first boot probes it with its kernel"
 
 
 def qemu_binary() -> str | None:
@@ -75,7 +77,7 @@ def kvm_usable(cache: Path, *, image: Path | None, refresh: bool = False) -> tup
         if data.get("key") == key and (data.get("usable") or age < NEGATIVE_TTL):
             return bool(data["usable"]), str(data["why"]) + " (cached probe)"
     if image is None:
-        return False, "not probed yet: the first boot probes it with its kernel"
+        return False, NOT_PROBED
     usable = probe_accel("kvm", qemu=qemu, image=image)
     why = "probe boot ok" if usable else "the probe boot hung (no kernel banner in 10 s)"
     atomic.write_text(memo, json.dumps({"key": key, "usable": usable, "why": why,
@@ -100,6 +102,17 @@ class Accel:
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "mode": self.mode, "reason": self.reason}
+
+
+def expected(cache: Path, requested: str = "auto") -> str | None:
+    """The accelerator a boot would get now, without booting: the user's choice, or for
+    "auto" what the cached probe says; None when only a probe boot can tell."""
+    if requested != "auto":
+        return requested
+    usable, why = kvm_usable(cache, image=None)
+    if usable:
+        return "kvm"
+    return None if why == NOT_PROBED else "tcg"
 
 
 def choose(cache: Path, *, image: Path, requested: str = "auto") -> Accel:
