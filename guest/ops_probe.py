@@ -61,7 +61,11 @@ def _uring_op(name: str) -> Answer:
     try:
         ops = uring_ops()
     except OSError as exc:
-        return _answer(False, f"io_uring_setup or IORING_REGISTER_PROBE: {_name(exc.errno or 0)}")
+        # Only ENOSYS says the kernel has no io_uring; EPERM, ENOMEM, EMFILE... say nothing
+        # about the opcode: undecided, so the test runs and its record says what failed.
+        err = exc.errno or 0
+        return _answer(False if err == errno.ENOSYS else None,
+                       f"io_uring_setup or IORING_REGISTER_PROBE: {_name(err)}")
     return _answer(code in ops, f"IORING_REGISTER_PROBE: IORING_OP_{name} ({code}) "
                    f"{'supported' if code in ops else 'not supported'}")
 
@@ -154,7 +158,9 @@ def _ublk_batch_io() -> Answer:
     try:
         got = ops_ublk.ublk_features()
     except OSError as exc:
-        return _answer(False, f"ublk_drv: {exc}")
+        # No control device: no ublk; any other error decides nothing.
+        gone = exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO)
+        return _answer(False if gone else None, f"ublk_drv: {exc}")
     return _answer(bool(got["batch_io"]), f"UBLK_U_CMD_GET_FEATURES: {got['features']:#x} "
                    f"({'with' if got['batch_io'] else 'without'} UBLK_F_BATCH_IO)")
 

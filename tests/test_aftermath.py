@@ -25,6 +25,7 @@ class FakeMachine:
         self.seen: list[str] = []
         self.replace_reason = ""
         self.replace_cause = ""
+        self.detectors_note = ""
         self.cfg = SimpleNamespace(kernel_args=("kasan_multi_shot",))
         self.closed: Closed | None = None
         self.console = console
@@ -64,6 +65,33 @@ def test_a_splat_between_tests_is_the_previous_tests() -> None:
     tainted, _ = aftermath.judge(CLOSED, _gap("kernel-lab: end t::a", taint=512),
                                  machine, where=aftermath.BETWEEN)  # type: ignore[arg-type]
     assert tainted["verdict"] == "FAIL" and tainted["reason"].endswith("- -> GW")
+
+
+def test_records_lost_in_the_gap_are_said_even_when_nothing_was_seen() -> None:
+    from lab.results.record import Record
+    from lab.run.records import charge
+
+    gap = watch.Findings(records=[{"seq": 200, "level": 6, "ts_us": 12_000_000,
+                                   "text": "kernel-lab: end t::a"},
+                                  {"seq": 4_999, "level": 6, "ts_us": 12_000_001,
+                                   "text": "flood"}], taint_after=0, seq=4_999)
+    entry, _ = aftermath.judge(CLOSED, gap, FakeMachine(),  # type: ignore[arg-type]
+                               where=aftermath.BETWEEN)
+    assert entry["verdict"] == "" and entry["kmsg_lost"] == 4_798
+    rec = charge(Record(test="t::a", verdict="PASS", duration=1.0), {"test": "t::a", **entry})
+    assert rec.verdict == "PASS"
+    assert rec.data["after_test"] == {"where": "between tests", "kmsg_lost": 4_798}
+
+
+def test_a_kasan_report_in_the_gap_keeps_the_guest_and_says_lockdep_is_off() -> None:
+    kasan = (GOLDEN / "kasan_double_free_io_uring.log").read_text().splitlines()
+    machine = FakeMachine()  # booted with kasan_multi_shot: KASAN keeps reporting
+    entry, _ = aftermath.judge(CLOSED, _gap("kernel-lab: end t::a", *kasan), machine,  # type: ignore[arg-type]
+                               where=aftermath.BETWEEN)
+    assert entry["verdict"] == "FAIL" and entry["reason"].startswith(
+        "kernel splat after the test's window closed (between tests): KASAN")
+    assert machine.replace_reason == ""
+    assert machine.detectors_note.startswith("LOCKDEP off since the gap after t::a")
 
 
 def test_a_splat_on_the_console_that_no_window_saw_is_a_finding(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ syscalls, no VM.  Each probe must be able to say no: an unknown flag reads as un
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from localagent import Agent
 
@@ -71,3 +73,21 @@ def test_every_feature_a_scenario_requires_has_a_probe() -> None:
         for args in re.findall(r"requires_feature\(([^)]*)\)", path.read_text()):
             wanted |= {a.strip().strip("\"'").removeprefix("!") for a in args.split(",")}
     assert wanted and wanted <= set(FEATURES), wanted - set(FEATURES)
+
+
+def test_a_probe_that_fails_for_another_reason_decides_nothing(agent_root: Path) -> None:
+    """io_uring_setup refused for want of a file descriptor (EMFILE) says nothing about the
+    kernel's opcodes: the answer is undecided (the test runs), never "absent" (a SKIP that
+    would claim the kernel lacks uring_cmd)."""
+    import subprocess
+    import sys
+
+    code = ("import resource\n"
+            "from guest import native, ops_probe\n"
+            "native.lib()\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))\n"
+            "print(ops_probe.FEATURES['uring_cmd']())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=agent_root, timeout=60, check=True).stdout
+    assert out.strip() == ("{'has': None, 'how': 'io_uring_setup or IORING_REGISTER_PROBE: "
+                           "EMFILE'}"), out

@@ -40,6 +40,7 @@ from lab.errors import InfraError
 from lab.kernel import facts as facts_mod
 from lab.results import record as results
 from lab.results import splat
+from lab.results.verdict import Diagnosis, Verdict
 from lab.run import aftermath, features, watch
 from lab.run.keys import (
     ASSESSMENT_KEY,
@@ -73,9 +74,24 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     item.stash[MACHINE_KEY] = machine
     agent: Agent = request.getfixturevalue("agent")
     _check_config_in_guest(item, machine)
-    features.check(item, agent, label=f"{machine.kernel.spec} ({machine.kernel.release})")
     closed = machine.closed
-    mark, gap = watch.begin(machine, agent, item.nodeid, since=closed)
+    try:
+        features.check(item, agent, label=f"{machine.kernel.spec} ({machine.kernel.release})")
+        mark, gap = watch.begin(machine, agent, item.nodeid, since=closed)
+    except (AgentError, InfraError) as exc:
+        if closed is None:
+            raise
+        # The guest died (or hung) after the last test's window closed, before this one
+        # opened: the last test's CRASH/HANG (lab.run.aftermath), charged once. This test
+        # never began: INFRA, naming the test it is charged to.
+        machine.closed = None
+        entry = aftermath.died(machine, closed, exc)
+        aftermath.charge(request.config, closed.test, entry)
+        item.stash[DIAGNOSIS_KEY] = Diagnosis(
+            verdict=Verdict.INFRA.value, phase="setup",
+            summary=f"the guest was lost before this test began; charged to {closed.test} "
+                    f"({entry['reason']})")
+        raise
     machine.closed = None
     machine.windows.append((mark.opened_us, item.nodeid))
     if closed is not None and gap is not None:
@@ -83,10 +99,15 @@ def _lab_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         aftermath.findings(request.config, machine, gap_seen,
                            read_in=f"the gap before {item.nodeid}")
         aftermath.charge(request.config, closed.test, entry)
+        if machine.replace_reason and machine.replace_cause == "planned":
+            # A detector went quiet in the gap: this test runs on that guest (it is
+            # replaced after it), and its record says it ran without that detector.
+            lab_data(item)["detectors_off"] = (f"{machine.replace_reason} (in the gap before "
+                                               "this test)")
     previous, machine.last_test = machine.last_test, item.nodeid
     if machine.boot_note:
         lab_data(item)["boot_note"] = machine.boot_note
-    if machine.detectors_note:
+    if machine.detectors_note and "detectors_off" not in lab_data(item):
         lab_data(item)["detectors_off"] = machine.detectors_note
     saturates = item.get_closest_marker("saturates_cpus") is not None
     cell = item_cell(item)

@@ -20,7 +20,13 @@ from typing import Any, NoReturn
 import pytest
 
 from lab import options as guest_opts
-from lab.errors import EXIT_INFRA_ERROR, EXIT_TEST_FAILED, EXIT_USER_ERROR, UserError
+from lab.errors import (
+    EXIT_INFRA_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_TEST_FAILED,
+    EXIT_USER_ERROR,
+    UserError,
+)
 from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
 from lab.options import GuestOptions, argtype
@@ -339,7 +345,9 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
     try:
         _boot(machine, lab_run_dir, first=True)
         yield machine
-        if machine.vm is not None and results.read_stop(lab_run_dir) is None:
+        stop = results.read_stop(lab_run_dir)
+        # Another cell's stop (a crash loop) leaves this cell's last read to do; Ctrl-C not.
+        if machine.vm is not None and (stop is None or stop["exit_code"] != EXIT_INTERRUPTED):
             aftermath.final_window(pytestconfig, machine, "the cell's tests are done")
     except UserError as exc:
         _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))

@@ -117,9 +117,13 @@ def charge(record: Record, entry: dict[str, Any]) -> Record:
     or a PASS included); the entry is kept in its data."""
     verdict = str(entry.get("verdict") or "")
     if not verdict:
+        if entry.get("kmsg_lost"):  # nothing seen, but not all was read: say so
+            return replace(record, data={**record.data, "after_test": {
+                "where": str(entry.get("where", "")), "kmsg_lost": entry["kmsg_lost"]}})
         return record
     after = {"verdict": verdict, "reason": str(entry.get("reason", "")),
-             "where": str(entry.get("where", ""))}
+             "where": str(entry.get("where", "")),
+             **({"kmsg_lost": entry["kmsg_lost"]} if entry.get("kmsg_lost") else {})}
     new = worst([record.verdict, verdict])
     return replace(record, verdict=new,
                    reason=after["reason"] if new != record.verdict else record.reason,
