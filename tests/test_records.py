@@ -299,3 +299,22 @@ def test_what_the_kernel_printed_after_a_test_is_charged_to_it(tmp_path: Path) -
     assert got["t::a"].splats == [warn] and got["t::a"].data["after_test"]["verdict"] == "FAIL"
     assert got["t::b"].reason.startswith("CRASH: the guest died after the test")
     assert "after_test" not in got["t::c"].data
+
+
+def test_a_workers_aftermath_no_report_carried_is_folded_in_from_the_run_directory(
+        tmp_path: Path) -> None:
+    """Under xdist a stop (pytest.exit) makes no report: the worker hands its queued
+    entries over through the run directory, and the controller's Recorder charges them,
+    so a guest that died after t::a is t::a's CRASH even then."""
+    from lab.run.records import AFTERMATH_PENDING
+
+    rec = _recorder(tmp_path)
+    for rep in _reports("t::a", teardown=[(AFTERMATH_PENDING, True)]):
+        rec.pytest_runtest_logreport(rep)
+    results.append_aftermath(tmp_path, {
+        "test": "t::a", "verdict": "CRASH", "where": "between tests",
+        "reason": "CRASH: the guest died after the test, before the next one began"})
+    rec.pytest_sessionfinish(SimpleNamespace())
+    got = {r.test: r for r in results.read_records(tmp_path)}
+    assert got["t::a"].verdict == "CRASH", got
+    assert got["t::a"].data["after_test"]["where"] == "between tests"

@@ -116,6 +116,17 @@ def read_findings(run_dir: Path) -> list[dict[str, Any]]:
 
 
 
+AFTERMATH = "aftermath.jsonl"  # a worker's aftermath entries no report carried
+
+
+def append_aftermath(run_dir: Path, entry: dict[str, Any]) -> None:
+    _append_line(run_dir / AFTERMATH, entry)
+
+
+def read_aftermath(run_dir: Path) -> list[dict[str, Any]]:
+    return read_lines(run_dir / AFTERMATH)
+
+
 def append_interrupted(run_dir: Path, entry: dict[str, Any]) -> None:
     _append_line(run_dir / INTERRUPTED, entry)
 

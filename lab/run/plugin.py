@@ -455,6 +455,19 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
             raise
         log.warning("after Ctrl-C, a fixture's teardown failed: %s", exc)
         return None
+    finally:
+        _hand_over_aftermath(session.config)
+
+
+def _hand_over_aftermath(config: pytest.Config) -> None:
+    """A worker's aftermath entries that no report carried (the run stopped, or its last
+    read came at the session's end) go to the run directory, where the controller's
+    Recorder folds them into the held records (lab.run.records)."""
+    run_dir = config.stash.get(RUN_DIR_KEY, None)
+    if run_dir is None or not hasattr(config, "workerinput"):
+        return
+    for entry in aftermath.drain(config):
+        results.append_aftermath(run_dir, entry)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -330,7 +330,7 @@ class Recorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Entries no report carried (the run stopped before the next test's report):
         # this process's own, then the rest as they are.
-        for entry in aftermath.drain(self.config):
+        for entry in [*aftermath.drain(self.config), *results.read_aftermath(self.run_dir)]:
             if entry.get("test") in self.held:
                 self._write(charge(self.held.pop(str(entry["test"])), entry))
         for nodeid in list(self.held):  # no later report said what came after them
