@@ -90,14 +90,7 @@ def judge(closed: Closed, gap: watch.Findings, machine: Machine, *,
                             f"({where}): {seen.taint_before or '-'} -> {seen.taint_after}")
     if seen.lost:  # the gap is incomplete: what the kernel printed in the lost part is unknown
         entry["kmsg_lost"] = seen.lost
-    off, kept_off = seen.detectors_off(machine.cfg.kernel_args)
-    if off:
-        machine.replace_reason = f"{off} reported: the detector is off for the rest of this boot"
-        machine.replace_cause = "planned"
-    elif kept_off and not machine.detectors_note:
-        # The guest is kept (kasan_multi_shot), but the report's taint turned lockdep off.
-        machine.detectors_note = (f"{kept_off} off since the gap after {closed.test} (a "
-                                  "report's taint: LOCKDEP_NOW_UNRELIABLE)")
+    watch.act_on_detectors(machine, seen, since=f"the gap after {closed.test}")
     saw(machine, seen)
     return entry, seen
 

@@ -193,15 +193,7 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
         data["kmsg_lost"] = seen.lost
     if seen.taint_changed:
         data.update(taint_before=seen.taint_before, taint_after=seen.taint_after)
-    off, kept_off = seen.detectors_off(machine.cfg.kernel_args)
-    if off:
-        machine.replace_reason = f"{off} reported: the detector is off for the rest of this boot"
-        machine.replace_cause = "planned"
-    elif kept_off and not machine.detectors_note:
-        # The guest is kept (kasan_multi_shot: KASAN goes on reporting; a bad page state),
-        # but the report's taint turned lockdep off: every later record on this boot says.
-        machine.detectors_note = (f"{kept_off} off since {item.nodeid} (a report's taint: "
-                                  "LOCKDEP_NOW_UNRELIABLE)")
+    watch.act_on_detectors(machine, seen, since=item.nodeid)
     problem = seen.problem()
     if problem:
         pytest.fail(problem, pytrace=False)

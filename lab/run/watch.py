@@ -204,3 +204,17 @@ def lost_records(records: list[dict[str, Any]], after_seq: int) -> int:
             lost += seq - expected
         expected = max(expected, seq + 1)
     return lost
+
+
+def act_on_detectors(machine: Machine, seen: Assessment, *, since: str) -> None:
+    """What a window (or the gap after one) that silenced a detector means for the guest:
+    replaced when the detector is off for the rest of the boot (a planned replacement);
+    kept when it goes on reporting (kasan_multi_shot, a bad page state), with the note
+    every later record of this boot carries that lockdep is off ``since`` where."""
+    off, kept_off = seen.detectors_off(machine.cfg.kernel_args)
+    if off:
+        machine.replace_reason = f"{off} reported: the detector is off for the rest of this boot"
+        machine.replace_cause = "planned"
+    elif kept_off and not machine.detectors_note:
+        machine.detectors_note = (f"{kept_off} off since {since} (a report's taint: "
+                                  "LOCKDEP_NOW_UNRELIABLE)")
