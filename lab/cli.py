@@ -9,9 +9,8 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from lab import options
 from lab.errors import (
     COMPARE_EXIT_CODES,
     EXIT_BROKEN_PIPE,
@@ -19,8 +18,11 @@ from lab.errors import (
     EXIT_USER_ERROR,
     RUN_EXIT_CODES,
     LabError,
+    UserError,
 )
-from lab.options import ACCELS, GuestOptions, argtype
+from lab.options import OptionError
+from lab.run import config as run_config
+from lab.run.config import RunConfig
 
 log = logging.getLogger("lab")
 
@@ -76,46 +78,6 @@ def _compare_epilog() -> str:
                                         for code, meaning in COMPARE_EXIT_CODES.items())])
 
 
-def _guest_options(p: argparse.ArgumentParser, *, max_reboots: bool = True) -> None:
-    """The guest's options (lab.options), checked as they are parsed."""
-    d = GuestOptions()
-    p.add_argument("--accel", default=d.accel, type=argtype(options.parse_accel),
-                   metavar="|".join(ACCELS),
-                   help="auto (default): KVM if a real probe boot works, else TCG with a "
-                        "host thread per vCPU; tcg-single: the vCPUs take turns on one")
-    p.add_argument("--cpus", type=argtype(options.parse_cpus), default=d.cpus, metavar="N",
-                   help=f"the guest's vCPUs (default {d.cpus})")
-    p.add_argument("--memory", type=argtype(options.parse_memory), default=d.memory,
-                   metavar="SIZE", help=f"the guest's memory: 2G, 2048M (default {d.memory})")
-    p.add_argument("--append", type=argtype(options.parse_param), action="append",
-                   default=[], metavar="PARAM",
-                   help="a kernel command-line parameter (repeatable)")
-    p.add_argument("--boot-timeout", type=argtype(options.parse_boot_timeout),
-                   default=d.boot_timeout, metavar="S",
-                   help=f"seconds a boot may take (default {d.boot_timeout:g})")
-    p.add_argument("--call-timeout", type=argtype(options.parse_call_timeout),
-                   default=d.call_timeout, metavar="S",
-                   help=f"seconds an agent call may take before the test is a HANG "
-                        f"(default {d.call_timeout:g})")
-    if max_reboots:
-        p.add_argument("--max-reboots", type=argtype(options.parse_max_reboots),
-                       default=d.max_reboots, metavar="N",
-                       help=f"guest replacements (after a crash or hang) per cell before "
-                            f"the run stops (default {d.max_reboots})")
-
-
-def _guest(args: argparse.Namespace) -> GuestOptions:
-    return GuestOptions(accel=args.accel, cpus=args.cpus, memory=args.memory,
-                        append=tuple(args.append), boot_timeout=args.boot_timeout,
-                        call_timeout=args.call_timeout,
-                        **({"max_reboots": args.max_reboots}
-                           if hasattr(args, "max_reboots") else {}))
-
-
-_KCONFIG_ADD = ("one config option for built kernels, composed onto the variant: "
-                'CONFIG_X=y|m|n, CONFIG_X=NUMBER or CONFIG_X="TEXT" (repeatable)')
-
-
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="Test Linux async-I/O syscalls in QEMU.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -127,38 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Boot each kernel (x variant) under QEMU and run the "
                        "scenario suites in it.",
                        epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--kernel", action="append", default=[], metavar="SPEC",
-                   help="the kernel to test (repeatable: each is a cell; the forms are "
-                        "listed below)")
-    r.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
-                   help="config variant for built kernels (debian-src:, git:, worktree:, "
-                        "tree:): "
-                        "base, aio-off, io_uring-off, debug, combined with '+' (repeatable: "
-                        "each built kernel x each variant is a cell)")
-    r.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
-                   help=_KCONFIG_ADD)
-    r.add_argument("--shard", metavar="I/N[:cell]",
-                   help="run shard I of N of the cells x tests (:cell: of the cells, each "
-                   "shard booting only its own)")
-    r.add_argument("--known-issues", type=Path, metavar="FILE",
-                   help="known issues (default: ./known-issues.toml, else the lab's own)")
-    r.add_argument("-k", dest="keyword", help="only scenarios matching this pytest expression")
-    r.add_argument("--results", type=Path, help="parent of the run directory (./results)")
-    r.add_argument("--cache", type=Path, help="cache root (default $KERNEL_LAB_CACHE or "
-                   "$XDG_CACHE_HOME/kernel-lab)")
-    _guest_options(r)
-    r.add_argument("--ssh-port", type=int, help="fixed SSH port on 127.0.0.1 (default: free one)")
-    r.add_argument("--suite", type=Path, help="scenario directory or file (default: scenarios/)")
-    r.add_argument("--workers", type=int, default=1,
-                   help="pytest-xdist workers, each booting its own VM per cell (boots and "
-                   "vCPU-saturating races take turns on the host's cores: "
-                   "KERNEL_LAB_CPU_SLOTS, see README)")
-    r.add_argument("--repeat", type=argtype(options.parse_repeat), default=1, metavar="N",
-                   help="run each selected test N times (each repetition its own record; "
-                        "a race reports its overlap each time)")
-    r.add_argument("pytest_args", nargs=argparse.REMAINDER,
-                   help="after --: node ids (FILE.py::TEST, as records show them or "
-                        "without the cell) select those tests; the rest goes to pytest")
+    run_config.add_arguments(r, "run")
 
     rr = sub.add_parser("rerun", help="run a run again: the same pinned kernels, options and "
                         "selection, or only what failed",
@@ -172,11 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("run", type=Path, metavar="RUN_DIR")
     rr.add_argument("--failed", action="store_true",
                     help="only the tests that failed or got no verdict")
-    rr.add_argument("--repeat", type=argtype(options.parse_repeat), default=None, metavar="N",
-                    help="run each test N times (default: as the run did)")
-    rr.add_argument("--results", type=Path, help="parent of the new run directory (./results)")
-    rr.add_argument("--cache", type=Path)
-    rr.add_argument("--workers", type=int, default=1, help="pytest-xdist workers")
+    run_config.add_arguments(rr, "rerun")
 
     b = sub.add_parser("bisect", help="find the commit (or Debian release) that broke a scenario",
                        description="lab bisect --repo PATH --good REV --bad REV -k EXPR | "
@@ -184,10 +111,6 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--repo", type=Path, help="your kernel git tree (only read)")
     b.add_argument("--good", metavar="REV", help="a revision where the scenarios pass")
     b.add_argument("--bad", metavar="REV", help="a later revision where they fail")
-    b.add_argument("-k", dest="keyword", help="the scenarios to bisect (pytest expression)")
-    b.add_argument("--variant", metavar="NAME[+NAME]", help="config variant (default base)")
-    b.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
-                   help=_KCONFIG_ADD)
     b.add_argument("--runs", metavar="N|auto",
                    help="runs per commit; auto: statistical, as many as needed (default: 1, "
                         "auto when the bad endpoint is flaky or a scenario is marked flaky)")
@@ -205,14 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not reuse runs from earlier bisections of the same tree and config "
                         "(reused only when the lab's code, the accelerator and the known "
                         "issues are the same too)")
-    b.add_argument("--known-issues", type=Path, metavar="FILE",
-                   help="known issues for the runs (default: none, so that no failure "
-                        "becomes XFAIL)")
-    b.add_argument("--cache", type=Path)
-    b.add_argument("--suite", type=Path, help="scenario directory (default: scenarios/)")
-    # Not --max-reboots: a run at one commit runs only the target scenarios, and a
-    # crash there is evidence the default limit keeps.
-    _guest_options(b, max_reboots=False)
+    # The options its runs share with `lab run` (lab.run.config says which and why not).
+    run_config.add_arguments(b, "bisect")
 
     d = sub.add_parser("doctor", help="check the host's prerequisites")
     d.add_argument("--cache", type=Path)
@@ -227,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
                    help="config variant for built kernels (repeatable)")
     f.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
-                   help=_KCONFIG_ADD)
+                   help=run_config.KCONFIG_ADD)
     f.add_argument("--shard", metavar="I/N[:cell]",
                    help="only the kernels `lab run --shard I/N[:cell]` needs (split by cell: "
                    "its own cells')")
@@ -301,39 +218,42 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
 
 
+def _config(args: argparse.Namespace, given: dict[str, Any] | None = None) -> RunConfig:
+    """The run configuration the command line gives; a value its check refuses is said
+    as argparse says its own mistakes."""
+    try:
+        if given is not None:
+            return run_config.make(given)
+        return run_config.from_args(args, args.command)
+    except OptionError as exc:
+        raise UserError(f"{exc.for_front(args.command)} (see `lab {args.command} --help`)") \
+            from None
+
+
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from lab import commands
 
     if args.command == "run":
-        from lab.run.runner import RunOptions, run
+        from lab.run.runner import run
 
-        extra = [a for a in args.pytest_args if a != "--"]
-        opts = RunOptions(kernels=args.kernel, keyword=args.keyword, results=args.results,
-                          cache=args.cache, guest=_guest(args), ssh_port=args.ssh_port,
-                          workers=args.workers, variants=args.variant, shard=args.shard,
-                          known_issues=args.known_issues, pytest_args=extra,
-                          repeat=args.repeat,
-                          kconfig_add=args.kconfig_add,
-                          **({"suite": args.suite.resolve()} if args.suite else {}))
-        return run(opts, argv=["lab", *argv])
+        return run(_config(args), argv=["lab", *argv])
     if args.command == "rerun":
         from lab.run import rerun
         from lab.run.runner import run
 
-        return run(rerun.options(args.run, failed=args.failed, repeat=args.repeat,
-                                 results_root=args.results, cache=args.cache,
-                                 workers=args.workers), argv=["lab", *argv])
+        given = run_config.given(args, "rerun")
+        _config(args, given)  # the command line's own mistakes, said as its own
+        return run(rerun.options(args.run, failed=args.failed, given=given),
+                   argv=["lab", *argv])
     if args.command == "bisect":
         from lab.bisect.command import BisectOptions, bisect
 
         bopts = BisectOptions(
-            keyword=args.keyword, repo=args.repo, good=args.good, bad=args.bad,
-            variant=args.variant, runs=args.runs, bad_if=args.bad_if, state=args.state,
+            run=_config(args), repo=args.repo, good=args.good,
+            bad=args.bad, runs=args.runs, bad_if=args.bad_if, state=args.state,
             resume=args.resume, versions=args.versions, from_version=args.from_version,
-            to_version=args.to_version, verify_revert=args.verify_revert, cache=args.cache,
-            guest=_guest(args), reuse=not args.no_reuse, kconfig_add=tuple(args.kconfig_add),
-            known_issues=args.known_issues,
-            **({"suite": args.suite.resolve()} if args.suite else {}))
+            to_version=args.to_version, verify_revert=args.verify_revert,
+            reuse=not args.no_reuse)
         return bisect(bopts, argv=["lab", *argv])
     if args.command == "doctor":
         return commands.doctor(args.cache)

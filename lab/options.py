@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import Field, asdict, dataclass, field, fields
+from typing import Any
 
 from lab.errors import UserError
 
@@ -108,43 +108,158 @@ def parse_accel(text: str) -> str:
     return text
 
 
-T = TypeVar("T")
+# The fronts a run's options come through: `lab run`, plain pytest (``--lab-*``), `lab
+# bisect` (its runs are `lab run`s) and `lab rerun` (which takes the rest from the run).
+FRONTS = ("run", "pytest", "bisect", "rerun")
+# Why most options are not `lab rerun`'s: the run directory says them.
+FROM_THE_RUN = "lab rerun takes it from the run (its records and matrix.json)"
 
 
-def argtype(parse: Callable[[str], T]) -> Callable[[str], T]:
+@dataclass(frozen=True)
+class Option:
+    """One option of a run, as each front spells it: the one entry a new option needs.
+
+    It is the metadata of a field of lab.run.config.RunConfig (or of GuestOptions, which
+    that holds): the field gives the name, type and default; this gives the rest.
+    ``parse`` is the option's only check: text (or a value read back) to the value, a
+    UserError naming ``flag`` and a right value otherwise.
+    """
+
+    flag: str  # `lab run`'s spelling ("--cpus", "-k"); "--": the arguments after --
+    help: str
+    parse: Callable[[Any], Any] | None = None
+    metavar: str | None = None
+    many: bool = False  # repeatable: the field is a tuple of parsed values
+    # Plain pytest's spelling: "--lab-" + the flag unless given; one of pytest's own
+    # options ("-k") or arguments is said here too, and the plugin does not declare it.
+    pytest: str | None = None
+    pytest_own: bool = False
+    # A front the option cannot apply to, and why ("rerun": FROM_THE_RUN unless offered).
+    absent: Mapping[str, str] = field(default_factory=dict)
+    rerun: bool = False  # `lab rerun` offers it (default: as the run had it)
+    helps: Mapping[str, str] = field(default_factory=dict)  # a front's own wording
+    one_in: frozenset[str] = frozenset()  # fronts that take one value of a repeatable one
+
+    def spelling(self, front: str) -> str | None:
+        """How ``front`` spells the option, None where it cannot apply."""
+        if front not in FRONTS:
+            raise ValueError(front)
+        if front in self.absent or (front == "rerun" and not self.rerun):
+            return None
+        if front == "pytest":
+            return self.pytest or f"--lab-{self.flag.lstrip('-')}"
+        return self.flag
+
+    def why_absent(self, front: str) -> str | None:
+        if front == "rerun" and not self.rerun:
+            return FROM_THE_RUN
+        return self.absent.get(front)
+
+    def help_for(self, front: str) -> str:
+        return self.helps.get(front, self.help)
+
+    def check(self, value: Any) -> Any:
+        """The value checked (each one of a repeatable option): a UserError when wrong."""
+        if self.many:
+            items = (value,) if isinstance(value, str) else tuple(value)
+            return tuple(self.parse(v) for v in items) if self.parse else tuple(items)
+        if value is None or self.parse is None:
+            return value
+        return self.parse(value)
+
+
+def opt(default: Any, flag: str, help: str, **more: Any) -> Any:
+    """A dataclass field that is an option of a run (see Option)."""
+    return field(default=default, metadata={"option": Option(flag, help, **more)})
+
+
+def option_of(f: Field[Any]) -> Option | None:
+    found = f.metadata.get("option")
+    return found if isinstance(found, Option) else None
+
+
+class OptionError(UserError):
+    """A value an option's check refused: the message names the option as `lab run`
+    spells it; ``option`` lets another front name it its own way."""
+
+    def __init__(self, option: Option, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+    def for_front(self, front: str) -> str:
+        """"argument --lab-memory: '2G;x': give ...", argparse's own form of the error."""
+        return f"argument {self.option.spelling(front)}: {unflagged(str(self))}"
+
+
+def check_fields(obj: Any) -> None:
+    """Check (and normalise) every option field of the frozen dataclass ``obj``: the one
+    place each option's check runs, whichever front made the value."""
+    for f in fields(obj):
+        option = option_of(f)
+        if option is None:
+            continue
+        try:
+            object.__setattr__(obj, f.name, option.check(getattr(obj, f.name)))
+        except UserError as exc:
+            raise OptionError(option, str(exc)) from None
+
+
+class ArgType:
     """``parse`` as an argparse ``type=`` (pytest's options too): its UserError becomes
     argparse's one-line "argument --x: ..." error (which names the option itself)."""
-    def convert(text: str) -> T:
+
+    def __init__(self, parse: Callable[[str], Any]) -> None:
+        self.parse = parse
+        self.__name__ = getattr(parse, "__name__", "value").removeprefix("parse_")
+
+    def __call__(self, text: str) -> Any:
         try:
-            return parse(text)
+            return self.parse(text)
         except UserError as exc:
-            raise argparse.ArgumentTypeError(re.sub(r"^--[a-z-]+ ", "", str(exc))) from None
-    convert.__name__ = parse.__name__.removeprefix("parse_")
-    return convert
+            raise argparse.ArgumentTypeError(unflagged(str(exc))) from None
+
+
+def argtype(parse: Callable[[str], Any]) -> ArgType:
+    return ArgType(parse)
+
+
+def unflagged(message: str) -> str:
+    """A check's message without its leading option name (argparse names it itself)."""
+    return re.sub(r"^--[a-z-]+ ", "", message)
 
 
 @dataclass(frozen=True)
 class GuestOptions:
     """How a run's guests boot and how long they are given: one value for the CLI, plain
-    pytest, bisection, reproducers and `lab rerun` (matrix.json keeps it)."""
+    pytest, bisection, reproducers and `lab rerun` (matrix.json keeps it).  Each field is
+    checked as it is made (lab.options.check_fields)."""
 
-    accel: str = "auto"
-    cpus: int = 2
-    memory: str = "2G"
-    append: tuple[str, ...] = ()  # kernel parameters after the lab's own
-    boot_timeout: float = 180.0
-    call_timeout: float = 120.0  # an agent call longer than this is a HANG
-    max_reboots: int = 3  # guest replacements per cell and worker before the run stops
+    accel: str = opt("auto", "--accel", "auto (default): KVM if a real probe boot works, "
+                     "else TCG with a host thread per vCPU; tcg-single: the vCPUs take "
+                     "turns on one", parse=parse_accel, metavar="|".join(ACCELS))
+    cpus: int = opt(2, "--cpus", "the guest's vCPUs (default {default})", parse=parse_cpus,
+                    metavar="N")
+    memory: str = opt("2G", "--memory", "the guest's memory: 2G, 2048M (default {default})",
+                      parse=parse_memory, metavar="SIZE")
+    # Kernel parameters after the lab's own.
+    append: tuple[str, ...] = opt((), "--append", "a kernel command-line parameter "
+                                  "(repeatable)", parse=parse_param, metavar="PARAM",
+                                  many=True)
+    boot_timeout: float = opt(180.0, "--boot-timeout", "seconds a boot may take (default "
+                              "{default})", parse=parse_boot_timeout, metavar="S")
+    # An agent call longer than this is a HANG.
+    call_timeout: float = opt(120.0, "--call-timeout", "seconds an agent call may take "
+                              "before the test is a HANG (default {default})",
+                              parse=parse_call_timeout, metavar="S")
+    max_reboots: int = opt(3, "--max-reboots", "guest replacements (after a crash or hang) "
+                           "per cell before the run stops (default {default})",
+                           parse=parse_max_reboots, metavar="N",
+                           absent={"bisect": "a run at one commit runs only the target "
+                                   "scenarios, and a crash there is evidence the default "
+                                   "limit keeps"})
 
-    def checked(self) -> GuestOptions:
-        """The same options, each checked (a UserError names the option and a right value)."""
-        return GuestOptions(
-            accel=parse_accel(self.accel), cpus=parse_cpus(self.cpus),
-            memory=parse_memory(self.memory),
-            append=tuple(parse_param(p) for p in self.append),
-            boot_timeout=parse_boot_timeout(self.boot_timeout),
-            call_timeout=parse_call_timeout(self.call_timeout),
-            max_reboots=parse_max_reboots(self.max_reboots))
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def lab_args(self, *, always: tuple[str, ...] = ()) -> list[str]:
         """`lab run` options for what differs from the defaults, and the fields in
@@ -152,24 +267,14 @@ class GuestOptions:
         default = GuestOptions()
         out: list[str] = []
         for f in fields(self):
+            option = option_of(f)
+            assert option is not None
             value = getattr(self, f.name)
-            if f.name == "append":
-                for param in value:
-                    out += ["--append", param]
+            if option.many:
+                for item in value:
+                    out += [option.flag, item]
             elif value != getattr(default, f.name) or f.name in always:
-                out += [f"--{f.name.replace('_', '-')}", _text(value)]
-        return out
-
-    def pytest_args(self) -> list[str]:
-        """The plugin's options (``--lab-cpus``...) for every field."""
-        out: list[str] = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            flag = f"--lab-{f.name.replace('_', '-')}"
-            if f.name == "append":
-                out += [f"{flag}={param}" for param in value]
-            else:
-                out.append(f"{flag}={_text(value)}")
+                out += [option.flag, text_of(value)]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,13 +287,11 @@ class GuestOptions:
         """Options read back (matrix.json, a journal); unknown keys are left out and the
         values checked, so a hand-edited file is refused like a command line."""
         known = {f.name for f in fields(cls)}
-        kept = {k: v for k, v in data.items() if k in known}
-        if "append" in kept:
-            kept["append"] = tuple(str(p) for p in kept["append"])
-        return cls(**kept).checked()
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _text(value: object) -> str:
+def text_of(value: object) -> str:
+    """A value as a command line gives it (180.0 as 180)."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -35,6 +35,7 @@ from lab.kernel import source
 from lab.options import GuestOptions
 from lab.results import record as records
 from lab.results.cell import cell_label, short_label
+from lab.run.config import RunConfig
 
 TARGET = "scenarios/aio/test_io_destroy.py::test_destroy_twice_is_einval"
 OTHER = "scenarios/aio/test_io_destroy.py::test_aio_nr_accounting"
@@ -181,13 +182,13 @@ def run(repo: Path, cache: Path, state: Path, *, good: str, bad: str, runs: str 
     builder = FakeBuilder(repo, cache)
     launch = FakeLabRun(cache, fail_rate=fail_rate, seed=seed)
     if resume:
-        opts = BisectOptions(resume=state, runs=runs, cache=cache, reuse=reuse,
+        opts = BisectOptions(resume=state, runs=runs, run=RunConfig(cache=cache), reuse=reuse,
                              verify_revert=verify_revert)
     else:
-        opts = BisectOptions(keyword=KEYWORD, repo=repo, good=good, bad=bad, runs=runs,
-                             state=state, cache=cache, reuse=reuse, verify_revert=verify_revert,
-                             guest=guest or GuestOptions(),
-                             **({"known_issues": known_issues} if known_issues else {}))
+        run = RunConfig(keyword=KEYWORD, cache=cache, guest=guest or GuestOptions(),
+                        **({"known_issues": known_issues} if known_issues else {}))
+        opts = BisectOptions(run=run, repo=repo, good=good, bad=bad, runs=runs,
+                             state=state, reuse=reuse, verify_revert=verify_revert)
     rc = bisect(opts, argv=["lab", "bisect"],
                 seams=Seams(builder=builder, launch=launch, collect=collect))
     return rc, builder, launch

@@ -40,6 +40,7 @@ from lab.errors import UserError
 from lab.kernel.versions import Versioned
 from lab.options import GuestOptions
 from lab.results.cell import cell_label, scenario_of
+from lab.run.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 G, B, S = Verdict.GOOD, Verdict.BAD, Verdict.SKIP
@@ -607,8 +608,8 @@ def test_versions_bisect_names_the_releases_and_the_next_command(
             test=f"{T}_too[{spec}]", verdict="FAIL", duration=0.1, cell=spec, reason="x"))
         return 1
 
-    opts = BisectOptions(keyword="destroy_twice", versions=True, runs="1",
-                         state=tmp_path / "state", cache=tmp_path / "cache")
+    opts = BisectOptions(run=RunConfig(keyword="destroy_twice", cache=tmp_path / "cache"),
+                         versions=True, runs="1", state=tmp_path / "state")
     rc = bisect(opts, argv=["lab", "bisect", "--versions"],
                 seams=Seams(builder=Fetch(), launch=launch,
                             collect=lambda s, k, spec: ((T,), ())))

@@ -18,7 +18,7 @@ from lab.errors import UserError
 from lab.kernel import build, kconfig
 from lab.results.cell import cell_label, scenario_of
 from lab.run.cells import Cell, matrix
-from lab.run.runner import RunOptions
+from lab.run.config import RunConfig
 
 
 @pytest.mark.parametrize("text, value", [
@@ -144,7 +144,7 @@ def test_run_options_carry_additions_to_the_plugin(
     monkeypatch.setattr(resolve, "resolve_kernel", lambda spec, **kw: Kernel(
         spec=spec, release="7.2.13", image=tmp_path / "bzImage", source="debian-src"))
     monkeypatch.setattr(runner.pytest, "main", lambda args: handed.append(list(args)) or 0)
-    opts = RunOptions(kernels=["debian-src:7.2"], kconfig_add=["CONFIG_NR_CPUS=64"],
+    opts = RunConfig(kernels=["debian-src:7.2"], kconfig_add=["CONFIG_NR_CPUS=64"],
                       variants=["debug"], suite=suite, results=tmp_path / "results",
                       cache=tmp_path / "cache")
     runner.run(opts, argv=["lab", "run"])

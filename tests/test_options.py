@@ -16,6 +16,7 @@ from lab.options import (
     parse_memory,
     parse_param,
 )
+from lab.run.config import RunConfig, pytest_options
 
 
 @pytest.mark.parametrize("text, want", [("2G", "2G"), ("2048M", "2048M"), (" 4G ", "4G"),
@@ -54,9 +55,9 @@ def test_numbers_are_checked() -> None:
         parse_max_reboots("-1")
     for bad in (0, -1.0, "x"):
         with pytest.raises(UserError, match="--boot-timeout"):
-            GuestOptions(boot_timeout=bad).checked()  # type: ignore[arg-type]
+            GuestOptions(boot_timeout=bad)  # type: ignore[arg-type]
     with pytest.raises(UserError, match="--accel"):
-        GuestOptions(accel="qemu").checked()
+        GuestOptions(accel="qemu")
 
 
 def test_argparse_names_the_option_once() -> None:
@@ -77,7 +78,8 @@ def test_one_value_for_lab_run_pytest_and_matrix_json() -> None:
                             "--call-timeout", "300"]
     assert GuestOptions().lab_args(always=("accel", "cpus", "memory")) == [
         "--accel", "auto", "--cpus", "2", "--memory", "2G"]
-    assert "--lab-memory=4G" in g.pytest_args() and "--lab-append=quiet" in g.pytest_args()
+    handed = pytest_options(RunConfig(guest=g))
+    assert "--lab-memory=4G" in handed and "--lab-append=quiet" in handed
     assert GuestOptions.from_dict(g.to_dict()) == g
     with pytest.raises(UserError, match="--memory"):  # a hand-edited matrix.json
         GuestOptions.from_dict({**g.to_dict(), "memory": "4G; id"})

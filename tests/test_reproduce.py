@@ -23,7 +23,7 @@ from lab.results.matrix import Matrix, read, write
 from lab.results.record import Record
 from lab.results.summary import summarize, summary_lines
 from lab.run import rerun, runner, select
-from lab.run.runner import RunOptions
+from lab.run.config import RunConfig
 
 SHA = "ab" * 32
 
@@ -243,12 +243,12 @@ def test_what_a_node_id_selects(given: str, name: str, cell: str, want: bool) ->
 
 def test_rerun_failed_pins_the_kernels_and_chooses_the_failed_cells_tests(tmp_path: Path) -> None:
     d = _run_dir(tmp_path, _records(), keyword="not slow", options=OPTIONS)
-    opts = rerun.options(d, failed=True, repeat=2)
-    assert opts.kernels == ["debian:7.2.13-1", "debian:6.1.158-1"]
+    opts = rerun.options(d, failed=True, given={"repeat": 2})
+    assert list(opts.kernels) == ["debian:7.2.13-1", "debian:6.1.158-1"]
     assert opts.guest == GuestOptions(accel="tcg", memory="4G", append=("nokaslr",))
     assert opts.repeat == 2 and opts.keyword is None
     # FAIL and NOTRUN, each on its own cell (relabelled); not PASS, not XFAIL.
-    assert opts.pytest_args == ["/src/scenarios/aio/t.py::test_b[debian:7.2.13-1]",
+    assert list(opts.pytest_args) == ["/src/scenarios/aio/t.py::test_b[debian:7.2.13-1]",
                                 "/src/scenarios/aio/t.py::test_d[debian:7.2.13-1]",
                                 "/src/scenarios/aio/t.py::test_a[debian:6.1.158-1]"]
 
@@ -257,7 +257,7 @@ def test_rerun_all_keeps_the_selection(tmp_path: Path) -> None:
     d = _run_dir(tmp_path, _records(), keyword="not slow", markexpr="fast",
                  options={**OPTIONS, "repeat": 3})
     opts = rerun.options(d)
-    assert opts.keyword == "not slow" and opts.pytest_args == ["-m", "fast"]
+    assert opts.keyword == "not slow" and list(opts.pytest_args) == ["-m", "fast"]
     assert opts.repeat == 3  # as the run did
     sharded = tmp_path / "sharded"
     sharded.mkdir()
@@ -304,7 +304,7 @@ def test_a_run_copied_from_another_checkout_reruns_here(tmp_path: Path, flagged:
     m.rootdir, m.suite = "/ci/work/kernel-lab", ["scenarios"]
     write(d, m)
     opts = rerun.options(d, failed=True)
-    assert opts.pytest_args == [f"{REPO}/{OWN}::test_b[debian:7.2.13-1]"]
+    assert list(opts.pytest_args) == [f"{REPO}/{OWN}::test_b[debian:7.2.13-1]"]
     assert opts.suite == SCENARIOS_DIR and opts.rootdir is None
     reproduce.write_command(d)
     command = (d / "command.txt").read_text().splitlines()[0]
@@ -338,15 +338,15 @@ def test_reruns_and_reproducers_of_a_suite_outside_the_lab_keep_its_suite(
     own = select.check(f"{OWN}::test_noop_opcode", roots=[REPO])
     # A suite of the user's is rooted at itself (lab.paths.suite_rootdir_args), never at
     # the lab (its test would be "::test_a").
-    assert runner._collect(RunOptions(kernels=[]), [node]) == [str(outside / "test_x.py"),
+    assert runner._collect(RunConfig(kernels=[]), [node]) == [str(outside / "test_x.py"),
                                                                f"--rootdir={outside}"]
-    assert runner._collect(RunOptions(kernels=[], suite=outside), [node]) == \
+    assert runner._collect(RunConfig(kernels=[], suite=outside), [node]) == \
         [str(outside / "test_x.py"), f"--rootdir={outside}"]
-    assert runner._collect(RunOptions(kernels=[], suite=outside, rootdir=tmp_path), [node]) == \
+    assert runner._collect(RunConfig(kernels=[], suite=outside, rootdir=tmp_path), [node]) == \
         [str(outside / "test_x.py"), f"--rootdir={tmp_path}"]
-    assert runner._collect(RunOptions(kernels=[]), [own]) == [str(REPO / OWN),
+    assert runner._collect(RunConfig(kernels=[]), [own]) == [str(REPO / OWN),
                                                               f"--rootdir={REPO}"]
-    assert runner._collect(RunOptions(kernels=[]), []) == [str(SCENARIOS_DIR),
+    assert runner._collect(RunConfig(kernels=[]), []) == [str(SCENARIOS_DIR),
                                                            f"--rootdir={REPO}"]
 
 
@@ -364,7 +364,7 @@ def test_the_runs_pytest_arguments_and_known_issues_come_along(tmp_path: Path) -
         rerun.options(d, failed=True)
     mine.write_text("")
     opts = rerun.options(d, failed=True)
-    assert opts.pytest_args[:4] == extra and len(opts.pytest_args) == 7
+    assert list(opts.pytest_args[:4]) == extra and len(opts.pytest_args) == 7
     assert opts.known_issues == mine
     assert opts.rootdir == Path("/src")
     repro = summarize(d)["reproducers"]["scenarios/aio/t.py::test_b[debian:7.2]"]

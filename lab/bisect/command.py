@@ -38,9 +38,10 @@ from lab.errors import EXIT_INCONCLUSIVE, EXIT_OK, UserError
 from lab.kernel import kconfig, worktree
 from lab.kernel.worktree import Clone
 from lab.options import GuestOptions
-from lab.paths import SCENARIOS_DIR, cache_root, default_results_root, in_scenarios
+from lab.paths import cache_root, default_results_root, in_scenarios
 from lab.results import known, report, reproduce
 from lab.results.record import new_run_dir
+from lab.run.config import RunConfig
 from lab.version import code_digest
 
 log = logging.getLogger("lab.bisect")
@@ -48,11 +49,14 @@ log = logging.getLogger("lab.bisect")
 
 @dataclass(frozen=True)
 class BisectOptions:
-    keyword: str | None = None
+    """A bisection's own options, and the run options its runs share with `lab run`
+    (lab.run.config: -k, --variant (one), --kconfig-add, --known-issues, --cache,
+    --suite and the guest's)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
     repo: Path | None = None
     good: str | None = None
     bad: str | None = None
-    variant: str | None = None
     runs: str | None = None  # "auto", "N"; None: one run, statistical if the bad end is flaky
     bad_if: str | None = None
     state: Path | None = None
@@ -61,12 +65,19 @@ class BisectOptions:
     from_version: str | None = None
     to_version: str | None = None
     verify_revert: bool = False
-    cache: Path | None = None
-    suite: Path = SCENARIOS_DIR
-    guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     reuse: bool = True
-    kconfig_add: tuple[str, ...] = ()  # CONFIG_X=V: composed onto the variant
-    known_issues: Path | None = None  # the runs' known issues: none unless given
+
+    @property
+    def keyword(self) -> str | None:
+        return self.run.keyword
+
+    @property
+    def variant(self) -> str | None:
+        return self.run.variants[0] if self.run.variants else None
+
+    @property
+    def suite(self) -> Path:
+        return self.run.suite
 
 
 def parse_runs(text: str | None) -> str | None:
@@ -93,20 +104,20 @@ class Seams:
 def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) -> int:
     """Run a bisection (or resume one); returns the exit status."""
     seams = seams or Seams()
-    cache = cache_root(opts.cache)
+    cache = cache_root(opts.run.cache)
     if opts.resume is not None:
         opts = _resumed(opts)
-    guest = opts.guest.checked()
-    if opts.kconfig_add:
+    guest = opts.run.guest
+    if opts.run.kconfig_add:
         # One variant string from here on ("base+CONFIG_X=y"): the builds, the runs' cells,
         # the journal's identity and the reproducer all carry the added options.
-        for text in opts.kconfig_add:
-            kconfig.parse_addition(text)
         if opts.versions:
             raise UserError("--kconfig-add is for kernels the lab builds; --versions bisects "
                             "Debian's prebuilt ones")
-        opts = dataclasses.replace(opts, kconfig_add=(), variant=kconfig.compose(
-            kconfig.with_additions(opts.variant, opts.kconfig_add)).variant)
+        variant = kconfig.compose(kconfig.with_additions(opts.variant,
+                                                         opts.run.kconfig_add)).variant
+        opts = dataclasses.replace(opts, run=dataclasses.replace(
+            opts.run, kconfig_add=(), variants=(variant,)))
     runs = parse_runs(opts.runs)
     bad_if = BadIf.parse(opts.bad_if) if opts.bad_if else None
     if not opts.keyword:
@@ -120,7 +131,7 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
         raise UserError("--versions walks Debian's kernels: give --from/--to, not "
                         "--repo/--good/--bad")
     composed = kconfig.compose(opts.variant)  # an unknown variant: before anything else
-    issues = known.path_for(opts.known_issues) if opts.known_issues else known.NONE
+    issues = known.path_for(opts.run.known_issues) if opts.run.known_issues else known.NONE
     known.load(issues)  # a broken list: now, not in every run
     if opts.versions:
         start, points = coarse.validate(opts.from_version, opts.to_version, cache=cache)
@@ -186,18 +197,20 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
     # The endpoints as they were resolved: a branch that moved since is not another start;
     # the guests as they were (an older journal without them: as the command line says).
     git = start["mode"] == "git"
-    guest = GuestOptions.from_dict(start["guest"]) if "guest" in start else opts.guest
+    guest = GuestOptions.from_dict(start["guest"]) if "guest" in start else opts.run.guest
+    variant = None if start["variant"] in ("base", "prebuilt") else start["variant"]
+    run = RunConfig(keyword=start["keyword"], variants=(variant,) if variant else (),
+                    cache=opts.run.cache, suite=Path(start["suite"]), guest=guest,
+                    known_issues=Path(start["known_issues"]) if start.get("known_issues")
+                    else None)
     return BisectOptions(
-        keyword=start["keyword"], repo=Path(start["repo"]) if git else None,
+        run=run, repo=Path(start["repo"]) if git else None,
         good=start["good_point"] if git else None, bad=start["bad_point"] if git else None,
-        variant=None if start["variant"] in ("base", "prebuilt") else start["variant"],
         runs=opts.runs if opts.runs is not None else start.get("runs"),
         bad_if=start.get("bad_if"), state=state, versions=not git,
         from_version=None if git else start["good_point"],
         to_version=None if git else start["bad_point"],
-        verify_revert=opts.verify_revert, cache=opts.cache, suite=Path(start["suite"]),
-        guest=guest, reuse=opts.reuse,
-        known_issues=Path(start["known_issues"]) if start.get("known_issues") else None)
+        verify_revert=opts.verify_revert, reuse=opts.reuse)
 
 
 def _validate_git(opts: BisectOptions, *, cache: Path) -> tuple[dict[str, Any], list[str]]:

@@ -19,7 +19,6 @@ from typing import Any, NoReturn
 
 import pytest
 
-from lab import options as guest_opts
 from lab.errors import (
     EXIT_INFRA_ERROR,
     EXIT_INTERRUPTED,
@@ -29,15 +28,17 @@ from lab.errors import (
 )
 from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
-from lab.options import GuestOptions, argtype
+from lab.options import OptionError
 from lab.paths import KNOWN_ISSUES, REPO, cache_root, default_results_root, in_scenarios
 from lab.results import known as known_mod
 from lab.results import record as results
 from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
 from lab.run import aftermath, matrix
+from lab.run import config as run_config
 from lab.run import select as select_mod
 from lab.run.cells import Cell
 from lab.run.cells import matrix as cell_matrix
+from lab.run.config import RunConfig
 from lab.run.keys import (
     KERNELS_KEY,
     MACHINES_KEY,
@@ -48,7 +49,6 @@ from lab.run.keys import (
 from lab.run.progress import terminal_writer
 from lab.run.records import Recorder
 from lab.run.schedule import CellScheduler
-from lab.run.shard import parse_shard
 from lab.vm import slots
 from lab.vm.agent import Agent
 from lab.vm.session import ImageChanged, Machine, RebootLimit
@@ -56,61 +56,29 @@ from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig
 
 pytest_plugins = ["lab.run.guard", "lab.run.records"]
 
-DEFAULT_KERNEL = "debian:7.2"
 FACTS_KEY = pytest.StashKey[dict[str, facts_mod.ConfigFacts]]()
 CELLS_KEY = pytest.StashKey[list[Cell]]()
+CONFIG_KEY = pytest.StashKey[RunConfig]()
 log = logging.getLogger("lab.plugin")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("lab", "kernel-lab")
-    g.addoption("--lab-kernel", action="append", default=[], metavar="SPEC",
-                help=f"kernel to test (repeatable; default {DEFAULT_KERNEL})")
-    g.addoption("--lab-variant", action="append", default=[], metavar="NAME[+NAME]",
-                help="config variant for kernels the lab builds (kernels/*.config; "
-                "repeatable: each built kernel x each variant is a cell)")
-    g.addoption("--lab-kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
-                help="config option added to every variant of kernels the lab builds "
-                "(CONFIG_X=y|m|n, =NUMBER, =\"TEXT\"; repeatable)")
-    g.addoption("--lab-shard", default=None, metavar="I/N[:cell]",
-                help="run shard I of N of the cells x tests (a stable hash; :cell: of the "
-                "cells)")
-    g.addoption("--lab-known-issues", default=None, metavar="FILE",
-                help="known issues (default ./known-issues.toml, else the lab's own)")
-    g.addoption("--lab-progress-interval", type=float, default=10.0,
-                help="seconds between a cell's progress lines (0: after every test)")
-    g.addoption("--lab-cache", default=None, help="cache root (default $KERNEL_LAB_CACHE "
-                "or $XDG_CACHE_HOME/kernel-lab)")
-    g.addoption("--lab-results", default=None, help="where run directories go (./results)")
-    g.addoption("--lab-run-dir", default=None, help="use exactly this run directory")
-    g.addoption("--lab-ssh-port", type=int, default=None)
-    # The guest's options, checked as `lab run` checks them (lab.options).
-    d = GuestOptions()
-    g.addoption("--lab-accel", default=d.accel, type=argtype(guest_opts.parse_accel),
-                help=f"{'|'.join(guest_opts.ACCELS)} (auto: KVM if a real probe boot works)")
-    g.addoption("--lab-cpus", type=argtype(guest_opts.parse_cpus), default=d.cpus,
-                help="the guest's vCPUs")
-    g.addoption("--lab-memory", type=argtype(guest_opts.parse_memory), default=d.memory,
-                help="the guest's memory (2G, 2048M)")
-    g.addoption("--lab-boot-timeout", type=argtype(guest_opts.parse_boot_timeout),
-                default=d.boot_timeout, help="seconds a boot may take to reach SSH")
-    g.addoption("--lab-call-timeout", type=argtype(guest_opts.parse_call_timeout),
-                default=d.call_timeout,
-                help="seconds an agent call may take before the test is a HANG")
-    g.addoption("--lab-max-reboots", type=argtype(guest_opts.parse_max_reboots),
-                default=d.max_reboots,
-                help="guest replacements allowed per kernel before the run stops")
-    g.addoption("--lab-append", action="append", default=[], metavar="PARAM",
-                type=argtype(guest_opts.parse_param),
-                help="extra kernel command-line parameter (repeatable)")
-    g.addoption("--lab-select", action="append", default=[], metavar="NODEID",
-                help="run only this test: FILE.py::NAME as records show it, or without the "
-                     "cell parameter (repeatable; `lab run -- NODEID` passes these)")
-    g.addoption("--lab-repeat", type=argtype(guest_opts.parse_repeat), default=1, metavar="N",
-                help="run each selected test N times (each repetition its own record)")
-    g.addoption("--lab-pytest-arg", action="append", default=[], metavar="ARG",
-                help="one of pytest's own arguments of this run, as matrix.json keeps them "
-                     "for `lab rerun` and reproducers (`lab run -- ARGS` passes these)")
+    # The run's options, from the one table (lab.run.config), checked as `lab run` checks them.
+    run_config.add_pytest_options(parser.getgroup("lab", "kernel-lab"))
+
+
+def config_of(config: pytest.Config) -> RunConfig:
+    """The run's configuration from the ``--lab-*`` options (and pytest's -k), checked
+    once: a mistake is a usage error naming the option."""
+    if CONFIG_KEY not in config.stash:
+        try:
+            config.stash[CONFIG_KEY] = run_config.from_pytest(
+                config.getoption, keyword=config.getoption("keyword", None))
+        except OptionError as exc:
+            raise pytest.UsageError(exc.for_front("pytest")) from None
+        except UserError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[CONFIG_KEY]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,16 +102,17 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if not _wanted(config):
         return  # e.g. the project's own unit tests: no run directory, no summary
+    cfg = config_of(config)
     try:
         slots.configured()  # a bad KERNEL_LAB_CPU_SLOTS once, not as every test's error
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if config.getoption("lab_run_dir"):
-        run_dir = Path(config.getoption("lab_run_dir")).resolve()
+    if cfg.run_dir is not None:
+        run_dir = cfg.run_dir.resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
-        root = Path(config.getoption("lab_results") or default_results_root())
-        run_dir = results.new_run_dir(root, "+".join(map(short_label, _kernel_specs(config))))
+        root = cfg.results or default_results_root()
+        run_dir = results.new_run_dir(root, "+".join(map(short_label, cfg.kernel_specs)))
     _activate(config, run_dir)
     _register_matrix(config)
     config.pluginmanager.register(Recorder(config), "lab-recorder")
@@ -174,9 +143,9 @@ def _cells(config: pytest.Config) -> list[Cell]:
     """The run's cells (--lab-kernel x --lab-variant), checked once."""
     if CELLS_KEY not in config.stash:
         try:
-            config.stash[CELLS_KEY] = cell_matrix(_kernel_specs(config),
-                                                  config.getoption("lab_variant"),
-                                                  config.getoption("lab_kconfig_add"))
+            cfg = config_of(config)
+            config.stash[CELLS_KEY] = cell_matrix(cfg.kernel_specs, cfg.variants,
+                                                  cfg.kconfig_add)
         except UserError as exc:
             raise pytest.UsageError(str(exc)) from None
     return config.stash[CELLS_KEY]
@@ -185,11 +154,10 @@ def _cells(config: pytest.Config) -> list[Cell]:
 def _register_matrix(config: pytest.Config) -> None:
     """The collection hooks: the node ids' choice (lab.run.select), then the matrix's
     (lab.run.matrix: matrix.json, this shard's part)."""
+    cfg = config_of(config)
     try:
-        shard_text = config.getoption("lab_shard")
-        shard = parse_shard(shard_text) if shard_text else None
         nodes = [select_mod.check(text, roots=[Path.cwd(), config.rootpath])
-                 for text in config.getoption("lab_select")]
+                 for text in cfg.select]
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
     run_dir = config.stash[RUN_DIR_KEY]
@@ -197,7 +165,7 @@ def _register_matrix(config: pytest.Config) -> None:
         config.pluginmanager.register(select_mod.Chooser(config, nodes, run_dir=run_dir),
                                       "lab-chooser")
     config.pluginmanager.register(matrix.Selection(config, run_dir=run_dir,
-                                                   cells=_cells(config), shard=shard,
+                                                   cells=_cells(config), shard=cfg.shard,
                                                    nodes=nodes, options=run_options(config)),
                                   "lab-selection")
 
@@ -207,16 +175,16 @@ def run_options(config: pytest.Config) -> dict[str, Any]:
     the guest's options, the repetitions, pytest's extra arguments, the known issues ("" the
     lab's own list) and whether the tests are the lab's own scenarios/ (their ids then name
     them in whichever lab reads the run)."""
-    given = config.getoption("lab_known_issues")
+    cfg = config_of(config)
     try:
-        known = Path(given).resolve() if given else known_mod.path_for(None)
+        known = cfg.known_issues.resolve() if cfg.known_issues else known_mod.path_for(None)
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
     where = config.invocation_params.dir
     collected = [where / str(arg).split("::")[0] for arg in config.args]
-    return {"guest": guest_options(config).to_dict(),
-            "repeat": int(config.getoption("lab_repeat")),
-            "pytest_args": list(config.getoption("lab_pytest_arg")),
+    return {"guest": cfg.guest.to_dict(),
+            "repeat": cfg.repeat,
+            "pytest_args": list(cfg.pytest_args),
             "known_issues": "" if known == KNOWN_ISSUES.resolve() else str(known),
             "lab_suite": bool(collected) and all(in_scenarios(p) for p in collected)
                          and config.rootpath.resolve() == REPO.resolve()}
@@ -227,25 +195,12 @@ class _XdistHooks:
         node.workerinput["lab_run_dir"] = str(node.config.stash[RUN_DIR_KEY])
 
 
-def guest_options(config: pytest.Config) -> GuestOptions:
-    """The run's guest options (--lab-accel, --lab-cpus, ...), each already checked."""
-    opt = config.getoption
-    return GuestOptions(accel=opt("lab_accel"), cpus=opt("lab_cpus"), memory=opt("lab_memory"),
-                        append=tuple(opt("lab_append")), boot_timeout=opt("lab_boot_timeout"),
-                        call_timeout=opt("lab_call_timeout"),
-                        max_reboots=opt("lab_max_reboots"))
-
-
-def _kernel_specs(config: pytest.Config) -> list[str]:
-    return list(config.getoption("lab_kernel")) or [DEFAULT_KERNEL]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kernel" in metafunc.fixturenames:
         cells = _cells(metafunc.config)
         metafunc.parametrize("kernel", cells, indirect=True, scope="session",
                              ids=[c.label for c in cells])
-        repeat = int(metafunc.config.getoption("lab_repeat"))
+        repeat = config_of(metafunc.config).repeat
         if repeat > 1:
             # Each repetition is its own test (its own record, Record.repeat), so that
             # xdist, the records and NOTRUN work as for any other; the record keeps the
@@ -273,7 +228,7 @@ def lab_run_dir(pytestconfig: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def lab_cache(pytestconfig: pytest.Config) -> Path:
-    return cache_root(pytestconfig.getoption("lab_cache"))
+    return cache_root(config_of(pytestconfig).cache)
 
 
 def _stop(run_dir: Path, exit_code: int, reason: str) -> NoReturn:
@@ -295,7 +250,7 @@ def _resolve(config: pytest.Config, cell: Cell, run_dir: Path) -> Kernel:
         started = time.monotonic()
         try:
             done[cell.label] = resolve_kernel(cell.spec, variant=cell.variant,
-                                              cache=cache_root(config.getoption("lab_cache")))
+                                              cache=cache_root(config_of(config).cache))
         except UserError as exc:
             _stop(run_dir, EXIT_USER_ERROR, str(exc))
         detail = {"kernel": cell.spec, **({"variant": cell.variant} if cell.variant else {})}
@@ -316,7 +271,8 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
     """The guest for ``kernel`` on this worker: booted once, replaced after a crash/hang."""
     from lab.vm.accel import choose
 
-    guest = guest_options(pytestconfig)
+    run = config_of(pytestconfig)
+    guest = run.guest
     label = cell_label(kernel.spec, kernel.variant)
     write = terminal_writer(pytestconfig)
     try:
@@ -328,7 +284,7 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         memory=guest.memory,
         accel=accel.name,
         boot_timeout=guest.boot_timeout,
-        ssh_port=pytestconfig.getoption("lab_ssh_port"),
+        ssh_port=run.ssh_port,
         kernel_args=kernel_args(kernel, list(guest.append)),
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")

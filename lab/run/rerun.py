@@ -24,7 +24,9 @@ the rerun's ids are the run's.  The run's known issues and pytest's extra argume
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lab.errors import UserError
 from lab.paths import KNOWN_ISSUES, SCENARIOS_DIR
@@ -33,19 +35,19 @@ from lab.results import record as results
 from lab.results import reproduce
 from lab.results.cell import cell_label, with_cell
 from lab.results.verdict import FAILED, Verdict
-from lab.run.runner import RunOptions
+from lab.run.config import RunConfig
 
 # The verdicts `--failed` runs again (see above).
 RERUN = frozenset(v.value for v in FAILED) | {Verdict.INFRA.value, Verdict.NOTRUN.value,
                                                Verdict.MISS.value}
 
 
-def options(run_dir: Path, *, failed: bool = False, repeat: int | None = None,
-            results_root: Path | None = None, cache: Path | None = None,
-            workers: int = 1) -> RunOptions:
-    """The RunOptions that run ``run_dir`` again (each test ``repeat`` times, by default
-    as often as the run did); a UserError when it is not a run directory, or when
-    ``--failed`` finds nothing to run."""
+def options(run_dir: Path, *, failed: bool = False,
+            given: Mapping[str, Any] | None = None) -> RunConfig:
+    """The RunConfig that runs ``run_dir`` again, with the options `lab rerun` was
+    ``given`` (lab.run.config: --repeat, by default as often as the run did, --results,
+    --cache, --workers); a UserError when it is not a run directory, or when ``--failed``
+    finds nothing to run."""
     m = matrix_file.read(run_dir)
     if not run_dir.is_dir() or m is None:
         raise UserError(f"{run_dir} is not a lab run directory (no matrix.json); give a "
@@ -86,11 +88,12 @@ def options(run_dir: Path, *, failed: bool = False, repeat: int | None = None,
     if recorded and not Path(recorded).is_file():
         raise UserError(f"{run_dir} ran with the known issues {recorded}, which are gone; put "
                         "the file back there (a rerun expects what its run expected)")
-    return RunOptions(
-        kernels=cmd.kernels, variants=cmd.variants, guest=cmd.guest, keyword=keyword,
-        results=results_root, cache=cache, workers=workers,
-        pytest_args=[*markexpr, *cmd.pytest_args, *select],
-        repeat=repeat or max(cmd.repeat, 1),
+    return RunConfig(**{
+        "kernels": cmd.kernels, "variants": cmd.variants, "guest": cmd.guest,
+        "keyword": keyword, "pytest_args": [*markexpr, *cmd.pytest_args, *select],
+        "repeat": max(cmd.repeat, 1),
         # "" the lab's own list: this lab's, not a ./known-issues.toml of where it reruns.
-        known_issues=None if recorded is None else Path(recorded) if recorded else KNOWN_ISSUES,
-        rootdir=None if own else root, suite=suite or SCENARIOS_DIR)
+        "known_issues": None if recorded is None else Path(recorded) if recorded
+        else KNOWN_ISSUES,
+        "rootdir": None if own else root, "suite": suite or SCENARIOS_DIR,
+        **(given or {})})

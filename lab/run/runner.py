@@ -7,11 +7,11 @@ pytest, so a fetch failure is reported as such and not as N broken tests.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from lab.errors import (
     UserError,
 )
 from lab.host.doctor import missing
-from lab.options import GuestOptions, parse_repeat
 from lab.paths import REPO, SCENARIOS_DIR, cache_root, default_results_root, rootdir_args
 from lab.results import junit, known
 from lab.results import matrix as matrix_file
@@ -35,37 +34,16 @@ from lab.results import report as report_mod
 from lab.results import summary as summary_mod
 from lab.results.cell import short_label
 from lab.results.verdict import exit_code, exit_line
-from lab.run import preflight, select
+from lab.run import config, preflight, select
 from lab.run.cells import matrix
-from lab.run.shard import Shard, parse_shard
+from lab.run.config import RunConfig
+from lab.run.shard import Shard
 from lab.vm import slots
 from lab.vm.ssh import port_is_free
 
 log = logging.getLogger("lab.run")
 
 SCENARIOS = SCENARIOS_DIR
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    kernels: list[str]
-    keyword: str | None = None
-    results: Path | None = None
-    cache: Path | None = None
-    guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
-    ssh_port: int | None = None
-    workers: int = 1
-    variants: list[str] = field(default_factory=list)
-    shard: str | None = None
-    known_issues: Path | None = None  # default: lab.results.known.path_for(None)
-    suite: Path = SCENARIOS
-    # Node ids after `--` select tests (lab.run.select); the rest goes to pytest.
-    pytest_args: list[str] = field(default_factory=list)
-    repeat: int = 1  # each selected test this many times, each its own record
-    kconfig_add: list[str] = field(default_factory=list)  # CONFIG_X=V, onto every variant
-    # pytest's rootdir, which test ids are relative to: `lab rerun` of a suite outside the
-    # lab gives the run's own (None: the lab's choice, see ``_collect``).
-    rootdir: Path | None = None
 
 
 def _check_host(cache: Path, results: Path) -> None:
@@ -76,52 +54,40 @@ def _check_host(cache: Path, results: Path) -> None:
         raise UserError(f"{first.name}: {first.detail}; fix: {first.fix}{more}")
 
 
-def run(opts: RunOptions, *, argv: list[str]) -> int:
+def run(opts: RunConfig, *, argv: list[str]) -> int:
     """Run the scenario suites; returns the lab's exit status (lab.errors.RUN_EXIT_CODES)."""
     from lab.kernel.resolve import check as check_kernel
     from lab.kernel.resolve import resolve_kernel
 
     started = time.monotonic()
-    kernels = opts.kernels or ["debian:7.2"]
-    guest = opts.guest.checked()
-    if opts.keyword is not None and not opts.keyword.strip():
-        raise UserError("-k '': give an expression (e.g. -k cancel), or leave -k out to run "
-                        "every scenario")
-    if opts.workers < 1:
-        raise UserError(f"--workers {opts.workers}: give 1 or more (one VM per worker)")
-    if opts.ssh_port is not None and not 1 <= opts.ssh_port <= 65535:
-        raise UserError(f"--ssh-port {opts.ssh_port} is not a TCP port; give 1-65535, or "
-                        "omit it to pick a free one")
+    kernels = list(opts.kernel_specs)
     slots.configured()  # a bad KERNEL_LAB_CPU_SLOTS, before anything starts
     cache = cache_root(opts.cache)
     cells = matrix(kernels, opts.variants, opts.kconfig_add)
     for cell in cells:
         # Everything that needs no download or build, before the run directory exists.
         check_kernel(cell.spec, cache=cache, variant=cell.variant)
-    shard = parse_shard(opts.shard) if opts.shard is not None else None
+    shard = opts.shard
     known_path = known.path_for(opts.known_issues)
     issues = known.load(known_path)
     if opts.ssh_port is not None and not port_is_free(opts.ssh_port):
         raise UserError(f"port {opts.ssh_port} on 127.0.0.1 is busy; choose another "
                         "--ssh-port or omit it to pick a free one")
-    if opts.ssh_port is not None and opts.workers > 1:
-        raise UserError("--ssh-port needs --workers 1 (each worker boots its own VM)")
     if not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR or run from a "
                         "checkout of kernel-lab")
     if not opts.suite.is_dir() and opts.suite.suffix != ".py":
         raise UserError(f"--suite {opts.suite} is neither a directory nor a .py file; give "
                         "the directory (or the file) of the pytest tests to run")
-    parse_repeat(opts.repeat)
-    suite = opts.suite.resolve()
+    suite = opts.suite
     # A node id is relative to where it was typed, or to the checkout records name it from.
     roots = list(dict.fromkeys([Path.cwd(), suite if suite.is_dir() else suite.parent, REPO]))
-    nodes, pytest_args = select.split(opts.pytest_args, roots=roots)
+    nodes, pytest_args = select.split([*opts.select, *opts.pytest_args], roots=roots)
     results_root = (opts.results or default_results_root()).expanduser().resolve()
     _check_host(cache, results_root)
     if preflight.needed(opts.keyword, pytest_args, suite=suite):
         preflight.check(lambda where: pytest_args_for(opts, nodes, pytest_args, run_dir=where,
-                                                      cache=cache, guest=guest, shard=None,
+                                                      cache=cache, shard=None,
                                                       known_path=known_path, workers=False),
                         keyword=opts.keyword, extra=pytest_args, suite=suite)
 
@@ -153,7 +119,7 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
         raise
 
     args = pytest_args_for(opts, nodes, pytest_args, run_dir=run_dir, cache=cache,
-                           guest=guest, shard=shard, known_path=known_path)
+                           shard=shard, known_path=known_path)
     rc = int(pytest.main(args))
     records = results.read_records(run_dir)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED and shard is not None:
@@ -185,47 +151,35 @@ def run(opts: RunOptions, *, argv: list[str]) -> int:
     return status
 
 
-def pytest_args_for(opts: RunOptions, nodes: list[select.NodeId], pytest_args: list[str], *,
-                    run_dir: Path, cache: Path, guest: GuestOptions, shard: Shard | None,
-                    known_path: Path, workers: bool = True) -> list[str]:
+def pytest_args_for(opts: RunConfig, nodes: list[select.NodeId], pytest_args: list[str], *,
+                    run_dir: Path, cache: Path, shard: Shard | None, known_path: Path,
+                    workers: bool = True) -> list[str]:
     """pytest's arguments for the run into ``run_dir`` (lab.run.preflight collects with
-    them first, without workers)."""
-    kernels = opts.kernels or ["debian:7.2"]
+    them first, without workers): the plugin's options from the run's configuration
+    (lab.run.config), then pytest's own."""
+    handed = dataclasses.replace(
+        opts, run_dir=run_dir, cache=cache, shard=shard, known_issues=known_path,
+        select=tuple(n.text() for n in nodes),
+        # matrix.json keeps them, for `lab rerun` and the reproducers (-k and -m it keeps
+        # as pytest understood them).
+        pytest_args=tuple(recorded_args(pytest_args)))
     # Paths go as --opt=PATH: pytest takes a bare PATH token for an argument when it picks
     # its rootdir, and the run directory and the cache would move it to / for a suite
     # outside the checkout (test ids "tmp/suite/...", reproducers from /).
-    args = [*_collect(opts, nodes), f"--lab-run-dir={run_dir}", f"--lab-cache={cache}",
-            *guest.pytest_args(), f"--junitxml={run_dir / 'junit.xml'}",
-            "-p", "no:cacheprovider", "-rs",
+    args = [*_collect(opts, nodes), *config.pytest_options(handed),
+            f"--junitxml={run_dir / 'junit.xml'}", "-p", "no:cacheprovider", "-rs",
             # lab is imported before pytest starts, so its entry point cannot be rewritten.
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    for spec in kernels:
-        args += ["--lab-kernel", spec]
-    for variant in opts.variants:
-        args += ["--lab-variant", variant]
-    for option in opts.kconfig_add:
-        args.append(f"--lab-kconfig-add={option}")
-    if shard is not None:
-        args += ["--lab-shard", str(shard)]
-    args.append(f"--lab-known-issues={known_path}")
     if opts.keyword:
         args += ["-k", opts.keyword]
-    if opts.ssh_port is not None:
-        args += ["--lab-ssh-port", str(opts.ssh_port)]
     if workers and opts.workers > 1:
         # The lab's scheduler replaces loadscope's scopes with cells (lab.run.schedule).
         args += ["-n", str(opts.workers), "--dist", "loadscope"]
-    args += [f"--lab-select={n.text()}" for n in nodes]
-    if opts.repeat > 1:
-        args.append(f"--lab-repeat={opts.repeat}")
-    # matrix.json keeps them, for `lab rerun` and the reproducers (-k and -m it keeps as
-    # pytest understood them).
-    args += [f"--lab-pytest-arg={a}" for a in recorded_args(pytest_args)]
     args += pytest_args
     return args
 
 
-def _collect(opts: RunOptions, nodes: list[select.NodeId]) -> list[str]:
+def _collect(opts: RunConfig, nodes: list[select.NodeId]) -> list[str]:
     """What pytest collects (the suite, or the node ids' files) and its ``--rootdir``.
 
     The lab's own scenarios are rooted above scenarios/, a suite of the user's at itself
