@@ -9,7 +9,7 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from lab.errors import (
     COMPARE_EXIT_CODES,
@@ -18,11 +18,8 @@ from lab.errors import (
     EXIT_USER_ERROR,
     RUN_EXIT_CODES,
     LabError,
-    UserError,
 )
-from lab.options import OptionError
 from lab.run import config as run_config
-from lab.run.config import RunConfig
 
 log = logging.getLogger("lab")
 
@@ -218,38 +215,26 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
 
 
-def _config(args: argparse.Namespace, given: dict[str, Any] | None = None) -> RunConfig:
-    """The run configuration the command line gives; a value its check refuses is said
-    as argparse says its own mistakes."""
-    try:
-        if given is not None:
-            return run_config.make(given)
-        return run_config.from_args(args, args.command)
-    except OptionError as exc:
-        raise UserError(f"{exc.for_front(args.command)} (see `lab {args.command} --help`)") \
-            from None
-
-
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from lab import commands
 
     if args.command == "run":
         from lab.run.runner import run
 
-        return run(_config(args), argv=["lab", *argv])
+        return run(run_config.from_args(args, "run"), argv=["lab", *argv])
     if args.command == "rerun":
         from lab.run import rerun
         from lab.run.runner import run
 
         given = run_config.given(args, "rerun")
-        _config(args, given)  # the command line's own mistakes, said as its own
+        run_config.make(given)  # the command line's own mistakes, before the run's
         return run(rerun.options(args.run, failed=args.failed, given=given),
                    argv=["lab", *argv])
     if args.command == "bisect":
         from lab.bisect.command import BisectOptions, bisect
 
         bopts = BisectOptions(
-            run=_config(args), repo=args.repo, good=args.good,
+            run=run_config.from_args(args, "bisect"), repo=args.repo, good=args.good,
             bad=args.bad, runs=args.runs, bad_if=args.bad_if, state=args.state,
             resume=args.resume, versions=args.versions, from_version=args.from_version,
             to_version=args.to_version, verify_revert=args.verify_revert,

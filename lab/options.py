@@ -179,8 +179,8 @@ def option_of(f: Field[Any]) -> Option | None:
 
 
 class OptionError(UserError):
-    """A value an option's check refused: the message names the option as `lab run`
-    spells it; ``option`` lets another front name it its own way."""
+    """A value an option's check refused: the message names the option as `lab` spells
+    it; ``option`` lets plain pytest name it its own way (``for_front``)."""
 
     def __init__(self, option: Option, message: str) -> None:
         super().__init__(message)

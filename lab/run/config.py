@@ -11,7 +11,7 @@ guest's options are the table's too, in the GuestOptions the config holds.
 
 A field's check runs as the value is made (``__post_init__``), once: the fronts
 give text, a value read back from a file is checked the same way, and a mistake
-names the option as that front spells it (OptionError).
+names the option (OptionError; plain pytest says it as argparse says its own).
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def _workers(value: Any) -> int:
     try:
         n = int(value)
     except ValueError:
-        n = 0
+        raise UserError(f"--workers {value!r}: invalid int value; give 1 or more (one VM per "
+                        "worker)") from None
     if n < 1:
         raise UserError(f"--workers {value}: give 1 or more (one VM per worker)")
     return n
@@ -136,8 +137,8 @@ class RunConfig:
         helps={"bisect": "known issues for the runs (default: none, so that no failure "
                          "becomes XFAIL)"})
     keyword: str | None = opt(
-        None, "-k", "only scenarios matching this pytest expression", parse=_keyword, metavar="EXPR",
-        pytest="-k", pytest_own=True,
+        None, "-k", "only scenarios matching this pytest expression", parse=_keyword,
+        metavar="EXPR", pytest="-k", pytest_own=True,
         helps={"bisect": "the scenarios to bisect (pytest expression)"})
     results: Path | None = opt(
         None, "--results", "parent of the run directory (./results)", parse=_path, metavar="DIR",
@@ -222,6 +223,11 @@ class Entry:
     def default(self) -> Any:
         return self.field.default if self.field.default is not MISSING else None
 
+    @property
+    def default_text(self) -> str:
+        """The default as a command line gives it (for the help's "{default}")."""
+        return text_of(self.default)
+
     def value(self, config: RunConfig) -> Any:
         return getattr(config.guest if self.guest else config, self.name)
 
@@ -263,7 +269,7 @@ def add_arguments(parser: argparse.ArgumentParser, front: str) -> None:
         flag = o.spelling(front)
         if flag is None:
             continue
-        text = o.help_for(front).format(default=text_of(entry.default))
+        text = o.help_for(front).format(default=entry.default_text)
         if flag == "--":
             if entry.name == REST:
                 parser.add_argument(REST, nargs=argparse.REMAINDER, help=text)
@@ -306,7 +312,7 @@ def add_pytest_options(group: Any) -> None:
         flag = o.spelling("pytest")
         if flag is None or o.pytest_own:
             continue
-        text = o.help_for("pytest").format(default=text_of(entry.default))
+        text = o.help_for("pytest").format(default=entry.default_text)
         if o.many:
             group.addoption(flag, action="append", default=[], metavar=o.metavar, help=text)
         else:

@@ -1,0 +1,135 @@
+"""A run's options are declared once (lab.run.config): every front's options are the
+table's, each front has every option the table gives it, and a check runs in one place."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import cli
+from lab.errors import UserError
+from lab.options import ACCELS, FRONTS, GuestOptions, OptionError
+from lab.run import config
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRIES = list(config.table())
+
+
+def _subparser(command: str) -> argparse.ArgumentParser:
+    for action in cli._parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise AssertionError("no subcommands")
+
+
+def _options(command: str) -> dict[str, argparse.Action]:
+    """A subcommand's arguments by spelling ("--" for what follows --)."""
+    out = {}
+    for action in _subparser(command)._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        for spelling in action.option_strings or ["--"]:
+            out[spelling] = action
+    return out
+
+
+# Each command's own options, which are not a run's (a bisection's search, a rerun's choice).
+OWN = {
+    "run": set(),
+    "rerun": {"--", "--failed"},  # "--": RUN_DIR
+    "bisect": {"--repo", "--good", "--bad", "--runs", "--bad-if", "--state", "--resume",
+               "--versions", "--from", "--to", "--verify-revert", "--no-reuse"},
+}
+
+
+def _by_spelling(front: str) -> dict[str, config.Entry]:
+    out: dict[str, config.Entry] = {}
+    for e in ENTRIES:
+        spelling = e.option.spelling(front)
+        if spelling is not None and not (spelling == "--" and e.name != config.REST):
+            out[spelling] = e
+    return out
+
+
+@pytest.mark.parametrize("front", ["run", "rerun", "bisect"])
+def test_every_option_of_a_command_is_a_field_of_the_configuration(front: str) -> None:
+    stray = set(_options(front)) - set(_by_spelling(front)) - OWN[front]
+    assert not stray, f"`lab {front}` options that are no field of RunConfig: {sorted(stray)}"
+
+
+@pytest.mark.parametrize("front", ["run", "rerun", "bisect"])
+def test_a_command_has_every_option_the_table_gives_it_as_the_table_says(front: str) -> None:
+    """Missing, or declared by hand beside the table (another help, metavar, check)."""
+    have = _options(front)
+    for spelling, e in _by_spelling(front).items():
+        assert spelling in have, f"`lab {front}` lacks {spelling} (RunConfig.{e.name})"
+        action = have[spelling]
+        o = e.option
+        assert action.dest == e.name and action.type is None, (front, spelling)
+        assert action.help == o.help_for(front).format(default=e.default_text), spelling
+        if spelling != "--":
+            assert action.metavar == o.metavar, spelling
+            many = o.many and front not in o.one_in
+            assert isinstance(action, argparse._AppendAction) == many, spelling
+
+
+@pytest.mark.parametrize("front", ["run", "bisect"])
+@pytest.mark.parametrize("accel", ACCELS)
+def test_every_accelerator_is_taken_by_run_and_bisect(front: str, accel: str) -> None:
+    """The drift the table ended: `lab bisect --accel` had lost tcg-single."""
+    args = cli._parser().parse_args([front, "--accel", accel])
+    assert config.from_args(args, front).guest.accel == accel
+
+
+def test_a_front_without_an_option_says_why() -> None:
+    assert {e.name for e in ENTRIES} >= {"kernels", "accel", "max_reboots", "shard", "repeat"}
+    for e in ENTRIES:
+        assert set(e.option.absent) <= set(FRONTS), e.name
+        for front in FRONTS:
+            if e.option.spelling(front) is None:
+                assert (e.option.why_absent(front) or "").strip(), (e.name, front)
+    # The table's word is what the fronts do: not a bisection's option, so not in bisect.
+    assert "--max-reboots" not in _options("bisect")
+    assert "--max-reboots" in _options("run")
+
+
+def test_every_lab_pytest_option_is_a_field_of_the_configuration(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--help"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                              "HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    declared = set(re.findall(r"(?<![\w-])--lab-[a-z-]+", res.stdout))
+    table = {s for s in _by_spelling("pytest") if s.startswith("--lab-")}
+    assert declared - table == set(), f"--lab-* options with no field: {declared - table}"
+    assert table - declared == set(), f"fields plain pytest lacks: {table - declared}"
+    assert {"--lab-kernel", "--lab-cpus", "--lab-repeat", "--lab-select"} <= declared
+
+
+def test_a_check_runs_where_the_value_is_made_whoever_makes_it() -> None:
+    with pytest.raises(OptionError, match=r"^--memory '2G; id'") as exc:
+        config.RunConfig(guest=GuestOptions(memory="2G; id"))
+    assert exc.value.for_front("pytest").startswith("argument --lab-memory: '2G; id': give")
+    with pytest.raises(OptionError, match="--repeat"):
+        config.make({"repeat": "0"})
+    with pytest.raises(UserError, match="--ssh-port needs --workers 1"):
+        config.RunConfig(ssh_port=2222, workers=2)
+    made = config.make({"cpus": "3", "kernels": ["debian:7.2"], "shard": "2/4"})
+    assert (made.guest.cpus, made.kernels, str(made.shard)) == (3, ("debian:7.2",), "2/4")
+    # What `lab run` hands its pytest reads back as the same configuration.
+    handed = config.pytest_options(made)
+    assert handed == ["--lab-kernel=debian:7.2", "--lab-shard=2/4", "--lab-cpus=3"]
+
+
+@pytest.mark.parametrize("front", ["run", "bisect"])
+def test_a_command_line_mistake_is_one_line_naming_the_option(
+        front: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([front, "--cpus", "0", "--cache", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("lab: error: --cpus 0: give the guest's vCPUs, 1-64 (default 2; the race "
+                   "suites need at least 2)\n")
