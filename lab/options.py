@@ -1,9 +1,11 @@
-"""The options a run gives its guests: accelerator, vCPUs, memory, kernel parameters,
-timeouts and the reboot limit, checked once wherever they come from.
+"""What an option of a run is (``Option``, one table entry), and the options a run gives
+its guests: accelerator, vCPUs, memory, kernel parameters, timeouts and the reboot
+limit, checked once wherever they come from.
 
 `lab run` and `lab bisect` take them as ``--cpus``, ``--memory``..., plain pytest as
-``--lab-cpus``, ``--lab-memory``...; both go through the parsers here, so a value
-`lab run` refuses is refused under plain pytest too.  The checks are strict because
+``--lab-cpus``, ``--lab-memory``... (lab.run.config derives both from the table); the
+value is checked as it is made, so a value `lab run` refuses is refused under plain
+pytest, in a journal and in matrix.json too.  The checks are strict because
 of where the values go: virtme-ng hands ``--memory`` to a shell as it is (``--memory
 "2G; rm -rf ~"`` would run the command on the host), and splits each ``--append`` on
 spaces, so a kernel parameter is one word without quotes.
@@ -11,7 +13,6 @@ spaces, so a kernel parameter is one word without quotes.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
@@ -202,25 +203,6 @@ def check_fields(obj: Any) -> None:
             object.__setattr__(obj, f.name, option.check(getattr(obj, f.name)))
         except UserError as exc:
             raise OptionError(option, str(exc)) from None
-
-
-class ArgType:
-    """``parse`` as an argparse ``type=`` (pytest's options too): its UserError becomes
-    argparse's one-line "argument --x: ..." error (which names the option itself)."""
-
-    def __init__(self, parse: Callable[[str], Any]) -> None:
-        self.parse = parse
-        self.__name__ = getattr(parse, "__name__", "value").removeprefix("parse_")
-
-    def __call__(self, text: str) -> Any:
-        try:
-            return self.parse(text)
-        except UserError as exc:
-            raise argparse.ArgumentTypeError(unflagged(str(exc))) from None
-
-
-def argtype(parse: Callable[[str], Any]) -> ArgType:
-    return ArgType(parse)
 
 
 def unflagged(message: str) -> str:

@@ -3,14 +3,12 @@ CLI, plain pytest, bisection and reproducers share."""
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 from lab.errors import UserError
 from lab.options import (
     GuestOptions,
-    argtype,
+    OptionError,
     parse_cpus,
     parse_max_reboots,
     parse_memory,
@@ -60,13 +58,12 @@ def test_numbers_are_checked() -> None:
         GuestOptions(accel="qemu")
 
 
-def test_argparse_names_the_option_once() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--memory", type=argtype(parse_memory))
-    with pytest.raises(argparse.ArgumentTypeError) as exc:
-        argtype(parse_memory)("2G;x")
-    assert str(exc.value).startswith("'2G;x': give a size")
-    assert p.parse_args(["--memory", "4G"]).memory == "4G"
+def test_argparse_form_names_the_option_once() -> None:
+    with pytest.raises(OptionError) as exc:
+        GuestOptions(memory="2G;x")
+    assert str(exc.value).startswith("--memory '2G;x': give a size")
+    assert exc.value.for_front("pytest").startswith("argument --lab-memory: '2G;x': give a size")
+    assert GuestOptions(memory="4G").memory == "4G"
 
 
 def test_one_value_for_lab_run_pytest_and_matrix_json() -> None:

@@ -56,8 +56,8 @@ def _suite(value: Any) -> Path:
 
 def _keyword(value: Any) -> str:
     if not str(value).strip():
-        raise UserError("-k '': give an expression (e.g. -k cancel), or leave -k out to run "
-                        "every scenario")
+        raise UserError("-k '': give an expression (e.g. -k cancel); `lab run` without -k "
+                        "runs every scenario")
     return str(value)
 
 
