@@ -161,9 +161,9 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
                 config_hash=start["config_hash"], runs=runs, bad_if=bad_if, flaky=flaky,
                 state=state, reuse=opts.reuse,
                 conditions=conditions(opts.suite.resolve(), issues, cache=cache, guest=guest))
-    tester = LabRun(keyword=opts.keyword, cache=cache,
-                    variant=None if opts.versions else opts.variant,
-                    suite=opts.suite.resolve(), guest=guest, known_issues=issues,
+    tester = LabRun(dataclasses.replace(opts.run, cache=cache, suite=opts.suite.resolve(),
+                                        guest=guest, known_issues=issues,
+                                        variants=() if opts.versions else opts.run.variants),
                     **({"launch": seams.launch} if seams.launch else {}))
     if opts.versions:
         setup = coarse.setup(start, plan, points, cache=cache, tester=tester)

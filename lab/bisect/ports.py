@@ -15,6 +15,7 @@ The driver (lab.bisect.driver) sees only these two protocols, as syzkaller's
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sys
@@ -28,10 +29,10 @@ from lab import proc
 from lab.bisect.classify import Observed
 from lab.errors import UserError
 from lab.kernel.build import BuildError
-from lab.options import GuestOptions
 from lab.results import known
 from lab.results import record as records
 from lab.results.cell import scenario_of
+from lab.run.config import RunConfig, lab_args
 
 log = logging.getLogger("lab.bisect")
 
@@ -122,27 +123,23 @@ def spawn_and_wait(argv: Sequence[str], log_path: Path) -> int:
 class LabRun:
     """``lab run`` of the selected scenarios, one boot per run."""
 
-    def __init__(self, *, keyword: str, cache: Path, variant: str | None, suite: Path,
-                 guest: GuestOptions | None = None, known_issues: Path = known.NONE,
+    def __init__(self, run: RunConfig, *,
                  launch: Callable[[Sequence[str], Path], int] = spawn_and_wait) -> None:
-        self.keyword = keyword
-        # None unless asked (/dev/null): a known issue would turn the very failure being
-        # bisected into XFAIL at some commits and not at others.
-        self.known_issues = known_issues
-        self.cache = cache
-        self.variant = variant
-        self.suite = suite
-        self.guest = guest or GuestOptions()
+        # ``run``: -k, the variant, the cache, the suite, the guest's options and the known
+        # issues of every run; none unless asked (/dev/null): a known issue would turn the
+        # very failure being bisected into XFAIL at some commits and not at others.
+        self.run = run
         self.launch = launch
 
+    @property
+    def known_issues(self) -> Path:
+        return self.run.known_issues or known.NONE
+
     def argv(self, spec: str, results: Path) -> list[str]:
-        argv = [sys.executable, "-m", "lab.cli", "run", "--kernel", spec, "-k", self.keyword,
-                "--results", str(results), "--cache", str(self.cache), "--suite",
-                str(self.suite), "--known-issues", str(self.known_issues),
-                *self.guest.lab_args(always=("accel",))]
-        if self.variant:
-            argv += ["--variant", self.variant]
-        return argv
+        """The `lab run` of ``spec`` into ``results``, from the run options (lab.run.config)."""
+        one = dataclasses.replace(self.run, kernels=(spec,), results=results,
+                                  known_issues=self.known_issues)
+        return [sys.executable, "-m", "lab.cli", "run", *lab_args(one, always=("accel",))]
 
     def test(self, spec: str, *, out: Path) -> Tested:
         out.mkdir(parents=True, exist_ok=True)

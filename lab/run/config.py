@@ -56,8 +56,8 @@ def _suite(value: Any) -> Path:
 
 def _keyword(value: Any) -> str:
     if not str(value).strip():
-        raise UserError("-k '': give an expression (e.g. -k cancel); `lab run` without -k "
-                        "runs every scenario")
+        raise UserError("-k '': give an expression (e.g. -k cancel), or leave -k out to run "
+                        "every scenario (`lab run`; `lab bisect` needs one)")
     return str(value)
 
 
@@ -299,6 +299,24 @@ def given(args: argparse.Namespace, front: str) -> dict[str, Any]:
 def from_args(args: argparse.Namespace, front: str) -> RunConfig:
     """The RunConfig of a `lab` command line (an OptionError names the option)."""
     return make(given(args, front))
+
+
+def lab_args(config: RunConfig, *, always: tuple[str, ...] = ()) -> list[str]:
+    """`lab run` options for ``config``'s values that are not the defaults, and the
+    options named in ``always`` whatever their value (a bisection's runs name the
+    accelerator); not what follows --."""
+    out: list[str] = []
+    for entry in table():
+        flag = entry.option.spelling("run")
+        if flag is None or flag == "--":
+            continue
+        value = entry.value(config)
+        if entry.option.many:
+            for item in value:
+                out += [flag, text_of(item)]
+        elif value is not None and (value != entry.default or entry.name in always):
+            out += [flag, text_of(value)]
+    return out
 
 
 # -- pytest (plain pytest's --lab-* options, and what `lab run` hands pytest) ----------
