@@ -133,3 +133,16 @@ def test_a_command_line_mistake_is_one_line_naming_the_option(
     err = capsys.readouterr().err
     assert err == ("lab: error: --cpus 0: give the guest's vCPUs, 1-64 (default 2; the race "
                    "suites need at least 2)\n")
+
+
+def test_a_lab_run_command_line_made_from_a_configuration_reads_back_as_it() -> None:
+    """What a bisection spawns (lab.bisect.ports) is the configuration it meant."""
+    made = config.make({"kernels": ["git:/src/linux@v7.2"], "variants": ["debug"],
+                        "kconfig_add": ["CONFIG_NR_CPUS=64"], "keyword": "destroy",
+                        "known_issues": "/dev/null", "cache": "/tmp/c", "accel": "tcg-single",
+                        "cpus": 3, "append": ["nokaslr", "quiet"], "call_timeout": 300,
+                        "repeat": 2, "shard": "1/2:cell", "suite": str(REPO / "scenarios")})
+    argv = config.lab_args(made, always=("accel", "memory"))
+    assert argv[argv.index("--memory") + 1] == "2G" and "--boot-timeout" not in argv
+    again = config.from_args(cli._parser().parse_args(["run", *argv]), "run")
+    assert again == made
