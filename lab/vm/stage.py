@@ -149,13 +149,20 @@ def start_command(remote: str, data: bytes, *, handoff: Path, slowdown: float = 
     (TCG is slower).  ``zygote``: the socket guest/zygote.py listens on.
     """
     digest = hashlib.sha256(data).hexdigest()
-    # The guest sees the host's root: this interpreter and this zygote.py (read there over
-    # 9p, as boot.sh reads it) are the ones the guest runs.
-    unpacker = shlex.join([sys.executable, "-S", str(GUEST_SRC / "zygote.py"), "--unpack",
-                           digest, str(len(data)), remote])
     return (
         f"export KERNEL_LAB_SLOWDOWN={slowdown:g}; "
         f"{shlex.quote(str(handoff))} {zygote} {digest} {len(data)} {remote}; rc=$?; "
         f"[ $rc -eq {HANDOFF_NOT_TAKEN} ] || [ $rc -eq 127 ] || exit $rc; "
-        f"exec {unpacker}"
+        f"exec {shlex.join(unpack_argv(remote, data))}"
     )
+
+
+def unpack_argv(remote: str, data: bytes) -> list[str]:
+    """The interpreter that reads ``data`` on its stdin, checks and unpacks it into
+    ``remote`` (``guest.zygote.unpack``) and becomes the agent: the guest's fallback when no
+    zygote takes the channel, and the whole start of an agent on the host's kernel.
+
+    The guest sees the host's root: this interpreter and this zygote.py (read there over
+    9p, as boot.sh reads it) are the ones the guest runs."""
+    return [sys.executable, "-S", str(GUEST_SRC / "zygote.py"), "--unpack",
+            hashlib.sha256(data).hexdigest(), str(len(data)), remote]
