@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 from scenarios.uring.conftest import (
     MEASURE_PAGES,
@@ -40,7 +41,7 @@ def _ring_of(step: int) -> dict[str, Any]:
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_limit"])
-def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
+def test_unprivileged_register_limit_to_the_page(agent: Agent, version: Version,
                                                  record: Any, observed: Any) -> None:
     """Without CAP_IPC_LOCK, REGISTER_BUFFERS pins up to the limit less ring pages, no more."""
     want = LIMIT_PAGES - ring_pages(agent, version, record, observed)
@@ -56,7 +57,7 @@ def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
 
 
 @pytest.mark.claim(CLAIMS["uring.ring_charge"])
-def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any,
+def test_ring_memory_charge_by_version(agent: Agent, version: Version, record: Any,
                                        observed: Any, inconclusive: Any) -> None:
     """The ring itself is charged to RLIMIT_MEMLOCK as the version data says; where no
     kernel of the range was measured, or only other builds than this one, the charge is
@@ -76,7 +77,7 @@ def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_latched"])
-def test_exemption_latched_at_creation(agent: Any, record: Any) -> None:
+def test_exemption_latched_at_creation(agent: Agent, record: Any) -> None:
     """A ring created with CAP_IPC_LOCK stays exempt after the drop; a new ring is limited."""
     reply = creds_run(agent, [
         {"op": "uring.setup", "args": {"entries": 1}},                        # 0
@@ -96,7 +97,7 @@ def test_exemption_latched_at_creation(agent: Any, record: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
-def test_accounting_restored_after_drop_sequence(agent: Any, version: Version,
+def test_accounting_restored_after_drop_sequence(agent: Agent, version: Version,
                                                  record: Any, observed: Any) -> None:
     """create, drop CAP_IPC_LOCK, register, unregister, close: root's accounting unchanged."""
     want = LIMIT_PAGES - ring_pages(agent, version, record, observed)
@@ -137,7 +138,7 @@ ROUNDS = 40
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
-def test_many_rounds_leave_no_drift(agent: Any, version: Version, record: Any,
+def test_many_rounds_leave_no_drift(agent: Agent, version: Version, record: Any,
                                     observed: Any) -> None:
     """Many drop sequences (and as many charged rounds) leave the limit and VmPin unchanged."""
     want = LIMIT_PAGES - ring_pages(agent, version, record, observed)

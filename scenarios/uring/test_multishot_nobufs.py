@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
@@ -26,7 +27,7 @@ READS = 2
     pytest.param("unregister", marks=pytest.mark.claim(CLAIMS["mshot.unregister_bufring"]),
                  id="unregistered-ring"),
 ])
-def test_fetch_without_buffers_ends_with_enobufs(agent: Any, mode: str, record: Any) -> None:
+def test_fetch_without_buffers_ends_with_enobufs(agent: Agent, mode: str, record: Any) -> None:
     out = agent.call("ublk.fetch_nobufs", mode=mode, nreads=READS, timeout_ms=60_000,
                      call_timeout=180)
     record("ublk", out)
