@@ -126,6 +126,8 @@ def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Agent, ctx: int, buf
 @pytest.mark.claim(CLAIMS["submit.rwf_dontcache_unsupported"])
 @pytest.mark.requires_config("EXT4_FS", "BLK_DEV_LOOP")
 @pytest.mark.requires_feature("rwf_dontcache")
+@pytest.mark.guest_only("it mounts an ext4 image on a loop device, and its scratch file must be "
+                        "on the guest's tmpfs")
 def test_dontcache_without_fs_support_is_eopnotsupp(agent: Agent, ctx: int, scratch: int,
                                                     buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,

@@ -14,7 +14,9 @@ from scenarios.uring.conftest import GID_URING, UID_DISABLED, UID_GROUP_MEMBER, 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
 # so does one without the sysctl (6.6+).
 pytestmark = [pytest.mark.requires_config("IO_URING"),
-              pytest.mark.requires_feature("io_uring_disabled")]
+              pytest.mark.requires_feature("io_uring_disabled"),
+              pytest.mark.guest_only("it sets kernel.io_uring_disabled, which every process "
+                                     "of the kernel obeys")]
 
 DISABLED = "/proc/sys/kernel/io_uring_disabled"
 GROUP = "/proc/sys/kernel/io_uring_group"

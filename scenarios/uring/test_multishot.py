@@ -146,6 +146,7 @@ def test_valid_multishot_to_nvme(agent: Agent, io: dict[str, Any], record: Any) 
 @pytest.mark.claim(CLAIMS["mshot.posts_more"])
 @pytest.mark.requires_config("BLK_DEV_UBLK")
 @pytest.mark.requires_feature("ublk_batch_fetch")
+@pytest.mark.guest_only("the agent adds a ublk device to the kernel")
 def test_ublk_batch_fetch_posts_more_than_once(agent: Agent, record: Any) -> None:
     """A positive multishot: one UBLK_U_IO_FETCH_IO_CMDS, several CQEs with IORING_CQE_F_MORE.
 
