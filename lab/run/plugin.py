@@ -127,6 +127,8 @@ MARKERS = (
     "guest_only(reason): the scenario never runs on the host's own kernel (the quick tier, "
     "lab.run.quick, SKIPs it): it changes what the whole kernel does (sysctls, mounts, "
     "devices) or needs what only the guest is set up with",
+    "needs_root(reason): the scenario needs the agent to be root, as it is in the guest; "
+    "the quick tier SKIPs it when the host's user is not",
 )
 
 
