@@ -4,12 +4,13 @@ A pytest plugin used instead of the lab's (``pytest -p no:lab -p lab.run.quick
 scenarios/``).  The agent is the lab's own client over the local transport
 (``Agent.local``): the same archive, checked and unpacked by the same function, the same
 ops, real syscalls on whatever kernel runs the tests.  What it cannot do, it SKIPs with
-the reason: a scenario marked ``guest_only``, one that needs the guest's NVMe devices, a
-config option the host's kernel lacks (its own config: /proc/config.gz or /boot), io_uring
-turned off by the host's ``kernel.io_uring_disabled``, a feature the host's kernel answers
-no to (probed as in a guest, lab.run.features).  A race whose calls never overlapped is
-INCONCLUSIVE there too, shown as a SKIP, never a PASS.  No records, no kernel-log watch:
-the lab run in a guest stays the verdict of record.
+the reason: a scenario marked ``guest_only`` (or ``needs_root``, for a user who is not),
+one that needs the guest's NVMe devices, a config option the host's kernel lacks (its own
+config: /proc/config.gz or /boot), io_uring turned off by the host's
+``kernel.io_uring_disabled``, a feature the host's kernel answers no to (probed as in a
+guest, lab.run.features).  A race whose calls never overlapped is INCONCLUSIVE there too,
+shown as a SKIP, never a PASS.  No records, no kernel-log watch: the lab run in a guest
+stays the verdict of record.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def skip_reason(item: pytest.Item, facts: facts_mod.ConfigFacts | None,
     if marker is not None:
         why = marker.args[0] if marker.args else "it needs the guest"
         return f"guest only: {why}"
+    marker = item.get_closest_marker("needs_root")
+    if marker is not None and os.geteuid() != 0:
+        why = marker.args[0] if marker.args else "it needs root"
+        return f"needs root, as the guest's agent is: {why}"
     required = required_config(item)
     label = f"the host's kernel ({os.uname().release})"
     reason = facts_mod.mismatch(facts, required, label=label)

@@ -81,6 +81,7 @@ def append_only(agent: Agent) -> Iterator[dict[str, int]]:
 
 @pytest.mark.claim(CLAIMS["submit.rwf_noappend_append_only"])
 @pytest.mark.requires_feature("rwf_noappend")
+@pytest.mark.needs_root("setting the append-only attribute needs CAP_LINUX_IMMUTABLE")
 def test_noappend_on_append_only_file_is_eperm(agent: Agent, ctx: int, buf: int,
                                                append_only: dict[str, int]) -> None:
     fd = append_only["fd"]
@@ -158,6 +159,7 @@ def _rt_submit(agent: Agent, ctx: int, scratch: int, buf: int, drop: list[str]) 
 
 
 @pytest.mark.claim(CLAIMS["submit.rt_prio_eperm"])
+@pytest.mark.needs_root("the realtime I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE")
 def test_rt_ioprio_without_caps_is_eperm(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert _rt_submit(agent, ctx, scratch, buf, ["CAP_SYS_ADMIN", "CAP_SYS_NICE"]) == "EPERM"
     # The same request with the capabilities (the agent runs as root) is accepted.
@@ -170,6 +172,7 @@ def test_rt_ioprio_without_caps_is_eperm(agent: Agent, ctx: int, scratch: int, b
     pytest.param("CAP_SYS_NICE", "CAP_SYS_ADMIN", id="CAP_SYS_NICE",
                  marks=pytest.mark.claim(CLAIMS["submit.rt_prio_sys_nice"])),
 ])
+@pytest.mark.needs_root("the realtime I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE")
 def test_rt_ioprio_with_one_cap_alone(agent: Agent, ctx: int, scratch: int, buf: int,
                                       keep: str, drop: str) -> None:
     # Without either the class is refused, so it is the one kept that allows it.

@@ -30,7 +30,8 @@ from scenarios.uring.expectations import EXPECTATIONS, UNVERIFIED, Version, obse
 from scenarios.versions import range_in
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
+pytestmark = [pytest.mark.requires_config("IO_URING"),
+              pytest.mark.needs_root("its steps run as other users, with memlock limits set")]
 
 LIMIT_PAGES = 16
 BIG = 64  # pages: four times the limit
