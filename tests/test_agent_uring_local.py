@@ -2,7 +2,9 @@
 
 Cheap checks of the ring plumbing (mappings, SQE fields, CQE32, provided buffer
 rings, timed waits) and of creds.run; the kernel-dependent answers come from
-the same data the scenarios use (scenarios/uring/expectations.py).
+the same data the scenarios use (scenarios/uring/expectations.py).  The claims the
+quick tier runs as scenarios on the host (the memlock limit, the latched exemption:
+scenarios/uring/test_accounting.py) are not repeated here.
 """
 
 from __future__ import annotations
@@ -145,35 +147,6 @@ def test_creds_run_reports_credentials_and_agent_keeps_its_own(agent: Agent) -> 
 
 
 @pytest.mark.skipif(not ROOT, reason="creds.run changes uid: needs root")
-def test_memlock_probe_and_latched_exemption(agent: Agent) -> None:
-    ring_pages = expect(HOST, "ring_pages_charged")
-    if ring_pages is UNVERIFIED:
-        pytest.skip(f"the ring charge of {HOST} is unverified (no kernel of its range measured)")
-    uid = 40000 + os.getpid() % 20000  # a user no other test charges
-    reply = agent.call("creds.run", uid=uid, caps=[], memlock=16 * 4096,
-                     steps=[{"op": "uring.memlock_probe", "args": {"max_pages": 20}}])
-    probe = reply["steps"][0]["value"]
-    assert probe == {"max_pages": 16 - ring_pages, "limited": True,
-                     "vm_pin_kb_at_max": (16 - ring_pages) * 4}
-    exempt = agent.call("creds.run", uid=0, memlock=16 * 4096, steps=[
-        {"op": "uring.setup", "args": {"entries": 1}},
-        {"drop": ["CAP_IPC_LOCK"]},
-        {"op": "uring.register_pages", "args": {"ring": {"$": 0, "key": "ring"}, "pages": 64}},
-    ])
-    assert "value" in exempt["steps"][2], exempt["steps"]
-
-
-class _ScenarioAgent:
-    """The scenarios' agent interface (``call``) over the local agent."""
-
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-
-    def call(self, op: str, call_timeout: float | None = None, **args: object) -> object:
-        return self.agent.call(op, **args)
-
-
-@pytest.mark.skipif(not ROOT, reason="creds.run changes uid: needs root")
 def test_unverified_ring_charge_is_measured_and_observed(agent: Agent) -> None:
     """Where the version data says UNVERIFIED, the scenarios measure the ring charge (here
     on the host's kernel, as if it were of that range) and note it as observed."""
@@ -184,7 +157,7 @@ def test_unverified_ring_charge_is_measured_and_observed(agent: Agent) -> None:
     kept: dict[str, object] = {}
     notes: list[str] = []
     uid = 40000 + (os.getpid() + 1) % 20000
-    got = ring_pages(_ScenarioAgent(agent), between.low, lambda k, v: kept.update({k: v}),
+    got = ring_pages(agent, between.low, lambda k, v: kept.update({k: v}),
                      notes.append, uid=uid)
     assert got == known, kept
     low = ".".join(map(str, between.low))
