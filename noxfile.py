@@ -1,4 +1,5 @@
-"""Sessions: `nox -s lab` runs the lab, `nox -s tests` the project's tests."""
+"""Sessions: `nox -s lab` runs the lab, `nox -s tests` the project's tests, `nox -s quick`
+the scenarios that need no VM on the host's own kernel."""
 
 from __future__ import annotations
 
@@ -56,6 +57,15 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     _host_packages(session, *BUILD_PACKAGES, *TEST_PACKAGES)
     session.run("pytest", "-p", "no:cacheprovider", "-ra", "--durations=25", *session.posargs)
+
+
+@nox.session(default=False)
+def quick(session: nox.Session) -> None:
+    """The scenarios that need no VM, on the host's own kernel: a contributor's first check
+    (under a minute; the rest SKIP with the reason).  A run in a guest is the verdict."""
+    _install(session)
+    session.run("pytest", "-p", "no:cacheprovider", "-p", "no:lab", "-p", "lab.run.quick",
+                "-ra", "scenarios", *session.posargs)
 
 
 @nox.session

@@ -14,17 +14,24 @@ shell path in lab/vm/stage.py), unpacks it, imports the agent from there (nothin
 of the agent's own comes from here) and runs it; the agent's exit status goes back
 to ``handoff``, which exits with it.  A handoff that finds no zygote (taken, or
 never started) leaves stdin unread, and the channel unpacks and starts the
-interpreter itself.
+interpreter itself: ``python -S zygote.py --unpack SHA256 LENGTH TARGET``, which runs
+the same ``unpack`` on its own stdin and then the agent.  That function is the one place
+the archive is checked and unpacked, whoever started the interpreter.
 
 Usage: python -S zygote.py SOCKET.  Exit 3: it could not listen (boot.sh then starts
 no other); 4: it could not take the channel it was handed (that channel falls back).
+python -S zygote.py --unpack SHA256 LENGTH TARGET: exit 1 if the archive differs.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import sys
+import time
+
+STARTED = time.monotonic()  # the interpreter is up (the hello's clock, in --unpack mode)
+
+import os  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
 
 # Only what listening needs is imported before it: the rest is PRELOAD, imported while
 # a handoff that comes meanwhile waits in the backlog.
@@ -155,19 +162,19 @@ def untar(data: bytes) -> None:
     raise ValueError("the archive ends without its end-of-archive blocks")
 
 
-def _unpack(h: Handoff) -> bool:
-    """Read the archive from stdin, check it, unpack it in ``h.target`` and move there with
+def unpack(digest: str, length: int, target: str) -> bool:
+    """Read the archive from stdin, check it, unpack it in ``target`` and move there with
     the agent's stderr in ``agent.stderr``; False (and the mismatch hello) if it differs."""
     import hashlib
 
-    data = _read_exactly(h.length)
-    if hashlib.sha256(data).hexdigest() != h.digest:
+    data = _read_exactly(length)
+    if hashlib.sha256(data).hexdigest() != digest:
         os.write(1, MISMATCH)
-        print(f"agent.tar: FAILED (read {len(data)} of {h.length} bytes; SHA-256 differs)",
+        print(f"agent.tar: FAILED (read {len(data)} of {length} bytes; SHA-256 differs)",
               file=sys.stderr)
         return False
-    os.makedirs(h.target, exist_ok=True)
-    os.chdir(h.target)
+    os.makedirs(target, exist_ok=True)
+    os.chdir(target)
     with open("agent.tar", "wb") as f:
         f.write(data)
     untar(data)
@@ -175,8 +182,26 @@ def _unpack(h: Handoff) -> bool:
     os.dup2(err, 2)
     os.close(err)
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [h.target] + [p for p in sys.path if p not in ("", here)]
+    sys.path[:] = [target] + [p for p in sys.path if p not in ("", here)]
     return True
+
+
+def _run_agent(started: float, *, zygote: bool) -> int:
+    """The agent of the unpacked archive (imported from it: nothing of it comes from here)."""
+    from guest.protocol import main as agent_main
+
+    return agent_main(started=started, zygote=zygote)
+
+
+def _direct(argv: list[str]) -> int:
+    """``--unpack SHA256 LENGTH TARGET``: no zygote took the channel; this interpreter,
+    started by the channel's shell, checks and unpacks the archive and becomes the agent."""
+    if len(argv) != 3 or not argv[1].isdigit():
+        print("usage: zygote.py --unpack SHA256 LENGTH TARGET", file=sys.stderr)
+        return 2
+    if not unpack(argv[0], int(argv[1]), argv[2]):
+        return 1
+    return _run_agent(STARTED, zygote=False)
 
 
 def _wait(path: str) -> tuple[socket.socket, Handoff]:
@@ -204,6 +229,8 @@ def _wait(path: str) -> tuple[socket.socket, Handoff]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:2] == ["--unpack"]:
+        return _direct(argv[2:])
     if len(argv) != 2:
         print("usage: zygote.py SOCKET", file=sys.stderr)
         return 3
@@ -220,14 +247,9 @@ def main(argv: list[str]) -> int:
     conn.sendall(b"A")  # from here on the channel is ours: no fallback reads its stdin
     status = 1
     try:
-        if not _unpack(handoff):
+        if not unpack(handoff.digest, handoff.length, handoff.target):
             return 1
-        import time
-
-        started = time.monotonic()
-        from guest.protocol import main as agent_main
-
-        status = agent_main(started=started, zygote=True)
+        status = _run_agent(time.monotonic(), zygote=True)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     finally:

@@ -3,7 +3,9 @@
 ``run()`` runs a command to completion; ``spawn()`` starts a long-lived one
 (QEMU through virtme-ng).  Both log the argv first, tee all output to a log
 file, run the child in its own process group and kill that whole group on
-timeout, error or Ctrl-C.  Argument lists only, never shell strings.
+timeout, error or Ctrl-C.  ``converse()`` starts a child spoken to on its stdin
+and stdout (the agent on the host's kernel), its stderr in a log file.
+Argument lists only, never shell strings.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
 
 
 def _popen(
-    argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str] | None, stdin: int | None
+    argv: Sequence[str], *, cwd: Path | None, env: Mapping[str, str] | None, stdin: int | None,
+    stderr: int | IO[bytes] = subprocess.STDOUT,
 ) -> subprocess.Popen[bytes]:
     log.debug("+ %s", shlex.join(argv))
     full_env = None if env is None else {**os.environ, **env}
@@ -80,7 +83,7 @@ def _popen(
             env=full_env,
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=stderr,
             start_new_session=True,
         )
     except FileNotFoundError as exc:
@@ -236,3 +239,35 @@ def spawn(
     ``on_line`` sees each line of output as it arrives (the boot timeline).
     """
     return Spawned(argv, log_path=log_path, cwd=cwd, env=env, on_line=on_line)
+
+
+class Piped:
+    """A child in its own process group spoken to on its stdin and stdout (the caller reads
+    ``stdout``), its stderr appended to a log file."""
+
+    def __init__(self, argv: Sequence[str], *, log_path: Path, cwd: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        log_file = _open_log(log_path, argv)
+        assert log_file is not None
+        self._log = log_file
+        self.proc = _popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stderr=log_file)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+
+    def stop(self, grace: float = 3.0) -> int | None:
+        """Close its stdin (EOF: the agent's own way out), then end the group if it lingers
+        past ``grace``; the exit status (idempotent)."""
+        with contextlib.suppress(OSError):
+            self.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(grace)
+        _kill_group(self.proc)
+        self.stdout.close()
+        self._log.close()
+        return self.proc.returncode
+
+
+def converse(argv: Sequence[str], *, log_path: Path, cwd: Path | None = None,
+             env: Mapping[str, str] | None = None) -> Piped:
+    """Start ``argv`` to be spoken to on its stdin and stdout; the caller must ``stop()`` it."""
+    return Piped(argv, log_path=log_path, cwd=cwd, env=env)

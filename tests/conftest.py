@@ -1,53 +1,54 @@
-"""Fixtures shared by the tests: the agent as a local process (see localagent.py)."""
+"""Fixtures shared by the tests: the agent on the host's kernel, started by the lab's own
+client (lab.vm.agent, ``Agent.local``) from the archive the lab stages for guests."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from localagent import REPO, Agent, copy_guest
+
+from guest.zygote import untar
+from lab.vm.agent import Agent
+from lab.vm.stage import archive, stage
 
 
 @pytest.fixture(scope="session")
-def labsys_so(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("labsys")
-    proc = subprocess.run(
-        [sys.executable, "-m", "guest.build_ffi", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    built = Path(proc.stdout.strip().splitlines()[-1])
-    assert (
-        built.parent == out
-        and built.name.startswith("_labsys")
-        and built.suffix == ".so"
-    )
-    assert built.exists()
-    return built
+def agent_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache with the agent staged in it (built once per session, as the lab builds it)."""
+    cache = tmp_path_factory.mktemp("cache")
+    stage(cache)
+    return cache
 
 
 @pytest.fixture(scope="session")
-def agent_root(tmp_path_factory: pytest.TempPathFactory, labsys_so: Path) -> Path:
-    root = copy_guest(tmp_path_factory.mktemp("agent"))
-    shutil.copy2(labsys_so, root / "guest" / labsys_so.name)
+def agent_root(tmp_path_factory: pytest.TempPathFactory, agent_cache: Path) -> Path:
+    """The staged archive unpacked: ``guest/`` with its extension, and cffi's backend."""
+    root = tmp_path_factory.mktemp("agent-root")
+    with contextlib.chdir(root):
+        untar(archive(stage(agent_cache)))
     return root
 
 
 @pytest.fixture
-def agent(agent_root: Path) -> Iterator[Agent]:
-    a = Agent(agent_root)
-    try:
-        yield a
-    finally:
+def start_agent(agent_cache: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Callable[[], Agent]]:
+    """Starts agents on the host's kernel; each is closed after the test."""
+    started: list[Agent] = []
+
+    def start() -> Agent:
+        started.append(Agent.local(cache=agent_cache, workdir=tmp_path_factory.mktemp("agent")))
+        return started[-1]
+
+    yield start
+    for a in started:
         a.close()
+
+
+@pytest.fixture
+def agent(start_agent: Callable[[], Agent]) -> Agent:
+    return start_agent()
 
 
 # ---------------------------------------------------------------- protocol

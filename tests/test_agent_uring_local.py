@@ -2,7 +2,9 @@
 
 Cheap checks of the ring plumbing (mappings, SQE fields, CQE32, provided buffer
 rings, timed waits) and of creds.run; the kernel-dependent answers come from
-the same data the scenarios use (scenarios/uring/expectations.py).
+the same data the scenarios use (scenarios/uring/expectations.py).  The claims the
+quick tier runs as scenarios on the host (the memlock limit, the latched exemption:
+scenarios/uring/test_accounting.py) are not repeated here.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from localagent import Agent
 
+from lab.vm.agent import Agent
 from scenarios.uring.conftest import ring_pages
 from scenarios.uring.expectations import EXPECTATIONS, UNVERIFIED, by_multishot, expect
 
@@ -30,22 +32,22 @@ def _file(tmp_path: Path, data: bytes) -> str:
 
 
 def test_nop_roundtrip_and_ring_params(agent: Agent) -> None:
-    ring = agent.ok("uring.setup", entries=4)
+    ring = agent.call("uring.setup", entries=4)
     assert ring["sq_entries"] == 4 and ring["cq_entries"] == 8
     assert (ring["sqe_size"], ring["cqe_size"]) == (64, 16)
-    out = agent.ok("uring.run", ring=ring["ring"],
+    out = agent.call("uring.run", ring=ring["ring"],
                    sqes=[{"opcode": "NOP", "user_data": i} for i in (11, 12, 13)])
     assert out["submitted"] == 3 and not out["timed_out"]
     assert sorted(c["user_data"] for c in out["cqes"]) == [11, 12, 13]
     assert {c["res"] for c in out["cqes"]} == {0}
-    agent.ok("uring.close", ring=ring["ring"])
+    agent.call("uring.close", ring=ring["ring"])
     assert agent.request("uring.close", ring=ring["ring"])["ok"] is False  # handle gone
 
 
 def test_big_entries_and_full_sq(agent: Agent) -> None:
-    ring = agent.ok("uring.setup", entries=2, flags=["SQE128", "CQE32"])
+    ring = agent.call("uring.setup", entries=2, flags=["SQE128", "CQE32"])
     assert (ring["sqe_size"], ring["cqe_size"]) == (128, 32)
-    out = agent.ok("uring.run", ring=ring["ring"], sqes=[{"opcode": "NOP", "user_data": 5}])
+    out = agent.call("uring.run", ring=ring["ring"], sqes=[{"opcode": "NOP", "user_data": 5}])
     assert out["cqes"][0]["big"] == [0, 0] and out["cqes"][0]["user_data"] == 5
     # Three SQEs into a 2-entry SQ: the third does not fit, nothing is half-submitted.
     reply = agent.request("uring.submit", ring=ring["ring"], sqes=[{"opcode": "NOP"}] * 3)
@@ -53,9 +55,9 @@ def test_big_entries_and_full_sq(agent: Agent) -> None:
 
 
 def test_wait_is_bounded(agent: Agent) -> None:
-    ring = agent.ok("uring.setup", entries=2)["ring"]
+    ring = agent.call("uring.setup", entries=2)["ring"]
     started = time.monotonic()
-    out = agent.ok("uring.wait", ring=ring, nr=1, timeout_ms=300)
+    out = agent.call("uring.wait", ring=ring, nr=1, timeout_ms=300)
     took = time.monotonic() - started
     assert out == {"cqes": [], "timed_out": True}
     assert 0.25 <= took < 5
@@ -64,28 +66,28 @@ def test_wait_is_bounded(agent: Agent) -> None:
 
 def test_read_into_mem_buffer(agent: Agent, tmp_path: Path) -> None:
     data = os.urandom(8192)
-    fd = agent.ok("fs.open", path=_file(tmp_path, data))
-    buf = agent.ok("mem.alloc", size=4096)
-    ring = agent.ok("uring.setup", entries=4)["ring"]
-    out = agent.ok("uring.run", ring=ring, sqes=[{"opcode": "READ", "fd": fd, "buf": buf,
+    fd = agent.call("fs.open", path=_file(tmp_path, data))
+    buf = agent.call("mem.alloc", size=4096)
+    ring = agent.call("uring.setup", entries=4)["ring"]
+    out = agent.call("uring.run", ring=ring, sqes=[{"opcode": "READ", "fd": fd, "buf": buf,
                                                   "len": 4096, "off": 4096}])
     assert out["cqes"][0]["res"] == 4096
-    assert bytes.fromhex(agent.ok("mem.read", handle=buf)) == data[4096:]
+    assert bytes.fromhex(agent.call("mem.read", handle=buf)) == data[4096:]
 
 
 def test_provided_buffer_ring_select(agent: Agent, tmp_path: Path) -> None:
     data = b"provided-buffer " * 64
-    fd = agent.ok("fs.open", path=_file(tmp_path, data))
-    ring = agent.ok("uring.setup", entries=4)["ring"]
-    pbuf = agent.ok("uring.pbuf_register", ring=ring, bgid=3, entries=4, buf_size=512)
-    out = agent.ok("uring.run", ring=ring, sqes=[
+    fd = agent.call("fs.open", path=_file(tmp_path, data))
+    ring = agent.call("uring.setup", entries=4)["ring"]
+    pbuf = agent.call("uring.pbuf_register", ring=ring, bgid=3, entries=4, buf_size=512)
+    out = agent.call("uring.run", ring=ring, sqes=[
         {"opcode": "READ", "fd": fd, "flags": ["BUFFER_SELECT"], "buf_group": 3, "len": 512,
          "off": 0}])
     (cqe,) = out["cqes"]
     assert cqe["res"] == 512 and "bid" in cqe, cqe
-    assert bytes.fromhex(agent.ok("uring.pbuf_read", pbuf=pbuf, bid=cqe["bid"],
+    assert bytes.fromhex(agent.call("uring.pbuf_read", pbuf=pbuf, bid=cqe["bid"],
                                   length=512)) == data[:512]
-    agent.ok("uring.pbuf_unregister", pbuf=pbuf)
+    agent.call("uring.pbuf_unregister", pbuf=pbuf)
 
 
 @pytest.mark.parametrize("key,cmd_flags,sqe_flags", [
@@ -99,26 +101,26 @@ def test_uring_cmd_flag_rules_on_host(agent: Agent, tmp_path: Path, key: str,
                                       cmd_flags: list[str] | int,
                                       sqe_flags: list[str]) -> None:
     # The flag checks run in prep, before the file is asked: any fd exercises them.
-    fd = agent.ok("fs.open", path=_file(tmp_path, b"x"))
-    ring = agent.ok("uring.setup", entries=4, flags=["SQE128", "CQE32"])["ring"]
-    agent.ok("uring.pbuf_register", ring=ring, bgid=1, entries=2)
-    out = agent.ok("uring.run", ring=ring, timeout_ms=2000, sqes=[
+    fd = agent.call("fs.open", path=_file(tmp_path, b"x"))
+    ring = agent.call("uring.setup", entries=4, flags=["SQE128", "CQE32"])["ring"]
+    agent.call("uring.pbuf_register", ring=ring, bgid=1, entries=2)
+    out = agent.call("uring.run", ring=ring, timeout_ms=2000, sqes=[
         {"opcode": "URING_CMD", "fd": fd, "uring_cmd_flags": cmd_flags, "flags": sqe_flags,
          "buf_group": 1}])
-    has = agent.ok("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
+    has = agent.call("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
     assert has["has"] is not None, has
     assert [c["res"] for c in out["cqes"]] == [-getattr(errno, by_multishot(key,
                                                                             has=has["has"]))]
 
 
 def test_valid_multishot_on_a_file_is_eopnotsupp(agent: Agent, tmp_path: Path) -> None:
-    has = agent.ok("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
+    has = agent.call("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
     if not has["has"]:
         pytest.skip(f"the host's kernel lacks IORING_URING_CMD_MULTISHOT ({has['how']})")
-    fd = agent.ok("fs.open", path=_file(tmp_path, b"x"))
-    ring = agent.ok("uring.setup", entries=4, flags=["SQE128", "CQE32"])["ring"]
-    agent.ok("uring.pbuf_register", ring=ring, bgid=1, entries=2)
-    out = agent.ok("uring.run", ring=ring, timeout_ms=2000, sqes=[
+    fd = agent.call("fs.open", path=_file(tmp_path, b"x"))
+    ring = agent.call("uring.setup", entries=4, flags=["SQE128", "CQE32"])["ring"]
+    agent.call("uring.pbuf_register", ring=ring, bgid=1, entries=2)
+    out = agent.call("uring.run", ring=ring, timeout_ms=2000, sqes=[
         {"opcode": "URING_CMD", "fd": fd, "uring_cmd_flags": ["MULTISHOT"],
          "flags": ["BUFFER_SELECT"], "buf_group": 1}])
     # Prep accepts it; a regular file has no ->uring_cmd.
@@ -127,8 +129,8 @@ def test_valid_multishot_on_a_file_is_eopnotsupp(agent: Agent, tmp_path: Path) -
 
 @pytest.mark.skipif(not ROOT, reason="creds.run changes uid: needs root")
 def test_creds_run_reports_credentials_and_agent_keeps_its_own(agent: Agent) -> None:
-    before = agent.ok("sys.caps")
-    reply = agent.ok("creds.run", uid=65534, gid=65534, groups=[], caps=[], memlock=1 << 20,
+    before = agent.call("sys.caps")
+    reply = agent.call("creds.run", uid=65534, gid=65534, groups=[], caps=[], memlock=1 << 20,
                      steps=[{"op": "sys.caps"}, {"op": "fs.open", "args": {"path": "/nonexist"}},
                             {"op": "no.such.op"}])
     assert reply["creds"]["uid"] == [65534] * 4 and reply["creds"]["gid"] == [65534] * 4
@@ -136,41 +138,12 @@ def test_creds_run_reports_credentials_and_agent_keeps_its_own(agent: Agent) -> 
     assert reply["creds"]["memlock"] == [1 << 20, 1 << 20]
     assert reply["steps"][1] == {"errno": "ENOENT"}
     assert "unknown op" in reply["steps"][2]["error"]
-    assert agent.ok("sys.caps")["effective"] == before["effective"]
+    assert agent.call("sys.caps")["effective"] == before["effective"]
     # A uid change that keeps a capability (PR_SET_KEEPCAPS) and a later drop.
-    kept = agent.ok("creds.run", uid=65534, caps=["CAP_IPC_LOCK"],
+    kept = agent.call("creds.run", uid=65534, caps=["CAP_IPC_LOCK"],
                     steps=[{"drop": ["CAP_IPC_LOCK"]}])
     assert int(kept["creds"]["cap_eff"], 16) == 1 << 14
     assert int(kept["steps"][0]["value"]["cap_eff"], 16) == 0
-
-
-@pytest.mark.skipif(not ROOT, reason="creds.run changes uid: needs root")
-def test_memlock_probe_and_latched_exemption(agent: Agent) -> None:
-    ring_pages = expect(HOST, "ring_pages_charged")
-    if ring_pages is UNVERIFIED:
-        pytest.skip(f"the ring charge of {HOST} is unverified (no kernel of its range measured)")
-    uid = 40000 + os.getpid() % 20000  # a user no other test charges
-    reply = agent.ok("creds.run", uid=uid, caps=[], memlock=16 * 4096,
-                     steps=[{"op": "uring.memlock_probe", "args": {"max_pages": 20}}])
-    probe = reply["steps"][0]["value"]
-    assert probe == {"max_pages": 16 - ring_pages, "limited": True,
-                     "vm_pin_kb_at_max": (16 - ring_pages) * 4}
-    exempt = agent.ok("creds.run", uid=0, memlock=16 * 4096, steps=[
-        {"op": "uring.setup", "args": {"entries": 1}},
-        {"drop": ["CAP_IPC_LOCK"]},
-        {"op": "uring.register_pages", "args": {"ring": {"$": 0, "key": "ring"}, "pages": 64}},
-    ])
-    assert "value" in exempt["steps"][2], exempt["steps"]
-
-
-class _ScenarioAgent:
-    """The scenarios' agent interface (``call``) over the local agent."""
-
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-
-    def call(self, op: str, call_timeout: float | None = None, **args: object) -> object:
-        return self.agent.ok(op, **args)
 
 
 @pytest.mark.skipif(not ROOT, reason="creds.run changes uid: needs root")
@@ -184,7 +157,7 @@ def test_unverified_ring_charge_is_measured_and_observed(agent: Agent) -> None:
     kept: dict[str, object] = {}
     notes: list[str] = []
     uid = 40000 + (os.getpid() + 1) % 20000
-    got = ring_pages(_ScenarioAgent(agent), between.low, lambda k, v: kept.update({k: v}),
+    got = ring_pages(agent, between.low, lambda k, v: kept.update({k: v}),
                      notes.append, uid=uid)
     assert got == known, kept
     low = ".".join(map(str, between.low))

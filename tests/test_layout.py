@@ -3,6 +3,7 @@
 - lab/ flows one way: kernel <- vm <- run -> results; results is plain data
   (no pytest, no paramiko, nothing from the packages that boot or run).
 - guest/ is the agent pushed into the VM: it imports nothing from lab/.
+- scenarios/ are fixtures and agent ops: of lab/ they import only the agent client's type.
 - No import cycle among lab/ modules, nor among guest/ modules, counting
   imports inside functions too (a lazy import hides a cycle, it does not end it).
 """
@@ -46,6 +47,9 @@ def _modules(top: str) -> dict[str, Path]:
 
 LAB = _modules("lab")
 GUEST = _modules("guest")
+SCENARIOS = _modules("scenarios")
+# What a suite may import from lab/: the typed agent client, nothing of the machinery.
+SCENARIOS_MAY_IMPORT = {"lab.vm.agent"}
 KNOWN = {**LAB, **GUEST}
 
 
@@ -118,6 +122,12 @@ def test_results_need_no_pytest_and_no_paramiko(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(GUEST))
 def test_guest_imports_nothing_from_lab(module: str) -> None:
     assert not {i for i in _imports(GUEST[module]) if i == "lab" or i.startswith("lab.")}
+
+
+@pytest.mark.parametrize("module", sorted(SCENARIOS))
+def test_scenarios_import_only_the_agent_client_from_lab(module: str) -> None:
+    found = {i for i in _imports(SCENARIOS[module]) if i == "lab" or i.startswith("lab.")}
+    assert found <= SCENARIOS_MAY_IMPORT, f"{module} may not import {found - SCENARIOS_MAY_IMPORT}"
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from localagent import Agent
 
 from guest.ops_probe import FEATURES
+from lab.vm.agent import Agent
 
 RWF_DSYNC = 0x02  # known to every kernel with pwritev2 (4.7)
 RWF_UNKNOWN = 1 << 24  # above every flag of every kernel so far
 
 
 def test_every_feature_answers_with_how_it_was_told(agent: Agent) -> None:
-    got = agent.ok("probe.features", names=sorted(FEATURES))
+    got = agent.call("probe.features", names=sorted(FEATURES))
     assert set(got) == set(FEATURES)
     for name, answer in got.items():
         assert answer["has"] in (True, False, None) and answer["how"], (name, answer)
@@ -25,15 +25,15 @@ def test_every_feature_answers_with_how_it_was_told(agent: Agent) -> None:
 
 
 def test_ring_probe_lists_the_opcodes(agent: Agent) -> None:
-    ops = agent.ok("probe.uring_ops")
+    ops = agent.call("probe.uring_ops")
     assert 0 in ops  # IORING_OP_NOP, in every io_uring
     assert ops == sorted(set(ops)) and all(0 <= op < 256 for op in ops)
 
 
 def test_rw_flag_probe_tells_unknown_from_known(agent: Agent) -> None:
-    unknown = agent.ok("probe.rwf_flag", flag=RWF_UNKNOWN)
+    unknown = agent.call("probe.rwf_flag", flag=RWF_UNKNOWN)
     assert unknown["has"] is False and "EOPNOTSUPP" in unknown["how"], unknown
-    known = agent.ok("probe.rwf_flag", flag=RWF_DSYNC, name="RWF_DSYNC")
+    known = agent.call("probe.rwf_flag", flag=RWF_DSYNC, name="RWF_DSYNC")
     assert known["has"] is True, known
 
 
@@ -41,10 +41,10 @@ def test_multishot_probe_agrees_with_the_rules(agent: Agent) -> None:
     """The probe's answer and the flag rule it rests on, asked separately: a uring_cmd with
     BUFFER_SELECT and MULTISHOT alone is EINVAL-or-taken with multishot (prep needs the
     pair), EOPNOTSUPP without (io_init_req refuses BUFFER_SELECT first)."""
-    has = agent.ok("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
-    ring = agent.ok("uring.setup", entries=2)["ring"]
-    fd = agent.ok("fs.open", path="/dev/null", flags=["O_RDWR"])
-    out = agent.ok("uring.run", ring=ring, timeout_ms=2000, sqes=[
+    has = agent.call("probe.features", names=["uring_cmd_multishot"])["uring_cmd_multishot"]
+    ring = agent.call("uring.setup", entries=2)["ring"]
+    fd = agent.call("fs.open", path="/dev/null", flags=["O_RDWR"])
+    out = agent.call("uring.run", ring=ring, timeout_ms=2000, sqes=[
         {"opcode": "URING_CMD", "fd": fd, "uring_cmd_flags": [], "flags": ["BUFFER_SELECT"],
          "buf_group": 0}])
     (cqe,) = out["cqes"]
@@ -59,7 +59,7 @@ def test_an_unknown_feature_is_an_error(agent: Agent) -> None:
 
 @pytest.mark.parametrize("name", sorted(FEATURES))
 def test_each_feature_is_probed_alone(agent: Agent, name: str) -> None:
-    got = agent.ok("probe.features", names=[name])
+    got = agent.call("probe.features", names=[name])
     assert list(got) == [name]
 
 

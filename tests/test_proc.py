@@ -101,3 +101,20 @@ def test_group_dies_when_the_lab_is_killed(tmp_path: Path) -> None:
     while _alive(sleeper) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(sleeper)
+
+
+def test_converse_speaks_on_stdin_and_stdout_and_logs_stderr(tmp_path: Path) -> None:
+    log_path = tmp_path / "child.log"
+    child = proc.converse(["sh", "-c", "echo oops >&2; read line; echo \"got $line\""],
+                          log_path=log_path)
+    child.stdin.write(b"hello\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == b"got hello\n"
+    assert child.stop() == 0
+    assert log_path.read_text().splitlines() == ["+ sh -c 'echo oops >&2; read line; "
+                                                 "echo \"got $line\"'", "oops"]
+
+
+def test_converse_ends_a_child_that_ignores_eof(tmp_path: Path) -> None:
+    child = proc.converse(["sleep", "60"], log_path=tmp_path / "child.log")
+    assert child.stop(grace=0.2) == -signal.SIGTERM

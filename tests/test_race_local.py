@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localagent import Agent
 
 from lab.bench import race as bench_race
+from lab.vm.agent import Agent
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 120.0
@@ -31,11 +31,11 @@ def disk(tmp_path: Path) -> str:
 
 def test_ops_are_listed(agent: Agent) -> None:
     assert {"race.destroy_vs_submit", "race.concurrent_destroy", "race.setup_vs_destroy",
-            "race.destroy_buffers"} <= set(agent.ok("agent.ops"))
+            "race.destroy_buffers"} <= set(agent.call("agent.ops"))
 
 
 def test_destroy_vs_submit_counts(agent: Agent, disk: str) -> None:
-    got = agent.ok("race.destroy_vs_submit", path=disk, submitters=3, iterations=12,
+    got = agent.call("race.destroy_vs_submit", path=disk, submitters=3, iterations=12,
                    seconds=60, write_offset=32 << 20)
     assert got["iterations"] == 12 and not got["timed_out"]
     assert got["destroy_ok"] == 12 and got["destroy_other"] == 0
@@ -50,7 +50,7 @@ def test_destroy_vs_submit_counts(agent: Agent, disk: str) -> None:
 
 def test_destroy_vs_submit_polls_only(agent: Agent) -> None:
     # No device at all: each submitter queues its polls, then only looks the context up.
-    got = agent.ok("race.destroy_vs_submit", kinds=["poll"], submitters=2, polls_per_iter=3,
+    got = agent.call("race.destroy_vs_submit", kinds=["poll"], submitters=2, polls_per_iter=3,
                    iterations=8, seconds=60)
     assert got["iterations"] == 8
     assert got["submit_poll"] == got["submit_ok"] <= 8 * 2 * 3
@@ -58,14 +58,14 @@ def test_destroy_vs_submit_polls_only(agent: Agent) -> None:
 
 
 def test_time_bound_stops_the_loop(agent: Agent) -> None:
-    got = agent.ok("race.concurrent_destroy", threads=2, iterations=10**9, seconds=0.5)
+    got = agent.call("race.concurrent_destroy", threads=2, iterations=10**9, seconds=0.5)
     assert got["timed_out"] is True
     assert 0 < got["iterations"] < 10**9
     assert got["elapsed_ns"] < 10 * 10**9
 
 
 def test_concurrent_destroy_one_winner(agent: Agent) -> None:
-    got = agent.ok("race.concurrent_destroy", threads=4, polls=2, iterations=15, seconds=60)
+    got = agent.call("race.concurrent_destroy", threads=4, polls=2, iterations=15, seconds=60)
     assert got["iterations"] == 15
     assert (got["destroy_ok"], got["destroy_einval"], got["destroy_other"]) == (15, 45, 0)
     assert got["no_winner"] == got["many_winners"] == 0
@@ -75,7 +75,7 @@ def test_concurrent_destroy_one_winner(agent: Agent) -> None:
 def test_hammered_destroy_keeps_the_accounting(agent: Agent) -> None:
     # Each racer ends a round with one result, as with one call each; the calls on the
     # hidden context before are counted apart, at least one per racer but thread 0.
-    got = agent.ok("race.concurrent_destroy", threads=3, polls=2, iterations=20, seconds=60,
+    got = agent.call("race.concurrent_destroy", threads=3, polls=2, iterations=20, seconds=60,
                    opts=["pin", "hammer"])
     assert got["opts"] == ["pin", "hammer"] and got["iterations"] == 20
     assert (got["destroy_ok"], got["destroy_einval"], got["destroy_other"]) == (20, 40, 0)
@@ -88,17 +88,13 @@ def test_hammered_destroy_keeps_the_accounting(agent: Agent) -> None:
 def test_hammering_the_host_overlaps(agent: Agent) -> None:
     # On the host's real cores the hammered racers overlap in most rounds; one call each
     # after a barrier seldom does (the same window, the racers' starts further apart).
-    got = agent.ok("race.concurrent_destroy", threads=2, polls=0, iterations=60, seconds=60,
+    got = agent.call("race.concurrent_destroy", threads=2, polls=0, iterations=60, seconds=60,
                    opts=["pin", "hammer"])
     assert got["overlapped"] >= 10, got
 
 
 def test_bench_compares_the_overlap_both_ways(agent: Agent) -> None:
-    class Call:  # the lab's Agent.call, over the local agent
-        def call(self, op: str, *, call_timeout: float, **args: Any) -> Any:
-            return agent.ok(op, **args)
-
-    gain = bench_race.overlap_gain(Call(), seconds=1.0, repeats=2)  # type: ignore[arg-type]
+    gain = bench_race.overlap_gain(agent, seconds=1.0, repeats=2)
     assert len(gain.hammer) == len(gain.one_call) == 2
     assert all(r["rounds"] > 0 and r["margin_ns"] > 0 and r["window_ns"] > 0
                for r in gain.hammer + gain.one_call)
@@ -106,7 +102,7 @@ def test_bench_compares_the_overlap_both_ways(agent: Agent) -> None:
 
 
 def test_setup_vs_destroy_accounts_every_context(agent: Agent) -> None:
-    got = agent.ok("race.setup_vs_destroy", creators=2, lookers=2, slots=4, iterations=60,
+    got = agent.call("race.setup_vs_destroy", creators=2, lookers=2, slots=4, iterations=60,
                    seconds=60)
     assert got["iterations"] >= 60 and not got["timed_out"]
     assert got["setup_ok"] == got["destroy_ok"] + got["final_destroy_ok"]
@@ -116,7 +112,7 @@ def test_setup_vs_destroy_accounts_every_context(agent: Agent) -> None:
 
 
 def test_destroy_buffers_on_a_fast_file(agent: Agent, disk: str) -> None:
-    got = agent.ok("race.destroy_buffers", path=disk, nbufs=6, rounds=2, seconds=60,
+    got = agent.call("race.destroy_buffers", path=disk, nbufs=6, rounds=2, seconds=60,
                    settle_ms=20)
     assert got["iterations"] == 2
     assert got["submitted"] == 12 == got["completed_by_destroy"]
@@ -166,7 +162,7 @@ def test_plain_program_runs_the_same_loop(tmp_path: Path, disk: str) -> None:
     ("race.setup_vs_destroy", {"creators": 2, "lookers": 2, "iterations": 40, "hold": 4}),
 ])
 def test_overlap_is_counted_per_round(agent: Agent, op: str, args: dict[str, Any]) -> None:
-    got = agent.ok(op, seconds=60, **args)
+    got = agent.call(op, seconds=60, **args)
     rounds = got["overlap_rounds"]
     assert rounds > 0 and 0 <= got["overlapped"] <= rounds
     assert 0 <= got["any_overlap"] <= rounds
@@ -177,7 +173,7 @@ def test_overlap_is_counted_per_round(agent: Agent, op: str, args: dict[str, Any
 
 
 def test_every_destroy_is_a_round(agent: Agent) -> None:
-    got = agent.ok("race.setup_vs_destroy", creators=2, lookers=1, iterations=30, seconds=60)
+    got = agent.call("race.setup_vs_destroy", creators=2, lookers=1, iterations=30, seconds=60)
     assert got["overlap_rounds"] == got["destroy_ok"] + got["destroy_einval"] + \
         got["destroy_other"]
     # A destroy a lookup raced is one whose span the lookup met.
@@ -185,14 +181,14 @@ def test_every_destroy_is_a_round(agent: Agent) -> None:
 
 
 def test_concurrent_destroy_measures_its_prefix(agent: Agent) -> None:
-    got = agent.ok("race.concurrent_destroy", threads=2, polls=0, iterations=5, seconds=60)
+    got = agent.call("race.concurrent_destroy", threads=2, polls=0, iterations=5, seconds=60)
     # A failed lookup costs more than two clock reads and far less than a grace period.
     assert got["clock_ns"] < got["prefix_ns"] < 10**8
 
 
 @pytest.mark.parametrize("opts", [[], ["spin"], ["pin", "spin", "yield"]])
 def test_techniques_are_passed_through(agent: Agent, opts: list[str]) -> None:
-    got = agent.ok("race.concurrent_destroy", threads=2, polls=1, iterations=4, seconds=60,
+    got = agent.call("race.concurrent_destroy", threads=2, polls=1, iterations=4, seconds=60,
                    opts=opts)
     assert got["opts"] == opts and got["iterations"] == 4
     assert (got["destroy_ok"], got["destroy_einval"]) == (4, 4)
@@ -204,7 +200,7 @@ def test_unknown_technique_is_an_error(agent: Agent) -> None:
 
 
 def test_destroy_buffers_samples_inside_the_destroy(agent: Agent, disk: str) -> None:
-    got = agent.ok("race.destroy_buffers", path=disk, nbufs=4, rounds=3, seconds=60,
+    got = agent.call("race.destroy_buffers", path=disk, nbufs=4, rounds=3, seconds=60,
                    settle_ms=5)
     assert got["overlap_rounds"] == 3
     # A file on the host's disk answers at once: whatever was still in flight at the
@@ -214,7 +210,7 @@ def test_destroy_buffers_samples_inside_the_destroy(agent: Agent, disk: str) -> 
 
 
 def test_the_stamps_clock_is_reported(agent: Agent) -> None:
-    got = agent.ok("race.concurrent_destroy", threads=2, polls=0, iterations=3, seconds=60)
+    got = agent.call("race.concurrent_destroy", threads=2, polls=0, iterations=3, seconds=60)
     assert isinstance(got["clock_tsc"], bool)
     if got["clock_tsc"]:  # the TSC agreed across CPUs: a stamp costs nanoseconds
         assert 0 < got["clock_ns"] == got["clock_res_ns"] < 10**5

@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.network, pytest.mark.build]
 README = REPO / "README.md"
 NOX_DEBIAN = "python3 -m nox -s lab -- --kernel debian:6.1 -k cancel"
 NOX_USER = "pipx run nox -s lab -- -k cancel"  # a normal user's, on Debian's python3
+NOX_QUICK = "python3 -m nox -s quick"  # the scenarios on the host's own kernel, no VM
 NOX_TREE = ("cd ~/linux && python3 -m nox -f ~/kernel-lab/noxfile.py -s lab -- "
             "--kernel ./arch/x86/boot/bzImage -k cancel")
 NODE = "scenarios/aio/test_io_cancel.py::test_cancel_completed_is_einval"
@@ -52,7 +53,7 @@ def code_lines() -> list[str]:
 
 def test_the_commands_this_test_runs_are_the_readmes() -> None:
     lines = code_lines()
-    for cmd in (NOX_DEBIAN, NOX_USER, NOX_TREE, *LAB_LINES):
+    for cmd in (NOX_DEBIAN, NOX_USER, NOX_TREE, NOX_QUICK, *LAB_LINES):
         assert cmd in lines, f"README.md no longer says {cmd!r}: run what it says instead"
 
 
@@ -107,6 +108,16 @@ def test_nox_from_the_checkout_with_another_debian_kernel(home: Path) -> None:
     recs = passed_some(run_dir)
     assert {r["kernel"]["spec"] for r in recs} == {"debian:6.1"}
     shutil.rmtree(run_dir)
+
+
+def test_nox_quick_runs_scenarios_on_the_host_and_says_why_others_skip(tmp_path: Path) -> None:
+    """The quick tier as written: no VM, some scenarios pass on the host's kernel, none
+    fails, and the NVMe ones SKIP saying so (lab.run.quick)."""
+    out = shell(NOX_QUICK, cwd=REPO, home=tmp_path, timeout=600)
+    summary = re.findall(r"=+ (\d+) passed, (\d+) skipped in", out)
+    assert summary and int(summary[-1][0]) > 0 and int(summary[-1][1]) > 0, out[-3000:]
+    assert "needs the guest's NVMe devices" in out
+    assert "kernel-lab: run directory" not in out  # no lab run, no VM
 
 
 def test_nox_from_a_kernel_tree_with_a_relative_bare_bzimage(home: Path) -> None:

@@ -12,7 +12,8 @@ import os
 from typing import Any
 
 import pytest
-from localagent import Agent
+
+from lab.vm.agent import Agent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -28,7 +29,7 @@ def _accounted(got: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("mode", ["pipe", "sqpoll"])
 def test_rewritten_sqes_release_their_files(agent: Agent, mode: str) -> None:
-    got = agent.ok("uring.sqe_double_read", mode=mode, rounds=200, seconds=20, lead=16,
+    got = agent.call("uring.sqe_double_read", mode=mode, rounds=200, seconds=20, lead=16,
                    opts=["pin", "spin"])
     _accounted(got)
     assert got["rewrites"] > 0
@@ -39,14 +40,14 @@ def test_rewritten_sqes_release_their_files(agent: Agent, mode: str) -> None:
 
 
 def test_control_without_rewrites_runs_every_sqe_as_written(agent: Agent) -> None:
-    got = agent.ok("uring.sqe_double_read", rounds=100, seconds=20, lead=4, rewrite=False)
+    got = agent.call("uring.sqe_double_read", rounds=100, seconds=20, lead=4, rewrite=False)
     _accounted(got)
     assert got["rewrites"] == 0
     assert got["as_written"] == got["submitted"] and got["saw_rewrite"] == 0
 
 
 def test_control_with_a_file_held_open_fails_the_release_checks(agent: Agent) -> None:
-    got = agent.ok("uring.sqe_double_read", rounds=20, seconds=20, hold_fds=True,
+    got = agent.call("uring.sqe_double_read", rounds=20, seconds=20, hold_fds=True,
                    release_ms=100)
     _accounted(got)
     assert got["pipe_release"]["epipe"] is False

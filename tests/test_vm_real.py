@@ -43,9 +43,11 @@ def test_the_boot_binds_the_cached_host_root_and_the_zygote_becomes_the_agent(
     """What the boot's speed rests on, seen in a real guest: the host root's second, cached
     9p export bound over the directories of lab.vm.hostroot; the init's PATH with the
     no-op tmpfiles; the agent started by the zygote from the pushed archive; a second
-    agent in the same guest started all the same."""
+    agent in the same guest started all the same; a third that no zygote takes."""
     from lab.vm.agent import Agent
     from lab.vm.hostroot import TAG, fast_dirs
+    from lab.vm.stage import archive, push, remote_dir, stage, start_command
+    from lab.vm.transport import SshTransport
 
     cache = cache_root()
     kernel = resolve_kernel("debian:7.2", cache=cache)
@@ -74,6 +76,19 @@ def test_the_boot_binds_the_cached_host_root_and_the_zygote_becomes_the_agent(
         second = Agent.start(vm.ssh, cache=cache, slowdown=vm.cfg.slowdown)
         assert second.call("agent.ping") == "pong"
         second.close()
+        # No zygote takes the channel: the guest's interpreter runs guest.zygote.unpack
+        # itself (`zygote.py --unpack`, read from the host root), the one path that checks
+        # and unpacks the archive, then becomes the agent.
+        staged = stage(cache)
+        data = archive(staged)
+        chan = vm.ssh.channel(start_command(f"{remote_dir(staged)}-direct", data,
+                                            handoff=staged / "handoff", zygote="/nonexistent",
+                                            slowdown=vm.cfg.slowdown))
+        push(chan, data)
+        direct = Agent(SshTransport(chan), remote=f"{remote_dir(staged)}-direct")
+        direct.handshake()
+        assert direct.hello["zygote"] is False and direct.call("agent.ping") == "pong"
+        direct.close()
     names = [e.name for e in vm.timeline.events()]
     for event in ("host root", "sshd listening", "network", "python", "hello"):
         assert event in names, names

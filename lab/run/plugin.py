@@ -81,18 +81,27 @@ def config_of(config: pytest.Config) -> RunConfig:
     return config.stash[CONFIG_KEY]
 
 
+# The scenarios' markers (the quick tier, lab.run.quick, registers the same).
+MARKERS = (
+    "claim(text): the API-spec claim a scenario checks",
+    "requires_config(*options): kernel config options the scenario needs (else SKIP); "
+    "'!NAME' means the option must be off",
+    "requires_feature(*names): kernel features the scenario needs, probed in the guest "
+    "before its fixtures run (guest/ops_probe.py; else SKIP); '!NAME' means it must be "
+    "absent",
+    "flaky(reason): the scenario fails only sometimes; `lab bisect` goes statistical",
+    "saturates_cpus(reason): the scenario keeps every vCPU busy; it holds one of the "
+    "host's CPU slots while it runs (lab.vm.slots)",
+    "guest_only(reason): the scenario never runs on the host's own kernel (the quick tier, "
+    "lab.run.quick, SKIPs it): it changes what the whole kernel does (sysctls, mounts, "
+    "devices) or needs what only the guest is set up with",
+    "needs_root(reason): the scenario needs the agent to be root, as it is in the guest; "
+    "the quick tier SKIPs it when the host's user is not",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    for line in (
-        "claim(text): the API-spec claim a scenario checks",
-        "requires_config(*options): kernel config options the scenario needs (else SKIP); "
-        "'!NAME' means the option must be off",
-        "requires_feature(*names): kernel features the scenario needs, probed in the guest "
-        "before its fixtures run (guest/ops_probe.py; else SKIP); '!NAME' means it must be "
-        "absent",
-        "flaky(reason): the scenario fails only sometimes; `lab bisect` goes statistical",
-        "saturates_cpus(reason): the scenario keeps every vCPU busy; it holds one of the "
-        "host's CPU slots while it runs (lab.vm.slots)",
-    ):
+    for line in MARKERS:
         config.addinivalue_line("markers", line)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:

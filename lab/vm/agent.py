@@ -1,9 +1,11 @@
-"""The host side of the guest agent: start it and call it.
+"""The host side of the guest agent: start it and call it, in a guest or on the host.
 
 The agent runs in the guest as ``python -S -m guest`` (see lab.vm.stage for how
-it gets there: pushed on the same channel) and is driven over one SSH exec channel with JSON lines:
-``{"id", "op", "args"}`` -> ``{"id", "ok", "value" | "errno"}``, after a hello
-that carries the protocol version.
+it gets there: pushed on the same channel) and is driven over one SSH exec channel with
+JSON lines: ``{"id", "op", "args"}`` -> ``{"id", "ok", "value" | "errno"}``, after a
+hello that carries the protocol version.  The same client speaks to the same agent
+started on the host's own kernel (``Agent.local``: the quick tier, the plumbing tests):
+only the ``Transport`` differs (lab.vm.transport).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import paramiko
-
 from guest import PROTOCOL_VERSION
+from lab import proc
 from lab.errors import InfraError
 from lab.vm.ssh import Ssh
-from lab.vm.stage import archive, push, remote_dir, stage, start_command
+from lab.vm.stage import archive, push, remote_dir, stage, start_command, unpack_argv
 from lab.vm.timeline import Timeline
+from lab.vm.transport import LocalTransport, SshTransport, Transport
 
 log = logging.getLogger("lab.vm.agent")
 
@@ -59,10 +61,13 @@ class AgentOpError(Exception):
 
 
 class Agent:
-    """A running agent in the guest; ``call()`` performs one op and returns its value."""
+    """A running agent; ``call()`` performs one op and returns its value.
 
-    def __init__(self, chan: paramiko.Channel, *, remote: str) -> None:
-        self.chan = chan
+    Scenarios annotate the fixture with it: ``def test_x(agent: Agent)``.
+    """
+
+    def __init__(self, transport: Transport, *, remote: str) -> None:
+        self.transport = transport
         self.remote = remote
         self._buf = b""
         self._next_id = 0
@@ -96,8 +101,26 @@ class Agent:
         timeline.mark("agent exec")
         push(chan, data)
         timeline.mark("pushed")
-        agent = cls(chan, remote=remote_dir(staged))
+        agent = cls(SshTransport(chan), remote=remote_dir(staged))
         agent._slowdown, agent._timeline = slowdown, timeline
+        return agent
+
+    @classmethod
+    def local(cls, *, cache: Path, workdir: Path) -> Agent:
+        """The agent on the host's own kernel: the staged archive, checked and unpacked into
+        ``workdir`` by the function the guest uses (guest.zygote.unpack), then started
+        there as a child of this process; its stderr in ``workdir``/agent.log."""
+        staged = stage(cache)
+        data = archive(staged)
+        target = workdir / f"agent-{staged.name}"
+        piped = proc.converse(unpack_argv(str(target), data), log_path=workdir / "agent.log")
+        agent = cls(LocalTransport(piped), remote=str(target))
+        try:
+            agent.transport.send(data)
+            agent.handshake()
+        except BaseException:
+            agent.close()
+            raise
         return agent
 
     def handshake(self) -> None:
@@ -127,42 +150,33 @@ class Agent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AgentTimeout(f"no answer from the agent within {timeout:.0f} s")
-            self.chan.settimeout(min(remaining, 1.0))
             try:
-                chunk = self.chan.recv(65536)
-            except TimeoutError:
-                continue
-            except (OSError, EOFError, paramiko.SSHException) as exc:
+                chunk = self.transport.recv(min(remaining, 1.0))
+            except OSError as exc:
                 raise AgentError(f"agent channel failed: {exc}") from None
+            if chunk is None:
+                continue
             if not chunk:
-                raise AgentError(f"agent exited (status {self._exit_status()})")
+                raise AgentError(f"agent exited (status {self.transport.exit_status()})")
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode("utf-8", "replace")
 
-    def _exit_status(self) -> int | str:
-        if self.chan.exit_status_ready():
-            return self.chan.recv_exit_status()
-        return "unknown"
-
-    def call(self, op: str, /, *, call_timeout: float | None = None, **args: Any) -> Any:
-        """Run ``op`` with ``args`` in the guest and return its value.
-
-        A failed syscall raises GuestOSError with its errno; any other exception in
-        the op raises AgentOpError with the guest's traceback.  ``call_timeout``
-        (default ``default_timeout``) bounds the wait for the answer; every other
-        keyword, ``timeout`` included, is the op's own argument.
-        """
+    def request(self, op: str, /, *, call_timeout: float | None = None,
+                **args: Any) -> dict[str, Any]:
+        """Send one request and return its reply as the protocol has it (``call`` reads it;
+        the plumbing tests read it whole).  Raises AgentError/AgentTimeout only."""
         if self.broken:
             raise AgentError(f"agent unusable since {self.broken}")
         self._next_id += 1
         req = {"id": self._next_id, "op": op, "args": args}
         try:
             try:
-                self.chan.sendall((json.dumps(req) + "\n").encode())
-            except (OSError, EOFError, paramiko.SSHException) as exc:
+                self.transport.send((json.dumps(req) + "\n").encode())
+            except OSError as exc:
                 raise AgentError(f"cannot send {op} to the agent: {exc}") from None
-            reply = json.loads(self._read_line(call_timeout or self.default_timeout))
+            reply: dict[str, Any] = json.loads(
+                self._read_line(call_timeout or self.default_timeout))
         except AgentTimeout:
             # Its late reply would be taken for the next call's: stop using the channel.
             self.broken = f"{op} timed out"
@@ -175,6 +189,17 @@ class Agent:
             raise AgentError(f"reply for request {reply.get('id')} while waiting for "
                              f"{self._next_id} ({op})")
         self.last_elapsed_ns = int(reply.get("elapsed_ns", 0))
+        return reply
+
+    def call(self, op: str, /, *, call_timeout: float | None = None, **args: Any) -> Any:
+        """Run ``op`` with ``args`` in the guest and return its value.
+
+        A failed syscall raises GuestOSError with its errno; any other exception in
+        the op raises AgentOpError with the guest's traceback.  ``call_timeout``
+        (default ``default_timeout``) bounds the wait for the answer; every other
+        keyword, ``timeout`` included, is the op's own argument.
+        """
+        reply = self.request(op, call_timeout=call_timeout, **args)
         if reply.get("ok"):
             return reply.get("value")
         if "errno" in reply:
@@ -193,12 +218,14 @@ class Agent:
         return None
 
     def alive(self) -> bool:
-        return not self.broken and not self.chan.closed and not self.chan.exit_status_ready()
+        return not self.broken and not self.transport.ended()
 
-    def close(self) -> None:
+    def close(self) -> int | str:
+        """Ask the agent to exit and close the transport; the agent's exit status as far as
+        the transport knows it ("unknown" when it is not in yet)."""
         try:
             if self.alive():
-                self.chan.sendall(b'{"id": 0, "op": "agent.exit", "args": {}}\n')
-        except (OSError, EOFError, paramiko.SSHException):
+                self.transport.send(b'{"id": 0, "op": "agent.exit", "args": {}}\n')
+        except OSError:
             pass
-        self.chan.close()
+        return self.transport.close()

@@ -5,7 +5,8 @@ its cffi extension compiled on the host (the guest runs the host's Python
 from the read-only 9p root, so the same build loads there and costs no
 compile time under TCG).  It is pushed over SSH, on the stdin of the exec channel
 that becomes the agent, into a tmpfs in the guest, and verified there by the
-archive's SHA-256 (given on that channel's command line) before it is unpacked.
+archive's SHA-256 (given on that channel's command line) before it is unpacked
+(guest/zygote.py ``unpack``, whichever interpreter takes the channel).
 """
 
 from __future__ import annotations
@@ -136,23 +137,32 @@ def start_command(remote: str, data: bytes, *, handoff: Path, slowdown: float = 
     First ``handoff`` offers the channel, the archive still unread, to the zygote the
     guest started while it booted (guest/zygote.py), which verifies, unpacks and
     becomes the agent with no exec of its own.  When no zygote takes it (exit 100, or
-    127: no helper), this shell does the same itself and starts the interpreter.
+    127: no helper), the channel starts an interpreter on the same file in its
+    ``--unpack`` mode, which runs the same check and unpack (``guest.zygote.unpack``,
+    the one place that does either) and then the agent.
 
-    One exec does all four, so pushing costs one channel and no round trip of its own:
+    One exec does it all, so pushing costs one channel and no round trip of its own:
     the archive is the first ``len(data)`` bytes of the channel's stdin (the lab sends
-    nothing else before the hello), checked against its SHA-256 here, on the command
-    line, before anything in it is unpacked.  A mismatch ends the channel with
-    sha256sum's complaint instead of a hello.  ``slowdown`` scales the agent's own
-    fixed waits (TCG is slower).  ``zygote``: the socket guest/zygote.py listens on.
+    nothing else before the hello), checked against its SHA-256, on the command line,
+    before anything in it is unpacked.  A mismatch ends the channel with a hello that
+    says so and the complaint on stderr.  ``slowdown`` scales the agent's own fixed waits
+    (TCG is slower).  ``zygote``: the socket guest/zygote.py listens on.
     """
     digest = hashlib.sha256(data).hexdigest()
     return (
         f"export KERNEL_LAB_SLOWDOWN={slowdown:g}; "
         f"{shlex.quote(str(handoff))} {zygote} {digest} {len(data)} {remote}; rc=$?; "
         f"[ $rc -eq {HANDOFF_NOT_TAKEN} ] || [ $rc -eq 127 ] || exit $rc; "
-        f"mkdir -p {remote} && cd {remote} && head -c {len(data)} >agent.tar && "
-        f"echo '{digest}  agent.tar' | sha256sum --quiet --strict -c >agent.verify 2>&1 || "
-        f"{{ echo '{{\"hello\": {{\"error\": \"agent archive differs after push\"}}}}'; "
-        f"cat agent.verify >&2; exit 1; }}; "
-        f"tar -xf agent.tar && exec {shlex.quote(sys.executable)} -S -m guest 2>>agent.stderr"
+        f"exec {shlex.join(unpack_argv(remote, data))}"
     )
+
+
+def unpack_argv(remote: str, data: bytes) -> list[str]:
+    """The interpreter that reads ``data`` on its stdin, checks and unpacks it into
+    ``remote`` (``guest.zygote.unpack``) and becomes the agent: the guest's fallback when no
+    zygote takes the channel, and the whole start of an agent on the host's kernel.
+
+    The guest sees the host's root: this interpreter and this zygote.py (read there over
+    9p, as boot.sh reads it) are the ones the guest runs."""
+    return [sys.executable, "-S", str(GUEST_SRC / "zygote.py"), "--unpack",
+            hashlib.sha256(data).hexdigest(), str(len(data)), remote]

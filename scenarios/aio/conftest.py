@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
+
 SCRATCH = "/tmp/kernel-lab-aio-scratch"
 # The agent names errnos by errno.errorcode, where EOPNOTSUPP's number reads ENOTSUP.
 EOPNOTSUPP = errno.errorcode[errno.EOPNOTSUPP]
 
 
 @pytest.fixture
-def ctx(agent: Any) -> Iterator[int]:
+def ctx(agent: Agent) -> Iterator[int]:
     """A fresh AIO context (8 events), destroyed afterwards unless the test did."""
     handle = agent.call("aio.setup", nr_events=8)
     yield handle
@@ -25,7 +27,7 @@ def ctx(agent: Any) -> Iterator[int]:
 
 
 @pytest.fixture
-def scratch(agent: Any) -> Iterator[int]:
+def scratch(agent: Agent) -> Iterator[int]:
     """A read-write scratch file of 64 KiB in the guest's /tmp."""
     fd = agent.call("fs.open", path=SCRATCH, flags=["O_RDWR", "O_CREAT", "O_TRUNC"])
     agent.call("fs.ftruncate", fd=fd, length=64 * 1024)
@@ -35,7 +37,7 @@ def scratch(agent: Any) -> Iterator[int]:
 
 
 @pytest.fixture
-def buf(agent: Any) -> Iterator[int]:
+def buf(agent: Agent) -> Iterator[int]:
     """A page-aligned 4 KiB buffer."""
     handle = agent.call("mem.alloc", size=4096)
     yield handle
@@ -43,7 +45,7 @@ def buf(agent: Any) -> Iterator[int]:
 
 
 @pytest.fixture
-def pipe(agent: Any) -> Iterator[list[int]]:
+def pipe(agent: Agent) -> Iterator[list[int]]:
     """An empty pipe: a POLL for POLLIN on its read end stays pending."""
     fds = agent.call("fs.pipe")
     yield fds
@@ -56,7 +58,7 @@ def poll(fd: int, events: list[str] | None = None, **extra: Any) -> dict[str, An
     return {"opcode": "POLL", "fd": fd, "events": events or ["POLLIN"], **extra}
 
 
-def wait_epipe(agent: Any, wfd: int, *, seconds: float = 5.0) -> dict[str, Any]:
+def wait_epipe(agent: Agent, wfd: int, *, seconds: float = 5.0) -> dict[str, Any]:
     """Write one byte to ``wfd`` until it fails with EPIPE (the pipe has lost its last reader).
 
     The last reference to a file may be dropped by a kernel worker (a cancelled POLL's
@@ -82,7 +84,7 @@ class SlowReads:
     """``n`` O_DIRECT reads of the throttled NVMe (25 IOPS) in one context, with an eventfd
     that counts their completions: I/O that stays in flight for about n/25 s."""
 
-    def __init__(self, agent: Any, device: str, n: int) -> None:
+    def __init__(self, agent: Agent, device: str, n: int) -> None:
         self.agent, self.n = agent, n
         self.fd = agent.call("fs.open", path=device, flags=["O_RDONLY", "O_DIRECT"])
         self.efd = agent.call("fs.eventfd", initval=0, flags=["EFD_NONBLOCK"])
@@ -108,7 +110,7 @@ class SlowReads:
 
 
 @pytest.fixture
-def slow_reads(agent: Any, nvme: dict[str, Any]) -> Any:
+def slow_reads(agent: Agent, nvme: dict[str, Any]) -> Any:
     """``slow_reads(n)``: a SlowReads on the "slow" NVMe; the agent reset cleans it up."""
     def make(n: int) -> SlowReads:
         return SlowReads(agent, nvme["slow"].ns, n)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.requires_config("AIO")
 NEVER_CREATED = 0x7F0000DEAD000
 
 
-def _bad_ctx(agent: Any, kind: str) -> int:
+def _bad_ctx(agent: Agent, kind: str) -> int:
     if kind == "zero":
         return 0
     if kind == "never-created":
@@ -29,7 +30,7 @@ def _poll(fd: int) -> dict[str, Any]:
     return {"opcode": "POLL", "fd": fd, "events": ["POLLIN"]}
 
 
-def _cancel_args(agent: Any, ctx: int, fd: int) -> dict[str, Any]:
+def _cancel_args(agent: Agent, ctx: int, fd: int) -> dict[str, Any]:
     # io_cancel reads aio_key before it looks the context up, so give it a readable
     # iocb whose key the kernel set to KIOCB_KEY (0): only the ctx is wrong.
     helper = agent.call("aio.setup", nr_events=1)
@@ -55,7 +56,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("syscall", "kind"), CASES)
-def test_invalid_ctx_is_einval(agent: Any, pipe: list[int], syscall: str, kind: str) -> None:
+def test_invalid_ctx_is_einval(agent: Agent, pipe: list[int], syscall: str, kind: str) -> None:
     op, make_args = CALLS[syscall]
     ctx = _bad_ctx(agent, kind)
     args = make_args(agent, ctx, pipe[0])

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll
 
@@ -17,14 +18,14 @@ NEVER_CREATED = 0x7F0000DEAD000
 SLOW_READS = 8
 
 
-def _events(agent: Any, ctx: int, want: int, timeout_ms: int = 60_000) -> list[dict[str, Any]]:
+def _events(agent: Agent, ctx: int, want: int, timeout_ms: int = 60_000) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = agent.call("aio.getevents", ctx=ctx, min_nr=want, nr=want,
                                            timeout_ms=timeout_ms)
     return got
 
 
 @pytest.mark.claim(CLAIMS["cancel.direct_io"])
-def test_inflight_direct_read_cannot_be_cancelled(agent: Any, slow_reads: Any, record: Any,
+def test_inflight_direct_read_cannot_be_cancelled(agent: Agent, slow_reads: Any, record: Any,
                                                   inconclusive: Any) -> None:
     reads = slow_reads(SLOW_READS)
     ids = reads.submit()
@@ -44,7 +45,7 @@ def test_inflight_direct_read_cannot_be_cancelled(agent: Any, slow_reads: Any, r
 
 
 @pytest.mark.claim(CLAIMS["cancel.twice"])
-def test_cancel_twice_second_is_einval(agent: Any, ctx: int, pipe: list[int]) -> None:
+def test_cancel_twice_second_is_einval(agent: Agent, ctx: int, pipe: list[int]) -> None:
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["iocbs"][0]
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=iocb) == "EINPROGRESS"
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=iocb) == "EINVAL"
@@ -54,7 +55,7 @@ def test_cancel_twice_second_is_einval(agent: Any, ctx: int, pipe: list[int]) ->
 
 
 @pytest.mark.claim(CLAIMS["cancel.other_ctx"])
-def test_cancel_through_another_context(agent: Any, ctx: int, pipe: list[int]) -> None:
+def test_cancel_through_another_context(agent: Agent, ctx: int, pipe: list[int]) -> None:
     other = agent.call("aio.setup", nr_events=4)
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["iocbs"][0]
     assert agent.errno_of("aio.cancel", ctx=other, iocb=iocb) == "EINVAL"
@@ -67,7 +68,7 @@ def test_cancel_through_another_context(agent: Any, ctx: int, pipe: list[int]) -
 
 
 @pytest.mark.claim(CLAIMS["cancel.result_ignored"])
-def test_result_argument_is_ignored(agent: Any, ctx: int, pipe: list[int]) -> None:
+def test_result_argument_is_ignored(agent: Agent, ctx: int, pipe: list[int]) -> None:
     result = agent.call("mem.alloc", size=4096, fill=0xAB)
     a, b = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0]), poll(pipe[0])])["iocbs"]
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=a, result=result) == "EINPROGRESS"
@@ -79,7 +80,7 @@ def test_result_argument_is_ignored(agent: Any, ctx: int, pipe: list[int]) -> No
 
 
 @pytest.mark.claim(CLAIMS["cancel.efault_before_ctx"])
-def test_unreadable_iocb_checked_before_context(agent: Any, pipe: list[int]) -> None:
+def test_unreadable_iocb_checked_before_context(agent: Agent, pipe: list[int]) -> None:
     assert agent.errno_of("aio.cancel", ctx=NEVER_CREATED, iocb="fault") == "EFAULT"
     # A readable iocb whose key is KIOCB_KEY, with the same bad context: EINVAL.
     helper = agent.call("aio.setup", nr_events=1)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS, DEVIATIONS
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -16,14 +17,14 @@ GETEVENTS_MS = 30_000
 
 
 @pytest.mark.claim(CLAIMS["destroy.unmapped_ctx"])
-def test_unmapped_ctx_is_einval_not_efault(agent: Any, deviation: Any) -> None:
+def test_unmapped_ctx_is_einval_not_efault(agent: Agent, deviation: Any) -> None:
     assert agent.call("mem.mapping", addr=NEVER_MAPPED) is None
     assert agent.errno_of("aio.destroy", ctx=NEVER_MAPPED) == "EINVAL"
     deviation(DEVIATIONS["destroy.unmapped_ctx"])
 
 
 @pytest.mark.claim(CLAIMS["destroy.ring_id_corrupt"])
-def test_corrupted_ring_id_is_einval_until_restored(agent: Any, record: Any) -> None:
+def test_corrupted_ring_id_is_einval_until_restored(agent: Agent, record: Any) -> None:
     handle = agent.call("aio.setup", nr_events=4)
     real = agent.call("aio.ring", ctx=handle)["id"]
     try:
@@ -37,7 +38,7 @@ def test_corrupted_ring_id_is_einval_until_restored(agent: Any, record: Any) -> 
 
 
 @pytest.mark.claim(CLAIMS["destroy.unmaps_ring"])
-def test_ring_unmapped_after_destroy(agent: Any, record: Any) -> None:
+def test_ring_unmapped_after_destroy(agent: Agent, record: Any) -> None:
     handle = agent.call("aio.setup", nr_events=4)
     mapping = agent.call("mem.mapping", addr=handle)
     record("mapping", mapping)
@@ -47,7 +48,7 @@ def test_ring_unmapped_after_destroy(agent: Any, record: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["destroy.wakes_getevents"])
-def test_destroy_wakes_blocked_getevents(agent: Any, record: Any) -> None:
+def test_destroy_wakes_blocked_getevents(agent: Agent, record: Any) -> None:
     handle = agent.call("aio.setup", nr_events=4)
     t = agent.call("thread.start", op="aio.getevents",
                    args={"ctx": handle, "min_nr": 1, "nr": 1, "timeout_ms": GETEVENTS_MS})

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll, wait_epipe
 
@@ -24,7 +25,7 @@ NEVER = ["POLLOUT"]
 
 
 @pytest.mark.claim(CLAIMS["submit.fref_bad_opcode"])
-def test_bad_opcode_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int],
+def test_bad_opcode_keeps_no_file_reference(agent: Agent, ctx: int, pipe: list[int],
                                             record: Any) -> None:
     r, w = pipe
     bad = {"opcode": 0x7F, "fd": r}
@@ -36,7 +37,7 @@ def test_bad_opcode_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int
 
 
 @pytest.mark.claim(CLAIMS["submit.fref_bad_resfd"])
-def test_bad_resfd_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int],
+def test_bad_resfd_keeps_no_file_reference(agent: Agent, ctx: int, pipe: list[int],
                                            scratch: int, record: Any) -> None:
     r, w = pipe
     # The iocb's own file (the pipe's read end) is taken first, then the resfd refused.
@@ -49,7 +50,7 @@ def test_bad_resfd_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int]
 
 
 @pytest.mark.claim(CLAIMS["submit.fref_poll_pending"])
-def test_pending_poll_keeps_its_file(agent: Any, ctx: int, pipe: list[int]) -> None:
+def test_pending_poll_keeps_its_file(agent: Agent, ctx: int, pipe: list[int]) -> None:
     r, w = pipe
     assert agent.call("aio.submit", ctx=ctx, iocbs=[poll(r, NEVER)])["submitted"] == 1
     agent.call("fs.close", fd=r)
@@ -61,7 +62,7 @@ def test_pending_poll_keeps_its_file(agent: Any, ctx: int, pipe: list[int]) -> N
 
 
 @pytest.mark.claim(CLAIMS["destroy.fref_poll_cancelled"])
-def test_poll_cancelled_by_destroy_releases_its_file(agent: Any, pipe: list[int],
+def test_poll_cancelled_by_destroy_releases_its_file(agent: Agent, pipe: list[int],
                                                      record: Any) -> None:
     r, w = pipe
     handle = agent.call("aio.setup", nr_events=4)

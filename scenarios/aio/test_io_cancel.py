@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS, DEVIATIONS
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -17,7 +18,7 @@ def _poll(fd: int) -> dict[str, Any]:
 
 
 @pytest.mark.claim(CLAIMS["cancel.poll_pending"])
-def test_cancel_pending_poll_is_einprogress(agent: Any, ctx: int, pipe: list[int],
+def test_cancel_pending_poll_is_einprogress(agent: Agent, ctx: int, pipe: list[int],
                                             deviation: Any) -> None:
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[_poll(pipe[0])])["iocbs"][0]
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=0) == []
@@ -28,7 +29,7 @@ def test_cancel_pending_poll_is_einprogress(agent: Any, ctx: int, pipe: list[int
 
 
 @pytest.mark.claim(CLAIMS["cancel.completed"])
-def test_cancel_completed_is_einval(agent: Any, ctx: int, pipe: list[int],
+def test_cancel_completed_is_einval(agent: Agent, ctx: int, pipe: list[int],
                                     deviation: Any) -> None:
     agent.call("fs.write", fd=pipe[1], data_hex="2a")  # the poll completes at once
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[_poll(pipe[0])])["iocbs"][0]
@@ -39,7 +40,7 @@ def test_cancel_completed_is_einval(agent: Any, ctx: int, pipe: list[int],
 
 
 @pytest.mark.claim(CLAIMS["cancel.never_submitted"])
-def test_cancel_never_submitted_is_einval(agent: Any, ctx: int, pipe: list[int],
+def test_cancel_never_submitted_is_einval(agent: Agent, ctx: int, pipe: list[int],
                                           deviation: Any) -> None:
     # io_submit fails on the bad fd before taking the iocb, so aio_key keeps its value.
     bad = {"opcode": "POLL", "fd": 9999, "events": ["POLLIN"], "key": 0x5A5A}
@@ -51,5 +52,5 @@ def test_cancel_never_submitted_is_einval(agent: Any, ctx: int, pipe: list[int],
 
 
 @pytest.mark.claim(CLAIMS["cancel.null_iocb"])
-def test_cancel_null_iocb_is_efault(agent: Any, ctx: int) -> None:
+def test_cancel_null_iocb_is_efault(agent: Agent, ctx: int) -> None:
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb="null") == "EFAULT"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS, DEVIATIONS
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -21,7 +22,7 @@ def _pread(fd: int, buf: int, offset: int = 0, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.claim(CLAIMS["submit.nr0"])
-def test_nr_zero_returns_zero(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_nr_zero_returns_zero(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf)], nr=0)
     assert got["submitted"] == 0
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=0) == []
@@ -29,7 +30,7 @@ def test_nr_zero_returns_zero(agent: Any, ctx: int, scratch: int, buf: int) -> N
 
 @pytest.mark.claim(CLAIMS["submit.partial"])
 def test_partial_submission_returns_index_of_first_bad(
-    agent: Any, ctx: int, scratch: int, buf: int
+    agent: Agent, ctx: int, scratch: int, buf: int
 ) -> None:
     good = [_pwrite(scratch, buf, 0), _pwrite(scratch, buf, 4096)]
     bad = {"opcode": "PWRITE", "fd": 9999, "buf": buf, "nbytes": 4096}
@@ -41,24 +42,24 @@ def test_partial_submission_returns_index_of_first_bad(
 
 
 @pytest.mark.claim(CLAIMS["submit.null_iocb"])
-def test_null_iocb_pointer_is_efault(agent: Any, ctx: int) -> None:
+def test_null_iocb_pointer_is_efault(agent: Agent, ctx: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=["null"]) == "EFAULT"
 
 
 @pytest.mark.claim(CLAIMS["submit.reserved2"])
-def test_reserved2_nonzero_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_reserved2_nonzero_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = _pwrite(scratch, buf, reserved2=1)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EINVAL"
 
 
 @pytest.mark.claim(CLAIMS["submit.bad_opcode"])
-def test_unknown_opcode_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_unknown_opcode_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = {"opcode": 0x7F, "fd": scratch, "buf": buf, "nbytes": 4096}
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EINVAL"
 
 
 @pytest.mark.claim(CLAIMS["submit.noop"])
-def test_noop_opcode(agent: Any, ctx: int, scratch: int, deviation: Any) -> None:
+def test_noop_opcode(agent: Agent, ctx: int, scratch: int, deviation: Any) -> None:
     err = agent.errno_of("aio.submit", ctx=ctx, iocbs=[{"opcode": "NOOP", "fd": scratch}])
     # The kernel's behaviour is asserted; the spec text that says otherwise is recorded.
     assert err == "EINVAL"
@@ -66,13 +67,13 @@ def test_noop_opcode(agent: Any, ctx: int, scratch: int, deviation: Any) -> None
 
 
 @pytest.mark.claim(CLAIMS["submit.bad_fd"])
-def test_bad_fd_is_ebadf(agent: Any, ctx: int, buf: int) -> None:
+def test_bad_fd_is_ebadf(agent: Agent, ctx: int, buf: int) -> None:
     iocb = {"opcode": "PREAD", "fd": 9999, "buf": buf, "nbytes": 4096}
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EBADF"
 
 
 @pytest.mark.claim(CLAIMS["submit.read_wronly"])
-def test_read_on_write_only_fd_is_ebadf(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_read_on_write_only_fd_is_ebadf(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     wronly = agent.call("fs.open", path="/tmp/kernel-lab-aio-scratch", flags=["O_WRONLY"])
     try:
         assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pread(wronly, buf)]) == "EBADF"
@@ -81,13 +82,13 @@ def test_read_on_write_only_fd_is_ebadf(agent: Any, ctx: int, scratch: int, buf:
 
 
 @pytest.mark.claim(CLAIMS["submit.resfd_not_eventfd"])
-def test_resfd_not_an_eventfd_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_resfd_not_an_eventfd_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = _pwrite(scratch, buf, flags=["RESFD"], resfd=scratch)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EINVAL"
 
 
 @pytest.mark.claim(CLAIMS["submit.resfd_signalled"])
-def test_resfd_eventfd_is_signalled(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_resfd_eventfd_is_signalled(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     efd = agent.call("fs.eventfd", initval=0, flags=["EFD_NONBLOCK"])
     try:
         iocbs = [_pwrite(scratch, buf, i * 4096, flags=["RESFD"], resfd=efd) for i in range(3)]
@@ -100,7 +101,7 @@ def test_resfd_eventfd_is_signalled(agent: Any, ctx: int, scratch: int, buf: int
 
 
 @pytest.mark.claim(CLAIMS["submit.key_zeroed"])
-def test_aio_key_written_as_zero(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_aio_key_written_as_zero(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf, key=0x1234)])
     assert got["submitted"] == 1
     assert agent.call("aio.iocb", id=got["iocbs"][0])["key"] == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll
 
@@ -24,7 +25,7 @@ RING_FIELDS = ("id", "nr", "head", "tail", "magic", "compat_features", "incompat
                "header_length")
 
 
-def _in_child(agent: Any, ctx: int, op: str, args: dict[str, Any], record: Any,
+def _in_child(agent: Agent, ctx: int, op: str, args: dict[str, Any], record: Any,
               observed: Any) -> dict[str, Any]:
     """``op`` in a forked child of the agent (creds.run, credentials unchanged), with the
     parent's ring header readable at ``ctx`` in the child."""
@@ -49,7 +50,7 @@ def _in_child(agent: Any, ctx: int, op: str, args: dict[str, Any], record: Any,
     pytest.param(name, marks=pytest.mark.claim(CLAIMS[f"{name}.other_process"]), id=name)
     for name in ("submit", "cancel", "destroy")
 ])
-def test_parents_context_is_einval_in_child(agent: Any, ctx: int, pipe: list[int],
+def test_parents_context_is_einval_in_child(agent: Agent, ctx: int, pipe: list[int],
                                             syscall: str, record: Any, observed: Any) -> None:
     pending = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["iocbs"][0]
     args: dict[str, Any] = {

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -24,7 +25,7 @@ JOIN_MS = 120_000
 
 
 @pytest.mark.claim(CLAIMS["submit.signal_eintr"])
-def test_signal_into_blocking_pipe_read(agent: Any, ctx: int, pipe: list[int], buf: int,
+def test_signal_into_blocking_pipe_read(agent: Agent, ctx: int, pipe: list[int], buf: int,
                                         record: Any) -> None:
     r, _w = pipe  # blocking, empty, and a writer stays open: the read waits in io_submit
     read = {"opcode": "PREAD", "fd": r, "buf": buf, "nbytes": 4096}
@@ -40,7 +41,7 @@ def test_signal_into_blocking_pipe_read(agent: Any, ctx: int, pipe: list[int], b
     assert event["res"] == -errno.EINTR, event
 
 
-def _destroy_in_thread(agent: Any, reads: Any) -> tuple[int, dict[str, Any]]:
+def _destroy_in_thread(agent: Agent, reads: Any) -> tuple[int, dict[str, Any]]:
     """Submit the slow reads, start io_destroy in a thread, wait until it sleeps in D."""
     reads.submit()
     t = agent.call("thread.start", op="aio.destroy", args={"ctx": reads.ctx})
@@ -50,7 +51,7 @@ def _destroy_in_thread(agent: Any, reads: Any) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.claim(CLAIMS["destroy.uninterruptible"])
-def test_signal_does_not_end_destroy_wait(agent: Any, slow_reads: Any, record: Any) -> None:
+def test_signal_does_not_end_destroy_wait(agent: Agent, slow_reads: Any, record: Any) -> None:
     reads = slow_reads(SLOW_READS)
     t, _ = _destroy_in_thread(agent, reads)
     at_signal = reads.completed()
@@ -69,7 +70,7 @@ def test_signal_does_not_end_destroy_wait(agent: Any, slow_reads: Any, record: A
 
 
 @pytest.mark.claim(CLAIMS["destroy.d_state"])
-def test_destroy_waits_in_d_state(agent: Any, slow_reads: Any, record: Any) -> None:
+def test_destroy_waits_in_d_state(agent: Agent, slow_reads: Any, record: Any) -> None:
     reads = slow_reads(SLOW_READS)
     t, blocked = _destroy_in_thread(agent, reads)
     pending = SLOW_READS - reads.completed()
@@ -85,7 +86,7 @@ def test_destroy_waits_in_d_state(agent: Any, slow_reads: Any, record: Any) -> N
 
 
 @pytest.mark.claim(CLAIMS["destroy.aio_nr_before_wait"])
-def test_aio_nr_lowered_before_the_wait(agent: Any, slow_reads: Any, record: Any) -> None:
+def test_aio_nr_lowered_before_the_wait(agent: Agent, slow_reads: Any, record: Any) -> None:
     before = int(agent.call("sys.read_text", path="/proc/sys/fs/aio-nr"))
     reads = slow_reads(SLOW_READS)
     with_ctx = int(agent.call("sys.read_text", path="/proc/sys/fs/aio-nr"))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS, DEVIATIONS
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -23,7 +24,7 @@ def _pread(fd: int, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.claim(CLAIMS["submit.iocb_unreadable"])
-def test_unreadable_iocb(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_unreadable_iocb(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     good = _pread(scratch, buf=buf)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=["fault"]) == "EFAULT"
     # Later in the array it ends the submission: the one before it is submitted.
@@ -33,7 +34,7 @@ def test_unreadable_iocb(agent: Any, ctx: int, scratch: int, buf: int) -> None:
 
 
 @pytest.mark.claim(CLAIMS["submit.array_fault"])
-def test_array_into_unmapped_page(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_array_into_unmapped_page(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     good = _pread(scratch, buf=buf)
     # The agent's iocbpp array ends where a PROT_NONE page begins: nr beyond the
     # entries makes the kernel read into it.
@@ -44,7 +45,7 @@ def test_array_into_unmapped_page(agent: Any, ctx: int, scratch: int, buf: int) 
 
 
 @pytest.mark.claim(CLAIMS["submit.key_readonly"])
-def test_iocb_in_read_only_page_is_efault(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_iocb_in_read_only_page_is_efault(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[_pread(scratch, buf=buf, page="readonly")]) == "EFAULT"
     # The same iocb where the kernel can write its key is accepted.
@@ -52,7 +53,7 @@ def test_iocb_in_read_only_page_is_efault(agent: Any, ctx: int, scratch: int, bu
 
 
 @pytest.mark.claim(CLAIMS["submit.buf_unmapped"])
-def test_unmapped_user_buffer_fails_the_request(agent: Any, ctx: int, scratch: int,
+def test_unmapped_user_buffer_fails_the_request(agent: Agent, ctx: int, scratch: int,
                                                 deviation: Any) -> None:
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pread(scratch, buf_addr=UNMAPPED_USER)])
     assert got["submitted"] == 1
@@ -62,6 +63,6 @@ def test_unmapped_user_buffer_fails_the_request(agent: Any, ctx: int, scratch: i
 
 
 @pytest.mark.claim(CLAIMS["submit.buf_kernel"])
-def test_kernel_address_buffer_is_efault(agent: Any, ctx: int, scratch: int) -> None:
+def test_kernel_address_buffer_is_efault(agent: Agent, ctx: int, scratch: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[_pread(scratch, buf_addr=KERNEL_ADDR)]) == "EFAULT"

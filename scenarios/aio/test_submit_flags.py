@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS, IOPRIO_RT
 from scenarios.aio.conftest import EOPNOTSUPP
 from scenarios.aio.expectations import (
@@ -40,7 +41,7 @@ def _io(opcode: str, fd: int, buf: int, nbytes: int = 512, **extra: Any) -> dict
     return {"opcode": opcode, "fd": fd, "buf": buf, "nbytes": nbytes, "offset": 0, **extra}
 
 
-def _accepted(agent: Any, ctx: int, iocb: dict[str, Any]) -> int:
+def _accepted(agent: Agent, ctx: int, iocb: dict[str, Any]) -> int:
     """Submit one iocb that must be accepted; its completion's res."""
     assert agent.call("aio.submit", ctx=ctx, iocbs=[iocb])["submitted"] == 1
     (event,) = agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=10_000)
@@ -48,7 +49,7 @@ def _accepted(agent: Any, ctx: int, iocb: dict[str, Any]) -> int:
 
 
 @pytest.mark.claim(CLAIMS["submit.rwf_unknown"])
-def test_unknown_rw_flag_is_eopnotsupp(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_unknown_rw_flag_is_eopnotsupp(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     bad = _io("PWRITE", scratch, buf, rw_flags=RWF_UNKNOWN)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[bad]) == EOPNOTSUPP
     assert _accepted(agent, ctx, _io("PWRITE", scratch, buf, rw_flags=RWF_DSYNC)) == 512
@@ -56,7 +57,7 @@ def test_unknown_rw_flag_is_eopnotsupp(agent: Any, ctx: int, scratch: int, buf: 
 
 @pytest.mark.claim(CLAIMS["submit.rwf_append_noappend"])
 @pytest.mark.requires_feature("rwf_noappend")
-def test_append_with_noappend_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_append_with_noappend_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     both = _io("PWRITE", scratch, buf, rw_flags=RWF_APPEND | RWF_NOAPPEND)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[both]) == "EINVAL"
     for alone in (RWF_APPEND, RWF_NOAPPEND):
@@ -64,7 +65,7 @@ def test_append_with_noappend_is_einval(agent: Any, ctx: int, scratch: int, buf:
 
 
 @pytest.fixture
-def append_only(agent: Any) -> Iterator[dict[str, int]]:
+def append_only(agent: Agent) -> Iterator[dict[str, int]]:
     """A tmpfs file with the append-only attribute and an O_APPEND fd on it; the attribute
     is cleared afterwards (an append-only file cannot be unlinked)."""
     path = f"/tmp/kernel-lab-append-{uuid.uuid4().hex[:8]}"
@@ -80,7 +81,8 @@ def append_only(agent: Any) -> Iterator[dict[str, int]]:
 
 @pytest.mark.claim(CLAIMS["submit.rwf_noappend_append_only"])
 @pytest.mark.requires_feature("rwf_noappend")
-def test_noappend_on_append_only_file_is_eperm(agent: Any, ctx: int, buf: int,
+@pytest.mark.needs_root("setting the append-only attribute needs CAP_LINUX_IMMUTABLE")
+def test_noappend_on_append_only_file_is_eperm(agent: Agent, ctx: int, buf: int,
                                                append_only: dict[str, int]) -> None:
     fd = append_only["fd"]
     assert agent.errno_of("aio.submit", ctx=ctx,
@@ -90,7 +92,7 @@ def test_noappend_on_append_only_file_is_eperm(agent: Any, ctx: int, buf: int,
 
 @pytest.mark.claim(CLAIMS["submit.rwf_atomic_read"])
 @pytest.mark.requires_feature("rwf_atomic")
-def test_atomic_read_is_eopnotsupp(agent: Any, ctx: int, nvme: dict[str, Any],
+def test_atomic_read_is_eopnotsupp(agent: Agent, ctx: int, nvme: dict[str, Any],
                                    record: Any) -> None:
     dev = nvme["fast"].ns
     name = dev.rsplit("/", 1)[1]
@@ -107,7 +109,7 @@ def test_atomic_read_is_eopnotsupp(agent: Any, ctx: int, nvme: dict[str, Any],
 
 
 @pytest.mark.claim(CLAIMS["submit.rwf_nowait_unsupported"])
-def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Any, ctx: int, buf: int,
+def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Agent, ctx: int, buf: int,
                                                      nvme: dict[str, Any]) -> None:
     # procfs files (seq_file) never set FMODE_NOWAIT.
     proc = agent.call("fs.open", path="/proc/version", flags=["O_RDONLY"])
@@ -125,7 +127,9 @@ def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Any, ctx: int, buf: 
 @pytest.mark.claim(CLAIMS["submit.rwf_dontcache_unsupported"])
 @pytest.mark.requires_config("EXT4_FS", "BLK_DEV_LOOP")
 @pytest.mark.requires_feature("rwf_dontcache")
-def test_dontcache_without_fs_support_is_eopnotsupp(agent: Any, ctx: int, scratch: int,
+@pytest.mark.guest_only("it mounts an ext4 image on a loop device, and its scratch file must be "
+                        "on the guest's tmpfs")
+def test_dontcache_without_fs_support_is_eopnotsupp(agent: Agent, ctx: int, scratch: int,
                                                     buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[_io("PWRITE", scratch, buf, rw_flags=RWF_DONTCACHE)]) \
@@ -137,7 +141,7 @@ def test_dontcache_without_fs_support_is_eopnotsupp(agent: Any, ctx: int, scratc
 
 
 @pytest.mark.claim(CLAIMS["submit.ioprio_bad_class"])
-def test_ioprio_of_unknown_class_is_einval(agent: Any, ctx: int, scratch: int,
+def test_ioprio_of_unknown_class_is_einval(agent: Agent, ctx: int, scratch: int,
                                            buf: int) -> None:
     bad = _io("PREAD", scratch, buf, flags=["IOPRIO"], reqprio=IOPRIO_CLASS_4)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[bad]) == "EINVAL"
@@ -145,7 +149,7 @@ def test_ioprio_of_unknown_class_is_einval(agent: Any, ctx: int, scratch: int,
     assert _accepted(agent, ctx, good) == 512
 
 
-def _rt_submit(agent: Any, ctx: int, scratch: int, buf: int, drop: list[str]) -> str | None:
+def _rt_submit(agent: Agent, ctx: int, scratch: int, buf: int, drop: list[str]) -> str | None:
     iocb = _io("PREAD", scratch, buf, flags=["IOPRIO"], reqprio=IOPRIO_RT)
     err = agent.errno_of("creds.call", drop=drop, op="aio.submit",
                          args={"ctx": ctx, "iocbs": [iocb]})
@@ -155,7 +159,8 @@ def _rt_submit(agent: Any, ctx: int, scratch: int, buf: int, drop: list[str]) ->
 
 
 @pytest.mark.claim(CLAIMS["submit.rt_prio_eperm"])
-def test_rt_ioprio_without_caps_is_eperm(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+@pytest.mark.needs_root("the realtime I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE")
+def test_rt_ioprio_without_caps_is_eperm(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert _rt_submit(agent, ctx, scratch, buf, ["CAP_SYS_ADMIN", "CAP_SYS_NICE"]) == "EPERM"
     # The same request with the capabilities (the agent runs as root) is accepted.
     assert _rt_submit(agent, ctx, scratch, buf, []) is None
@@ -167,7 +172,8 @@ def test_rt_ioprio_without_caps_is_eperm(agent: Any, ctx: int, scratch: int, buf
     pytest.param("CAP_SYS_NICE", "CAP_SYS_ADMIN", id="CAP_SYS_NICE",
                  marks=pytest.mark.claim(CLAIMS["submit.rt_prio_sys_nice"])),
 ])
-def test_rt_ioprio_with_one_cap_alone(agent: Any, ctx: int, scratch: int, buf: int,
+@pytest.mark.needs_root("the realtime I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE")
+def test_rt_ioprio_with_one_cap_alone(agent: Agent, ctx: int, scratch: int, buf: int,
                                       keep: str, drop: str) -> None:
     # Without either the class is refused, so it is the one kept that allows it.
     assert _rt_submit(agent, ctx, scratch, buf, [keep, drop]) == "EPERM"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS, DEVIATIONS
 from scenarios.aio.conftest import EOPNOTSUPP, SCRATCH, poll
 from scenarios.aio.expectations import RWF_UNKNOWN
@@ -30,14 +31,14 @@ def _cpus(text: str) -> int:
 
 
 @pytest.mark.claim(CLAIMS["submit.nr_negative"])
-def test_negative_nr_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_negative_nr_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     # A valid iocb, so the count is the only thing wrong.
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf)], nr=-1) == "EINVAL"
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=0) == []
 
 
 @pytest.mark.claim(CLAIMS["submit.nr0_bad_ctx"])
-def test_nr_zero_with_bad_ctx_is_einval(agent: Any, deviation: Any) -> None:
+def test_nr_zero_with_bad_ctx_is_einval(agent: Agent, deviation: Any) -> None:
     dead = agent.call("aio.setup", nr_events=1)
     agent.call("aio.destroy", ctx=dead)
     assert agent.errno_of("aio.submit", ctx=dead, iocbs=[], nr=0) == "EINVAL"
@@ -45,7 +46,7 @@ def test_nr_zero_with_bad_ctx_is_einval(agent: Any, deviation: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["submit.nr_clamped"])
-def test_nr_capped_at_ring_capacity(agent: Any, scratch: int, buf: int, record: Any) -> None:
+def test_nr_capped_at_ring_capacity(agent: Agent, scratch: int, buf: int, record: Any) -> None:
     agent.call("thread.affinity", cpus=[0])  # every slot from one CPU's batches
     handle = agent.call("aio.setup", nr_events=8)
     nr = agent.call("aio.ring", ctx=handle)["nr"]
@@ -67,7 +68,7 @@ def test_nr_capped_at_ring_capacity(agent: Any, scratch: int, buf: int, record: 
 
 
 @pytest.mark.claim(CLAIMS["submit.ring_full"])
-def test_ring_full_at_its_exact_capacity(agent: Any, pipe: list[int], record: Any) -> None:
+def test_ring_full_at_its_exact_capacity(agent: Agent, pipe: list[int], record: Any) -> None:
     nr_events = 8
     agent.call("thread.affinity", cpus=[0])  # one CPU's batches: the count is exact
     handle = agent.call("aio.setup", nr_events=nr_events)
@@ -92,7 +93,7 @@ def test_ring_full_at_its_exact_capacity(agent: Any, pipe: list[int], record: An
 
 
 @pytest.mark.claim(CLAIMS["submit.data_echoed"])
-def test_aio_data_echoed_in_event(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_aio_data_echoed_in_event(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     datas = [0xFFFF_FFFF_FFFF_FFFF, 0, 0x0123_4567_89AB_CDEF]
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf, i * 512, data=d)
                                                    for i, d in enumerate(datas)])
@@ -103,7 +104,7 @@ def test_aio_data_echoed_in_event(agent: Any, ctx: int, scratch: int, buf: int) 
 
 
 @pytest.mark.claim(CLAIMS["submit.key_order"])
-def test_key_written_before_opcode_checks(agent: Any, ctx: int, scratch: int, buf: int,
+def test_key_written_before_opcode_checks(agent: Agent, ctx: int, scratch: int, buf: int,
                                           deviation: Any) -> None:
     rejected = {
         "opcode": ({"opcode": 0x7F, "fd": scratch, "key": KEY}, "EINVAL"),
@@ -120,7 +121,7 @@ def test_key_written_before_opcode_checks(agent: Any, ctx: int, scratch: int, bu
 
 
 @pytest.mark.claim(CLAIMS["submit.write_rdonly"])
-def test_write_on_read_only_fd_is_ebadf(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_write_on_read_only_fd_is_ebadf(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     rdonly = agent.call("fs.open", path=SCRATCH, flags=["O_RDONLY"])
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pwrite(rdonly, buf)]) == "EBADF"
     # The same write through the read-write fd is accepted.
@@ -128,13 +129,13 @@ def test_write_on_read_only_fd_is_ebadf(agent: Any, ctx: int, scratch: int, buf:
 
 
 @pytest.mark.claim(CLAIMS["submit.no_read_iter"])
-def test_read_of_directory_is_einval(agent: Any, ctx: int, buf: int) -> None:
+def test_read_of_directory_is_einval(agent: Agent, ctx: int, buf: int) -> None:
     d = agent.call("fs.open", path="/tmp", flags=["O_RDONLY", "O_DIRECTORY"])
     read = {"opcode": "PREAD", "fd": d, "buf": buf, "nbytes": 512}
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[read]) == "EINVAL"
 
 
 @pytest.mark.claim(CLAIMS["submit.resfd_bad_fd"])
-def test_resfd_not_open_is_ebadf(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_resfd_not_open_is_ebadf(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = _pwrite(scratch, buf, flags=["RESFD"], resfd=9999)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EBADF"

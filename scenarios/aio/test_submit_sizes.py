@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.aio.claims import CLAIMS, DEVIATIONS
 from scenarios.aio.conftest import poll
 
@@ -22,13 +23,13 @@ def _pread(fd: int, buf: int, **extra: Any) -> dict[str, Any]:
     return {"opcode": "PREAD", "fd": fd, "buf": buf, "nbytes": 4096, "offset": 0, **extra}
 
 
-def _one_event(agent: Any, ctx: int) -> dict[str, Any]:
+def _one_event(agent: Agent, ctx: int) -> dict[str, Any]:
     (event,) = agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=10_000)
     return dict(event)
 
 
 @pytest.mark.claim(CLAIMS["submit.offset_negative"])
-def test_negative_offset_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_negative_offset_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pread(scratch, buf, offset=-4096)]) \
         == "EINVAL"
     # The same read at offset 0 goes through: only the offset was wrong.
@@ -37,7 +38,7 @@ def test_negative_offset_is_einval(agent: Any, ctx: int, scratch: int, buf: int)
 
 
 @pytest.mark.claim(CLAIMS["submit.offset_overflow"])
-def test_offset_plus_size_overflow_is_einval(agent: Any, ctx: int, scratch: int, buf: int,
+def test_offset_plus_size_overflow_is_einval(agent: Agent, ctx: int, scratch: int, buf: int,
                                              deviation: Any) -> None:
     # pos + count wraps past LLONG_MAX; a tmpfs file has no unsigned offsets.
     iocb = _pread(scratch, buf, offset=LOFF_MAX - 100)
@@ -46,13 +47,13 @@ def test_offset_plus_size_overflow_is_einval(agent: Any, ctx: int, scratch: int,
 
 
 @pytest.mark.claim(CLAIMS["submit.nbytes_overflow"])
-def test_nbytes_above_ssize_max_is_einval(agent: Any, ctx: int, scratch: int, buf: int) -> None:
+def test_nbytes_above_ssize_max_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pread(scratch, buf, nbytes=1 << 63)]) \
         == "EINVAL"
 
 
 @pytest.mark.claim(CLAIMS["submit.iovcnt_max"])
-def test_iovec_count_above_uio_maxiov_is_einval(agent: Any, ctx: int, scratch: int,
+def test_iovec_count_above_uio_maxiov_is_einval(agent: Agent, ctx: int, scratch: int,
                                                 buf: int) -> None:
     def readv(count: int) -> dict[str, Any]:
         return {"opcode": "PREADV", "fd": scratch, "offset": 0,
@@ -64,7 +65,7 @@ def test_iovec_count_above_uio_maxiov_is_einval(agent: Any, ctx: int, scratch: i
 
 
 @pytest.mark.claim(CLAIMS["submit.preadv"])
-def test_preadv_scatters_in_order(agent: Any, ctx: int, scratch: int) -> None:
+def test_preadv_scatters_in_order(agent: Agent, ctx: int, scratch: int) -> None:
     data = bytes(range(256)) * 4
     agent.call("fs.pwrite", fd=scratch, data_hex=data.hex(), offset=8192)
     a, b = agent.call("mem.alloc", size=4096), agent.call("mem.alloc", size=4096)
@@ -79,7 +80,7 @@ def test_preadv_scatters_in_order(agent: Any, ctx: int, scratch: int) -> None:
 
 
 @pytest.mark.claim(CLAIMS["submit.pwritev"])
-def test_pwritev_gathers_in_order(agent: Any, ctx: int, scratch: int) -> None:
+def test_pwritev_gathers_in_order(agent: Agent, ctx: int, scratch: int) -> None:
     a, b = agent.call("mem.alloc", size=4096), agent.call("mem.alloc", size=4096)
     agent.call("mem.write", handle=a, data_hex=(b"A" * 100 + b"C" * 50).hex())
     agent.call("mem.write", handle=b, data_hex=(b"B" * 300).hex())
@@ -91,7 +92,7 @@ def test_pwritev_gathers_in_order(agent: Any, ctx: int, scratch: int) -> None:
     assert got == b"\0" + b"A" * 100 + b"B" * 300 + b"C" * 50 + b"\0"
 
 
-def _flushes(agent: Any, name: str) -> int | None:
+def _flushes(agent: Agent, name: str) -> int | None:
     # /sys/block/X/stat field 16 (5.5+): flush requests completed.
     fields = agent.call("sys.read_text", path=f"/sys/block/{name}/stat").split()
     return int(fields[15]) if len(fields) > 15 else None
@@ -101,7 +102,7 @@ def _flushes(agent: Any, name: str) -> int | None:
     pytest.param(op, marks=pytest.mark.claim(CLAIMS[f"submit.{op.lower()}"]), id=op)
     for op in ("FSYNC", "FDSYNC")
 ])
-def test_sync_flushes_block_device(agent: Any, ctx: int, nvme: dict[str, Any], opcode: str,
+def test_sync_flushes_block_device(agent: Agent, ctx: int, nvme: dict[str, Any], opcode: str,
                                    record: Any) -> None:
     dev = nvme["fast"].ns
     name = dev.rsplit("/", 1)[1]
@@ -122,7 +123,7 @@ def test_sync_flushes_block_device(agent: Any, ctx: int, nvme: dict[str, Any], o
 
 @pytest.mark.claim(CLAIMS["submit.fsync_fields"])
 @pytest.mark.parametrize("field", ["buf_addr", "offset", "nbytes", "rw_flags"])
-def test_fsync_with_a_field_set_is_einval(agent: Any, ctx: int, scratch: int,
+def test_fsync_with_a_field_set_is_einval(agent: Agent, ctx: int, scratch: int,
                                           field: str) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[{"opcode": "FSYNC", "fd": scratch, field: 1}]) == "EINVAL"
@@ -133,7 +134,7 @@ def test_fsync_with_a_field_set_is_einval(agent: Any, ctx: int, scratch: int,
 
 
 @pytest.mark.claim(CLAIMS["submit.fsync_unsupported"])
-def test_fsync_of_a_pipe_is_einval(agent: Any, ctx: int, pipe: list[int]) -> None:
+def test_fsync_of_a_pipe_is_einval(agent: Agent, ctx: int, pipe: list[int]) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[{"opcode": "FSYNC", "fd": pipe[1]}]) \
         == "EINVAL"
 
@@ -142,7 +143,7 @@ def test_fsync_of_a_pipe_is_einval(agent: Any, ctx: int, pipe: list[int]) -> Non
 @pytest.mark.parametrize("extra", [{"offset": 1}, {"nbytes": 1}, {"rw_flags": 1},
                                    {"events": 1 << 16}],
                          ids=["offset", "nbytes", "rw_flags", "events-beyond-16-bits"])
-def test_poll_with_a_field_set_is_einval(agent: Any, ctx: int, pipe: list[int],
+def test_poll_with_a_field_set_is_einval(agent: Agent, ctx: int, pipe: list[int],
                                          extra: dict[str, Any]) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[poll(pipe[0], **extra)]) == "EINVAL"
     assert agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["submitted"] == 1

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.races.params import POWER_P, Floor, power
 
 AIO_NR = "/proc/sys/fs/aio-nr"
@@ -17,7 +18,7 @@ CLOCK_RES_LIMIT_NS = 100_000
 
 
 @pytest.fixture
-def aio_nr(agent: Any) -> Callable[[], int]:
+def aio_nr(agent: Agent) -> Callable[[], int]:
     """Read the system-wide count of AIO events reserved by io_setup."""
     def read() -> int:
         return int(agent.call("sys.read_text", path=AIO_NR))
@@ -25,7 +26,7 @@ def aio_nr(agent: Any) -> Callable[[], int]:
 
 
 @pytest.fixture
-def run_loop(agent: Any, record: Any) -> Callable[..., dict[str, Any]]:
+def run_loop(agent: Agent, record: Any) -> Callable[..., dict[str, Any]]:
     """Run one race.* op bounded by ``seconds``; record its counts and timings.
 
     The call timeout is the loop's own bound plus a margin: a loop still

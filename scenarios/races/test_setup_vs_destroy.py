@@ -16,6 +16,7 @@ PARAMS = load(SetupVsDestroy)
 @pytest.mark.claim(CLAIMS["setup_vs_destroy"])
 @pytest.mark.saturates_cpus("four threads spin io_setup/io_destroy and lookups on both vCPUs")
 @pytest.mark.requires_config("AIO")
+@pytest.mark.guest_only("aio-nr counts every process's contexts: on a host, others' come and go")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_setup_destroy_lookup(run_loop: Callable[..., dict[str, Any]], aio_nr: Any,
                               record: Any, raced: Any, p: SetupVsDestroy) -> None:

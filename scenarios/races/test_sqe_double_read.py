@@ -27,6 +27,7 @@ PARAMS = load(SqeDoubleRead)
 @pytest.mark.claim(CLAIMS["sqe_double_read"])
 @pytest.mark.saturates_cpus("the rewriter and the submitter (or SQPOLL) spin on both vCPUs")
 @pytest.mark.requires_config("IO_URING")
+@pytest.mark.guest_only("it mounts a tmpfs (the kernel's mount table; root only)")
 @pytest.mark.parametrize("mode", ["pipe", "sqpoll"])
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_rewritten_sqe_leaves_no_file_reference(run_loop: Callable[..., dict[str, Any]],

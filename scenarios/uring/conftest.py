@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.expectations import UNVERIFIED, Version, expect, observe
 from scenarios.versions import Built
 
@@ -29,26 +30,26 @@ def version(kernel: Any) -> Version:
 
 
 @pytest.fixture(autouse=True)
-def _close_rings(agent: Any) -> Iterator[None]:
+def _close_rings(agent: Agent) -> Iterator[None]:
     yield
     if agent.alive():
         agent.call("uring.close_all")
 
 
 @pytest.fixture
-def big_ring(agent: Any) -> int:
+def big_ring(agent: Agent) -> int:
     """A ring set up for NVMe passthrough: 128-byte SQEs, 32-byte CQEs."""
     return int(agent.call("uring.setup", entries=8, flags=["SQE128", "CQE32"])["ring"])
 
 
-def creds_run(agent: Any, steps: list[dict[str, Any]], **creds: Any) -> dict[str, Any]:
+def creds_run(agent: Agent, steps: list[dict[str, Any]], **creds: Any) -> dict[str, Any]:
     """creds.run; its own ``timeout`` (default 60 s) bounds the child, the call waits longer."""
     wait = float(creds.get("timeout", 60.0)) + 60.0
     reply: dict[str, Any] = agent.call("creds.run", steps=steps, call_timeout=wait, **creds)
     return reply
 
 
-def probe(agent: Any, *, uid: int, memlock_pages: int, want: int, caps: list[str] | None = None,
+def probe(agent: Agent, *, uid: int, memlock_pages: int, want: int, caps: list[str] | None = None,
           settle_s: float = 10.0) -> dict[str, Any]:
     """The memlock probe as ``uid``, repeated until it answers ``want`` or ``settle_s`` ends.
 
@@ -74,7 +75,7 @@ def probe(agent: Any, *, uid: int, memlock_pages: int, want: int, caps: list[str
         time.sleep(0.2)
 
 
-def setup_by_memlock(agent: Any, pages: range, *, uid: int = UID_RING,
+def setup_by_memlock(agent: Agent, pages: range, *, uid: int = UID_RING,
                      attempt: int = 0) -> dict[int, str]:
     """io_uring_setup(1) without capabilities under each memlock limit (bytes → "ok" or the
     errno).  Each limit runs as a user of its own (derived from ``uid`` and ``attempt``):
@@ -108,7 +109,7 @@ MEASURE_PAGES = range(0, 5)  # memlock limits tried where the charge is unverifi
 SETTLE_S = 10.0
 
 
-def ring_pages(agent: Any, version: Version, record: Any, observed: Any, *,
+def ring_pages(agent: Agent, version: Version, record: Any, observed: Any, *,
                uid: int = UID_MEASURE) -> int:
     """Pages a 1-entry ring charges on this kernel: the version data's answer, or where
     that is UNVERIFIED, measured (as another uid than the test's) and noted as observed.

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 from scenarios.uring.conftest import (
     MEASURE_PAGES,
@@ -29,7 +30,8 @@ from scenarios.uring.expectations import EXPECTATIONS, UNVERIFIED, Version, obse
 from scenarios.versions import range_in
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
+pytestmark = [pytest.mark.requires_config("IO_URING"),
+              pytest.mark.needs_root("its steps run as other users, with memlock limits set")]
 
 LIMIT_PAGES = 16
 BIG = 64  # pages: four times the limit
@@ -40,7 +42,7 @@ def _ring_of(step: int) -> dict[str, Any]:
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_limit"])
-def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
+def test_unprivileged_register_limit_to_the_page(agent: Agent, version: Version,
                                                  record: Any, observed: Any) -> None:
     """Without CAP_IPC_LOCK, REGISTER_BUFFERS pins up to the limit less ring pages, no more."""
     want = LIMIT_PAGES - ring_pages(agent, version, record, observed)
@@ -56,7 +58,7 @@ def test_unprivileged_register_limit_to_the_page(agent: Any, version: Version,
 
 
 @pytest.mark.claim(CLAIMS["uring.ring_charge"])
-def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any,
+def test_ring_memory_charge_by_version(agent: Agent, version: Version, record: Any,
                                        observed: Any, inconclusive: Any) -> None:
     """The ring itself is charged to RLIMIT_MEMLOCK as the version data says; where no
     kernel of the range was measured, or only other builds than this one, the charge is
@@ -76,7 +78,7 @@ def test_ring_memory_charge_by_version(agent: Any, version: Version, record: Any
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_latched"])
-def test_exemption_latched_at_creation(agent: Any, record: Any) -> None:
+def test_exemption_latched_at_creation(agent: Agent, record: Any) -> None:
     """A ring created with CAP_IPC_LOCK stays exempt after the drop; a new ring is limited."""
     reply = creds_run(agent, [
         {"op": "uring.setup", "args": {"entries": 1}},                        # 0
@@ -96,7 +98,7 @@ def test_exemption_latched_at_creation(agent: Any, record: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
-def test_accounting_restored_after_drop_sequence(agent: Any, version: Version,
+def test_accounting_restored_after_drop_sequence(agent: Agent, version: Version,
                                                  record: Any, observed: Any) -> None:
     """create, drop CAP_IPC_LOCK, register, unregister, close: root's accounting unchanged."""
     want = LIMIT_PAGES - ring_pages(agent, version, record, observed)
@@ -137,7 +139,7 @@ ROUNDS = 40
 
 
 @pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
-def test_many_rounds_leave_no_drift(agent: Any, version: Version, record: Any,
+def test_many_rounds_leave_no_drift(agent: Agent, version: Version, record: Any,
                                     observed: Any) -> None:
     """Many drop sequences (and as many charged rounds) leave the limit and VmPin unchanged."""
     want = LIMIT_PAGES - ring_pages(agent, version, record, observed)

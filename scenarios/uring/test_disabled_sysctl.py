@@ -7,13 +7,16 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 from scenarios.uring.conftest import GID_URING, UID_DISABLED, UID_GROUP_MEMBER, creds_run
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
 # so does one without the sysctl (6.6+).
 pytestmark = [pytest.mark.requires_config("IO_URING"),
-              pytest.mark.requires_feature("io_uring_disabled")]
+              pytest.mark.requires_feature("io_uring_disabled"),
+              pytest.mark.guest_only("it sets kernel.io_uring_disabled, which every process "
+                                     "of the kernel obeys")]
 
 DISABLED = "/proc/sys/kernel/io_uring_disabled"
 GROUP = "/proc/sys/kernel/io_uring_group"
@@ -38,7 +41,7 @@ EXPECTED: dict[int, dict[str, str]] = {
 
 
 @pytest.fixture
-def sysctl(agent: Any) -> Iterator[None]:
+def sysctl(agent: Agent) -> Iterator[None]:
     """Save io_uring_disabled and io_uring_group; restore both whatever the test did."""
     saved = {p: agent.call("sys.read_text", path=p).strip() for p in (DISABLED, GROUP)}
     agent.call("sys.write_text", path=GROUP, text=str(GID_URING))
@@ -52,7 +55,7 @@ def sysctl(agent: Any) -> Iterator[None]:
 
 @pytest.mark.claim(CLAIMS["uring.disabled_sysctl"])
 @pytest.mark.parametrize("value", [0, 1, 2])
-def test_setup_allowed_by_caller(agent: Any, sysctl: None, value: int, record: Any) -> None:
+def test_setup_allowed_by_caller(agent: Agent, sysctl: None, value: int, record: Any) -> None:
     agent.call("sys.write_text", path=DISABLED, text=str(value))
     got = {}
     for name, creds in CALLERS.items():
@@ -64,7 +67,7 @@ def test_setup_allowed_by_caller(agent: Any, sysctl: None, value: int, record: A
 
 
 @pytest.mark.claim(CLAIMS["uring.disabled_only_setup"])
-def test_existing_ring_keeps_working(agent: Any, sysctl: None) -> None:
+def test_existing_ring_keeps_working(agent: Agent, sysctl: None) -> None:
     """Only setup is gated: a ring made before io_uring_disabled=2 still runs requests."""
     ring = agent.call("uring.setup", entries=4)["ring"]
     agent.call("sys.write_text", path=DISABLED, text="2")

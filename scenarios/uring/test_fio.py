@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -15,7 +16,7 @@ COMMON = ["--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--randrepeat=1"
           "--offset=256M", "--verify=crc32c", "--do_verify=1"]
 
 
-def _job(agent: Any, record: Any, args: list[str]) -> dict[str, Any]:
+def _job(agent: Agent, record: Any, args: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = agent.call("nvme.fio", args=args, timeout_s=240, call_timeout=300)
     record("fio", out["jobs"])
     assert out["status"] == 0, out["stderr"] or out.get("stdout")
@@ -26,7 +27,7 @@ def _job(agent: Any, record: Any, args: list[str]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def engines(agent: Any) -> list[str]:
+def engines(agent: Agent) -> list[str]:
     # fio is a host requirement (`lab doctor` checks it, `lab run` refuses to start
     # without it): its absence here is the harness's problem, never a SKIP.
     found: list[str] = agent.call("nvme.fio_engines")
@@ -36,7 +37,7 @@ def engines(agent: Any) -> list[str]:
 
 @pytest.mark.claim(CLAIMS["nvme.fio_uring_cmd"])
 @pytest.mark.requires_feature("uring_cmd")
-def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any],
+def test_fio_io_uring_cmd_on_generic_device(agent: Agent, nvme: dict[str, Any],
                                             engines: list[str], record: Any) -> None:
     assert "io_uring_cmd" in engines, "the host's fio has no io_uring_cmd engine (lab doctor)"
     _job(agent, record, ["--name=uring_cmd", f"--filename={nvme['fast'].generic}",
@@ -45,7 +46,7 @@ def test_fio_io_uring_cmd_on_generic_device(agent: Any, nvme: dict[str, Any],
 
 @pytest.mark.claim(CLAIMS["aio.fio_libaio"])
 @pytest.mark.requires_config("AIO")  # fio's libaio engine submits through io_submit
-def test_fio_libaio_on_block_device(agent: Any, nvme: dict[str, Any], engines: list[str],
+def test_fio_libaio_on_block_device(agent: Agent, nvme: dict[str, Any], engines: list[str],
                                     record: Any) -> None:
     assert "libaio" in engines, "the host's fio has no libaio engine (lab doctor)"
     _job(agent, record, ["--name=libaio", f"--filename={nvme['fast'].ns}", "--ioengine=libaio",

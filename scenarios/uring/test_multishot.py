@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 from scenarios.uring.expectations import by_multishot
 
@@ -47,7 +48,7 @@ BEFORE_MULTISHOT: dict[str, tuple[list[str] | int, list[str]]] = {
 
 
 @pytest.fixture
-def io(agent: Any, nvme: dict[str, Any], big_ring: int) -> dict[str, Any]:
+def io(agent: Agent, nvme: dict[str, Any], big_ring: int) -> dict[str, Any]:
     """A big ring with provided buffers (group BGID) and a data buffer holding a pattern."""
     fast = nvme["fast"]
     name = fast.ns.rsplit("/", 1)[1]
@@ -66,7 +67,7 @@ def io(agent: Any, nvme: dict[str, Any], big_ring: int) -> dict[str, Any]:
     return {"args": args, "buf": buf, "pattern": pattern, "pbuf": pbuf}
 
 
-def _read(agent: Any, io: dict[str, Any], cmd_flags: list[str] | int,
+def _read(agent: Agent, io: dict[str, Any], cmd_flags: list[str] | int,
           sqe_flags: list[str]) -> dict[str, Any]:
     extra = {"uring_cmd_flags": cmd_flags, "flags": sqe_flags, "buf_group": BGID}
     out: dict[str, Any] = agent.call("nvme.rw", write=False, buf=io["buf"], extra=extra,
@@ -84,7 +85,7 @@ def _res(out: dict[str, Any]) -> list[int]:
     pytest.param(key, marks=pytest.mark.claim(CLAIMS[claim]), id=key)
     for key, (_, _, claim) in RULES.items()
 ])
-def test_flag_rules(agent: Any, io: dict[str, Any], key: str, record: Any) -> None:
+def test_flag_rules(agent: Agent, io: dict[str, Any], key: str, record: Any) -> None:
     cmd_flags, sqe_flags, _ = RULES[key]
     out = _read(agent, io, cmd_flags, sqe_flags)
     record("cqes", out["cqes"])
@@ -92,21 +93,21 @@ def test_flag_rules(agent: Any, io: dict[str, Any], key: str, record: Any) -> No
 
 
 @pytest.mark.claim(CLAIMS["uring_cmd.unknown_flag"])
-def test_unknown_uring_cmd_flag(agent: Any, io: dict[str, Any], record: Any) -> None:
+def test_unknown_uring_cmd_flag(agent: Agent, io: dict[str, Any], record: Any) -> None:
     out = _read(agent, io, UNKNOWN_BIT, [])
     record("cqes", out["cqes"])
     assert _res(out) == [-getattr(errno, by_multishot("mshot.unknown_bit", has=True))], out
 
 
 @pytest.mark.claim(CLAIMS["uring_cmd.top_bits"])
-def test_top_uring_cmd_flag_bits_refused(agent: Any, io: dict[str, Any], record: Any) -> None:
+def test_top_uring_cmd_flag_bits_refused(agent: Agent, io: dict[str, Any], record: Any) -> None:
     got = {hex(bit): _res(_read(agent, io, bit, [])) for bit in TOP_BITS}
     record("res_by_bit", got)
     assert got == {hex(bit): [-errno.EINVAL] for bit in TOP_BITS}
 
 
 @pytest.mark.claim(CLAIMS["uring_cmd.fixed_ok"])
-def test_fixed_alone_is_accepted(agent: Any, io: dict[str, Any], record: Any) -> None:
+def test_fixed_alone_is_accepted(agent: Agent, io: dict[str, Any], record: Any) -> None:
     assert agent.call("uring.register_buffers", ring=io["args"]["ring"], bufs=[io["buf"]]) == 0
     out: dict[str, Any] = agent.call("nvme.rw", write=False, buf=io["buf"],
                                      extra={"uring_cmd_flags": [FIXED], "buf_index": 0},
@@ -119,7 +120,7 @@ def test_fixed_alone_is_accepted(agent: Any, io: dict[str, Any], record: Any) ->
 @pytest.mark.claim(CLAIMS["mshot.before_6_18"])
 @pytest.mark.requires_feature("!uring_cmd_multishot")  # else test_flag_rules
 @pytest.mark.parametrize("key", list(BEFORE_MULTISHOT))
-def test_before_multishot(agent: Any, io: dict[str, Any], key: str, record: Any) -> None:
+def test_before_multishot(agent: Agent, io: dict[str, Any], key: str, record: Any) -> None:
     cmd_flags, sqe_flags = BEFORE_MULTISHOT[key]
     out = _read(agent, io, cmd_flags, sqe_flags)
     record("cqes", out["cqes"])
@@ -128,7 +129,7 @@ def test_before_multishot(agent: Any, io: dict[str, Any], key: str, record: Any)
 
 @pytest.mark.claim(CLAIMS["mshot.nvme_oneshot"])
 @pytest.mark.requires_feature("uring_cmd_multishot")
-def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], record: Any) -> None:
+def test_valid_multishot_to_nvme(agent: Agent, io: dict[str, Any], record: Any) -> None:
     """MULTISHOT + BUFFER_SELECT to NVMe: prep accepts it; the nvme driver never selects a
     provided buffer or posts a multishot CQE, it completes the command once."""
     out = _read(agent, io, [MULTISHOT], ["BUFFER_SELECT"])
@@ -145,7 +146,8 @@ def test_valid_multishot_to_nvme(agent: Any, io: dict[str, Any], record: Any) ->
 @pytest.mark.claim(CLAIMS["mshot.posts_more"])
 @pytest.mark.requires_config("BLK_DEV_UBLK")
 @pytest.mark.requires_feature("ublk_batch_fetch")
-def test_ublk_batch_fetch_posts_more_than_once(agent: Any, record: Any) -> None:
+@pytest.mark.guest_only("the agent adds a ublk device to the kernel")
+def test_ublk_batch_fetch_posts_more_than_once(agent: Agent, record: Any) -> None:
     """A positive multishot: one UBLK_U_IO_FETCH_IO_CMDS, several CQEs with IORING_CQE_F_MORE.
 
     The agent is the ublk server (guest/ops_ublk.py): a batch-I/O device, one

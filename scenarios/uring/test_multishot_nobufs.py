@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
 # so does one whose ublk_drv has no batch fetch (UBLK_U_CMD_GET_FEATURES: UBLK_F_BATCH_IO).
 pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_config("BLK_DEV_UBLK"),
-              pytest.mark.requires_feature("ublk_batch_fetch")]
+              pytest.mark.requires_feature("ublk_batch_fetch"),
+              pytest.mark.guest_only("the agent adds a ublk device to the kernel")]
 
 READS = 2
 
@@ -26,7 +28,7 @@ READS = 2
     pytest.param("unregister", marks=pytest.mark.claim(CLAIMS["mshot.unregister_bufring"]),
                  id="unregistered-ring"),
 ])
-def test_fetch_without_buffers_ends_with_enobufs(agent: Any, mode: str, record: Any) -> None:
+def test_fetch_without_buffers_ends_with_enobufs(agent: Agent, mode: str, record: Any) -> None:
     out = agent.call("ublk.fetch_nobufs", mode=mode, nreads=READS, timeout_ms=60_000,
                      call_timeout=180)
     record("ublk", out)

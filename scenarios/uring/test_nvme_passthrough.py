@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
@@ -18,14 +19,14 @@ SLBA_BYTES = 768 << 20  # an area of the "fast" namespace no other suite touches
 NBLOCKS_BYTES = 8192
 
 
-def _geometry(agent: Any, dev: Any) -> tuple[int, int]:
+def _geometry(agent: Agent, dev: Any) -> tuple[int, int]:
     name = dev.ns.rsplit("/", 1)[1]
     lba = int(agent.call("sys.read_text", path=f"/sys/block/{name}/queue/logical_block_size"))
     return lba, int(agent.call("nvme.nsid", path=dev.generic))
 
 
 @pytest.mark.claim(CLAIMS["nvme.identify"])
-def test_identify_controller_admin(agent: Any, nvme: dict[str, Any], big_ring: int,
+def test_identify_controller_admin(agent: Agent, nvme: dict[str, Any], big_ring: int,
                                    record: Any) -> None:
     fast = nvme["fast"]
     out = agent.call("nvme.identify", ring=big_ring, ctrl=fast.ctrl)
@@ -38,7 +39,7 @@ def test_identify_controller_admin(agent: Any, nvme: dict[str, Any], big_ring: i
 
 
 @pytest.mark.claim(CLAIMS["nvme.passthrough_io"])
-def test_passthrough_write_then_block_read(agent: Any, nvme: dict[str, Any],
+def test_passthrough_write_then_block_read(agent: Agent, nvme: dict[str, Any],
                                            big_ring: int) -> None:
     fast = nvme["fast"]
     lba, nsid = _geometry(agent, fast)
@@ -62,7 +63,7 @@ def test_passthrough_write_then_block_read(agent: Any, nvme: dict[str, Any],
 
 
 @pytest.mark.claim(CLAIMS["nvme.passthrough_io"])
-def test_block_write_then_passthrough_read(agent: Any, nvme: dict[str, Any],
+def test_block_write_then_passthrough_read(agent: Agent, nvme: dict[str, Any],
                                            big_ring: int) -> None:
     fast = nvme["fast"]
     lba, nsid = _geometry(agent, fast)
@@ -87,7 +88,7 @@ def test_block_write_then_passthrough_read(agent: Any, nvme: dict[str, Any],
 
 @pytest.mark.claim(CLAIMS["nvme.needs_big_entries"])
 @pytest.mark.parametrize("flags", [[], ["SQE128"], ["CQE32"]], ids=["plain", "sqe128", "cqe32"])
-def test_ring_without_big_entries_is_eopnotsupp(agent: Any, nvme: dict[str, Any],
+def test_ring_without_big_entries_is_eopnotsupp(agent: Agent, nvme: dict[str, Any],
                                                 flags: list[str]) -> None:
     ring = agent.call("uring.setup", entries=4, flags=flags)["ring"]
     out = agent.call("nvme.identify", ring=ring, ctrl=nvme["fast"].ctrl)

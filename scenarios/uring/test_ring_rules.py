@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab.vm.agent import Agent
 from scenarios.uring.claims import CLAIMS, DEVIATIONS
 
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -23,11 +24,11 @@ LONG_MS = 10_000
 CACHED = "/tmp/kernel-lab-uring-cached"
 
 
-def _ring(agent: Any, entries: int = 4, **extra: Any) -> int:
+def _ring(agent: Agent, entries: int = 4, **extra: Any) -> int:
     return int(agent.call("uring.setup", entries=entries, **extra)["ring"])
 
 
-def _pipe_reads(agent: Any, ring: int, n: int) -> list[int]:
+def _pipe_reads(agent: Agent, ring: int, n: int) -> list[int]:
     """``n`` one-byte READs of an empty pipe, pending; returns [read end, write end]."""
     fds: list[int] = agent.call("fs.pipe")
     buf = agent.call("mem.alloc", size=4096)
@@ -38,7 +39,7 @@ def _pipe_reads(agent: Any, ring: int, n: int) -> list[int]:
 
 
 @pytest.mark.claim(CLAIMS["uring.getevents_min_complete"])
-def test_getevents_waits_for_min_complete(agent: Any, record: Any) -> None:
+def test_getevents_waits_for_min_complete(agent: Agent, record: Any) -> None:
     ring = _ring(agent)
     _r, w = _pipe_reads(agent, ring, 2)
     agent.call("fs.write", fd=w, data_hex="2a")  # completes one of the two reads
@@ -58,7 +59,7 @@ def test_getevents_waits_for_min_complete(agent: Any, record: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["uring.getevents_zero"])
-def test_getevents_min_zero_does_not_wait(agent: Any, record: Any) -> None:
+def test_getevents_min_zero_does_not_wait(agent: Agent, record: Any) -> None:
     ring = _ring(agent)
     _pipe_reads(agent, ring, 1)  # pending: nothing will complete
     got = agent.call("uring.getevents", ring=ring, min_complete=0, timeout_ms=LONG_MS)
@@ -68,7 +69,7 @@ def test_getevents_min_zero_does_not_wait(agent: Any, record: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["uring.inline_cached"])
-def test_cached_read_completes_inline(agent: Any, record: Any) -> None:
+def test_cached_read_completes_inline(agent: Agent, record: Any) -> None:
     ring = _ring(agent)
     fd = agent.call("fs.open", path=CACHED, flags=["O_RDWR", "O_CREAT", "O_TRUNC"])
     try:
@@ -90,7 +91,7 @@ def test_cached_read_completes_inline(agent: Any, record: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["uring.sqe_flags_unknown"])
-def test_unknown_sqe_flag_is_einval(agent: Any, deviation: Any) -> None:
+def test_unknown_sqe_flag_is_einval(agent: Agent, deviation: Any) -> None:
     ring = _ring(agent)
     bad = agent.call("uring.run", ring=ring, timeout_ms=LONG_MS,
                      sqes=[{"opcode": "NOP", "flags": UNKNOWN_SQE_FLAG, "user_data": 7}])
@@ -103,7 +104,7 @@ def test_unknown_sqe_flag_is_einval(agent: Any, deviation: Any) -> None:
 
 
 @pytest.mark.claim(CLAIMS["uring.sq_index_dropped"])
-def test_out_of_range_sq_index_is_dropped(agent: Any, record: Any, deviation: Any) -> None:
+def test_out_of_range_sq_index_is_dropped(agent: Agent, record: Any, deviation: Any) -> None:
     ring = _ring(agent)
     before = agent.call("uring.state", ring=ring)
     taken = agent.call("uring.submit", ring=ring,
@@ -123,7 +124,7 @@ def test_out_of_range_sq_index_is_dropped(agent: Any, record: Any, deviation: An
 
 
 @pytest.mark.claim(CLAIMS["uring.cq_overflow"])
-def test_cq_overflow_keeps_completions(agent: Any, record: Any, deviation: Any) -> None:
+def test_cq_overflow_keeps_completions(agent: Agent, record: Any, deviation: Any) -> None:
     setup = agent.call("uring.setup", entries=4, cq_entries=4)
     ring = setup["ring"]
     assert setup["cq_entries"] == 4 and setup["features"] & IORING_FEAT_NODROP, setup
