@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -23,7 +22,7 @@ def _events(agent: Any, ctx: int, want: int, timeout_ms: int = 60_000) -> list[d
     return got
 
 
-@pytest.mark.claim(CLAIMS["cancel.direct_io"])
+@pytest.mark.claim("io_cancel.direct_io")
 def test_inflight_direct_read_cannot_be_cancelled(agent: Any, slow_reads: Any, record: Any,
                                                   inconclusive: Any) -> None:
     reads = slow_reads(SLOW_READS)
@@ -43,7 +42,7 @@ def test_inflight_direct_read_cannot_be_cancelled(agent: Any, slow_reads: Any, r
                      "rather than not cancellable")
 
 
-@pytest.mark.claim(CLAIMS["cancel.twice"])
+@pytest.mark.claim("io_cancel.twice")
 def test_cancel_twice_second_is_einval(agent: Any, ctx: int, pipe: list[int]) -> None:
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["iocbs"][0]
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=iocb) == "EINPROGRESS"
@@ -53,7 +52,7 @@ def test_cancel_twice_second_is_einval(agent: Any, ctx: int, pipe: list[int]) ->
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=200) == []
 
 
-@pytest.mark.claim(CLAIMS["cancel.other_ctx"])
+@pytest.mark.claim("io_cancel.other_ctx")
 def test_cancel_through_another_context(agent: Any, ctx: int, pipe: list[int]) -> None:
     other = agent.call("aio.setup", nr_events=4)
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["iocbs"][0]
@@ -66,7 +65,7 @@ def test_cancel_through_another_context(agent: Any, ctx: int, pipe: list[int]) -
     assert agent.call("aio.getevents", ctx=other, min_nr=0, nr=1, timeout_ms=0) == []
 
 
-@pytest.mark.claim(CLAIMS["cancel.result_ignored"])
+@pytest.mark.claim("io_cancel.result_ignored")
 def test_result_argument_is_ignored(agent: Any, ctx: int, pipe: list[int]) -> None:
     result = agent.call("mem.alloc", size=4096, fill=0xAB)
     a, b = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0]), poll(pipe[0])])["iocbs"]
@@ -78,7 +77,7 @@ def test_result_argument_is_ignored(agent: Any, ctx: int, pipe: list[int]) -> No
     assert sorted((e["iocb"], e["res"]) for e in events) == sorted([(a, 0), (b, 0)])
 
 
-@pytest.mark.claim(CLAIMS["cancel.efault_before_ctx"])
+@pytest.mark.claim("io_cancel.efault_before_ctx")
 def test_unreadable_iocb_checked_before_context(agent: Any, pipe: list[int]) -> None:
     assert agent.errno_of("aio.cancel", ctx=NEVER_CREATED, iocb="fault") == "EFAULT"
     # A readable iocb whose key is KIOCB_KEY, with the same bad context: EINVAL.

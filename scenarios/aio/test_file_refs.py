@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll, wait_epipe
 
 # The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.requires_config("AIO")
 NEVER = ["POLLOUT"]
 
 
-@pytest.mark.claim(CLAIMS["submit.fref_bad_opcode"])
+@pytest.mark.claim("io_submit.fref_bad_opcode")
 def test_bad_opcode_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int],
                                             record: Any) -> None:
     r, w = pipe
@@ -35,7 +34,7 @@ def test_bad_opcode_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int
     assert got["epipe"], "the rejected iocb's file is still referenced"
 
 
-@pytest.mark.claim(CLAIMS["submit.fref_bad_resfd"])
+@pytest.mark.claim("io_submit.fref_bad_resfd")
 def test_bad_resfd_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int],
                                            scratch: int, record: Any) -> None:
     r, w = pipe
@@ -48,7 +47,7 @@ def test_bad_resfd_keeps_no_file_reference(agent: Any, ctx: int, pipe: list[int]
     assert got["epipe"], "the rejected iocb's file is still referenced"
 
 
-@pytest.mark.claim(CLAIMS["submit.fref_poll_pending"])
+@pytest.mark.claim("io_submit.fref_poll_pending")
 def test_pending_poll_keeps_its_file(agent: Any, ctx: int, pipe: list[int]) -> None:
     r, w = pipe
     assert agent.call("aio.submit", ctx=ctx, iocbs=[poll(r, NEVER)])["submitted"] == 1
@@ -60,7 +59,7 @@ def test_pending_poll_keeps_its_file(agent: Any, ctx: int, pipe: list[int]) -> N
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=200) == []
 
 
-@pytest.mark.claim(CLAIMS["destroy.fref_poll_cancelled"])
+@pytest.mark.claim("io_destroy.fref_poll_cancelled")
 def test_poll_cancelled_by_destroy_releases_its_file(agent: Any, pipe: list[int],
                                                      record: Any) -> None:
     r, w = pipe

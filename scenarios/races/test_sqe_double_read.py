@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 
-from scenarios.races.claims import CLAIMS
 from scenarios.races.params import FLOORS, SqeDoubleRead, ident, load
 
 PARAMS = load(SqeDoubleRead)
 
 
-@pytest.mark.claim(CLAIMS["sqe_double_read"])
+@pytest.mark.claim("io_uring.sqe_double_read")
 @pytest.mark.saturates_cpus("the rewriter and the submitter (or SQPOLL) spin on both vCPUs")
 @pytest.mark.requires_config("IO_URING")
 @pytest.mark.parametrize("mode", ["pipe", "sqpoll"])

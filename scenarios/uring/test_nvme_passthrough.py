@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from scenarios.uring.claims import CLAIMS
-
 # The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
 # one whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs too.
 pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_feature("uring_cmd")]
@@ -24,7 +22,7 @@ def _geometry(agent: Any, dev: Any) -> tuple[int, int]:
     return lba, int(agent.call("nvme.nsid", path=dev.generic))
 
 
-@pytest.mark.claim(CLAIMS["nvme.identify"])
+@pytest.mark.claim("nvme.identify")
 def test_identify_controller_admin(agent: Any, nvme: dict[str, Any], big_ring: int,
                                    record: Any) -> None:
     fast = nvme["fast"]
@@ -37,7 +35,7 @@ def test_identify_controller_admin(agent: Any, nvme: dict[str, Any], big_ring: i
     assert out["vid"] == 0x1B36  # Red Hat's PCI vendor id, QEMU's default
 
 
-@pytest.mark.claim(CLAIMS["nvme.passthrough_io"])
+@pytest.mark.claim("nvme.passthrough_io")
 def test_passthrough_write_then_block_read(agent: Any, nvme: dict[str, Any],
                                            big_ring: int) -> None:
     fast = nvme["fast"]
@@ -61,7 +59,7 @@ def test_passthrough_write_then_block_read(agent: Any, nvme: dict[str, Any],
         agent.call("mem.free", handle=buf)
 
 
-@pytest.mark.claim(CLAIMS["nvme.passthrough_io"])
+@pytest.mark.claim("nvme.passthrough_io")
 def test_block_write_then_passthrough_read(agent: Any, nvme: dict[str, Any],
                                            big_ring: int) -> None:
     fast = nvme["fast"]
@@ -85,7 +83,7 @@ def test_block_write_then_passthrough_read(agent: Any, nvme: dict[str, Any],
         agent.call("mem.free", handle=buf)
 
 
-@pytest.mark.claim(CLAIMS["nvme.needs_big_entries"])
+@pytest.mark.claim("nvme.needs_big_entries")
 @pytest.mark.parametrize("flags", [[], ["SQE128"], ["CQE32"]], ids=["plain", "sqe128", "cqe32"])
 def test_ring_without_big_entries_is_eopnotsupp(agent: Any, nvme: dict[str, Any],
                                                 flags: list[str]) -> None:
