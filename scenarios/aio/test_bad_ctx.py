@@ -7,9 +7,6 @@ from typing import Any
 
 import pytest
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 NEVER_CREATED = 0x7F0000DEAD000
 
 

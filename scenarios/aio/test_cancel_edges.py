@@ -9,9 +9,6 @@ import pytest
 
 from scenarios.aio.conftest import poll
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 NEVER_CREATED = 0x7F0000DEAD000
 SLOW_READS = 8
 

@@ -8,9 +8,6 @@ import pytest
 
 from scenarios.catalogue import DEVIATIONS
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 NEVER_MAPPED = 0x7F0000DEAD000
 GETEVENTS_MS = 30_000
 

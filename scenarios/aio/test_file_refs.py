@@ -14,9 +14,6 @@ import pytest
 
 from scenarios.aio.conftest import poll, wait_epipe
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 # POLLOUT on a read end never fires (pipe_poll reports POLLOUT only to writers), and
 # POLLIN stays out of the mask, so writes to the pipe leave the POLL pending.
 NEVER = ["POLLOUT"]

@@ -8,9 +8,6 @@ import pytest
 
 from scenarios.catalogue import DEVIATIONS
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 
 def _poll(fd: int) -> dict[str, Any]:
     return {"opcode": "POLL", "fd": fd, "events": ["POLLIN"]}

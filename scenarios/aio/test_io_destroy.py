@@ -6,9 +6,6 @@ from typing import Any
 
 import pytest
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 SLOW_READS = 12  # on the throttled NVMe (25 IOPS): about half a second of I/O
 
 

@@ -8,9 +8,6 @@ import pytest
 
 from scenarios.catalogue import DEVIATIONS
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 
 def _pwrite(fd: int, buf: int, offset: int = 0, **extra: Any) -> dict[str, Any]:
     return {"opcode": "PWRITE", "fd": fd, "buf": buf, "nbytes": 4096, "offset": offset, **extra}

@@ -16,9 +16,6 @@ import pytest
 
 from scenarios.aio.conftest import poll
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 RING_FIELDS = ("id", "nr", "head", "tail", "magic", "compat_features", "incompat_features",
                "header_length")
 

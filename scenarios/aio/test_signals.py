@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 # On the throttled NVMe (25 IOPS): about 1.6 s of I/O in flight, time enough to watch.
 SLOW_READS = 40
 JOIN_MS = 120_000

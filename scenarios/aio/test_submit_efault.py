@@ -10,9 +10,6 @@ import pytest
 
 from scenarios.catalogue import DEVIATIONS
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 # Below mmap_min_addr (64 KiB by default): inside the user range, never mapped.
 UNMAPPED_USER = 0x1000
 KERNEL_ADDR = 0xFFFF_8880_0000_0000  # the direct map on x86-64: outside the user range

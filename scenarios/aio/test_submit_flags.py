@@ -27,9 +27,6 @@ from scenarios.aio.expectations import (
     RWF_UNKNOWN,
 )
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 # IOPRIO_PRIO_VALUE(class, 0), include/uapi/linux/ioprio.h: BE is 2; 4 is no class.
 IOPRIO_BE = 2 << 13
 IOPRIO_CLASS_4 = 4 << 13

@@ -10,9 +10,6 @@ from scenarios.aio.conftest import EOPNOTSUPP, SCRATCH, poll
 from scenarios.aio.expectations import RWF_UNKNOWN
 from scenarios.catalogue import DEVIATIONS
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 KEY = 0x5A5A  # an aio_key the kernel did not write
 
 

@@ -9,9 +9,6 @@ import pytest
 from scenarios.aio.conftest import poll
 from scenarios.catalogue import DEVIATIONS
 
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
-
 UIO_MAXIOV = 1024  # include/uapi/linux/uio.h
 LOFF_MAX = (1 << 63) - 1
 # An area of the "fast" namespace no other suite touches (multishot 640M, passthrough 768M).

@@ -27,9 +27,6 @@ from scenarios.uring.conftest import (
 from scenarios.uring.expectations import EXPECTATIONS, UNVERIFIED, Version, observe
 from scenarios.versions import range_in
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
-
 LIMIT_PAGES = 16
 BIG = 64  # pages: four times the limit
 

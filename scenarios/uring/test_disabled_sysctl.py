@@ -9,10 +9,8 @@ import pytest
 
 from scenarios.uring.conftest import GID_URING, UID_DISABLED, UID_GROUP_MEMBER, creds_run
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
-# so does one without the sysctl (6.6+).
-pytestmark = [pytest.mark.requires_config("IO_URING"),
-              pytest.mark.requires_feature("io_uring_disabled")]
+# A kernel without the sysctl (6.6+) SKIPs.
+pytestmark = pytest.mark.requires_feature("io_uring_disabled")
 
 DISABLED = "/proc/sys/kernel/io_uring_disabled"
 GROUP = "/proc/sys/kernel/io_uring_group"

@@ -6,9 +6,6 @@ from typing import Any
 
 import pytest
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
-
 COMMON = ["--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--randrepeat=1",
           "--offset=256M", "--verify=crc32c", "--do_verify=1"]
 

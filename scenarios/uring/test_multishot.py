@@ -17,9 +17,8 @@ import pytest
 
 from scenarios.uring.expectations import by_multishot
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
-# one whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs too.
-pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_feature("uring_cmd")]
+# A kernel whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs.
+pytestmark = pytest.mark.requires_feature("uring_cmd")
 
 BGID = 7
 WAIT_MS = 5000

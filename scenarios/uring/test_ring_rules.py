@@ -13,9 +13,6 @@ import pytest
 
 from scenarios.catalogue import DEVIATIONS
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
-
 IORING_FEAT_NODROP = 1 << 1  # include/uapi/linux/io_uring.h
 UNKNOWN_SQE_FLAG = 1 << 7  # above IOSQE_CQE_SKIP_SUCCESS (1 << 6), the highest defined
 SHORT_MS = 1000
