@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 
 from lab.results import claims as audit_mod
+from lab.results import report
+from lab.results.verdict import TESTED
 from scenarios import conftest as scenarios_conftest
 from scenarios.catalogue import DEVIATIONS, SCENARIOS, by_id, catalogue
 from scenarios.claim import SPECS, CatalogueError, Claim, Source, load
@@ -28,6 +32,7 @@ from scenarios.claim import SPECS, CatalogueError, Claim, Source, load
 REPO = Path(__file__).resolve().parents[1]
 # Tests of the lab's own variants (io_uring-off leaves AIO alone, and the reverse): about
 # the build, not an API text.
+GOLDEN_RUN = REPO / "tests" / "golden" / "format2-run"
 UNCITED_OK = {"test_aio_still_works_without_io_uring", "test_io_uring_still_there_without_aio"}
 
 COLLECT = """
@@ -146,7 +151,8 @@ def test_a_scenario_citing_an_unknown_claim_stops_the_collection() -> None:
     here = SCENARIOS / "aio" / "test_x.py"
     scenarios_conftest.pytest_collection_modifyitems([_item(here, "io_submit.bad_ctx")])
     for bad in ("io_submit.bad_ctxx", "io_submit: an invalid ctx_id fails with EINVAL"):
-        with pytest.raises(pytest.UsageError, match=re.escape(f"test_x.py::test_x cites claim {bad!r}")):
+        message = re.escape(f"test_x.py::test_x cites claim {bad!r}")
+        with pytest.raises(pytest.UsageError, match=message):
             scenarios_conftest.pytest_collection_modifyitems([_item(here, bad)])
     # A suite of the user's cites what it likes.
     scenarios_conftest.pytest_collection_modifyitems([_item(REPO / "t" / "test_x.py", "x")])
@@ -198,3 +204,29 @@ def test_claim_as_dict_is_what_the_audit_reads() -> None:
                            "source": {"spec": "facts", "section": "s", "error": "EINVAL",
                                       "file": "scenarios/specs/facts.md"}}
     assert audit_mod.claim_id(c.as_dict()) == "io_submit.k"
+
+
+def test_a_run_written_before_ids_audits_and_renders_by_today_s_ids(
+        collected: list[tuple[str, list[str]]], tmp_path: Path) -> None:
+    """A run directory main's code wrote (results format 2: records citing the claim's
+    text, claims.json with keys): each record joins the claim its test cites today, by
+    its own claims.json and by today's catalogue (the legacy table), and the report
+    shows the ids."""
+    assert json.loads((GOLDEN_RUN / "matrix.json").read_text())["format"] == 2
+    run = report.load_run(GOLDEN_RUN)
+    assert run.claims is not None and all("key" in c and "id" not in c for c in run.claims)
+    cites = dict(collected)
+    for catalogue_ in (run.claims, [c.as_dict() for c in catalogue()]):
+        ids = audit_mod.cited_ids(catalogue_)
+        assert all(r.claim not in by_id() for r in run.records)  # prose, not ids
+        assert {r.test: [ids[r.claim]] for r in run.records} == \
+            {r.test: cites[r.test] for r in run.records}
+        audit = audit_mod.audit(run.records, catalogue_)
+        assert not audit["uncatalogued"], audit["uncatalogued"]
+        decided = {ids[r.claim] for r in run.records if r.verdict in TESTED}
+        assert audit["counts"]["checked"] == len(decided) == len(run.records) - 1  # enosys SKIPs
+    copy = tmp_path / "run"
+    shutil.copytree(GOLDEN_RUN, copy)
+    page = report.write(copy, today=date(2026, 12, 7)).read_text()
+    assert 'data-id="io_uring.sqe_double_read"' in page and 'data-id="io_submit.bad_ctx"' in page
+
