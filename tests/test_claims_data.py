@@ -88,6 +88,24 @@ def test_every_spec_text_is_in_the_repository_and_cited() -> None:
         assert spec.path.parent == SCENARIOS / "specs" and spec.path.stat().st_size > 1000
 
 
+def _plain(text: str) -> str:
+    """Text with mail quoting, diff and comment markers, quotes and line breaks gone."""
+    text = re.sub(r"(?m)^[\s>+\-*/|]*", " ", text)
+    return re.sub(r"[\s'\"`]+", " ", text).lower().strip()
+
+
+def test_what_a_source_quotes_is_in_its_text() -> None:
+    """A section that quotes its text ('...'; an ellipsis joins two pieces) points at words
+    the file holds: the anchor a reader searches for."""
+    bodies = {name: _plain(spec.path.read_text(errors="replace")) for name, spec in SPECS.items()}
+    quoted = [(c.id, c.source.spec, q) for c in catalogue()
+              for q in re.findall(r"'([^']+)'", c.source.section)]
+    assert len(quoted) >= 40
+    missing = [(cid, spec, q) for cid, spec, q in quoted
+               if not all(_plain(piece) in bodies[spec] for piece in q.split("..."))]
+    assert not missing, missing
+
+
 def test_the_sqe_double_read_is_credited_to_the_io_uring_review() -> None:
     """It was credited to the io_destroy KAPI text (the race suite's shim gave every race
     claim without a source of its own that text), in claims.json and the report."""
