@@ -1,34 +1,38 @@
 """Every suite's claims in one list: what a run writes into its run directory as claims.json.
 
-The race suites' claims (scenarios/races/claims.py) are key -> text only; their sources
-are given here until that module lists Claim entries of its own (then those are used).
+A suite's claims are its folder's claims.toml (scenarios/claim.py reads and checks it); a
+new suite, the peer suites' included, adds its file and nothing here.  Ids are unique
+across suites: a test of one suite may cite another's claim (the enosys suite cites the
+aio and uring suites' ENOSYS claims).
 """
 
 from __future__ import annotations
 
-from scenarios.aio.claims import CATALOGUE as AIO
-from scenarios.claim import Claim, Source
-from scenarios.races import claims as races
-from scenarios.uring.claims import CATALOGUE as URING
+from functools import cache
+from pathlib import Path
 
-RACE_SOURCES: dict[str, Source] = {
-    "destroy_vs_submit": Source("kapi-io_destroy", "notes: race with io_submit, 7137c6bd4552"),
-    "concurrent_destroy": Source("kapi-io_destroy", "long-desc: two threads, only the first "
-                                 "succeeds", "EINVAL"),
-    "setup_vs_destroy": Source("kapi-io_destroy", "notes: race with io_setup, 86b62a2cb4fc"),
-    "destroy_buffers": Source("kapi-io_destroy", "long-desc: buffers no longer accessed; notes "
-                              "e02ba72aabfa"),
-}
+from scenarios.claim import CatalogueError, Claim, load
+
+SCENARIOS = Path(__file__).resolve().parent
 
 
-def race_claims() -> list[Claim]:
-    own = getattr(races, "CATALOGUE", None)
-    if own is not None:
-        return list(own)
-    return [Claim(key, text, RACE_SOURCES.get(key, Source("kapi-io_destroy", "races")),
-                  suite="races") for key, text in races.CLAIMS.items()]
+@cache
+def catalogue() -> tuple[Claim, ...]:
+    """Every claim of every suite, checkable or not, in the suites' order."""
+    claims = tuple(c for path in sorted(SCENARIOS.glob("*/claims.toml")) for c in load(path))
+    first: dict[str, str] = {}
+    for c in claims:
+        if c.id in first:
+            raise CatalogueError(f"claim id {c.id!r} is listed by both {first[c.id]} and "
+                                 f"{c.suite}: an id names one claim")
+        first[c.id] = c.suite
+    return claims
 
 
-def catalogue() -> list[Claim]:
-    """Every claim of every suite, checkable or not."""
-    return [*AIO, *URING, *race_claims()]
+def by_id() -> dict[str, Claim]:
+    """Every claim by its id."""
+    return {c.id: c for c in catalogue()}
+
+
+# claim id -> the deviation from its source a test records for it (``deviation`` fixture).
+DEVIATIONS: dict[str, str] = {c.id: c.deviation for c in catalogue() if c.deviation}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,24 @@ D61 = {"spec": "debian:6.1", "release": "6.1.176", "variant": "prebuilt"}
 DEBUG = {"spec": "debian-src:7.2", "release": "7.2.13", "variant": "debug"}
 
 CATALOGUE: list[dict[str, Any]] = [
-    {"key": "a.ok", "text": "A holds", "suite": "aio", "deviation": "", "not_checkable": "",
-     "source": {"text": "kapi-io_submit", "section": "error EINVAL", "error": "EINVAL"}},
-    {"key": "a.dev", "text": "A deviates", "suite": "aio", "not_checkable": "",
+    {"id": "a.ok", "text": "A holds", "suite": "aio", "deviation": "", "not_checkable": "",
+     "source": {"spec": "kapi-io_submit", "section": "error EINVAL", "error": "EINVAL"}},
+    {"id": "a.dev", "text": "A deviates", "suite": "aio", "not_checkable": "",
      "deviation": "text says X, kernel Y",
-     "source": {"text": "io_destroy(2)", "section": "ERRORS", "error": "EFAULT"}},
-    {"key": "a.never", "text": "A never run", "suite": "aio", "deviation": "",
-     "not_checkable": "", "source": {"text": "FACTS", "section": "s"}},
-    {"key": "a.nc", "text": "A internal", "suite": "aio", "deviation": "",
-     "not_checkable": "locking is internal", "source": {"text": "kapi-io_cancel",
+     "source": {"spec": "io_destroy.2", "section": "ERRORS", "error": "EFAULT"}},
+    {"id": "a.never", "text": "A never run", "suite": "aio", "deviation": "",
+     "not_checkable": "", "source": {"spec": "facts", "section": "s"}},
+    {"id": "a.nc", "text": "A internal", "suite": "aio", "deviation": "",
+     "not_checkable": "locking is internal", "source": {"spec": "kapi-io_cancel",
                                                         "section": "lock"}},
 ]
+
+
+def as_format2(claim: dict[str, Any]) -> dict[str, Any]:
+    """A catalogue entry as a lab of results format 2 wrote it: a key, the source's text."""
+    entry = {k: v for k, v in claim.items() if k != "id"}
+    source = dict(claim["source"])
+    return {**entry, "key": claim["id"], "source": {"text": source.pop("spec"), **source}}
 
 
 def _rec(test: str, verdict: str, claim: str, kernel: dict[str, Any],
@@ -36,23 +44,27 @@ def _rec(test: str, verdict: str, claim: str, kernel: dict[str, Any],
 
 
 RECORDS = [
-    _rec("t_ok[7.2]", "PASS", "A holds", D72),
-    _rec("t_ok[6.1]", "SKIP", "A holds", D61, reason="kernel 6.1: RWF_X appeared in 6.9"),
-    _rec("t_ok[debug]", "FAIL", "A holds", DEBUG, reason="KASAN"),
-    _rec("t_dev[7.2]", "PASS", "A deviates", D72, ["text says X, kernel Y"]),
-    _rec("t_dev[6.1]", "PASS", "A deviates", D61, ["text says X, kernel Y"]),
-    _rec("t_stray", "PASS", "not in the catalogue", D72),
+    _rec("t_ok[7.2]", "PASS", "a.ok", D72),
+    _rec("t_ok[6.1]", "SKIP", "a.ok", D61, reason="kernel 6.1: RWF_X appeared in 6.9"),
+    _rec("t_ok[debug]", "FAIL", "a.ok", DEBUG, reason="KASAN"),
+    _rec("t_dev[7.2]", "PASS", "a.dev", D72, ["text says X, kernel Y"]),
+    _rec("t_dev[6.1]", "PASS", "a.dev", D61, ["text says X, kernel Y"]),
+    _rec("t_stray", "PASS", "not.in_the_catalogue", D72),
     _rec("t_uncited", "PASS", "", D72),
 ]
+TEXT = {c["id"]: c["text"] for c in CATALOGUE}
+# The same run as a lab of format 2 recorded it: each record cites its claim's text.
+RECORDS_FORMAT2 = [replace(r, claim=TEXT.get(r.claim, r.claim)) for r in RECORDS]
 
 
-def _row(report: dict[str, Any], key: str) -> dict[str, Any]:
-    row: dict[str, Any] = next(r for r in report["claims"] if r["key"] == key)
+def _row(report: dict[str, Any], cid: str) -> dict[str, Any]:
+    row: dict[str, Any] = next(r for r in report["claims"] if r["id"] == cid)
     return row
 
 
 def test_audit_rows_carry_source_verdict_per_kernel_and_deviation() -> None:
     report = audit_mod.audit(RECORDS, CATALOGUE)
+    assert [r["id"] for r in report["claims"]] == ["a.ok", "a.dev", "a.never", "a.nc"]
     ok = _row(report, "a.ok")
     assert ok["source_ref"] == "kapi-io_submit, error EINVAL, EINVAL"
     assert {k: v["verdict"] for k, v in ok["kernels"].items()} == {
@@ -73,12 +85,12 @@ def test_audit_counts_and_uncatalogued() -> None:
     report = audit_mod.audit(RECORDS, CATALOGUE)
     assert report["counts"] == {"claims": 4, "checkable": 3, "not_checkable": 1, "checked": 2,
                                 "not_run": 1, "deviations": 1, "failed": 1}
-    assert report["uncatalogued"] == [{"text": "not in the catalogue", "tests": ["t_stray"]}]
+    assert report["uncatalogued"] == [{"claim": "not.in_the_catalogue", "tests": ["t_stray"]}]
     assert report["kernels"] == ["debian-src:7.2 [debug]", "debian:6.1", "debian:7.2"]
 
 
 def test_a_claim_only_skipped_or_inconclusive_is_not_checked() -> None:
-    recs = [_rec("t", "SKIP", "A holds", D61), _rec("u", "INCONCLUSIVE", "A deviates", D72)]
+    recs = [_rec("t", "SKIP", "a.ok", D61), _rec("u", "INCONCLUSIVE", "a.dev", D72)]
     counts = audit_mod.audit(recs, CATALOGUE)["counts"]
     assert counts["checked"] == 0 and counts["not_run"] == 1
 
@@ -86,7 +98,7 @@ def test_a_claim_only_skipped_or_inconclusive_is_not_checked() -> None:
 def test_differing_lists_claims_whose_kernels_disagree() -> None:
     report = audit_mod.audit(RECORDS, CATALOGUE)
     diff = audit_mod.differing(report)
-    assert [d["key"] for d in diff] == ["a.ok"]  # a.dev: PASS with the same deviation on both
+    assert [d["id"] for d in diff] == ["a.ok"]  # a.dev: PASS with the same deviation on both
     assert diff[0]["kernels"]["debian-src:7.2 [debug]"]["reasons"] == ["KASAN"]
 
 
@@ -115,3 +127,33 @@ def test_summary_counts_claims_from_the_run_catalogue(tmp_path: Path) -> None:
 
 def test_missing_catalogue_is_none(tmp_path: Path) -> None:
     assert audit_mod.load_catalogue(tmp_path) is None
+
+
+def _without_source(report: dict[str, Any]) -> dict[str, Any]:
+    return {**report, "claims": [{k: v for k, v in row.items() if k != "source"}
+                                 for row in report["claims"]]}
+
+
+def test_a_format2_run_audits_as_a_new_one() -> None:
+    """A run directory a lab of results format 2 wrote (records citing prose, claims.json
+    with keys) gives the same audit: the run's own claims.json maps its texts to ids."""
+    old = audit_mod.audit(RECORDS_FORMAT2, [as_format2(c) for c in CATALOGUE])
+    assert _without_source(old) == _without_source(audit_mod.audit(RECORDS, CATALOGUE))
+    assert _row(old, "a.dev")["source_ref"] == "io_destroy.2, ERRORS, EFAULT"
+
+
+def test_old_prose_maps_to_the_claim_s_id_through_the_legacy_table() -> None:
+    """Records citing a text an older catalogue held (reworded since) join today's claim,
+    and so do a format-2 catalogue's entries: by text, else by key."""
+    by_text = json.loads(audit_mod.LEGACY_FILE.read_text())["by_text"]
+    old_text = "io_submit: an invalid ctx_id fails with EINVAL"  # reworded on 2026-12-01
+    assert by_text[old_text] == "io_submit.bad_ctx"
+    now = [{**CATALOGUE[0], "id": "io_submit.bad_ctx", "text": "io_submit: reworded"}]
+    report = audit_mod.audit([_rec("t", "PASS", old_text, D72)], now)
+    assert _row(report, "io_submit.bad_ctx")["decided_on"] == ["debian:7.2"]
+    assert not report["uncatalogued"]
+    assert audit_mod.claim_id({"key": "submit.bad_ctx", "text": "unknown words"}) == \
+        "io_submit.bad_ctx"
+    assert audit_mod.claim_id({"key": "x.y", "text": old_text}) == "io_submit.bad_ctx"
+    assert audit_mod.claim_id({"key": "x.y", "text": "unknown"}) == "x.y"
+

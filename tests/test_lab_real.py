@@ -38,12 +38,13 @@ def test_aio_suite_passes_on_debian_kernel(tmp_path: Path) -> None:
     report = audit([Record(**r) for r in recs], catalogue)
     counts = report["counts"]
     assert counts["not_checkable"] >= 10 and counts["failed"] == 0, counts
-    not_run = {r["key"] for r in report["claims"] if r["verdict"] == NOT_RUN}
-    assert not_run == {"submit.enosys", "destroy.enosys", "cancel.enosys", "aio.enosys"}, not_run
+    not_run = {r["id"] for r in report["claims"] if r["verdict"] == NOT_RUN}
+    assert not_run == {"io_submit.enosys", "io_destroy.enosys", "io_cancel.enosys",
+                       "aio.enosys"}, not_run
     assert not report["uncatalogued"], report["uncatalogued"]
     for row in report["claims"]:
         if row["expected_deviation"] and row["verdict"] != NOT_RUN:
-            assert row["deviations"] == [row["expected_deviation"]], row["key"]
+            assert row["deviations"] == [row["expected_deviation"]], row["id"]
     # The waits were seen in the kernel: D state in io_destroy, a signal into io_submit.
     by_name = run.by_name()
     assert by_name["test_destroy_waits_in_d_state"]["data"]["destroy"]["blocked"]["state"] == "D"

@@ -14,7 +14,7 @@ import pytest
 from records import rec
 
 from lab.errors import UserError
-from lab.results import junit, report
+from lab.results import claims, junit, report
 from lab.results.matrix import Matrix, read, write
 from lab.results.merge import merge
 from lab.results.record import Record, read_records
@@ -256,9 +256,11 @@ def test_miss_of_a_cell_no_shard_ran_names_its_kernel(tmp_path: Path) -> None:
     assert done.missing_shards == ["2/2"]
 
 
-def _claims(d: Path, keys: list[str]) -> None:
+def _claims(d: Path, ids: list[str], *, format2: bool = False) -> None:
+    """A shard's claims.json; ``format2``: as a lab of results format 2 wrote it (a key)."""
     (d / "claims.json").write_text(json.dumps({"claims": [
-        {"key": k, "text": f"claim {k}", "suite": k.split(".")[0]} for k in keys]}))
+        {"key" if format2 else "id": k, "text": f"claim {k}", "suite": k.split(".")[0]}
+        for k in ids]}))
 
 
 def test_the_shards_claims_are_united_and_a_broken_list_is_refused(tmp_path: Path) -> None:
@@ -266,10 +268,10 @@ def test_the_shards_claims_are_united_and_a_broken_list_is_refused(tmp_path: Pat
     # covers the matrix, each claim once.
     one, two = shard(tmp_path, 1, 2, ALL[:6]), shard(tmp_path, 2, 2, ALL[6:])
     _claims(one, ["aio.a", "aio.b"])
-    _claims(two, ["aio.b", "uring.c"])
+    _claims(two, ["aio.b", "uring.c"], format2=True)  # an older lab's shard: the same claim
     done = merge([one, two], tmp_path / "merged", command="lab merge")
     got = json.loads((done.path / "claims.json").read_text())["claims"]
-    assert [c["key"] for c in got] == ["aio.a", "aio.b", "uring.c"]
+    assert [claims.claim_id(c) for c in got] == ["aio.a", "aio.b", "uring.c"]
     (two / "claims.json").write_text("{not json")
     with pytest.raises(UserError, match=r"claims\.json: unreadable"):
         merge([one, two], tmp_path / "merged2", command="lab merge")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -52,27 +52,32 @@ NEW = [rec("test_ok", "PASS"), rec("test_ok", "PASS", "debian:6.1"),
 
 
 CATALOGUE = [
-    {"key": "a.holds", "text": "io_submit with nr 0 <returns> 0", "suite": "aio",
+    {"id": "a.holds", "text": "io_submit with nr 0 <returns> 0", "suite": "aio",
      "deviation": "", "not_checkable": "",
-     "source": {"text": "kapi-io_submit", "section": "return value", "error": ""}},
-    {"key": "a.dev", "text": "io_cancel of a finished iocb fails", "suite": "aio",
+     "source": {"spec": "kapi-io_submit", "section": "return value", "error": ""}},
+    {"id": "a.dev", "text": "io_cancel of a finished iocb fails", "suite": "aio",
      "not_checkable": "", "deviation": "io_cancel(2) says EAGAIN; the kernel returns EINVAL",
-     "source": {"text": "io_cancel(2)", "section": "ERRORS", "error": "EAGAIN"}},
-    {"key": "a.never", "text": "io_destroy waits for every iocb", "suite": "aio",
+     "source": {"spec": "io_cancel(2)", "section": "ERRORS", "error": "EAGAIN"}},
+    {"id": "a.never", "text": "io_destroy waits for every iocb", "suite": "aio",
      "deviation": "", "not_checkable": "",
-     "source": {"text": "io_destroy(2)", "section": "DESCRIPTION", "error": ""}},
-    {"key": "a.internal", "text": "the ctx lock is held across the cancel", "suite": "aio",
+     "source": {"spec": "io_destroy(2)", "section": "DESCRIPTION", "error": ""}},
+    {"id": "a.internal", "text": "the ctx lock is held across the cancel", "suite": "aio",
      "deviation": "", "not_checkable": "the lock is internal to the kernel",
-     "source": {"text": "kapi-io_cancel", "section": "locking", "error": ""}},
+     "source": {"spec": "kapi-io_cancel", "section": "locking", "error": ""}},
 ]
+# The same catalogue as a lab of results format 2 wrote it (a key; the source's "text").
+CATALOGUE_FORMAT2 = [
+    {**{k: v for k, v in c.items() if k not in ("id", "source")}, "key": c["id"],
+     "source": {"text": c["source"]["spec"], "section": c["source"]["section"],
+                "error": c["source"]["error"]}} for c in CATALOGUE]
 DEV = "io_cancel(2) says EAGAIN; the kernel returns EINVAL"
 AUDITED = [
-    rec("test_nr0", "PASS", claim=CATALOGUE[0]["text"]),
-    rec("test_nr0", "FAIL", "debian:6.1", claim=CATALOGUE[0]["text"], reason="returned -22"),
-    rec("test_nr0", "SKIP", "debian-src:7.3/debug", claim=CATALOGUE[0]["text"],
+    rec("test_nr0", "PASS", claim=CATALOGUE[0]["id"]),
+    rec("test_nr0", "FAIL", "debian:6.1", claim=CATALOGUE[0]["id"], reason="returned -22"),
+    rec("test_nr0", "SKIP", "debian-src:7.3/debug", claim=CATALOGUE[0]["id"],
         reason="no such thing"),
-    rec("test_cancel", "PASS", claim=CATALOGUE[1]["text"], deviations=[DEV]),
-    rec("test_cancel", "PASS", "debian:6.1", claim=CATALOGUE[1]["text"]),
+    rec("test_cancel", "PASS", claim=CATALOGUE[1]["id"], deviations=[DEV]),
+    rec("test_cancel", "PASS", "debian:6.1", claim=CATALOGUE[1]["id"]),
     rec("test_stray", "PASS", claim="a claim nobody listed"),
     rec("test_race", "INCONCLUSIVE", file="scenarios/races/r.py",
         reason="the calls overlapped in 3 of 10000 iterations (floor 100)",
@@ -86,19 +91,26 @@ AUDITED = [
 ]
 
 
-def audited_run(tmp_path: Path, *, catalogue: bool = True) -> Path:
-    d = run_dir(tmp_path, "audited", AUDITED)
+def audited_run(tmp_path: Path, *, catalogue: bool = True, format2: bool = False) -> Path:
+    """A run with a claims catalogue; ``format2``: as a lab of results format 2 wrote it,
+    its records citing each claim's text (the audit and the page are the same)."""
+    text = {c["id"]: c["text"] for c in CATALOGUE}
+    recs = [replace(r, claim=text.get(r.claim, r.claim)) for r in AUDITED] if format2 \
+        else AUDITED
+    d = run_dir(tmp_path, "audited", recs)
     if catalogue:
-        (d / claims.CLAIMS_FILE).write_text(json.dumps({"claims": CATALOGUE}))
+        (d / claims.CLAIMS_FILE).write_text(json.dumps(
+            {"claims": CATALOGUE_FORMAT2 if format2 else CATALOGUE}))
     return d
 
 
-def test_context_has_the_spec_audit_per_cell(tmp_path: Path) -> None:
-    ctx = report.context(report.load_run(audited_run(tmp_path)), today=TODAY)
+@pytest.mark.parametrize("format2", [False, True], ids=["ids", "format2-prose"])
+def test_context_has_the_spec_audit_per_cell(tmp_path: Path, format2: bool) -> None:
+    ctx = report.context(report.load_run(audited_run(tmp_path, format2=format2)), today=TODAY)
     json.dumps(ctx)
     audit = ctx["audit"]
     assert audit["columns"] == ["debian-src:7.3/debug", "debian:6.1", "debian:7.2"]
-    rows = {r["key"]: r for r in audit["claims"]}
+    rows = {r["id"]: r for r in audit["claims"]}
     assert list(rows) == ["a.holds", "a.dev", "a.never", "a.internal"]  # catalogue order
     holds = rows["a.holds"]
     assert holds["source_ref"] == "kapi-io_submit, return value"
@@ -119,7 +131,7 @@ def test_context_has_the_spec_audit_per_cell(tmp_path: Path) -> None:
     assert internal["not_checkable"] == "the lock is internal to the kernel"
     assert audit["counts"] == {"claims": 4, "checkable": 3, "not_checkable": 1, "checked": 2,
                                "not_run": 1, "deviations": 1, "failed": 1}
-    assert audit["uncatalogued"] == [{"text": "a claim nobody listed",
+    assert audit["uncatalogued"] == [{"claim": "a claim nobody listed",
                                       "tests": ["scenarios/aio/t.py::test_stray[debian:7.2]"]}]
 
 
@@ -135,8 +147,9 @@ def test_context_lists_the_inconclusive_tests(tmp_path: Path) -> None:
     assert linked == {ctx["inconclusive"][1]["anchor"]}
 
 
-def test_html_shows_the_audit_and_the_inconclusive_tests(tmp_path: Path) -> None:
-    page = parse(report.write(audited_run(tmp_path), today=TODAY).read_text())
+@pytest.mark.parametrize("format2", [False, True], ids=["ids", "format2-prose"])
+def test_html_shows_the_audit_and_the_inconclusive_tests(tmp_path: Path, format2: bool) -> None:
+    page = parse(report.write(audited_run(tmp_path, format2=format2), today=TODAY).read_text())
     _check_audit_page(page)
 
 
@@ -144,7 +157,7 @@ def _check_audit_page(page: Node) -> None:
     table = page.one("table", id="audit")
     assert [th.all_text() for th in table.find_all("th", cls="cell")] == [
         "debian-src:7.3/debug", "debian:6.1", "debian:7.2"]
-    rows = {r.attrs["data-key"]: r for r in table.find_all("tr", cls="claim")}
+    rows = {r.attrs["data-id"]: r for r in table.find_all("tr", cls="claim")}
     assert list(rows) == ["a.holds", "a.dev", "a.never", "a.internal"]
     holds = rows["a.holds"]
     assert "io_submit with nr 0 <returns> 0" in holds.one("td", cls="claim").all_text()

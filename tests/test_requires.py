@@ -13,6 +13,8 @@ from labrun import lab_run
 from lab.kernel.resolve import resolve_kernel
 from lab.paths import cache_root
 
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
 pytestmark = pytest.mark.vm  # a real kernel image and `lab run`; no boot when all is well
 
 
@@ -45,6 +47,24 @@ def test_a_function_s_requirement_adds_to_its_module_s(tmp_path: Path) -> None:
     assert "boot" not in phases, phases
     assert res.returncode == 4, res.out[-3000:]  # nothing was tested
 
+
+
+def test_a_suite_s_requirement_covers_every_test_of_it(tmp_path: Path) -> None:
+    """scenarios/aio/conftest.py says once that the suite needs CONFIG_AIO (it was a
+    marker pasted into each of its 13 files): a kernel without it SKIPs every test of
+    the suite, each with the config's reason, without a boot."""
+    image = _debian_without(tmp_path, "AIO")
+    res = lab_run(tmp_path, "--boot-timeout", "60", "--suite", str(SCENARIOS / "aio"),
+                  kernel=str(image))
+    recs = res.records()
+    files = {r["test"].split("::")[0] for r in recs}
+    assert len(files) == len(list(SCENARIOS.glob("aio/test_*.py"))), files
+    assert {r["verdict"] for r in recs} == {"SKIP"}, res.out[-3000:]
+    assert all("lacks CONFIG_AIO" in r["reason"] for r in recs), recs[0]["reason"]
+    phases = [json.loads(x)["phase"]
+              for x in (res.run_dir / "phases.jsonl").read_text().splitlines()]
+    assert "boot" not in phases, phases
+    assert res.returncode == 4, res.out[-3000:]
 
 SUITE = '''
 from pathlib import Path

@@ -196,7 +196,7 @@ def _claims(inputs: list[Input]) -> list[dict[str, object]] | None:
             catalogues.append(catalogue)
     if not catalogues:
         return None
-    return list({str(c["key"]): c for cat in catalogues for c in cat}.values())
+    return list({claims.claim_id(c): c for cat in catalogues for c in cat}.values())
 
 
 def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_file.Matrix,

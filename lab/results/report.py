@@ -279,7 +279,7 @@ def _audit(run: Run, statuses: dict[Key, Status], cells: list[str]) -> dict[str,
                 for d in k["deviations"]:
                     deviations.setdefault(d, set()).add(cell)
         rows.append({
-            "key": row["key"], "text": row["text"], "suite": row["suite"],
+            "id": row["id"], "text": row["text"], "suite": row["suite"],
             "source_ref": row["source_ref"], "verdict": row["verdict"],
             "verdict_class": str(row["verdict"]).replace(" ", "-"),
             "not_checkable": row["not_checkable"],

@@ -1,4 +1,4 @@
-"""The rw flags the AIO suite submits (include/uapi/linux/fs.h), as data.
+"""The rw flags and I/O priority the AIO suite submits (include/uapi/linux), as data.
 
 Whether a kernel knows a flag is probed, not read from its version
 (``requires_feature("rwf_atomic")``, guest/ops_probe.py): a flag newer than the
@@ -19,3 +19,6 @@ RWF_ATOMIC = 0x40
 RWF_DONTCACHE = 0x80
 # Above every flag of every kernel so far (the highest, RWF_NOSIGNAL, is 0x100 in 7.2).
 RWF_UNKNOWN = 1 << 24
+
+# IOPRIO_PRIO_VALUE(IOPRIO_CLASS_RT, 0): include/uapi/linux/ioprio.h
+IOPRIO_RT = 1 << 13

@@ -8,10 +8,6 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
 
 NEVER_CREATED = 0x7F0000DEAD000
 
@@ -48,7 +44,7 @@ CALLS: dict[str, tuple[str, Callable[[Any, int, int], dict[str, Any]]]] = {
 }
 
 CASES = [
-    pytest.param(syscall, kind, marks=pytest.mark.claim(CLAIMS[f"{syscall}.bad_ctx"]),
+    pytest.param(syscall, kind, marks=pytest.mark.claim(f"io_{syscall}.bad_ctx"),
                  id=f"{syscall}-{kind}")
     for syscall in CALLS
     for kind in ("zero", "never-created", "destroyed")

@@ -8,11 +8,7 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
 
 NEVER_CREATED = 0x7F0000DEAD000
 SLOW_READS = 8
@@ -24,7 +20,7 @@ def _events(agent: Agent, ctx: int, want: int, timeout_ms: int = 60_000) -> list
     return got
 
 
-@pytest.mark.claim(CLAIMS["cancel.direct_io"])
+@pytest.mark.claim("io_cancel.direct_io")
 def test_inflight_direct_read_cannot_be_cancelled(agent: Agent, slow_reads: Any, record: Any,
                                                   inconclusive: Any) -> None:
     reads = slow_reads(SLOW_READS)
@@ -44,7 +40,7 @@ def test_inflight_direct_read_cannot_be_cancelled(agent: Agent, slow_reads: Any,
                      "rather than not cancellable")
 
 
-@pytest.mark.claim(CLAIMS["cancel.twice"])
+@pytest.mark.claim("io_cancel.twice")
 def test_cancel_twice_second_is_einval(agent: Agent, ctx: int, pipe: list[int]) -> None:
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["iocbs"][0]
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=iocb) == "EINPROGRESS"
@@ -54,7 +50,7 @@ def test_cancel_twice_second_is_einval(agent: Agent, ctx: int, pipe: list[int]) 
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=200) == []
 
 
-@pytest.mark.claim(CLAIMS["cancel.other_ctx"])
+@pytest.mark.claim("io_cancel.other_ctx")
 def test_cancel_through_another_context(agent: Agent, ctx: int, pipe: list[int]) -> None:
     other = agent.call("aio.setup", nr_events=4)
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0])])["iocbs"][0]
@@ -67,7 +63,7 @@ def test_cancel_through_another_context(agent: Agent, ctx: int, pipe: list[int])
     assert agent.call("aio.getevents", ctx=other, min_nr=0, nr=1, timeout_ms=0) == []
 
 
-@pytest.mark.claim(CLAIMS["cancel.result_ignored"])
+@pytest.mark.claim("io_cancel.result_ignored")
 def test_result_argument_is_ignored(agent: Agent, ctx: int, pipe: list[int]) -> None:
     result = agent.call("mem.alloc", size=4096, fill=0xAB)
     a, b = agent.call("aio.submit", ctx=ctx, iocbs=[poll(pipe[0]), poll(pipe[0])])["iocbs"]
@@ -79,7 +75,7 @@ def test_result_argument_is_ignored(agent: Agent, ctx: int, pipe: list[int]) -> 
     assert sorted((e["iocb"], e["res"]) for e in events) == sorted([(a, 0), (b, 0)])
 
 
-@pytest.mark.claim(CLAIMS["cancel.efault_before_ctx"])
+@pytest.mark.claim("io_cancel.efault_before_ctx")
 def test_unreadable_iocb_checked_before_context(agent: Agent, pipe: list[int]) -> None:
     assert agent.errno_of("aio.cancel", ctx=NEVER_CREATED, iocb="fault") == "EFAULT"
     # A readable iocb whose key is KIOCB_KEY, with the same bad context: EINVAL.

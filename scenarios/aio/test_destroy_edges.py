@@ -7,23 +7,20 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS, DEVIATIONS
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
+from scenarios.catalogue import DEVIATIONS
 
 NEVER_MAPPED = 0x7F0000DEAD000
 GETEVENTS_MS = 30_000
 
 
-@pytest.mark.claim(CLAIMS["destroy.unmapped_ctx"])
+@pytest.mark.claim("io_destroy.unmapped_ctx")
 def test_unmapped_ctx_is_einval_not_efault(agent: Agent, deviation: Any) -> None:
     assert agent.call("mem.mapping", addr=NEVER_MAPPED) is None
     assert agent.errno_of("aio.destroy", ctx=NEVER_MAPPED) == "EINVAL"
-    deviation(DEVIATIONS["destroy.unmapped_ctx"])
+    deviation(DEVIATIONS["io_destroy.unmapped_ctx"])
 
 
-@pytest.mark.claim(CLAIMS["destroy.ring_id_corrupt"])
+@pytest.mark.claim("io_destroy.ring_id_corrupt")
 def test_corrupted_ring_id_is_einval_until_restored(agent: Agent, record: Any) -> None:
     handle = agent.call("aio.setup", nr_events=4)
     real = agent.call("aio.ring", ctx=handle)["id"]
@@ -37,7 +34,7 @@ def test_corrupted_ring_id_is_einval_until_restored(agent: Agent, record: Any) -
     assert agent.errno_of("aio.destroy", ctx=handle) is None
 
 
-@pytest.mark.claim(CLAIMS["destroy.unmaps_ring"])
+@pytest.mark.claim("io_destroy.unmaps_ring")
 def test_ring_unmapped_after_destroy(agent: Agent, record: Any) -> None:
     handle = agent.call("aio.setup", nr_events=4)
     mapping = agent.call("mem.mapping", addr=handle)
@@ -47,7 +44,7 @@ def test_ring_unmapped_after_destroy(agent: Agent, record: Any) -> None:
     assert agent.call("mem.mapping", addr=handle) is None
 
 
-@pytest.mark.claim(CLAIMS["destroy.wakes_getevents"])
+@pytest.mark.claim("io_destroy.wakes_getevents")
 def test_destroy_wakes_blocked_getevents(agent: Agent, record: Any) -> None:
     handle = agent.call("aio.setup", nr_events=4)
     t = agent.call("thread.start", op="aio.getevents",

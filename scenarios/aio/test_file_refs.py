@@ -13,18 +13,14 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll, wait_epipe
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
 
 # POLLOUT on a read end never fires (pipe_poll reports POLLOUT only to writers), and
 # POLLIN stays out of the mask, so writes to the pipe leave the POLL pending.
 NEVER = ["POLLOUT"]
 
 
-@pytest.mark.claim(CLAIMS["submit.fref_bad_opcode"])
+@pytest.mark.claim("io_submit.fref_bad_opcode")
 def test_bad_opcode_keeps_no_file_reference(agent: Agent, ctx: int, pipe: list[int],
                                             record: Any) -> None:
     r, w = pipe
@@ -36,7 +32,7 @@ def test_bad_opcode_keeps_no_file_reference(agent: Agent, ctx: int, pipe: list[i
     assert got["epipe"], "the rejected iocb's file is still referenced"
 
 
-@pytest.mark.claim(CLAIMS["submit.fref_bad_resfd"])
+@pytest.mark.claim("io_submit.fref_bad_resfd")
 def test_bad_resfd_keeps_no_file_reference(agent: Agent, ctx: int, pipe: list[int],
                                            scratch: int, record: Any) -> None:
     r, w = pipe
@@ -49,7 +45,7 @@ def test_bad_resfd_keeps_no_file_reference(agent: Agent, ctx: int, pipe: list[in
     assert got["epipe"], "the rejected iocb's file is still referenced"
 
 
-@pytest.mark.claim(CLAIMS["submit.fref_poll_pending"])
+@pytest.mark.claim("io_submit.fref_poll_pending")
 def test_pending_poll_keeps_its_file(agent: Agent, ctx: int, pipe: list[int]) -> None:
     r, w = pipe
     assert agent.call("aio.submit", ctx=ctx, iocbs=[poll(r, NEVER)])["submitted"] == 1
@@ -61,7 +57,7 @@ def test_pending_poll_keeps_its_file(agent: Agent, ctx: int, pipe: list[int]) ->
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=200) == []
 
 
-@pytest.mark.claim(CLAIMS["destroy.fref_poll_cancelled"])
+@pytest.mark.claim("io_destroy.fref_poll_cancelled")
 def test_poll_cancelled_by_destroy_releases_its_file(agent: Agent, pipe: list[int],
                                                      record: Any) -> None:
     r, w = pipe

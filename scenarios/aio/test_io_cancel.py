@@ -7,17 +7,14 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS, DEVIATIONS
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
+from scenarios.catalogue import DEVIATIONS
 
 
 def _poll(fd: int) -> dict[str, Any]:
     return {"opcode": "POLL", "fd": fd, "events": ["POLLIN"]}
 
 
-@pytest.mark.claim(CLAIMS["cancel.poll_pending"])
+@pytest.mark.claim("io_cancel.poll_pending")
 def test_cancel_pending_poll_is_einprogress(agent: Agent, ctx: int, pipe: list[int],
                                             deviation: Any) -> None:
     iocb = agent.call("aio.submit", ctx=ctx, iocbs=[_poll(pipe[0])])["iocbs"][0]
@@ -25,10 +22,10 @@ def test_cancel_pending_poll_is_einprogress(agent: Agent, ctx: int, pipe: list[i
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=iocb) == "EINPROGRESS"
     events = agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=10_000)
     assert [(e["iocb"], e["res"]) for e in events] == [(iocb, 0)]
-    deviation(DEVIATIONS["cancel.poll_pending"])
+    deviation(DEVIATIONS["io_cancel.poll_pending"])
 
 
-@pytest.mark.claim(CLAIMS["cancel.completed"])
+@pytest.mark.claim("io_cancel.completed")
 def test_cancel_completed_is_einval(agent: Agent, ctx: int, pipe: list[int],
                                     deviation: Any) -> None:
     agent.call("fs.write", fd=pipe[1], data_hex="2a")  # the poll completes at once
@@ -36,10 +33,10 @@ def test_cancel_completed_is_einval(agent: Agent, ctx: int, pipe: list[int],
     events = agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=10_000)
     assert [e["iocb"] for e in events] == [iocb]
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=iocb) == "EINVAL"
-    deviation(DEVIATIONS["cancel.completed"])
+    deviation(DEVIATIONS["io_cancel.completed"])
 
 
-@pytest.mark.claim(CLAIMS["cancel.never_submitted"])
+@pytest.mark.claim("io_cancel.never_submitted")
 def test_cancel_never_submitted_is_einval(agent: Agent, ctx: int, pipe: list[int],
                                           deviation: Any) -> None:
     # io_submit fails on the bad fd before taking the iocb, so aio_key keeps its value.
@@ -48,9 +45,9 @@ def test_cancel_never_submitted_is_einval(agent: Agent, ctx: int, pipe: list[int
     iocb = agent.call("aio.last_iocbs")[0]
     assert agent.call("aio.iocb", id=iocb)["key"] == 0x5A5A
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb=iocb) == "EINVAL"
-    deviation(DEVIATIONS["cancel.never_submitted"])
+    deviation(DEVIATIONS["io_cancel.never_submitted"])
 
 
-@pytest.mark.claim(CLAIMS["cancel.null_iocb"])
+@pytest.mark.claim("io_cancel.null_iocb")
 def test_cancel_null_iocb_is_efault(agent: Agent, ctx: int) -> None:
     assert agent.errno_of("aio.cancel", ctx=ctx, iocb="null") == "EFAULT"

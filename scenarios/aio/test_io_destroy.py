@@ -7,10 +7,6 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
 
 SLOW_READS = 12  # on the throttled NVMe (25 IOPS): about half a second of I/O
 
@@ -19,14 +15,14 @@ def _aio_nr(agent: Agent) -> int:
     return int(agent.call("sys.read_text", path="/proc/sys/fs/aio-nr"))
 
 
-@pytest.mark.claim(CLAIMS["destroy.twice"])
+@pytest.mark.claim("io_destroy.twice")
 def test_destroy_twice_is_einval(agent: Agent) -> None:
     handle = agent.call("aio.setup", nr_events=4)
     assert agent.errno_of("aio.destroy", ctx=handle) is None
     assert agent.errno_of("aio.destroy", ctx=handle) == "EINVAL"
 
 
-@pytest.mark.claim(CLAIMS["destroy.aio_nr"])
+@pytest.mark.claim("io_destroy.aio_nr")
 @pytest.mark.guest_only("aio-nr counts every process's contexts: on a host, others' come and go")
 @pytest.mark.parametrize("nr_events", [1, 128, 4096])
 def test_aio_nr_accounting(agent: Agent, nr_events: int) -> None:
@@ -37,7 +33,7 @@ def test_aio_nr_accounting(agent: Agent, nr_events: int) -> None:
     assert _aio_nr(agent) == before
 
 
-@pytest.mark.claim(CLAIMS["destroy.cancels_poll"])
+@pytest.mark.claim("io_destroy.cancels_poll")
 def test_destroy_cancels_pending_poll(agent: Agent, pipe: list[int], record: Any) -> None:
     efd = agent.call("fs.eventfd", initval=0, flags=["EFD_NONBLOCK"])
     handle = agent.call("aio.setup", nr_events=4)
@@ -55,7 +51,7 @@ def test_destroy_cancels_pending_poll(agent: Agent, pipe: list[int], record: Any
         agent.call("aio.free_iocbs")
 
 
-@pytest.mark.claim(CLAIMS["destroy.waits_inflight"])
+@pytest.mark.claim("io_destroy.waits_inflight")
 def test_destroy_waits_for_inflight_direct_io(agent: Agent, nvme: dict[str, Any],
                                               record: Any) -> None:
     slow = nvme["slow"].ns

@@ -7,10 +7,7 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS, DEVIATIONS
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
+from scenarios.catalogue import DEVIATIONS
 
 
 def _pwrite(fd: int, buf: int, offset: int = 0, **extra: Any) -> dict[str, Any]:
@@ -21,14 +18,14 @@ def _pread(fd: int, buf: int, offset: int = 0, **extra: Any) -> dict[str, Any]:
     return {"opcode": "PREAD", "fd": fd, "buf": buf, "nbytes": 4096, "offset": offset, **extra}
 
 
-@pytest.mark.claim(CLAIMS["submit.nr0"])
+@pytest.mark.claim("io_submit.nr0")
 def test_nr_zero_returns_zero(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf)], nr=0)
     assert got["submitted"] == 0
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=0) == []
 
 
-@pytest.mark.claim(CLAIMS["submit.partial"])
+@pytest.mark.claim("io_submit.partial")
 def test_partial_submission_returns_index_of_first_bad(
     agent: Agent, ctx: int, scratch: int, buf: int
 ) -> None:
@@ -41,38 +38,38 @@ def test_partial_submission_returns_index_of_first_bad(
     assert all(e["res"] == 4096 for e in events)
 
 
-@pytest.mark.claim(CLAIMS["submit.null_iocb"])
+@pytest.mark.claim("io_submit.null_iocb")
 def test_null_iocb_pointer_is_efault(agent: Agent, ctx: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=["null"]) == "EFAULT"
 
 
-@pytest.mark.claim(CLAIMS["submit.reserved2"])
+@pytest.mark.claim("io_submit.reserved2")
 def test_reserved2_nonzero_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = _pwrite(scratch, buf, reserved2=1)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EINVAL"
 
 
-@pytest.mark.claim(CLAIMS["submit.bad_opcode"])
+@pytest.mark.claim("io_submit.bad_opcode")
 def test_unknown_opcode_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = {"opcode": 0x7F, "fd": scratch, "buf": buf, "nbytes": 4096}
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EINVAL"
 
 
-@pytest.mark.claim(CLAIMS["submit.noop"])
+@pytest.mark.claim("io_submit.noop")
 def test_noop_opcode(agent: Agent, ctx: int, scratch: int, deviation: Any) -> None:
     err = agent.errno_of("aio.submit", ctx=ctx, iocbs=[{"opcode": "NOOP", "fd": scratch}])
     # The kernel's behaviour is asserted; the spec text that says otherwise is recorded.
     assert err == "EINVAL"
-    deviation(DEVIATIONS["submit.noop"])
+    deviation(DEVIATIONS["io_submit.noop"])
 
 
-@pytest.mark.claim(CLAIMS["submit.bad_fd"])
+@pytest.mark.claim("io_submit.bad_fd")
 def test_bad_fd_is_ebadf(agent: Agent, ctx: int, buf: int) -> None:
     iocb = {"opcode": "PREAD", "fd": 9999, "buf": buf, "nbytes": 4096}
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EBADF"
 
 
-@pytest.mark.claim(CLAIMS["submit.read_wronly"])
+@pytest.mark.claim("io_submit.read_wronly")
 def test_read_on_write_only_fd_is_ebadf(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     wronly = agent.call("fs.open", path="/tmp/kernel-lab-aio-scratch", flags=["O_WRONLY"])
     try:
@@ -81,13 +78,13 @@ def test_read_on_write_only_fd_is_ebadf(agent: Agent, ctx: int, scratch: int, bu
         agent.call("fs.close", fd=wronly)
 
 
-@pytest.mark.claim(CLAIMS["submit.resfd_not_eventfd"])
+@pytest.mark.claim("io_submit.resfd_not_eventfd")
 def test_resfd_not_an_eventfd_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = _pwrite(scratch, buf, flags=["RESFD"], resfd=scratch)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EINVAL"
 
 
-@pytest.mark.claim(CLAIMS["submit.resfd_signalled"])
+@pytest.mark.claim("io_submit.resfd_signalled")
 def test_resfd_eventfd_is_signalled(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     efd = agent.call("fs.eventfd", initval=0, flags=["EFD_NONBLOCK"])
     try:
@@ -100,7 +97,7 @@ def test_resfd_eventfd_is_signalled(agent: Agent, ctx: int, scratch: int, buf: i
         agent.call("fs.close", fd=efd)
 
 
-@pytest.mark.claim(CLAIMS["submit.key_zeroed"])
+@pytest.mark.claim("io_submit.key_zeroed")
 def test_aio_key_written_as_zero(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf, key=0x1234)])
     assert got["submitted"] == 1

@@ -15,11 +15,7 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS
 from scenarios.aio.conftest import poll
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
 
 RING_FIELDS = ("id", "nr", "head", "tail", "magic", "compat_features", "incompat_features",
                "header_length")
@@ -47,7 +43,7 @@ def _in_child(agent: Agent, ctx: int, op: str, args: dict[str, Any], record: Any
 
 
 @pytest.mark.parametrize("syscall", [
-    pytest.param(name, marks=pytest.mark.claim(CLAIMS[f"{name}.other_process"]), id=name)
+    pytest.param(name, marks=pytest.mark.claim(f"io_{name}.other_process"), id=name)
     for name in ("submit", "cancel", "destroy")
 ])
 def test_parents_context_is_einval_in_child(agent: Agent, ctx: int, pipe: list[int],

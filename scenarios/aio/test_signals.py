@@ -14,17 +14,13 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
 
 # On the throttled NVMe (25 IOPS): about 1.6 s of I/O in flight, time enough to watch.
 SLOW_READS = 40
 JOIN_MS = 120_000
 
 
-@pytest.mark.claim(CLAIMS["submit.signal_eintr"])
+@pytest.mark.claim("io_submit.signal_eintr")
 def test_signal_into_blocking_pipe_read(agent: Agent, ctx: int, pipe: list[int], buf: int,
                                         record: Any) -> None:
     r, _w = pipe  # blocking, empty, and a writer stays open: the read waits in io_submit
@@ -50,7 +46,7 @@ def _destroy_in_thread(agent: Agent, reads: Any) -> tuple[int, dict[str, Any]]:
     return t, blocked
 
 
-@pytest.mark.claim(CLAIMS["destroy.uninterruptible"])
+@pytest.mark.claim("io_destroy.uninterruptible")
 def test_signal_does_not_end_destroy_wait(agent: Agent, slow_reads: Any, record: Any) -> None:
     reads = slow_reads(SLOW_READS)
     t, _ = _destroy_in_thread(agent, reads)
@@ -69,7 +65,7 @@ def test_signal_does_not_end_destroy_wait(agent: Agent, slow_reads: Any, record:
     assert at_return == SLOW_READS, f"{at_return} of {SLOW_READS} completed at return"
 
 
-@pytest.mark.claim(CLAIMS["destroy.d_state"])
+@pytest.mark.claim("io_destroy.d_state")
 def test_destroy_waits_in_d_state(agent: Agent, slow_reads: Any, record: Any) -> None:
     reads = slow_reads(SLOW_READS)
     t, blocked = _destroy_in_thread(agent, reads)
@@ -85,7 +81,7 @@ def test_destroy_waits_in_d_state(agent: Agent, slow_reads: Any, record: Any) ->
     assert "value" in out, out
 
 
-@pytest.mark.claim(CLAIMS["destroy.aio_nr_before_wait"])
+@pytest.mark.claim("io_destroy.aio_nr_before_wait")
 def test_aio_nr_lowered_before_the_wait(agent: Agent, slow_reads: Any, record: Any) -> None:
     before = int(agent.call("sys.read_text", path="/proc/sys/fs/aio-nr"))
     reads = slow_reads(SLOW_READS)

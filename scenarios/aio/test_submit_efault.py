@@ -9,10 +9,7 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS, DEVIATIONS
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
+from scenarios.catalogue import DEVIATIONS
 
 # Below mmap_min_addr (64 KiB by default): inside the user range, never mapped.
 UNMAPPED_USER = 0x1000
@@ -23,7 +20,7 @@ def _pread(fd: int, **extra: Any) -> dict[str, Any]:
     return {"opcode": "PREAD", "fd": fd, "nbytes": 4096, "offset": 0, **extra}
 
 
-@pytest.mark.claim(CLAIMS["submit.iocb_unreadable"])
+@pytest.mark.claim("io_submit.iocb_unreadable")
 def test_unreadable_iocb(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     good = _pread(scratch, buf=buf)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=["fault"]) == "EFAULT"
@@ -33,7 +30,7 @@ def test_unreadable_iocb(agent: Agent, ctx: int, scratch: int, buf: int) -> None
     assert event["res"] == 4096
 
 
-@pytest.mark.claim(CLAIMS["submit.array_fault"])
+@pytest.mark.claim("io_submit.array_fault")
 def test_array_into_unmapped_page(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     good = _pread(scratch, buf=buf)
     # The agent's iocbpp array ends where a PROT_NONE page begins: nr beyond the
@@ -44,7 +41,7 @@ def test_array_into_unmapped_page(agent: Agent, ctx: int, scratch: int, buf: int
     assert [e["res"] for e in events] == [4096, 4096]
 
 
-@pytest.mark.claim(CLAIMS["submit.key_readonly"])
+@pytest.mark.claim("io_submit.key_readonly")
 def test_iocb_in_read_only_page_is_efault(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[_pread(scratch, buf=buf, page="readonly")]) == "EFAULT"
@@ -52,17 +49,17 @@ def test_iocb_in_read_only_page_is_efault(agent: Agent, ctx: int, scratch: int, 
     assert agent.call("aio.submit", ctx=ctx, iocbs=[_pread(scratch, buf=buf)])["submitted"] == 1
 
 
-@pytest.mark.claim(CLAIMS["submit.buf_unmapped"])
+@pytest.mark.claim("io_submit.buf_unmapped")
 def test_unmapped_user_buffer_fails_the_request(agent: Agent, ctx: int, scratch: int,
                                                 deviation: Any) -> None:
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pread(scratch, buf_addr=UNMAPPED_USER)])
     assert got["submitted"] == 1
     (event,) = agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=10_000)
     assert event["res"] == -errno.EFAULT, event
-    deviation(DEVIATIONS["submit.buf_unmapped"])
+    deviation(DEVIATIONS["io_submit.buf_unmapped"])
 
 
-@pytest.mark.claim(CLAIMS["submit.buf_kernel"])
+@pytest.mark.claim("io_submit.buf_kernel")
 def test_kernel_address_buffer_is_efault(agent: Agent, ctx: int, scratch: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
                           iocbs=[_pread(scratch, buf_addr=KERNEL_ADDR)]) == "EFAULT"

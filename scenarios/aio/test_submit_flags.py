@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS, IOPRIO_RT
 from scenarios.aio.conftest import EOPNOTSUPP
 from scenarios.aio.expectations import (
+    IOPRIO_RT,
     RWF_APPEND,
     RWF_ATOMIC,
     RWF_DONTCACHE,
@@ -27,9 +27,6 @@ from scenarios.aio.expectations import (
     RWF_NOWAIT,
     RWF_UNKNOWN,
 )
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
 
 # IOPRIO_PRIO_VALUE(class, 0), include/uapi/linux/ioprio.h: BE is 2; 4 is no class.
 IOPRIO_BE = 2 << 13
@@ -48,14 +45,14 @@ def _accepted(agent: Agent, ctx: int, iocb: dict[str, Any]) -> int:
     return int(event["res"])
 
 
-@pytest.mark.claim(CLAIMS["submit.rwf_unknown"])
+@pytest.mark.claim("io_submit.rwf_unknown")
 def test_unknown_rw_flag_is_eopnotsupp(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     bad = _io("PWRITE", scratch, buf, rw_flags=RWF_UNKNOWN)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[bad]) == EOPNOTSUPP
     assert _accepted(agent, ctx, _io("PWRITE", scratch, buf, rw_flags=RWF_DSYNC)) == 512
 
 
-@pytest.mark.claim(CLAIMS["submit.rwf_append_noappend"])
+@pytest.mark.claim("io_submit.rwf_append_noappend")
 @pytest.mark.requires_feature("rwf_noappend")
 def test_append_with_noappend_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     both = _io("PWRITE", scratch, buf, rw_flags=RWF_APPEND | RWF_NOAPPEND)
@@ -79,9 +76,9 @@ def append_only(agent: Agent) -> Iterator[dict[str, int]]:
         agent.call("fs.unlink", path=path)
 
 
-@pytest.mark.claim(CLAIMS["submit.rwf_noappend_append_only"])
-@pytest.mark.requires_feature("rwf_noappend")
 @pytest.mark.needs_root("setting the append-only attribute needs CAP_LINUX_IMMUTABLE")
+@pytest.mark.claim("io_submit.rwf_noappend_append_only")
+@pytest.mark.requires_feature("rwf_noappend")
 def test_noappend_on_append_only_file_is_eperm(agent: Agent, ctx: int, buf: int,
                                                append_only: dict[str, int]) -> None:
     fd = append_only["fd"]
@@ -90,7 +87,7 @@ def test_noappend_on_append_only_file_is_eperm(agent: Agent, ctx: int, buf: int,
     assert _accepted(agent, ctx, _io("PWRITE", fd, buf)) == 512  # appending is allowed
 
 
-@pytest.mark.claim(CLAIMS["submit.rwf_atomic_read"])
+@pytest.mark.claim("io_submit.rwf_atomic_read")
 @pytest.mark.requires_feature("rwf_atomic")
 def test_atomic_read_is_eopnotsupp(agent: Agent, ctx: int, nvme: dict[str, Any],
                                    record: Any) -> None:
@@ -108,7 +105,7 @@ def test_atomic_read_is_eopnotsupp(agent: Agent, ctx: int, nvme: dict[str, Any],
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[read]) == EOPNOTSUPP
 
 
-@pytest.mark.claim(CLAIMS["submit.rwf_nowait_unsupported"])
+@pytest.mark.claim("io_submit.rwf_nowait_unsupported")
 def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Agent, ctx: int, buf: int,
                                                      nvme: dict[str, Any]) -> None:
     # procfs files (seq_file) never set FMODE_NOWAIT.
@@ -124,11 +121,11 @@ def test_nowait_on_file_without_nowait_is_eopnotsupp(agent: Agent, ctx: int, buf
     assert res in (4096, -errno.EAGAIN), res
 
 
-@pytest.mark.claim(CLAIMS["submit.rwf_dontcache_unsupported"])
-@pytest.mark.requires_config("EXT4_FS", "BLK_DEV_LOOP")
-@pytest.mark.requires_feature("rwf_dontcache")
 @pytest.mark.guest_only("it mounts an ext4 image on a loop device, and its scratch file must be "
                         "on the guest's tmpfs")
+@pytest.mark.claim("io_submit.rwf_dontcache_unsupported")
+@pytest.mark.requires_config("EXT4_FS", "BLK_DEV_LOOP")
+@pytest.mark.requires_feature("rwf_dontcache")
 def test_dontcache_without_fs_support_is_eopnotsupp(agent: Agent, ctx: int, scratch: int,
                                                     buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx,
@@ -140,7 +137,7 @@ def test_dontcache_without_fs_support_is_eopnotsupp(agent: Agent, ctx: int, scra
     assert _accepted(agent, ctx, _io("PWRITE", fd, buf, rw_flags=RWF_DONTCACHE)) == 512
 
 
-@pytest.mark.claim(CLAIMS["submit.ioprio_bad_class"])
+@pytest.mark.claim("io_submit.ioprio_bad_class")
 def test_ioprio_of_unknown_class_is_einval(agent: Agent, ctx: int, scratch: int,
                                            buf: int) -> None:
     bad = _io("PREAD", scratch, buf, flags=["IOPRIO"], reqprio=IOPRIO_CLASS_4)
@@ -158,8 +155,8 @@ def _rt_submit(agent: Agent, ctx: int, scratch: int, buf: int, drop: list[str]) 
     return None if err is None else str(err)
 
 
-@pytest.mark.claim(CLAIMS["submit.rt_prio_eperm"])
 @pytest.mark.needs_root("the realtime I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE")
+@pytest.mark.claim("io_submit.rt_prio_eperm")
 def test_rt_ioprio_without_caps_is_eperm(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert _rt_submit(agent, ctx, scratch, buf, ["CAP_SYS_ADMIN", "CAP_SYS_NICE"]) == "EPERM"
     # The same request with the capabilities (the agent runs as root) is accepted.
@@ -168,9 +165,9 @@ def test_rt_ioprio_without_caps_is_eperm(agent: Agent, ctx: int, scratch: int, b
 
 @pytest.mark.parametrize(("keep", "drop"), [
     pytest.param("CAP_SYS_ADMIN", "CAP_SYS_NICE", id="CAP_SYS_ADMIN",
-                 marks=pytest.mark.claim(CLAIMS["submit.rt_prio_sys_admin"])),
+                 marks=pytest.mark.claim("io_submit.rt_prio_sys_admin")),
     pytest.param("CAP_SYS_NICE", "CAP_SYS_ADMIN", id="CAP_SYS_NICE",
-                 marks=pytest.mark.claim(CLAIMS["submit.rt_prio_sys_nice"])),
+                 marks=pytest.mark.claim("io_submit.rt_prio_sys_nice")),
 ])
 @pytest.mark.needs_root("the realtime I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE")
 def test_rt_ioprio_with_one_cap_alone(agent: Agent, ctx: int, scratch: int, buf: int,

@@ -7,12 +7,9 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS, DEVIATIONS
 from scenarios.aio.conftest import EOPNOTSUPP, SCRATCH, poll
 from scenarios.aio.expectations import RWF_UNKNOWN
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
+from scenarios.catalogue import DEVIATIONS
 
 KEY = 0x5A5A  # an aio_key the kernel did not write
 
@@ -30,22 +27,22 @@ def _cpus(text: str) -> int:
     return total
 
 
-@pytest.mark.claim(CLAIMS["submit.nr_negative"])
+@pytest.mark.claim("io_submit.nr_negative")
 def test_negative_nr_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     # A valid iocb, so the count is the only thing wrong.
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf)], nr=-1) == "EINVAL"
     assert agent.call("aio.getevents", ctx=ctx, min_nr=0, nr=1, timeout_ms=0) == []
 
 
-@pytest.mark.claim(CLAIMS["submit.nr0_bad_ctx"])
+@pytest.mark.claim("io_submit.nr0_bad_ctx")
 def test_nr_zero_with_bad_ctx_is_einval(agent: Agent, deviation: Any) -> None:
     dead = agent.call("aio.setup", nr_events=1)
     agent.call("aio.destroy", ctx=dead)
     assert agent.errno_of("aio.submit", ctx=dead, iocbs=[], nr=0) == "EINVAL"
-    deviation(DEVIATIONS["submit.nr0_bad_ctx"])
+    deviation(DEVIATIONS["io_submit.nr0_bad_ctx"])
 
 
-@pytest.mark.claim(CLAIMS["submit.nr_clamped"])
+@pytest.mark.claim("io_submit.nr_clamped")
 def test_nr_capped_at_ring_capacity(agent: Agent, scratch: int, buf: int, record: Any) -> None:
     agent.call("thread.affinity", cpus=[0])  # every slot from one CPU's batches
     handle = agent.call("aio.setup", nr_events=8)
@@ -67,7 +64,7 @@ def test_nr_capped_at_ring_capacity(agent: Agent, scratch: int, buf: int, record
     agent.call("aio.destroy", ctx=handle)
 
 
-@pytest.mark.claim(CLAIMS["submit.ring_full"])
+@pytest.mark.claim("io_submit.ring_full")
 def test_ring_full_at_its_exact_capacity(agent: Agent, pipe: list[int], record: Any) -> None:
     nr_events = 8
     agent.call("thread.affinity", cpus=[0])  # one CPU's batches: the count is exact
@@ -92,7 +89,7 @@ def test_ring_full_at_its_exact_capacity(agent: Agent, pipe: list[int], record: 
     assert in_flight == want >= nr_events
 
 
-@pytest.mark.claim(CLAIMS["submit.data_echoed"])
+@pytest.mark.claim("io_submit.data_echoed")
 def test_aio_data_echoed_in_event(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     datas = [0xFFFF_FFFF_FFFF_FFFF, 0, 0x0123_4567_89AB_CDEF]
     got = agent.call("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf, i * 512, data=d)
@@ -103,7 +100,7 @@ def test_aio_data_echoed_in_event(agent: Agent, ctx: int, scratch: int, buf: int
     assert {e["obj"]: e["data"] for e in events} == addrs
 
 
-@pytest.mark.claim(CLAIMS["submit.key_order"])
+@pytest.mark.claim("io_submit.key_order")
 def test_key_written_before_opcode_checks(agent: Agent, ctx: int, scratch: int, buf: int,
                                           deviation: Any) -> None:
     rejected = {
@@ -117,10 +114,10 @@ def test_key_written_before_opcode_checks(agent: Agent, ctx: int, scratch: int, 
         keys[why] = agent.call("aio.iocb", id=agent.call("aio.last_iocbs")[0])["key"]
     # Rejected after the write: zeroed.  Rejected before it (the fd): as written.
     assert keys == {"opcode": 0, "rw_flags": 0, "fd": KEY}
-    deviation(DEVIATIONS["submit.key_order"])
+    deviation(DEVIATIONS["io_submit.key_order"])
 
 
-@pytest.mark.claim(CLAIMS["submit.write_rdonly"])
+@pytest.mark.claim("io_submit.write_rdonly")
 def test_write_on_read_only_fd_is_ebadf(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     rdonly = agent.call("fs.open", path=SCRATCH, flags=["O_RDONLY"])
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pwrite(rdonly, buf)]) == "EBADF"
@@ -128,14 +125,14 @@ def test_write_on_read_only_fd_is_ebadf(agent: Agent, ctx: int, scratch: int, bu
     assert agent.call("aio.submit", ctx=ctx, iocbs=[_pwrite(scratch, buf)])["submitted"] == 1
 
 
-@pytest.mark.claim(CLAIMS["submit.no_read_iter"])
+@pytest.mark.claim("io_submit.no_read_iter")
 def test_read_of_directory_is_einval(agent: Agent, ctx: int, buf: int) -> None:
     d = agent.call("fs.open", path="/tmp", flags=["O_RDONLY", "O_DIRECTORY"])
     read = {"opcode": "PREAD", "fd": d, "buf": buf, "nbytes": 512}
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[read]) == "EINVAL"
 
 
-@pytest.mark.claim(CLAIMS["submit.resfd_bad_fd"])
+@pytest.mark.claim("io_submit.resfd_bad_fd")
 def test_resfd_not_open_is_ebadf(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     iocb = _pwrite(scratch, buf, flags=["RESFD"], resfd=9999)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EBADF"

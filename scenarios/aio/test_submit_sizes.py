@@ -7,11 +7,8 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS, DEVIATIONS
 from scenarios.aio.conftest import poll
-
-# The suite tests CONFIG_AIO's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("AIO")
+from scenarios.catalogue import DEVIATIONS
 
 UIO_MAXIOV = 1024  # include/uapi/linux/uio.h
 LOFF_MAX = (1 << 63) - 1
@@ -28,7 +25,7 @@ def _one_event(agent: Agent, ctx: int) -> dict[str, Any]:
     return dict(event)
 
 
-@pytest.mark.claim(CLAIMS["submit.offset_negative"])
+@pytest.mark.claim("io_submit.offset_negative")
 def test_negative_offset_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pread(scratch, buf, offset=-4096)]) \
         == "EINVAL"
@@ -37,22 +34,22 @@ def test_negative_offset_is_einval(agent: Agent, ctx: int, scratch: int, buf: in
     assert _one_event(agent, ctx)["res"] == 4096
 
 
-@pytest.mark.claim(CLAIMS["submit.offset_overflow"])
+@pytest.mark.claim("io_submit.offset_overflow")
 def test_offset_plus_size_overflow_is_einval(agent: Agent, ctx: int, scratch: int, buf: int,
                                              deviation: Any) -> None:
     # pos + count wraps past LLONG_MAX; a tmpfs file has no unsigned offsets.
     iocb = _pread(scratch, buf, offset=LOFF_MAX - 100)
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[iocb]) == "EINVAL"
-    deviation(DEVIATIONS["submit.offset_overflow"])
+    deviation(DEVIATIONS["io_submit.offset_overflow"])
 
 
-@pytest.mark.claim(CLAIMS["submit.nbytes_overflow"])
+@pytest.mark.claim("io_submit.nbytes_overflow")
 def test_nbytes_above_ssize_max_is_einval(agent: Agent, ctx: int, scratch: int, buf: int) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[_pread(scratch, buf, nbytes=1 << 63)]) \
         == "EINVAL"
 
 
-@pytest.mark.claim(CLAIMS["submit.iovcnt_max"])
+@pytest.mark.claim("io_submit.iovcnt_max")
 def test_iovec_count_above_uio_maxiov_is_einval(agent: Agent, ctx: int, scratch: int,
                                                 buf: int) -> None:
     def readv(count: int) -> dict[str, Any]:
@@ -64,7 +61,7 @@ def test_iovec_count_above_uio_maxiov_is_einval(agent: Agent, ctx: int, scratch:
     assert _one_event(agent, ctx)["res"] == UIO_MAXIOV
 
 
-@pytest.mark.claim(CLAIMS["submit.preadv"])
+@pytest.mark.claim("io_submit.preadv")
 def test_preadv_scatters_in_order(agent: Agent, ctx: int, scratch: int) -> None:
     data = bytes(range(256)) * 4
     agent.call("fs.pwrite", fd=scratch, data_hex=data.hex(), offset=8192)
@@ -79,7 +76,7 @@ def test_preadv_scatters_in_order(agent: Agent, ctx: int, scratch: int) -> None:
     assert got == data
 
 
-@pytest.mark.claim(CLAIMS["submit.pwritev"])
+@pytest.mark.claim("io_submit.pwritev")
 def test_pwritev_gathers_in_order(agent: Agent, ctx: int, scratch: int) -> None:
     a, b = agent.call("mem.alloc", size=4096), agent.call("mem.alloc", size=4096)
     agent.call("mem.write", handle=a, data_hex=(b"A" * 100 + b"C" * 50).hex())
@@ -99,7 +96,7 @@ def _flushes(agent: Agent, name: str) -> int | None:
 
 
 @pytest.mark.parametrize("opcode", [
-    pytest.param(op, marks=pytest.mark.claim(CLAIMS[f"submit.{op.lower()}"]), id=op)
+    pytest.param(op, marks=pytest.mark.claim(f"io_submit.{op.lower()}"), id=op)
     for op in ("FSYNC", "FDSYNC")
 ])
 def test_sync_flushes_block_device(agent: Agent, ctx: int, nvme: dict[str, Any], opcode: str,
@@ -121,7 +118,7 @@ def test_sync_flushes_block_device(agent: Agent, ctx: int, nvme: dict[str, Any],
         assert after > before, (before, after)
 
 
-@pytest.mark.claim(CLAIMS["submit.fsync_fields"])
+@pytest.mark.claim("io_submit.fsync_fields")
 @pytest.mark.parametrize("field", ["buf_addr", "offset", "nbytes", "rw_flags"])
 def test_fsync_with_a_field_set_is_einval(agent: Agent, ctx: int, scratch: int,
                                           field: str) -> None:
@@ -133,13 +130,13 @@ def test_fsync_with_a_field_set_is_einval(agent: Agent, ctx: int, scratch: int,
     assert _one_event(agent, ctx)["res"] == 0
 
 
-@pytest.mark.claim(CLAIMS["submit.fsync_unsupported"])
+@pytest.mark.claim("io_submit.fsync_unsupported")
 def test_fsync_of_a_pipe_is_einval(agent: Agent, ctx: int, pipe: list[int]) -> None:
     assert agent.errno_of("aio.submit", ctx=ctx, iocbs=[{"opcode": "FSYNC", "fd": pipe[1]}]) \
         == "EINVAL"
 
 
-@pytest.mark.claim(CLAIMS["submit.poll_fields"])
+@pytest.mark.claim("io_submit.poll_fields")
 @pytest.mark.parametrize("extra", [{"offset": 1}, {"nbytes": 1}, {"rw_flags": 1},
                                    {"events": 1 << 16}],
                          ids=["offset", "nbytes", "rw_flags", "events-beyond-16-bits"])

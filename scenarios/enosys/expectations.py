@@ -21,15 +21,15 @@ PROVIDED_BY: dict[str, str] = {
     "io_uring_register": "IO_URING",
 }
 
-# syscall name → the claim its ENOSYS checks (scenarios/aio/claims.py, uring/claims.py):
+# syscall name → the claim its ENOSYS checks (scenarios/aio/claims.toml, uring/claims.toml):
 # the three with a KAPI text of their own cite it, the rest FACTS.md's.
 CLAIM_OF: dict[str, str] = {
-    "io_submit": "submit.enosys",
-    "io_destroy": "destroy.enosys",
-    "io_cancel": "cancel.enosys",
+    "io_submit": "io_submit.enosys",
+    "io_destroy": "io_destroy.enosys",
+    "io_cancel": "io_cancel.enosys",
     **{name: "aio.enosys" for name in ("io_setup", "io_getevents", "io_pgetevents")},
-    **{name: "uring.enosys" for name in ("io_uring_setup", "io_uring_enter",
-                                        "io_uring_register")},
+    **{name: "io_uring.enosys" for name in ("io_uring_setup", "io_uring_enter",
+                                           "io_uring_register")},
 }
 
 # Typed agent ops that must surface the same ENOSYS (the wrapper adds nothing

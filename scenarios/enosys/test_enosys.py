@@ -12,11 +12,7 @@ import errno
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.aio.claims import CLAIMS as AIO_CLAIMS
 from scenarios.enosys.expectations import CLAIM_OF, PROVIDED_BY, TYPED_OPS
-from scenarios.uring.claims import CLAIMS as URING_CLAIMS
-
-CLAIMS = {**AIO_CLAIMS, **URING_CLAIMS}
 
 
 def _off(option: str) -> pytest.MarkDecorator:
@@ -24,7 +20,7 @@ def _off(option: str) -> pytest.MarkDecorator:
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=[_off(option), pytest.mark.claim(CLAIMS[CLAIM_OF[name]])], id=name)
+    pytest.param(name, marks=[_off(option), pytest.mark.claim(CLAIM_OF[name])], id=name)
     for name, option in PROVIDED_BY.items()
 ])
 def test_syscall_is_enosys_without_its_option(agent: Agent, name: str) -> None:
@@ -34,7 +30,7 @@ def test_syscall_is_enosys_without_its_option(agent: Agent, name: str) -> None:
 
 
 @pytest.mark.parametrize("op", [
-    pytest.param(op, marks=[_off(option), pytest.mark.claim(CLAIMS["aio.enosys"])], id=op)
+    pytest.param(op, marks=[_off(option), pytest.mark.claim("aio.enosys")], id=op)
     for op, (_, option) in TYPED_OPS.items()
 ])
 def test_typed_op_reports_enosys(agent: Agent, op: str) -> None:

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
-from scenarios.races.claims import CLAIMS
 from scenarios.races.params import FLOORS, ConcurrentDestroy, ident, load
 
 PARAMS = load(ConcurrentDestroy)
 
 
-@pytest.mark.claim(CLAIMS["concurrent_destroy"])
+@pytest.mark.claim("io_destroy.race.concurrent")
 @pytest.mark.requires_config("AIO")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_exactly_one_destroy_wins(run_loop: Callable[..., dict[str, Any]], aio_nr: Any,

@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 
-from scenarios.races.claims import CLAIMS
 from scenarios.races.params import FLOORS, SLOW_IOPS, DestroyBuffers, ident, load
 
 PARAMS = load(DestroyBuffers)
 
 
-@pytest.mark.claim(CLAIMS["destroy_buffers"])
+@pytest.mark.claim("io_destroy.race.buffers")
 @pytest.mark.requires_config("AIO")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_buffers_quiet_after_destroy(run_loop: Callable[..., dict[str, Any]],

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
-from scenarios.races.claims import CLAIMS
 from scenarios.races.params import FAST_SCRATCH_OFFSET, FLOORS, DestroyVsSubmit, ident, load
 
 PARAMS = load(DestroyVsSubmit)
 
 
-@pytest.mark.claim(CLAIMS["destroy_vs_submit"])
+@pytest.mark.claim("io_destroy.race.submit")
 @pytest.mark.requires_config("AIO")
 @pytest.mark.parametrize("p", [PARAMS], ids=ident)
 def test_destroy_vs_submit(run_loop: Callable[..., dict[str, Any]], nvme: dict[str, Any],

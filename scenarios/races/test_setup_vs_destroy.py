@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
-from scenarios.races.claims import CLAIMS
 from scenarios.races.params import FLOORS, SetupVsDestroy, ident, load
 
 PARAMS = load(SetupVsDestroy)
 
 
-@pytest.mark.claim(CLAIMS["setup_vs_destroy"])
+@pytest.mark.claim("io_destroy.race.setup")
 @pytest.mark.saturates_cpus("four threads spin io_setup/io_destroy and lookups on both vCPUs")
 @pytest.mark.requires_config("AIO")
 @pytest.mark.guest_only("aio-nr counts every process's contexts: on a host, others' come and go")

@@ -1,6 +1,6 @@
 """The SQE double read: a live SQE's opcode and fd rewritten while the kernel submits it.
 
-The 2019 io_uring review (../shared/specs/io_uring-review-2019-jann-horn.txt,
+The 2019 io_uring review (scenarios/specs/io_uring-review-2019-jann-horn.txt,
 __io_submit_sqe) showed the opcode read twice from the shared SQE: inline,
 where a READV took a file reference and got -EAGAIN, and again in the async
 retry, where userspace could have made it a NOP that freed the request with
@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 
-from scenarios.races.claims import CLAIMS
 from scenarios.races.params import FLOORS, SqeDoubleRead, ident, load
 
 PARAMS = load(SqeDoubleRead)
 
 
-@pytest.mark.claim(CLAIMS["sqe_double_read"])
+@pytest.mark.claim("io_uring.sqe_double_read")
 @pytest.mark.saturates_cpus("the rewriter and the submitter (or SQPOLL) spin on both vCPUs")
 @pytest.mark.requires_config("IO_URING")
 @pytest.mark.guest_only("it mounts a tmpfs (the kernel's mount table; root only)")

@@ -22,6 +22,14 @@ UID_MEASURE = 4246  # measures the ring charge where the version data cannot say
 GID_URING = 4300
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The suite tests CONFIG_IO_URING's syscalls: every test of it requires the option, so a
+    kernel built without it SKIPs them (before their fixtures), not FAILs.  Said once here
+    for the suite, as a module's marker says it (lab.run.keys.required_config reads the
+    item's markers: this one comes after the test's own, where a module's would)."""
+    item.add_marker(pytest.mark.requires_config("IO_URING"))
+
+
 @pytest.fixture
 def version(kernel: Any) -> Version:
     """The kernel's version and whose build it is: a value measured on Debian's builds

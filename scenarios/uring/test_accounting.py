@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.uring.claims import CLAIMS
 from scenarios.uring.conftest import (
     MEASURE_PAGES,
     PAGE,
@@ -29,9 +28,7 @@ from scenarios.uring.conftest import (
 from scenarios.uring.expectations import EXPECTATIONS, UNVERIFIED, Version, observe
 from scenarios.versions import range_in
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = [pytest.mark.requires_config("IO_URING"),
-              pytest.mark.needs_root("its steps run as other users, with memlock limits set")]
+pytestmark = pytest.mark.needs_root("its steps run as other users, with memlock limits set")
 
 LIMIT_PAGES = 16
 BIG = 64  # pages: four times the limit
@@ -41,7 +38,7 @@ def _ring_of(step: int) -> dict[str, Any]:
     return {"$": step, "key": "ring"}
 
 
-@pytest.mark.claim(CLAIMS["uring.memlock_limit"])
+@pytest.mark.claim("io_uring.memlock_limit")
 def test_unprivileged_register_limit_to_the_page(agent: Agent, version: Version,
                                                  record: Any, observed: Any) -> None:
     """Without CAP_IPC_LOCK, REGISTER_BUFFERS pins up to the limit less ring pages, no more."""
@@ -57,7 +54,7 @@ def test_unprivileged_register_limit_to_the_page(agent: Agent, version: Version,
     assert got["probe"]["vm_pin_kb_at_max"] == want * PAGE // 1024
 
 
-@pytest.mark.claim(CLAIMS["uring.ring_charge"])
+@pytest.mark.claim("io_uring.ring_charge")
 def test_ring_memory_charge_by_version(agent: Agent, version: Version, record: Any,
                                        observed: Any, inconclusive: Any) -> None:
     """The ring itself is charged to RLIMIT_MEMLOCK as the version data says; where no
@@ -77,7 +74,7 @@ def test_ring_memory_charge_by_version(agent: Agent, version: Version, record: A
                      f"{expected.why}")
 
 
-@pytest.mark.claim(CLAIMS["uring.memlock_latched"])
+@pytest.mark.claim("io_uring.memlock_latched")
 def test_exemption_latched_at_creation(agent: Agent, record: Any) -> None:
     """A ring created with CAP_IPC_LOCK stays exempt after the drop; a new ring is limited."""
     reply = creds_run(agent, [
@@ -97,7 +94,7 @@ def test_exemption_latched_at_creation(agent: Agent, record: Any) -> None:
     assert reply["steps"][4] == {"errno": "ENOMEM"}              # created after the drop
 
 
-@pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
+@pytest.mark.claim("io_uring.memlock_no_wraparound")
 def test_accounting_restored_after_drop_sequence(agent: Agent, version: Version,
                                                  record: Any, observed: Any) -> None:
     """create, drop CAP_IPC_LOCK, register, unregister, close: root's accounting unchanged."""
@@ -138,7 +135,7 @@ def _one_round(base: int, *, drop: bool = True) -> list[dict[str, Any]]:
 ROUNDS = 40
 
 
-@pytest.mark.claim(CLAIMS["uring.memlock_no_wraparound"])
+@pytest.mark.claim("io_uring.memlock_no_wraparound")
 def test_many_rounds_leave_no_drift(agent: Agent, version: Version, record: Any,
                                     observed: Any) -> None:
     """Many drop sequences (and as many charged rounds) leave the limit and VmPin unchanged."""

@@ -8,13 +8,10 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.uring.claims import CLAIMS
 from scenarios.uring.conftest import GID_URING, UID_DISABLED, UID_GROUP_MEMBER, creds_run
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
-# so does one without the sysctl (6.6+).
-pytestmark = [pytest.mark.requires_config("IO_URING"),
-              pytest.mark.requires_feature("io_uring_disabled"),
+# A kernel without the sysctl (6.6+) SKIPs.
+pytestmark = [pytest.mark.requires_feature("io_uring_disabled"),
               pytest.mark.guest_only("it sets kernel.io_uring_disabled, which every process "
                                      "of the kernel obeys")]
 
@@ -53,7 +50,7 @@ def sysctl(agent: Agent) -> Iterator[None]:
         assert agent.call("sys.read_text", path=DISABLED).strip() == saved[DISABLED]
 
 
-@pytest.mark.claim(CLAIMS["uring.disabled_sysctl"])
+@pytest.mark.claim("io_uring.disabled_sysctl")
 @pytest.mark.parametrize("value", [0, 1, 2])
 def test_setup_allowed_by_caller(agent: Agent, sysctl: None, value: int, record: Any) -> None:
     agent.call("sys.write_text", path=DISABLED, text=str(value))
@@ -66,7 +63,7 @@ def test_setup_allowed_by_caller(agent: Agent, sysctl: None, value: int, record:
     assert got == EXPECTED[value]
 
 
-@pytest.mark.claim(CLAIMS["uring.disabled_only_setup"])
+@pytest.mark.claim("io_uring.disabled_only_setup")
 def test_existing_ring_keeps_working(agent: Agent, sysctl: None) -> None:
     """Only setup is gated: a ring made before io_uring_disabled=2 still runs requests."""
     ring = agent.call("uring.setup", entries=4)["ring"]

@@ -7,10 +7,6 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.uring.claims import CLAIMS
-
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
 
 COMMON = ["--rw=randrw", "--bs=4k", "--size=4M", "--iodepth=8", "--randrepeat=1",
           "--offset=256M", "--verify=crc32c", "--do_verify=1"]
@@ -35,7 +31,7 @@ def engines(agent: Agent) -> list[str]:
     return found
 
 
-@pytest.mark.claim(CLAIMS["nvme.fio_uring_cmd"])
+@pytest.mark.claim("nvme.fio_uring_cmd")
 @pytest.mark.requires_feature("uring_cmd")
 def test_fio_io_uring_cmd_on_generic_device(agent: Agent, nvme: dict[str, Any],
                                             engines: list[str], record: Any) -> None:
@@ -44,7 +40,7 @@ def test_fio_io_uring_cmd_on_generic_device(agent: Agent, nvme: dict[str, Any],
                          "--ioengine=io_uring_cmd", "--cmd_type=nvme", *COMMON])
 
 
-@pytest.mark.claim(CLAIMS["aio.fio_libaio"])
+@pytest.mark.claim("io_submit.fio_libaio")
 @pytest.mark.requires_config("AIO")  # fio's libaio engine submits through io_submit
 def test_fio_libaio_on_block_device(agent: Agent, nvme: dict[str, Any], engines: list[str],
                                     record: Any) -> None:

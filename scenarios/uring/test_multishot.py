@@ -16,12 +16,10 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.uring.claims import CLAIMS
 from scenarios.uring.expectations import by_multishot
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
-# one whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs too.
-pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_feature("uring_cmd")]
+# A kernel whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs.
+pytestmark = pytest.mark.requires_feature("uring_cmd")
 
 BGID = 7
 WAIT_MS = 5000
@@ -36,9 +34,9 @@ UBLK_READ_LEN = 4096  # the op's default io_len
 # The multishot rules, one each: key in expectations.py -> (uring_cmd_flags, sqe flags,
 # the claim).  FIXED with MULTISHOT goes with BUFFER_SELECT, so only the FIXED rule fails.
 RULES: dict[str, tuple[list[str] | int, list[str], str]] = {
-    "mshot.fixed+bufsel": ([MULTISHOT, FIXED], ["BUFFER_SELECT"], "mshot.fixed"),
-    "mshot.no_bufsel": ([MULTISHOT], [], "mshot.needs_bufsel"),
-    "mshot.bufsel_only": ([], ["BUFFER_SELECT"], "mshot.bufsel_needs_mshot"),
+    "mshot.fixed+bufsel": ([MULTISHOT, FIXED], ["BUFFER_SELECT"], "uring_cmd.multishot.fixed"),
+    "mshot.no_bufsel": ([MULTISHOT], [], "uring_cmd.multishot.needs_bufsel"),
+    "mshot.bufsel_only": ([], ["BUFFER_SELECT"], "uring_cmd.multishot.bufsel_needs_mshot"),
 }
 # Before 6.18 the same submissions, and the valid multishot one, meet older checks.
 BEFORE_MULTISHOT: dict[str, tuple[list[str] | int, list[str]]] = {
@@ -82,7 +80,7 @@ def _res(out: dict[str, Any]) -> list[int]:
 
 @pytest.mark.requires_feature("uring_cmd_multishot")
 @pytest.mark.parametrize("key", [
-    pytest.param(key, marks=pytest.mark.claim(CLAIMS[claim]), id=key)
+    pytest.param(key, marks=pytest.mark.claim(claim), id=key)
     for key, (_, _, claim) in RULES.items()
 ])
 def test_flag_rules(agent: Agent, io: dict[str, Any], key: str, record: Any) -> None:
@@ -92,21 +90,21 @@ def test_flag_rules(agent: Agent, io: dict[str, Any], key: str, record: Any) -> 
     assert _res(out) == [-getattr(errno, by_multishot(key, has=True))], (key, out)
 
 
-@pytest.mark.claim(CLAIMS["uring_cmd.unknown_flag"])
+@pytest.mark.claim("uring_cmd.unknown_flag")
 def test_unknown_uring_cmd_flag(agent: Agent, io: dict[str, Any], record: Any) -> None:
     out = _read(agent, io, UNKNOWN_BIT, [])
     record("cqes", out["cqes"])
     assert _res(out) == [-getattr(errno, by_multishot("mshot.unknown_bit", has=True))], out
 
 
-@pytest.mark.claim(CLAIMS["uring_cmd.top_bits"])
+@pytest.mark.claim("uring_cmd.top_bits")
 def test_top_uring_cmd_flag_bits_refused(agent: Agent, io: dict[str, Any], record: Any) -> None:
     got = {hex(bit): _res(_read(agent, io, bit, [])) for bit in TOP_BITS}
     record("res_by_bit", got)
     assert got == {hex(bit): [-errno.EINVAL] for bit in TOP_BITS}
 
 
-@pytest.mark.claim(CLAIMS["uring_cmd.fixed_ok"])
+@pytest.mark.claim("uring_cmd.fixed_ok")
 def test_fixed_alone_is_accepted(agent: Agent, io: dict[str, Any], record: Any) -> None:
     assert agent.call("uring.register_buffers", ring=io["args"]["ring"], bufs=[io["buf"]]) == 0
     out: dict[str, Any] = agent.call("nvme.rw", write=False, buf=io["buf"],
@@ -117,7 +115,7 @@ def test_fixed_alone_is_accepted(agent: Agent, io: dict[str, Any], record: Any) 
     assert bytes.fromhex(agent.call("mem.read", handle=io["buf"])) == io["pattern"]
 
 
-@pytest.mark.claim(CLAIMS["mshot.before_6_18"])
+@pytest.mark.claim("uring_cmd.multishot.before_6_18")
 @pytest.mark.requires_feature("!uring_cmd_multishot")  # else test_flag_rules
 @pytest.mark.parametrize("key", list(BEFORE_MULTISHOT))
 def test_before_multishot(agent: Agent, io: dict[str, Any], key: str, record: Any) -> None:
@@ -127,7 +125,7 @@ def test_before_multishot(agent: Agent, io: dict[str, Any], key: str, record: An
     assert _res(out) == [-getattr(errno, by_multishot(key, has=False))], (key, out)
 
 
-@pytest.mark.claim(CLAIMS["mshot.nvme_oneshot"])
+@pytest.mark.claim("uring_cmd.multishot.nvme_oneshot")
 @pytest.mark.requires_feature("uring_cmd_multishot")
 def test_valid_multishot_to_nvme(agent: Agent, io: dict[str, Any], record: Any) -> None:
     """MULTISHOT + BUFFER_SELECT to NVMe: prep accepts it; the nvme driver never selects a
@@ -143,10 +141,10 @@ def test_valid_multishot_to_nvme(agent: Agent, io: dict[str, Any], record: Any) 
     assert bytes.fromhex(agent.call("mem.read", handle=io["buf"])) == io["pattern"]
 
 
-@pytest.mark.claim(CLAIMS["mshot.posts_more"])
+@pytest.mark.guest_only("the agent adds a ublk device to the kernel")
+@pytest.mark.claim("uring_cmd.multishot.posts_more")
 @pytest.mark.requires_config("BLK_DEV_UBLK")
 @pytest.mark.requires_feature("ublk_batch_fetch")
-@pytest.mark.guest_only("the agent adds a ublk device to the kernel")
 def test_ublk_batch_fetch_posts_more_than_once(agent: Agent, record: Any) -> None:
     """A positive multishot: one UBLK_U_IO_FETCH_IO_CMDS, several CQEs with IORING_CQE_F_MORE.
 

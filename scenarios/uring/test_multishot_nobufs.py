@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.uring.claims import CLAIMS
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
-# so does one whose ublk_drv has no batch fetch (UBLK_U_CMD_GET_FEATURES: UBLK_F_BATCH_IO).
-pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_config("BLK_DEV_UBLK"),
+# A kernel without ublk SKIPs, and so does one whose ublk_drv has no batch fetch
+# (UBLK_U_CMD_GET_FEATURES: UBLK_F_BATCH_IO).
+pytestmark = [pytest.mark.requires_config("BLK_DEV_UBLK"),
               pytest.mark.requires_feature("ublk_batch_fetch"),
               pytest.mark.guest_only("the agent adds a ublk device to the kernel")]
 
@@ -24,8 +23,8 @@ READS = 2
 
 
 @pytest.mark.parametrize("mode", [
-    pytest.param("empty", marks=pytest.mark.claim(CLAIMS["mshot.enobufs"]), id="empty-group"),
-    pytest.param("unregister", marks=pytest.mark.claim(CLAIMS["mshot.unregister_bufring"]),
+    pytest.param("empty", marks=pytest.mark.claim("uring_cmd.multishot.enobufs"), id="empty-group"),
+    pytest.param("unregister", marks=pytest.mark.claim("uring_cmd.multishot.unregister_bufring"),
                  id="unregistered-ring"),
 ])
 def test_fetch_without_buffers_ends_with_enobufs(agent: Agent, mode: str, record: Any) -> None:

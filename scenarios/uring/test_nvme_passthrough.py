@@ -8,11 +8,9 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.uring.claims import CLAIMS
 
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs;
-# one whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs too.
-pytestmark = [pytest.mark.requires_config("IO_URING"), pytest.mark.requires_feature("uring_cmd")]
+# A kernel whose io_uring has no IORING_OP_URING_CMD (IORING_REGISTER_PROBE) SKIPs.
+pytestmark = pytest.mark.requires_feature("uring_cmd")
 
 QEMU_MODEL = "QEMU NVMe Ctrl"  # hw/nvme/ctrl.c: the model string QEMU reports
 SLBA_BYTES = 768 << 20  # an area of the "fast" namespace no other suite touches
@@ -25,7 +23,7 @@ def _geometry(agent: Agent, dev: Any) -> tuple[int, int]:
     return lba, int(agent.call("nvme.nsid", path=dev.generic))
 
 
-@pytest.mark.claim(CLAIMS["nvme.identify"])
+@pytest.mark.claim("nvme.identify")
 def test_identify_controller_admin(agent: Agent, nvme: dict[str, Any], big_ring: int,
                                    record: Any) -> None:
     fast = nvme["fast"]
@@ -38,7 +36,7 @@ def test_identify_controller_admin(agent: Agent, nvme: dict[str, Any], big_ring:
     assert out["vid"] == 0x1B36  # Red Hat's PCI vendor id, QEMU's default
 
 
-@pytest.mark.claim(CLAIMS["nvme.passthrough_io"])
+@pytest.mark.claim("nvme.passthrough_io")
 def test_passthrough_write_then_block_read(agent: Agent, nvme: dict[str, Any],
                                            big_ring: int) -> None:
     fast = nvme["fast"]
@@ -62,7 +60,7 @@ def test_passthrough_write_then_block_read(agent: Agent, nvme: dict[str, Any],
         agent.call("mem.free", handle=buf)
 
 
-@pytest.mark.claim(CLAIMS["nvme.passthrough_io"])
+@pytest.mark.claim("nvme.passthrough_io")
 def test_block_write_then_passthrough_read(agent: Agent, nvme: dict[str, Any],
                                            big_ring: int) -> None:
     fast = nvme["fast"]
@@ -86,7 +84,7 @@ def test_block_write_then_passthrough_read(agent: Agent, nvme: dict[str, Any],
         agent.call("mem.free", handle=buf)
 
 
-@pytest.mark.claim(CLAIMS["nvme.needs_big_entries"])
+@pytest.mark.claim("nvme.needs_big_entries")
 @pytest.mark.parametrize("flags", [[], ["SQE128"], ["CQE32"]], ids=["plain", "sqe128", "cqe32"])
 def test_ring_without_big_entries_is_eopnotsupp(agent: Agent, nvme: dict[str, Any],
                                                 flags: list[str]) -> None:

@@ -12,10 +12,7 @@ from typing import Any
 import pytest
 
 from lab.vm.agent import Agent
-from scenarios.uring.claims import CLAIMS, DEVIATIONS
-
-# The suite tests CONFIG_IO_URING's syscalls: a kernel built without it SKIPs, not FAILs.
-pytestmark = pytest.mark.requires_config("IO_URING")
+from scenarios.catalogue import DEVIATIONS
 
 IORING_FEAT_NODROP = 1 << 1  # include/uapi/linux/io_uring.h
 UNKNOWN_SQE_FLAG = 1 << 7  # above IOSQE_CQE_SKIP_SUCCESS (1 << 6), the highest defined
@@ -38,7 +35,7 @@ def _pipe_reads(agent: Agent, ring: int, n: int) -> list[int]:
     return fds
 
 
-@pytest.mark.claim(CLAIMS["uring.getevents_min_complete"])
+@pytest.mark.claim("io_uring.getevents_min_complete")
 def test_getevents_waits_for_min_complete(agent: Agent, record: Any) -> None:
     ring = _ring(agent)
     _r, w = _pipe_reads(agent, ring, 2)
@@ -58,7 +55,7 @@ def test_getevents_waits_for_min_complete(agent: Agent, record: Any) -> None:
     assert both["elapsed_ns"] < LONG_MS * 1_000_000 / 2, both
 
 
-@pytest.mark.claim(CLAIMS["uring.getevents_zero"])
+@pytest.mark.claim("io_uring.getevents_zero")
 def test_getevents_min_zero_does_not_wait(agent: Agent, record: Any) -> None:
     ring = _ring(agent)
     _pipe_reads(agent, ring, 1)  # pending: nothing will complete
@@ -68,7 +65,7 @@ def test_getevents_min_zero_does_not_wait(agent: Agent, record: Any) -> None:
     assert got["elapsed_ns"] < LONG_MS * 1_000_000 / 4, got
 
 
-@pytest.mark.claim(CLAIMS["uring.inline_cached"])
+@pytest.mark.claim("io_uring.inline_cached")
 def test_cached_read_completes_inline(agent: Agent, record: Any) -> None:
     ring = _ring(agent)
     fd = agent.call("fs.open", path=CACHED, flags=["O_RDWR", "O_CREAT", "O_TRUNC"])
@@ -90,7 +87,7 @@ def test_cached_read_completes_inline(agent: Agent, record: Any) -> None:
         agent.call("fs.unlink", path=CACHED)
 
 
-@pytest.mark.claim(CLAIMS["uring.sqe_flags_unknown"])
+@pytest.mark.claim("io_uring.sqe_flags_unknown")
 def test_unknown_sqe_flag_is_einval(agent: Agent, deviation: Any) -> None:
     ring = _ring(agent)
     bad = agent.call("uring.run", ring=ring, timeout_ms=LONG_MS,
@@ -100,10 +97,10 @@ def test_unknown_sqe_flag_is_einval(agent: Agent, deviation: Any) -> None:
     good = agent.call("uring.run", ring=ring, timeout_ms=LONG_MS,
                       sqes=[{"opcode": "NOP", "flags": ["IO_DRAIN"], "user_data": 8}])
     assert [(c["user_data"], c["res"]) for c in good["cqes"]] == [(8, 0)], good
-    deviation(DEVIATIONS["uring.sqe_flags_unknown"])
+    deviation(DEVIATIONS["io_uring.sqe_flags_unknown"])
 
 
-@pytest.mark.claim(CLAIMS["uring.sq_index_dropped"])
+@pytest.mark.claim("io_uring.sq_index_dropped")
 def test_out_of_range_sq_index_is_dropped(agent: Agent, record: Any, deviation: Any) -> None:
     ring = _ring(agent)
     before = agent.call("uring.state", ring=ring)
@@ -120,10 +117,10 @@ def test_out_of_range_sq_index_is_dropped(agent: Agent, record: Any, deviation: 
     ok = agent.call("uring.run", ring=ring, sqes=[{"opcode": "NOP", "user_data": 10}],
                     timeout_ms=LONG_MS)
     assert [(c["user_data"], c["res"]) for c in ok["cqes"]] == [(10, 0)], ok
-    deviation(DEVIATIONS["uring.sq_index_dropped"])
+    deviation(DEVIATIONS["io_uring.sq_index_dropped"])
 
 
-@pytest.mark.claim(CLAIMS["uring.cq_overflow"])
+@pytest.mark.claim("io_uring.cq_overflow")
 def test_cq_overflow_keeps_completions(agent: Agent, record: Any, deviation: Any) -> None:
     setup = agent.call("uring.setup", entries=4, cq_entries=4)
     ring = setup["ring"]
@@ -139,4 +136,4 @@ def test_cq_overflow_keeps_completions(agent: Agent, record: Any, deviation: Any
     assert full["cq_overflow"] == 0, full  # nothing dropped, so nothing counted
     assert [c["user_data"] for c in got["cqes"]] == list(range(1, 9)), got
     assert not after["cq_overflow_flag"] and after["cq_overflow"] == 0, after
-    deviation(DEVIATIONS["uring.cq_overflow"])
+    deviation(DEVIATIONS["io_uring.cq_overflow"])
