@@ -42,6 +42,8 @@ from lab.run.keys import (
     KERNELS_KEY,
     MACHINES_KEY,
     RUN_DIR_KEY,
+    add_evidence,
+    evidence_so_far,
     item_cell,
     required_config,
 )
@@ -413,7 +415,9 @@ def nvme(vm: Vm) -> dict[str, Any]:
 def deviation(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record that the kernel disagrees with the API spec text (listed in the report)."""
     def note(text: str) -> None:
-        request.node.user_properties.append(("lab_deviation", text))
+        said = evidence_so_far(request.node).deviations
+        if text not in said:
+            add_evidence(request.node, deviations=(*said, text))
     return note
 
 
@@ -422,7 +426,7 @@ def inconclusive(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Say that the test, though every check held, could not decide (a race whose calls
     never overlapped): it is INCONCLUSIVE, never PASS; a failed check is still FAIL."""
     def note(reason: str) -> None:
-        request.node.user_properties.append(("lab_inconclusive", reason))
+        add_evidence(request.node, inconclusive=reason)
     return note
 
 
@@ -431,7 +435,9 @@ def observed(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record a value measured on this kernel that no source confirms (listed, never
     asserted as truth): an expectation the lab could only observe."""
     def note(text: str) -> None:
-        request.node.user_properties.append(("lab_observed", text))
+        said = evidence_so_far(request.node).observed
+        if text not in said:
+            add_evidence(request.node, observed=(*said, text))
     return note
 
 
@@ -439,7 +445,7 @@ def observed(request: pytest.FixtureRequest) -> Callable[[str], None]:
 def record(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     """Keep a measured value (counts, timings) in this test's result record."""
     def keep(key: str, value: Any) -> None:
-        request.node.user_properties.append(("lab_data", {key: value}))
+        add_evidence(request.node, data={**evidence_so_far(request.node).data, key: value})
     return keep
 
 
