@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from lab.kernel.artifact import Kernel
-from lab.results import record as results
 from lab.results.evidence import KEY, Evidence, PhaseOutcome, encode
+from lab.results.record import append_aftermath, read_interrupted, read_records
 from lab.results.verdict import Diagnosis
 from lab.run import guard, watch
 from lab.run.keys import MARK_KEY, RUN_DIR_KEY
@@ -236,7 +236,7 @@ def _interrupt(tmp_path: Path, console: str, *, offset: int = 0) -> dict[str, An
     with pytest.raises(KeyboardInterrupt):
         phase.throw(KeyboardInterrupt())
     assert item.stash[guard.INTERRUPTED_KEY] is True
-    (entry,) = results.read_interrupted(run_dir)
+    (entry,) = read_interrupted(run_dir)
     assert entry["nodeid"] == item.nodeid and entry["phase"] == "call"
     assert 0 <= entry["seconds"] < 60
     return entry
@@ -332,7 +332,7 @@ def test_what_the_kernel_printed_after_a_test_is_charged_to_it(tmp_path: Path) -
     for rep in _reports("t::e", pending=True):
         rec.pytest_runtest_logreport(rep)
     rec.pytest_sessionfinish(SimpleNamespace())
-    got = {r.test: r for r in results.read_records(tmp_path)}
+    got = {r.test: r for r in read_records(tmp_path)}
     assert {t: r.verdict for t, r in got.items()} == {
         "t::a": "FAIL", "t::b": "CRASH", "t::c": "PASS", "t::d": "PASS", "t::e": "PASS"}
     assert got["t::a"].reason.startswith("kernel splat after the test's window closed")
@@ -349,10 +349,10 @@ def test_a_workers_aftermath_no_report_carried_is_folded_in_from_the_run_directo
     rec = _recorder(tmp_path)
     for rep in _reports("t::a", pending=True):
         rec.pytest_runtest_logreport(rep)
-    results.append_aftermath(tmp_path, {
+    append_aftermath(tmp_path, {
         "test": "t::a", "verdict": "CRASH", "where": "between tests",
         "reason": "CRASH: the guest died after the test, before the next one began"})
     rec.pytest_sessionfinish(SimpleNamespace())
-    got = {r.test: r for r in results.read_records(tmp_path)}
+    got = {r.test: r for r in read_records(tmp_path)}
     assert got["t::a"].verdict == "CRASH", got
     assert got["t::a"].data["after_test"]["where"] == "between tests"

@@ -32,8 +32,15 @@ from lab.kernel.artifact import Kernel
 from lab.options import GuestOptions, argtype
 from lab.paths import KNOWN_ISSUES, REPO, cache_root, default_results_root, in_scenarios
 from lab.results import known as known_mod
-from lab.results import record as results
 from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
+from lab.results.record import (
+    append_aftermath,
+    append_phase,
+    has_phase,
+    new_run_dir,
+    read_stop,
+    write_stop,
+)
 from lab.run import aftermath, matrix
 from lab.run import select as select_mod
 from lab.run.cells import Cell
@@ -145,7 +152,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         root = Path(config.getoption("lab_results") or default_results_root())
-        run_dir = results.new_run_dir(root, "+".join(map(short_label, _kernel_specs(config))))
+        run_dir = new_run_dir(root, "+".join(map(short_label, _kernel_specs(config))))
     _activate(config, run_dir)
     _register_matrix(config)
     config.pluginmanager.register(Recorder(config), "lab-recorder")
@@ -280,7 +287,7 @@ def lab_cache(pytestconfig: pytest.Config) -> Path:
 
 def _stop(run_dir: Path, exit_code: int, reason: str) -> NoReturn:
     """End the session early; ``lab run`` exits with ``exit_code`` (lab.errors), not pytest's."""
-    results.write_stop(run_dir, exit_code=exit_code, reason=reason)
+    write_stop(run_dir, exit_code=exit_code, reason=reason)
     pytest.exit(f"kernel-lab: {reason}")
 
 
@@ -301,8 +308,8 @@ def _resolve(config: pytest.Config, cell: Cell, run_dir: Path) -> Kernel:
         except UserError as exc:
             _stop(run_dir, EXIT_USER_ERROR, str(exc))
         detail = {"kernel": cell.spec, **({"variant": cell.variant} if cell.variant else {})}
-        if not results.has_phase(run_dir, "fetch", **detail):  # `lab run` fetched it
-            results.append_phase(run_dir, "fetch", time.monotonic() - started, **detail)
+        if not has_phase(run_dir, "fetch", **detail):  # `lab run` fetched it
+            append_phase(run_dir, "fetch", time.monotonic() - started, **detail)
     return done[cell.label]
 
 
@@ -347,7 +354,7 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
     try:
         _boot(machine, lab_run_dir, first=True)
         yield machine
-        stop = results.read_stop(lab_run_dir)
+        stop = read_stop(lab_run_dir)
         # Another cell's stop (a crash loop) leaves this cell's last read to do; Ctrl-C not.
         if machine.vm is not None and (stop is None or stop["exit_code"] != EXIT_INTERRUPTED):
             aftermath.final_window(pytestconfig, machine, "the cell's tests are done")
@@ -378,11 +385,11 @@ def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:
     assert machine.vm is not None
     wait = machine.slot_wait
     if wait.seconds >= slots.SHOWN_S:  # another guest held the host's cores
-        results.append_phase(run_dir, "slot-wait", wait.seconds, kernel=machine.kernel.spec,
+        append_phase(run_dir, "slot-wait", wait.seconds, kernel=machine.kernel.spec,
                              before="boot", held=wait.held)
-    results.append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec,
+    append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec,
                          cpus=machine.vm.cpus_online)
-    results.append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)
+    append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)
 
 
 @pytest.fixture
@@ -473,7 +480,7 @@ def _hand_over_aftermath(config: pytest.Config) -> None:
     if run_dir is None or not hasattr(config, "workerinput"):
         return
     for entry in aftermath.drain(config):
-        results.append_aftermath(run_dir, entry)
+        append_aftermath(run_dir, entry)
 
 
 @pytest.hookimpl(tryfirst=True)

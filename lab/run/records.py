@@ -31,11 +31,19 @@ from lab.errors import EXIT_INTERRUPTED, InfraError, UserError
 from lab.paths import REPO, cache_root
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
-from lab.results import record as results
 from lab.results import reproduce
 from lab.results import summary as summary_mod
 from lab.results.evidence import KEY, Evidence, PhaseOutcome, decode, encode
-from lab.results.record import Record
+from lab.results.record import (
+    Record,
+    append_phase,
+    append_record,
+    read_aftermath,
+    read_interrupted,
+    read_records,
+    read_stop,
+    write_stop,
+)
 from lab.results.verdict import Verdict, fold, worst
 from lab.run import aftermath
 from lab.run.cells import plain_nodeid, repeat_of
@@ -308,7 +316,7 @@ class Recorder:
     def _write(self, record: Record) -> None:
         # A failure that known-issues.toml expects is XFAIL from the start.
         record = known_mod.apply(record, self.known, today=datetime.date.today())
-        results.append_record(self.run_dir, record)
+        append_record(self.run_dir, record)
         self.progress.ended(record)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
@@ -319,13 +327,13 @@ class Recorder:
         are written.
         """
         if excinfo.errisinstance(KeyboardInterrupt):  # pytest.exit() comes here too
-            results.write_stop(self.run_dir, exit_code=EXIT_INTERRUPTED,
+            write_stop(self.run_dir, exit_code=EXIT_INTERRUPTED,
                                reason="interrupted (Ctrl-C)")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Entries no report carried (the run stopped before the next test's report):
         # this process's own, then the rest as they are.
-        for entry in [*aftermath.drain(self.config), *results.read_aftermath(self.run_dir)]:
+        for entry in [*aftermath.drain(self.config), *read_aftermath(self.run_dir)]:
             if entry.get("test") in self.held:
                 self._write(charge(self.held.pop(str(entry["test"])), entry))
         for nodeid in list(self.held):  # no later report said what came after them
@@ -338,14 +346,14 @@ class Recorder:
         missing = [n for n in self.expected if n not in self.written]
         if not missing:
             return
-        stop = results.read_stop(self.run_dir)
+        stop = read_stop(self.run_dir)
         why = stop["reason"] if stop else "the run ended before it"
         m = matrix_file.read(self.run_dir)
         cells = {test: cell for cell, test in m.assigned} if m else {}
         specs = {str(c["label"]): c for c in m.cells} if m else {}
         # What each test Ctrl-C cut short had shown (lab.run.guard), by test and repetition.
         cut = {(plain_nodeid(str(e["nodeid"])), repeat_of(str(e["nodeid"]))): e
-               for e in results.read_interrupted(self.run_dir)}
+               for e in read_interrupted(self.run_dir)}
         for nodeid in missing:
             test, repeat = plain_nodeid(nodeid), repeat_of(nodeid)
             cell = cells.get(test, "")
@@ -353,7 +361,7 @@ class Recorder:
             record = unfinished(test, cell=cell, kernel={"spec": spec} if spec else {},
                                 repeat=repeat, why=why, started=nodeid in self.pending,
                                 interrupted=cut.get((test, repeat)))
-            results.append_record(self.run_dir, known_mod.apply(
+            append_record(self.run_dir, known_mod.apply(
                 record, self.known, today=datetime.date.today()))
 
 
@@ -411,10 +419,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if hasattr(config, "workerinput") or RUN_DIR_KEY not in config.stash:
         return
     run_dir = config.stash[RUN_DIR_KEY]
-    records = results.read_records(run_dir)
+    records = read_records(run_dir)
     suite = sum(r.duration for r in records)
     if records:
-        results.append_phase(run_dir, "suite", suite)
+        append_phase(run_dir, "suite", suite)
     wall = time.monotonic() - config.stash.get(STARTED_KEY, time.monotonic())
     summary = summary_mod.summarize(run_dir, wall=wall, issues=known_issues(config))
     terminalreporter.section("kernel-lab")
