@@ -116,10 +116,11 @@ def pytest_runtest_makereport(
             add_evidence(item, aftermath_pending=True)  # judged with a later report
     phase = phase_of(rep, hint=_hint(item, call))
     so_far = add_evidence(item, phases=(*evidence_so_far(item).phases, phase))
-    # What the test left so far, whole, on this phase's report (its own copy of the
-    # item's properties): the teardown's is the test's (lab.results.evidence).
-    rep.user_properties.append(
-        (KEY, encode(replace(so_far, data={**so_far.data, **lab_data(item)}))))
+    if RUN_DIR_KEY in item.config.stash:  # a lab run: its Recorder reads it
+        # What the test left so far, whole, on this phase's report (its own copy of the
+        # item's properties): the teardown's is the test's (lab.results.evidence).
+        rep.user_properties.append(
+            (KEY, encode(replace(so_far, data={**so_far.data, **lab_data(item)}))))
     rep.user_properties += [(AFTERMATH, entry) for entry in aftermath.drain(item.config)]
     return rep
 
