@@ -33,8 +33,8 @@ from lab.bisect.command import BisectOptions, Seams, bisect
 from lab.bisect.ports import Built
 from lab.kernel import source
 from lab.options import GuestOptions
-from lab.results import record as records
 from lab.results.cell import cell_label, short_label
+from lab.results.record import Record, new_run_dir
 from lab.run.config import RunConfig
 
 TARGET = "scenarios/aio/test_io_destroy.py::test_destroy_twice_is_einval"
@@ -129,7 +129,7 @@ class FakeLabRun:
         out = Path(argv[argv.index("--results") + 1])
         assert argv[argv.index("-k") + 1] == KEYWORD
         text = content(spec, self.cache) + content(spec, self.cache, "Documentation/n.txt")
-        run_dir = records.new_run_dir(out, short_label(spec))
+        run_dir = new_run_dir(out, short_label(spec))
         log_path.write_text(f"fake lab run {spec}\n")
         variant = argv[argv.index("--variant") + 1] if "--variant" in argv else None
         label = cell_label(spec, variant)  # the cell parameter of a real run's test ids
@@ -138,15 +138,15 @@ class FakeLabRun:
         accel = {"name": "tcg" if asked == "auto" else asked}
         self.known_issues.append(argv[argv.index("--known-issues") + 1]
                                  if "--known-issues" in argv else "(the default)")
-        done: list[records.Record] = []
+        done: list[Record] = []
         if "INFRA" in text:
             for test in (TARGET, OTHER):
-                done.append(records.Record(test=f"{test}[{label}]", verdict="INFRA", cell=label,
+                done.append(Record(test=f"{test}[{label}]", verdict="INFRA", cell=label,
                                            duration=0.0, reason="boot: no SSH after 180 s"))
             _write(run_dir, done, accel)
             return 3
         failed = "REGRESSION" in text and self.rng.random() < self.fail_rate
-        target = records.Record(test=f"{TARGET}[{label}]", verdict="PASS", duration=0.1,
+        target = Record(test=f"{TARGET}[{label}]", verdict="PASS", duration=0.1,
                                 cell=label)
         if failed:
             target.verdict, target.reason = "FAIL", "AssertionError: assert 'ENOENT' == 'EINVAL'"
@@ -157,13 +157,13 @@ class FakeLabRun:
             target.splats = [{"kind": "WARNING", "title": title, "fatal": False}]
         done.append(target)
         for n in (1, 128):
-            done.append(records.Record(test=f"{OTHER}[{label}-{n}]", verdict="PASS",
+            done.append(Record(test=f"{OTHER}[{label}-{n}]", verdict="PASS",
                                        duration=0.1, cell=label))
         _write(run_dir, done, accel)
         return 1 if target.verdict != "PASS" else 0
 
 
-def _write(run_dir: Path, done: list[records.Record], accel: dict[str, str]) -> None:
+def _write(run_dir: Path, done: list[Record], accel: dict[str, str]) -> None:
     # results.jsonl as lab.results.record writes it, in one go: a fake run need not fsync.
     for r in done:
         r.accel = dict(accel)

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lab.results import record as results
+from lab.results.record import read_findings
 from lab.results.verdict import Diagnosis
 from lab.run import aftermath, watch
 from lab.run.keys import RUN_DIR_KEY
@@ -98,14 +98,14 @@ def test_a_splat_on_the_console_that_no_window_saw_is_a_finding(tmp_path: Path) 
     panic = (GOLDEN / "debian72_sysrq_panic.log").read_text()
     machine = FakeMachine(console=panic)
     aftermath.backstop(_config(tmp_path), machine, after="t::a")  # type: ignore[arg-type]
-    found = results.read_findings(tmp_path)
+    found = read_findings(tmp_path)
     assert [f["title"] for f in found] == ["kernel panic: sysrq triggered crash"]
     assert found[0]["fatal"] and "t::a" in found[0]["why"] and found[0]["kernel"] == "debian:7.2"
     # Seen by a window (or a diagnosis): no finding.
     seen = FakeMachine(console=panic)
     seen.seen = ["kernel panic: sysrq triggered crash"]
     aftermath.backstop(_config(tmp_path / "x"), seen, after="t::a")  # type: ignore[arg-type]
-    assert results.read_findings(tmp_path / "x") == []
+    assert read_findings(tmp_path / "x") == []
 
 
 def test_a_hung_task_from_an_already_written_test_is_a_finding(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_a_hung_task_from_an_already_written_test_is_a_finding(tmp_path: Path) -
                         test="t::c", windows=machine.windows)
     aftermath.findings(_config(tmp_path), machine, seen,  # type: ignore[arg-type]
                        read_in="t::c's window")
-    found = results.read_findings(tmp_path)
+    found = read_findings(tmp_path)
     assert [(f["title"], f["test"]) for f in found] == [("INFO: task hung in io_destroy", "t::a")]
     assert "began in t::a's window" in found[0]["why"]
 
@@ -148,12 +148,12 @@ def test_a_guest_that_dies_after_a_test_makes_it_a_crash(tmp_path: Path) -> None
     assert entry["reason"] == ("CRASH: the guest died after the test, before the next one "
                                "began (kernel panic: sysrq triggered crash)")
     assert machine.closed is None
-    assert results.read_findings(tmp_path) == []  # the panic is the test's, not a finding
+    assert read_findings(tmp_path) == []  # the panic is the test's, not a finding
     # With no window to charge (it died before its first test): a finding, never silence.
     (tmp_path / "x").mkdir()
     alone = DeadMachine(console=(GOLDEN / "debian72_sysrq_panic.log").read_text())
     aftermath.final_window(_config(tmp_path / "x"), alone, "the guest stopped answering")  # type: ignore[arg-type]
-    assert [f["kind"] for f in results.read_findings(tmp_path / "x")] == ["GUEST_DIED"]
+    assert [f["kind"] for f in read_findings(tmp_path / "x")] == ["GUEST_DIED"]
 
 
 def test_the_summary_lists_the_findings(tmp_path: Path) -> None:

@@ -594,17 +594,17 @@ def test_versions_bisect_names_the_releases_and_the_next_command(
             return Built(ok=True, spec=f"debian:{point}", artifact=point)
 
     def launch(argv: Any, log_path: Path) -> int:
-        from lab.results import record as records
+        from lab.results.record import Record, append_record, new_run_dir
 
         spec = argv[argv.index("--kernel") + 1]
-        run_dir = records.new_run_dir(Path(argv[argv.index("--results") + 1]), "x")
+        run_dir = new_run_dir(Path(argv[argv.index("--results") + 1]), "x")
         bad = spec >= "debian:7.2"
-        records.append_record(run_dir, records.Record(
+        append_record(run_dir, Record(
             test=f"{T}[{spec}]", verdict="FAIL" if bad else "PASS", duration=0.1, cell=spec,
             reason="assert 'ENOENT' == 'EINVAL'" if bad else ""))
         # A test the collection did not select (-k matched the run's cell label too),
         # failing everywhere: it must not become a target, or nothing would be good.
-        records.append_record(run_dir, records.Record(
+        append_record(run_dir, Record(
             test=f"{T}_too[{spec}]", verdict="FAIL", duration=0.1, cell=spec, reason="x"))
         return 1
 

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.results import claims as audit_mod
-from lab.results import record as results
-from lab.results.record import Record
+from lab.results.record import Record, append_record
 from lab.results.summary import claim_counts, summarize, summary_lines
 
 D72 = {"spec": "debian:7.2", "release": "7.2.13", "variant": "prebuilt"}
@@ -111,7 +110,7 @@ def test_kernel_label() -> None:
 
 def test_summary_counts_claims_from_the_run_catalogue(tmp_path: Path) -> None:
     for r in RECORDS:
-        results.append_record(tmp_path, r)
+        append_record(tmp_path, r)
     # Without claims.json: only what the records say.
     assert claim_counts(RECORDS, None) == {"checked": 3, "deviations": 1, "not_checkable": None,
                                            "catalogue": False}

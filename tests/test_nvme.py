@@ -11,7 +11,8 @@ import pytest
 from lab.bisect.classify import BadIf, Observed, judge
 from lab.bisect.decision import Outcome
 from lab.results import nvme
-from lab.run.records import to_record
+from lab.results.evidence import Evidence, PhaseOutcome
+from lab.run.records import record_of
 
 # What the driver prints, as 6.1 and 7.2 print it (nvme_timeout, nvme_warn_reset,
 # nvme_reset_ctrl's callers, the abort's completion).
@@ -48,22 +49,18 @@ def test_other_nvme_lines_are_not(line: str) -> None:
     assert nvme.events([line]) == []
 
 
-def _report(when: str, outcome: str, props: list[tuple[str, Any]]) -> pytest.TestReport:
-    return pytest.TestReport(nodeid="t::x", location=("t", 1, "x"), keywords={},
-                             outcome=outcome, longrepr=None, when=when,
-                             user_properties=props)
-
-
-def _failed(props: list[tuple[str, Any]], when: str = "call") -> list[pytest.TestReport]:
-    return [_report(w, "failed" if w == when else "passed", props)
-            for w in ("setup", "call", "teardown")]
+def _failed(hint: str = "", when: str = "call", **evidence: Any) -> Evidence:
+    return Evidence(phases=tuple(PhaseOutcome(w, "failed" if w == when else "passed",
+                                              "assert x" if w == when else "",
+                                              hint=hint if w == when else "")
+                                 for w in ("setup", "call", "teardown")), **evidence)
 
 
 EVENTS = {"nvme_events": [DRIVER[0], DRIVER[1]]}
 
 
 def test_a_failure_in_an_nvme_timeout_window_is_infra_with_the_evidence() -> None:
-    rec = to_record("t::x", _failed([("lab_hint", "FAIL"), ("lab_data", EVENTS)]))
+    rec = record_of("t::x", _failed("FAIL", data=EVENTS))
     assert rec.verdict == "INFRA", rec
     assert rec.reason.startswith("INFRA: the NVMe driver timed out or reset the controller")
     assert DRIVER[0] in rec.reason and rec.data["nvme_events"] == EVENTS["nvme_events"]
@@ -71,18 +68,17 @@ def test_a_failure_in_an_nvme_timeout_window_is_infra_with_the_evidence() -> Non
 
 
 def test_a_hang_too_but_never_a_crash_nor_a_kernel_warning() -> None:
-    hang = to_record("t::x", _failed([("lab_hint", "HANG"), ("lab_data", EVENTS)]))
+    hang = record_of("t::x", _failed("HANG", data=EVENTS))
     assert hang.verdict == "INFRA"
-    crash = to_record("t::x", _failed([("lab_hint", "CRASH"), ("lab_data", EVENTS),
-                                       ("lab_splats", [{"kind": "KASAN", "fatal": True,
-                                                        "title": "KASAN: use-after-free"}])]))
+    crash = record_of("t::x", _failed("CRASH", data=EVENTS, splats=(
+        {"kind": "KASAN", "fatal": True, "title": "KASAN: use-after-free"},)))
     assert crash.verdict == "CRASH"
-    warned = to_record("t::x", _failed([("lab_data", EVENTS), ("lab_splats", [
-        {"kind": "WARNING", "fatal": False, "title": "WARNING in io_destroy"}])]))
+    warned = record_of("t::x", _failed(data=EVENTS, splats=(
+        {"kind": "WARNING", "fatal": False, "title": "WARNING in io_destroy"},)))
     assert warned.verdict == "FAIL"
     # A pass in such a window stays a pass: every check held; the events are kept.
-    ok = to_record("t::x", [_report(w, "passed", [("lab_data", EVENTS)])
-                            for w in ("setup", "call", "teardown")])
+    ok = record_of("t::x", Evidence(phases=tuple(PhaseOutcome(w, "passed") for w in (
+        "setup", "call", "teardown")), data=EVENTS))
     assert ok.verdict == "PASS" and ok.data["nvme_events"]
 
 

@@ -14,8 +14,8 @@ from records import rec
 
 from lab import cli
 from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
-from lab.results import record as results
 from lab.results.matrix import Matrix, write
+from lab.results.record import append_record, read_records
 
 CELLS = [{"label": "debian:7.2", "spec": "debian:7.2", "variant": None}]
 RECORDS = [rec(f"test_{n}", "PASS") for n in range(3)]
@@ -26,7 +26,7 @@ def run_dir(where: Path, name: str, *, shard: str | None = None) -> Path:
     d = where / name
     d.mkdir()
     for r in RECORDS:
-        results.append_record(d, r)
+        append_record(d, r)
     (d / "command.txt").write_text("lab run\n")
     expected = [(r.cell, r.test) for r in RECORDS]
     write(d, Matrix(cells=CELLS, suite=["scenarios/aio"], expected=expected,
@@ -62,7 +62,7 @@ def test_an_invalid_record_is_an_error_naming_file_and_line(tmp_path: Path, kind
     text, words = BAD[kind]
     corrupt(d, text)
     with pytest.raises(UserError) as err:
-        results.read_records(d)
+        read_records(d)
     message = str(err.value)
     assert message.startswith(f"{d / 'results.jsonl'}:2: ") and words in message, message
     assert "\n" not in message
@@ -72,7 +72,7 @@ def test_a_binary_file_is_an_error_too(tmp_path: Path) -> None:
     d = run_dir(tmp_path, "run")
     (d / "results.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
     with pytest.raises(UserError, match=r"results\.jsonl:1: .*not a JSON record"):
-        results.read_records(d)
+        read_records(d)
 
 
 def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -113,9 +113,9 @@ def test_a_shards_torn_last_line_is_miss_in_a_merge(tmp_path: Path,
     text = path.read_text()
     path.write_text(text[: len(text) - 30])  # killed in the middle of its last write
     with pytest.raises(UserError, match=r"results\.jsonl:3: .*torn"):
-        results.read_records(d)  # a reader without a matrix to fall back on: an error
+        read_records(d)  # a reader without a matrix to fall back on: an error
     code, out, _ = _main(capsys, "merge", str(d), "--into", str(tmp_path / "merged"))
     assert code == EXIT_INFRA_ERROR, out
     assert f"{path}:3: a torn last line (the run was killed while writing it)" in out
-    merged = results.read_records(tmp_path / "merged")
+    merged = read_records(tmp_path / "merged")
     assert [r.verdict for r in merged] == ["PASS", "PASS", "MISS"]

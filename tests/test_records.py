@@ -9,14 +9,49 @@ from typing import Any
 import pytest
 
 from lab.kernel.artifact import Kernel
-from lab.results import record as results
+from lab.results.evidence import KEY, Evidence, PhaseOutcome, encode
+from lab.results.record import append_aftermath, read_interrupted, read_records
 from lab.results.verdict import Diagnosis
 from lab.run import guard, watch
 from lab.run.keys import MARK_KEY, RUN_DIR_KEY
-from lab.run.records import to_record, unfinished
+from lab.run.records import carried, phase_of, record_of, to_record, unfinished
 from lab.vm import session
 from lab.vm.accel import Accel
 from lab.vm.vm import VmConfig
+
+PASSED = tuple(PhaseOutcome(w, "passed") for w in ("setup", "call", "teardown"))
+
+
+def test_an_inconclusive_pass_is_inconclusive_and_a_failure_stays_a_failure() -> None:
+    why = "the calls overlapped in 0 of 100 rounds"
+    rec = record_of("t::x", Evidence(phases=PASSED, inconclusive=why))
+    assert (rec.verdict, rec.reason) == ("INCONCLUSIVE", why)
+    failed = (PASSED[0], PhaseOutcome("call", "failed", "assert 1 == 2"), PASSED[2])
+    assert record_of("t::x", Evidence(phases=failed, inconclusive=why)).verdict == "FAIL"
+
+
+def test_observed_and_deviations_are_kept_apart() -> None:
+    rec = record_of("t::x", Evidence(phases=PASSED, deviations=("the text says EFAULT",),
+                                     observed=("charged: 0 pages",)))
+    assert rec.deviations == ["the text says EFAULT"] and rec.observed == ["charged: 0 pages"]
+
+
+def test_the_record_is_made_of_the_evidence() -> None:
+    """Every field of a record comes from its test's evidence; the call's time is its
+    duration, and a splat's previous test leaves the data for the record's own field."""
+    splat = {"kind": "WARNING", "fatal": False, "title": "WARNING in free_ioctx"}
+    ev = Evidence(phases=(PhaseOutcome("setup", "passed", duration=2.0),
+                          PhaseOutcome("call", "failed", "kernel splat", 1.25, hint="FAIL"),
+                          PhaseOutcome("teardown", "passed", duration=3.0)),
+                  splats=(splat,), excerpt="WARNING: CPU: 0", cell="debian:7.2",
+                  kernel={"spec": "debian:7.2"}, claim="io_destroy waits",
+                  data={"n": 3, "previous_test": "t::w"})
+    rec = record_of("t::x", ev, repeat=2)
+    assert (rec.verdict, rec.reason, rec.duration, rec.repeat) == (
+        "FAIL", "kernel splat", 1.25, 2)
+    assert (rec.splats, rec.excerpt, rec.cell, rec.kernel, rec.claim) == (
+        [splat], "WARNING: CPU: 0", "debian:7.2", {"spec": "debian:7.2"}, "io_destroy waits")
+    assert rec.data == {"n": 3} and rec.previous_test == "t::w"
 
 
 def _report(when: str, outcome: str, props: list[tuple[str, Any]]) -> pytest.TestReport:
@@ -25,20 +60,20 @@ def _report(when: str, outcome: str, props: list[tuple[str, Any]]) -> pytest.Tes
                              user_properties=props)
 
 
-def test_an_inconclusive_pass_is_inconclusive_and_a_failure_stays_a_failure() -> None:
-    props = [("lab_inconclusive", "the calls overlapped in 0 of 100 rounds")]
-    passed = [_report(w, "passed", props) for w in ("setup", "call", "teardown")]
-    rec = to_record("t::x", passed)
-    assert (rec.verdict, rec.reason) == ("INCONCLUSIVE", "the calls overlapped in 0 of 100 rounds")
-    failed = [_report("setup", "passed", props), _report("call", "failed", props),
-              _report("teardown", "passed", props)]
-    assert to_record("t::x", failed).verdict == "FAIL"
-
-
-def test_observed_and_deviations_are_kept_apart() -> None:
-    props = [("lab_deviation", "the text says EFAULT"), ("lab_observed", "charged: 0 pages")]
-    rec = to_record("t::x", [_report(w, "passed", props) for w in ("setup", "call", "teardown")])
-    assert rec.deviations == ["the text says EFAULT"] and rec.observed == ["charged: 0 pages"]
+def test_the_last_reports_evidence_is_the_tests() -> None:
+    """Each report carries the evidence so far: the teardown's is the test's whole; a
+    report made without the lab's hook carries none, and its phases are the evidence."""
+    early = Evidence(phases=PASSED[:1], cell="debian:7.2")
+    whole = Evidence(phases=PASSED, cell="debian:7.2", inconclusive="no overlap")
+    reports = [_report("setup", "passed", [(KEY, encode(early))]),
+               _report("call", "passed", [("other", 1)]),
+               _report("teardown", "passed", [(KEY, encode(whole)), ("lab_aftermath", {})])]
+    assert carried(reports) == whole
+    assert to_record("t::x", reports).verdict == "INCONCLUSIVE"
+    bare = [_report("setup", "passed", []), _report("call", "failed", [])]
+    assert [(p.when, p.outcome) for p in carried(bare).phases] == [("setup", "passed"),
+                                                                   ("call", "failed")]
+    assert to_record("t::x", bare).verdict == "FAIL"
 
 
 def test_a_text_patching_oops_is_booted_again_single_threaded(
@@ -123,9 +158,8 @@ def test_a_skip_the_lab_raised_points_at_the_test() -> None:
 
 
 def test_records_carry_the_accelerator() -> None:
-    props = [("lab_accel", {"name": "tcg", "mode": "TCG, multi-threaded",
-                            "reason": "KVM unusable: no /dev/kvm"})]
-    rec = to_record("t::x", [_report(w, "passed", props) for w in ("setup", "call", "teardown")])
+    accel = {"name": "tcg", "mode": "TCG, multi-threaded", "reason": "KVM unusable: no /dev/kvm"}
+    rec = record_of("t::x", Evidence(phases=PASSED, accel=accel))
     assert rec.accel["reason"] == "KVM unusable: no /dev/kvm"
 
 
@@ -202,7 +236,7 @@ def _interrupt(tmp_path: Path, console: str, *, offset: int = 0) -> dict[str, An
     with pytest.raises(KeyboardInterrupt):
         phase.throw(KeyboardInterrupt())
     assert item.stash[guard.INTERRUPTED_KEY] is True
-    (entry,) = results.read_interrupted(run_dir)
+    (entry,) = read_interrupted(run_dir)
     assert entry["nodeid"] == item.nodeid and entry["phase"] == "call"
     assert 0 <= entry["seconds"] < 60
     return entry
@@ -253,14 +287,22 @@ def _recorder(tmp_path: Path) -> Any:
 
 def _reports(nodeid: str, outcome: str = "passed", *,
              setup: list[tuple[str, Any]] | None = None,
-             teardown: list[tuple[str, Any]] | None = None) -> list[pytest.TestReport]:
-    out = []
+             teardown: list[tuple[str, Any]] | None = None,
+             pending: bool = False) -> list[pytest.TestReport]:
+    """A test's three reports, as the lab's hook makes them (``pending``: its window
+    closed cleanly, its aftermath comes with a later report)."""
+    out: list[pytest.TestReport] = []
+    phases: tuple[PhaseOutcome, ...] = ()
     for when, props in (("setup", setup or []), ("call", []), ("teardown", teardown or [])):
-        out.append(pytest.TestReport(
+        rep = pytest.TestReport(
             nodeid=nodeid, location=(nodeid, 1, nodeid), keywords={}, when=when,
             outcome=outcome if when == "call" else "passed", user_properties=props,
             longrepr=("t", 1, "Skipped: n/a") if outcome == "skipped" and when == "call"
-            else None))
+            else None)
+        phases = (*phases, phase_of(rep))
+        so_far = Evidence(phases=phases, aftermath_pending=pending and when == "teardown")
+        rep.user_properties.append((KEY, encode(so_far)))
+        out.append(rep)
     return out
 
 
@@ -268,31 +310,29 @@ def test_what_the_kernel_printed_after_a_test_is_charged_to_it(tmp_path: Path) -
     """A test whose window closed cleanly is held until a later report of its worker says
     what the kernel printed after it: a splat there makes it FAIL (a SKIP too), a guest
     that died makes it CRASH, and a quiet aftermath keeps its verdict."""
-    from lab.run.records import AFTERMATH, AFTERMATH_PENDING
+    from lab.run.records import AFTERMATH
 
     rec = _recorder(tmp_path)
-    pending = [(AFTERMATH_PENDING, True)]
     warn = {"title": "WARNING in free_ioctx", "kind": "WARNING", "fatal": False}
-    for rep in _reports("t::a", teardown=pending):
+    for rep in _reports("t::a", pending=True):
         rec.pytest_runtest_logreport(rep)
     assert not (tmp_path / "results.jsonl").exists()  # held: its aftermath is not known
     splat_after = {"test": "t::a", "verdict": "FAIL", "where": "between tests",
                    "reason": "kernel splat after the test's window closed (between tests): "
                              "WARNING in free_ioctx", "splats": [warn]}
-    for rep in _reports("t::b", "skipped", setup=[(AFTERMATH, splat_after)],
-                        teardown=pending):
+    for rep in _reports("t::b", "skipped", setup=[(AFTERMATH, splat_after)], pending=True):
         rec.pytest_runtest_logreport(rep)
     died = {"test": "t::b", "verdict": "CRASH", "where": "between tests",
             "reason": "CRASH: the guest died after the test, before the next one began"}
-    for rep in _reports("t::c", setup=[(AFTERMATH, died)], teardown=pending):
+    for rep in _reports("t::c", setup=[(AFTERMATH, died)], pending=True):
         rec.pytest_runtest_logreport(rep)
     quiet = {"test": "t::c", "verdict": "", "where": "as the guest was stopped", "reason": ""}
     for rep in _reports("t::d", teardown=[(AFTERMATH, quiet)]):
         rec.pytest_runtest_logreport(rep)
-    for rep in _reports("t::e", teardown=pending):
+    for rep in _reports("t::e", pending=True):
         rec.pytest_runtest_logreport(rep)
     rec.pytest_sessionfinish(SimpleNamespace())
-    got = {r.test: r for r in results.read_records(tmp_path)}
+    got = {r.test: r for r in read_records(tmp_path)}
     assert {t: r.verdict for t, r in got.items()} == {
         "t::a": "FAIL", "t::b": "CRASH", "t::c": "PASS", "t::d": "PASS", "t::e": "PASS"}
     assert got["t::a"].reason.startswith("kernel splat after the test's window closed")
@@ -306,15 +346,13 @@ def test_a_workers_aftermath_no_report_carried_is_folded_in_from_the_run_directo
     """Under xdist a stop (pytest.exit) makes no report: the worker hands its queued
     entries over through the run directory, and the controller's Recorder charges them,
     so a guest that died after t::a is t::a's CRASH even then."""
-    from lab.run.records import AFTERMATH_PENDING
-
     rec = _recorder(tmp_path)
-    for rep in _reports("t::a", teardown=[(AFTERMATH_PENDING, True)]):
+    for rep in _reports("t::a", pending=True):
         rec.pytest_runtest_logreport(rep)
-    results.append_aftermath(tmp_path, {
+    append_aftermath(tmp_path, {
         "test": "t::a", "verdict": "CRASH", "where": "between tests",
         "reason": "CRASH: the guest died after the test, before the next one began"})
     rec.pytest_sessionfinish(SimpleNamespace())
-    got = {r.test: r for r in results.read_records(tmp_path)}
+    got = {r.test: r for r in read_records(tmp_path)}
     assert got["t::a"].verdict == "CRASH", got
     assert got["t::a"].data["after_test"]["where"] == "between tests"

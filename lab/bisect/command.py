@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import atomic
-from lab.bisect import coarse
-from lab.bisect import search as gitops
+from lab.bisect import coarse, search
 from lab.bisect.classify import BadIf
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, EndpointError, Plan, Setup
@@ -285,7 +284,7 @@ def _setup_git(start: dict[str, Any], plan: Plan, points: list[str], *, cache: P
 
     def describe(point: str) -> str:
         if point not in subjects:
-            subjects[point] = gitops.subject(clone, point)
+            subjects[point] = search.subject(clone, point)
         return f"{point[:12]} {subjects[point]}"
 
     count = int(clone.git("rev-list", "--count", f"{plan.good}..{plan.bad}").strip())
@@ -356,7 +355,7 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
     assert setup.clone is not None
     clone = setup.clone
     warnings: list[str] = []
-    parents = gitops.parents(clone, first)
+    parents = search.parents(clone, first)
     if len(parents) > 1:
         warnings.append(f"{first[:12]} is a merge commit ({len(parents)} parents): the change "
                         "may come from either side; bisect the merged branch to go further")
@@ -378,14 +377,14 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
     revert = _revert_check(clone, driver, first, setup.plan.bad) if verify_revert else None
     if revert is not None and not revert["ok"]:
         warnings.append(f"revert check: {revert['summary']}")
-    subject = gitops.subject(clone, first)
+    subject = search.subject(clone, first)
     kind = "culprit" if confidence >= THRESHOLD else "inconclusive"
     message = (f"first bad commit {first[:12]} ({subject})" if kind == "culprit" else
                f"inconclusive: {first[:12]} would be first bad, but the confidence "
                f"{confidence:.2f} is below {THRESHOLD}")
     return Result(kind=kind, message=message, first_bad=first, subject=subject,
                   confidence=confidence, warnings=warnings,
-                  diffstat=gitops.diffstat(clone, first), reproducer=repro.text(),
+                  diffstat=search.diffstat(clone, first), reproducer=repro.text(),
                   revert=revert, **base)
 
 
@@ -404,7 +403,7 @@ def _same_image_as_parent(driver: Driver, first: str, parents: list[str]) -> str
 
 def _revert_check(clone: Clone, driver: Driver, culprit: str, bad: str) -> dict[str, Any]:
     """Build the bad endpoint with the culprit reverted and show the target passes."""
-    reverted = gitops.revert_onto(clone, culprit, bad)
+    reverted = search.revert_onto(clone, culprit, bad)
     if reverted is None:
         return {"ok": False, "commit": None,
                 "summary": f"{culprit[:12]} does not revert cleanly on {bad[:12]}"}

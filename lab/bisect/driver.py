@@ -27,9 +27,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lab.bisect import decision as dec
 from lab.bisect.classify import BadIf, Judged, classify, default_bad_if, short, targets_of
-from lab.bisect.decision import Counts, Outcome, Policy, Verdict
+from lab.bisect.decision import (
+    AUTO_RUNS,
+    ENDPOINT_RUNS,
+    Counts,
+    Outcome,
+    Policy,
+    Verdict,
+    estimate_p,
+    next_step,
+    product,
+    step_confidence,
+    step_target,
+)
 from lab.bisect.journal import Build, Conditions, Journal, Run, RunStore
 from lab.bisect.ports import Builder, Tester
 from lab.bisect.result import Step
@@ -176,7 +187,7 @@ class Driver:
         while True:
             judged = [self.judge(r) for r in runs]
             counts = Counts.of(j.outcome for j in judged)
-            verdict = dec.next_step(counts, policy)
+            verdict = next_step(counts, policy)
             if verdict is not None:
                 break
             if built is None:
@@ -191,7 +202,7 @@ class Driver:
             runs = self._runs[point]
         if not why:
             why = self._why(judged, verdict)
-        conf = dec.step_confidence(verdict, counts.good, policy.p)
+        conf = step_confidence(verdict, counts.good, policy.p)
         artifact = (built.artifact if built is not None else
                     next((r.artifact for r in runs if r.artifact), ""))
         foreign = sorted({s for j in judged for s in j.foreign})
@@ -219,26 +230,26 @@ class Driver:
         """Runs at the bad endpoint: what bad means, the targets, p, and the runs policy."""
         point = self.plan.bad
         asked = self.plan.runs
-        first = (dec.AUTO_RUNS if asked == "auto" or self.plan.flaky
-                 else int(asked) if asked else dec.ENDPOINT_RUNS)
+        first = (AUTO_RUNS if asked == "auto" or self.plan.flaky
+                 else int(asked) if asked else ENDPOINT_RUNS)
         spent: list[Step] = []
         step = self._bad_runs(point, first, spent)
         mixed = step.counts.bad > 0 and step.counts.good > 0
-        if asked is None and mixed and first < dec.AUTO_RUNS:
+        if asked is None and mixed and first < AUTO_RUNS:
             self.progress(f"bisect: the bad endpoint disagrees with itself "
                           f"({step.counts.text()}): the target is flaky; going statistical "
                           "(--runs auto)")
-            step = self._bad_runs(point, dec.AUTO_RUNS, spent)
+            step = self._bad_runs(point, AUTO_RUNS, spent)
         for k in ("build_seconds", "test_seconds", "seconds"):
             setattr(step, k, sum(getattr(s, k) for s in spent))
         if step.counts.bad == 0:
             raise EndpointError(self._endpoint_message("bad", point, step), step)
-        p = dec.estimate_p(step.counts)
+        p = estimate_p(step.counts)
         statistical = (asked == "auto" or bool(self.plan.flaky) or mixed
                        or (asked is not None and int(asked) > 1))
         if statistical:
-            runs = int(asked) if asked not in (None, "auto") else dec.AUTO_RUNS
-            self.policy = Policy(runs=runs, p=p, target=dec.step_target(self.count))
+            runs = int(asked) if asked not in (None, "auto") else AUTO_RUNS
+            self.policy = Policy(runs=runs, p=p, target=step_target(self.count))
         else:
             self.policy = Policy(runs=1)
         self.journal.append({"kind": "policy", **self.policy_dict()})
@@ -328,7 +339,7 @@ class Driver:
                 f"elapsed {_clock(elapsed)} | {eta}")
 
     def confidence(self) -> float:
-        return dec.product(s.confidence for s in self.steps if s.role != "bad endpoint")
+        return product(s.confidence for s in self.steps if s.role != "bad endpoint")
 
     def policy_dict(self) -> dict[str, Any]:
         return {"runs": self.policy.runs, "p": round(self.policy.p, 3),

@@ -30,8 +30,8 @@ from lab.bisect.classify import Observed
 from lab.errors import UserError
 from lab.kernel.build import BuildError
 from lab.results import known
-from lab.results import record as records
 from lab.results.cell import scenario_of
+from lab.results.record import load_records
 from lab.run.config import RunConfig, lab_args
 
 log = logging.getLogger("lab.bisect")
@@ -151,7 +151,7 @@ class LabRun:
         accels: set[str] = set()
         for run_dir in dirs:
             # A run killed while writing its last record: that test did not run.
-            for r in records.load_records(run_dir, torn_end_ok=True).records:
+            for r in load_records(run_dir, torn_end_ok=True).records:
                 if r.accel.get("name"):
                     accels.add(str(r.accel["name"]))
                 # Without the cell parameter: the same test at any commit has the same id.

@@ -1,12 +1,13 @@
 """What a test's verdict is, folded from the phases it went through: pure functions over plain data.
 
 A test runs in three phases (setup, call, teardown), as pytest's junitxml folds
-them.  Each phase that ran leaves a ``PhaseOutcome``; the lab adds *hints*
-where it knows more than "an exception was raised": a diagnosis of a dead or
-hung guest, a fatal splat.  ``fold`` turns them into one verdict and its
-reason, and ``exit_code`` turns a run's verdicts into the exit status CI and
-bisection read.  Nothing here imports pytest or paramiko: the matrix, the
-report and bisection use it on records read back from disk.
+them.  Each phase that ran leaves a ``PhaseOutcome`` in the test's ``Evidence``
+(lab.results.evidence), with the lab's *hint* where it knows more than "an
+exception was raised": a diagnosis of a dead or hung guest, a fatal splat.
+``fold`` turns a test's evidence into one verdict and its reason, and
+``exit_code`` turns a run's verdicts into the exit status CI and bisection read.
+Nothing here imports pytest or paramiko: the matrix, the report and bisection use it
+on records read back from disk.
 
 The verdicts, worst first, by what they say about the kernel, the test and the harness:
 
@@ -41,6 +42,8 @@ from lab.errors import (
     EXIT_TEST_FAILED,
     RUN_EXIT_WORDS,
 )
+from lab.results import nvme
+from lab.results.evidence import Evidence, PhaseOutcome
 
 
 class Verdict(StrEnum):
@@ -75,16 +78,6 @@ def worst(verdicts: Iterable[str]) -> str:
     return next((v for v in VERDICTS if v in seen), Verdict.SKIP.value)
 
 
-@dataclass(frozen=True)
-class PhaseOutcome:
-    """One phase of one test, as plain data."""
-
-    when: str  # "setup", "call", "teardown"
-    outcome: str  # "passed", "failed", "skipped"
-    message: str = ""  # the failure's first line, or the skip reason
-    duration: float = 0.0
-
-
 @dataclass
 class Diagnosis:
     """What a call that failed turned out to be, from the evidence the guest left."""
@@ -96,25 +89,36 @@ class Diagnosis:
     phase: str = ""  # the test phase it explains: "setup", "call" or "teardown"
 
 
-def fold(phases: Sequence[PhaseOutcome], *, hints: Sequence[str] = (),
-         reason: str = "") -> tuple[str, str]:
-    """(verdict, reason) of a test from its phases, worst first.
+def fold(evidence: Evidence) -> tuple[str, str]:
+    """(verdict, reason) of a test from its evidence, worst first.
 
     The first phase that failed decides, whatever came before it: a test that
     skipped in its body (after fixtures that did I/O) still has its teardown
     judged, and a splat or a dead guest there is its verdict, never SKIP.  A
-    failure takes the first hint when there is one (a diagnosis: CRASH, HANG,
+    failure takes its phase's hint when there is one (a diagnosis: CRASH, HANG,
     INFRA), else FAIL in the test's call and INFRA in a fixture (fetch, boot,
-    agent).  ``reason``, when given, replaces the phase's own message (a
-    diagnosis says more).  With no failure, the first skip makes it SKIP.
+    agent).  The evidence's ``reason``, when given, replaces the phase's own
+    message (a diagnosis says more).  With no failure, the first skip makes it
+    SKIP.  A PASS the test called inconclusive is INCONCLUSIVE, with its words.
+    Last, a FAIL or HANG in a window where the NVMe driver timed out is INFRA
+    (lab.results.nvme).
     """
+    verdict, reason = _phases(evidence.phases, reason=evidence.reason)
+    if verdict == Verdict.PASS and evidence.inconclusive:
+        verdict, reason = Verdict.INCONCLUSIVE.value, evidence.inconclusive
+    # Emulated NVMe timed out in the test's window (a loaded host): that, not the
+    # assertion or the wait, is the story, and the driver's lines are the evidence.
+    return nvme.judged(verdict, reason, evidence.nvme_events, splats=evidence.splats)
+
+
+def _phases(phases: Sequence[PhaseOutcome], *, reason: str) -> tuple[str, str]:
     skipped: str | None = None
     for phase in phases:
         if phase.outcome == "skipped" and skipped is None:
             skipped = phase.message.removeprefix("Skipped: ")
         if phase.outcome == "failed":
-            if hints:
-                verdict = hints[0]
+            if phase.hint:
+                verdict = phase.hint
             elif phase.when == "call":
                 verdict = Verdict.FAIL.value
             else:

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from lab.errors import InfraError
-from lab.results import record as results
 from lab.results import splat
+from lab.results.record import append_finding
 from lab.results.verdict import Verdict
 from lab.run import watch
 from lab.run.keys import AFTERMATH_KEY, RUN_DIR_KEY
@@ -62,12 +62,12 @@ def findings(config: pytest.Config, machine: Machine, seen: watch.Assessment,
     if run_dir is None:
         return
     for test, s in seen.elsewhere:
-        results.append_finding(run_dir, _finding(
+        append_finding(run_dir, _finding(
             machine, s, charged_to=test,
             why=f"a hung task that began in {test}'s window, reported after its record "
                 f"was written (read in {read_in})"))
     for s in seen.earlier:
-        results.append_finding(run_dir, _finding(
+        append_finding(run_dir, _finding(
             machine, s, charged_to="",
             why=f"a hung task that began before this guest's first test window (read in "
                 f"{read_in})"))
@@ -151,7 +151,7 @@ def _silent_death(config: pytest.Config, machine: Machine, why: str) -> None:
                                        phase="between tests"), console_offset=0)
     machine.seen += [str(s.get("title", "")) for s in diag.splats]
     title = str(diag.splats[0].get("title")) if diag.splats else f"{diag.verdict}: guest died"
-    results.append_finding(run_dir, {
+    append_finding(run_dir, {
         "kernel": machine.kernel.spec, "vm": machine.vm.name if machine.vm else "",
         "title": title, "kind": "GUEST_DIED", "fatal": True, "excerpt": diag.excerpt,
         "test": "", "why": f"the guest died while no test's window was open: {diag.summary}"})
@@ -171,7 +171,7 @@ def backstop(config: pytest.Config, machine: Machine, *, after: str) -> None:
         if left[s.title] > 0:
             left[s.title] -= 1
             continue
-        results.append_finding(run_dir, _finding(
+        append_finding(run_dir, _finding(
             machine, s, charged_to="",
             why=f"on the guest's console, in no test's kernel-log window (the last test "
                 f"before it stopped: {after or 'none'})"))

@@ -38,8 +38,8 @@ import pytest
 
 from lab.errors import InfraError
 from lab.kernel import facts as facts_mod
-from lab.results import record as results
 from lab.results import splat
+from lab.results.record import append_interrupted
 from lab.results.verdict import Diagnosis, Verdict
 from lab.run import aftermath, features, watch
 from lab.run.keys import (
@@ -241,7 +241,7 @@ def keep_interrupted(item: pytest.Item, when: str, seconds: float) -> None:
             found = splat.parse(machine.console_since(mark.console_offset))
             if found:
                 entry["splats"] = [s.to_dict() for s in found]
-        results.append_interrupted(run_dir, entry)
+        append_interrupted(run_dir, entry)
     except Exception:  # evidence is a bonus: the interrupt goes on whatever happens here
         log.warning("kernel-lab: could not keep the interrupted test's evidence",
                     exc_info=True)

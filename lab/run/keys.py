@@ -1,14 +1,17 @@
 """What the plugin's parts share through pytest's stash: the run directory, the kernels,
-and per test the window mark, the diagnosis and what the kernel log showed."""
+and per test the window mark, the diagnosis, what the kernel log showed and the
+evidence gathered so far."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab.kernel.artifact import Kernel
+from lab.results.evidence import Evidence
 from lab.results.verdict import Diagnosis
 from lab.run.cells import Cell
 from lab.run.watch import Assessment, Mark
@@ -22,6 +25,7 @@ MARK_KEY = pytest.StashKey[Mark]()
 DIAGNOSIS_KEY = pytest.StashKey[Diagnosis]()
 ASSESSMENT_KEY = pytest.StashKey[Assessment]()
 DATA_KEY = pytest.StashKey[dict[str, Any]]()  # the lab's own measurements of a test
+EVIDENCE_KEY = pytest.StashKey[Evidence]()  # what a test left so far (lab.run.records)
 # What the kernel log showed after a test's window closed (lab.run.guard), for the test
 # named in each entry: carried by this worker's next report to the Recorder.
 AFTERMATH_KEY = pytest.StashKey[list[dict[str, Any]]]()
@@ -51,6 +55,17 @@ def item_kernel(item: pytest.Item) -> Kernel | None:
 def lab_data(item: pytest.Item) -> dict[str, Any]:
     """The item's record data the lab adds (merged into the record's ``data``)."""
     return item.stash.setdefault(DATA_KEY, {})
+
+
+def evidence_so_far(item: pytest.Item) -> Evidence:
+    """What the test has left so far (phases, notes, measurements; lab.results.evidence)."""
+    return item.stash.get(EVIDENCE_KEY, Evidence())
+
+
+def add_evidence(item: pytest.Item, **changes: Any) -> Evidence:
+    """The test's evidence with ``changes`` (fields of Evidence), kept and returned."""
+    item.stash[EVIDENCE_KEY] = dataclasses.replace(evidence_so_far(item), **changes)
+    return item.stash[EVIDENCE_KEY]
 
 
 def required_config(item: pytest.Item) -> list[str]:

@@ -31,8 +31,15 @@ from lab.kernel.artifact import Kernel
 from lab.options import OptionError
 from lab.paths import KNOWN_ISSUES, REPO, cache_root, default_results_root, in_scenarios
 from lab.results import known as known_mod
-from lab.results import record as results
 from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
+from lab.results.record import (
+    append_aftermath,
+    append_phase,
+    has_phase,
+    new_run_dir,
+    read_stop,
+    write_stop,
+)
 from lab.run import aftermath, matrix
 from lab.run import config as run_config
 from lab.run import select as select_mod
@@ -43,6 +50,8 @@ from lab.run.keys import (
     KERNELS_KEY,
     MACHINES_KEY,
     RUN_DIR_KEY,
+    add_evidence,
+    evidence_so_far,
     item_cell,
     required_config,
 )
@@ -121,7 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         root = cfg.results or default_results_root()
-        run_dir = results.new_run_dir(root, "+".join(map(short_label, cfg.kernel_specs)))
+        run_dir = new_run_dir(root, "+".join(map(short_label, cfg.kernel_specs)))
     _activate(config, run_dir)
     _register_matrix(config)
     config.pluginmanager.register(Recorder(config), "lab-recorder")
@@ -242,7 +251,7 @@ def lab_cache(pytestconfig: pytest.Config) -> Path:
 
 def _stop(run_dir: Path, exit_code: int, reason: str) -> NoReturn:
     """End the session early; ``lab run`` exits with ``exit_code`` (lab.errors), not pytest's."""
-    results.write_stop(run_dir, exit_code=exit_code, reason=reason)
+    write_stop(run_dir, exit_code=exit_code, reason=reason)
     pytest.exit(f"kernel-lab: {reason}")
 
 
@@ -263,8 +272,8 @@ def _resolve(config: pytest.Config, cell: Cell, run_dir: Path) -> Kernel:
         except UserError as exc:
             _stop(run_dir, EXIT_USER_ERROR, str(exc))
         detail = {"kernel": cell.spec, **({"variant": cell.variant} if cell.variant else {})}
-        if not results.has_phase(run_dir, "fetch", **detail):  # `lab run` fetched it
-            results.append_phase(run_dir, "fetch", time.monotonic() - started, **detail)
+        if not has_phase(run_dir, "fetch", **detail):  # `lab run` fetched it
+            append_phase(run_dir, "fetch", time.monotonic() - started, **detail)
     return done[cell.label]
 
 
@@ -310,7 +319,7 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
     try:
         _boot(machine, lab_run_dir, first=True)
         yield machine
-        stop = results.read_stop(lab_run_dir)
+        stop = read_stop(lab_run_dir)
         # Another cell's stop (a crash loop) leaves this cell's last read to do; Ctrl-C not.
         if machine.vm is not None and (stop is None or stop["exit_code"] != EXIT_INTERRUPTED):
             aftermath.final_window(pytestconfig, machine, "the cell's tests are done")
@@ -341,11 +350,11 @@ def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:
     assert machine.vm is not None
     wait = machine.slot_wait
     if wait.seconds >= slots.SHOWN_S:  # another guest held the host's cores
-        results.append_phase(run_dir, "slot-wait", wait.seconds, kernel=machine.kernel.spec,
+        append_phase(run_dir, "slot-wait", wait.seconds, kernel=machine.kernel.spec,
                              before="boot", held=wait.held)
-    results.append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec,
+    append_phase(run_dir, "boot", machine.boot_seconds, kernel=machine.kernel.spec,
                          cpus=machine.vm.cpus_online)
-    results.append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)
+    append_phase(run_dir, "agent", machine.agent_seconds, kernel=machine.kernel.spec)
 
 
 @pytest.fixture
@@ -378,7 +387,9 @@ def nvme(vm: Vm) -> dict[str, Any]:
 def deviation(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record that the kernel disagrees with the API spec text (listed in the report)."""
     def note(text: str) -> None:
-        request.node.user_properties.append(("lab_deviation", text))
+        said = evidence_so_far(request.node).deviations
+        if text not in said:
+            add_evidence(request.node, deviations=(*said, text))
     return note
 
 
@@ -387,7 +398,7 @@ def inconclusive(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Say that the test, though every check held, could not decide (a race whose calls
     never overlapped): it is INCONCLUSIVE, never PASS; a failed check is still FAIL."""
     def note(reason: str) -> None:
-        request.node.user_properties.append(("lab_inconclusive", reason))
+        add_evidence(request.node, inconclusive=reason)
     return note
 
 
@@ -396,7 +407,9 @@ def observed(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record a value measured on this kernel that no source confirms (listed, never
     asserted as truth): an expectation the lab could only observe."""
     def note(text: str) -> None:
-        request.node.user_properties.append(("lab_observed", text))
+        said = evidence_so_far(request.node).observed
+        if text not in said:
+            add_evidence(request.node, observed=(*said, text))
     return note
 
 
@@ -404,7 +417,7 @@ def observed(request: pytest.FixtureRequest) -> Callable[[str], None]:
 def record(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     """Keep a measured value (counts, timings) in this test's result record."""
     def keep(key: str, value: Any) -> None:
-        request.node.user_properties.append(("lab_data", {key: value}))
+        add_evidence(request.node, data={**evidence_so_far(request.node).data, key: value})
     return keep
 
 
@@ -432,7 +445,7 @@ def _hand_over_aftermath(config: pytest.Config) -> None:
     if run_dir is None or not hasattr(config, "workerinput"):
         return
     for entry in aftermath.drain(config):
-        results.append_aftermath(run_dir, entry)
+        append_aftermath(run_dir, entry)
 
 
 @pytest.hookimpl(tryfirst=True)

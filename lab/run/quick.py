@@ -27,7 +27,7 @@ from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
 from lab.paths import cache_root
 from lab.run import features
-from lab.run.keys import required_config
+from lab.run.keys import evidence_so_far, required_config
 from lab.run.plugin import MARKERS
 from lab.run.plugin import deviation as deviation
 from lab.run.plugin import inconclusive as inconclusive
@@ -111,11 +111,11 @@ def pytest_runtest_makereport(item: pytest.Item,
     """A test that passed but said it could not decide (``inconclusive``) is no PASS."""
     report = yield
     if report.when == "call" and report.passed:
-        why = [str(v) for k, v in item.user_properties if k == "lab_inconclusive"]
+        why = evidence_so_far(item).inconclusive
         if why:
             report.outcome = "skipped"
             report.longrepr = (str(item.path), item.location[1] or 0,
-                               f"INCONCLUSIVE: {'; '.join(why)}")
+                               f"INCONCLUSIVE: {why}")
     return report
 
 

@@ -1,9 +1,12 @@
 """From pytest's reports to the lab's records: one per test, and one for every test the
 run did not reach.
 
-The hints added to each phase's report say what the lab knows that pytest does not
-(a diagnosis, a fatal splat, where an error came from); ``to_record`` folds a test's
-reports into its record with lab.results.verdict.  The Recorder (controller only, so
+Each phase's report carries the test's evidence so far (lab.results.evidence), whole,
+under one user property: each phase's outcome with the lab's hint of what a failure
+means where pytest alone would say "failed" (a diagnosis, a fatal splat, where an error
+came from), the test's notes and measurements, the kernel's splats and who the test ran
+on.  ``record_of`` folds the teardown's into the test's record with
+lab.results.verdict.  The Recorder (controller only, so
 results.jsonl has one writer under xdist) appends each record as its teardown report
 arrives, with known-issues.toml applied (a failure it expects is XFAIL) and a progress
 line for its cell, and at the end writes NOTRUN for every expected test without one.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,11 +31,20 @@ from lab.errors import EXIT_INTERRUPTED, InfraError, UserError
 from lab.paths import REPO, cache_root
 from lab.results import known as known_mod
 from lab.results import matrix as matrix_file
-from lab.results import nvme, reproduce
-from lab.results import record as results
+from lab.results import reproduce
 from lab.results import summary as summary_mod
-from lab.results.record import Record
-from lab.results.verdict import PhaseOutcome, Verdict, fold, worst
+from lab.results.evidence import KEY, Evidence, PhaseOutcome, decode, encode
+from lab.results.record import (
+    Record,
+    append_phase,
+    append_record,
+    read_aftermath,
+    read_interrupted,
+    read_records,
+    read_stop,
+    write_stop,
+)
+from lab.results.verdict import Verdict, fold, worst
 from lab.run import aftermath
 from lab.run.cells import plain_nodeid, repeat_of
 from lab.run.guard import MACHINE_KEY
@@ -42,6 +54,8 @@ from lab.run.keys import (
     MACHINES_KEY,
     RUN_DIR_KEY,
     STARTED_KEY,
+    add_evidence,
+    evidence_so_far,
     item_cell,
     item_kernel,
     kernel_spec,
@@ -81,34 +95,39 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
-    props = rep.user_properties
     if rep.skipped:
         _skip_at_the_test(item, rep)
-    hint = _hint(item, call)
-    if hint:
-        props.append(("lab_hint", hint))
     exc = call.excinfo
     if exc is not None and exc.errisinstance(AgentOpError):
         assert isinstance(exc.value, AgentOpError)
-        props.append(("lab_data", {"guest_traceback": exc.value.guest_traceback}))
+        lab_data(item)["guest_traceback"] = exc.value.guest_traceback
     if exc is not None and exc.errisinstance(BootCrash):
         assert isinstance(exc.value, BootCrash)
         boot = exc.value.diagnosis
-        props += [("lab_splats", boot.splats), ("lab_excerpt", boot.excerpt),
-                  ("lab_reason", f"CRASH: the kernel crashed during boot: {boot.summary}")]
+        add_evidence(item, splats=tuple(boot.splats), excerpt=boot.excerpt,
+                     reason=f"CRASH: the kernel crashed during boot: {boot.summary}")
     if call.when == "setup":
-        _identify(item, props)
+        _identify(item)
     if call.when == "teardown":
-        _evidence(item, rep)
+        _found_by_guard(item, rep)
         machine = item.stash.get(MACHINE_KEY, None)
         if machine is not None and machine.closed is not None and \
                 machine.closed.test == item.nodeid:
-            props.append((AFTERMATH_PENDING, True))  # judged with a later report
-    props += [(AFTERMATH, entry) for entry in aftermath.drain(item.config)]
+            add_evidence(item, aftermath_pending=True)  # judged with a later report
+    phase = phase_of(rep, hint=_hint(item, call))
+    so_far = add_evidence(item, phases=(*evidence_so_far(item).phases, phase))
+    if RUN_DIR_KEY in item.config.stash:  # a lab run: its Recorder reads it
+        # What the test left so far, whole, on this phase's report (its own copy of the
+        # item's properties): the teardown's is the test's (lab.results.evidence).
+        rep.user_properties.append(
+            (KEY, encode(replace(so_far, data={**so_far.data, **lab_data(item)}))))
+    rep.user_properties += [(AFTERMATH, entry) for entry in aftermath.drain(item.config)]
     return rep
 
 
-AFTERMATH, AFTERMATH_PENDING = "lab_aftermath", "lab_aftermath_pending"
+# The user property that carries a worker's aftermath entries (lab.run.aftermath), each
+# for the test it names, to the Recorder.
+AFTERMATH = "lab_aftermath"
 
 
 def charge(record: Record, entry: dict[str, Any]) -> Record:
@@ -152,16 +171,16 @@ def _skip_at_the_test(item: pytest.Item, rep: pytest.TestReport) -> None:
         rep.longrepr = (str(path), (line or 0) + 1, reason)
 
 
-def _identify(item: pytest.Item, props: list[tuple[str, Any]]) -> None:
+def _identify(item: pytest.Item) -> None:
     cell = item_cell(item)
     if cell is not None:
-        props.append(("lab_cell", cell.label))
+        add_evidence(item, cell=cell.label)
         # The guest this test ran on, or the cell's guest on this worker for a test
         # skipped before it needed one.
         machine = item.stash.get(MACHINE_KEY, None) or \
             item.config.stash.get(MACHINES_KEY, {}).get(cell.label)
         if machine is not None:
-            props.append(("lab_accel", machine.accel.to_dict()))
+            add_evidence(item, accel=machine.accel.to_dict())
     k = item_kernel(item)
     if k is not None:
         identity = k.identity()
@@ -170,81 +189,66 @@ def _identify(item: pytest.Item, props: list[tuple[str, Any]]) -> None:
             # Learnt from the guest: say so, and hash what it said.
             identity.update(config_source=machine.facts.source,
                             config_hash=machine.facts.digest)
-        props.append(("lab_kernel", identity))
+        add_evidence(item, kernel=identity)
     claim = item.get_closest_marker("claim")
     if claim is not None and claim.args:
-        props.append(("lab_claim", str(claim.args[0])))
+        add_evidence(item, claim=str(claim.args[0]))
 
 
-def _evidence(item: pytest.Item, rep: pytest.TestReport) -> None:
-    """What the guard found, attached once the test's window has closed."""
-    props = rep.user_properties
+def _found_by_guard(item: pytest.Item, rep: pytest.TestReport) -> None:
+    """What the guard found, added once the test's window has closed."""
     diag = item.stash.get(DIAGNOSIS_KEY, None)
     seen = item.stash.get(ASSESSMENT_KEY, None)
-    data: dict[str, Any] = dict(lab_data(item))
     if diag is not None:
-        props += [("lab_splats", diag.splats), ("lab_excerpt", diag.excerpt),
-                  ("lab_reason", f"{diag.verdict}: {diag.summary}")]
+        add_evidence(item, splats=tuple(diag.splats), excerpt=diag.excerpt,
+                     reason=f"{diag.verdict}: {diag.summary}")
         rep.sections.append(("kernel-lab diagnosis",
                              f"{diag.verdict}: {diag.summary}\n{diag.excerpt}"))
     elif seen is not None and seen.splats:
-        props.append(("lab_splats", [s.to_dict() for s in seen.splats]))
-    if data:
-        props.append(("lab_data", data))
+        add_evidence(item, splats=tuple(s.to_dict() for s in seen.splats))
+
+
+def carried(reports: Sequence[pytest.TestReport]) -> Evidence:
+    """The evidence a test's reports carry: the last one's is the whole (a report made
+    without the lab's hook carries none: then its phases alone)."""
+    for rep in reversed(reports):
+        for key, value in rep.user_properties:
+            if key == KEY:
+                return decode(str(value))
+    return Evidence(phases=tuple(phase_of(rep) for rep in reports))
 
 
 def to_record(nodeid: str, reports: list[pytest.TestReport], *, repeat: int = 0) -> Record:
     """One test's reports (setup, call, teardown) folded into its verdict record
     (``repeat``: which repetition of the test it is, 0 when not repeated)."""
-    props: dict[str, Any] = {"lab_deviation": [], "lab_observed": [], "lab_data": {}}
-    hints: list[str] = []
-    seen: set[str] = set()
-    for rep in reports:
-        for key, value in rep.user_properties:
-            # Reports share the item's user_properties list: take each entry once.
-            tag = f"{key}|{value!r}"
-            if tag in seen:
-                continue
-            seen.add(tag)
-            if key in ("lab_deviation", "lab_observed"):
-                props[key].append(value)
-            elif key == "lab_data":
-                props["lab_data"].update(value)
-            elif key == "lab_hint":
-                hints.append(str(value))
-            elif key in (AFTERMATH, AFTERMATH_PENDING):
-                continue  # the Recorder's (another test's aftermath, or this one's later)
-            else:
-                props[key] = value
-    verdict, reason = fold([_phase(rep) for rep in reports], hints=hints,
-                           reason=props.get("lab_reason", ""))
-    if verdict == Verdict.PASS and "lab_inconclusive" in props:
-        verdict, reason = Verdict.INCONCLUSIVE.value, str(props["lab_inconclusive"])
-    data = props["lab_data"]
-    # Emulated NVMe timed out in the test's window (a loaded host): that, not the
-    # assertion or the wait, is the story, and the driver's lines are the evidence.
-    verdict, reason = nvme.judged(verdict, reason, data.get("nvme_events") or [],
-                                  splats=props.get("lab_splats", []))
+    return record_of(nodeid, carried(reports), repeat=repeat)
+
+
+def record_of(test: str, evidence: Evidence, *, repeat: int = 0) -> Record:
+    """The record of ``test`` from its evidence, its verdict folded (lab.results.verdict)."""
+    verdict, reason = fold(evidence)
+    data = dict(evidence.data)
     return Record(
-        test=nodeid,
+        test=test,
         verdict=verdict,
-        duration=round(sum(r.duration for r in reports if r.when == "call"), 3),
-        kernel=props.get("lab_kernel", {}),
-        cell=props.get("lab_cell", ""),
+        duration=round(sum(p.duration for p in evidence.phases if p.when == "call"), 3),
+        kernel=dict(evidence.kernel),
+        cell=evidence.cell,
         reason=reason,
-        claim=props.get("lab_claim", ""),
-        deviations=props["lab_deviation"],
-        observed=props["lab_observed"],
-        splats=props.get("lab_splats", []),
+        claim=evidence.claim,
+        deviations=list(evidence.deviations),
+        observed=list(evidence.observed),
+        splats=[dict(s) for s in evidence.splats],
         data=data,
-        excerpt=props.get("lab_excerpt", ""),
+        excerpt=evidence.excerpt,
         previous_test=str(data.pop("previous_test", "")),
-        accel=props.get("lab_accel", {}),
+        accel=dict(evidence.accel),
         repeat=repeat,
     )
 
 
-def _phase(rep: pytest.TestReport) -> PhaseOutcome:
+def phase_of(rep: pytest.TestReport, *, hint: str | None = None) -> PhaseOutcome:
+    """A report as the phase it was, with the lab's ``hint`` of what its failure means."""
     if rep.skipped:
         longrepr = rep.longrepr
         message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
@@ -253,7 +257,7 @@ def _phase(rep: pytest.TestReport) -> PhaseOutcome:
     else:
         message = ""
     return PhaseOutcome(when=rep.when, outcome=rep.outcome, message=message,
-                        duration=rep.duration)
+                        duration=rep.duration, hint=hint or "")
 
 
 def _first_line(rep: pytest.TestReport) -> str:
@@ -295,25 +299,25 @@ class Recorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reports = self.pending.setdefault(report.nodeid, [])
         reports.append(report)
-        props = [(key, value) for key, value in report.user_properties]
+        waits = False  # for what the kernel prints after its window (a later report)
         if report.when == "teardown":
             del self.pending[report.nodeid]
             self.written.add(report.nodeid)
-            self.held[report.nodeid] = to_record(plain_nodeid(report.nodeid), reports,
+            found = carried(reports)
+            waits = found.aftermath_pending
+            self.held[report.nodeid] = record_of(plain_nodeid(report.nodeid), found,
                                                  repeat=repeat_of(report.nodeid))
-        for key, value in props:
-            # Reports share their item's properties: an entry comes again, once its
-            # test is written it is ignored.
+        for key, value in report.user_properties:
+            # An entry for a test already written is ignored.
             if key == AFTERMATH and isinstance(value, dict) and value.get("test") in self.held:
                 self._write(charge(self.held.pop(str(value["test"])), value))
-        if report.when == "teardown" and report.nodeid in self.held and \
-                (AFTERMATH_PENDING, True) not in props:
+        if report.when == "teardown" and report.nodeid in self.held and not waits:
             self._write(self.held.pop(report.nodeid))
 
     def _write(self, record: Record) -> None:
         # A failure that known-issues.toml expects is XFAIL from the start.
         record = known_mod.apply(record, self.known, today=datetime.date.today())
-        results.append_record(self.run_dir, record)
+        append_record(self.run_dir, record)
         self.progress.ended(record)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
@@ -324,13 +328,13 @@ class Recorder:
         are written.
         """
         if excinfo.errisinstance(KeyboardInterrupt):  # pytest.exit() comes here too
-            results.write_stop(self.run_dir, exit_code=EXIT_INTERRUPTED,
+            write_stop(self.run_dir, exit_code=EXIT_INTERRUPTED,
                                reason="interrupted (Ctrl-C)")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Entries no report carried (the run stopped before the next test's report):
         # this process's own, then the rest as they are.
-        for entry in [*aftermath.drain(self.config), *results.read_aftermath(self.run_dir)]:
+        for entry in [*aftermath.drain(self.config), *read_aftermath(self.run_dir)]:
             if entry.get("test") in self.held:
                 self._write(charge(self.held.pop(str(entry["test"])), entry))
         for nodeid in list(self.held):  # no later report said what came after them
@@ -343,14 +347,14 @@ class Recorder:
         missing = [n for n in self.expected if n not in self.written]
         if not missing:
             return
-        stop = results.read_stop(self.run_dir)
+        stop = read_stop(self.run_dir)
         why = stop["reason"] if stop else "the run ended before it"
         m = matrix_file.read(self.run_dir)
         cells = {test: cell for cell, test in m.assigned} if m else {}
         specs = {str(c["label"]): c for c in m.cells} if m else {}
         # What each test Ctrl-C cut short had shown (lab.run.guard), by test and repetition.
         cut = {(plain_nodeid(str(e["nodeid"])), repeat_of(str(e["nodeid"]))): e
-               for e in results.read_interrupted(self.run_dir)}
+               for e in read_interrupted(self.run_dir)}
         for nodeid in missing:
             test, repeat = plain_nodeid(nodeid), repeat_of(nodeid)
             cell = cells.get(test, "")
@@ -358,7 +362,7 @@ class Recorder:
             record = unfinished(test, cell=cell, kernel={"spec": spec} if spec else {},
                                 repeat=repeat, why=why, started=nodeid in self.pending,
                                 interrupted=cut.get((test, repeat)))
-            results.append_record(self.run_dir, known_mod.apply(
+            append_record(self.run_dir, known_mod.apply(
                 record, self.known, today=datetime.date.today()))
 
 
@@ -416,10 +420,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if hasattr(config, "workerinput") or RUN_DIR_KEY not in config.stash:
         return
     run_dir = config.stash[RUN_DIR_KEY]
-    records = results.read_records(run_dir)
+    records = read_records(run_dir)
     suite = sum(r.duration for r in records)
     if records:
-        results.append_phase(run_dir, "suite", suite)
+        append_phase(run_dir, "suite", suite)
     wall = time.monotonic() - config.stash.get(STARTED_KEY, time.monotonic())
     summary = summary_mod.summarize(run_dir, wall=wall, issues=known_issues(config))
     terminalreporter.section("kernel-lab")

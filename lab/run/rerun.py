@@ -31,9 +31,9 @@ from typing import Any
 from lab.errors import UserError
 from lab.paths import KNOWN_ISSUES, SCENARIOS_DIR
 from lab.results import matrix as matrix_file
-from lab.results import record as results
 from lab.results import reproduce
 from lab.results.cell import cell_label, with_cell
+from lab.results.record import read_records
 from lab.results.verdict import FAILED, Verdict
 from lab.run.config import RunConfig
 
@@ -52,7 +52,7 @@ def options(run_dir: Path, *, failed: bool = False,
     if not run_dir.is_dir() or m is None:
         raise UserError(f"{run_dir} is not a lab run directory (no matrix.json); give a "
                         "directory that `lab run` wrote")
-    records = results.read_records(run_dir)
+    records = read_records(run_dir)
     cmd = reproduce.run_command(run_dir)
     assert cmd is not None
     relabel = {}  # old cell label -> the pinned kernel's

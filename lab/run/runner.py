@@ -29,10 +29,10 @@ from lab.host.doctor import missing
 from lab.paths import REPO, SCENARIOS_DIR, cache_root, default_results_root, rootdir_args
 from lab.results import junit, known
 from lab.results import matrix as matrix_file
-from lab.results import record as results
 from lab.results import report as report_mod
 from lab.results import summary as summary_mod
 from lab.results.cell import short_label
+from lab.results.record import append_phase, new_run_dir, read_records, read_stop
 from lab.results.verdict import exit_code, exit_line
 from lab.run import config, preflight, select
 from lab.run.cells import matrix
@@ -95,7 +95,7 @@ def run(opts: RunConfig, *, argv: list[str]) -> int:
     if shard is not None:
         label += f"-shard{shard.index}of{shard.total}"
     try:
-        run_dir = results.new_run_dir(results_root, label)
+        run_dir = new_run_dir(results_root, label)
     except OSError as exc:  # what the check could not foresee (a full disk, a race)
         raise UserError(f"--results {results_root}: cannot make a run directory there "
                         f"({exc.strerror}); give a directory you may write to") from None
@@ -110,7 +110,7 @@ def run(opts: RunConfig, *, argv: list[str]) -> int:
             k = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
             detail = {"kernel": cell.spec,
                       **({"variant": cell.variant} if cell.variant else {})}
-            results.append_phase(run_dir, "fetch", time.monotonic() - t, **detail)
+            append_phase(run_dir, "fetch", time.monotonic() - t, **detail)
             print(f"kernel-lab: {cell.label} -> {k.release} ({time.monotonic() - t:.1f}s)"
                   + (f"; {k.note}" if k.note else ""), flush=True)
     except (UserError, KeyboardInterrupt):
@@ -121,7 +121,7 @@ def run(opts: RunConfig, *, argv: list[str]) -> int:
     args = pytest_args_for(opts, nodes, pytest_args, run_dir=run_dir, cache=cache,
                            shard=shard, known_path=known_path)
     rc = int(pytest.main(args))
-    records = results.read_records(run_dir)
+    records = read_records(run_dir)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED and shard is not None:
         m = matrix_file.read(run_dir)
         if m is not None and m.expected and not m.assigned:
@@ -129,7 +129,7 @@ def run(opts: RunConfig, *, argv: list[str]) -> int:
             print(f"kernel-lab: shard {shard} has none of the matrix's {len(m.expected)} "
                   "tests (the other shards run them): nothing was tested", flush=True)
             return EXIT_NOTHING_TESTED
-    stop = results.read_stop(run_dir)
+    stop = read_stop(run_dir)
     mistake = stop is not None and stop["exit_code"] == EXIT_USER_ERROR
     if not records and (mistake or (stop is None and rc == pytest.ExitCode.NO_TESTS_COLLECTED)):
         # The user's mistake, found at collection: one line, and no run directory.
@@ -144,7 +144,7 @@ def run(opts: RunConfig, *, argv: list[str]) -> int:
         summary_mod.summarize(run_dir, wall=time.monotonic() - started, issues=issues)
         path = report_mod.write(run_dir, issues=issues)
         print(f"kernel-lab: report {path}", flush=True)
-    status = exit_status(rc, [r.verdict for r in records], stop=results.read_stop(run_dir))
+    status = exit_status(rc, [r.verdict for r in records], stop=read_stop(run_dir))
     if status == EXIT_INFRA_ERROR and not records:
         log.error("pytest exited with %d after no records; see %s", rc, run_dir)
     print(f"kernel-lab: {exit_line(status, [r.verdict for r in records])}", flush=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import EXIT_USER_ERROR, UserError
-from lab.results import record as results
 from lab.results.cell import scenario_of, split_repeat
+from lab.results.record import write_stop
 from lab.run.keys import item_cell
 
 # An argument after `--` that names a test file, with or without a test in it.  What
@@ -146,7 +146,7 @@ class Chooser:
                 keep.append(item)
         unused = [n for n in self.nodes if n not in used]
         if unused:
-            results.write_stop(self.run_dir, exit_code=EXIT_USER_ERROR,
+            write_stop(self.run_dir, exit_code=EXIT_USER_ERROR,
                                reason=f"node id {self._shown(unused[0])!r} matches no test of "
                                       "this run (its cells and parameters)")
             keep = []

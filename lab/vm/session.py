@@ -20,7 +20,7 @@ from lab.errors import InfraError
 from lab.kernel.artifact import Kernel, file_sha256
 from lab.kernel.facts import ConfigFacts
 from lab.results import nvme, splat
-from lab.results import record as results
+from lab.results.record import append_timeline
 from lab.results.verdict import Diagnosis
 from lab.vm.accel import Accel
 from lab.vm.agent import Agent, AgentError, AgentTimeout
@@ -233,7 +233,7 @@ class Machine:
         self.agent.default_timeout = self.call_timeout
         self.agent_seconds = time.monotonic() - started
         self.say(vm.timeline.progress_line())
-        results.append_timeline(self.run_dir, vm.timeline.to_lines(vm.name))
+        append_timeline(self.run_dir, vm.timeline.to_lines(vm.name))
         self.replace_reason, self.replace_cause, self.detectors_note = "", "", ""
         if self.facts is None:
             self.facts = self._learn_config(self.agent)
