@@ -3,6 +3,9 @@
 Modelled on syzkaller's ``pkg/report``: find each report's first line, cut the
 report out of the surrounding console noise, and give it a one-line title that
 stays the same across runs (no addresses, no PIDs) so results can be compared.
+Each kind of report (its first line's patterns, title format, frames to skip, what
+it silences) is one entry of lab/results/splat_kinds.py; this module cuts reports out
+of the log and applies their entries.
 
 Input may be a serial console capture (``[   12.345678] `` timestamps, ``\\r``,
 interleaved init/sshd output), ``dmesg`` output with caller ids
@@ -13,7 +16,6 @@ interleaved init/sshd output), ``dmesg`` output with caller ids
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,9 @@ from lab.results.splat_kinds import (
 )
 from lab.results.splat_stack import Evidence, relevant, trace
 
-__all__ = ["DETECTORS_OFF_AFTER", "KINDS", "Splat", "detectors_off", "parse", "taint_letters"]
+__all__ = ["DETECTORS_OFF_AFTER", "KINDS", "Splat", "detectors_off", "line_body", "parse",
+           "taint_letters"]
+
 
 @dataclass(frozen=True)
 class Splat:
@@ -226,19 +230,13 @@ def _with_func(prefix: str, func: str | None) -> str:
     return f"{prefix} in {func}" if func else prefix
 
 
-def _header_of(kind: Kind) -> Callable[[str], re.Match[str] | None]:
-    """Reads a line as ``kind``'s first line (a KASAN header repeated per inlined frame)."""
-    def read(body: str) -> re.Match[str] | None:
-        found = match_first_line(body)
-        return found[2] if found is not None and found[0] is kind else None
-    return read
-
-
 def _build(raw: _Raw, bodies: list[str], lines: list[str]) -> Splat:
     """The splat one cut report is: its kind's entry says how to title it."""
     part = bodies[raw.head:raw.end]
     form = raw.form
-    again = [m for m in map(_header_of(raw.kind), part[1:8]) if m is not None]
+    # The first line again a few lines on (KASAN: once per inlined frame).
+    again = [found[2] for body in part[1:8]
+             if (found := match_first_line(body)) is not None and found[0] is raw.kind]
     ev = Evidence(part, raw.match, again, trace(part))
     fields = {name: value or "" for name, value in raw.match.groupdict().items()}
     title = form.title.format_map({**fields, "rw": ev.rw})
