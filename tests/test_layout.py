@@ -6,6 +6,7 @@
 - scenarios/ are fixtures and agent ops: of lab/ they import only the agent client's type.
 - No import cycle among lab/ modules, nor among guest/ modules, counting
   imports inside functions too (a lazy import hides a cycle, it does not end it).
+- No Python module in lab/, guest/, scenarios/ or tests/ is over 600 lines.
 """
 
 from __future__ import annotations
@@ -165,3 +166,21 @@ def test_the_checks_can_fail() -> None:
     assert _layer("lab.bisect.driver") == "bisect"
     assert all("bisect" not in ALLOWED[layer] for layer in ALLOWED if layer not in (
         "bisect", "front"))
+
+
+# Past this a module holds two concepts; it is split by what it holds.
+MAX_LINES = 600
+SIZED = ("lab", "guest", "scenarios", "tests")
+
+
+def _too_long(paths: list[Path], limit: int = MAX_LINES) -> list[str]:
+    counts = {p: len(p.read_text(encoding="utf-8").splitlines()) for p in paths}
+    return [f"{p.relative_to(REPO)}: {n} lines" for p, n in counts.items() if n > limit]
+
+
+def test_no_module_is_over_600_lines() -> None:
+    paths = [p for top in SIZED for p in sorted((REPO / top).rglob("*.py"))]
+    assert len(paths) > 100
+    long = _too_long(paths)
+    assert not long, f"over {MAX_LINES} lines, split each by what it holds: {long}"
+    assert _too_long([Path(__file__)], limit=10)  # the check can fail
