@@ -13,7 +13,7 @@ HOST_PACKAGES = [
     "xz-utils", "gcc", "libc6-dev", "python3-dev",
     "fio",  # the io_uring suites run it in the guest (which sees the host root)
 ]
-# Building kernels from source (lab/build.py: debian-src:, git:, tree:), per FACTS.md.
+# Building kernels from source (lab/kernel/build.py: debian-src:, git:, tree:), per FACTS.md.
 BUILD_PACKAGES = [
     "build-essential", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "cpio", "rsync",
     "pahole", "zstd", "ccache",

@@ -69,7 +69,7 @@ def test_busy_cores_count_what_a_busy_loop_keeps_busy() -> None:
     import subprocess
     import sys
 
-    from lab.bench.matrix import busy_cores, cpu_jiffies
+    from lab.bench.workers import busy_cores, cpu_jiffies
 
     # user nice system idle iowait irq softirq steal guest guest_nice: the guest
     # times are inside user and nice already, so they are not counted twice.

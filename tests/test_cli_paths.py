@@ -20,7 +20,7 @@ import pytest
 from hostuser import User, normal_user
 from records import rec
 
-from lab.results.matrix import Matrix, write
+from lab.results.matrixfile import Matrix, write
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from records import rec, splat
 
 from lab.errors import UserError
 from lab.results import known, summary
-from lab.results.matrix import Matrix, write
+from lab.results.matrixfile import Matrix, write
 
 TODAY = dt.date(2026, 12, 1)
 GOOD = '''

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from lab.errors import UserError
-from lab.results.matrix import Matrix
+from lab.results.matrixfile import Matrix
 from lab.run.cells import Cell, matrix, plain_nodeid, splits
 from lab.run.schedule import scopes
 from lab.run.shard import Shard, parse_shard, stable_hash

@@ -15,7 +15,7 @@ from records import rec
 
 from lab.errors import UserError
 from lab.results import claims, junit, report
-from lab.results.matrix import Matrix, read, write
+from lab.results.matrixfile import Matrix, read, write
 from lab.results.merge import merge
 from lab.results.record import Record, read_records
 from lab.results.summary import summarize
@@ -293,7 +293,7 @@ def test_a_split_by_cell_whose_cell_never_ran_is_miss(tmp_path: Path) -> None:
 
 
 def test_results_of_a_newer_format_are_refused_and_older_ones_read(tmp_path: Path) -> None:
-    from lab.results.matrix import FORMAT
+    from lab.results.matrixfile import FORMAT
 
     one = shard(tmp_path, 1, 2, ALL[:6])
     two = shard(tmp_path, 2, 2, ALL[6:])

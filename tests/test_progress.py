@@ -6,7 +6,7 @@ from pathlib import Path
 
 from records import rec
 
-from lab.results.matrix import Matrix, write
+from lab.results.matrixfile import Matrix, write
 from lab.run.progress import ETA_MIN_TESTS, Progress
 
 

@@ -14,7 +14,7 @@ from records import rec
 
 from lab import cli
 from lab.errors import EXIT_INFRA_ERROR, EXIT_USER_ERROR, UserError
-from lab.results.matrix import Matrix, write
+from lab.results.matrixfile import Matrix, write
 from lab.results.record import append_record, read_records
 
 CELLS = [{"label": "debian:7.2", "spec": "debian:7.2", "variant": None}]

@@ -14,7 +14,7 @@ from browser import Node, dump_dom, parse
 from records import rec, splat
 
 from lab.results import claims, known, report
-from lab.results.matrix import Matrix, write
+from lab.results.matrixfile import Matrix, write
 from lab.results.record import Record
 
 TODAY = dt.date(2026, 12, 1)

@@ -19,7 +19,7 @@ from lab.options import GuestOptions
 from lab.paths import KNOWN_ISSUES, REPO, SCENARIOS_DIR
 from lab.results import reproduce
 from lab.results.cell import split_repeat, with_cell
-from lab.results.matrix import Matrix, read, write
+from lab.results.matrixfile import Matrix, read, write
 from lab.results.record import Record
 from lab.results.summary import summarize, summary_lines
 from lab.run import rerun, runner, select

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from records import rec
 
-from lab.results.matrix import Matrix, write
+from lab.results.matrixfile import Matrix, write
 from lab.results.merge import merge
 from lab.results.record import Record
 from lab.run.cells import matrix as cells_of

@@ -12,7 +12,7 @@
   to a commit changing only fs/aio.c vs a cold build of the same config (goal <= 0.2),
   a real bisection's median step, lab.bench.build;
 - matrix (``--matrix``, long): the four Debian kernels with --workers 2 vs --workers 1
-  (goal <= 0.65), lab.bench.matrix.
+  (goal <= 0.65), lab.bench.workers.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _bench(args: argparse.Namespace) -> int:
                 figures[name] = bench(None, cache)
                 print(f"{name}: {json.dumps(figures[name])}", flush=True)
         if args.matrix:
-            from lab.bench.matrix import matrix_ratio
+            from lab.bench.workers import matrix_ratio
 
             figures["matrix"] = matrix_ratio(cache=cache, out=tmp / "matrix")
     print()

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from lab import atomic
 from lab.errors import UserError
-from lab.results import claims, junit
-from lab.results import matrix as matrix_file
+from lab.results import claims, junit, matrixfile
 from lab.results.cell import PREBUILT
 from lab.results.compare import flaky_text, resolve
 from lab.results.record import Record, load_records, read_lines
@@ -36,7 +35,7 @@ from lab.results.verdict import Verdict
 @dataclass(frozen=True)
 class Input:
     path: Path
-    matrix: matrix_file.Matrix
+    matrix: matrixfile.Matrix
     records: list[Record]
     digest: str
     torn: str = ""  # a torn last line left out: its test is MISS
@@ -57,7 +56,7 @@ class Merged:
 
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
-    for name in ("results.jsonl", matrix_file.MATRIX):
+    for name in ("results.jsonl", matrixfile.MATRIX):
         f = path / name
         h.update(f.read_bytes() if f.is_file() else b"")
         h.update(b"\0")
@@ -67,11 +66,11 @@ def _digest(path: Path) -> str:
 def _read(path: Path) -> Input:
     if not path.is_dir():
         raise UserError(f"{path} is not a directory; give the run directories of the shards")
-    matrix_file.check_format(path, what="shard")
-    m = matrix_file.read(path)
+    matrixfile.check_format(path, what="shard")
+    m = matrixfile.read(path)
     if m is None:
         raise UserError(f"{path} is not a lab run directory with a matrix (no readable "
-                        f"{matrix_file.MATRIX}); give directories that `lab run` wrote")
+                        f"{matrixfile.MATRIX}); give directories that `lab run` wrote")
     # A shard killed while writing its last record: that test is MISS (the matrix has
     # it), and the merge says so; any other bad line is an error naming it.
     loaded = load_records(path, torn_end_ok=True)
@@ -118,7 +117,7 @@ def _combine(inputs: list[Input]) -> list[Record]:
     return out
 
 
-def _slots(m: matrix_file.Matrix) -> list[Slot]:
+def _slots(m: matrixfile.Matrix) -> list[Slot]:
     """Every result the matrix expects: each (cell, test), once per repetition."""
     repeat = int(m.options.get("repeat") or 1)
     reps = range(1, repeat + 1) if repeat > 1 else [0]
@@ -199,7 +198,7 @@ def _claims(inputs: list[Input]) -> list[dict[str, object]] | None:
     return list({claims.claim_id(c): c for cat in catalogues for c in cat}.values())
 
 
-def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_file.Matrix,
+def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrixfile.Matrix,
            *, command: str, duplicates: list[Path],
            catalogue: list[dict[str, object]] | None) -> None:
     (tmp / "results.jsonl").write_text(
@@ -207,8 +206,8 @@ def _write(tmp: Path, inputs: list[Input], records: list[Record], first: matrix_
     merged_from = [{"path": str(i.path), "shard": i.matrix.shard, "sha256": i.digest,
                     "records": len(i.records),
                     "command": _text(i.path / "command.txt")} for i in inputs]
-    matrix_file.write(tmp, replace(first, shard=None, assigned=list(first.expected),
-                                   merged_from=merged_from, format=matrix_file.FORMAT))
+    matrixfile.write(tmp, replace(first, shard=None, assigned=list(first.expected),
+                                   merged_from=merged_from, format=matrixfile.FORMAT))
     phases = []
     for inp in inputs:
         for p in read_lines(inp.path / "phases.jsonl"):

@@ -22,8 +22,7 @@ from lab.errors import UserError
 from lab.options import GuestOptions
 from lab.results import claims as claims_mod
 from lab.results import known as known_mod
-from lab.results import matrix as matrix_file
-from lab.results import reproduce
+from lab.results import matrixfile, reproduce
 from lab.results.cell import scenario_of
 from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_of, table
 from lab.results.compare import exit_code as compare_exit_code
@@ -43,7 +42,7 @@ class Run:
     path: Path
     records: list[Record]
     phases: list[dict[str, Any]]
-    matrix: matrix_file.Matrix | None
+    matrix: matrixfile.Matrix | None
     command: str
     claims: list[dict[str, Any]] | None = None  # claims.json; None when the run wrote none
 
@@ -51,10 +50,10 @@ class Run:
 def load_run(path: Path, *, what: str = "run directory") -> Run:
     """A run directory's contents; a UserError when ``path`` is not one."""
     if not path.is_dir() or not ((path / "results.jsonl").is_file()
-                                 or (path / matrix_file.MATRIX).is_file()):
+                                 or (path / matrixfile.MATRIX).is_file()):
         raise UserError(f"{what} {path} is not a lab run directory (no results.jsonl); "
                         "give a directory that `lab run` or `lab merge` wrote")
-    matrix_file.check_format(path, what=what)
+    matrixfile.check_format(path, what=what)
     command = (path / "command.txt").read_text().strip() if (path / "command.txt").is_file() \
         else ""
     try:
@@ -63,7 +62,7 @@ def load_run(path: Path, *, what: str = "run directory") -> Run:
         raise UserError(f"{path / claims_mod.CLAIMS_FILE} is not a claims catalogue ({e}); "
                         "remove it or write it again with `lab run`") from e
     return Run(path=path, records=read_records(path), phases=read_lines(path / "phases.jsonl"),
-               matrix=matrix_file.read(path), command=command, claims=catalogue)
+               matrix=matrixfile.read(path), command=command, claims=catalogue)
 
 
 # -- the context -------------------------------------------------------------------------

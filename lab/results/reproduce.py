@@ -28,7 +28,7 @@ from pathlib import Path
 from lab import atomic
 from lab.options import GuestOptions
 from lab.paths import REPO, SCENARIOS_DIR
-from lab.results import matrix as matrix_file
+from lab.results import matrixfile
 from lab.results.cell import PREBUILT, scenario_of, split_repeat
 from lab.results.record import Record, read_records
 
@@ -90,7 +90,7 @@ def variant_of(kernel: dict[str, object]) -> str | None:
     return None if v in (None, "", PREBUILT) else str(v)
 
 
-def guest_of(m: matrix_file.Matrix | None) -> GuestOptions:
+def guest_of(m: matrixfile.Matrix | None) -> GuestOptions:
     """The guest options a run was given (matrix.json), the defaults for an older run."""
     data = m.options.get("guest") if m is not None else None
     return GuestOptions.from_dict(data) if isinstance(data, dict) else GuestOptions()
@@ -108,7 +108,7 @@ def nodeid(test: str, cell: str) -> str:
     return scenario_of(split_repeat(test)[0], cell)
 
 
-def lab_suite(m: matrix_file.Matrix | None) -> bool:
+def lab_suite(m: matrixfile.Matrix | None) -> bool:
     """Whether the run's tests were the lab's own scenarios/ (its ids are relative to the
     directory that holds scenarios/, whichever lab that is)."""
     if m is None:
@@ -129,7 +129,7 @@ def lab_suite(m: matrix_file.Matrix | None) -> bool:
                     for f in files))
 
 
-def base_dir(m: matrix_file.Matrix) -> Path:
+def base_dir(m: matrixfile.Matrix) -> Path:
     """The directory the run's test ids and suite are relative to: this lab's top for the
     lab's own scenarios (wherever the run was made), else the run's rootdir."""
     if lab_suite(m):
@@ -137,7 +137,7 @@ def base_dir(m: matrix_file.Matrix) -> Path:
     return Path(m.rootdir) if m.rootdir else Path.cwd()
 
 
-def where(m: matrix_file.Matrix | None) -> str:
+def where(m: matrixfile.Matrix | None) -> str:
     """The directory a reproducer must run from: none for the lab's own scenarios, whose
     node ids `lab run` finds from any directory (lab.run.select looks beside the lab
     too; in a wheel, ``cd`` there would put ./results into site-packages), else the
@@ -147,7 +147,7 @@ def where(m: matrix_file.Matrix | None) -> str:
     return m.rootdir
 
 
-def _suite(m: matrix_file.Matrix, *, selecting: bool) -> str:
+def _suite(m: matrixfile.Matrix, *, selecting: bool) -> str:
     """The run's suite as `lab run --suite` takes it ("" for the lab's own scenarios/, and
     for a part of them when node ids choose the tests anyway; an absolute path to a part
     of them otherwise, since the command runs from any directory)."""
@@ -160,11 +160,11 @@ def _suite(m: matrix_file.Matrix, *, selecting: bool) -> str:
     return "" if selecting or full == SCENARIOS_DIR else str(full)
 
 
-def _known_issues(m: matrix_file.Matrix) -> str:
+def _known_issues(m: matrixfile.Matrix) -> str:
     return str(m.options.get("known_issues") or "")
 
 
-def template(m: matrix_file.Matrix | None) -> Command:
+def template(m: matrixfile.Matrix | None) -> Command:
     """What every command that runs tests of ``m`` again carries beside its kernels and
     node ids: where to run it, the suite, the known issues and pytest's extra arguments."""
     if m is None:
@@ -188,7 +188,7 @@ def for_record(record: Record, *, guest: GuestOptions | None = None,
 
 
 def maker(records: Sequence[Record], *,
-          matrix: matrix_file.Matrix | None) -> Callable[[Record], str]:
+          matrix: matrixfile.Matrix | None) -> Callable[[Record], str]:
     """``for_record`` for the records of one run: a test that never ran (NOTRUN, MISS)
     has no kernel identity nor accelerator of its own, and takes its cell's."""
     ran: dict[str, Record] = {}
@@ -205,7 +205,7 @@ def maker(records: Sequence[Record], *,
     return make
 
 
-def pinned_cells(m: matrix_file.Matrix, records: Sequence[Record]) -> list[str]:
+def pinned_cells(m: matrixfile.Matrix, records: Sequence[Record]) -> list[str]:
     """Each cell's kernel, pinned as its records say it ran (its spec when none ran)."""
     out = []
     for cell in m.cells:
@@ -218,7 +218,7 @@ def pinned_cells(m: matrix_file.Matrix, records: Sequence[Record]) -> list[str]:
 def run_command(run_dir: Path) -> Command | None:
     """The whole run as one pinned command, from matrix.json and the records; None for a
     directory without a matrix."""
-    m = matrix_file.read(run_dir)
+    m = matrixfile.read(run_dir)
     if m is None:
         return None
     records = read_records(run_dir)

@@ -13,8 +13,7 @@ from typing import Any
 from lab import atomic
 from lab.errors import EXIT_NOTHING_TESTED
 from lab.results import claims as claims_mod
-from lab.results import known, reproduce
-from lab.results import matrix as matrix_file
+from lab.results import known, matrixfile, reproduce
 from lab.results.record import (
     Record,
     phase_times,
@@ -80,7 +79,7 @@ def _notes(records: list[Record], attr: str) -> list[dict[str, Any]]:
 def reproducers(run_dir: Path, records: list[Record]) -> dict[str, Any]:
     """Each failed or unrun test's reproducer (lab.results.reproduce), and the command
     that runs them all again."""
-    m = matrix_file.read(run_dir)
+    m = matrixfile.read(run_dir)
     make = reproduce.maker(records, matrix=m)
     bad = {v.value for v in FAILED | UNTESTED}
     out: dict[str, str] = {}

@@ -40,7 +40,7 @@ from lab.results.record import (
     read_stop,
     write_stop,
 )
-from lab.run import aftermath, matrix
+from lab.run import aftermath, collection
 from lab.run import config as run_config
 from lab.run import select as select_mod
 from lab.run.cells import Cell
@@ -92,7 +92,7 @@ def config_of(config: pytest.Config) -> RunConfig:
 
 # The scenarios' markers (the quick tier, lab.run.quick, registers the same).
 MARKERS = (
-    "claim(text): the API-spec claim a scenario checks",
+    "claim(id): the API-spec claim a scenario checks (an id of a suite's claims.toml)",
     "requires_config(*options): kernel config options the scenario needs (else SKIP); "
     "'!NAME' means the option must be off",
     "requires_feature(*names): kernel features the scenario needs, probed in the guest "
@@ -171,7 +171,7 @@ def _cells(config: pytest.Config) -> list[Cell]:
 
 def _register_matrix(config: pytest.Config) -> None:
     """The collection hooks: the node ids' choice (lab.run.select), then the matrix's
-    (lab.run.matrix: matrix.json, this shard's part)."""
+    (lab.run.collection: matrix.json, this shard's part)."""
     cfg = config_of(config)
     try:
         nodes = [select_mod.check(text, roots=[Path.cwd(), config.rootpath])
@@ -182,14 +182,14 @@ def _register_matrix(config: pytest.Config) -> None:
     if nodes:
         config.pluginmanager.register(select_mod.Chooser(config, nodes, run_dir=run_dir),
                                       "lab-chooser")
-    config.pluginmanager.register(matrix.Selection(config, run_dir=run_dir,
+    config.pluginmanager.register(collection.Selection(config, run_dir=run_dir,
                                                    cells=_cells(config), shard=cfg.shard,
                                                    nodes=nodes, options=run_options(config)),
                                   "lab-selection")
 
 
 def run_options(config: pytest.Config) -> dict[str, Any]:
-    """What matrix.json keeps of how the run ran, beside its tests (lab.results.matrix):
+    """What matrix.json keeps of how the run ran, beside its tests (lab.results.matrixfile):
     the guest's options, the repetitions, pytest's extra arguments, the known issues ("" the
     lab's own list) and whether the tests are the lab's own scenarios/ (their ids then name
     them in whichever lab reads the run)."""

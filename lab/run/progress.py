@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.results import matrix as matrix_file
+from lab.results import matrixfile
 from lab.results.record import Record
 from lab.results.verdict import VERDICTS
 
@@ -57,7 +57,7 @@ class Progress:
 
     def _load_totals(self) -> dict[str, int]:
         if self.totals is None:
-            m = matrix_file.read(self.run_dir)
+            m = matrixfile.read(self.run_dir)
             self.totals = dict(Counter(cell for cell, _ in m.assigned)) if m else {}
         return self.totals
 

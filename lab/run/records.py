@@ -30,8 +30,7 @@ import pytest
 from lab.errors import EXIT_INTERRUPTED, InfraError, UserError
 from lab.paths import REPO, cache_root
 from lab.results import known as known_mod
-from lab.results import matrix as matrix_file
-from lab.results import reproduce
+from lab.results import matrixfile, reproduce
 from lab.results import summary as summary_mod
 from lab.results.evidence import KEY, Evidence, PhaseOutcome, decode, encode
 from lab.results.record import (
@@ -349,7 +348,7 @@ class Recorder:
             return
         stop = read_stop(self.run_dir)
         why = stop["reason"] if stop else "the run ended before it"
-        m = matrix_file.read(self.run_dir)
+        m = matrixfile.read(self.run_dir)
         cells = {test: cell for cell, test in m.assigned} if m else {}
         specs = {str(c["label"]): c for c in m.cells} if m else {}
         # What each test Ctrl-C cut short had shown (lab.run.guard), by test and repetition.

@@ -30,8 +30,7 @@ from typing import Any
 
 from lab.errors import UserError
 from lab.paths import KNOWN_ISSUES, SCENARIOS_DIR
-from lab.results import matrix as matrix_file
-from lab.results import reproduce
+from lab.results import matrixfile, reproduce
 from lab.results.cell import cell_label, with_cell
 from lab.results.record import read_records
 from lab.results.verdict import FAILED, Verdict
@@ -48,7 +47,7 @@ def options(run_dir: Path, *, failed: bool = False,
     ``given`` (lab.run.config: --repeat, by default as often as the run did, --results,
     --cache, --workers); a UserError when it is not a run directory, or when ``--failed``
     finds nothing to run."""
-    m = matrix_file.read(run_dir)
+    m = matrixfile.read(run_dir)
     if not run_dir.is_dir() or m is None:
         raise UserError(f"{run_dir} is not a lab run directory (no matrix.json); give a "
                         "directory that `lab run` wrote")

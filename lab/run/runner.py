@@ -27,8 +27,7 @@ from lab.errors import (
 )
 from lab.host.doctor import missing
 from lab.paths import REPO, SCENARIOS_DIR, cache_root, default_results_root, rootdir_args
-from lab.results import junit, known
-from lab.results import matrix as matrix_file
+from lab.results import junit, known, matrixfile
 from lab.results import report as report_mod
 from lab.results import summary as summary_mod
 from lab.results.cell import short_label
@@ -123,7 +122,7 @@ def run(opts: RunConfig, *, argv: list[str]) -> int:
     rc = int(pytest.main(args))
     records = read_records(run_dir)
     if rc == pytest.ExitCode.NO_TESTS_COLLECTED and shard is not None:
-        m = matrix_file.read(run_dir)
+        m = matrixfile.read(run_dir)
         if m is not None and m.expected and not m.assigned:
             # A small matrix cut in many shards: the others run its tests, this one none.
             print(f"kernel-lab: shard {shard} has none of the matrix's {len(m.expected)} "

@@ -21,12 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.results import matrix as matrix_file
+from lab.results import matrixfile
 from lab.run.cells import plain_nodeid, repeat_of, splits
 from lab.run.shard import stable_hash
 
 
-def scopes(matrix: matrix_file.Matrix, workers: int) -> dict[tuple[str, int], str]:
+def scopes(matrix: matrixfile.Matrix, workers: int) -> dict[tuple[str, int], str]:
     """(test id, repetition) → work unit name (``c<cell index>s<sub-unit>``) for this
     run's tests; the repetition is 0 when the run does not repeat its tests."""
     index = {label: i for i, label in enumerate(matrix.cell_labels())}
@@ -65,7 +65,7 @@ class CellScheduler:
 
             def _split_scope(self, nodeid: str) -> str:
                 if self._scopes is None:
-                    m = matrix_file.read(run_dir)
+                    m = matrixfile.read(run_dir)
                     self._scopes = scopes(m, self.numnodes) if m is not None else {}
                 # matrix.json keeps ids as records do: a repetition's is its test's.
                 return self._scopes.get((plain_nodeid(nodeid), repeat_of(nodeid)), nodeid)

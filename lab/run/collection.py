@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lab.results import matrix as matrix_file
+from lab.results import matrixfile
 from lab.run.cells import Cell, plain_nodeid
 from lab.run.keys import item_cell
 from lab.run.select import NodeId
@@ -42,7 +42,7 @@ class Selection:
             pairs.append((cell.label if cell is not None else "", plain_nodeid(item.nodeid)))
         labels = [c.label for c in self.cells]
         keep = [self.shard is None or self.shard.takes(*p, cells=labels) for p in pairs]
-        matrix_file.write(self.run_dir, matrix_file.Matrix(
+        matrixfile.write(self.run_dir, matrixfile.Matrix(
             cells=[{"label": c.label, "spec": c.spec, "variant": c.variant} for c in self.cells],
             suite=self._suite(),
             expected=pairs,
