@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from localagent import Agent
 
-from guest.ops_probe import FEATURES
+from guest.areas.probe.ops import FEATURES
 
 RWF_DSYNC = 0x02  # known to every kernel with pwritev2 (4.7)
 RWF_UNKNOWN = 1 << 24  # above every flag of every kernel so far

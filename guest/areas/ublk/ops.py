@@ -28,7 +28,7 @@ from typing import Any
 from guest import memory, native
 from guest.registry import register
 from guest.state import SLOWDOWN
-from guest.uring_ring import BufRing, Ring
+from guest.areas.uring.ring import BufRing, Ring
 
 CTRL_PATH = "/dev/ublk-control"
 QUEUE_DEPTH = 16

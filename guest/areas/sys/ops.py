@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
-from guest.ops_raw import sys_syscall
+from guest.areas.sys.raw import sys_syscall
 from guest.registry import register
 from guest.state import FDS, MEMS
 

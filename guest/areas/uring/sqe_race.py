@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
-from guest.ops_race import NS, opt_bits, opts_mask
+from guest.areas.race.ops import NS, opt_bits, opts_mask
 from guest.registry import register
 from guest.state import SLOWDOWN
 

@@ -11,7 +11,7 @@ from guest import memory, native
 from guest.objects import Table
 from guest.registry import register
 from guest.state import MEMS
-from guest.uring_ring import BufRing, Ring, proc_status_kb
+from guest.areas.uring.ring import BufRing, Ring, proc_status_kb
 
 RINGS: Table[Ring] = Table("ring")
 BUFRINGS: Table[BufRing] = Table("buffer ring")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
-from guest.ops_uring import RINGS
+from guest.areas.uring.ops import RINGS
 from guest.registry import register
 from guest.state import MEMS
 

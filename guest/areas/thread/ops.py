@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guest.objects import Table
-from guest.ops_raw import SYSCALLS, syscall_number
+from guest.areas.sys.raw import SYSCALLS, syscall_number
 from guest.registry import lookup, register
 from guest.state import SLOWDOWN
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from guest import native
 from guest.registry import register
-from guest.uring_ring import Ring
+from guest.areas.uring.ring import Ring
 
 IORING_REGISTER_PROBE = 8  # include/uapi/linux/io_uring.h, since 5.6
 IO_URING_OP_SUPPORTED = 1 << 0
@@ -153,7 +153,7 @@ def _path(path: str) -> Answer:
 
 
 def _ublk_batch_io() -> Answer:
-    from guest import ops_ublk
+    from guest.areas.ublk import ops as ops_ublk
 
     try:
         got = ops_ublk.ublk_features()
