@@ -155,3 +155,79 @@ def test_the_checks_can_fail() -> None:
     assert _layer("lab.bisect.driver") == "bisect"
     assert all("bisect" not in ALLOWED[layer] for layer in ALLOWED if layer not in (
         "bisect", "front"))
+
+
+# ---------------------------------------------------------------- guest/: one area, one folder
+
+AREAS = REPO / "guest" / "areas"
+
+
+def _area_dirs() -> list[Path]:
+    return sorted(d for d in AREAS.iterdir() if d.is_dir() and d.name != "__pycache__")
+
+
+def test_guest_areas_are_folders_and_nothing_else_holds_ops_or_c() -> None:
+    """Each area is one folder of guest/areas/ with its ops module; no ops module, C
+    source or declaration lives outside one (but the boot's own handoff.c)."""
+    from guest.registry import areas
+
+    assert [d.name for d in _area_dirs()] == areas()
+    for d in _area_dirs():
+        assert (d / "__init__.py").is_file() and (d / "ops.py").is_file(), d
+    stray = [p.relative_to(REPO) for p in (REPO / "guest").rglob("*")
+             if p.suffix in {".c", ".h", ".cdef"} and AREAS not in p.parents
+             and p.name != "handoff.c"]
+    stray += [p.relative_to(REPO) for p in (REPO / "guest").glob("ops_*.py")]
+    assert not stray
+
+
+def _op_names(path: Path) -> list[str]:
+    """The op names an ``OPS = {...}`` of ``path`` holds (string keys)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "OPS" for t in targets) \
+                    and isinstance(node.value, ast.Dict):
+                names += [k.value for k in node.value.keys
+                          if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    return names
+
+
+@pytest.mark.parametrize("area", [d.name for d in _area_dirs()])
+def test_an_area_holds_its_ops_and_its_c_with_declarations(area: str) -> None:
+    """Every op of an area's folder is named after it; C and declarations come in pairs."""
+    d = AREAS / area
+    names = [n for p in sorted(d.glob("*.py")) for n in _op_names(p)]
+    assert names and all(n.startswith(f"{area}.") for n in names), names
+    assert bool(list(d.glob("*.c"))) == bool(list(d.glob("*.cdef"))), area
+
+
+def test_a_cdef_that_does_not_match_its_c_fails_the_build(tmp_path: Path) -> None:
+    """Each declaration is checked against the C it names (guest/build_ffi.py): an area
+    copied as it is builds; with a prototype's argument or a struct's field changed, the
+    build fails."""
+    import shutil
+
+    from cffi import VerificationError
+
+    from guest import build_ffi
+
+    def area(name: str, cdef_edit: tuple[str, str] | None) -> Path:
+        d = tmp_path / name
+        shutil.copytree(AREAS / "sys", d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        (d / "own.c").write_text("struct lab_own { int a; long b; };\n"
+                                 "static long lab_own_b(struct lab_own *o) { return o->b; }\n")
+        cdef = (d / "raw.cdef").read_text() + ("struct lab_own { int a; long b; };\n"
+                                              "long lab_own_b(struct lab_own *o);\n")
+        if cdef_edit:
+            assert cdef_edit[0] in cdef
+            cdef = cdef.replace(*cdef_edit)
+        (d / "raw.cdef").write_text(cdef)
+        return d
+
+    assert build_ffi.build(tmp_path / "ok", [area("same", None)], "_lab_same").exists()
+    for name, edit in [("proto", ("lab_raw_syscall(long nr,", "lab_raw_syscall(char *nr,")),
+                       ("field", ("int a; long b; };\nlong", "int a; int b; };\nlong"))]:
+        with pytest.raises(VerificationError):
+            build_ffi.build(tmp_path / name, [area(name, edit)], f"_lab_{name}")

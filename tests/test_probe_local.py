@@ -1,4 +1,4 @@
-"""The agent's feature probes (guest/ops_probe.py) against the host's kernel: real
+"""The agent's feature probes (guest/areas/probe/ops.py) against the host's kernel: real
 syscalls, no VM.  Each probe must be able to say no: an unknown flag reads as unknown."""
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def test_a_probe_that_fails_for_another_reason_decides_nothing(agent_root: Path)
     import sys
 
     code = ("import resource\n"
-            "from guest import native, ops_probe\n"
+            "from guest import native\n"
+            "from guest.areas.probe import ops as ops_probe\n"
             "native.lib()\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))\n"
             "print(ops_probe.FEATURES['uring_cmd']())\n")

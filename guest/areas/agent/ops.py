@@ -6,7 +6,9 @@ contexts (io_destroy: pending POLLs are cancelled, in-flight I/O is waited
 for), iocbs, fds opened by fs.* ops, threads of thread.start (joined), scratch
 ext4 mounts, the CPU affinity thread.affinity changed, and memory from mem.alloc.
 It returns how many of each it found, which the lab keeps in the test's record.
-Only the areas a test's agent has imported (guest/protocol.py imports each at
+Each area's own hook (uring: close_all, thread: join_all and restore_affinity, fs:
+reset, aio: free_iocbs) is called here, in the order their objects depend on each
+other.  Only the areas a test's agent has imported (guest/registry.py imports each at
 its first call) can hold anything: reset looks at those alone and imports none.
 """
 
@@ -14,24 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 from guest import memory, native
-from guest.registry import register
+from guest.registry import loaded
 from guest.state import CTXS, FDS, MEMS
 
 
-def _loaded(area_module: str) -> ModuleType | None:
-    """The ops module if this agent imported it (a module never imported holds nothing)."""
-    return sys.modules.get(f"guest.{area_module}")
-
-
 def agent_reset() -> dict[str, int]:
-    ops_uring, ops_thread = _loaded("ops_uring"), _loaded("ops_thread")
-    ops_scratchfs, ops_aio = _loaded("ops_scratchfs"), _loaded("ops_aio")
+    ops_uring, ops_thread = loaded("uring"), loaded("thread")
+    ops_fs, ops_aio = loaded("fs"), loaded("aio")
     left = {"rings": int(ops_uring.uring_close_all()) if ops_uring else 0,
             "contexts": len(CTXS), "fds": len(FDS), "mems": len(MEMS)}
     # Files first: a thread.start op blocked on one of them (a pipe read inside
@@ -43,7 +38,7 @@ def agent_reset() -> dict[str, int]:
     FDS.clear()
     # Threads still running are reported; they cannot be killed.
     left["threads"] = int(ops_thread.join_all(5.0)) if ops_thread else 0
-    left["mounts"] = int(ops_scratchfs.umount_all()) if ops_scratchfs else 0  # files closed
+    left["mounts"] = int(ops_fs.reset()) if ops_fs else 0  # files closed
     lib = native.lib()
     for ctx in sorted(CTXS):
         # The context may be gone already (destroyed by a race loop): EINVAL is fine.
@@ -60,4 +55,3 @@ def agent_reset() -> dict[str, int]:
 
 
 OPS: dict[str, Callable[..., Any]] = {"agent.reset": agent_reset}
-register(OPS)

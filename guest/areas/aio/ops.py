@@ -16,7 +16,6 @@ from typing import Any
 
 from guest import memory, native
 from guest.objects import Table
-from guest.registry import register
 from guest.state import CTXS, MEMS
 
 # C type of each iocb field, used to wrap JSON ints the way C assignment
@@ -402,4 +401,3 @@ OPS: dict[str, Callable[..., Any]] = {
     "aio.ring_write": aio_ring_write,
     "aio.free_iocbs": aio_free_iocbs,
 }
-register(OPS)

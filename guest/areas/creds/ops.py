@@ -32,8 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
-from guest.ops_sys import thread_status
-from guest.registry import RequestError, lookup, register
+from guest.areas.sys.ops import thread_status
+from guest.registry import RequestError, lookup
 
 
 def cap_number(name: str) -> int:
@@ -241,4 +241,3 @@ def creds_run(steps: list[dict[str, Any]], *, uid: int | None = None, gid: int |
 
 
 OPS: dict[str, Callable[..., Any]] = {"creds.call": creds_call, "creds.run": creds_run}
-register(OPS)

@@ -17,8 +17,6 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from guest.registry import register
-
 MOUNTS: dict[str, dict[str, str]] = {}  # mount point -> {"loop", "image", "dir"}
 TIMEOUT_S = 120
 
@@ -85,4 +83,3 @@ OPS: dict[str, Callable[..., Any]] = {
     "fs.ext4_mount": fs_ext4_mount,
     "fs.ext4_umount": fs_ext4_umount,
 }
-register(OPS)

@@ -17,7 +17,6 @@ from typing import Any
 
 from guest import memory, native
 from guest.areas.uring.ops import RINGS
-from guest.registry import register
 from guest.state import MEMS
 
 ADMIN_IDENTIFY = 0x06
@@ -132,4 +131,3 @@ OPS: dict[str, Callable[..., Any]] = {
     "nvme.fio_engines": nvme_fio_engines,
     "nvme.fio": nvme_fio,
 }
-register(OPS)

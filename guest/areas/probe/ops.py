@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
-from guest.registry import register
 from guest.areas.uring.ring import Ring
 
 IORING_REGISTER_PROBE = 8  # include/uapi/linux/io_uring.h, since 5.6
@@ -189,4 +188,3 @@ OPS: dict[str, Callable[..., Any]] = {
     "probe.uring_ops": uring_ops,
     "probe.rwf_flag": rwf_flag,
 }
-register(OPS)

@@ -1,15 +1,15 @@
-"""race.* operations: the C race loops of csrc/race_*.c, one op per loop.
+"""race.* operations: the C race loops of race_*.c, one op per loop.
 
 Each op runs its loop to the end (iterations or seconds, whichever comes
 first) and returns the loop's outcome counts and timings as a dict, plus
 ``rate_per_s``, ``overlap_rate`` (the share of rounds in which one racing
 call was in the kernel as the other entered, from the loop's timestamps) and
-``any_overlap_rate`` (rounds whose spans merely met; csrc/race.h).  The
+``any_overlap_rate`` (rounds whose spans merely met; race.h).  The
 scenarios decide what counts as a violation or as too little racing; the ops
 only count.  A loop stuck in the kernel never returns: the lab's call
 timeout turns that into a HANG.
 
-``opts`` names how the threads are driven (csrc/race.h RACE_OPT_*): "pin"
+``opts`` names how the threads are driven (race.h RACE_OPT_*): "pin"
 (each thread on its own vCPU), "spin" (rounds start at a spinning barrier),
 "yield" (sched_yield before each racing call), "hammer" (concurrent_destroy
 only: the racers call in a tight loop until one store lets the kernel find
@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
-from guest.registry import register
 
 NS = 1_000_000_000
 
@@ -48,13 +47,13 @@ def _result(cdata: Any) -> dict[str, Any]:
 
 
 def kind_bits() -> dict[str, int]:
-    """Kind name -> its RACE_KIND_* bit, as csrc/race.h defines it."""
+    """Kind name -> its RACE_KIND_* bit, as race.h defines it."""
     lib = native.lib()
     return {"read": lib.RACE_KIND_READ, "write": lib.RACE_KIND_WRITE, "poll": lib.RACE_KIND_POLL}
 
 
 def opt_bits() -> dict[str, int]:
-    """Technique name -> its RACE_OPT_* bit, as csrc/race.h defines it."""
+    """Technique name -> its RACE_OPT_* bit, as race.h defines it."""
     lib = native.lib()
     return {"pin": lib.RACE_OPT_PIN, "spin": lib.RACE_OPT_SPIN, "yield": lib.RACE_OPT_YIELD,
             "hammer": lib.RACE_OPT_HAMMER}
@@ -174,4 +173,3 @@ OPS: dict[str, Callable[..., Any]] = {
     "race.setup_vs_destroy": setup_vs_destroy,
     "race.destroy_buffers": destroy_buffers,
 }
-register(OPS)

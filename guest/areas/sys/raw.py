@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
-from guest.registry import register
 
 # The syscalls a scenario may call raw: the async-I/O families under test.
 SYSCALLS = (
@@ -41,4 +40,3 @@ def sys_syscall(nr: str, args: list[int] | None = None) -> int:
 OPS: dict[str, Callable[..., Any]] = {
     "sys.syscall": sys_syscall,
 }
-register(OPS)

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from guest.objects import Table
 from guest.areas.sys.raw import SYSCALLS, syscall_number
-from guest.registry import lookup, register
+from guest.objects import Table
+from guest.registry import lookup
 from guest.state import SLOWDOWN
 
 # Signals a test may send: handled by a no-op handler, so only their effect on a
@@ -225,4 +225,3 @@ OPS: dict[str, Callable[..., Any]] = {
     "thread.join": thread_join,
     "thread.affinity": thread_affinity,
 }
-register(OPS)

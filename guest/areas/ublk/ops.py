@@ -6,12 +6,12 @@ FETCH_IO_CMDS (IORING_URING_CMD_MULTISHOT + IOSQE_BUFFER_SELECT) then posts a
 CQE with IORING_CQE_F_MORE for each batch of ready requests, the tags (u16
 each) written into a buffer taken from a provided-buffer ring, and
 COMMIT_IO_CMDS completes them.  The server here answers READs with a sector
-stamp (csrc/ublk.c) that the reader thread checks, so the count of CQEs is
+stamp (ublk.c) that the reader thread checks, so the count of CQEs is
 backed by I/O that really went through the device.
 
 Every wait is bounded: the control ring waits at most CTRL_TIMEOUT_MS per
 command, the serving loop has a deadline, and teardown runs whatever
-happened.  uapi definitions: csrc/ublk.c (copied from 7.2.13's header).
+happened.  uapi definitions: ublk.c (copied from 7.2.13's header).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
-from guest.registry import register
-from guest.state import SLOWDOWN
 from guest.areas.uring.ring import BufRing, Ring
+from guest.state import SLOWDOWN
 
 CTRL_PATH = "/dev/ublk-control"
 QUEUE_DEPTH = 16
@@ -498,4 +497,3 @@ OPS: dict[str, Callable[..., Any]] = {
     "ublk.batch_fetch": ublk_batch_fetch,
     "ublk.fetch_nobufs": ublk_fetch_nobufs,
 }
-register(OPS)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import memory, native
-from guest.objects import Table
-from guest.registry import register
-from guest.state import MEMS
+from guest.areas.uring import sqe_race
 from guest.areas.uring.ring import BufRing, Ring, proc_status_kb
+from guest.objects import Table
+from guest.state import MEMS
 
 RINGS: Table[Ring] = Table("ring")
 BUFRINGS: Table[BufRing] = Table("buffer ring")
@@ -186,5 +186,5 @@ OPS: dict[str, Callable[..., Any]] = {
     "uring.pbuf_unregister": uring_pbuf_unregister,
     "uring.vm_status": uring_vm_status,
     "uring.close_all": uring_close_all,
+    **sqe_race.OPS,
 }
-register(OPS)

@@ -1,7 +1,7 @@
 """An io_uring ring in the agent: setup, SQE filling, submission, timed reaping.
 
 The ring plumbing (mappings, acquire/release on the shared indices) is in
-csrc/uring.c; this module turns JSON-friendly SQE descriptions into SQE
+uring.c; this module turns JSON-friendly SQE descriptions into SQE
 fields through cffi, whose struct offsets come from the uapi header.
 """
 

@@ -1,4 +1,4 @@
-"""uring.sqe_double_read: a live SQE rewritten while the kernel submits it (csrc/uring_race.c).
+"""uring.sqe_double_read: a live SQE rewritten while the kernel submits it (uring_race.c).
 
 The io_uring review of 2019 found that the submission path read an SQE's
 opcode twice, inline and again from async work, so that userspace could turn
@@ -23,7 +23,6 @@ from typing import Any
 
 from guest import native
 from guest.areas.race.ops import NS, opt_bits, opts_mask
-from guest.registry import register
 from guest.state import SLOWDOWN
 
 POLL_S = 0.02
@@ -138,7 +137,7 @@ def sqe_double_read(mode: str = "pipe", rounds: int = 2000, seconds: float = 20.
     got["timed_out"] = bool(got["timed_out"])
     got["sqpoll"] = bool(got["sqpoll"])
     got["clock_tsc"] = bool(got["clock_tsc"])
-    # In the race ops' terms (ops_race.py): a submission overlapped when the kernel
+    # In the race ops' terms (guest/areas/race/ops.py): a submission overlapped when the kernel
     # acted on a version of the SQE written after the hand-over; any_overlap: a
     # rewrite landed before the kernel had consumed the SQE.
     got.update(overlap_rounds=got["submitted"], overlapped=got["saw_rewrite"],
@@ -152,4 +151,3 @@ def sqe_double_read(mode: str = "pipe", rounds: int = 2000, seconds: float = 20.
 
 
 OPS: dict[str, Callable[..., Any]] = {"uring.sqe_double_read": sqe_double_read}
-register(OPS)
