@@ -5,13 +5,14 @@ the host's root filesystem and Python, so a module compiled here imports
 there.  API mode (a real C compile) is used so struct layouts and constants
 come from the installed kernel headers rather than from values typed by hand.
 
-Every area folder (guest/areas/AREA/) brings its C: ``*.c`` and ``*.cdef``, found here,
-none listed.  A ``.cdef`` names what Python may use; each of its declarations is checked
-against the C it names, so the two cannot drift: a function's prototype is compiled
-after the C that defines it (conflicting types fail the build), a struct of the lab's
-own is declared whole and cffi compares its layout with the compiler's, and the
-kernel's structs and constants (``...``) are filled in by the compiler from the uapi
-headers.
+Every area folder (guest/areas/AREA/) brings its C, found here, none listed.  What
+Python may use is declared once: the lab's own structs and the functions Python calls
+sit in the C itself, between ``/* cdef: begin */`` and ``/* cdef: end */`` (read from
+there into the cdef, and compiled there, so the compiler checks them against the
+definitions); the kernel's names are in the area's ``*.cdef``, as cffi's ``...``
+(constants, and structs with a trailing ``...;``), which the compiler fills in from
+the uapi headers.  A constant newer than the build host's headers is spelled out in the
+C under ``#ifndef``, with the kernel version that added it.
 """
 
 from __future__ import annotations
@@ -34,39 +35,33 @@ def area_dirs(root: Path = AREAS_DIR) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*.c")))
 
 
-def _statements(cdef: str) -> list[str]:
-    """The cdef's top-level declarations (comments dropped, ``#define`` lines apart)."""
-    text = re.sub(r"/\*.*?\*/", " ", cdef, flags=re.S)
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    out, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if ch == ";" and depth == 0:
-            out.append(" ".join(text[start:i].split()))
-            start = i + 1
-    return [s for s in out if s]
+BEGIN, END = "/* cdef: begin */", "/* cdef: end */"
+SECTION = re.compile(re.escape(BEGIN) + r"(.*?)" + re.escape(END), re.S)
 
 
-def prototypes(cdef: str) -> list[str]:
-    """The functions a cdef declares, as C prototypes (after a ``static`` definition, a
-    prototype without a storage class takes its linkage: C11 6.2.2)."""
-    return [s for s in _statements(cdef)
-            if "(" in s and "{" not in s and not s.startswith(("typedef", "static const"))]
+def sections(path: Path) -> str:
+    """The marked declarations of a C file."""
+    return "".join(m.group(1) for m in SECTION.finditer(path.read_text()))
+
+
+def cdef_of(d: Path) -> str:
+    """An area's declarations: its .cdef files (the kernel's names), then the marked
+    sections of its .h and .c files, in name order."""
+    parts = [p.read_text() for p in sorted(d.glob("*.cdef"))]
+    parts += [sections(p) for p in sorted([*d.glob("*.h"), *d.glob("*.c")])]
+    return "\n".join(parts) + "\n"
 
 
 def make_builder(dirs: list[Path] | None = None, module: str = "_labsys") -> cffi.FFI:
-    """One extension for every area: each area's .c files (in one translation unit, areas
-    in name order), its .cdef files as the declarations, and those checked (above)."""
+    """One extension for every area: each area's .c files (one translation unit, areas in
+    name order) and their declarations (``cdef_of``)."""
     dirs = area_dirs() if dirs is None else dirs
-    cdef = "".join(p.read_text() + "\n" for d in dirs for p in sorted(d.glob("*.cdef")))
     source = "\n".join(p.read_text() for d in dirs for p in sorted(d.glob("*.c")))
-    check = "\n".join(f"{proto};" for proto in prototypes(cdef))
     ffibuilder = cffi.FFI()
-    ffibuilder.cdef(cdef)
+    ffibuilder.cdef("".join(cdef_of(d) for d in dirs))
     ffibuilder.set_source(
         module,
-        f"{source}\n\n/* The cdef's prototypes, checked against the definitions above. */\n"
-        f"{check}\n",
+        source,
         include_dirs=[str(d) for d in dirs],
         extra_compile_args=["-pthread", "-Werror=incompatible-pointer-types"],
         libraries=["pthread"])

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -196,38 +198,64 @@ def _op_names(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("area", [d.name for d in _area_dirs()])
 def test_an_area_holds_its_ops_and_its_c_with_declarations(area: str) -> None:
-    """Every op of an area's folder is named after it; C and declarations come in pairs."""
+    """Every op of an area's folder is named after it; its C declares what Python uses
+    once: its own structs and functions in the C (marked), the kernel's names in .cdef
+    files, whose structs the compiler lays out (``...;``) and which declare no function."""
+    from guest import build_ffi
+
     d = AREAS / area
     names = [n for p in sorted(d.glob("*.py")) for n in _op_names(p)]
     assert names and all(n.startswith(f"{area}.") for n in names), names
-    assert bool(list(d.glob("*.c"))) == bool(list(d.glob("*.cdef"))), area
+    if list(d.glob("*.c")):
+        assert build_ffi.cdef_of(d).strip(), f"{area}: C without declarations"
+    for cdef in d.glob("*.cdef"):
+        text = cdef.read_text()
+        for struct in re.findall(r"struct \w+ \{.*?\};", text, re.S):
+            assert "...;" in struct, f"{cdef.name}: a struct of the lab's own: {struct[:60]}"
+        assert not re.search(r"^\s*[a-z][\w\s*]*\b\w+\s*\([^)]*\)\s*;", text, re.M), \
+            f"{cdef.name} declares a function: it goes in the C's marked section"
 
 
-def test_a_cdef_that_does_not_match_its_c_fails_the_build(tmp_path: Path) -> None:
-    """Each declaration is checked against the C it names (guest/build_ffi.py): an area
-    copied as it is builds; with a prototype's argument or a struct's field changed, the
-    build fails."""
+def test_the_declarations_are_the_c_s_own(tmp_path: Path,
+                                         capfd: pytest.CaptureFixture[str]) -> None:
+    """The cdef's own part is read out of the C (guest/build_ffi.py) and compiled there: a
+    copy of an area builds and Python sees its struct whole; a marked prototype that
+    differs from its definition, or a .cdef struct naming a field the C lacks, fails the
+    build."""
     import shutil
 
     from cffi import VerificationError
 
     from guest import build_ffi
 
-    def area(name: str, cdef_edit: tuple[str, str] | None) -> Path:
+    own = ("/* cdef: begin */\nstruct lab_own { int a; long b; };\n"
+           "static long lab_own_b(struct lab_own *o);\n/* cdef: end */\n"
+           "static long lab_own_b(struct lab_own *o) { return o->b; }\n")
+
+    def area(name: str, *edits: tuple[str, str, str]) -> Path:
         d = tmp_path / name
         shutil.copytree(AREAS / "sys", d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-        (d / "own.c").write_text("struct lab_own { int a; long b; };\n"
-                                 "static long lab_own_b(struct lab_own *o) { return o->b; }\n")
-        cdef = (d / "raw.cdef").read_text() + ("struct lab_own { int a; long b; };\n"
-                                              "long lab_own_b(struct lab_own *o);\n")
-        if cdef_edit:
-            assert cdef_edit[0] in cdef
-            cdef = cdef.replace(*cdef_edit)
-        (d / "raw.cdef").write_text(cdef)
+        (d / "own.c").write_text(own)
+        for file, old, new in edits:
+            assert old in (d / file).read_text()
+            (d / file).write_text((d / file).read_text().replace(old, new))
         return d
 
-    assert build_ffi.build(tmp_path / "ok", [area("same", None)], "_lab_same").exists()
-    for name, edit in [("proto", ("lab_raw_syscall(long nr,", "lab_raw_syscall(char *nr,")),
-                       ("field", ("int a; long b; };\nlong", "int a; int b; };\nlong"))]:
+    so = build_ffi.build(tmp_path / "ok", [area("same")], "_lab_same")
+    spec = importlib.util.spec_from_file_location("_lab_same", so)
+    assert spec is not None and spec.loader is not None
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    assert [f for f, _ in ext.ffi.typeof("struct lab_own").fields] == ["a", "b"]
+    mismatched = {
+        "proto": [("own.c", "lab_own_b(struct lab_own *o);", "lab_own_b(char *o);")],
+        "field": [("own.c", "/* cdef: begin */\nstruct lab_own { int a; long b; };",
+                   "struct lab_own { int a; long b; };\n/* cdef: begin */"),
+                  ("raw.cdef", "#define __NR_io_setup ...",
+                   "#define __NR_io_setup ...\nstruct lab_own { int c; ...; };")],
+    }
+    for name, edits in mismatched.items():
+        capfd.readouterr()
         with pytest.raises(VerificationError):
-            build_ffi.build(tmp_path / name, [area(name, edit)], f"_lab_{name}")
+            build_ffi.build(tmp_path / name, [area(name, *edits)], f"_lab_{name}")
+        assert "lab_own" in capfd.readouterr().err  # the compiler names it

@@ -99,10 +99,10 @@ int main(int argc, char **argv)
     printf("{\"iterations\": %llu, \"elapsed_ns\": %llu, \"submit_ok\": %llu, "
            "\"destroy_ns_total\": %llu, \"late_completions\": %llu, \"timed_out\": %llu, "
            "\"overlap_rounds\": %llu, \"overlapped\": %llu}\n",
-           (unsigned long long)o.iterations, (unsigned long long)o.elapsed_ns,
+           (unsigned long long)o.iterations, (unsigned long long)o.tail.elapsed_ns,
            (unsigned long long)o.submit_ok, (unsigned long long)o.destroy_ns_total,
-           (unsigned long long)o.late_completions, (unsigned long long)o.timed_out,
-           (unsigned long long)o.overlap_rounds, (unsigned long long)o.overlapped);
+           (unsigned long long)o.late_completions, (unsigned long long)o.tail.timed_out,
+           (unsigned long long)o.tail.overlap_rounds, (unsigned long long)o.tail.overlapped);
     return 0;
 }
 """
@@ -153,7 +153,8 @@ def plain_binary(cache: Path) -> Path:
         src = tmp / "race-plain.c"
         src.write_text(PLAIN_MAIN)
         built = tmp / "race-plain"
-        proc.run(["cc", *CFLAGS, "-I", str(RACE_C.parent), "-I", str(AIO_SYS_H.parent), "-o", str(built), str(src)],
+        proc.run(["cc", *CFLAGS, "-I", str(RACE_C.parent), "-I", str(AIO_SYS_H.parent),
+                  "-o", str(built), str(src)],
                  phase="bench build", log_path=out_dir / "build.log", timeout=120)
         os.replace(built, binary)  # a half-written binary is never found
     return binary

@@ -37,3 +37,13 @@ static long lab_gettid(void)
 {
 	return lab_ret(syscall(__NR_gettid));
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+static long lab_capget(struct __user_cap_header_struct *hdr,
+                struct __user_cap_data_struct *data);
+static long lab_capset(struct __user_cap_header_struct *hdr,
+                struct __user_cap_data_struct *data);
+static long lab_gettid(void);
+static long lab_prctl(int option, unsigned long arg2);
+/* cdef: end */

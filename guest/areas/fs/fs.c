@@ -14,3 +14,8 @@ static long lab_eventfd2(unsigned initval, int flags)
 {
 	return lab_ret(syscall(__NR_eventfd2, initval, flags));
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+static long lab_eventfd2(unsigned initval, int flags);
+/* cdef: end */

@@ -49,3 +49,12 @@ static long lab_errno(void)
 {
 	return errno;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+static uintptr_t lab_map(size_t len, int prot);
+static uintptr_t lab_map_at(uintptr_t addr, size_t len, int prot);
+static long lab_mprotect(uintptr_t addr, size_t len, int prot);
+static long lab_munmap(uintptr_t addr, size_t len);
+static long lab_errno(void);
+/* cdef: end */

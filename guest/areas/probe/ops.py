@@ -22,11 +22,14 @@ from typing import Any
 from guest import native
 from guest.areas.uring.ring import Ring
 
-IORING_REGISTER_PROBE = 8  # include/uapi/linux/io_uring.h, since 5.6
-IO_URING_OP_SUPPORTED = 1 << 0
-_PROBE_OPS = 256  # struct io_uring_probe: 16 bytes, then 8 bytes per op
-# include/uapi/linux/fs.h (the build host's headers lack the newer ones)
-RWF = {"RWF_APPEND": 0x10, "RWF_NOAPPEND": 0x20, "RWF_ATOMIC": 0x40, "RWF_DONTCACHE": 0x80}
+_PROBE_OPS = 256  # entries asked for: more than any kernel's opcodes
+RWF_NAMES = ("RWF_APPEND", "RWF_NOAPPEND", "RWF_ATOMIC", "RWF_DONTCACHE")  # probe.c
+
+
+def _rwf_bits() -> dict[str, int]:
+    """The rw flags the probes use, by name (from the uapi headers, probe.c)."""
+    lib = native.lib()
+    return {name: int(getattr(lib, name)) for name in RWF_NAMES}
 
 Answer = dict[str, Any]
 
@@ -43,14 +46,16 @@ def uring_ops() -> list[int]:
     """The io_uring opcodes this kernel supports (IORING_REGISTER_PROBE)."""
     ring = Ring(1)
     try:
-        ffi = native.ffi()
-        buf = ffi.new("unsigned char[]", 16 + 8 * _PROBE_OPS)  # zeroed, as the kernel wants
-        ring.register(IORING_REGISTER_PROBE, buf, _PROBE_OPS)
-        data = bytes(ffi.buffer(buf))
-        ops_len = data[1]
-        return [data[16 + 8 * i] for i in range(ops_len)
-                if int.from_bytes(data[16 + 8 * i + 2:16 + 8 * i + 4], "little")
-                & IO_URING_OP_SUPPORTED]
+        ffi, lib = native.ffi(), native.lib()
+        head = ffi.sizeof("struct io_uring_probe")
+        # Zeroed, as the kernel wants: the header, then _PROBE_OPS entries.
+        buf = ffi.new("unsigned char[]", head + ffi.sizeof("struct io_uring_probe_op")
+                      * _PROBE_OPS)
+        ring.register(lib.IORING_REGISTER_PROBE, buf, _PROBE_OPS)
+        probe = ffi.cast("struct io_uring_probe *", buf)
+        ops = ffi.cast("struct io_uring_probe_op *", buf + head)
+        return [int(ops[i].op) for i in range(probe.ops_len)
+                if ops[i].flags & lib.IO_URING_OP_SUPPORTED]
     finally:
         ring.close()
 
@@ -115,20 +120,21 @@ def _pwritev2(flags: int) -> int:
 
 
 def _rwf(name: str) -> Answer:
-    return rwf_flag(RWF[name], name)
+    return rwf_flag(_rwf_bits()[name], name)
 
 
 def rwf_flag(flag: int, name: str = "") -> Answer:
     """Whether the kernel knows the rw flag ``flag``: an unknown bit fails the
     RWF_SUPPORTED mask (EOPNOTSUPP) before anything else is checked (kiocb_set_rw_flags)."""
     name = name or hex(flag)
-    noappend = RWF["RWF_NOAPPEND"]
+    rwf = _rwf_bits()
+    noappend = rwf["RWF_NOAPPEND"]
     if flag == noappend:
         err = _pwritev2(flag)  # no condition of its own on a file without O_APPEND
         return _answer(err == 0 if err in (0, errno.EOPNOTSUPP) else None,
                        f"pwritev2({name}) to a memfd: {_name(err) if err else 'taken'}")
     # APPEND with NOAPPEND is EINVAL right after the mask, before any check of the file.
-    err = _pwritev2(flag | RWF["RWF_APPEND"] | noappend)
+    err = _pwritev2(flag | rwf["RWF_APPEND"] | noappend)
     how = f"pwritev2({name}|RWF_APPEND|RWF_NOAPPEND): {_name(err)}"
     if err == errno.EINVAL:
         return _answer(True, how + " (past the mask)")

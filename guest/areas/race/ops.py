@@ -28,20 +28,30 @@ from guest import native
 NS = 1_000_000_000
 
 
-def _result(cdata: Any) -> dict[str, Any]:
+def _fields(cdata: Any) -> dict[str, int]:
+    """A result struct's counters by name, its ``tail`` (struct race_tail) flattened in."""
     ffi = native.ffi()
-    out: dict[str, Any] = {
-        name: int(getattr(cdata, name)) for name, _ in ffi.typeof(cdata).item.fields
-    }
+    out: dict[str, int] = {}
+    for name, field in ffi.typeof(cdata).item.fields if ffi.typeof(cdata).kind == "pointer" \
+            else ffi.typeof(cdata).fields:
+        value = getattr(cdata, name)
+        out.update(_fields(value) if field.type.kind == "struct" else {name: int(value)})
+    return out
+
+
+def race_result(cdata: Any, rounds: str = "iterations") -> dict[str, Any]:
+    """What every race loop returns (its struct, ending in race.h's struct race_tail): its
+    counters, ``rate_per_s`` (of ``rounds``), the overlap rates and the opts by name."""
+    out: dict[str, Any] = _fields(cdata)
     code = out.pop("first_other_errno")
     out["first_other_errno"] = errno.errorcode.get(code, str(code)) if code else None
     out["timed_out"] = bool(out["timed_out"])
     out["clock_tsc"] = bool(out["clock_tsc"])
     secs = out["elapsed_ns"] / NS
-    out["rate_per_s"] = round(out["iterations"] / secs, 1) if secs > 0 else 0.0
-    rounds = out["overlap_rounds"]
-    out["overlap_rate"] = round(out["overlapped"] / rounds, 4) if rounds else 0.0
-    out["any_overlap_rate"] = round(out["any_overlap"] / rounds, 4) if rounds else 0.0
+    out["rate_per_s"] = round(out[rounds] / secs, 1) if secs > 0 else 0.0
+    total = out["overlap_rounds"]
+    out["overlap_rate"] = round(out["overlapped"] / total, 4) if total else 0.0
+    out["any_overlap_rate"] = round(out["any_overlap"] / total, 4) if total else 0.0
     out["opts"] = [name for name, bit in opt_bits().items() if out["opts"] & bit]
     return out
 
@@ -116,7 +126,7 @@ def destroy_vs_submit(
     finally:
         if fd >= 0:
             os.close(fd)
-    return _result(out)
+    return race_result(out)
 
 
 def concurrent_destroy(threads: int = 4, polls: int = 4, iterations: int = 200,
@@ -127,7 +137,7 @@ def concurrent_destroy(threads: int = 4, polls: int = 4, iterations: int = 200,
     out = ffi.new("struct race_cd_result *")
     native.check(int(lib.race_concurrent_destroy(threads, polls, iterations,
                                                  int(seconds * NS), how, out)))
-    return _result(out)
+    return race_result(out)
 
 
 def setup_vs_destroy(creators: int = 2, lookers: int = 2, slots: int = 8, nr_events: int = 8,
@@ -143,7 +153,7 @@ def setup_vs_destroy(creators: int = 2, lookers: int = 2, slots: int = 8, nr_eve
     native.check(int(lib.race_setup_vs_destroy(creators, lookers, slots, nr_events, hold,
                                                iterations, int(seconds * NS), seed, how,
                                                out)))
-    return _result(out)
+    return race_result(out)
 
 
 def destroy_buffers(path: str, nbufs: int = 12, bufsize: int = 4096, stride: int = 1 << 20,
@@ -164,7 +174,7 @@ def destroy_buffers(path: str, nbufs: int = 12, bufsize: int = 4096, stride: int
                                                   how, out)))
     finally:
         os.close(fd)
-    return _result(out)
+    return race_result(out)
 
 
 OPS: dict[str, Callable[..., Any]] = {

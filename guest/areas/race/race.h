@@ -10,7 +10,7 @@
  * host's timeout; only a syscall stuck in the kernel can keep one running.
  *
  * One file per loop (race_*.c), sharing this header.  They depend only on
- * aio_sys.h, not on labsys.c: the benchmark compiles race_destroy_submit.c
+ * aio_sys.h (the aio area), not on aio.c: the benchmark compiles race_destroy_submit.c
  * with a plain main() to compare the agent's loop rate with a stand-alone
  * program's.  The agent builds all its C files as one translation unit, hence
  * the include guard, and the helpers are static inline so that a file using
@@ -53,6 +53,28 @@
 
 #include "aio_sys.h"
 #include "race_clock.h"
+
+/*
+ * The tail every race loop's result ends with (race.*, uring.sqe_double_read): how long
+ * it ran, how much its racing calls overlapped and by which clock, how it drove its
+ * threads, the first errno it did not expect.  The ops turn it into the same keys for
+ * every loop (guest/areas/race/ops.py race_result).
+ */
+/* cdef: begin */
+struct race_tail {
+	uint64_t elapsed_ns;
+	uint64_t timed_out;
+	uint64_t overlap_rounds;
+	uint64_t overlapped;
+	uint64_t overlap_calls;
+	uint64_t any_overlap;
+	uint64_t clock_ns;
+	uint64_t clock_tsc;
+	uint64_t clock_res_ns;
+	uint64_t opts;
+	int64_t first_other_errno;
+};
+/* cdef: end */
 
 
 #define RACE_MAX_THREADS 64

@@ -30,10 +30,9 @@
 
 #include "race.h"
 
+/* cdef: begin */
 struct race_cd_result {
 	uint64_t iterations;
-	uint64_t elapsed_ns;
-	uint64_t timed_out;
 	uint64_t cpus;
 	uint64_t destroy_ok;
 	uint64_t destroy_einval;
@@ -43,18 +42,11 @@ struct race_cd_result {
 	uint64_t polls_submitted;
 	uint64_t destroy_ns_total;
 	uint64_t destroy_ns_max;
-	uint64_t overlap_rounds;
-	uint64_t overlapped;
-	uint64_t overlap_calls;
-	uint64_t any_overlap;
 	uint64_t prefix_ns;
-	uint64_t clock_ns;
-	uint64_t clock_tsc;
-	uint64_t clock_res_ns;
-	uint64_t opts;
-	int64_t first_other_errno;
 	uint64_t hammer_calls;
+	struct race_tail tail;
 };
+/* cdef: end */
 
 #define RACE_CD_KEEP 16
 
@@ -223,7 +215,7 @@ static void race_cd_tally(struct race_cd_shared *sh)
 			o->destroy_einval++;
 		} else {
 			o->destroy_other++;
-			race_note_errno(&o->first_other_errno, r);
+			race_note_errno(&o->tail.first_other_errno, r);
 		}
 		o->destroy_ns_total += dt;
 		race_max(&o->destroy_ns_max, dt);
@@ -237,10 +229,10 @@ static void race_cd_tally(struct race_cd_shared *sh)
 			continue;
 		race_cd_meet(sh, i, winner, &losers, &met);
 	}
-	o->overlap_rounds++;
-	o->overlapped += losers > 0;
-	o->overlap_calls += losers;
-	o->any_overlap += met > 0;
+	o->tail.overlap_rounds++;
+	o->tail.overlapped += losers > 0;
+	o->tail.overlap_calls += losers;
+	o->tail.any_overlap += met > 0;
 }
 
 static void *race_cd_thread(void *p)
@@ -257,11 +249,11 @@ static void *race_cd_thread(void *p)
 			long r = 1;
 
 			if (i >= sh->iterations || race_now() >= sh->deadline) {
-				sh->out->timed_out = i < sh->iterations;
+				sh->out->tail.timed_out = i < sh->iterations;
 			} else {
 				r = race_cd_prepare(sh);
 				if (r < 0)
-					race_note_errno(&sh->out->first_other_errno, r);
+					race_note_errno(&sh->out->tail.first_other_errno, r);
 			}
 			sh->stop = r != 0;
 			sh->out->iterations = i;
@@ -317,7 +309,7 @@ long race_concurrent_destroy(int threads, unsigned polls, uint64_t iterations,
 	race_clock_start(&sh->clk);
 	sh->prefix = race_cd_prefix();
 	out->cpus = (uint64_t)race_cpus();
-	out->opts = opts;
+	out->tail.opts = opts;
 	race_barrier_init(&sh->start, (unsigned)threads, opts);
 	race_barrier_init(&sh->end, (unsigned)threads, 0);
 	for (int i = 0; i < threads; i++)
@@ -325,11 +317,12 @@ long race_concurrent_destroy(int threads, unsigned polls, uint64_t iterations,
 	t0 = race_now();
 	sh->deadline = t0 + duration_ns;
 	r = race_run_threads(threads, race_cd_thread, args, sizeof(args[0]));
-	out->elapsed_ns = race_now() - t0;
-	race_clock_report(&sh->clk, &out->clock_tsc, &out->clock_ns, &out->clock_res_ns);
+	out->tail.elapsed_ns = race_now() - t0;
+	race_clock_report(&sh->clk, &out->tail.clock_tsc, &out->tail.clock_ns,
+			  &out->tail.clock_res_ns);
 	out->prefix_ns = race_clock_ns_of(&sh->clk, sh->prefix);
-	if (r == 0 && out->iterations == 0 && out->first_other_errno)
-		r = -out->first_other_errno;
+	if (r == 0 && out->iterations == 0 && out->tail.first_other_errno)
+		r = -out->tail.first_other_errno;
 	race_barrier_destroy(&sh->start);
 	race_barrier_destroy(&sh->end);
 	close(pipefd[0]);
@@ -337,3 +330,10 @@ long race_concurrent_destroy(int threads, unsigned polls, uint64_t iterations,
 	free(sh);
 	return r;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+long race_concurrent_destroy(int threads, unsigned polls, uint64_t iterations,
+                             uint64_t duration_ns, unsigned opts,
+                             struct race_cd_result *out);
+/* cdef: end */

@@ -12,10 +12,9 @@
 
 #include "race.h"
 
+/* cdef: begin */
 struct race_buf_result {
 	uint64_t iterations;
-	uint64_t elapsed_ns;
-	uint64_t timed_out;
 	uint64_t submitted;
 	uint64_t pending_at_destroy;
 	uint64_t completed_by_destroy;
@@ -25,16 +24,9 @@ struct race_buf_result {
 	uint64_t destroy_ns_total;
 	uint64_t destroy_ns_min;
 	uint64_t destroy_ns_max;
-	uint64_t overlap_rounds;
-	uint64_t overlapped;
-	uint64_t overlap_calls;
-	uint64_t any_overlap;
-	uint64_t clock_ns;
-	uint64_t clock_tsc;
-	uint64_t clock_res_ns;
-	uint64_t opts;
-	int64_t first_other_errno;
+	struct race_tail tail;
 };
+/* cdef: end */
 
 enum { RACE_BUF_IDLE, RACE_BUF_DESTROYING, RACE_BUF_SAMPLED, RACE_BUF_QUIT };
 
@@ -155,7 +147,7 @@ static long race_buf_round(struct race_buf_ctx *b, uint64_t settle_ns,
 	o->submitted += submitted;
 	before = race_buf_take(b) - seen0;
 	o->pending_at_destroy += submitted > before ? submitted - before : 0;
-	o->any_overlap += submitted > before;
+	o->tail.any_overlap += submitted > before;
 	__atomic_store_n(&b->t0, 0, __ATOMIC_RELAXED);
 	race_buf_set_phase(b, RACE_BUF_DESTROYING);
 	t0 = race_now();
@@ -166,13 +158,13 @@ static long race_buf_round(struct race_buf_ctx *b, uint64_t settle_ns,
 	dt = race_now() - t0;
 	race_buf_wait_phase(b, RACE_BUF_SAMPLED, RACE_BUF_SAMPLED);
 	race_buf_set_phase(b, RACE_BUF_IDLE);
-	o->overlap_rounds++;
+	o->tail.overlap_rounds++;
 	if (b->sample + b->clk.margin < s1 && b->sample_seen - seen0 < submitted) {
-		o->overlapped++;
-		o->overlap_calls += submitted - (b->sample_seen - seen0);
+		o->tail.overlapped++;
+		o->tail.overlap_calls += submitted - (b->sample_seen - seen0);
 	}
 	if (destroyed < 0)
-		race_note_errno(&o->first_other_errno, destroyed);
+		race_note_errno(&o->tail.first_other_errno, destroyed);
 	done = race_buf_take(b) - seen0;
 	o->completed_by_destroy += done;
 	/* Right away (no round trip to the host): did every read land, then
@@ -222,7 +214,7 @@ static void *race_buf_thread(void *p)
 	race_pin(0, run->b->opts);
 	while (run->r == 0 && out->iterations < run->rounds) {
 		if (race_now() >= run->deadline) {
-			out->timed_out = 1;
+			out->tail.timed_out = 1;
 			break;
 		}
 		run->r = race_buf_round(run->b, run->settle_ns, out);
@@ -256,7 +248,7 @@ long race_destroy_buffers(int fd, unsigned nbufs, uint64_t bufsize, uint64_t str
 	pthread_mutex_init(&b.lock, NULL);
 	pthread_cond_init(&b.cond, NULL);
 	race_clock_start(&b.clk);
-	out->opts = opts;
+	out->tail.opts = opts;
 	b.bufs = race_map(total);
 	b.expect = race_map(total);
 	b.efd = race_eventfd();
@@ -276,8 +268,9 @@ long race_destroy_buffers(int fd, unsigned nbufs, uint64_t bufsize, uint64_t str
 		if (r == 0)
 			r = run.r;
 	}
-	out->elapsed_ns = race_now() - t0;
-	race_clock_report(&b.clk, &out->clock_tsc, &out->clock_ns, &out->clock_res_ns);
+	out->tail.elapsed_ns = race_now() - t0;
+	race_clock_report(&b.clk, &out->tail.clock_tsc, &out->tail.clock_ns,
+			  &out->tail.clock_res_ns);
 	if (b.bufs)
 		munmap(b.bufs, total);
 	if (b.expect)
@@ -288,3 +281,10 @@ long race_destroy_buffers(int fd, unsigned nbufs, uint64_t bufsize, uint64_t str
 	pthread_mutex_destroy(&b.lock);
 	return r;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+long race_destroy_buffers(int fd, unsigned nbufs, uint64_t bufsize, uint64_t stride,
+                          uint64_t rounds, uint64_t duration_ns, uint64_t settle_ns,
+                          unsigned opts, struct race_buf_result *out);
+/* cdef: end */

@@ -12,10 +12,9 @@
 
 #include "race.h"
 
+/* cdef: begin */
 struct race_dvs_result {
 	uint64_t iterations;
-	uint64_t elapsed_ns;
-	uint64_t timed_out;
 	uint64_t cpus;
 	uint64_t submit_ok;
 	uint64_t submit_read;
@@ -36,17 +35,10 @@ struct race_dvs_result {
 	uint64_t bad_iterations;
 	uint64_t destroy_ns_total;
 	uint64_t destroy_ns_max;
-	uint64_t overlap_rounds;
-	uint64_t overlapped;
-	uint64_t overlap_calls;
 	uint64_t overlap_accepted;
-	uint64_t any_overlap;
-	uint64_t clock_ns;
-	uint64_t clock_tsc;
-	uint64_t clock_res_ns;
-	uint64_t opts;
-	int64_t first_other_errno;
+	struct race_tail tail;
 };
+/* cdef: end */
 
 #define RACE_DVS_LOG 64
 
@@ -178,7 +170,7 @@ static void race_dvs_tally_log(struct race_dvs_shared *sh, struct race_dvs_log *
 	}
 	race_add(&sh->round_calls, calls);
 	race_add(&sh->round_met, met);
-	race_add(&o->overlap_calls, calls);
+	race_add(&o->tail.overlap_calls, calls);
 	race_add(&o->overlap_accepted, accepted);
 	log->n = 0;
 }
@@ -221,7 +213,7 @@ static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *r
 		}
 		if (r != -EAGAIN) {
 			race_add(&o->submit_other, 1);
-			race_note_errno(&o->first_other_errno, r);
+			race_note_errno(&o->tail.first_other_errno, r);
 			return;
 		}
 		race_add(&o->submit_eagain, 1);
@@ -234,7 +226,7 @@ static void race_dvs_submit_round(struct race_dvs_shared *sh, int t, uint64_t *r
 			return;
 		} else {
 			race_add(&o->getevents_other, 1);
-			race_note_errno(&o->first_other_errno, r);
+			race_note_errno(&o->tail.first_other_errno, r);
 			return;
 		}
 	}
@@ -263,14 +255,14 @@ static void race_dvs_destroy_round(struct race_dvs_shared *sh, uint64_t *rng)
 	done = race_efd_take(sh->efd);
 	race_barrier_wait(&sh->destroyed);
 	race_barrier_wait(&sh->end);
-	o->overlap_rounds++;
-	o->overlapped += sh->round_calls > 0;
-	o->any_overlap += sh->round_met > 0;
+	o->tail.overlap_rounds++;
+	o->tail.overlapped += sh->round_calls > 0;
+	o->tail.any_overlap += sh->round_met > 0;
 	if (r == 0)
 		o->destroy_ok++;
 	else {
 		o->destroy_other++;
-		race_note_errno(&o->first_other_errno, r);
+		race_note_errno(&o->tail.first_other_errno, r);
 	}
 	o->destroy_ns_total += dt;
 	race_max(&o->destroy_ns_max, dt);
@@ -299,12 +291,12 @@ static void *race_dvs_thread(void *p)
 			long r = 0;
 
 			if (i >= sh->iterations || race_now() >= sh->deadline) {
-				sh->out->timed_out = i < sh->iterations;
+				sh->out->tail.timed_out = i < sh->iterations;
 				r = 1;
 			} else {
 				r = race_io_setup(sh->nr_events, &sh->ctx);
 				if (r < 0)
-					race_note_errno(&sh->out->first_other_errno, r);
+					race_note_errno(&sh->out->tail.first_other_errno, r);
 			}
 			sh->iter_ok = 0;
 			sh->round_calls = 0;
@@ -362,7 +354,7 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 	sh.opts = opts;
 	race_clock_start(&sh.clk);
 	out->cpus = (uint64_t)race_cpus();
-	out->opts = opts;
+	out->tail.opts = opts;
 	if (pipe(pipefd) < 0)
 		return -errno;
 	sh.pipe_rd = pipefd[0];
@@ -379,11 +371,11 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 		t0 = race_now();
 		sh.deadline = t0 + duration_ns;
 		r = race_run_threads(n, race_dvs_thread, args, sizeof(args[0]));
-		out->elapsed_ns = race_now() - t0;
-		race_clock_report(&sh.clk, &out->clock_tsc, &out->clock_ns,
-				  &out->clock_res_ns);
-		if (r == 0 && out->iterations == 0 && out->first_other_errno)
-			r = -out->first_other_errno; /* io_setup itself failed */
+		out->tail.elapsed_ns = race_now() - t0;
+		race_clock_report(&sh.clk, &out->tail.clock_tsc, &out->tail.clock_ns,
+				  &out->tail.clock_res_ns);
+		if (r == 0 && out->iterations == 0 && out->tail.first_other_errno)
+			r = -out->tail.first_other_errno; /* io_setup itself failed */
 		race_barrier_destroy(&sh.start);
 		race_barrier_destroy(&sh.destroyed);
 		race_barrier_destroy(&sh.end);
@@ -396,3 +388,12 @@ long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events,
 	close(pipefd[1]);
 	return r;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+long race_destroy_vs_submit(int fd, int submitters, unsigned nr_events, unsigned kinds,
+                            unsigned polls_per_iter, uint64_t write_offset,
+                            uint64_t iterations, uint64_t duration_ns,
+                            unsigned max_target, uint64_t wait_ns, uint64_t seed,
+                            unsigned opts, struct race_dvs_result *out);
+/* cdef: end */

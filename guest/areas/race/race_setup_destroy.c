@@ -17,10 +17,9 @@
 
 #include "race.h"
 
+/* cdef: begin */
 struct race_svd_result {
 	uint64_t iterations;
-	uint64_t elapsed_ns;
-	uint64_t timed_out;
 	uint64_t cpus;
 	uint64_t setup_ok;
 	uint64_t setup_eagain;
@@ -38,16 +37,9 @@ struct race_svd_result {
 	uint64_t getevents_einval;
 	uint64_t getevents_other;
 	uint64_t lookups_idle;
-	uint64_t overlap_rounds;
-	uint64_t overlapped;
-	uint64_t overlap_calls;
-	uint64_t any_overlap;
-	uint64_t clock_ns;
-	uint64_t clock_tsc;
-	uint64_t clock_res_ns;
-	uint64_t opts;
-	int64_t first_other_errno;
+	struct race_tail tail;
 };
+/* cdef: end */
 
 /* Contexts created past this many are not tracked (nor their destroys counted). */
 #define RACE_SVD_TRACKED (1u << 20)
@@ -112,7 +104,7 @@ static int race_svd_done(struct race_svd_shared *sh)
 	if (__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE))
 		return 1;
 	if (race_now() >= sh->deadline) {
-		sh->out->timed_out = 1;
+		sh->out->tail.timed_out = 1;
 		__atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
 		return 1;
 	}
@@ -183,7 +175,7 @@ static void race_svd_destroy(struct race_svd_shared *sh, int c, struct race_svd_
 		race_add(&o->destroy_einval, 1);
 	else {
 		race_add(&o->destroy_other, 1);
-		race_note_errno(&o->first_other_errno, r);
+		race_note_errno(&o->tail.first_other_errno, r);
 	}
 }
 
@@ -214,7 +206,7 @@ static void race_svd_check(struct race_svd_shared *sh, struct race_svd_ctx c,
 			if (race_inside_at(sp, d.t0, clk) ||
 			    (ok && sp->t0 > d.t0 + clk && sp->t0 < ds.t1)) {
 				how |= RACE_SVD_RACED;
-				race_add(&o->overlap_calls, 1);
+				race_add(&o->tail.overlap_calls, 1);
 			}
 			if (c.gen < RACE_SVD_TRACKED)
 				__atomic_or_fetch(&sh->hit[c.gen], how, __ATOMIC_RELAXED);
@@ -243,7 +235,7 @@ static void race_svd_create(struct race_svd_shared *sh, int c, uint64_t *rng)
 		}
 		if (r < 0) {
 			race_add(&o->setup_other, 1);
-			race_note_errno(&o->first_other_errno, r);
+			race_note_errno(&o->tail.first_other_errno, r);
 			__atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
 			return;
 		}
@@ -278,7 +270,7 @@ static long race_svd_lookup(struct race_svd_shared *sh, struct race_svd_ctx c, u
 			race_add(&o->getevents_einval, 1);
 		else {
 			race_add(&o->getevents_other, 1);
-			race_note_errno(&o->first_other_errno, r);
+			race_note_errno(&o->tail.first_other_errno, r);
 		}
 		return r;
 	}
@@ -300,7 +292,7 @@ static long race_svd_lookup(struct race_svd_shared *sh, struct race_svd_ctx c, u
 		race_add(&o->submit_eagain, 1);
 	else {
 		race_add(&o->submit_other, 1);
-		race_note_errno(&o->first_other_errno, r);
+		race_note_errno(&o->tail.first_other_errno, r);
 	}
 	return r;
 }
@@ -379,17 +371,18 @@ long race_setup_vs_destroy(int creators, int lookers, unsigned nslots,
 	sh.opts = opts;
 	race_clock_start(&sh.clk);
 	out->cpus = (uint64_t)race_cpus();
-	out->opts = opts;
+	out->tail.opts = opts;
 	for (int i = 0; i < n; i++)
 		args[i] = (struct race_svd_arg){ &sh, i };
 	t0 = race_now();
 	sh.deadline = t0 + duration_ns;
 	r = race_run_threads(n, race_svd_thread, args, sizeof(args[0]));
-	out->elapsed_ns = race_now() - t0;
-	race_clock_report(&sh.clk, &out->clock_tsc, &out->clock_ns, &out->clock_res_ns);
+	out->tail.elapsed_ns = race_now() - t0;
+	race_clock_report(&sh.clk, &out->tail.clock_tsc, &out->tail.clock_ns,
+			  &out->tail.clock_res_ns);
 	out->iterations = sh.cycles;
 	if (out->iterations >= iterations)
-		out->timed_out = 0; /* the count bound was reached first */
+		out->tail.timed_out = 0; /* the count bound was reached first */
 	for (unsigned i = 0; i < nslots; i++) {
 		if (!sh.slots[i].c.id)
 			continue;
@@ -398,13 +391,13 @@ long race_setup_vs_destroy(int creators, int lookers, unsigned nslots,
 		else
 			out->final_destroy_failed++;
 	}
-	out->overlap_rounds = sh.destroys;
+	out->tail.overlap_rounds = sh.destroys;
 	for (uint64_t g = 0; g < RACE_SVD_TRACKED && g <= sh.created; g++) {
-		out->overlapped += !!(sh.hit[g] & RACE_SVD_RACED);
-		out->any_overlap += !!(sh.hit[g] & RACE_SVD_MET);
+		out->tail.overlapped += !!(sh.hit[g] & RACE_SVD_RACED);
+		out->tail.any_overlap += !!(sh.hit[g] & RACE_SVD_MET);
 	}
-	if (r == 0 && out->setup_ok == 0 && out->first_other_errno)
-		r = -out->first_other_errno;
+	if (r == 0 && out->setup_ok == 0 && out->tail.first_other_errno)
+		r = -out->tail.first_other_errno;
 	close(pipefd[0]);
 	close(pipefd[1]);
 out:
@@ -414,3 +407,11 @@ out:
 	free(sh.slots);
 	return r;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+long race_setup_vs_destroy(int creators, int lookers, unsigned nslots,
+                           unsigned nr_events, unsigned hold, uint64_t iterations,
+                           uint64_t duration_ns, uint64_t seed, unsigned opts,
+                           struct race_svd_result *out);
+/* cdef: end */

@@ -15,3 +15,8 @@ static long lab_raw_syscall(long nr, long a1, long a2, long a3, long a4, long a5
 
 	return ret < 0 ? -(long)errno : ret;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+static long lab_raw_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+/* cdef: end */

@@ -256,3 +256,11 @@ static long lab_ublk_reader_join(struct lab_ublk_reader *r, int timeout_ms)
 	r->started = 0;
 	return 0;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+static void lab_ublk_stamp(void *buf, uint64_t sector, uint32_t nr_sectors);
+static long lab_ublk_reader_start(struct lab_ublk_reader *r);
+static int lab_ublk_reader_done(struct lab_ublk_reader *r);
+static long lab_ublk_reader_join(struct lab_ublk_reader *r, int timeout_ms);
+/* cdef: end */

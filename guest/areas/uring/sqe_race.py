@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
-from guest.areas.race.ops import NS, opt_bits, opts_mask
+from guest.areas.race.ops import NS, opts_mask, race_result
 from guest.state import SLOWDOWN
 
 POLL_S = 0.02
@@ -107,8 +107,7 @@ def sqe_double_read(mode: str = "pipe", rounds: int = 2000, seconds: float = 20.
         native.check(int(lib.uring_sqe_race(
             rd_a, wr_a, rd_b, wr_b, mode == "sqpoll", rewrite, lead, rounds, int(seconds * NS),
             int(linger_us * 1000), int(wait_ms * SLOWDOWN * 1e6), how, out)))
-        got: dict[str, Any] = {
-            name: int(getattr(out, name)) for name, _ in ffi.typeof(out).item.fields}
+        got = race_result(out, rounds="rounds")
         # Every fd the kernel was given is closed (the ring by the C loop): now the
         # files must go.  The writers stay open to tell.
         if hold_fds:
@@ -130,23 +129,10 @@ def sqe_double_read(mode: str = "pipe", rounds: int = 2000, seconds: float = 20.
             os.rmdir(scratch)
     got["umount"] = umount
     got["mode"] = mode
-    got["first_other_errno"] = _errno_name(got["first_other_errno"])
     code = got.pop("first_unexplained")
     got["first_unexplained"] = None if code == 0 else "no completion" if code == 1 else \
         _errno_name(-code) if code < 0 else f"res {code}"
-    got["timed_out"] = bool(got["timed_out"])
     got["sqpoll"] = bool(got["sqpoll"])
-    got["clock_tsc"] = bool(got["clock_tsc"])
-    # In the race ops' terms (guest/areas/race/ops.py): a submission overlapped when the kernel
-    # acted on a version of the SQE written after the hand-over; any_overlap: a
-    # rewrite landed before the kernel had consumed the SQE.
-    got.update(overlap_rounds=got["submitted"], overlapped=got["saw_rewrite"],
-               overlap_calls=got["saw_rewrite"], any_overlap=got["live_rewrites"],
-               opts=[name for name, bit in opt_bits().items() if how & bit])
-    got["overlap_rate"] = round(got["saw_rewrite"] / got["submitted"], 4) \
-        if got["submitted"] else 0.0
-    secs = got["elapsed_ns"] / NS
-    got["rate_per_s"] = round(got["rounds"] / secs, 1) if secs > 0 else 0.0
     return got
 
 

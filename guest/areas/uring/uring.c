@@ -23,10 +23,10 @@
  * predate it, so the value is spelled out here.
  */
 #ifndef IORING_URING_CMD_MULTISHOT
-#define IORING_URING_CMD_MULTISHOT (1U << 1)
+#define IORING_URING_CMD_MULTISHOT (1U << 1) /* Linux 6.18: io_uring/uring_cmd.c */
 #endif
 
-/* Returned to Python as -errno, like labsys.c's wrappers. */
+/* Returned to Python as -errno, like the aio area's wrappers. */
 static long lab_uring_ret(long r)
 {
 	return r < 0 ? -(long)errno : r;
@@ -78,12 +78,14 @@ struct lab_ring {
 };
 
 /* One completion, copied out of the ring (big[] only for CQE32 rings). */
+/* cdef: begin */
 struct lab_cqe {
 	uint64_t user_data;
 	int32_t res;
 	uint32_t flags;
 	uint64_t big[2];
 };
+/* cdef: end */
 
 static long lab_uring_mmap(int fd, size_t len, uint64_t off, void **out)
 {
@@ -274,3 +276,21 @@ static void lab_pbuf_publish(void *ring, uint16_t tail)
 
 	__atomic_store_n(&br->tail, tail, __ATOMIC_RELEASE);
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+static long lab_uring_setup(unsigned entries, struct io_uring_params *p);
+static long lab_uring_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags,
+                     void *arg, size_t argsz);
+static long lab_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args);
+static long lab_ring_init(struct lab_ring *r, unsigned entries, struct io_uring_params *p);
+static long lab_ring_exit(struct lab_ring *r);
+static struct io_uring_sqe *lab_ring_get_sqe(struct lab_ring *r);
+static void *lab_sqe_cmd(struct io_uring_sqe *sqe);
+static long lab_ring_submit(struct lab_ring *r);
+static long lab_ring_wait(struct lab_ring *r, unsigned min_complete, int64_t timeout_ns);
+static long lab_ring_reap(struct lab_ring *r, struct lab_cqe *out, unsigned max);
+static void lab_pbuf_set(void *ring, unsigned entries, unsigned idx, uint64_t addr, uint32_t len,
+                  uint16_t bid);
+static void lab_pbuf_publish(void *ring, uint16_t tail);
+/* cdef: end */

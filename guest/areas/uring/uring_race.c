@@ -22,7 +22,7 @@
  * the kernel read the SQE after a rewrite: the submission saw the rewrite
  * in flight.  The pipes are drained for the next round.
  *
- * Uses uring.c's ring helpers: the agent builds every csrc file into one
+ * Uses uring.c's ring helpers: the agent builds every area's C into one
  * translation unit, in name order, so uring.c comes before this file.
  */
 
@@ -31,10 +31,9 @@
 
 #include "race.h"
 
+/* cdef: begin */
 struct sqe_race_result {
 	uint64_t rounds;
-	uint64_t elapsed_ns;
-	uint64_t timed_out;
 	uint64_t sqpoll;
 	uint64_t submitted;
 	uint64_t async_rounds;     /* sent with IOSQE_ASYNC */
@@ -46,12 +45,10 @@ struct sqe_race_result {
 	uint64_t unexplained;      /* no completion, or a result none of the SQEs gives */
 	uint64_t rewrites;         /* stores the rewriter made */
 	uint64_t live_rewrites;    /* rounds with a rewrite before the kernel consumed the SQE */
-	uint64_t clock_ns;
-	uint64_t clock_tsc;
-	uint64_t clock_res_ns;
 	int64_t first_unexplained; /* its res, or 1 for no completion */
-	int64_t first_other_errno;
+	struct race_tail tail;
 };
+/* cdef: end */
 
 struct sqe_race_shared {
 	struct lab_ring ring;
@@ -202,7 +199,7 @@ static void sqe_race_classify(struct sqe_race_shared *sh, uint64_t round)
 	long n;
 
 	if (write(sh->wr_a, "a", 1) != 1 || write(sh->wr_b, "bb", 2) != 2)
-		race_note_errno(&o->first_other_errno, -errno);
+		race_note_errno(&o->tail.first_other_errno, -errno);
 	n = sqe_race_reap(sh, &cqe);
 	if (n == 1 && cqe.user_data == round && cqe.res >= 0 && cqe.res <= 2) {
 		if (cqe.res == 0)
@@ -281,7 +278,7 @@ static void sqe_race_submitter(struct sqe_race_shared *sh)
 	race_pin(0, sh->opts);
 	for (uint64_t round = 1; round <= sh->rounds; round++) {
 		if (race_now() >= sh->deadline) {
-			o->timed_out = 1;
+			o->tail.timed_out = 1;
 			break;
 		}
 		sh->err = sqe_race_round(sh, round);
@@ -361,11 +358,20 @@ long uring_sqe_race(int rd_a, int wr_a, int rd_b, int wr_b, int sqpoll,
 	if (r == 0)
 		r = sh->err;
 	out->rewrites = sh->rewrites;
-	race_clock_report(&sh->clk, &out->clock_tsc, &out->clock_ns, &out->clock_res_ns);
+	race_clock_report(&sh->clk, &out->tail.clock_tsc, &out->tail.clock_ns,
+			  &out->tail.clock_res_ns);
 	/* closing the ring releases whatever its requests still hold */
 	lab_ring_exit(&sh->ring);
 	free(sh);
-	out->elapsed_ns = race_now() - t0;
+	out->tail.elapsed_ns = race_now() - t0;
+	/* In the race loops' terms (race.h): a submission overlapped when the kernel acted
+	 * on a version of the SQE written after the hand-over; any_overlap: a rewrite
+	 * landed before the kernel had consumed the SQE. */
+	out->tail.overlap_rounds = out->submitted;
+	out->tail.overlapped = out->saw_rewrite;
+	out->tail.overlap_calls = out->saw_rewrite;
+	out->tail.any_overlap = out->live_rewrites;
+	out->tail.opts = opts;
 	return r;
 }
 
@@ -380,3 +386,14 @@ static long lab_umount2(const char *target, int flags)
 {
 	return lab_ret(syscall(__NR_umount2, target, flags));
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+long uring_sqe_race(int rd_a, int wr_a, int rd_b, int wr_b, int sqpoll, int rewrite,
+                    unsigned lead,
+                    uint64_t rounds, uint64_t duration_ns, uint64_t linger_ns,
+                    int64_t wait_ns, unsigned opts, struct sqe_race_result *out);
+static long lab_mount(const char *source, const char *target, const char *fstype,
+               unsigned long flags, const char *data);
+static long lab_umount2(const char *target, int flags);
+/* cdef: end */

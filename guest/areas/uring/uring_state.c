@@ -7,6 +7,7 @@
  * ring was set up with.
  */
 
+/* cdef: begin */
 struct lab_ring_state {
 	unsigned sq_head;
 	unsigned sq_tail;
@@ -17,6 +18,7 @@ struct lab_ring_state {
 	unsigned cq_overflow;
 	unsigned cq_ready;
 };
+/* cdef: end */
 
 static unsigned lab_load_u32(const char *base, unsigned off)
 {
@@ -43,3 +45,10 @@ static void lab_ring_set_last_index(struct lab_ring *r, unsigned index)
 {
 	r->sq_array[(r->sqe_tail - 1) & *r->sq_mask] = index;
 }
+
+/* What Python calls (the cdef; compiled here, so checked against the definitions above). */
+/* cdef: begin */
+static void lab_ring_state(const struct lab_ring *r, const struct io_uring_params *p,
+                    struct lab_ring_state *out);
+static void lab_ring_set_last_index(struct lab_ring *r, unsigned index);
+/* cdef: end */
