@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guest import memory, native
+from guest.flags import flag_bits, from_lib
 from guest.objects import Table
 from guest.state import CTXS, MEMS
 
@@ -61,6 +62,7 @@ SPEC_KEYS = set(PLAIN_KEYS) | {
 # it is filled, so that the kernel can read it but not write aio_key back.
 PAGES = ("heap", "readonly")
 
+IOCB_FLAGS = ("RESFD", "IOPRIO")  # IOCB_FLAG_* of <linux/aio_abi.h> (aio.cdef)
 POLL_NAMES = (
     "POLLIN",
     "POLLPRI",
@@ -114,27 +116,13 @@ def _opcode(value: str | int) -> int:
 
 
 def _iocb_flags(value: list[str] | int) -> int:
-    if isinstance(value, int):
-        return value
-    lib = native.lib()
-    bits = 0
-    for name in value:
-        attr = "IOCB_FLAG_" + name.upper()
-        if not hasattr(lib, attr):
-            raise ValueError(f"unknown iocb flag {name!r}")
-        bits |= int(getattr(lib, attr))
-    return bits
+    known = from_lib(native.lib(), "IOCB_FLAG_", IOCB_FLAGS)
+    return flag_bits(value, known, "iocb flag", "IOCB_FLAG_")
 
 
 def _poll_events(value: list[str] | int) -> int:
-    if isinstance(value, int):
-        return value
-    bits = 0
-    for name in value:
-        if name not in POLL_NAMES or not hasattr(select, name):
-            raise ValueError(f"unknown poll event {name!r}")
-        bits |= int(getattr(select, name))
-    return bits
+    known = {n: int(getattr(select, n)) for n in POLL_NAMES if hasattr(select, n)}
+    return flag_bits(value, known, "poll event")
 
 
 def _buf_addr(buf: int | str, offset: int) -> int:

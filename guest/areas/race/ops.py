@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from guest import native
+from guest.flags import flag_bits
 
 NS = 1_000_000_000
 
@@ -73,22 +74,13 @@ def opt_bits() -> dict[str, int]:
 DEFAULT_OPTS = ("pin",)
 
 
-def _bits(names: list[str] | tuple[str, ...], known: dict[str, int], what: str) -> int:
-    bits = 0
-    for name in names:
-        if name not in known:
-            raise ValueError(f"unknown {what} {name!r} (valid: {sorted(known)})")
-        bits |= known[name]
-    return bits
-
-
 def _kinds(kinds: list[str]) -> int:
-    return _bits(kinds, kind_bits(), "kind")
+    return flag_bits(kinds, kind_bits(), "kind")
 
 
 def opts_mask(opts: list[str] | None) -> int:
     """The RACE_OPT_* bits for technique names (None: the defaults)."""
-    return _bits(DEFAULT_OPTS if opts is None else opts, opt_bits(), "opt")
+    return flag_bits(DEFAULT_OPTS if opts is None else opts, opt_bits(), "opt")
 
 
 def destroy_vs_submit(

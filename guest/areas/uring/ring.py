@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from guest import memory, native
+from guest.flags import flag_bits, from_lib
 
 SETUP_FLAGS = ("IOPOLL", "SQPOLL", "CQSIZE", "CLAMP", "SUBMIT_ALL", "COOP_TASKRUN",
                "SINGLE_ISSUER", "SQE128", "CQE32")
@@ -28,18 +29,7 @@ NVME_FIELDS = ("opcode", "flags", "nsid", "cdw2", "cdw3", "metadata", "metadata_
 
 def bits(names: list[str] | int | None, prefix: str, known: tuple[str, ...]) -> int:
     """OR of ``prefix + name`` constants from the extension, or a raw int as is."""
-    if names is None:
-        return 0
-    if isinstance(names, int):
-        return names
-    lib = native.lib()
-    value = 0
-    for name in names:
-        short = name.removeprefix(prefix)
-        if short not in known:
-            raise ValueError(f"unknown flag {name!r} (known: {', '.join(known)})")
-        value |= int(getattr(lib, prefix + short))
-    return value
+    return flag_bits(names, from_lib(native.lib(), prefix, known), "flag", prefix)
 
 
 def constant(name: str | int, prefix: str, known: tuple[str, ...]) -> int:
