@@ -5,6 +5,8 @@
 - guest/ is the agent pushed into the VM: it imports nothing from lab/.
 - No import cycle among lab/ modules, nor among guest/ modules, counting
   imports inside functions too (a lazy import hides a cycle, it does not end it).
+- guest/ is one folder per area (guest/areas/AREA/: its ops, named AREA.*, its C); each
+  C declaration has one source (the C's marked section, or the kernel's via .cdef).
 """
 
 from __future__ import annotations
