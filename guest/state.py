@@ -2,7 +2,7 @@
 
 The memory table is used by every area that hands buffers to the kernel.  The
 fds and AIO contexts that ops created are tracked so that ``agent.reset``
-(guest/ops_agent.py) can close what a test left open, and the next test starts
+(guest/areas/agent/ops.py) can close what a test left open, and the next test starts
 from a clean agent: no context, ring, mapping or file of the last one alive.
 """
 

@@ -123,7 +123,7 @@ class BenchParams:
     max_target: int = 8
     wait_ms: float = 20.0
     seed: int = 1
-    opts: tuple[str, ...] = ("pin",)  # guest/ops_race.py DEFAULT_OPTS
+    opts: tuple[str, ...] = ("pin",)  # guest/areas/race/ops.py DEFAULT_OPTS
 
 
 @dataclass(frozen=True)
