@@ -17,7 +17,7 @@ from typing import Any
 from guest import memory, native
 from guest.flags import flag_bits, from_lib
 from guest.objects import Table
-from guest.state import CTXS, MEMS
+from guest.state import MEMS
 
 # C type of each iocb field, used to wrap JSON ints the way C assignment
 # would (fd -1 becomes 0xffffffff): tests deliberately pass odd values.
@@ -92,6 +92,7 @@ class IocbRec:
             self.mapping = None
 
 
+CTXS: set[int] = set()  # AIO contexts aio.setup created and no aio.destroy ended
 IOCBS: Table[IocbRec] = Table("iocb")
 _BY_ADDR: dict[int, int] = {}
 _LAST: list[int | None] = []
@@ -365,6 +366,18 @@ def aio_ring_write(ctx: int, field: str, value: int) -> int:
     old = int(words[i])
     words[i] = value & 0xFFFFFFFF
     return old
+
+
+def destroy_all() -> int:
+    """io_destroy every context a test left (agent.reset, once its files are closed and
+    its threads returned: io_destroy waits for in-flight reads); how many."""
+    left = len(CTXS)
+    lib, ffi = native.lib(), native.ffi()
+    for ctx in sorted(CTXS):
+        # The context may be gone already (destroyed by a race loop): EINVAL is fine.
+        lib.lab_io_destroy(ffi.cast("aio_context_t", ctx))
+    CTXS.clear()
+    return left
 
 
 def aio_free_iocbs() -> int:

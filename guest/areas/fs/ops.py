@@ -8,6 +8,7 @@ already raise OSError with the kernel's errno, which is all the lab needs.
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import os
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from typing import Any
 from guest import native
 from guest.areas.fs import scratch
 from guest.flags import flag_bits, from_os
-from guest.state import FDS
+
+FDS: set[int] = set()  # fds fs.* ops opened and no op closed yet
 
 # The inode flags fs.inode_flags knows (FS_*_FL in <linux/fs.h>, values from there).
 INODE_FLAGS = ("APPEND", "IMMUTABLE", "NOATIME")
@@ -116,7 +118,17 @@ OPS: dict[str, Callable[..., Any]] = {
 }
 
 
-def reset() -> int:
-    """Unmount the scratch file systems a test left mounted (after agent.reset closed its
-    files); how many."""
+def close_all() -> int:
+    """Close the fds fs.* ops opened and no op closed (agent.reset); how many."""
+    left = len(FDS)
+    for fd in sorted(FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    FDS.clear()
+    return left
+
+
+def umount_all() -> int:
+    """Unmount the scratch file systems a test left mounted (agent.reset, once the files
+    are closed); how many."""
     return scratch.umount_all()
