@@ -3,12 +3,23 @@
 Run on the host as ``python3 -m guest.build_ffi --out DIR``.  The guest shares
 the host's root filesystem and Python, so a module compiled here imports
 there.  API mode (a real C compile) is used so struct layouts and constants
-come from the installed kernel headers rather than from offsets typed by hand.
+come from the installed kernel headers rather than from values typed by hand.
+
+Every area folder (guest/areas/AREA/) brings its C, found here, none listed.  What
+Python may use is declared once: the lab's own structs and the functions Python calls
+sit in the C itself, between ``/* cdef: begin */`` and ``/* cdef: end */`` (read from
+there into the cdef, and compiled there, so the compiler checks them against the
+definitions); the kernel's names are in the area's ``*.cdef``, as cffi's ``...``
+(constants, and structs with a trailing ``...;``), which the compiler fills in from
+the uapi headers.  A constant newer than the build host's headers is spelled out in the
+C under ``#ifndef``, with the kernel version that added it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import re
 import shutil
 import sys
 import tempfile
@@ -16,150 +27,72 @@ from pathlib import Path
 
 import cffi
 
-CSRC_DIR = Path(__file__).resolve().parent / "csrc"
-CSRC = CSRC_DIR / "labsys.c"
-
-# Capability names known to <linux/capability.h> on current headers.  Listed
-# here (not parsed) so a header that lacks one fails the build loudly.
-CAP_NAMES = (
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-)
-
-IOCB_CMDS = ("PREAD", "PWRITE", "FSYNC", "FDSYNC", "POLL", "NOOP", "PREADV", "PWRITEV")
-
-# The trailing "...;" in each struct lets cffi take offsets and padding from
-# the real header (aio_key/aio_rw_flags swap places on big-endian, for one).
-CDEF = """
-typedef unsigned long aio_context_t;
-
-struct iocb {
-    uint64_t aio_data;
-    uint32_t aio_key;
-    int aio_rw_flags;
-    uint16_t aio_lio_opcode;
-    int16_t aio_reqprio;
-    uint32_t aio_fildes;
-    uint64_t aio_buf;
-    uint64_t aio_nbytes;
-    int64_t aio_offset;
-    uint64_t aio_reserved2;
-    uint32_t aio_flags;
-    uint32_t aio_resfd;
-    ...;
-};
-
-struct io_event {
-    uint64_t data;
-    uint64_t obj;
-    int64_t res;
-    int64_t res2;
-    ...;
-};
-
-struct timespec { long tv_sec; long tv_nsec; ...; };
-struct iovec { void *iov_base; size_t iov_len; ...; };
-
-struct __user_cap_header_struct { uint32_t version; int pid; ...; };
-struct __user_cap_data_struct {
-    uint32_t effective; uint32_t permitted; uint32_t inheritable; ...;
-};
-
-#define IOCB_FLAG_RESFD ...
-#define IOCB_FLAG_IOPRIO ...
-#define _LINUX_CAPABILITY_VERSION_3 ...
-#define _LINUX_CAPABILITY_U32S_3 ...
-#define PROT_NONE ...
-#define PROT_READ ...
-#define PROT_WRITE ...
-
-long lab_io_setup(unsigned nr_events, aio_context_t *ctxp);
-long lab_io_destroy(aio_context_t ctx);
-long lab_io_submit(aio_context_t ctx, long nr, struct iocb **iocbpp);
-long lab_io_cancel(aio_context_t ctx, struct iocb *iocb, struct io_event *result);
-long lab_io_getevents(aio_context_t ctx, long min_nr, long nr,
-                      struct io_event *events, struct timespec *timeout);
-long lab_capget(struct __user_cap_header_struct *hdr,
-                struct __user_cap_data_struct *data);
-long lab_capset(struct __user_cap_header_struct *hdr,
-                struct __user_cap_data_struct *data);
-long lab_gettid(void);
-long lab_eventfd2(unsigned initval, int flags);
-uintptr_t lab_map(size_t len, int prot);
-uintptr_t lab_map_at(uintptr_t addr, size_t len, int prot);
-long lab_mprotect(uintptr_t addr, size_t len, int prot);
-long lab_munmap(uintptr_t addr, size_t len);
-long lab_errno(void);
-"""
-CDEF += "".join(f"static const int IOCB_CMD_{name};\n" for name in IOCB_CMDS)
-CDEF += "".join(f"#define {name} ...\n" for name in CAP_NAMES)
+AREAS_DIR = Path(__file__).resolve().parent / "areas"
 
 
-def _areas() -> list[Path]:
-    """Other areas' C helpers (``csrc/AREA.c`` with its declarations in ``AREA.cdef``)."""
-    return sorted(p for p in CSRC_DIR.glob("*.c") if p != CSRC)
+def area_dirs(root: Path = AREAS_DIR) -> list[Path]:
+    """The area folders that hold C."""
+    return sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob("*.c")))
 
 
-def make_builder() -> cffi.FFI:
-    """One extension for every area: labsys.c plus each csrc/AREA.c and AREA.cdef."""
+BEGIN, END = "/* cdef: begin */", "/* cdef: end */"
+SECTION = re.compile(re.escape(BEGIN) + r"(.*?)" + re.escape(END), re.S)
+
+
+def sections(path: Path) -> str:
+    """The marked declarations of a C file."""
+    return "".join(m.group(1) for m in SECTION.finditer(path.read_text()))
+
+
+def cdef_of(d: Path) -> str:
+    """An area's declarations: its .cdef files (the kernel's names), then the marked
+    sections of its .h and .c files, in name order."""
+    parts = [p.read_text() for p in sorted(d.glob("*.cdef"))]
+    parts += [sections(p) for p in sorted([*d.glob("*.h"), *d.glob("*.c")])]
+    return "\n".join(parts) + "\n"
+
+
+def make_builder(dirs: list[Path] | None = None, module: str = "_labsys") -> cffi.FFI:
+    """One extension for every area: each area's .c files (one translation unit, areas in
+    name order) and their declarations (``cdef_of``)."""
+    dirs = area_dirs() if dirs is None else dirs
+    source = "\n".join(p.read_text() for d in dirs for p in sorted(d.glob("*.c")))
     ffibuilder = cffi.FFI()
-    cdef = CDEF + "".join(p.with_suffix(".cdef").read_text() for p in _areas())
-    ffibuilder.cdef(cdef)
-    source = "\n".join(p.read_text() for p in [CSRC, *_areas()])
-    ffibuilder.set_source("_labsys", source, include_dirs=[str(CSRC_DIR)],
-                          extra_compile_args=["-pthread"],
-                          libraries=["pthread"])
+    ffibuilder.cdef("".join(cdef_of(d) for d in dirs))
+    ffibuilder.set_source(
+        module,
+        source,
+        include_dirs=[str(d) for d in dirs],
+        extra_compile_args=["-pthread", "-Werror=incompatible-pointer-types"],
+        libraries=["pthread"])
     return ffibuilder
 
 
-def build(out: Path) -> Path:
+def build(out: Path, dirs: list[Path] | None = None, module: str = "_labsys") -> Path:
     """Compile in a scratch dir and copy only the .so into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    ffibuilder = make_builder()
+    ffibuilder = make_builder(dirs, module)
     with tempfile.TemporaryDirectory(prefix="labsys-build-") as tmp:
         built = Path(ffibuilder.compile(tmpdir=tmp, verbose=False))
+        _check_layouts(built, module)
         dest = out / built.name
         shutil.copy2(built, dest)
     return dest
+
+
+def _check_layouts(built: Path, module: str) -> None:
+    """Load the extension and lay out every struct its cdef names: cffi compares a
+    struct of the lab's own (declared whole) with the compiler's offsets and sizes here
+    (a VerificationError), not at some op's first use in the guest."""
+    spec = importlib.util.spec_from_file_location(module, built)
+    assert spec is not None and spec.loader is not None
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    for name in ext.ffi.list_types()[1]:
+        try:
+            ext.ffi.sizeof(f"struct {name}")
+        except ext.ffi.error as exc:
+            raise cffi.VerificationError(f"struct {name}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

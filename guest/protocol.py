@@ -8,7 +8,6 @@ library's) cannot corrupt the stream the lab parses.
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import os
 import sys
@@ -16,35 +15,7 @@ import time
 from typing import IO, Any
 
 from guest import PROTOCOL_VERSION, native
-from guest.registry import OPS, RequestError, lookup, register, set_loader
-
-# The modules that register each area's ops ("aio.setup" is area "aio"), imported at
-# the area's first call: an agent that never runs a uring op never imports them, and
-# its start (to the hello) costs only the protocol.  Under TCG the imports of all the
-# areas took longer than the interpreter's own start.
-AREAS: dict[str, tuple[str, ...]] = {
-    "agent": ("guest.ops_agent",),
-    "aio": ("guest.ops_aio",),
-    "creds": ("guest.ops_creds",),
-    "fs": ("guest.ops_sys", "guest.ops_scratchfs"),
-    "mem": ("guest.ops_sys",),
-    "nvme": ("guest.ops_nvme",),
-    "probe": ("guest.ops_probe",),
-    "race": ("guest.ops_race",),
-    "sys": ("guest.ops_sys", "guest.ops_raw"),
-    "thread": ("guest.ops_thread",),
-    "ublk": ("guest.ops_ublk",),
-    "uring": ("guest.ops_uring", "guest.ops_uring_race"),
-}
-
-
-def load_area(area: str) -> None:
-    """Import the modules of ``area`` (each registers its ops once, on first import)."""
-    for name in AREAS.get(area, ()):
-        importlib.import_module(name)
-
-
-set_loader(load_area)
+from guest.registry import OPS, RequestError, areas, load, lookup, register
 
 
 def _traceback() -> str:
@@ -67,12 +38,12 @@ def agent_exit() -> None:
 
 def agent_ops() -> list[str]:
     """Every op of every area (imports them all)."""
-    for area in AREAS:
-        load_area(area)
+    for area in areas():
+        load(area)
     return sorted(OPS)
 
 
-register({"agent.ping": agent_ping, "agent.exit": agent_exit, "agent.ops": agent_ops})
+register("agent", {"agent.ping": agent_ping, "agent.exit": agent_exit, "agent.ops": agent_ops})
 
 
 def handle(request: Any) -> tuple[dict[str, Any], bool]:
@@ -182,7 +153,7 @@ def main(started: float | None = None, *, zygote: bool = False) -> int:
                 "pid": os.getpid(),
                 "release": os.uname().release,
                 "python": sys.version.split()[0],  # platform.python_version(), unimported
-                "areas": sorted(AREAS),
+                "areas": areas(),
                 "zygote": zygote,
                 "clock": {"python": started if started is not None else now,
                           "imports": now},

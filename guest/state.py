@@ -1,9 +1,8 @@
 """What the agent holds on a test's behalf, shared by the ops of several areas.
 
-The memory table is used by every area that hands buffers to the kernel.  The
-fds and AIO contexts that ops created are tracked so that ``agent.reset``
-(guest/ops_agent.py) can close what a test left open, and the next test starts
-from a clean agent: no context, ring, mapping or file of the last one alive.
+The memory table is used by every area that hands buffers to the kernel, and
+``agent.reset`` (guest/areas/agent/ops.py) frees what a test left in it; what one area
+alone holds (fs's fds, aio's contexts, uring's rings) is that area's, with its hook.
 """
 
 from __future__ import annotations
@@ -18,5 +17,3 @@ from guest.objects import Table
 SLOWDOWN = float(os.environ.get("KERNEL_LAB_SLOWDOWN") or 1.0)
 
 MEMS: Table[Mem] = Table("mem")
-FDS: set[int] = set()  # fds fs.* ops opened and no op closed yet
-CTXS: set[int] = set()  # AIO contexts aio.setup created and no aio.destroy ended

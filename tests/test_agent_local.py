@@ -64,25 +64,22 @@ def test_handshake(agent: Agent) -> None:
 
 
 def test_each_area_is_imported_at_its_first_call(tmp_path: Path) -> None:
-    """The agent starts with no ops module imported; an op imports its area's modules, and
-    every module's ops belong to the areas that name it (guest/protocol.py AREAS)."""
+    """The agent starts with no area imported; an op imports its area's folder, and every
+    op lives in the folder of the area that names it (guest/registry.py)."""
     script = (
         "import sys, guest.protocol as p\n"
-        "before = sorted(m for m in sys.modules if m.startswith('guest.ops_'))\n"
+        "def areas(): return sorted(m for m in sys.modules if m.startswith('guest.areas.'))\n"
+        "before = areas()\n"
         "p.lookup('aio.setup')\n"
-        "after = sorted(m for m in sys.modules if m.startswith('guest.ops_'))\n"
+        "after = [m for m in areas() if m.endswith('.ops')]\n"
         "p.agent_ops()\n"
-        "bad = [op for op, f in p.OPS.items() if op.split('.')[0] != 'agent' and\n"
-        "       f.__module__ not in p.AREAS[op.split('.')[0]]]\n"
+        "bad = [op for op, f in p.OPS.items() if f.__module__ != 'guest.protocol' and\n"
+        "       not f.__module__.startswith('guest.areas.' + op.split('.')[0] + '.')]\n"
         "print(before, after, bad)\n"
     )
     res = subprocess.run([sys.executable, "-S", "-c", script], cwd=copy_guest(tmp_path),
                          capture_output=True, text=True, check=True)
-    assert res.stdout.strip() == "[] ['guest.ops_aio'] []"
-    modules = {p.stem for p in (Path(__file__).parent.parent / "guest").glob("ops_*.py")}
-    from guest.protocol import AREAS
-
-    assert {m.removeprefix("guest.") for ms in AREAS.values() for m in ms} == modules
+    assert res.stdout.strip() == "[] ['guest.areas.aio.ops'] []"
 
 
 def test_missing_extension_fails_handshake(tmp_path: Path) -> None:
@@ -497,7 +494,7 @@ def test_kmsg_a_window_opens_where_the_last_one_closed(agent: Agent) -> None:
 
 
 def test_kmsg_windows_read_incrementally_and_an_older_one_still_whole(agent: Agent) -> None:
-    """The agent reads the log from where it stopped (guest/ops_sys.py _KmsgTail): windows
+    """The agent reads the log from where it stopped (guest/areas/sys/kmsg.py _KmsgTail): windows
     in a row see their own records, and a read from before the latest window (what it no
     longer keeps) still gets every record since, from a whole read."""
     if not os.access("/dev/kmsg", os.W_OK | os.R_OK):

@@ -7,11 +7,15 @@
 - No import cycle among lab/ modules, nor among guest/ modules, counting
   imports inside functions too (a lazy import hides a cycle, it does not end it).
 - No Python module in lab/, guest/, scenarios/ or tests/ is over 600 lines.
+- guest/ is one folder per area (guest/areas/AREA/: its ops, named AREA.*, its C); each
+  C declaration has one source (the C's marked section, or the kernel's via .cdef).
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -184,3 +188,103 @@ def test_no_module_is_over_600_lines() -> None:
     long = _too_long(paths)
     assert not long, f"over {MAX_LINES} lines, split each by what it holds: {long}"
     assert _too_long([Path(__file__)], limit=10)  # the check can fail
+# ---------------------------------------------------------------- guest/: one area, one folder
+
+AREAS = REPO / "guest" / "areas"
+
+
+def _area_dirs() -> list[Path]:
+    return sorted(d for d in AREAS.iterdir() if d.is_dir() and d.name != "__pycache__")
+
+
+def test_guest_areas_are_folders_and_nothing_else_holds_ops_or_c() -> None:
+    """Each area is one folder of guest/areas/ with its ops module; no ops module, C
+    source or declaration lives outside one (but the boot's own handoff.c)."""
+    from guest.registry import areas
+
+    assert [d.name for d in _area_dirs()] == areas()
+    for d in _area_dirs():
+        assert (d / "__init__.py").is_file() and (d / "ops.py").is_file(), d
+    stray = [p.relative_to(REPO) for p in (REPO / "guest").rglob("*")
+             if p.suffix in {".c", ".h", ".cdef"} and AREAS not in p.parents
+             and p.name != "handoff.c"]
+    stray += [p.relative_to(REPO) for p in (REPO / "guest").glob("ops_*.py")]
+    assert not stray
+
+
+def _op_names(path: Path) -> list[str]:
+    """The op names an ``OPS = {...}`` of ``path`` holds (string keys)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "OPS" for t in targets) \
+                    and isinstance(node.value, ast.Dict):
+                names += [k.value for k in node.value.keys
+                          if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    return names
+
+
+@pytest.mark.parametrize("area", [d.name for d in _area_dirs()])
+def test_an_area_holds_its_ops_and_its_c_with_declarations(area: str) -> None:
+    """Every op of an area's folder is named after it; its C declares what Python uses
+    once: its own structs and functions in the C (marked), the kernel's names in .cdef
+    files, whose structs the compiler lays out (``...;``) and which declare no function."""
+    from guest import build_ffi
+
+    d = AREAS / area
+    names = [n for p in sorted(d.glob("*.py")) for n in _op_names(p)]
+    assert names and all(n.startswith(f"{area}.") for n in names), names
+    if list(d.glob("*.c")):
+        assert build_ffi.cdef_of(d).strip(), f"{area}: C without declarations"
+    for cdef in d.glob("*.cdef"):
+        text = cdef.read_text()
+        for struct in re.findall(r"struct \w+ \{.*?\};", text, re.S):
+            assert "...;" in struct, f"{cdef.name}: a struct of the lab's own: {struct[:60]}"
+        assert not re.search(r"^\s*[a-z][\w\s*]*\b\w+\s*\([^)]*\)\s*;", text, re.M), \
+            f"{cdef.name} declares a function: it goes in the C's marked section"
+
+
+def test_the_declarations_are_the_c_s_own(tmp_path: Path,
+                                         capfd: pytest.CaptureFixture[str]) -> None:
+    """The cdef's own part is read out of the C (guest/build_ffi.py) and compiled there: a
+    copy of an area builds and Python sees its struct whole; a marked prototype that
+    differs from its definition, or a .cdef struct naming a field the C lacks, fails the
+    build."""
+    import shutil
+
+    from cffi import VerificationError
+
+    from guest import build_ffi
+
+    own = ("/* cdef: begin */\nstruct lab_own { int a; long b; };\n"
+           "static long lab_own_b(struct lab_own *o);\n/* cdef: end */\n"
+           "static long lab_own_b(struct lab_own *o) { return o->b; }\n")
+
+    def area(name: str, *edits: tuple[str, str, str]) -> Path:
+        d = tmp_path / name
+        shutil.copytree(AREAS / "sys", d, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        (d / "own.c").write_text(own)
+        for file, old, new in edits:
+            assert old in (d / file).read_text()
+            (d / file).write_text((d / file).read_text().replace(old, new))
+        return d
+
+    so = build_ffi.build(tmp_path / "ok", [area("same")], "_lab_same")
+    spec = importlib.util.spec_from_file_location("_lab_same", so)
+    assert spec is not None and spec.loader is not None
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    assert [f for f, _ in ext.ffi.typeof("struct lab_own").fields] == ["a", "b"]
+    mismatched = {
+        "proto": [("own.c", "lab_own_b(struct lab_own *o);", "lab_own_b(char *o);")],
+        "field": [("own.c", "/* cdef: begin */\nstruct lab_own { int a; long b; };",
+                   "struct lab_own { int a; long b; };\n/* cdef: begin */"),
+                  ("raw.cdef", "#define __NR_io_setup ...",
+                   "#define __NR_io_setup ...\nstruct lab_own { int c; ...; };")],
+    }
+    for name, edits in mismatched.items():
+        capfd.readouterr()
+        with pytest.raises(VerificationError):
+            build_ffi.build(tmp_path / name, [area(name, *edits)], f"_lab_{name}")
+        assert "lab_own" in capfd.readouterr().err  # the compiler names it

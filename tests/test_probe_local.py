@@ -1,13 +1,15 @@
-"""The agent's feature probes (guest/ops_probe.py) against the host's kernel: real
+"""The agent's feature probes (guest/areas/probe/ops.py) against the host's kernel: real
 syscalls, no VM.  Each probe must be able to say no: an unknown flag reads as unknown."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from guest.ops_probe import FEATURES
+from guest.areas.probe.ops import FEATURES
 from lab.vm.agent import Agent
 
 RWF_DSYNC = 0x02  # known to every kernel with pwritev2 (4.7)
@@ -35,6 +37,36 @@ def test_rw_flag_probe_tells_unknown_from_known(agent: Agent) -> None:
     assert unknown["has"] is False and "EOPNOTSUPP" in unknown["how"], unknown
     known = agent.call("probe.rwf_flag", flag=RWF_DSYNC, name="RWF_DSYNC")
     assert known["has"] is True, known
+
+
+def _fallbacks() -> list[tuple[str, str, tuple[int, int]]]:
+    """Each constant the agent's C spells out under #ifndef (newer than the build host's
+    headers): (file, name, the Linux release its comment says added it)."""
+    found = []
+    for c in sorted((Path(__file__).parents[1] / "guest" / "areas").glob("*/*.c")):
+        for m in re.finditer(r"#ifndef (\w+)\n#define \1 [^\n]*?Linux (\d+)\.(\d+)",
+                             c.read_text()):
+            found.append((c.name, m.group(1), (int(m.group(2)), int(m.group(3)))))
+    return found
+
+
+def test_a_constant_spelled_out_says_which_release_added_it() -> None:
+    """A fallback without the release in its comment fails here (see _fallbacks)."""
+    for c in sorted((Path(__file__).parents[1] / "guest" / "areas").glob("*/*.c")):
+        spelled = re.findall(r"#ifndef (\w+)\n#define \1 ", c.read_text())
+        assert sorted(spelled) == sorted(n for f, n, _ in _fallbacks() if f == c.name), c
+    assert {"RWF_ATOMIC", "RWF_DONTCACHE", "IORING_URING_CMD_MULTISHOT"} <= \
+        {name for _, name, _ in _fallbacks()}
+
+
+@pytest.mark.parametrize("name", ["RWF_ATOMIC", "RWF_DONTCACHE"])
+def test_a_spelled_out_rw_flag_is_the_one_the_kernel_knows(agent: Agent, name: str) -> None:
+    """On a kernel of the release that added it (the host's is 6.18), the value the agent
+    spelled out is a flag that kernel knows: a wrong bit reads as unknown."""
+    since = {n: v for _, n, v in _fallbacks()}[name]
+    assert tuple(int(x) for x in os.uname().release.split(".")[:2]) >= since
+    got = agent.ok("probe.features", names=[name.lower()])[name.lower()]
+    assert got["has"] is True, got
 
 
 def test_multishot_probe_agrees_with_the_rules(agent: Agent) -> None:
@@ -65,9 +97,6 @@ def test_each_feature_is_probed_alone(agent: Agent, name: str) -> None:
 
 def test_every_feature_a_scenario_requires_has_a_probe() -> None:
     """A name the agent has no probe for would ERROR the test in the guest, not SKIP it."""
-    import re
-    from pathlib import Path
-
     wanted = set()
     for path in (Path(__file__).parents[1] / "scenarios").rglob("*.py"):
         for args in re.findall(r"requires_feature\(([^)]*)\)", path.read_text()):
@@ -83,7 +112,8 @@ def test_a_probe_that_fails_for_another_reason_decides_nothing(agent_root: Path)
     import sys
 
     code = ("import resource\n"
-            "from guest import native, ops_probe\n"
+            "from guest import native\n"
+            "from guest.areas.probe import ops as ops_probe\n"
             "native.lib()\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))\n"
             "print(ops_probe.FEATURES['uring_cmd']())\n")

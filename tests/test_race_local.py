@@ -1,4 +1,4 @@
-"""The race loops (guest/csrc/race_*.c) run for real on the host kernel, through the agent.
+"""The race loops (guest/areas/race/race_*.c) run for real on the host kernel, through the agent.
 
 Small iteration counts: these check that each loop runs, stops at its
 bounds and counts outcomes consistently, not that the host kernel is free
@@ -169,7 +169,7 @@ def test_overlap_is_counted_per_round(agent: Agent, op: str, args: dict[str, Any
     assert got["overlap_rate"] == round(got["overlapped"] / rounds, 4)
     assert got["overlap_calls"] >= got["overlapped"]  # an overlapped round has a call
     assert 0 < got["clock_ns"] < 10**6
-    assert got["opts"] == ["pin"]  # guest/ops_race.py DEFAULT_OPTS
+    assert got["opts"] == ["pin"]  # guest/areas/race/ops.py DEFAULT_OPTS
 
 
 def test_every_destroy_is_a_round(agent: Agent) -> None:

@@ -1,4 +1,4 @@
-"""The SQE double-read op (guest/csrc/uring_race.c) on the host kernel, through the agent.
+"""The SQE double-read op (guest/areas/uring/uring_race.c) on the host kernel, through the agent.
 
 Needs root (it mounts a scratch tmpfs) and io_uring.  Besides a real run, two
 controls show that the op's checks can fail: with the rewriter idle every

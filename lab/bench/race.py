@@ -4,13 +4,13 @@ how much more a hammered concurrent destroy overlaps than one call each.
 The goal (issue 4) is that driving the loops through the agent (Python,
 cffi, a JSON request) costs nothing measurable: the agent's
 io_submit/io_destroy iterations per second should be at least 0.9x a plain
-program's.  The plain program is ``guest/csrc/race_destroy_submit.c`` with a small
+program's.  The plain program is ``guest/areas/race/race_destroy_submit.c`` with a small
 ``main()``: the same loop compiled without Python around it, so the ratio
 measures the agent's overhead and nothing else.  It is compiled on the host
 into the cache (the guest sees the host's root) and run in the guest over SSH.
 
 The second figure (issue 23) is a ratio too: the concurrent-destroy loop's share
-of overlapped rounds with its racers hammering (guest/csrc/race_concurrent_destroy.c
+of overlapped rounds with its racers hammering (guest/areas/race/race_concurrent_destroy.c
 RACE_OPT_HAMMER) over the share with one call each after a barrier, alternated
 in the same guest so that the host's load falls on both (goal: >= 10x).
 """
@@ -33,7 +33,8 @@ from lab.vm.agent import Agent
 from lab.vm.ssh import Ssh
 from lab.vm.vm import Vm, VmConfig
 
-RACE_C = GUEST_DIR / "csrc" / "race_destroy_submit.c"
+RACE_C = GUEST_DIR / "areas" / "race" / "race_destroy_submit.c"
+AIO_SYS_H = GUEST_DIR / "areas" / "aio" / "aio_sys.h"  # race.h includes it
 CFLAGS = ["-O2", "-pthread"]
 
 PLAIN_MAIN = r"""
@@ -98,10 +99,10 @@ int main(int argc, char **argv)
     printf("{\"iterations\": %llu, \"elapsed_ns\": %llu, \"submit_ok\": %llu, "
            "\"destroy_ns_total\": %llu, \"late_completions\": %llu, \"timed_out\": %llu, "
            "\"overlap_rounds\": %llu, \"overlapped\": %llu}\n",
-           (unsigned long long)o.iterations, (unsigned long long)o.elapsed_ns,
+           (unsigned long long)o.iterations, (unsigned long long)o.tail.elapsed_ns,
            (unsigned long long)o.submit_ok, (unsigned long long)o.destroy_ns_total,
-           (unsigned long long)o.late_completions, (unsigned long long)o.timed_out,
-           (unsigned long long)o.overlap_rounds, (unsigned long long)o.overlapped);
+           (unsigned long long)o.late_completions, (unsigned long long)o.tail.timed_out,
+           (unsigned long long)o.tail.overlap_rounds, (unsigned long long)o.tail.overlapped);
     return 0;
 }
 """
@@ -122,7 +123,7 @@ class BenchParams:
     max_target: int = 8
     wait_ms: float = 20.0
     seed: int = 1
-    opts: tuple[str, ...] = ("pin",)  # guest/ops_race.py DEFAULT_OPTS
+    opts: tuple[str, ...] = ("pin",)  # guest/areas/race/ops.py DEFAULT_OPTS
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def plain_binary(cache: Path) -> Path:
     """The stand-alone program, compiled with cc into ``cache/bench`` (once per source)."""
     digest = hashlib.sha256(RACE_C.read_bytes() + (RACE_C.parent / "race.h").read_bytes()
                             + (RACE_C.parent / "race_clock.h").read_bytes()
-                            + (RACE_C.parent / "aio_sys.h").read_bytes()
+                            + AIO_SYS_H.read_bytes()
                             + PLAIN_MAIN.encode()
                             + " ".join(CFLAGS).encode()).hexdigest()[:16]
     out_dir = cache / "bench"
@@ -152,7 +153,8 @@ def plain_binary(cache: Path) -> Path:
         src = tmp / "race-plain.c"
         src.write_text(PLAIN_MAIN)
         built = tmp / "race-plain"
-        proc.run(["cc", *CFLAGS, "-I", str(RACE_C.parent), "-o", str(built), str(src)],
+        proc.run(["cc", *CFLAGS, "-I", str(RACE_C.parent), "-I", str(AIO_SYS_H.parent),
+                  "-o", str(built), str(src)],
                  phase="bench build", log_path=out_dir / "build.log", timeout=120)
         os.replace(built, binary)  # a half-written binary is never found
     return binary

@@ -97,7 +97,7 @@ def _vng() -> Check:
 
 
 def _header(name: str, path: Path, package: str) -> Check:
-    """A header the agent's cffi build includes (guest/csrc/)."""
+    """A header the agent's cffi build includes (guest/areas/)."""
     ok = path.is_file()
     return Check(f"{name} (agent's cffi build)", ok, str(path) if ok else f"no {path}",
                  apt_command([package]), packages=(package,))

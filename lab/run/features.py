@@ -1,7 +1,7 @@
 """The kernel features a test requires (``requires_feature``), probed in its guest
 before its fixtures run.
 
-A feature is what the kernel itself answers to a probe (guest/ops_probe.py: an
+A feature is what the kernel itself answers to a probe (guest/areas/probe/ops.py: an
 io_uring opcode by IORING_REGISTER_PROBE, a flag by the errno of a submission that
 carries it), never what its version number suggests.  The guard
 (lab.run.guard) asks before the test's window opens and before any fixture of the

@@ -96,7 +96,7 @@ MARKERS = (
     "requires_config(*options): kernel config options the scenario needs (else SKIP); "
     "'!NAME' means the option must be off",
     "requires_feature(*names): kernel features the scenario needs, probed in the guest "
-    "before its fixtures run (guest/ops_probe.py; else SKIP); '!NAME' means it must be "
+    "before its fixtures run (guest/areas/probe/; else SKIP); '!NAME' means it must be "
     "absent",
     "flaky(reason): the scenario fails only sometimes; `lab bisect` goes statistical",
     "saturates_cpus(reason): the scenario keeps every vCPU busy; it holds one of the "

@@ -1,7 +1,7 @@
 """The rw flags and I/O priority the AIO suite submits (include/uapi/linux), as data.
 
 Whether a kernel knows a flag is probed, not read from its version
-(``requires_feature("rwf_atomic")``, guest/ops_probe.py): a flag newer than the
+(``requires_feature("rwf_atomic")``, guest/areas/probe/ops.py): a flag newer than the
 kernel is just an unknown bit there (EOPNOTSUPP), so a test of the flag's own rule
 SKIPs, before its fixtures run, rather than passing for the wrong reason.
 """

@@ -2,7 +2,7 @@
 
 Each rejection is set against the same request without the offending part, accepted,
 so that the errno stands for the rule under test and not for something else wrong.
-A flag the kernel does not know (probed: guest/ops_probe.py) SKIPs before the test's
+A flag the kernel does not know (probed: guest/areas/probe/ops.py) SKIPs before the test's
 fixtures run, with what the probe saw.
 """
 

@@ -13,7 +13,7 @@ from scenarios.races.params import POWER_P, Floor, power
 AIO_NR = "/proc/sys/fs/aio-nr"
 MARGIN_S = 120.0
 # A clock coarser than this cannot order syscalls that take microseconds: with it
-# no overlap is measurable (guest/csrc/race_clock.h picks the finest it trusts).
+# no overlap is measurable (guest/areas/race/race_clock.h picks the finest it trusts).
 CLOCK_RES_LIMIT_NS = 100_000
 
 
@@ -47,7 +47,7 @@ def run_loop(agent: Agent, record: Any) -> Callable[..., dict[str, Any]]:
 def raced(record: Any, inconclusive: Any) -> Callable[[dict[str, Any], Floor], None]:
     """Judge whether a loop raced: below ``floor`` the test is INCONCLUSIVE, never PASS.
 
-    The overlap is the loop's own measurement (guest/csrc/race.h): rounds in
+    The overlap is the loop's own measurement (guest/areas/race/race.h): rounds in
     which the racing calls were in the kernel at the same time, by
     CLOCK_MONOTONIC reads around each call.  The record also carries the run's
     detection power (params.power), whatever the verdict.  A failed check stays a FAIL.

@@ -10,7 +10,7 @@ Under TCG, io_destroy dominates each iteration: it waits for an RCU grace
 period (percpu_ref_kill of the context's users) and for the context's I/O,
 so a few to a few tens of iterations per second is what a guest manages.
 
-``opts`` says how the loops drive their threads (guest/csrc/race.h
+``opts`` says how the loops drive their threads (guest/areas/race/race.h
 RACE_OPT_*, joined by "+" in ``KERNEL_LAB_RACE``, e.g. ``opts=pin+spin``);
 ``FLOORS`` below is the least overlap a run must show to decide anything.
 """
@@ -31,9 +31,9 @@ FAST_SCRATCH_OFFSET = 960 << 20
 SLOW_IOPS = 25
 
 
-# How the loops drive their threads (guest/csrc/race.h RACE_OPT_*), measured on
+# How the loops drive their threads (guest/areas/race/race.h RACE_OPT_*), measured on
 # debian:7.2 under multi-threaded TCG on 2026-12-01, host load 12-14 on 2 cores,
-# 2 runs each: share of rounds overlapped, default sizes (guest/ops_race.py
+# 2 runs each: share of rounds overlapped, default sizes (guest/areas/race/ops.py
 # DEFAULT_OPTS is the same choice):
 #                      none   pin   spin  pin+spin  pin+yield
 #   destroy_vs_submit   90%   93%    85%     92%       70%
@@ -48,7 +48,7 @@ OPTS: tuple[str, ...] = ("pin",)
 # cores) 0 of 3,051 rounds overlapped (10 runs of 15 s: pin, pin+spin, 2 or 4
 # threads, 0 or 4 polls).  So its racers hammer instead: they call io_destroy in
 # a tight loop until one store makes the context findable
-# (guest/csrc/race_concurrent_destroy.c).  Side by side in one guest, 3 runs of
+# (guest/areas/race/race_concurrent_destroy.c).  Side by side in one guest, 3 runs of
 # 15 s each, overlapped of all rounds (load 8.7-10.5):
 #   one call each, pin, 4 threads (the old default)   4 of 819    0.5%
 #   hammer+pin, 4 threads, 4 polls                   249 of 327   76%
@@ -125,7 +125,7 @@ class Floor:
     """The least racing that decides: fewer overlapped rounds than this is INCONCLUSIVE.
 
     A round overlapped when its racing calls were in the kernel at the same
-    time, by the loop's own timestamps (guest/csrc/race.h).  ``rate`` is the
+    time, by the loop's own timestamps (guest/areas/race/race.h).  ``rate`` is the
     share of rounds that must have overlapped, ``rounds`` the least number.
     """
 

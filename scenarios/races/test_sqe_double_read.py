@@ -4,7 +4,7 @@ The 2019 io_uring review (scenarios/specs/io_uring-review-2019-jann-horn.txt,
 __io_submit_sqe) showed the opcode read twice from the shared SQE: inline,
 where a READV took a file reference and got -EAGAIN, and again in the async
 retry, where userspace could have made it a NOP that freed the request with
-the reference held.  The agent (guest/csrc/uring_race.c) hands the kernel
+the reference held.  The agent (guest/areas/uring/uring_race.c) hands the kernel
 READVs of an empty O_NONBLOCK pipe while another thread cycles the live SQE
 through READV/NOP and the pipe's fd/a FIFO's on a scratch tmpfs; then it
 closes every fd and checks that the files went: the pipe's writer gets EPIPE,

@@ -77,7 +77,7 @@ EXPECTATIONS: dict[str, tuple[Range, ...]] = {
 
 # The uring_cmd submissions of test_multishot.py: what a kernel answers with
 # IORING_URING_CMD_MULTISHOT and without it.  Which one a kernel is, is probed
-# (requires_feature("uring_cmd_multishot"), guest/ops_probe.py), not read from its
+# (requires_feature("uring_cmd_multishot"), guest/areas/probe/ops.py), not read from its
 # version: the flag came in 6.18, but a version says nothing of a backport or a build.
 # Without it: the bit fails the uring_cmd flag mask (EINVAL); BUFFER_SELECT on an opcode
 # without buffer_select fails in io_init_req (EOPNOTSUPP), before prep.

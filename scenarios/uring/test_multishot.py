@@ -148,7 +148,7 @@ def test_valid_multishot_to_nvme(agent: Agent, io: dict[str, Any], record: Any) 
 def test_ublk_batch_fetch_posts_more_than_once(agent: Agent, record: Any) -> None:
     """A positive multishot: one UBLK_U_IO_FETCH_IO_CMDS, several CQEs with IORING_CQE_F_MORE.
 
-    The agent is the ublk server (guest/ops_ublk.py): a batch-I/O device, one
+    The agent is the ublk server (guest/areas/ublk/ops.py): a batch-I/O device, one
     multishot FETCH armed before START_DEV, then UBLK_READS sequential O_DIRECT
     reads of /dev/ublkbN, each a separate request, so each is its own batch of
     tags and its own CQE.  The reads must come back with the server's sector

@@ -1,0 +1,1 @@
+"""aio.*: Linux AIO (io_setup, io_submit, io_getevents, io_cancel, io_destroy) on raw syscalls."""

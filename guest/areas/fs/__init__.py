@@ -1,0 +1,1 @@
+"""fs.*: files, pipes, eventfds, inode flags and a scratch ext4."""

@@ -1,0 +1,1 @@
+"""mem.*: buffers the agent maps and hands to the kernel by address."""

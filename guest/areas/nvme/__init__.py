@@ -1,0 +1,1 @@
+"""nvme.*: the guest's NVMe namespaces, by ioctl and by io_uring's uring_cmd."""

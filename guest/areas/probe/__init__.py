@@ -1,0 +1,1 @@
+"""probe.*: what the booted kernel supports, asked of the kernel itself."""

@@ -1,0 +1,1 @@
+"""thread.*: ops run on agent threads (blocked calls, CPU affinity)."""

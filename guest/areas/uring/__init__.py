@@ -1,0 +1,1 @@
+"""uring.*: io_uring rings, submissions, buffers, and the SQE double-read race."""
