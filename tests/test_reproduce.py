@@ -207,6 +207,12 @@ def test_node_ids_are_checked_before_anything_runs(tmp_path: Path) -> None:
                               "scenarios/aio/test_x.py::test_y"], roots=roots)
     assert [i.name for i in ids] == [""]
     assert rest == ["-x", "-k", "slow", "--deselect", "scenarios/aio/test_x.py::test_y"]
+    # A directory would be collected beside the suite (the whole suite runs): refused.
+    with pytest.raises(UserError, match=r"^scenarios/aio after --: a directory does not "
+                                        r"narrow the run; give --suite scenarios/aio"):
+        select.split(["scenarios/aio"], roots=roots)
+    assert select.split(["--rootdir", "scenarios/aio"], roots=roots)[1] == \
+        ["--rootdir", "scenarios/aio"]
 
 
 def test_a_node_id_may_hold_a_space() -> None:

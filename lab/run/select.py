@@ -97,8 +97,15 @@ def split(args: Sequence[str], *, roots: Sequence[Path]) -> tuple[list[NodeId], 
         if not arg.strip():  # pytest reads "" as the current directory: a whole other run
             raise UserError("an empty argument after --; give node ids (FILE.py::TEST) or "
                             "pytest's options, or nothing")
-        if is_nodeid(arg) and not (i and args[i - 1] in _TAKES_A_PATH):
+        an_option_s = bool(i) and args[i - 1] in _TAKES_A_PATH
+        if is_nodeid(arg) and not an_option_s:
             ids.append(check(arg, roots=roots))
+        elif not an_option_s and not arg.startswith("-") \
+                and any((Path(arg) if Path(arg).is_absolute() else r / arg).is_dir()
+                        for r in roots):
+            # pytest would collect it beside the suite: the whole suite would run.
+            raise UserError(f"{arg} after --: a directory does not narrow the run; give "
+                            f"--suite {arg}, or node ids (FILE.py::TEST)")
         else:
             rest.append(arg)
     return ids, rest
