@@ -4,6 +4,7 @@ why, and that a race that could not decide is no PASS there either."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -87,3 +88,34 @@ def test_io_uring_turned_off_on_the_host_is_a_skip(value: str, off: bool) -> Non
     assert (reason is not None) == off
     if off:
         assert f"kernel.io_uring_disabled={value.strip()}" in str(reason)
+
+
+# The scenarios that stand in for the local claim checks the quick tier replaced: on this
+# host (root, io_uring on) each must PASS, not SKIP (a wrong guest_only would hide it).
+STAND_INS = [
+    "scenarios/aio/test_destroy_edges.py::test_destroy_wakes_blocked_getevents",
+    "scenarios/aio/test_destroy_edges.py::test_corrupted_ring_id_is_einval_until_restored",
+    "scenarios/aio/test_file_refs.py::test_pending_poll_keeps_its_file",
+    "scenarios/aio/test_submit_efault.py::test_iocb_in_read_only_page_is_efault",
+    "scenarios/aio/test_signals.py::test_signal_into_blocking_pipe_read",
+    "scenarios/uring/test_ring_rules.py::test_getevents_waits_for_min_complete",
+    "scenarios/uring/test_ring_rules.py::test_out_of_range_sq_index_is_dropped",
+    "scenarios/uring/test_accounting.py::test_exemption_latched_at_creation",
+]
+
+
+def test_the_stand_ins_for_the_local_claim_checks_pass_on_the_host(agent_cache: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the accounting stand-in needs root (needs_root), as the guest's agent is")
+    off = uring_off(Path("/proc/sys/kernel/io_uring_disabled").read_text()
+                    if Path("/proc/sys/kernel/io_uring_disabled").exists() else "")
+    if off is not None:
+        pytest.skip(str(off))
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:lab", "-p",
+         "lab.run.quick", "-rA", "-q", *STAND_INS],
+        cwd=repo, env=dict(os.environ, KERNEL_LAB_CACHE=str(agent_cache)),
+        capture_output=True, text=True, timeout=300, check=False)
+    passed = set(re.findall(r"^PASSED (\S+)", res.stdout, re.M))
+    assert passed == set(STAND_INS), res.stdout[-3000:]

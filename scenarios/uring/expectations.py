@@ -1,7 +1,7 @@
 """What each kernel should answer, as data: version ranges and config options.
 
 Every kernel-dependent expectation of the io_uring suites is one entry here,
-with the source it rests on (see ../shared/FACTS.md for the measurements).
+with the source it rests on (a range names the kernels it was measured on).
 A test asks ``expect(kernel, KEY)`` and asserts the answer.  What a kernel has
 (an opcode, a flag) is not here: it is probed (``requires_feature``).
 Where no kernel of a range could be measured its value is ``UNVERIFIED``: the
