@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import quoteattr
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from records import rec
 
 from lab.errors import UserError
 from lab.results import claims, junit, report
+from lab.results.evidence import KEY, Evidence, PhaseOutcome, encode
 from lab.results.matrixfile import Matrix, read, write
 from lab.results.merge import merge
 from lab.results.record import Record, read_records
@@ -183,6 +185,41 @@ def test_xfail_becomes_skipped_in_junit() -> None:
     skipped = case.find("skipped")
     assert skipped is not None and skipped.get("type") == "lab.xfail"
     assert "trace" in (skipped.text or "")
+
+
+def test_junit_carries_the_notes_not_the_evidence() -> None:
+    """A case keeps the readable properties f684c55's junit.xml had (a deviation, an
+    observation, a measurement each) and not the Recorder's whole evidence, which made a
+    default run's junit.xml 302 KB instead of 66 KB; regrouped again (lab merge), once."""
+    r = rec("test_0", "PASS", deviations=["man says EFAULT; the kernel says EINVAL"],
+            observed=["fork does not copy the ring"],
+            data={"cancel": {"errno": "EINVAL"}, "ring_id": 0})
+    classname, name = junit.address(r.test)
+    evidence = encode(Evidence(phases=(PhaseOutcome("call", "passed"),), data=r.data))
+    xml = (f'<testsuites><testsuite><testcase classname="{classname}" name="{name}" '
+           f'time="1"><properties><property name="{KEY}" value={quoteattr(evidence)}/>'
+           '</properties></testcase></testsuite></testsuites>')
+    once = junit.regroup(junit.cases(xml), [r], cell_order=["debian:7.2"])
+    twice = junit.regroup(junit.cases(once), [r], cell_order=["debian:7.2"])
+    for text in (once, twice):
+        props = [(p.get("name"), p.get("value"))
+                 for p in ET.fromstring(text).iter("property")]
+        assert props == [
+            ("lab_deviation", "man says EFAULT; the kernel says EINVAL"),
+            ("lab_observed", "fork does not copy the ring"),
+            ("lab_data", "{'cancel': {'errno': 'EINVAL'}}"),
+            ("lab_data", "{'ring_id': 0}")]
+        assert KEY not in text
+
+
+def test_junit_without_notes_has_no_properties() -> None:
+    r = rec("test_0", "PASS")
+    classname, name = junit.address(r.test)
+    xml = (f'<testsuites><testsuite><testcase classname="{classname}" name="{name}" '
+           f'time="1"><properties><property name="{KEY}" value="{{}}"/>'
+           '</properties></testcase></testsuite></testsuites>')
+    case = ET.fromstring(junit.regroup(junit.cases(xml), [r], cell_order=["debian:7.2"]))
+    assert case.find("testsuite/testcase/properties") is None
 
 
 def test_junit_names_lose_xdist_group_suffix() -> None:
