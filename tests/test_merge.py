@@ -7,9 +7,9 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from xml.sax.saxutils import quoteattr
 from dataclasses import asdict
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 import pytest
 from records import rec
@@ -360,3 +360,23 @@ def test_results_of_a_newer_format_are_refused_and_older_ones_read(tmp_path: Pat
     assert not (tmp_path / "m").exists() and not (newer / "report.html").exists()
     res = lab("compare", str(two), str(done.path))  # format 1 against format 2: migrated
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_merging_format2_runs_cites_claims_by_id(tmp_path: Path) -> None:
+    """A merge writes a format-3 directory: records of format-2 shards, which cite their
+    claim's text, come out citing the claim's id, and audit as before."""
+    old = tmp_path / "old"
+    shutil.copytree(REPO / "tests" / "golden" / "format2-run", old)
+    before = read_records(old)
+    done = merge([old], tmp_path / "merged", command="lab merge")
+    assert json.loads((done.path / "matrix.json").read_text())["format"] == 3
+    after = {(r.cell, r.test, r.repeat): r for r in read_records(done.path)}
+    catalogue = claims.load_catalogue(done.path) or []
+    ids = {claims.claim_id(c) for c in catalogue}
+    assert any(" " in r.claim for r in before)
+    for r in before:
+        merged = after[(r.cell, r.test, r.repeat)]
+        assert (merged.claim in ids) if r.claim else not merged.claim, merged.claim
+        assert merged.claim == claims.cited_ids(catalogue).get(r.claim, r.claim)
+    audit = claims.audit(after.values(), catalogue)
+    assert audit == claims.audit(before, claims.load_catalogue(old) or [])
