@@ -62,10 +62,10 @@ def _properties(case: ET.Element, record: Record | None) -> None:
     """The case's properties as a reader wants them: the evidence out, the notes in."""
     # A case regrouped before (lab merge) has the record's notes already: written anew.
     dropped = {EVIDENCE_KEY, *(_NOTES if record is not None else ())}
-    for props in case.findall("properties"):
-        for prop in props.findall("property"):
+    for group in case.findall("properties"):
+        for prop in group.findall("property"):
             if prop.get("name") in dropped:
-                props.remove(prop)
+                group.remove(prop)
     if record is not None:
         props = case.find("properties")
         if props is None:
@@ -78,9 +78,9 @@ def _properties(case: ET.Element, record: Record | None) -> None:
         found += [("lab_data", str({key: value})) for key, value in record.data.items()]
         for name, value in found:
             ET.SubElement(props, "property", name=name, value=value)
-    for props in case.findall("properties"):
-        if not len(props):
-            case.remove(props)
+    for group in case.findall("properties"):
+        if not len(group):
+            case.remove(group)
 
 
 def _miss(record: Record) -> ET.Element:
