@@ -187,8 +187,8 @@ def export_kcidb(run: Path, output: Path | None, *, origin: str) -> int:
     loaded = report_mod.load_run(run)
     if output is not None:
         _publishable(output, "-o", example="a file such as kcidb.json")
-    text = json.dumps(kcidb.export(loaded.records, run=run.resolve().name, origin=origin),
-                      indent=1) + "\n"
+    text = json.dumps(kcidb.export(loaded.records, run=run.resolve().name, origin=origin,
+                                   catalogue=loaded.claims or ()), indent=1) + "\n"
     if output is None:
         print(text, end="")
     else:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
+from pathlib import Path
 
 import jsonschema
 import pytest
 from kcidb_io.schema import LATEST
 from records import rec, splat
 
+from lab.commands import export_kcidb
+from lab.results.claims import claim_id, load_catalogue
 from lab.results.kcidb import STATUS, export, kcidb_path
+from lab.results.record import read_records
 from lab.results.verdict import VERDICTS
 
+GOLDEN_RUN = Path(__file__).resolve().parent / "golden" / "format2-run"
 RECORDS = [
     rec("test_ok", "PASS", claim="io_submit: nr = 0 returns 0"),
     rec("test_ok", "SKIP", "debian:6.1", reason="lacks CONFIG_IO_URING"),
@@ -58,3 +65,20 @@ def test_every_verdict_has_a_status_and_paths_leave_the_cell_out() -> None:
                       "debian-src:7.3/debug") == "kernel_lab.aio.t.test_x.io_setup"
     assert kcidb_path("scenarios/aio/t.py::test_x[debian:7.2]", "debian:7.2") == \
         "kernel_lab.aio.t.test_x"
+
+
+def test_a_format2_run_exports_claim_ids(tmp_path: Path) -> None:
+    """`lab export --kcidb` of a run whose records cite their claim's text (results format
+    2) gives each test the claim's id, as a new run's export does."""
+    run = tmp_path / "20261207-000000-debian_7.2"
+    shutil.copytree(GOLDEN_RUN, run)
+    cited = {r.claim for r in read_records(run) if r.claim}
+    assert cited and all(" " in c for c in cited)  # prose, as the old lab wrote
+    out = tmp_path / "kcidb.json"
+    assert export_kcidb(run, out, origin="kernel_lab") == 0
+    data = json.loads(out.read_text())
+    LATEST.validate(data)
+    ids = {claim_id(c) for c in load_catalogue(run) or []}
+    exported = {t["misc"]["claim"] for t in data["tests"] if "claim" in t["misc"]}
+    assert len(exported) == len(cited) and exported <= ids
+    assert "io_submit.bad_ctx" in exported

@@ -9,12 +9,14 @@ import sys
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 import pytest
 from records import rec
 
 from lab.errors import UserError
 from lab.results import claims, junit, report
+from lab.results.evidence import KEY, Evidence, PhaseOutcome, encode
 from lab.results.matrixfile import Matrix, read, write
 from lab.results.merge import merge
 from lab.results.record import Record, read_records
@@ -185,6 +187,41 @@ def test_xfail_becomes_skipped_in_junit() -> None:
     assert "trace" in (skipped.text or "")
 
 
+def test_junit_carries_the_notes_not_the_evidence() -> None:
+    """A case keeps the readable properties f684c55's junit.xml had (a deviation, an
+    observation, a measurement each) and not the Recorder's whole evidence, which made a
+    default run's junit.xml 302 KB instead of 66 KB; regrouped again (lab merge), once."""
+    r = rec("test_0", "PASS", deviations=["man says EFAULT; the kernel says EINVAL"],
+            observed=["fork does not copy the ring"],
+            data={"cancel": {"errno": "EINVAL"}, "ring_id": 0})
+    classname, name = junit.address(r.test)
+    evidence = encode(Evidence(phases=(PhaseOutcome("call", "passed"),), data=r.data))
+    xml = (f'<testsuites><testsuite><testcase classname="{classname}" name="{name}" '
+           f'time="1"><properties><property name="{KEY}" value={quoteattr(evidence)}/>'
+           '</properties></testcase></testsuite></testsuites>')
+    once = junit.regroup(junit.cases(xml), [r], cell_order=["debian:7.2"])
+    twice = junit.regroup(junit.cases(once), [r], cell_order=["debian:7.2"])
+    for text in (once, twice):
+        props = [(p.get("name"), p.get("value"))
+                 for p in ET.fromstring(text).iter("property")]
+        assert props == [
+            ("lab_deviation", "man says EFAULT; the kernel says EINVAL"),
+            ("lab_observed", "fork does not copy the ring"),
+            ("lab_data", "{'cancel': {'errno': 'EINVAL'}}"),
+            ("lab_data", "{'ring_id': 0}")]
+        assert KEY not in text
+
+
+def test_junit_without_notes_has_no_properties() -> None:
+    r = rec("test_0", "PASS")
+    classname, name = junit.address(r.test)
+    xml = (f'<testsuites><testsuite><testcase classname="{classname}" name="{name}" '
+           f'time="1"><properties><property name="{KEY}" value="{{}}"/>'
+           '</properties></testcase></testsuite></testsuites>')
+    case = ET.fromstring(junit.regroup(junit.cases(xml), [r], cell_order=["debian:7.2"]))
+    assert case.find("testsuite/testcase/properties") is None
+
+
 def test_junit_names_lose_xdist_group_suffix() -> None:
     r = rec("test_0", "PASS")
     classname, name = junit.address(r.test)
@@ -323,3 +360,23 @@ def test_results_of_a_newer_format_are_refused_and_older_ones_read(tmp_path: Pat
     assert not (tmp_path / "m").exists() and not (newer / "report.html").exists()
     res = lab("compare", str(two), str(done.path))  # format 1 against format 2: migrated
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_merging_format2_runs_cites_claims_by_id(tmp_path: Path) -> None:
+    """A merge writes a format-3 directory: records of format-2 shards, which cite their
+    claim's text, come out citing the claim's id, and audit as before."""
+    old = tmp_path / "old"
+    shutil.copytree(REPO / "tests" / "golden" / "format2-run", old)
+    before = read_records(old)
+    done = merge([old], tmp_path / "merged", command="lab merge")
+    assert json.loads((done.path / "matrix.json").read_text())["format"] == 3
+    after = {(r.cell, r.test, r.repeat): r for r in read_records(done.path)}
+    catalogue = claims.load_catalogue(done.path) or []
+    ids = {claims.claim_id(c) for c in catalogue}
+    assert any(" " in r.claim for r in before)
+    for r in before:
+        merged = after[(r.cell, r.test, r.repeat)]
+        assert (merged.claim in ids) if r.claim else not merged.claim, merged.claim
+        assert merged.claim == claims.cited_ids(catalogue).get(r.claim, r.claim)
+    audit = claims.audit(after.values(), catalogue)
+    assert audit == claims.audit(before, claims.load_catalogue(old) or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,7 +14,8 @@ from lab.results.evidence import KEY, Evidence, PhaseOutcome, encode
 from lab.results.record import append_aftermath, read_interrupted, read_records
 from lab.results.verdict import Diagnosis
 from lab.run import guard, watch
-from lab.run.keys import MARK_KEY, RUN_DIR_KEY
+from lab.run.config import make
+from lab.run.keys import CONFIG_KEY, MARK_KEY, RUN_DIR_KEY
 from lab.run.records import carried, phase_of, record_of, to_record, unfinished
 from lab.vm import session
 from lab.vm.accel import Accel
@@ -275,14 +277,41 @@ def test_ctrl_c_in_a_crashed_or_hung_test_keeps_its_evidence(tmp_path: Path) -> 
 def _recorder(tmp_path: Path) -> Any:
     from lab.run.records import Recorder
 
+    cfg = make({"known_issues": tmp_path / "none.toml", "progress_interval": 3600.0})
     config = SimpleNamespace(
-        stash={RUN_DIR_KEY: tmp_path},
-        getoption=lambda name: {"lab_known_issues": str(tmp_path / "none.toml"),
-                                "lab_progress_interval": 3600}[name],
+        stash={RUN_DIR_KEY: tmp_path, CONFIG_KEY: cfg},
         pluginmanager=SimpleNamespace(getplugin=lambda name: None,
                                       get_plugin=lambda name: None))
     (tmp_path / "none.toml").write_text("")
     return Recorder(config)  # type: ignore[arg-type]
+
+
+def test_the_recorder_reads_the_runs_configuration(tmp_path: Path) -> None:
+    """The known issues, the progress interval and the cache (the benchmark's vng time)
+    come from the run's configuration (lab.run.config), not from pytest's raw options:
+    the configuration is the one checked, and what `lab run` handed over."""
+    from lab.run.records import _vng_baseline, known_issues
+
+    issues = tmp_path / "issues.toml"
+    expires = dt.date.today() + dt.timedelta(days=30)
+    issues.write_text('[[issue]]\ntest = "scenarios/aio/t.py::test_x"\ncell = "debian:7.2"\n'
+                      f'verdicts = ["FAIL"]\nurl = "https://example.org/1"\nexpires = {expires}\n')
+    cache = tmp_path / "cache"
+    (cache / "bench").mkdir(parents=True)
+    (cache / "bench" / "baseline.json").write_text('{"vng_exec_true_s": 4.5}')
+    cfg = make({"known_issues": issues, "progress_interval": 42.0, "cache": cache})
+
+    def raw(name: str, default: Any = None) -> Any:
+        raise AssertionError(f"read pytest's option {name}, not the run's configuration")
+
+    config: Any = SimpleNamespace(
+        stash={RUN_DIR_KEY: tmp_path, CONFIG_KEY: cfg}, getoption=raw,
+        pluginmanager=SimpleNamespace(getplugin=lambda name: None,
+                                      get_plugin=lambda name: None))
+    assert [i.url for i in known_issues(config)] == ["https://example.org/1"]
+    assert _vng_baseline(config) == 4.5
+    from lab.run.records import Recorder
+    assert Recorder(config).progress.interval == 42.0
 
 
 def _reports(nodeid: str, outcome: str = "passed", *,

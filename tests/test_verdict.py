@@ -66,6 +66,34 @@ def test_the_hint_of_the_phase_that_failed_decides() -> None:
     assert fold(Evidence(phases=(OK, xfailed, died))) == ("CRASH", "agent exited")
 
 
+def test_a_crash_in_any_phase_outranks_the_failed_phase() -> None:
+    """The kernel died in the teardown (a fatal splat) after the call raised something
+    unhinted (a KeyError): CRASH, as before the refactor, not the call's FAIL."""
+    raised = PhaseOutcome("call", "failed", "KeyError: 'res'")
+    died = PhaseOutcome("teardown", "failed", "kernel splat: BUG", hint="CRASH")
+    assert fold(Evidence(phases=(OK, raised, died))) == ("CRASH", "KeyError: 'res'")
+
+
+def test_a_hang_in_any_phase_outranks_the_failed_phase() -> None:
+    raised = PhaseOutcome("call", "failed", "assert 1 == 2", hint="FAIL")
+    hung = PhaseOutcome("teardown", "failed", "no answer", hint="HANG")
+    assert fold(Evidence(phases=(OK, raised, hung))) == ("HANG", "assert 1 == 2")
+
+
+def test_crash_and_hang_the_first_in_phase_order_decides() -> None:
+    """As when the first hint of any phase decided (f684c55's fold)."""
+    hung = PhaseOutcome("call", "failed", "no answer", hint="HANG")
+    died = PhaseOutcome("teardown", "failed", "agent exited", hint="CRASH")
+    assert fold(Evidence(phases=(OK, hung, died))) == ("HANG", "no answer")
+
+
+def test_an_infra_hint_elsewhere_does_not_decide() -> None:
+    """Only the kernel's own outcomes outrank: the failed phase keeps its FAIL."""
+    raised = PhaseOutcome("call", "failed", "EINVAL", hint="FAIL")
+    lost = PhaseOutcome("teardown", "failed", "ssh lost", hint="INFRA")
+    assert fold(Evidence(phases=(OK, raised, lost))) == ("FAIL", "EINVAL")
+
+
 # What scenarios/races/conftest.py leaves when a race's calls overlapped too rarely to
 # decide (its floor, scenarios/races/params.py), and when the clock cannot tell.
 BELOW_FLOOR = ("the racing calls overlapped in 3 of 1000 rounds (0.3%); deciding needs at "

@@ -6,6 +6,9 @@ pytest wrote it (failure text included), with three changes: the "@group" that
 xdist appends to names is dropped, a failure a known issue expects (XFAIL)
 becomes ``<skipped type="lab.xfail">`` with the original text, and a test of the
 matrix that no shard reported (MISS) gets a case with ``<error type="lab.miss">``.
+A case's properties are the readable ones from its record (``lab_deviation`` and
+``lab_observed``, one per note, ``lab_data``, one per measurement), never the
+whole evidence the Recorder reads (lab.results.evidence: big, and for the lab).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from lab import atomic
 from lab.results.cell import split_repeat
+from lab.results.evidence import KEY as EVIDENCE_KEY
 from lab.results.record import Record
 from lab.results.verdict import Verdict
 
@@ -51,6 +55,34 @@ def _xfail(case: ET.Element, record: Record) -> None:
             skipped.text = (child.get("message", "") + "\n" + (child.text or "")).strip()
 
 
+_NOTES = ("lab_deviation", "lab_observed", "lab_data")
+
+
+def _properties(case: ET.Element, record: Record | None) -> None:
+    """The case's properties as a reader wants them: the evidence out, the notes in."""
+    # A case regrouped before (lab merge) has the record's notes already: written anew.
+    dropped = {EVIDENCE_KEY, *(_NOTES if record is not None else ())}
+    for group in case.findall("properties"):
+        for prop in group.findall("property"):
+            if prop.get("name") in dropped:
+                group.remove(prop)
+    if record is not None:
+        props = case.find("properties")
+        if props is None:
+            # Before what pytest puts after properties (failure, output).
+            props = ET.Element("properties")
+            case.insert(0, props)
+        # As pytest wrote the lab's user properties before the evidence (str of each).
+        found = [("lab_deviation", text) for text in record.deviations]
+        found += [("lab_observed", text) for text in record.observed]
+        found += [("lab_data", str({key: value})) for key, value in record.data.items()]
+        for name, value in found:
+            ET.SubElement(props, "property", name=name, value=value)
+    for group in case.findall("properties"):
+        if not len(group):
+            case.remove(group)
+
+
 def _miss(record: Record) -> ET.Element:
     classname, name = address(record.test)
     case = ET.Element("testcase", classname=classname, name=name, time="0.000")
@@ -77,6 +109,7 @@ def regroup(all_cases: Iterable[ET.Element], records: list[Record], *,
         record = by_address.get((classname, plain, repeat))
         if record is not None and record.verdict == Verdict.XFAIL.value:
             _xfail(case, record)
+        _properties(case, record)
         suites.setdefault(record.cell if record else "", []).append(case)
     for r in records:
         if r.verdict == Verdict.MISS.value and address(r.test) not in seen:

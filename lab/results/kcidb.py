@@ -23,8 +23,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lab.results import claims
 from lab.results.cell import PREBUILT, scenario_of
 from lab.results.compare import cell_of
 from lab.results.record import Record
@@ -96,8 +98,12 @@ def _build(k: dict[str, Any], cell: str, checkout_id: str, origin: str) -> dict[
     }
 
 
-def export(records: list[Record], *, run: str, origin: str = ORIGIN) -> dict[str, Any]:
-    """The KCIDB document for a run's records (``run``: the run directory's name)."""
+def export(records: list[Record], *, run: str, origin: str = ORIGIN,
+           catalogue: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The KCIDB document for a run's records (``run``: the run directory's name;
+    ``catalogue``: its claims.json, so a record of format 2, which cites its claim's text,
+    is exported with the claim's id as a new run's is)."""
+    cited = claims.cited_ids(catalogue)
     checkouts: dict[str, dict[str, Any]] = {}
     builds: dict[str, dict[str, Any]] = {}
     tests: list[dict[str, Any]] = []
@@ -120,7 +126,7 @@ def export(records: list[Record], *, run: str, origin: str = ORIGIN) -> dict[str
             "duration": float(r.duration),
             "environment": {"comment": _clean(f"QEMU guest, cell {cell}")},
             "misc": {"verdict": r.verdict, "test": r.test, "cell": cell, "run": run,
-                     **({"claim": r.claim} if r.claim else {}),
+                     **({"claim": cited.get(r.claim, r.claim)} if r.claim else {}),
                      **({"deviations": r.deviations} if r.deviations else {})},
         }
         if r.finished:

@@ -143,7 +143,11 @@ def merge(paths: list[Path], into: Path, *, command: str) -> Merged:
     _check_compatible(unique)
     first = unique[0].matrix
     catalogue = _claims(unique)  # read (and checked) before anything is written
-    records = _combine(unique)
+    # A format-2 shard's records cite their claim's text; the merged run is format 3,
+    # whose records cite the claim's id (lab.results.claims).
+    cited = claims.cited_ids(catalogue or ())
+    records = [replace(r, claim=cited.get(r.claim, r.claim)) if r.claim else r
+               for r in _combine(unique)]
     reported = {(r.cell, r.test, r.repeat) for r in records}
     present = {inp.matrix.shard_index for inp in unique}
     missing_shards = [f"{i}/{first.shard_total}" for i in range(1, first.shard_total + 1)

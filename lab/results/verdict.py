@@ -95,9 +95,11 @@ def fold(evidence: Evidence) -> tuple[str, str]:
     The first phase that failed decides, whatever came before it: a test that
     skipped in its body (after fixtures that did I/O) still has its teardown
     judged, and a splat or a dead guest there is its verdict, never SKIP.  A
-    failure takes its phase's hint when there is one (a diagnosis: CRASH, HANG,
-    INFRA), else FAIL in the test's call and INFRA in a fixture (fetch, boot,
-    agent).  The evidence's ``reason``, when given, replaces the phase's own
+    failure is CRASH or HANG when any phase's hint says so (the kernel died: a
+    call's unhinted KeyError before a teardown's fatal splat is CRASH; the first
+    in phase order when both), else it takes its own phase's hint when there is
+    one (a diagnosis: INFRA, FAIL), else FAIL in the test's call and INFRA in a
+    fixture (fetch, boot, agent).  The evidence's ``reason``, when given, replaces the phase's own
     message (a diagnosis says more).  With no failure, the first skip makes it
     SKIP.  A PASS the test called inconclusive is INCONCLUSIVE, with its words.
     Last, a FAIL or HANG in a window where the NVMe driver timed out is INFRA
@@ -111,14 +113,20 @@ def fold(evidence: Evidence) -> tuple[str, str]:
     return nvme.judged(verdict, reason, evidence.nvme_events, splats=evidence.splats)
 
 
+# The kernel's own outcomes: one hinted in any phase outranks the failed phase's hint.
+_DEAD_KERNEL = (Verdict.CRASH.value, Verdict.HANG.value)
+
+
 def _phases(phases: Sequence[PhaseOutcome], *, reason: str) -> tuple[str, str]:
     skipped: str | None = None
+    # The first in phase order when both, as when the first hint of any phase decided.
+    dead = next((p.hint for p in phases if p.hint in _DEAD_KERNEL), "")
     for phase in phases:
         if phase.outcome == "skipped" and skipped is None:
             skipped = phase.message.removeprefix("Skipped: ")
         if phase.outcome == "failed":
-            if phase.hint:
-                verdict = phase.hint
+            if dead or phase.hint:
+                verdict = dead or phase.hint
             elif phase.when == "call":
                 verdict = Verdict.FAIL.value
             else:

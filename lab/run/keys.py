@@ -1,4 +1,5 @@
-"""What the plugin's parts share through pytest's stash: the run directory, the kernels,
+"""What the plugin's parts share through pytest's stash: the run's configuration (read
+once from the ``--lab-*`` options: ``config_of``), the run directory, the kernels,
 and per test the window mark, the diagnosis, what the kernel log showed and the
 evidence gathered so far."""
 
@@ -10,13 +11,18 @@ from typing import Any
 
 import pytest
 
+from lab.errors import UserError
 from lab.kernel.artifact import Kernel
+from lab.options import OptionError
 from lab.results.evidence import Evidence
 from lab.results.verdict import Diagnosis
+from lab.run import config as run_config
 from lab.run.cells import Cell
+from lab.run.config import RunConfig
 from lab.run.watch import Assessment, Mark
 from lab.vm.session import Machine
 
+CONFIG_KEY = pytest.StashKey[RunConfig]()
 RUN_DIR_KEY = pytest.StashKey[Path]()
 KERNELS_KEY = pytest.StashKey[dict[str, Kernel]]()  # by cell label
 MACHINES_KEY = pytest.StashKey[dict[str, Machine]]()  # this worker's guests, by cell label
@@ -29,6 +35,20 @@ EVIDENCE_KEY = pytest.StashKey[Evidence]()  # what a test left so far (lab.run.r
 # What the kernel log showed after a test's window closed (lab.run.guard), for the test
 # named in each entry: carried by this worker's next report to the Recorder.
 AFTERMATH_KEY = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def config_of(config: pytest.Config) -> RunConfig:
+    """The run's configuration from the ``--lab-*`` options (and pytest's -k), checked
+    once: a mistake is a usage error naming the option."""
+    if CONFIG_KEY not in config.stash:
+        try:
+            config.stash[CONFIG_KEY] = run_config.from_pytest(
+                config.getoption, keyword=config.getoption("keyword", None))
+        except OptionError as exc:
+            raise pytest.UsageError(exc.for_front("pytest")) from None
+        except UserError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[CONFIG_KEY]
 
 
 def item_cell(item: pytest.Item) -> Cell | None:

@@ -28,7 +28,6 @@ from lab.errors import (
 )
 from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
-from lab.options import OptionError
 from lab.paths import KNOWN_ISSUES, REPO, cache_root, default_results_root, in_scenarios
 from lab.results import known as known_mod
 from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
@@ -45,12 +44,12 @@ from lab.run import config as run_config
 from lab.run import select as select_mod
 from lab.run.cells import Cell
 from lab.run.cells import matrix as cell_matrix
-from lab.run.config import RunConfig
 from lab.run.keys import (
     KERNELS_KEY,
     MACHINES_KEY,
     RUN_DIR_KEY,
     add_evidence,
+    config_of,
     evidence_so_far,
     item_cell,
     required_config,
@@ -67,27 +66,12 @@ pytest_plugins = ["lab.run.guard", "lab.run.records"]
 
 FACTS_KEY = pytest.StashKey[dict[str, facts_mod.ConfigFacts]]()
 CELLS_KEY = pytest.StashKey[list[Cell]]()
-CONFIG_KEY = pytest.StashKey[RunConfig]()
 log = logging.getLogger("lab.plugin")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     # The run's options, from the one table (lab.run.config), checked as `lab run` checks them.
     run_config.add_pytest_options(parser.getgroup("lab", "kernel-lab"))
-
-
-def config_of(config: pytest.Config) -> RunConfig:
-    """The run's configuration from the ``--lab-*`` options (and pytest's -k), checked
-    once: a mistake is a usage error naming the option."""
-    if CONFIG_KEY not in config.stash:
-        try:
-            config.stash[CONFIG_KEY] = run_config.from_pytest(
-                config.getoption, keyword=config.getoption("keyword", None))
-        except OptionError as exc:
-            raise pytest.UsageError(exc.for_front("pytest")) from None
-        except UserError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    return config.stash[CONFIG_KEY]
 
 
 # The scenarios' markers (the quick tier, lab.run.quick, registers the same).

@@ -54,6 +54,7 @@ from lab.run.keys import (
     RUN_DIR_KEY,
     STARTED_KEY,
     add_evidence,
+    config_of,
     evidence_so_far,
     item_cell,
     item_kernel,
@@ -284,7 +285,7 @@ class Recorder:
         self.held: dict[str, Record] = {}  # by nodeid: waiting for their aftermath
         self.known = known_issues(config)
         self.progress = Progress(self.run_dir, write=terminal_writer(config),
-                                 interval=float(config.getoption("lab_progress_interval")))
+                                 interval=config_of(config).progress_interval)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for item in session.items:
@@ -403,9 +404,9 @@ def unfinished(test: str, *, cell: str, kernel: dict[str, Any], repeat: int, why
 
 def known_issues(config: pytest.Config) -> list[known_mod.KnownIssue]:
     """The run's known issues (--lab-known-issues, else the project's file)."""
-    path = config.getoption("lab_known_issues")
+    path = config_of(config).known_issues
     try:
-        return known_mod.load(Path(path) if path else known_mod.path_for(None))
+        return known_mod.load(path if path else known_mod.path_for(None))
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -435,7 +436,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 def _vng_baseline(config: pytest.Config) -> float | None:
     """This host's `vng --exec true` time, if `nox -s bench` measured it."""
-    path = cache_root(config.getoption("lab_cache")) / "bench" / "baseline.json"
+    path = cache_root(config_of(config).cache) / "bench" / "baseline.json"
     try:
         return float(json.loads(path.read_text())["vng_exec_true_s"])
     except (OSError, ValueError, KeyError, TypeError):
