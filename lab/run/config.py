@@ -11,7 +11,9 @@ guest's options are the table's too, in the GuestOptions the config holds.
 
 A field's check runs as the value is made (``__post_init__``), once: the fronts
 give text, a value read back from a file is checked the same way, and a mistake
-names the option (OptionError; plain pytest says it as argparse says its own).
+names the option (OptionError; plain pytest says it as argparse says its own, and so
+does `lab` for the checks that were argparse's type= before the table, whose messages
+stay: Option.argparse_form, Option.argtype).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _suite(value: Any) -> Path:
 def _keyword(value: Any) -> str:
     if not str(value).strip():
         raise UserError("-k '': give an expression (e.g. -k cancel), or leave -k out to run "
-                        "every scenario (`lab run`; `lab bisect` needs one)")
+                        "every scenario")
     return str(value)
 
 
@@ -138,7 +140,7 @@ class RunConfig:
                          "becomes XFAIL)"})
     keyword: str | None = opt(
         None, "-k", "only scenarios matching this pytest expression", parse=_keyword,
-        metavar="EXPR", pytest="-k", pytest_own=True,
+        metavar="EXPR", pytest="-k", pytest_own=True, blank_is_absent=frozenset({"bisect"}),
         helps={"bisect": "the scenarios to bisect (pytest expression)"})
     results: Path | None = opt(
         None, "--results", "parent of the run directory (./results)", parse=_path, metavar="DIR",
@@ -156,7 +158,7 @@ class RunConfig:
     guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     ssh_port: int | None = opt(
         None, "--ssh-port", "fixed SSH port on 127.0.0.1 (default: free one)", parse=_port,
-        metavar="PORT", absent={"bisect": "a bisection's runs each take a free port"})
+        argtype=int, metavar="PORT", absent={"bisect": "a bisection's runs each take a free port"})
     suite: Path = opt(
         SCENARIOS_DIR, "--suite", "scenario directory or file (default: scenarios/)",
         parse=_suite, pytest="PATH", pytest_own=True, metavar="DIR")
@@ -164,11 +166,11 @@ class RunConfig:
         1, "--workers", "pytest-xdist workers, each booting its own VM per cell (boots and "
         "vCPU-saturating races take turns on the host's cores: KERNEL_LAB_CPU_SLOTS, see "
         "README)", parse=_workers, pytest="-n", pytest_own=True, rerun=True,
-        metavar="N", absent={"bisect": _BISECT_ONE_RUN})
+        argtype=int, metavar="N", absent={"bisect": _BISECT_ONE_RUN})
     repeat: int = opt(
         1, "--repeat", "run each selected test N times (each repetition its own record; a "
         "race reports its overlap each time)", parse=parse_repeat, metavar="N", rerun=True,
-        helps={"rerun": "run each test N times (default: as the run did)"},
+        argparse_form=True, helps={"rerun": "run each test N times (default: as the run did)"},
         absent={"bisect": "--runs says how often a bisection runs each commit"})
     progress_interval: float = opt(
         10.0, "--progress-interval", "seconds between a cell's progress lines (0: after "
@@ -278,6 +280,8 @@ def add_arguments(parser: argparse.ArgumentParser, front: str) -> None:
                                   "metavar": o.metavar}
         if o.many and front not in o.one_in:
             kwargs["action"] = "append"
+        if o.argtype is not None:
+            kwargs["type"] = o.argtype
         parser.add_argument(flag, **kwargs)
 
 
@@ -291,6 +295,9 @@ def given(args: argparse.Namespace, front: str) -> dict[str, Any]:
         value = getattr(args, entry.name, None)
         if entry.name == REST and value is not None:
             value = [a for a in value if a != "--"]
+        if front in entry.option.blank_is_absent and isinstance(value, str) \
+                and not value.strip():
+            value = None
         if value is not None and value != []:
             out[entry.name] = value
     return out
