@@ -137,16 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fetch", help="fetch (or build) kernels into the cache")
     f.add_argument("spec", nargs="*", help="kernel specs (as --kernel)")
-    f.add_argument("--kernel", action="append", default=[], metavar="SPEC",
-                   help="a kernel spec (repeatable, as for `lab run`)")
-    f.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
-                   help="config variant for built kernels (repeatable)")
-    f.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
-                   help=run_config.KCONFIG_ADD)
-    f.add_argument("--shard", metavar="I/N[:cell]",
-                   help="only the kernels `lab run --shard I/N[:cell]` needs (split by cell: "
-                   "its own cells')")
-    f.add_argument("--cache", type=Path)
+    run_config.add_fetch_arguments(f)  # --kernel, --variant, --kconfig-add, --shard, --cache
 
     m = sub.add_parser("merge", help="combine shard run directories into one run")
     m.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -258,8 +249,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "kernels":
         return commands.kernels(args.cache)
     if args.command == "fetch":
-        return commands.fetch([*args.spec, *args.kernel], args.cache, variants=args.variant,
-                              kconfig_add=args.kconfig_add, shard=args.shard)
+        return commands.fetch([*args.spec, *(args.kernels or ())],
+                              None if args.cache is None else Path(args.cache),
+                              variants=args.variants or [], kconfig_add=args.kconfig_add or [],
+                              shard=args.shard)
     if args.command == "merge":
         return commands.merge(args.runs, args.into, argv=["lab", *argv],
                               known_issues=args.known_issues)

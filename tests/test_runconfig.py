@@ -79,6 +79,30 @@ def test_a_command_has_every_option_the_table_gives_it_as_the_table_says(front: 
             assert isinstance(action, argparse._AppendAction) == many, spelling
 
 
+def test_a_lab_fetch_option_that_is_a_run_option_comes_from_the_table() -> None:
+    """`lab fetch --shard 1/2 --kconfig-add ...` fetches what `lab run` of the same options
+    needs: the same spelling, metavar, repetition and value as the table's (its help may
+    say it the fetch's way)."""
+    have = _options("fetch")
+    run_options = _by_spelling("run")
+    shared = {spelling for spelling in have if spelling in run_options and spelling != "--"}
+    assert shared == {"--kernel", "--variant", "--kconfig-add", "--shard", "--cache"}
+    assert {run_options[s].name for s in shared} == set(config.FETCH)
+    for spelling in shared:
+        action, e = have[spelling], run_options[spelling]
+        o = e.option
+        assert (action.dest, action.type, action.default) == (e.name, o.argtype, None), spelling
+        assert action.help == o.help_for("fetch").format(default=e.default_text), spelling
+        assert action.metavar == o.metavar, spelling
+        assert isinstance(action, argparse._AppendAction) == o.many, spelling
+    args = cli._parser().parse_args(["fetch", "debian:7.2", "--kernel", "debian:6.1",
+                                     "--variant", "debug", "--kconfig-add", "CONFIG_X=y",
+                                     "--shard", "1/2:cell", "--cache", "/tmp/c"])
+    made = config.make({n: getattr(args, n) for n in config.FETCH})
+    assert (made.kernels, made.variants, made.kconfig_add, str(made.shard), made.cache) == (
+        ("debian:6.1",), ("debug",), ("CONFIG_X=y",), "1/2:cell", Path("/tmp/c"))
+
+
 @pytest.mark.parametrize("front", ["run", "bisect"])
 @pytest.mark.parametrize("accel", ACCELS)
 def test_every_accelerator_is_taken_by_run_and_bisect(front: str, accel: str) -> None:

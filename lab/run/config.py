@@ -118,20 +118,24 @@ class RunConfig:
     kernels: tuple[str, ...] = opt(
         (), "--kernel", "the kernel to test (repeatable: each is a cell; the forms are "
         "listed below)", parse=_text, metavar="SPEC", many=True,
-        helps={"pytest": f"kernel to test (repeatable; default {DEFAULT_KERNEL})"},
+        helps={"pytest": f"kernel to test (repeatable; default {DEFAULT_KERNEL})",
+               "fetch": "a kernel spec (repeatable, as for `lab run`)"},
         absent={"bisect": _BISECT_KERNELS})
     variants: tuple[str, ...] = opt(
         (), "--variant", "config variant for built kernels (debian-src:, git:, worktree:, "
         "tree:): base, aio-off, io_uring-off, debug, combined with '+' (repeatable: each "
         "built kernel x each variant is a cell)", parse=_text, metavar="NAME[+NAME]",
         many=True, one_in=frozenset({"bisect"}),
-        helps={"bisect": "config variant (default base)"})
+        helps={"bisect": "config variant (default base)",
+               "fetch": "config variant for built kernels (repeatable)"})
     kconfig_add: tuple[str, ...] = opt(
         (), "--kconfig-add", KCONFIG_ADD, parse=_kconfig_addition, metavar="CONFIG_X=V",
         many=True)
     shard: Shard | None = opt(
         None, "--shard", "run shard I of N of the cells x tests (:cell: of the cells, each "
         "shard booting only its own)", parse=_shard, metavar="I/N[:cell]",
+        helps={"fetch": "only the kernels `lab run --shard I/N[:cell]` needs (split by cell: "
+                        "its own cells')"},
         absent={"bisect": "a bisection runs its target tests whole at every commit"})
     known_issues: Path | None = opt(
         None, "--known-issues", "known issues (default: ./known-issues.toml, else the lab's "
@@ -267,22 +271,42 @@ def add_arguments(parser: argparse.ArgumentParser, front: str) -> None:
     default then), and checked when the RunConfig is made (``from_args``)."""
     assert front in FRONTS and front != "pytest"
     for entry in table():
-        o = entry.option
-        flag = o.spelling(front)
+        flag = entry.option.spelling(front)
         if flag is None:
             continue
-        text = o.help_for(front).format(default=entry.default_text)
         if flag == "--":
             if entry.name == REST:
+                text = entry.option.help_for(front).format(default=entry.default_text)
                 parser.add_argument(REST, nargs=argparse.REMAINDER, help=text)
             continue
-        kwargs: dict[str, Any] = {"dest": entry.name, "default": None, "help": text,
-                                  "metavar": o.metavar}
-        if o.many and front not in o.one_in:
-            kwargs["action"] = "append"
-        if o.argtype is not None:
-            kwargs["type"] = o.argtype
-        parser.add_argument(flag, **kwargs)
+        _add_argument(parser, entry, flag, front)
+
+
+# `lab fetch`'s options that are a run's: the kernels `lab run` of the same options needs.
+# Their values go to lab.commands.fetch as given, which checks them as it always has.
+FETCH = ("kernels", "variants", "kconfig_add", "shard", "cache")
+
+
+def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    """`lab fetch`'s run options (FETCH), from the table as `lab run` spells them, with
+    the help said the fetch's way where the table has one (``helps["fetch"]``)."""
+    for entry in table():
+        if entry.name in FETCH:
+            flag = entry.option.spelling("run")
+            assert flag is not None and flag != "--"
+            _add_argument(parser, entry, flag, "fetch")
+
+
+def _add_argument(parser: argparse.ArgumentParser, entry: Entry, flag: str,
+                  front: str) -> None:
+    o = entry.option
+    kwargs: dict[str, Any] = {"dest": entry.name, "default": None, "metavar": o.metavar,
+                              "help": o.help_for(front).format(default=entry.default_text)}
+    if o.many and front not in o.one_in:
+        kwargs["action"] = "append"
+    if o.argtype is not None:
+        kwargs["type"] = o.argtype
+    parser.add_argument(flag, **kwargs)
 
 
 def given(args: argparse.Namespace, front: str) -> dict[str, Any]:
