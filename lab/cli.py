@@ -19,6 +19,7 @@ from lab.errors import (
     RUN_EXIT_CODES,
     LabError,
 )
+from lab.options import OptionError
 from lab.run import config as run_config
 
 log = logging.getLogger("lab")
@@ -136,16 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fetch", help="fetch (or build) kernels into the cache")
     f.add_argument("spec", nargs="*", help="kernel specs (as --kernel)")
-    f.add_argument("--kernel", action="append", default=[], metavar="SPEC",
-                   help="a kernel spec (repeatable, as for `lab run`)")
-    f.add_argument("--variant", action="append", default=[], metavar="NAME[+NAME]",
-                   help="config variant for built kernels (repeatable)")
-    f.add_argument("--kconfig-add", action="append", default=[], metavar="CONFIG_X=V",
-                   help=run_config.KCONFIG_ADD)
-    f.add_argument("--shard", metavar="I/N[:cell]",
-                   help="only the kernels `lab run --shard I/N[:cell]` needs (split by cell: "
-                   "its own cells')")
-    f.add_argument("--cache", type=Path)
+    run_config.add_fetch_arguments(f)  # --kernel, --variant, --kconfig-add, --shard, --cache
 
     m = sub.add_parser("merge", help="combine shard run directories into one run")
     m.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -215,26 +207,38 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
 
 
+def _config(values: dict[str, object], front: str) -> run_config.RunConfig:
+    """``front``'s RunConfig; a refusal the check made as argparse's type= before the
+    table (Option.argparse_form) said as argparse says it, as it always was."""
+    try:
+        return run_config.make(values)
+    except OptionError as exc:
+        if not exc.option.argparse_form:
+            raise
+        _Parser(prog=f"lab {front}").error(exc.for_front(front))
+
+
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from lab import commands
 
     if args.command == "run":
         from lab.run.runner import run
 
-        return run(run_config.from_args(args, "run"), argv=["lab", *argv])
+        return run(_config(run_config.given(args, "run"), "run"), argv=["lab", *argv])
     if args.command == "rerun":
         from lab.run import rerun
         from lab.run.runner import run
 
         given = run_config.given(args, "rerun")
-        run_config.make(given)  # the command line's own mistakes, before the run's
+        _config(given, "rerun")  # the command line's own mistakes, before the run's
         return run(rerun.options(args.run, failed=args.failed, given=given),
                    argv=["lab", *argv])
     if args.command == "bisect":
         from lab.bisect.command import BisectOptions, bisect
 
         bopts = BisectOptions(
-            run=run_config.from_args(args, "bisect"), repo=args.repo, good=args.good,
+            run=_config(run_config.given(args, "bisect"), "bisect"), repo=args.repo,
+            good=args.good,
             bad=args.bad, runs=args.runs, bad_if=args.bad_if, state=args.state,
             resume=args.resume, versions=args.versions, from_version=args.from_version,
             to_version=args.to_version, verify_revert=args.verify_revert,
@@ -245,8 +249,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "kernels":
         return commands.kernels(args.cache)
     if args.command == "fetch":
-        return commands.fetch([*args.spec, *args.kernel], args.cache, variants=args.variant,
-                              kconfig_add=args.kconfig_add, shard=args.shard)
+        return commands.fetch([*args.spec, *(args.kernels or ())],
+                              None if args.cache is None else Path(args.cache),
+                              variants=args.variants or [], kconfig_add=args.kconfig_add or [],
+                              shard=args.shard)
     if args.command == "merge":
         return commands.merge(args.runs, args.into, argv=["lab", *argv],
                               known_issues=args.known_issues)

@@ -140,6 +140,16 @@ class Option:
     rerun: bool = False  # `lab rerun` offers it (default: as the run had it)
     helps: Mapping[str, str] = field(default_factory=dict)  # a front's own wording
     one_in: frozenset[str] = frozenset()  # fronts that take one value of a repeatable one
+    # `lab` says a refusal as argparse says a bad argument ("argument --cpus: 0: ... (see
+    # `lab run --help`)"): the check was argparse's type= before the table, and users and
+    # scripts read its messages (OptionError.for_front).
+    argparse_form: bool = False
+    # argparse's type= on `lab`'s command lines, ahead of the check: int keeps argparse's
+    # own "invalid int value: 'x'" for a word where a number goes (--workers, --ssh-port).
+    argtype: Callable[[str], Any] | None = None
+    # Fronts where an empty value is as if not given (`lab bisect -k ''`: bisect says
+    # itself that it needs -k, and a resumed bisection takes the journal's).
+    blank_is_absent: frozenset[str] = frozenset()
 
     def spelling(self, front: str) -> str | None:
         """How ``front`` spells the option, None where it cannot apply."""
@@ -218,24 +228,26 @@ class GuestOptions:
 
     accel: str = opt("auto", "--accel", "auto (default): KVM if a real probe boot works, "
                      "else TCG with a host thread per vCPU; tcg-single: the vCPUs take "
-                     "turns on one", parse=parse_accel, metavar="|".join(ACCELS))
+                     "turns on one", parse=parse_accel, metavar="|".join(ACCELS),
+                     argparse_form=True)
     cpus: int = opt(2, "--cpus", "the guest's vCPUs (default {default})", parse=parse_cpus,
-                    metavar="N")
+                    metavar="N", argparse_form=True)
     memory: str = opt("2G", "--memory", "the guest's memory: 2G, 2048M (default {default})",
-                      parse=parse_memory, metavar="SIZE")
+                      parse=parse_memory, argparse_form=True, metavar="SIZE")
     # Kernel parameters after the lab's own.
     append: tuple[str, ...] = opt((), "--append", "a kernel command-line parameter "
                                   "(repeatable)", parse=parse_param, metavar="PARAM",
-                                  many=True)
+                                  many=True, argparse_form=True)
     boot_timeout: float = opt(180.0, "--boot-timeout", "seconds a boot may take (default "
-                              "{default})", parse=parse_boot_timeout, metavar="S")
+                              "{default})", parse=parse_boot_timeout, metavar="S",
+                              argparse_form=True)
     # An agent call longer than this is a HANG.
     call_timeout: float = opt(120.0, "--call-timeout", "seconds an agent call may take "
                               "before the test is a HANG (default {default})",
-                              parse=parse_call_timeout, metavar="S")
+                              parse=parse_call_timeout, argparse_form=True, metavar="S")
     max_reboots: int = opt(3, "--max-reboots", "guest replacements (after a crash or hang) "
                            "per cell before the run stops (default {default})",
-                           parse=parse_max_reboots, metavar="N",
+                           parse=parse_max_reboots, argparse_form=True, metavar="N",
                            absent={"bisect": "a run at one commit runs only the target "
                                    "scenarios, and a crash there is evidence the default "
                                    "limit keeps"})

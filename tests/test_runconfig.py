@@ -70,12 +70,37 @@ def test_a_command_has_every_option_the_table_gives_it_as_the_table_says(front: 
         assert spelling in have, f"`lab {front}` lacks {spelling} (RunConfig.{e.name})"
         action = have[spelling]
         o = e.option
-        assert action.dest == e.name and action.type is None, (front, spelling)
+        # A check is the table's: argparse's type= only as the table says (Option.argtype).
+        assert action.dest == e.name and action.type is o.argtype, (front, spelling)
         assert action.help == o.help_for(front).format(default=e.default_text), spelling
         if spelling != "--":
             assert action.metavar == o.metavar, spelling
             many = o.many and front not in o.one_in
             assert isinstance(action, argparse._AppendAction) == many, spelling
+
+
+def test_a_lab_fetch_option_that_is_a_run_option_comes_from_the_table() -> None:
+    """`lab fetch --shard 1/2 --kconfig-add ...` fetches what `lab run` of the same options
+    needs: the same spelling, metavar, repetition and value as the table's (its help may
+    say it the fetch's way)."""
+    have = _options("fetch")
+    run_options = _by_spelling("run")
+    shared = {spelling for spelling in have if spelling in run_options and spelling != "--"}
+    assert shared == {"--kernel", "--variant", "--kconfig-add", "--shard", "--cache"}
+    assert {run_options[s].name for s in shared} == set(config.FETCH)
+    for spelling in shared:
+        action, e = have[spelling], run_options[spelling]
+        o = e.option
+        assert (action.dest, action.type, action.default) == (e.name, o.argtype, None), spelling
+        assert action.help == o.help_for("fetch").format(default=e.default_text), spelling
+        assert action.metavar == o.metavar, spelling
+        assert isinstance(action, argparse._AppendAction) == o.many, spelling
+    args = cli._parser().parse_args(["fetch", "debian:7.2", "--kernel", "debian:6.1",
+                                     "--variant", "debug", "--kconfig-add", "CONFIG_X=y",
+                                     "--shard", "1/2:cell", "--cache", "/tmp/c"])
+    made = config.make({n: getattr(args, n) for n in config.FETCH})
+    assert (made.kernels, made.variants, made.kconfig_add, str(made.shard), made.cache) == (
+        ("debian:6.1",), ("debug",), ("CONFIG_X=y",), "1/2:cell", Path("/tmp/c"))
 
 
 @pytest.mark.parametrize("front", ["run", "bisect"])
@@ -126,13 +151,83 @@ def test_a_check_runs_where_the_value_is_made_whoever_makes_it() -> None:
     assert handed == ["--lab-kernel=debian:7.2", "--lab-shard=2/4", "--lab-cpus=3"]
 
 
+def _main(argv: list[str]) -> int:
+    """`lab ARGV`'s exit status, whether main returns it or argparse exits with it."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        assert isinstance(exc.code, int)
+        return exc.code
+
+
 @pytest.mark.parametrize("front", ["run", "bisect"])
 def test_a_command_line_mistake_is_one_line_naming_the_option(
         front: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main([front, "--cpus", "0", "--cache", "/nonexistent"]) == 2
+    assert _main([front, "--cpus", "0", "--cache", "/nonexistent"]) == 2
     err = capsys.readouterr().err
-    assert err == ("lab: error: --cpus 0: give the guest's vCPUs, 1-64 (default 2; the race "
-                   "suites need at least 2)\n")
+    assert err == ("lab: error: argument --cpus: 0: give the guest's vCPUs, 1-64 (default 2; "
+                   f"the race suites need at least 2) (see `lab {front} --help`)\n")
+
+
+_VCPUS = "give the guest's vCPUs, 1-64 (default 2; the race suites need at least 2)"
+_MEMORY = "give a size in MiB or GiB such as 2G or 2048M (digits, then M or G)"
+_PARAM = ("give one kernel parameter per --append, without spaces or quotes (e.g. --append "
+          "nokaslr --append slub_debug=FZ)")
+_SECONDS = "give seconds, more than 0 (at most 86400)"
+# The messages `lab` printed before its options became one table (f684c55's output, word
+# for word): a check that ran as argparse's type= says it as argparse does, with the
+# command's --help; a check `lab` made after parsing says it its own way.
+OLD_MESSAGES = [
+    (["--accel", "foo"], "argument --accel: 'foo': use auto, kvm, tcg, tcg-single", True),
+    (["--cpus", "0"], f"argument --cpus: 0: {_VCPUS}", True),
+    (["--cpus", "x"], f"argument --cpus: x: {_VCPUS}", True),
+    (["--memory", "3X"], f"argument --memory: '3X': {_MEMORY}", True),
+    (["--memory", "100M"], "argument --memory: 100M: the guest needs at least 256M", True),
+    (["--append", "a b"], f"argument --append: 'a b': {_PARAM}", True),
+    (["--boot-timeout", "x"], f"argument --boot-timeout: x: {_SECONDS}", True),
+    (["--boot-timeout", "0"], f"argument --boot-timeout: 0: {_SECONDS}", True),
+    (["--call-timeout", "0"], f"argument --call-timeout: 0: {_SECONDS}", True),
+]
+OLD_RUN_MESSAGES = [
+    (["--repeat", "0"], "argument --repeat: 0: give how many times to run each test, 1-1000",
+     True),
+    (["--repeat", "x"], "argument --repeat: x: give how many times to run each test, 1-1000",
+     True),
+    (["--max-reboots", "-1"], "argument --max-reboots: -1: give 0 or more guest replacements",
+     True),
+    (["--max-reboots", "x"], "argument --max-reboots: x: give 0 or more guest replacements",
+     True),
+    (["--workers", "x"], "argument --workers: invalid int value: 'x'", True),
+    (["--workers", "0"], "--workers 0: give 1 or more (one VM per worker)", False),
+    (["--ssh-port", "x"], "argument --ssh-port: invalid int value: 'x'", True),
+    (["--ssh-port", "0"], "--ssh-port 0 is not a TCP port; give 1-65535, or omit it to pick a "
+     "free one", False),
+    (["-k", ""], "-k '': give an expression (e.g. -k cancel), or leave -k out to run every "
+     "scenario", False),
+]
+_NEEDS_K = "lab bisect needs -k EXPR: the scenarios whose failure is bisected"
+OLD_LINES = [
+    *[("run", *case) for case in OLD_MESSAGES + OLD_RUN_MESSAGES],
+    *[("bisect", *case) for case in OLD_MESSAGES],
+    ("bisect", ["-k", ""], _NEEDS_K, False),
+    ("bisect", ["--versions", "-k", " "], _NEEDS_K, False),
+    ("bisect", ["--versions"], _NEEDS_K, False),
+    ("rerun", ["--repeat", "0"], "argument --repeat: 0: give how many times to run each test, "
+     "1-1000", True),
+    ("rerun", ["--workers", "x"], "argument --workers: invalid int value: 'x'", True),
+]
+
+
+@pytest.mark.parametrize(("front", "argv", "message", "argparse_form"), OLD_LINES,
+                         ids=[f"{f}{' '.join(a)}" for f, a, _, _ in OLD_LINES])
+def test_a_command_line_mistake_says_what_it_said_before_the_table(
+        front: str, argv: list[str], message: str, argparse_form: bool, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A refactor changes no message: scripts and users read them."""
+    head = [front, str(tmp_path / "no-run")] if front == "rerun" else [front]
+    assert _main([*head, *argv, "--cache", str(tmp_path / "cache")]) == 2
+    tail = f" (see `lab {front} --help`)" if argparse_form else ""
+    assert capsys.readouterr().err == f"lab: error: {message}{tail}\n"
 
 
 def test_a_lab_run_command_line_made_from_a_configuration_reads_back_as_it() -> None:

@@ -11,7 +11,9 @@ guest's options are the table's too, in the GuestOptions the config holds.
 
 A field's check runs as the value is made (``__post_init__``), once: the fronts
 give text, a value read back from a file is checked the same way, and a mistake
-names the option (OptionError; plain pytest says it as argparse says its own).
+names the option (OptionError; plain pytest says it as argparse says its own, and so
+does `lab` for the checks that were argparse's type= before the table, whose messages
+stay: Option.argparse_form, Option.argtype).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _suite(value: Any) -> Path:
 def _keyword(value: Any) -> str:
     if not str(value).strip():
         raise UserError("-k '': give an expression (e.g. -k cancel), or leave -k out to run "
-                        "every scenario (`lab run`; `lab bisect` needs one)")
+                        "every scenario")
     return str(value)
 
 
@@ -116,20 +118,24 @@ class RunConfig:
     kernels: tuple[str, ...] = opt(
         (), "--kernel", "the kernel to test (repeatable: each is a cell; the forms are "
         "listed below)", parse=_text, metavar="SPEC", many=True,
-        helps={"pytest": f"kernel to test (repeatable; default {DEFAULT_KERNEL})"},
+        helps={"pytest": f"kernel to test (repeatable; default {DEFAULT_KERNEL})",
+               "fetch": "a kernel spec (repeatable, as for `lab run`)"},
         absent={"bisect": _BISECT_KERNELS})
     variants: tuple[str, ...] = opt(
         (), "--variant", "config variant for built kernels (debian-src:, git:, worktree:, "
         "tree:): base, aio-off, io_uring-off, debug, combined with '+' (repeatable: each "
         "built kernel x each variant is a cell)", parse=_text, metavar="NAME[+NAME]",
         many=True, one_in=frozenset({"bisect"}),
-        helps={"bisect": "config variant (default base)"})
+        helps={"bisect": "config variant (default base)",
+               "fetch": "config variant for built kernels (repeatable)"})
     kconfig_add: tuple[str, ...] = opt(
         (), "--kconfig-add", KCONFIG_ADD, parse=_kconfig_addition, metavar="CONFIG_X=V",
         many=True)
     shard: Shard | None = opt(
         None, "--shard", "run shard I of N of the cells x tests (:cell: of the cells, each "
         "shard booting only its own)", parse=_shard, metavar="I/N[:cell]",
+        helps={"fetch": "only the kernels `lab run --shard I/N[:cell]` needs (split by cell: "
+                        "its own cells')"},
         absent={"bisect": "a bisection runs its target tests whole at every commit"})
     known_issues: Path | None = opt(
         None, "--known-issues", "known issues (default: ./known-issues.toml, else the lab's "
@@ -138,7 +144,7 @@ class RunConfig:
                          "becomes XFAIL)"})
     keyword: str | None = opt(
         None, "-k", "only scenarios matching this pytest expression", parse=_keyword,
-        metavar="EXPR", pytest="-k", pytest_own=True,
+        metavar="EXPR", pytest="-k", pytest_own=True, blank_is_absent=frozenset({"bisect"}),
         helps={"bisect": "the scenarios to bisect (pytest expression)"})
     results: Path | None = opt(
         None, "--results", "parent of the run directory (./results)", parse=_path, metavar="DIR",
@@ -156,7 +162,7 @@ class RunConfig:
     guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     ssh_port: int | None = opt(
         None, "--ssh-port", "fixed SSH port on 127.0.0.1 (default: free one)", parse=_port,
-        metavar="PORT", absent={"bisect": "a bisection's runs each take a free port"})
+        argtype=int, metavar="PORT", absent={"bisect": "a bisection's runs each take a free port"})
     suite: Path = opt(
         SCENARIOS_DIR, "--suite", "scenario directory or file (default: scenarios/)",
         parse=_suite, pytest="PATH", pytest_own=True, metavar="DIR")
@@ -164,11 +170,11 @@ class RunConfig:
         1, "--workers", "pytest-xdist workers, each booting its own VM per cell (boots and "
         "vCPU-saturating races take turns on the host's cores: KERNEL_LAB_CPU_SLOTS, see "
         "README)", parse=_workers, pytest="-n", pytest_own=True, rerun=True,
-        metavar="N", absent={"bisect": _BISECT_ONE_RUN})
+        argtype=int, metavar="N", absent={"bisect": _BISECT_ONE_RUN})
     repeat: int = opt(
         1, "--repeat", "run each selected test N times (each repetition its own record; a "
         "race reports its overlap each time)", parse=parse_repeat, metavar="N", rerun=True,
-        helps={"rerun": "run each test N times (default: as the run did)"},
+        argparse_form=True, helps={"rerun": "run each test N times (default: as the run did)"},
         absent={"bisect": "--runs says how often a bisection runs each commit"})
     progress_interval: float = opt(
         10.0, "--progress-interval", "seconds between a cell's progress lines (0: after "
@@ -265,20 +271,42 @@ def add_arguments(parser: argparse.ArgumentParser, front: str) -> None:
     default then), and checked when the RunConfig is made (``from_args``)."""
     assert front in FRONTS and front != "pytest"
     for entry in table():
-        o = entry.option
-        flag = o.spelling(front)
+        flag = entry.option.spelling(front)
         if flag is None:
             continue
-        text = o.help_for(front).format(default=entry.default_text)
         if flag == "--":
             if entry.name == REST:
+                text = entry.option.help_for(front).format(default=entry.default_text)
                 parser.add_argument(REST, nargs=argparse.REMAINDER, help=text)
             continue
-        kwargs: dict[str, Any] = {"dest": entry.name, "default": None, "help": text,
-                                  "metavar": o.metavar}
-        if o.many and front not in o.one_in:
-            kwargs["action"] = "append"
-        parser.add_argument(flag, **kwargs)
+        _add_argument(parser, entry, flag, front)
+
+
+# `lab fetch`'s options that are a run's: the kernels `lab run` of the same options needs.
+# Their values go to lab.commands.fetch as given, which checks them as it always has.
+FETCH = ("kernels", "variants", "kconfig_add", "shard", "cache")
+
+
+def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    """`lab fetch`'s run options (FETCH), from the table as `lab run` spells them, with
+    the help said the fetch's way where the table has one (``helps["fetch"]``)."""
+    for entry in table():
+        if entry.name in FETCH:
+            flag = entry.option.spelling("run")
+            assert flag is not None and flag != "--"
+            _add_argument(parser, entry, flag, "fetch")
+
+
+def _add_argument(parser: argparse.ArgumentParser, entry: Entry, flag: str,
+                  front: str) -> None:
+    o = entry.option
+    kwargs: dict[str, Any] = {"dest": entry.name, "default": None, "metavar": o.metavar,
+                              "help": o.help_for(front).format(default=entry.default_text)}
+    if o.many and front not in o.one_in:
+        kwargs["action"] = "append"
+    if o.argtype is not None:
+        kwargs["type"] = o.argtype
+    parser.add_argument(flag, **kwargs)
 
 
 def given(args: argparse.Namespace, front: str) -> dict[str, Any]:
@@ -291,6 +319,9 @@ def given(args: argparse.Namespace, front: str) -> dict[str, Any]:
         value = getattr(args, entry.name, None)
         if entry.name == REST and value is not None:
             value = [a for a in value if a != "--"]
+        if front in entry.option.blank_is_absent and isinstance(value, str) \
+                and not value.strip():
+            value = None
         if value is not None and value != []:
             out[entry.name] = value
     return out
