@@ -89,8 +89,10 @@ def task_state(tid: int) -> dict[str, Any]:
             stat = f.read()
         with open(f"/proc/self/task/{tid}/syscall", encoding="ascii") as f:
             sysline = f.read().split()
-    except FileNotFoundError:
-        return {"state": None, "syscall": None}  # the thread has exited
+    except (FileNotFoundError, ProcessLookupError):
+        # The thread has exited: its /proc entry is gone, or (while it exits) still
+        # listed but its syscall file answers ESRCH.
+        return {"state": None, "syscall": None}
     # "TID (comm) S ...": the comm may hold spaces and parentheses, the state follows
     # the last ')'.
     state = stat.rsplit(")", 1)[1].split()[0]
