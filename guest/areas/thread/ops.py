@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from guest import objects
 from guest.areas.sys.raw import SYSCALLS, syscall_number
-from guest.objects import Table
+from guest.objects import ResetStep, Table
 from guest.registry import lookup
 from guest.state import SLOWDOWN
 
@@ -217,6 +218,13 @@ def restore_affinity() -> bool:
         return False
     os.sched_setaffinity(0, set(saved))
     return True
+
+
+RESET: tuple[ResetStep, ...] = (
+    (objects.THREADS, lambda: {"threads": join_all(5.0)}),
+    (objects.WOKEN, lambda: {"threads": join_all(1.0)}),
+    (objects.SETTINGS, lambda: {"affinity": int(restore_affinity())}),
+)
 
 
 OPS: dict[str, Callable[..., Any]] = {
