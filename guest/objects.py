@@ -33,6 +33,11 @@ REQUESTS = 80  # iocbs: no context is left to complete one
 SETTINGS = 90  # process settings an op changed (CPU affinity)
 BUFFERS = 100  # every area's buffers, once no kernel object can use them
 
+# The kinds agent.reset's reply always holds, 0 when no loaded area has any, in the order
+# the host has always read them; a kind not listed here is reported after these, when
+# its area is loaded.
+KINDS = ("rings", "contexts", "fds", "mems", "threads", "mounts", "iocbs", "affinity")
+
 ResetStep = tuple[int, Callable[[], dict[str, int]]]
 """A step of an area's ``RESET``: its phase and what it runs."""
 

@@ -28,7 +28,7 @@ def agent_reset() -> dict[str, int]:
     for area in areas():
         module = loaded(area)
         steps += [(area, step) for step in getattr(module, "RESET", ())]
-    left: dict[str, int] = {}
+    left = dict.fromkeys(objects.KINDS, 0)
     # By phase; within one, by area (sorted is stable and areas() is sorted).
     for _, (_, run) in sorted(steps, key=lambda s: s[1][0]):
         left.update(run())
