@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from guest.objects import KINDS
 from lab.paths import GUEST_DIR
 from lab.vm.agent import Agent, AgentError, AgentOpError, AgentTimeout, GuestOSError
 
@@ -530,6 +531,7 @@ def test_reset_closes_what_a_test_left_open(agent: Agent) -> None:
     closed_fd = agent.call("fs.eventfd")
     agent.call("fs.close", fd=closed_fd)
     left = agent.call("agent.reset")
+    assert list(left) == list(KINDS)  # every kind, in the order the host reads them
     assert left["contexts"] == 1 and left["fds"] == 2 and left["mems"] == 1
     assert agent.errno_of("aio.destroy", ctx=ctx) == "EINVAL"  # destroyed by the reset
     assert agent.errno_of("fs.close", fd=w) == "EBADF"

@@ -9,6 +9,8 @@
 - No Python module in lab/, guest/, scenarios/ or tests/ is over 600 lines.
 - guest/ is one folder per area (guest/areas/AREA/: its ops, named AREA.*, its C); each
   C declaration has one source (the C's marked section, or the kernel's via .cdef).
+- An area whose ops module keeps a Table exports its reset steps (RESET), and agent.reset
+  names no other area.
 """
 
 from __future__ import annotations
@@ -288,3 +290,53 @@ def test_the_declarations_are_the_c_s_own(tmp_path: Path,
         with pytest.raises(VerificationError):
             build_ffi.build(tmp_path / name, [area(name, *edits)], f"_lab_{name}")
         assert "lab_own" in capfd.readouterr().err  # the compiler names it
+
+
+def _holds_table(tree: ast.Module) -> bool:
+    """Whether a module's top level keeps a ``Table`` (guest/objects.py) of objects."""
+    for node in tree.body:
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) \
+                and value.func.id == "Table":
+            return True
+    return False
+
+
+def _exports(tree: ast.Module, name: str) -> bool:
+    targets = [t for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+               for t in (node.targets if isinstance(node, ast.Assign) else [node.target])]
+    return any(isinstance(t, ast.Name) and t.id == name for t in targets)
+
+
+def _areas_named(tree: ast.Module, names: set[str]) -> set[str]:
+    """The areas of ``names`` a module names: imports of their folders, or their names
+    as strings (``loaded("uring")``)."""
+    found = {node.value for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and node.value in names}
+    for node in ast.walk(tree):
+        modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        found |= {m.split(".")[2] for m in modules
+                  if m.startswith("guest.areas.") and m.split(".")[2] in names}
+    return found
+
+
+@pytest.mark.parametrize("area", [d.name for d in _area_dirs()])
+def test_an_area_holding_objects_exports_its_reset(area: str) -> None:
+    """An area whose ops module keeps a Table of objects exports its reset steps
+    (``RESET``, guest/objects.py), which agent.reset finds without naming the area."""
+    tree = ast.parse((AREAS / area / "ops.py").read_text())
+    assert not _holds_table(tree) or _exports(tree, "RESET"), \
+        f"guest/areas/{area}/ops.py holds a Table but exports no RESET (guest/objects.py)"
+
+
+def test_agent_reset_names_no_area() -> None:
+    """agent.reset iterates over the areas the registry loaded: a new area with objects
+    is reset without an edit to guest/areas/agent/."""
+    others = {d.name for d in _area_dirs()} - {"agent"}
+    assert not _areas_named(ast.parse((AREAS / "agent" / "ops.py").read_text()), others)
+    # The checks can fail.
+    assert _areas_named(ast.parse('from guest.areas.fs import ops\nloaded("uring")'),
+                        others) == {"fs", "uring"}
+    held = ast.parse('from guest.objects import Table\nJOBS: Table[int] = Table("job")')
+    assert _holds_table(held) and not _exports(held, "RESET")

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from guest import memory, native
+from guest import memory, native, objects
 from guest.flags import flag_bits, from_lib
-from guest.objects import Table
+from guest.objects import ResetStep, Table
 from guest.state import MEMS
 
 # C type of each iocb field, used to wrap JSON ints the way C assignment
@@ -388,6 +388,18 @@ def aio_free_iocbs() -> int:
     _BY_ADDR.clear()
     _LAST.clear()
     return n
+
+
+def _destroy_all() -> dict[str, int]:
+    destroy_all()  # counted before the files closed (a thread's op may end one)
+    return {}
+
+
+RESET: tuple[ResetStep, ...] = (
+    (objects.COUNT, lambda: {"contexts": len(CTXS)}),
+    (objects.CONTEXTS, _destroy_all),
+    (objects.REQUESTS, lambda: {"iocbs": aio_free_iocbs()}),
+)
 
 
 OPS: dict[str, Callable[..., Any]] = {

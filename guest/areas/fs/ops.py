@@ -14,9 +14,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from guest import native
+from guest import native, objects
 from guest.areas.fs import scratch
 from guest.flags import flag_bits, from_os
+from guest.objects import ResetStep
 
 FDS: set[int] = set()  # fds fs.* ops opened and no op closed yet
 
@@ -132,3 +133,9 @@ def umount_all() -> int:
     """Unmount the scratch file systems a test left mounted (agent.reset, once the files
     are closed); how many."""
     return scratch.umount_all()
+
+
+RESET: tuple[ResetStep, ...] = (
+    (objects.FILES, lambda: {"fds": close_all()}),
+    (objects.MOUNTS, lambda: {"mounts": umount_all()}),
+)

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from guest import objects
 from guest.areas.sys.raw import SYSCALLS, syscall_number
-from guest.objects import Table
+from guest.objects import ResetStep, Table
 from guest.registry import lookup
 from guest.state import SLOWDOWN
 
@@ -89,8 +90,10 @@ def task_state(tid: int) -> dict[str, Any]:
             stat = f.read()
         with open(f"/proc/self/task/{tid}/syscall", encoding="ascii") as f:
             sysline = f.read().split()
-    except FileNotFoundError:
-        return {"state": None, "syscall": None}  # the thread has exited
+    except (FileNotFoundError, ProcessLookupError):
+        # The thread has exited: its /proc entry is gone, or (while it exits) still
+        # listed but its syscall file answers ESRCH.
+        return {"state": None, "syscall": None}
     # "TID (comm) S ...": the comm may hold spaces and parentheses, the state follows
     # the last ')'.
     state = stat.rsplit(")", 1)[1].split()[0]
@@ -215,6 +218,13 @@ def restore_affinity() -> bool:
         return False
     os.sched_setaffinity(0, set(saved))
     return True
+
+
+RESET: tuple[ResetStep, ...] = (
+    (objects.THREADS, lambda: {"threads": join_all(5.0)}),
+    (objects.WOKEN, lambda: {"threads": join_all(1.0)}),
+    (objects.SETTINGS, lambda: {"affinity": int(restore_affinity())}),
+)
 
 
 OPS: dict[str, Callable[..., Any]] = {

@@ -7,10 +7,10 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
-from guest import memory, native
+from guest import memory, native, objects
 from guest.areas.uring import sqe_race
 from guest.areas.uring.ring import BufRing, Ring, proc_status_kb
-from guest.objects import Table
+from guest.objects import ResetStep, Table
 from guest.state import MEMS
 
 RINGS: Table[Ring] = Table("ring")
@@ -167,6 +167,9 @@ def uring_close_all() -> int:
         RINGS.pop(handle).close()
         n += 1
     return n
+
+
+RESET: tuple[ResetStep, ...] = ((objects.RINGS, lambda: {"rings": uring_close_all()}),)
 
 
 OPS: dict[str, Callable[..., Any]] = {
