@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,10 @@ def test_identity_is_the_commit_plus_a_digest_of_the_changes(tmp_path: Path) -> 
 def test_reading_a_working_tree_writes_nothing_in_it(tmp_path: Path) -> None:
     repo, _ = _repo(tmp_path / "linux")
     (repo / "fs" / "aio.c").write_text("int aio = 1;\n")
-    os.utime(repo / "Kconfig")  # a stale index entry: git would refresh and write the index
+    # A stale index entry (its mtime moved, its content not): git diff would refresh it and
+    # write the index.  Well before the index's own mtime, so that it is no racy entry.
+    old = time.time() - 60
+    os.utime(repo / "Kconfig", (old, old))
     (repo / "fs" / "new.c").write_text("int n;\n")
     before = _snapshot(repo)
     cache = tmp_path / "cache"

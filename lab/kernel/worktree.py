@@ -32,7 +32,9 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -321,9 +323,30 @@ def working_changes(top: Path, commit: str, *, log_path: Path) -> WorkingChanges
     """The files of the work tree at ``top`` that differ from ``commit`` (its HEAD): tracked
     ones (``git diff``: staged, unstaged, deleted) and untracked ones .gitignore does not
     ignore.  Reads only: the user's index is not refreshed, no lock is taken."""
+    with tempfile.TemporaryDirectory(prefix="kernel-lab-index-") as scratch:
+        env = dict(_READ_ONLY)
+        # `git diff` refreshes stat-dirty entries and writes the index it used, optional
+        # locks or not (git 2.39): it gets a copy, so the user's index is never written.
+        index = _index_of(top)
+        if index.is_file():
+            shutil.copy2(index, Path(scratch) / "index")
+            env["GIT_INDEX_FILE"] = str(Path(scratch) / "index")
+        return _listed_changes(top, commit, env=env, log_path=log_path)
+
+
+def _index_of(top: Path) -> Path:
+    """The index file of the work tree at ``top`` (a linked work tree has its own)."""
+    out = proc.run(["git", "-C", str(top), "rev-parse", "--git-path", "index"],
+                   phase="source:git", log_path=None, timeout=60, env=_READ_ONLY).stdout
+    found = Path(out.strip().splitlines()[-1])
+    return found if found.is_absolute() else top / found
+
+
+def _listed_changes(top: Path, commit: str, *, env: dict[str, str],
+                    log_path: Path) -> WorkingChanges:
     def listed(*args: str) -> list[str]:
         out = proc.run(["git", "-C", str(top), *args], phase="source:git", log_path=None,
-                       timeout=TIMEOUT, env=_READ_ONLY).stdout
+                       timeout=TIMEOUT, env=env).stdout
         return _nul_split(out, where=f"git {args[0]} in {top}")
 
     try:
