@@ -91,7 +91,9 @@ def test_group_dies_when_the_lab_is_killed(tmp_path: Path) -> None:
     assert lab.stdout is not None
     assert lab.stdout.readline().strip() == "ready"
     deadline = time.monotonic() + 5
-    while not pidfile.exists() and time.monotonic() < deadline:
+    # The shell creates the file before it writes the pid: wait for the whole line.
+    while not (pidfile.exists() and pidfile.read_text().endswith("\n")) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     sleeper = int(pidfile.read_text())
     assert _alive(sleeper)
