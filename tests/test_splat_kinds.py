@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from lab.results.splat import line_body
-from lab.results.splat_kinds import TABLE, Form, Kind, detectors_off, match_first_line
+from lab.results.splat_kinds import (
+    HANG_KINDS,
+    TABLE,
+    Form,
+    Kind,
+    detectors_off,
+    match_first_line,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "splats"
 LOGS = sorted(GOLDEN.glob("*.log"))
@@ -100,3 +107,8 @@ def test_what_silences_which_detector_is_read_from_the_entries() -> None:
     assert detectors_off({"KASAN"}, ["kasan_multi_shot"]) == ("", "LOCKDEP")
     assert detectors_off({"KASAN", "HUNG_TASK"}, ("kasan_multi_shot",)) == ("HUNG_TASK", "")
     assert detectors_off({"WQ_LOCKUP", "LOCKDEP"}, ()) == ("LOCKDEP, WQ_LOCKUP", "")
+
+
+def test_the_kinds_that_say_a_test_hung_are_the_stalls() -> None:
+    """A test cut short whose window shows one of these is HANG (lab.run.records.unfinished)."""
+    assert {"HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL", "WQ_LOCKUP"} == HANG_KINDS

@@ -22,6 +22,7 @@ from typing import Any
 from lab.results.splat_kinds import (
     BY_NAME,
     DETECTORS_OFF_AFTER,
+    HANG_KINDS,
     KINDS,
     Form,
     Kind,
@@ -30,8 +31,8 @@ from lab.results.splat_kinds import (
 )
 from lab.results.splat_stack import Evidence, relevant, trace
 
-__all__ = ["DETECTORS_OFF_AFTER", "KINDS", "Splat", "detectors_off", "line_body", "parse",
-           "taint_letters"]
+__all__ = ["DETECTORS_OFF_AFTER", "HANG_KINDS", "KINDS", "Splat", "detectors_off", "line_body",
+           "parse", "taint_letters"]
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ class Kind:
     # Detectors a report turns off for good even when the guest is kept: a KASAN
     # report taints the kernel with LOCKDEP_NOW_UNRELIABLE (mm/kasan/report.c).
     turns_off: frozenset[str] = frozenset()
+    # A task or CPU made no progress: a test cut short with this report hung.
+    stalls: bool = False
 
 
 # Allocator entry points KASAN blames for double/invalid frees: the caller is the bug.
@@ -207,28 +209,29 @@ TABLE: tuple[Kind, ...] = (
         Form(r"^(?:watchdog: )?BUG: soft lockup - (?P<cpu>CPU#\d+ stuck for \d+s!)"
              r" \[(?P<comm>.+):(?P<pid>\d+)\]", "BUG: soft lockup", "{cpu} task {comm}:{pid}",
              kernel_ip),
-    )),
+    ), stalls=True),
     Kind("HUNG_TASK", (
         Form(r"^INFO: task (?P<comm>.+):(?P<pid>\d+) blocked for more than \d+ seconds",
              "INFO: task hung", "task {comm}:{pid}", first_frame, _WAITING,
              skip_in_stack=True),
-    ), replaces_guest=True),
+    ), replaces_guest=True, stalls=True),
     Kind("RCU_STALL", (
         Form(r"^(?:rcu: )?INFO: (?P<flavour>rcu_\w+) (?P<what>detected stalls on CPUs/tasks"
              r"|self-detected stall on CPU)", "INFO: rcu detected stall", "{flavour} {what}",
              stalled_ip, _WAITING, skip_in_stack=True),
-    )),
+    ), stalls=True),
     # wq_watchdog_timer_fn() (kernel/workqueue.c): a worker pool made no progress. No
     # stack of its own: the stuck pool's busy work items follow as plain lines.
     Kind("WQ_LOCKUP", (
         Form(r"^BUG: workqueue lockup - (?P<pool>pool .*?) stuck for (?P<secs>\d+)s!",
              "BUG: workqueue lockup", "{pool} stuck for {secs}s"),
-    ), replaces_guest=True),
+    ), replaces_guest=True, stalls=True),
 )
 
 BY_NAME = {kind.name: kind for kind in TABLE}
 KINDS = tuple(BY_NAME)
 DETECTORS_OFF_AFTER = frozenset(kind.name for kind in TABLE if kind.replaces_guest)
+HANG_KINDS = frozenset(kind.name for kind in TABLE if kind.stalls)
 
 
 def match_first_line(body: str) -> tuple[Kind, Form, re.Match[str]] | None:

@@ -43,6 +43,7 @@ from lab.results.record import (
     read_stop,
     write_stop,
 )
+from lab.results.splat import HANG_KINDS
 from lab.results.verdict import Verdict, fold, worst
 from lab.run import aftermath
 from lab.run.cells import plain_nodeid, repeat_of
@@ -366,11 +367,6 @@ class Recorder:
                 record, self.known, today=datetime.date.today()))
 
 
-# Splat kinds that say a task or CPU made no progress: an interrupted test that shows one
-# hung.
-_HANG_KINDS = frozenset({"HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL", "WQ_LOCKUP"})
-
-
 def unfinished(test: str, *, cell: str, kernel: dict[str, Any], repeat: int, why: str,
                started: bool, interrupted: dict[str, Any] | None = None) -> Record:
     """The record of a test that got no verdict of its own: NOTRUN ("not run", or "not
@@ -392,7 +388,7 @@ def unfinished(test: str, *, cell: str, kernel: dict[str, Any], repeat: int, why
         return replace(base, reason=f"not finished: {after}", duration=seconds, data=data)
     if any(s.get("fatal") for s in splats):
         verdict = Verdict.CRASH.value
-    elif any(s.get("kind") in _HANG_KINDS for s in splats):
+    elif any(s.get("kind") in HANG_KINDS for s in splats):
         verdict = Verdict.HANG.value
     else:
         verdict = Verdict.FAIL.value
