@@ -54,3 +54,15 @@ def test_the_export_is_read_only_with_remapped_inodes() -> None:
     fsdev = opts[opts.index("-fsdev") + 1]
     assert "readonly=on" in fsdev and "multidevs=remap" in fsdev and "path=/" in fsdev
     assert f"mount_tag={hostroot.TAG}" in opts[opts.index("-device") + 1]
+    tree = hostroot.qemu_opts(Path("/run/x/export"))  # the guest's tree (lab.vm.sandbox)
+    assert "path=/run/x/export," in tree[tree.index("-fsdev") + 1]
+
+
+def test_in_the_lab_tree_the_modules_are_bound_where_virtme_ng_looks(tmp_path: Path) -> None:
+    modules = tmp_path / "lib" / "modules" / "7.2.0"
+    modules.mkdir(parents=True)
+    lines = hostroot.fstab(modules, tmpfs="/run/kernel-lab", release="7.2.0").splitlines()
+    assert lines[-2].split()[:4] == [hostroot.MOUNTPOINT + str(modules), "/lib/modules/7.2.0",
+                                     "none", "bind,X-mount.mkdir"]
+    assert all(line.split()[1] != "/lib/modules/7.2.0"
+               for line in hostroot.fstab(modules, tmpfs="/run/kernel-lab").splitlines())

@@ -19,7 +19,7 @@ def test_one_cpu_per_socket_so_the_mp_table_lists_every_cpu() -> None:
     opts = qemu_opts(VmConfig(cpus=3, accel="tcg"), vmdir=Path("/v"), port=2222)
     assert opts[opts.index("-smp") + 1] == "3,sockets=3,cores=1,threads=1"
     assert "-no-reboot" in opts
-    assert "user,id=lab0,hostfwd=tcp:127.0.0.1:2222-:22" in opts
+    assert "user,id=lab0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22" in opts
 
 
 
@@ -28,10 +28,10 @@ def test_the_init_path_puts_the_vms_noop_tmpfiles_first(tmp_path: Path) -> None:
     directory of no-ops comes first, the standard directories (the initramfs's) after."""
     import subprocess
 
-    from lab.vm.vm import INIT_PATH_TAIL, NOOP_DIR, vng_argv, write_noops
+    from lab.vm.vm import INIT_PATH_TAIL, NOOP_DIR, virtme_argv, write_noops
 
-    argv = vng_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=tmp_path, port=2222)
-    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--append"]
+    argv = virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=tmp_path, port=2222)
+    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--kopt"]
     paths = [a for a in appended if a.startswith("PATH=")]
     assert paths == [f"PATH={tmp_path / NOOP_DIR}:{INIT_PATH_TAIL}"]
     write_noops(tmp_path / NOOP_DIR)
@@ -52,10 +52,10 @@ def test_the_init_path_puts_the_vms_noop_tmpfiles_first(tmp_path: Path) -> None:
 def test_the_kernel_keeps_its_name_for_the_nic() -> None:
     """Where the host's udevd runs in the guest, it must not rename the NIC (boot.sh finds
     it by driver anyway: tests/test_vm_real.py)."""
-    from lab.vm.vm import vng_argv
+    from lab.vm.vm import virtme_argv
 
-    argv = vng_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222)
-    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--append"]
+    argv = virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222)
+    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--kopt"]
     assert "net.ifnames=0" in appended
 
 
@@ -63,10 +63,10 @@ def test_every_guest_has_a_log_buffer_a_flood_of_reports_does_not_overrun() -> N
     """Prebuilt and built kernels alike (tests/test_logbuf_real.py floods one for real)."""
     from lab.kernel.artifact import Kernel
     from lab.run.plugin import kernel_args
-    from lab.vm.vm import vng_argv
+    from lab.vm.vm import virtme_argv
 
-    argv = vng_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222)
-    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--append"]
+    argv = virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222)
+    appended = [argv[i + 1] for i, a in enumerate(argv) if a == "--kopt"]
     assert "log_buf_len=8M" in appended
     debian = Kernel(spec="debian:7.2", release="7.2.13+deb14-amd64", image=Path("/k/vmlinuz"))
     assert "log_buf_len=8M" in kernel_args(debian, [])
@@ -87,3 +87,24 @@ def test_boot_sh_takes_the_noops_off_its_own_path(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == INIT_PATH_TAIL
     assert NOOP_DIR == "noop-bin"  # the name boot.sh strips
+
+
+def test_qemu_is_started_by_virtme_run_with_an_argv_list_never_a_shell(tmp_path: Path) -> None:
+    """vng joins its options into one string for a shell; the lab calls virtme-run with a
+    list, so a value reaches QEMU as one argument whatever it holds (the values are also
+    checked where they are made: tests/test_options.py)."""
+    from lab.vm.vm import virtme_argv
+
+    argv = virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222,
+                       export=Path("/v/export"))
+    assert Path(argv[0]).name == "virtme-run"
+    assert argv[argv.index("--memory") + 1] == "2G"
+    assert argv[argv.index("--root") + 1] == "/v/export"
+    opts = argv[argv.index("--qemu-opts") + 1:]
+    fsdev = opts[opts.index("-fsdev") + 1]
+    assert "path=/v/export," in fsdev  # the cached view exports the same tree
+    netdev = opts[opts.index("-netdev") + 1]
+    assert "restrict=on" in netdev
+    open_net = virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222,
+                           restrict=False)
+    assert "--root" not in open_net and all("restrict" not in a for a in open_net)

@@ -13,6 +13,7 @@ from lab import proc
 from lab.errors import UserError
 from lab.kernel.artifact import Kernel
 from lab.vm.agent import Agent
+from lab.vm.sandbox import Isolation
 from lab.vm.vm import Vm, VmConfig
 
 log = logging.getLogger("lab.bench.boot")
@@ -33,12 +34,13 @@ def plain_vng_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, log_path: P
     return time.monotonic() - started
 
 
-def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path,
-                      run_dir: Path) -> tuple[float, list[tuple[str, float]]]:
+def lab_ready_seconds(kernel: Kernel, cfg: VmConfig, *, cache: Path, run_dir: Path,
+                      isolation: Isolation | None = None) -> tuple[float, list[tuple[str, float]]]:
     """Wall time from starting the lab's VM to the agent answering its first call, and
-    the boot's timeline slices (lab.vm.timeline) in order."""
+    the boot's timeline slices (lab.vm.timeline) in order.  ``isolation``: the host's
+    walls (None), or ``lab.vm.sandbox.OFF`` for what they cost."""
     started = time.monotonic()
-    vm = Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench")
+    vm = Vm(kernel, run_dir=run_dir, cache=cache, config=cfg, name="bench", isolation=isolation)
     launched: list[Agent] = []
     # As lab.vm.session does: the agent pushed and started while the guest probes.
     vm.while_probing = lambda ssh: launched.append(

@@ -41,6 +41,7 @@ from lab.errors import LabError
 from lab.kernel.resolve import resolve_kernel
 from lab.paths import cache_root, default_results_root
 from lab.vm.accel import choose_accel
+from lab.vm.sandbox import OFF
 from lab.vm.vm import VmConfig
 
 
@@ -80,19 +81,26 @@ def _bench(args: argparse.Namespace) -> int:
         vng_times: list[float] = []
         lab_times: list[float] = []
         lab_slices: list[list[tuple[str, float]]] = []
+        open_times: list[float] = []  # the same boot with the walls down (sandbox.OFF)
         for i in range(0 if args.skip_boot else args.rounds):
             vng_times.append(plain_vng_seconds(kernel, cfg, cache=cache,
                                                log_path=tmp / f"vng-{i}.log"))
             ready, slices = lab_ready_seconds(kernel, cfg, cache=cache, run_dir=tmp)
             lab_times.append(ready)
             lab_slices.append(slices)
+            open_times.append(lab_ready_seconds(kernel, cfg, cache=cache, run_dir=tmp,
+                                                isolation=OFF)[0])
             print(f"round {i + 1}: vng --exec true {vng_times[-1]:.1f}s, "
-                  f"lab boot->agent ready {lab_times[-1]:.1f}s", flush=True)
+                  f"lab boot->agent ready {lab_times[-1]:.1f}s "
+                  f"(walls down: {open_times[-1]:.1f}s)", flush=True)
         if vng_times:
             vng_med, lab_med = statistics.median(vng_times), statistics.median(lab_times)
             figures["boot"] = {"vng_exec_true_s": vng_times, "lab_agent_ready_s": lab_times,
                                "ratio": round(lab_med / vng_med, 2), "goal": "<= 1.5",
                                "slices_median_s": median_slices(lab_slices),
+                               "walls_down_agent_ready_s": open_times,
+                               "isolation_ratio": round(
+                                   lab_med / statistics.median(open_times), 2),
                                "load_after": list(os.getloadavg())}
             # lab run compares its boots with this host's own baseline (lab.results.summary).
             atomic.write_text(cache / "bench" / "baseline.json", json.dumps(
@@ -121,6 +129,8 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"boot: vng --exec true median {vng_med:.1f}s | lab boot->agent ready median "
               f"{lab_med:.1f}s | ratio {figures['boot']['ratio']:.2f}x (goal <= 1.5x) | "
               f"load average after {figures['boot']['load_after'][0]:.2f}")
+        print(f"isolation: lab boot with its walls (allow-list root, restricted network) / "
+              f"without, median: {figures['boot']['isolation_ratio']:.2f}x")
         print("lab boot slices (median s): " + ", ".join(
             f"{n} {s:.2f}" for n, s in figures["boot"]["slices_median_s"].items()))
     if "lab_run" in figures:

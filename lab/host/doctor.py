@@ -251,6 +251,20 @@ def _kvm(cache: Path, image: Path | None) -> Check:
     return Check("KVM", True, ("usable: " if usable else "not usable, TCG will be used: ") + why)
 
 
+def _isolation() -> Check:
+    """Whether guests get the allow-listed view of the host (lab.vm.sandbox): a note when
+    the host refuses the namespace it needs; guests then read what the lab's user can."""
+    from lab.vm.sandbox import host_isolation
+
+    iso = host_isolation()
+    if iso.files:
+        return Check("guest isolation", True, iso.describe())
+    return Check("guest isolation", True, iso.describe(),
+                 "allow unprivileged user namespaces (Ubuntu: sudo sysctl "
+                 "kernel.apparmor_restrict_unprivileged_userns=0), or run the lab as root",
+                 note=True)
+
+
 def _cpu_slots() -> Check:
     """The per-user directory of the host's CPU slots (lab.vm.slots): without it guests
     boot without taking turns for the cores, and races overlap less."""
@@ -334,6 +348,7 @@ def checks(cache: Path, *, image: Path | None = None,
         _fio(),
         _disk(cache),
         _cpu_slots(),
+        _isolation(),
     ]
     if _which("qemu-system-x86_64"):
         result.append(_kvm(cache, image))

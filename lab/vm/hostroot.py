@@ -83,18 +83,26 @@ def _field(text: str) -> str:
     return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in text)
 
 
-def fstab(modules: Path | None, *, tmpfs: str) -> str:
+def fstab(modules: Path | None, *, tmpfs: str, release: str | None = None) -> str:
     """What guest/boot.sh mounts first, in order, with one ``mount -a -T``: the cached
-    export, its binds, then the lab's own tmpfs at ``tmpfs`` (mode 0700)."""
+    export, its binds, then the lab's own tmpfs at ``tmpfs`` (mode 0700).
+
+    ``release``: the guest's root is the lab's tree (lab.vm.sandbox), where virtme-ng
+    expects the modules at ``/lib/modules/RELEASE`` (virtme_root_mods): bound there too.
+    """
     lines = [f"{TAG} {MOUNTPOINT} 9p {MOUNT_OPTIONS} 0 0"]
     lines += [f"{_field(MOUNTPOINT + d)} {_field(d)} none bind 0 0" for d in fast_dirs(modules)]
+    if release is not None and modules is not None:
+        lines.append(f"{_field(MOUNTPOINT + os.path.realpath(modules))} "
+                     f"{_field('/lib/modules/' + release)} none bind,X-mount.mkdir 0 0")
     lines.append(f"kernel-lab {_field(tmpfs)} tmpfs mode=0700,X-mount.mkdir 0 0")
     return "".join(f"{line}\n" for line in lines)
 
 
-def qemu_opts() -> list[str]:
-    """The second, read-only export of the host root (remapped inodes: one 9p device
-    spans several host filesystems, and the guest's cache keys files by inode)."""
-    return ["-fsdev", "local,id=labroot,path=/,security_model=none,readonly=on,"
+def qemu_opts(root: Path | None = None) -> list[str]:
+    """The second, read-only export of the guest's root (``root``: the lab's tree, None:
+    the host's ``/``) (remapped inodes: one 9p device spans several host filesystems, and
+    the guest's cache keys files by inode)."""
+    return ["-fsdev", f"local,id=labroot,path={root or '/'},security_model=none,readonly=on,"
                       "multidevs=remap",
             "-device", f"virtio-9p-pci,fsdev=labroot,mount_tag={TAG}"]

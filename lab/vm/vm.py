@@ -25,7 +25,7 @@ from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
-from lab.vm import hostroot
+from lab.vm import hostroot, sandbox
 from lab.vm.ssh import (
     ExecResult,
     Running,
@@ -147,7 +147,8 @@ def cpu_count(online: str) -> int:
     return total
 
 
-def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
+def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int, export: Path | None = None,
+              restrict: bool = True) -> list[str]:
     """QEMU arguments the lab adds to virtme-ng's, one device per group."""
     # A panicking guest reboots (virtme-ng passes panic=-1): exit instead, so a dead
     # kernel is seen as a dead QEMU and never silently boots again.
@@ -166,10 +167,13 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
     # ACPI (the lab's base config) would come up with one CPU.  The same topology
     # for every kernel keeps Debian's and built kernels comparable.
     opts += ["-smp", f"{cfg.cpus},sockets={cfg.cpus},cores=1,threads=1"]
-    # User networking; sshd in the guest is reached only from 127.0.0.1.
-    opts += ["-netdev", f"user,id=lab0,hostfwd=tcp:127.0.0.1:{port}-:22"]
+    # User networking, restricted: the forwarded SSH port comes in (from 127.0.0.1 only);
+    # nothing goes out: not to the host (10.0.2.2 is its loopback), not to other guests'
+    # forwarded ports, not to the internet.
+    opts += ["-netdev", f"user,id=lab0,{'restrict=on,' if restrict else ''}"
+                        f"hostfwd=tcp:127.0.0.1:{port}-:22"]
     opts += ["-device", "virtio-net-pci,netdev=lab0"]
-    opts += hostroot.qemu_opts()  # what boot.sh mounts cached (lab.vm.hostroot)
+    opts += hostroot.qemu_opts(export)  # what boot.sh mounts cached (lab.vm.hostroot)
     for i, nvme in enumerate(cfg.nvme):
         drive = f"file={vmdir / f'nvme-{nvme.role}.img'},if=none,id=nvm{i},format=raw"
         if nvme.iops_limit is not None:
@@ -189,23 +193,46 @@ def write_noops(directory: Path) -> None:
         (directory / name).symlink_to(true)
 
 
-def vng_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int) -> list[str]:
-    """The virtme-ng command line that boots ``kernel_image`` for the lab."""
-    argv = [
-        "vng",
-        "--run", str(kernel_image),
-        "--force-9p",  # virtiofsd is not installed; skip vng's 10 s wait for it
+# What virtme-ng lays a writable overlay (tmpfs over the export) on in the guest: vng's own
+# list, so the guest can write where programs expect to (nothing reaches the host).
+OVERLAYS = ("/etc", "/lib", "/home", "/opt", "/srv", "/usr", "/var", "/tmp")
+
+
+def virtme_run() -> str:
+    """virtme-ng's virtme-run: beside this interpreter (the venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "virtme-run"
+    return str(beside) if beside.exists() else (shutil.which("virtme-run") or "virtme-run")
+
+
+def virtme_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int,
+             export: Path | None = None, restrict: bool = True) -> list[str]:
+    """The virtme-run command line that boots ``kernel_image`` for the lab.
+
+    virtme-run itself, with an argv list: ``vng`` would join the same options into one
+    string for a shell (``--memory``, ``--qemu-opts``, the image's path unquoted).
+    ``export`` is the guest's root (lab.vm.sandbox); None exports the host's ``/``.
+    """
+    argv = [virtme_run(), "--name", "kernel-lab",
+            "--script-sh", f"{GUEST_BOOT} {vmdir}"]
+    for d in OVERLAYS:
+        argv += ["--overlay-rwdir", d]
+    argv += [
+        "--kimg", str(kernel_image),
+        "--mods", "auto",
+        "--force-9p",  # virtiofsd is not installed; skip the 10 s wait for it
+        "--show-boot-console", "--verbose",  # kernel messages on the console from byte one
         "--cpus", str(cfg.cpus),
         "--memory", cfg.memory,
-        "--verbose",  # kernel messages on the console from the first byte
-        "--exec", f"{GUEST_BOOT} {vmdir}",
     ]
-    argv += ["--append", f"PATH={vmdir / NOOP_DIR}:{INIT_PATH_TAIL}"]  # see NOOPS
+    if export is not None:
+        argv += ["--root", str(export)]
+    argv += ["--kopt", f"PATH={vmdir / NOOP_DIR}:{INIT_PATH_TAIL}"]  # see NOOPS
     for arg in cfg.kernel_args:
-        argv += ["--append", arg]
+        argv += ["--kopt", arg]
     if cfg.accel != "kvm":
         argv.append("--disable-kvm")
-    argv.append("--qemu-opts=" + " ".join(qemu_opts(cfg, vmdir=vmdir, port=port)))
+    argv += ["--qemu-opts", *qemu_opts(cfg, vmdir=vmdir, port=port, export=export,
+                                       restrict=restrict)]
     return argv
 
 
@@ -241,6 +268,7 @@ class Vm:
         cache: Path,
         config: VmConfig | None = None,
         name: str = "vm",
+        isolation: sandbox.Isolation | None = None,
     ) -> None:
         self.kernel = kernel
         # A file name: a variant's added option may hold "/" or quotes (CONFIG_X="a/b").
@@ -256,6 +284,8 @@ class Vm:
         self.boot_seconds = 0.0
         self.cpus_online = 0
         self.timeline = Timeline()
+        # None: the host's (lab.vm.sandbox.host_isolation); sandbox.OFF: the walls' control.
+        self.isolation = isolation
         self.client_key = cache / "ssh" / "id_ed25519"
         # Called once SSH is up, while the guest runs the probe (lab.vm.session starts the
         # agent there: its push and start overlap the wait for the NVMe devices).
@@ -292,9 +322,15 @@ class Vm:
             )
         started = time.monotonic()
         self.timeline = Timeline()
+        if self.isolation is None:
+            self.isolation = sandbox.host_isolation()
         self._prepare_files()
         image = self._kernel_root()
+        export = sandbox.export_root(self.vmdir) if self.isolation.files else None
         env = {
+            # virtme-run's temporary files (its return-code file, which the guest writes)
+            # in the VM's directory, removed with it.
+            "TMPDIR": str(self.vmdir),
             # virtme-ng calls virtme-run through the shell: it must be on PATH.
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             # Keep virtme-ng's own cache and config out of the user's home.
@@ -304,7 +340,11 @@ class Vm:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # A free port can be taken by another worker's QEMU before ours binds it.
             self.port = self.cfg.ssh_port or free_port()
-            argv = vng_argv(image, self.cfg, vmdir=self.vmdir, port=self.port)
+            argv = virtme_argv(image, self.cfg, vmdir=self.vmdir, port=self.port, export=export,
+                            restrict=self.isolation.network)
+            if export is not None:
+                argv = sandbox.wrap(argv, vmdir=self.vmdir, modules=self.kernel.modules,
+                                    max_file_bytes=self._max_file_bytes())
             log.info("boot %s (%s) on port %d, console %s", self.kernel.spec,
                      self.kernel.release, self.port, self.console_log)
             console_start = self.console_log.stat().st_size if self.console_log.exists() else 0
@@ -342,8 +382,9 @@ class Vm:
         self.nvme = self._probe_result(probe.wait())
         self.timeline.mark("probe")
         self.boot_seconds = time.monotonic() - started
-        log.info("guest up in %.1f s: %s", self.boot_seconds,
-                 ", ".join(f"{d.role}={d.ctrl}" for d in self.nvme.values()))
+        log.info("guest up in %.1f s: %s; host view: %s", self.boot_seconds,
+                 ", ".join(f"{d.role}={d.ctrl}" for d in self.nvme.values()),
+                 self.isolation.describe() if self.isolation else "?")
 
     def stop(self) -> None:
         """End QEMU and remove the VM's temporary files (idempotent)."""
@@ -368,13 +409,20 @@ class Vm:
         self.client_key = lab_client_key(self.cache)
         shutil.copy2(self.client_key.with_suffix(".pub"), self.vmdir / "authorized_keys")
         (self.vmdir / "sshd_config").write_text(SSHD_CONFIG.format(vmdir=self.vmdir))
-        (self.vmdir / "fstab").write_text(hostroot.fstab(self.kernel.modules, tmpfs=REMOTE_BASE))
+        (self.vmdir / "fstab").write_text(hostroot.fstab(
+            self.kernel.modules, tmpfs=REMOTE_BASE,
+            release=self.kernel.release if self.isolation and self.isolation.files else None))
         # The interpreter guest/zygote.py runs in: the one the agent's channel would exec.
         (self.vmdir / "agent-python").write_text(f"{sys.executable}\n")
         write_noops(self.vmdir / NOOP_DIR)
         for nvme in self.cfg.nvme:
             with open(self.vmdir / f"nvme-{nvme.role}.img", "wb") as f:
                 f.truncate(nvme.size)  # sparse: costs no disk until written
+
+    def _max_file_bytes(self) -> int:
+        """The largest file QEMU may write (RLIMIT_FSIZE): its largest NVMe image; the
+        console goes through a pipe (lab.proc), not a file of QEMU's."""
+        return max([n.size for n in self.cfg.nvme] + [64 << 20])
 
     def _kernel_root(self) -> Path:
         """A rootfs-shaped dir of symlinks so virtme-ng finds image and modules together."""

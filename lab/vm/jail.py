@@ -1,0 +1,220 @@
+"""The guest's view of the host: an allow-list, built in a private mount namespace.
+
+virtme-ng exports a directory of the host to the guest over 9p (``security_model=none``:
+QEMU opens the files, with its own rights, for the guest).  Exporting ``/`` hands a guest
+that runs tests as root everything QEMU can read: the host's ``/etc/shadow``, every home,
+``/proc`` (other processes' environments, ``/proc/kcore``), ``/run``'s secrets, other
+runs' directories.  So the lab exports a tree of its own instead, ``root``: a tmpfs,
+mounted where only this process and its children see it (an unshared mount namespace,
+inside a user namespace when the lab is not root), holding
+
+- the system's programs and libraries (``/usr``, ``/bin``, ``/sbin``, ``/lib*``), bound
+  read-only as they are (a symbolic link stays one: merged /usr);
+- a copy of ``/etc`` with only what any user of the host may read (world-readable files
+  and the directories on the way to them), never the password hashes nor a private key;
+- the few directories the guest needs (``binds``: the VM's own directory, the guest
+  scripts, the agent's interpreter, the kernel's modules), each at its own path;
+- empty mount points for what the guest mounts itself (``/dev``, ``/proc``, ``/run``...).
+
+Nothing else of the host is in the tree.  QEMU itself runs with the host's view (it
+needs its firmware, the kernel image and ``/dev/kvm``); only what it exports changes.
+The namespace ends with QEMU, and its mounts with it: the host sees an empty directory.
+
+Run as ``python jail.py PLAN.json -- ARGV...`` (or ``--probe``): a script of the standard
+library only, executed before any of the lab is imported, so that it costs one interpreter
+start (lab.vm.sandbox builds the plan and decides whether the host allows it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import resource
+import shutil
+import stat
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+# Never copied from /etc, whatever their mode: the password hashes and their backups.
+ETC_NEVER = ("shadow", "gshadow", "shadow-", "gshadow-", "security/opasswd")
+SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# What the guest mounts itself, or virtme-ng lays a writable overlay on: present, empty.
+EMPTY = ("dev", "proc", "sys", "run", "tmp", "var", "home", "root", "mnt", "opt", "srv")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class JailError(Exception):
+    pass
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise JailError(f"{what}: {os.strerror(err)} ({errno.errorcode.get(err, err)})")
+
+
+def _mount(src: str, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(src.encode(), dst.encode(), fstype.encode() if fstype else None,
+                       ctypes.c_ulong(flags), data.encode() if data else None),
+           f"mount {src} on {dst}")
+
+
+def enter_namespace() -> None:
+    """A mount namespace of this process's own (and a user namespace first when it is not
+    root, mapping it to root there), every mount in it private."""
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS if uid == 0 else CLONE_NEWNS | CLONE_NEWUSER
+    _check(_libc.unshare(flags), "unshare")
+    if uid != 0:
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"0 {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"0 {gid} 1")
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+
+
+def _read_only(path: str) -> None:
+    """Remount a bind read-only, keeping the flags a user namespace may not drop."""
+    locked = 0
+    st = os.statvfs(path)
+    for bit, flag in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV),
+                      (os.ST_NOEXEC, MS_NOEXEC)):
+        if st.f_flag & bit:
+            locked |= flag
+    _mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked)
+
+
+def bind(src: str, root: str, *, recursive: bool) -> None:
+    """``src`` at its own path inside ``root``, read-only."""
+    dst = root + src
+    if os.path.isdir(src):
+        os.makedirs(dst, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        open(dst, "a").close()  # a mount point
+    _mount(src, dst, None, MS_BIND | (MS_REC if recursive else 0))
+    with contextlib.suppress(JailError):
+        _read_only(dst)  # else QEMU still exports the tree read-only (readonly=on)
+
+
+def _world_readable(st: os.stat_result) -> bool:
+    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
+    return st.st_mode & need == need
+
+
+def copy_etc(src: str, dst: str) -> None:
+    """What any user may read of ``src`` (/etc), copied to ``dst``: world-readable regular
+    files and links, in world-readable directories; never ETC_NEVER nor a private key."""
+    os.makedirs(dst, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = dst if rel == "." else os.path.join(dst, rel)
+        keep = []
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(path), os.path.join(target, name))
+            elif _world_readable(st):
+                os.mkdir(os.path.join(target, name), stat.S_IMODE(st.st_mode))
+                keep.append(name)
+        dirnames[:] = keep
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            relname = os.path.normpath(os.path.join(rel, name))
+            if relname in ETC_NEVER or name.endswith("_key") or name.endswith(".key"):
+                continue
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(path), os.path.join(target, name))
+            elif stat.S_ISREG(st.st_mode) and _world_readable(st):
+                try:
+                    shutil.copy2(path, os.path.join(target, name), follow_symlinks=False)
+                except OSError:
+                    continue  # unreadable after all (an ACL): not the guest's
+
+
+def write_shadow(etc: str) -> None:
+    """A shadow file with no hash of the host's: every account of the copied passwd
+    locked (``!``); guest/boot.sh then makes root's usable for key logins."""
+    names = []
+    with open(os.path.join(etc, "passwd"), encoding="utf-8", errors="replace") as f:
+        for line in f:
+            name = line.split(":", 1)[0].strip()
+            if name and not name.startswith("#"):
+                names.append(name)
+    fd = os.open(os.path.join(etc, "shadow"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"{name}:!:1::::::\n" for name in names)
+
+
+def build(plan: dict[str, object]) -> None:
+    """The allow-listed tree at ``plan["root"]`` (see the module's docstring)."""
+    root = str(plan["root"])
+    _mount("kernel-lab-export", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for name in SYSTEM:
+        path = "/" + name
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), root + path)
+        elif os.path.isdir(path):
+            bind(path, root, recursive=True)
+    copy_etc("/etc", root + "/etc")
+    if os.path.exists(root + "/etc/passwd"):
+        write_shadow(root + "/etc")
+    for name in EMPTY:
+        os.makedirs(root + "/" + name, exist_ok=True)
+    binds = plan.get("binds", [])
+    assert isinstance(binds, list)
+    for path in binds:
+        bind(str(path), root, recursive=False)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--probe"]:
+        # Can this host give a process a mount namespace of its own (and, not as root, a
+        # user namespace)?  One line on stderr when not: what refused.
+        try:
+            enter_namespace()
+            _mount("none", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+        except (JailError, OSError) as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: jail.py PLAN.json -- ARGV... | jail.py --probe", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        plan = json.load(f)
+    try:
+        enter_namespace()
+        build(plan)
+    except (JailError, OSError) as exc:
+        print(f"kernel-lab: jail: {exc}", file=sys.stderr)
+        return 125
+    fsize = plan.get("max_file_bytes")
+    if isinstance(fsize, int):
+        # No file QEMU or virtme-run writes outgrows the largest NVMe image (virtme-run's
+        # return-code file is one the guest can write to without end).
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    os.execvp(argv[2], argv[2:])
+    return 127  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
