@@ -1,0 +1,207 @@
+"""What a real guest can read and reach of the host: the lab's walls (lab.vm.sandbox), each
+escape tried from inside a guest booted as every run boots them, and the same tries from a
+guest with the walls down (``sandbox.OFF``), which must succeed: the control that shows each
+try would see an escape.
+
+Two guests run at once, so "another guest's SSH port" is a real one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from lab.kernel.resolve import resolve_kernel
+from lab.paths import cache_root
+from lab.vm import sandbox
+from lab.vm import vm as vm_mod
+from lab.vm.hostroot import MOUNTPOINT
+from tests.hostuser import normal_user
+
+pytestmark = [pytest.mark.vm, pytest.mark.network]
+
+CFG = vm_mod.VmConfig(accel="tcg-single")  # as tests/test_vm_real.py says why
+TOKEN = secrets.token_hex(12)
+
+
+class Listener:
+    """A TCP listener on the host that records every connection it accepts."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket()
+        self.sock.bind((address, 0))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.address, self.port = address, self.sock.getsockname()[1]
+        self.accepted: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted.append(peer)
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _outside_address() -> str | None:
+    """The host's address on its way out (a UDP socket's source: no packet is sent), as
+    an outside machine the guest might reach; None on a host with no route out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(s.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+@pytest.fixture(scope="module")
+def canaries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    """Files holding TOKEN where a guest must not read them: root's home, another user's
+    home (world-readable there), the lab's cache, another run's directory, /etc (0600, as
+    the shadow file), the host's /run."""
+    user = normal_user()
+    places = [Path.home() / f".kernel-lab-canary-{os.getpid()}",
+              user.home / f"kernel-lab-canary-{os.getpid()}",
+              cache_root() / f"canary-{os.getpid()}",
+              tmp_path_factory.mktemp("other-run") / "canary",
+              Path(f"/etc/kernel-lab-canary-{os.getpid()}"),
+              Path(f"/run/kernel-lab-canary-{os.getpid()}")]
+    made = []
+    try:
+        for path in places:
+            try:
+                path.write_text(TOKEN)
+            except OSError:
+                continue  # not writable here (not root): fewer canaries
+            os.chmod(path, 0o600 if path.parent == Path("/etc") else 0o644)
+            made.append(path)
+        yield made
+    finally:
+        for path in made:
+            path.unlink()
+
+
+@pytest.fixture(scope="module")
+def guests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[vm_mod.Vm, vm_mod.Vm]]:
+    """The lab's guest (the host's walls) and the control (walls down), booted at once."""
+    if not sandbox.host_isolation().files:
+        pytest.fail(f"this host refuses the guest's tree: {sandbox.host_isolation().reason}")
+    cache = cache_root()
+    kernel = resolve_kernel("debian:7.2", cache=cache)
+    run_dir = tmp_path_factory.mktemp("isolation")
+    walled = vm_mod.Vm(kernel, run_dir=run_dir, cache=cache, config=CFG, name="walled")
+    control = vm_mod.Vm(kernel, run_dir=run_dir, cache=cache, config=CFG, name="control",
+                        isolation=sandbox.OFF)
+    with ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+        for vm in (walled, control):
+            stack.callback(vm.stop)
+        for fut in [pool.submit(vm.start) for vm in (walled, control)]:
+            fut.result()
+        yield walled, control
+
+
+def _sh(vm: vm_mod.Vm, script: str) -> str:
+    assert vm.ssh is not None
+    res = vm.ssh.run(["/bin/sh", "-c", script], timeout=120)
+    return res.stdout + res.stderr
+
+
+def _reads(vm: vm_mod.Vm, paths: list[Path]) -> str:
+    """What the guest gets reading each path where the host has it, directly and through
+    the cached view of the host's export."""
+    return _sh(vm, "; ".join(f"cat {p} {MOUNTPOINT}{p}" for p in paths) + "; true")
+
+
+def test_the_guest_reads_none_of_the_hosts_secrets(
+        guests: tuple[vm_mod.Vm, vm_mod.Vm], canaries: list[Path]) -> None:
+    walled, control = guests
+    assert len(canaries) >= 4, canaries
+    assert walled.isolation is not None and walled.isolation.files
+    seen = _reads(walled, canaries)
+    assert TOKEN not in seen
+    # The control reads every one of them: each try above would have seen an escape.
+    for path in canaries:
+        assert TOKEN in _reads(control, [path]), path
+
+
+def test_the_guests_shadow_and_proc_are_not_the_hosts(
+        guests: tuple[vm_mod.Vm, vm_mod.Vm]) -> None:
+    """The password hashes (the lab's shadow locks every account) and the host's /proc
+    (other processes' environments, /proc/kcore: the host kernel's memory)."""
+    walled, control = guests
+    shadow = _sh(walled, f"cat /etc/shadow {MOUNTPOINT}/etc/shadow")
+    hashes = {line.split(":")[1] for line in shadow.splitlines() if line.count(":") >= 8}
+    assert hashes and hashes <= {"!", "unusable"}, shadow
+    probe = f"ls {MOUNTPOINT}/proc | wc -l"
+    assert _sh(walled, probe).split() == ["0"]  # an empty mount point
+    assert int(_sh(control, probe).split()[0]) > 10  # the host's processes, walls down
+
+
+def _connect(vm: vm_mod.Vm, address: str, port: int) -> str:
+    """"connected" or why not, from a socket in the guest (5 s timeout)."""
+    return _sh(vm, "python3 -c \"import socket\ntry:\n socket.create_connection(("
+                   f"'{address}', {port}), timeout=5); print('connected')\n"
+                   "except OSError as e: print('refused', e)\"").strip()
+
+
+def test_the_guest_reaches_no_host_service_no_guest_and_nothing_outside(
+        guests: tuple[vm_mod.Vm, vm_mod.Vm]) -> None:
+    walled, control = guests
+    loopback = Listener("127.0.0.1")  # a service of the host's own, on its loopback
+    outside = _outside_address()
+    away = Listener(outside) if outside else None
+    try:
+        # QEMU's user network shows the host's loopback as 10.0.2.2.
+        targets = [("10.0.2.2", loopback.port, "the host's 127.0.0.1")]
+        if away is not None:
+            targets.append((away.address, away.port, "an outside address"))
+        for address, port, what in targets:
+            assert _connect(walled, address, port).startswith("refused"), what
+        assert _connect(walled, "10.0.2.2", control.port).startswith("refused")
+        assert not loopback.accepted and not (away and away.accepted)
+        # The control reaches each: the walled guest's tries would have seen a way out.
+        for address, port, what in targets:
+            assert _connect(control, address, port) == "connected", what
+        assert _connect(control, "10.0.2.2", walled.port) == "connected"
+        assert loopback.accepted
+    finally:
+        loopback.close()
+        if away is not None:
+            away.close()
+
+
+def test_the_guests_own_work_goes_on_behind_the_walls(
+        guests: tuple[vm_mod.Vm, vm_mod.Vm]) -> None:
+    """The agent starts from its pushed archive and calls the kernel (the suites run
+    behind the same walls in every other real test)."""
+    from lab.vm.agent import Agent
+
+    walled, _ = guests
+    assert walled.ssh is not None
+    agent = Agent.start(walled.ssh, cache=cache_root(), slowdown=walled.cfg.slowdown,
+                        timeline=walled.timeline)
+    try:
+        assert agent.call("agent.ping") == "pong"
+        assert "kernel-lab-root" in _sh(walled, "cat /proc/self/mountinfo")  # cached view
+    finally:
+        agent.close()
