@@ -78,12 +78,15 @@ def _refused(why: str) -> Isolation:
     return Isolation(files=False, reason=f"mount namespace refused: {why}")
 
 
-def binds(vmdir: Path, modules: Path | None) -> list[str]:
+def binds(vmdir: Path, modules: Path | None, staged: Path | None = None) -> list[str]:
     """The directories of the host the guest needs besides the system's (jail.SYSTEM), at
     their own paths: the VM's directory, the guest scripts, the agent's interpreter (the
-    directory its path names and its installation) and the kernel's modules."""
+    directory its path names and its installation), the staged agents (``staged``: the
+    guest runs their ``handoff``) and the kernel's modules."""
     wanted = [str(vmdir), str(GUEST_DIR), os.path.dirname(os.path.abspath(sys.executable)),
               *hostroot.interpreter_dirs()]
+    if staged is not None:
+        wanted.append(str(staged))
     if modules is not None:
         wanted.append(os.path.realpath(modules))
     chosen: list[str] = []
@@ -104,12 +107,13 @@ def export_root(vmdir: Path) -> Path:
     return vmdir / EXPORT_DIR
 
 
-def wrap(argv: list[str], *, vmdir: Path, modules: Path | None, max_file_bytes: int) -> list[str]:
+def wrap(argv: list[str], *, vmdir: Path, modules: Path | None, staged: Path | None,
+         max_file_bytes: int) -> list[str]:
     """``argv`` run inside the jail: the plan written to the VM's directory, the export's
     mount point made."""
     root = export_root(vmdir)
     root.mkdir(exist_ok=True)
-    plan = {"root": str(root), "binds": binds(vmdir, modules),
+    plan = {"root": str(root), "binds": binds(vmdir, modules, staged),
             "max_file_bytes": max_file_bytes}
     (vmdir / "jail.json").write_text(json.dumps(plan, indent=1) + "\n")
     return [sys.executable, "-I", "-S", str(JAIL), str(vmdir / "jail.json"), "--", *argv]

@@ -32,6 +32,12 @@ HANDOFF_NOT_TAKEN = 100  # guest/handoff.c: no zygote took it; start the interpr
 STAGE_FORMAT = "3: with bytecode and handoff"  # what a staged archive holds, beside the sources
 
 
+def staged_root(cache: Path) -> Path:
+    """Where staged agents live (one directory per source hash); the guest runs ``handoff``
+    from there, so the guest's tree of the host holds it (lab.vm.sandbox)."""
+    return cache / "agent"
+
+
 def _source_files() -> list[Path]:
     return sorted(
         p for p in GUEST_SRC.rglob("*")
@@ -58,7 +64,7 @@ def stage(cache: Path) -> Path:
     ``_cffi_backend``, so the guest's Python can start with ``-S``: no site
     processing, whose .pth files (editable installs) cost seconds under TCG.
     """
-    final = cache / "agent" / source_hash()
+    final = staged_root(cache) / source_hash()
     if (final / "MANIFEST").exists():
         return final
     with atomic.temp_dir(final.parent) as tmp:
@@ -72,19 +78,19 @@ def stage(cache: Path) -> Path:
         # fresh copy every boot and would otherwise compile every module under TCG.
         # copy2 kept the mtimes the .pyc files are checked against (tar keeps them too).
         proc.run([sys.executable, "-m", "compileall", "-q", str(pkg)], phase="agent build",
-                 log_path=cache / "agent" / "build.log", timeout=300)
+                 log_path=staged_root(cache) / "build.log", timeout=300)
         build = tmp / "build"
         proc.run(
             [sys.executable, "-m", "guest.build_ffi", "--out", str(build)],
             phase="agent build",
-            log_path=cache / "agent" / "build.log",
+            log_path=staged_root(cache) / "build.log",
             cwd=REPO,
             timeout=300,
         )
         built = list(build.glob("_labsys*.so"))
         if not built:
             raise InfraError("the cffi build produced no _labsys extension",
-                             phase="agent build", log=cache / "agent" / "build.log")
+                             phase="agent build", log=staged_root(cache) / "build.log")
         for so in built:
             shutil.copy2(so, pkg / so.name)
         # The helper that hands the channel to the zygote (guest/zygote.py).  It runs
@@ -92,7 +98,7 @@ def stage(cache: Path) -> Path:
         # over 9p, as it runs the zygote and boot.sh from the checkout.
         proc.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-Werror", "-o",
                   str(tmp / "handoff"), str(GUEST_SRC / "handoff.c")],
-                 phase="agent build", log_path=cache / "agent" / "build.log", timeout=120)
+                 phase="agent build", log_path=staged_root(cache) / "build.log", timeout=120)
         import _cffi_backend  # the runtime half of cffi, needed by the extension
 
         shutil.copy2(str(_cffi_backend.__file__), tree / Path(str(_cffi_backend.__file__)).name)

@@ -35,7 +35,7 @@ from lab.vm.ssh import (
     lab_client_key,
     port_is_free,
 )
-from lab.vm.stage import REMOTE_BASE
+from lab.vm.stage import REMOTE_BASE, staged_root
 from lab.vm.timeline import Timeline
 
 log = logging.getLogger("lab.vm.vm")
@@ -343,8 +343,10 @@ class Vm:
             argv = virtme_argv(image, self.cfg, vmdir=self.vmdir, port=self.port, export=export,
                             restrict=self.isolation.network)
             if export is not None:
+                staged = staged_root(self.cache)
+                staged.mkdir(parents=True, exist_ok=True)
                 argv = sandbox.wrap(argv, vmdir=self.vmdir, modules=self.kernel.modules,
-                                    max_file_bytes=self._max_file_bytes())
+                                    staged=staged, max_file_bytes=self._max_file_bytes())
             log.info("boot %s (%s) on port %d, console %s", self.kernel.spec,
                      self.kernel.release, self.port, self.console_log)
             console_start = self.console_log.stat().st_size if self.console_log.exists() else 0
