@@ -26,15 +26,7 @@ from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
 from lab.vm import hostroot
-from lab.vm.ssh import (
-    ExecResult,
-    Running,
-    Ssh,
-    ensure_keypair,
-    free_port,
-    lab_client_key,
-    port_is_free,
-)
+from lab.vm.ssh import ExecResult, KeyPair, Running, Ssh, free_port, port_is_free
 from lab.vm.stage import REMOTE_BASE
 from lab.vm.timeline import Timeline
 
@@ -256,7 +248,11 @@ class Vm:
         self.boot_seconds = 0.0
         self.cpus_online = 0
         self.timeline = Timeline()
-        self.client_key = cache / "ssh" / "id_ed25519"
+        # This boot's keys (lab.vm.ssh): made by _prepare_files, so each boot has its own.
+        # The client key's private half is only here; reconnect with ``client_key.pkey``,
+        # pinning ``host_key.public``.
+        self.client_key: KeyPair | None = None
+        self.host_key: KeyPair | None = None
         # Called once SSH is up, while the guest runs the probe (lab.vm.session starts the
         # agent there: its push and start overlap the wait for the NVMe devices).
         self.while_probing: Callable[[Ssh], None] | None = None
@@ -292,7 +288,7 @@ class Vm:
             )
         started = time.monotonic()
         self.timeline = Timeline()
-        self._prepare_files()
+        client_key, host_key = self._prepare_files()
         image = self._kernel_root()
         env = {
             # virtme-ng calls virtme-run through the shell: it must be on PATH.
@@ -314,8 +310,8 @@ class Vm:
             try:
                 self.ssh = Ssh.connect(
                     port=self.port,
-                    client_key=self.client_key,
-                    host_key_pub=self.vmdir / "ssh_host_ed25519_key.pub",
+                    client_key=client_key.pkey,
+                    host_key=host_key.public,
                     deadline=started + self.cfg.boot_timeout,
                     alive=lambda: self.process is not None and self.process.poll() is None,
                     phase="boot",
@@ -360,13 +356,15 @@ class Vm:
 
     # -- pieces ----------------------------------------------------------------
 
-    def _prepare_files(self) -> None:
+    def _prepare_files(self) -> tuple[KeyPair, KeyPair]:
+        """The VM's directory as guest/boot.sh reads it; this boot's (client, host) keys."""
         shutil.rmtree(self.vmdir, ignore_errors=True)
         self.vmdir.mkdir(parents=True)
-        keylog = self.vmdir / "keygen.log"
-        ensure_keypair(self.vmdir / "ssh_host_ed25519_key", log_path=keylog)
-        self.client_key = lab_client_key(self.cache)
-        shutil.copy2(self.client_key.with_suffix(".pub"), self.vmdir / "authorized_keys")
+        # A key pair per boot: the guest authorizes only its own client key, whose private
+        # half stays in memory; its sshd reads the host key's from here.
+        self.client_key, self.host_key = KeyPair(), KeyPair()
+        self.host_key.write_private(self.vmdir / "ssh_host_ed25519_key")
+        (self.vmdir / "authorized_keys").write_text(self.client_key.public_line())
         (self.vmdir / "sshd_config").write_text(SSHD_CONFIG.format(vmdir=self.vmdir))
         (self.vmdir / "fstab").write_text(hostroot.fstab(self.kernel.modules, tmpfs=REMOTE_BASE))
         # The interpreter guest/zygote.py runs in: the one the agent's channel would exec.
@@ -375,6 +373,7 @@ class Vm:
         for nvme in self.cfg.nvme:
             with open(self.vmdir / f"nvme-{nvme.role}.img", "wb") as f:
                 f.truncate(nvme.size)  # sparse: costs no disk until written
+        return self.client_key, self.host_key
 
     def _kernel_root(self) -> Path:
         """A rootfs-shaped dir of symlinks so virtme-ng finds image and modules together."""
