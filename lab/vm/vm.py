@@ -24,6 +24,7 @@ from types import TracebackType
 from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
+from lab.options import parse_boot_timeout, parse_cpus, parse_memory, parse_param, parse_port
 from lab.paths import GUEST_DIR
 from lab.vm import hostroot
 from lab.vm.ssh import ExecResult, KeyPair, Running, Ssh, free_port, port_is_free
@@ -36,6 +37,9 @@ GUEST_BOOT = GUEST_DIR / "boot.sh"
 PORT_ATTEMPTS = 3
 # virtme-ng hands --qemu-opts to a shell as one string, so paths must stay plain.
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@%=-]+$")
+# An NVMe controller's role names its image file and its serial goes to QEMU's -device
+# and to the guest's probe script: plain words (the NVMe serial field holds 20 bytes).
+NVME_NAME = re.compile(r"[A-Za-z0-9_]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,21 @@ class NvmeSpec:
     serial: str
     size: int
     iops_limit: int | None = None  # QEMU drive throttling; None = unthrottled
+
+    def __post_init__(self) -> None:
+        for what, name in (("role", self.role), ("serial", self.serial)):
+            if not isinstance(name, str) or not NVME_NAME.fullmatch(name):
+                raise UserError(f"NVMe {what} {name!r}: give 1-20 letters, digits or _")
+        if not _positive(self.size):
+            raise UserError(f"NVMe {self.role} size {self.size!r}: give bytes, a whole number "
+                            "above 0")
+        if self.iops_limit is not None and not _positive(self.iops_limit):
+            raise UserError(f"NVMe {self.role} iops_limit {self.iops_limit!r}: give a whole "
+                            "number above 0, or None (unthrottled)")
+
+
+def _positive(n: object) -> bool:
+    return type(n) is int and n > 0
 
 
 # NVMe timeouts for emulation, not hardware: under TCG on a loaded host a command can
@@ -112,6 +131,22 @@ class VmConfig:
             NvmeSpec("slow", "labslow0", 256 << 20, iops_limit=25),
         )
     )
+
+    def __post_init__(self) -> None:
+        """Every value that reaches QEMU's command line, checked as `lab run` checks its
+        options (lab.options: one check each): a configuration built in code, bypassing
+        them, is refused all the same, whether or not a shell reads the command line."""
+        set_ = object.__setattr__  # frozen: the normalised values replace the given ones
+        set_(self, "cpus", parse_cpus(self.cpus))
+        set_(self, "memory", parse_memory(self.memory))
+        set_(self, "kernel_args", tuple(parse_param(a) for a in self.kernel_args))
+        set_(self, "boot_timeout", parse_boot_timeout(self.boot_timeout))
+        if self.ssh_port is not None:
+            set_(self, "ssh_port", parse_port(self.ssh_port))
+        for what in ("role", "serial"):
+            names = [getattr(n, what) for n in self.nvme]
+            if len(set(names)) != len(names):
+                raise UserError(f"NVMe {what}s {names}: give each controller its own")
 
     @property
     def slowdown(self) -> float:
