@@ -9,7 +9,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 HOST_PACKAGES = [
-    "qemu-system-x86", "kmod", "busybox-static", "openssh-server", "openssh-client",
+    "qemu-system-x86", "kmod", "busybox-static", "openssh-server",
     "xz-utils", "gcc", "libc6-dev", "python3-dev",
     "fio",  # the io_uring suites run it in the guest (which sees the host root)
 ]

@@ -5,10 +5,12 @@ limit, checked once wherever they come from.
 `lab run` and `lab bisect` take them as ``--cpus``, ``--memory``..., plain pytest as
 ``--lab-cpus``, ``--lab-memory``... (lab.run.config derives both from the table); the
 value is checked as it is made, so a value `lab run` refuses is refused under plain
-pytest, in a journal and in matrix.json too.  The checks are strict because
-of where the values go: virtme-ng hands ``--memory`` to a shell as it is (``--memory
-"2G; rm -rf ~"`` would run the command on the host), and splits each ``--append`` on
-spaces, so a kernel parameter is one word without quotes.
+pytest, in a journal and in matrix.json too.  The same checks guard every value a
+boot puts on QEMU's command line: lab.vm.vm.VmConfig runs them as it is made, so a
+configuration built in code is held to them too.  The checks are strict because of
+where the values went (virtme-ng handed ``--memory`` to a shell as it is: ``--memory
+"2G; rm -rf ~"`` ran the command on the host), and they stay strict with no shell on
+the way: a value is digits, or one word of characters no shell gives a meaning to.
 """
 
 from __future__ import annotations
@@ -23,18 +25,23 @@ from lab.errors import UserError
 # "auto": KVM if a real probe boot works, else TCG (lab.vm.accel).
 ACCELS = ("auto", "kvm", "tcg", "tcg-single")
 
-_MEMORY = re.compile(r"^([1-9][0-9]{0,6})([MG])$")
+_MEMORY = re.compile(r"([1-9][0-9]{0,6})([MG])")
 # The guest's kernel, virtme-ng's initramfs and the host root's page cache: a guest
 # with less does not reach the agent (QEMU's own minimum is far lower).
 MIN_MEMORY_MB = 256
-# One kernel parameter as virtme-ng passes it: printable, no space, no quote, no
-# backslash (it shlex-splits each --append; a space would make two parameters).
-_PARAM = re.compile(r"^[!#-&(-\[\]-~]+$")
+MAX_CPUS = 64
+# What one kernel parameter may hold: letters, digits and the punctuation parameters use
+# ("slub_debug=FZ", "console=ttyS0,115200", "dyndbg=+p", "crashkernel=256M@16M",
+# "trace_event=sched:*").  Nothing a shell reads as syntax (no ; & | $ ` ( ) < > ! #,
+# no quote, backslash or space: virtme-ng splits each --append on spaces), but ``*``,
+# which a shell would only ever expand to file names.
+PARAM_CHARS = "_-.,:=/+@%*"
+_NOT_PARAM = re.compile(r"[^A-Za-z0-9" + re.escape(PARAM_CHARS) + r"]")
 
 
 def parse_memory(text: str) -> str:
     """A guest memory size as virtme-ng and QEMU take it: digits and M or G ("2G", "2048M")."""
-    m = _MEMORY.match(text.strip())
+    m = _MEMORY.fullmatch(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise UserError(f"--memory {text!r}: give a size in MiB or GiB such as 2G or 2048M "
                         "(digits, then M or G)")
@@ -47,22 +54,41 @@ def parse_memory(text: str) -> str:
 def parse_cpus(text: str | int) -> int:
     """A guest's vCPUs: 1 or more (the race suites need 2 to race at all)."""
     try:
-        n = int(text)
+        # A whole number only: int() would take 2.7 (as 2) or True (as 1).
+        n = int(text) if isinstance(text, str) or type(text) is int else 0
     except ValueError:
         n = 0
-    if n < 1 or n > 64:
-        raise UserError(f"--cpus {text}: give the guest's vCPUs, 1-64 (default 2; the race "
-                        "suites need at least 2)")
+    if n < 1 or n > MAX_CPUS:
+        raise UserError(f"--cpus {text}: give the guest's vCPUs, 1-{MAX_CPUS} (default 2; the "
+                        "race suites need at least 2)")
     return n
 
 
 def parse_param(text: str) -> str:
-    """One kernel command-line parameter ("nokaslr", "slub_debug=FZ")."""
-    if not _PARAM.match(text):
+    """One kernel command-line parameter ("nokaslr", "slub_debug=FZ"): PARAM_CHARS."""
+    if not isinstance(text, str) or not text or re.search(r"[\s'\"\\]", text):
         raise UserError(f"--append {text!r}: give one kernel parameter per --append, "
                         "without spaces or quotes (e.g. --append nokaslr --append "
                         "slub_debug=FZ)")
+    bad = _NOT_PARAM.search(text)
+    if bad is not None or text.startswith("-"):
+        # A leading "-" would read as an option to whichever program passes it on.
+        why = f"{bad.group()!r} is not one of them" if bad else "not first"
+        raise UserError(f"--append {text!r}: give one kernel parameter per --append, of "
+                        f"letters, digits and {PARAM_CHARS} ({why})")
     return text
+
+
+def parse_port(value: str | int) -> int:
+    """A fixed TCP port on 127.0.0.1 for a guest's SSH."""
+    try:
+        port = int(value) if isinstance(value, str) or type(value) is int else 0
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise UserError(f"--ssh-port {value} is not a TCP port; give 1-65535, or omit it to "
+                        "pick a free one")
+    return port
 
 
 def _seconds(flag: str) -> Callable[[str | float], float]:

@@ -186,6 +186,48 @@ def test_plain_pytest_checks_the_guest_options_too(tmp_path: Path) -> None:
     assert not (tmp_path / "PWNED").exists() and not list(tmp_path.glob("*-debian*"))
 
 
+# Each tries to run `touch X` on the host through a guest option (virtme-ng used to hand
+# --memory to a shell as it is): each is refused before anything runs, X never appears.
+# The unquoted forms need no space, so only the allow-list of lab.options refuses them.
+INJECTIONS = [
+    ("--memory", "2G;touch X"), ("--cpus", "2;touch X"), ("--append", "quiet;touch X"),
+    ("--append", "a $(touch X)"), ("--append", "a`touch X`"),
+    ("--append", "quiet;touch${IFS}X"), ("--append", "a$(touch${IFS}X)"),
+    ("--append", "a`touch${IFS}X`"), ("--append", "a|touch"), ("--append", "a&&touch"),
+    ("--append", "a\ntouch"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value"), INJECTIONS)
+def test_an_injection_through_a_guest_option_is_refused(where: tuple[Path, Path], flag: str,
+                                                        value: str) -> None:
+    cache, cwd = where
+    res = lab("run", "--kernel", "debian:7.2", flag, value, cache=cache, cwd=cwd)
+    _one_line_exit_2(res, f"argument {flag}: ", repr(value) if flag != "--cpus" else value)
+    assert not (cwd / "X").exists() and not (cwd / "results").exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--lab-memory", "2G;touch X"), ("--lab-cpus", "2;touch X"),
+    ("--lab-append", "quiet;touch X"), ("--lab-append", "a$(touch${IFS}X)"),
+    ("--lab-append", "a`touch${IFS}X`"),
+])
+def test_an_injection_through_plain_pytest_is_refused(tmp_path: Path, flag: str,
+                                                      value: str) -> None:
+    """Plain pytest's own usage error (4), one line, before any kernel is fetched."""
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                          str(REPO / "scenarios" / "enosys"), "--lab-kernel", "debian:7.2",
+                          f"--lab-results={tmp_path}", flag, value],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                              "HOME": str(tmp_path)})
+    assert res.returncode == pytest.ExitCode.USAGE_ERROR, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [
+        next(ln for ln in res.stderr.splitlines() if ln.startswith(f"ERROR: argument {flag}: "))]
+    assert "Traceback" not in res.stdout + res.stderr
+    assert not (tmp_path / "X").exists() and not list(tmp_path.glob("*-debian*"))
+
+
 def test_ctrl_c_is_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """An interruption is neither a usage error (2) nor a pass: 128 + SIGINT, as shells say."""
     from lab import cli

@@ -3,7 +3,9 @@ escape tried from inside a guest booted as every run boots them, and the same tr
 guest with the walls down (``sandbox.OFF``), which must succeed: the control that shows each
 try would see an escape.
 
-Two guests run at once, so "another guest's SSH port" is a real one."""
+Two guests run at once, so "another guest's SSH port" is a real one, and each one's key
+pair is tried on the other (lab.vm.ssh.KeyPair; tests/test_vm_keys.py checks what a VM's
+directory holds without a boot)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from lab.kernel.resolve import resolve_kernel
@@ -23,7 +26,9 @@ from lab.paths import cache_root
 from lab.vm import sandbox
 from lab.vm import vm as vm_mod
 from lab.vm.hostroot import MOUNTPOINT
+from lab.vm.ssh import KeyPair
 from tests.hostuser import normal_user
+from tests.keyscan import files_with_private_keys, raw_private
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -205,3 +210,49 @@ def test_the_guests_own_work_goes_on_behind_the_walls(
         assert "kernel-lab-root" in _sh(walled, "cat /proc/self/mountinfo")  # cached view
     finally:
         agent.close()
+
+
+def _login(port: int, *, key: KeyPair, host_key: KeyPair) -> str:
+    """One SSH login as root with ``key``, ``host_key`` pinned: the guest's boot id."""
+    client = paramiko.SSHClient()
+    client.get_host_keys().add(f"[127.0.0.1]:{port}", "ssh-ed25519", host_key.public)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect("127.0.0.1", port=port, username="root", pkey=key.pkey,
+                       allow_agent=False, look_for_keys=False, timeout=10,
+                       banner_timeout=60, auth_timeout=60)
+        _, out, _ = client.exec_command("cat /proc/sys/kernel/random/boot_id")
+        return str(out.read().decode().strip())
+    finally:
+        client.close()
+
+
+def test_a_guest_refuses_another_guests_key_and_no_client_key_touches_disk(
+        guests: tuple[vm_mod.Vm, vm_mod.Vm]) -> None:
+    """Each guest authorizes exactly its own client key, refuses the other's (paramiko's
+    AuthenticationException from its sshd) and presents only its own host key; no file
+    the lab wrote for them (the run directory, the VM directories, virtme-ng's home in the
+    cache) holds a private key but each guest's host key."""
+    a, b = guests
+    assert a.client_key and a.host_key and b.client_key and b.host_key
+    for vm in guests:
+        assert vm.client_key and vm.ssh
+        authorized = vm.ssh.run(["cat", f"{vm.vmdir}/authorized_keys"]).stdout
+        assert authorized == vm.client_key.public_line()
+    # Each login with the guest's own key works, before and after the refusals.
+    boot_a = _login(a.port, key=a.client_key, host_key=a.host_key)
+    boot_b = _login(b.port, key=b.client_key, host_key=b.host_key)
+    assert boot_a != boot_b
+    with pytest.raises(paramiko.AuthenticationException):
+        _login(b.port, key=a.client_key, host_key=b.host_key)
+    with pytest.raises(paramiko.AuthenticationException):
+        _login(a.port, key=b.client_key, host_key=a.host_key)
+    # The host key is pinned per boot: the other guest's is not accepted for this one.
+    with pytest.raises(paramiko.BadHostKeyException):
+        _login(b.port, key=b.client_key, host_key=a.host_key)
+    assert _login(b.port, key=b.client_key, host_key=b.host_key) == boot_b
+    secrets = tuple(raw_private(k) for k in (a.client_key, b.client_key))
+    run_dir = a.vmdir.parent  # both guests' run directory
+    found = files_with_private_keys(run_dir, secrets=secrets)
+    assert found == sorted(vm.vmdir / "ssh_host_ed25519_key" for vm in guests)
+    assert files_with_private_keys(cache_root() / "vng-home", secrets=secrets) == []

@@ -32,7 +32,9 @@ def test_anything_else_is_refused(text: str) -> None:
         parse_memory(text)
 
 
-@pytest.mark.parametrize("text", ["nokaslr", "slub_debug=FZ", "dyndbg=+p", "a.b=1,2"])
+@pytest.mark.parametrize("text", ["nokaslr", "slub_debug=FZ", "dyndbg=+p", "a.b=1,2",
+                                  "console=ttyS0,115200n8", "crashkernel=256M@16M",
+                                  "trace_event=sched:*", "kasan.fault=report", "a-b_c%d/e"])
 def test_one_kernel_parameter(text: str) -> None:
     assert parse_param(text) == text
 
@@ -41,6 +43,19 @@ def test_one_kernel_parameter(text: str) -> None:
 def test_a_parameter_is_one_word_without_quotes(text: str) -> None:
     with pytest.raises(UserError, match="one kernel parameter"):
         parse_param(text)
+
+
+@pytest.mark.parametrize("text", [
+    "quiet;id", "a$(id)", "a${IFS}", "a`id`", "a|id", "a&id", "a>b", "a<b", "(a)", "a!b",
+    "#a", "a~", "a?", "a[1]", "a{b}", "a^b", "a\nb", "a\n", "a\x01", "a\x7f", "-a",
+    "--exec=id",
+])
+def test_a_parameter_holds_nothing_a_shell_reads(text: str) -> None:
+    """Letters, digits and _-.,:=/+@%* only, whatever passes the value on (a shell or not):
+    one line that says which character is not one of them."""
+    with pytest.raises(UserError, match="one kernel parameter per --append") as exc:
+        parse_param(text)
+    assert "\n" not in str(exc.value) and str(exc.value).startswith(f"--append {text!r}: ")
 
 
 def test_numbers_are_checked() -> None:

@@ -68,19 +68,17 @@ def test_a_boot_the_guest_gave_up_on_ends_the_wait_for_ssh_with_its_reason(
     """guest/boot.sh says "boot failed: ..." when its network never comes up: the lab stops
     waiting at once and says what the guest said, not "no SSH before the boot timeout"."""
     from lab.errors import InfraError
-    from lab.vm.ssh import Ssh, ensure_keypair, free_port
+    from lab.vm.ssh import KeyPair, Ssh, free_port
 
     tl = Timeline()
     tl.on_console(b"[   31.5] kernel-lab: boot failed: no virtio_net interface came up in 10 s "
                   b"(interfaces: lo ); SSH will not be reachable\n")
     assert tl.seen("boot failed")
     assert tl.failure is not None and tl.failure.startswith("no virtio_net interface")
-    ensure_keypair(tmp_path / "host", log_path=tmp_path / "keygen.log")
-    ensure_keypair(tmp_path / "client", log_path=tmp_path / "keygen.log")
     started = time.monotonic()
     with pytest.raises(InfraError, match="the guest gave up booting: no virtio_net") as exc:
-        Ssh.connect(port=free_port(), client_key=tmp_path / "client",
-                    host_key_pub=tmp_path / "host.pub", deadline=started + 60,
+        Ssh.connect(port=free_port(), client_key=KeyPair().pkey,
+                    host_key=KeyPair().public, deadline=started + 60,
                     log_path=tmp_path / "console.log", failed=lambda: tl.failure)
     assert time.monotonic() - started < 5
     assert exc.value.phase == "boot"

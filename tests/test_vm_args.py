@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from lab.vm.vm import VmConfig, cpu_count, qemu_opts
+from lab.vm.vm import DEFAULT_KERNEL_ARGS, VmConfig, cpu_count, qemu_opts
 
 
 @pytest.mark.parametrize(("online", "count"), [("0", 1), ("0-1", 2), ("0-1,3", 3),
@@ -108,3 +109,58 @@ def test_qemu_is_started_by_virtme_run_with_an_argv_list_never_a_shell(tmp_path:
     open_net = virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222,
                            restrict=False)
     assert "--root" not in open_net and all("restrict" not in a for a in open_net)
+
+
+# What a VmConfig built in code (not through lab.options' options) may not hold: each
+# would reach QEMU's command line, and virtme-ng handed some of it to a shell.
+BAD_CONFIGS = [
+    {"memory": "2G;touch X"}, {"memory": "2G touch"}, {"memory": "$(reboot)"},
+    {"memory": "128M"}, {"memory": 2048},
+    {"cpus": 0}, {"cpus": 65}, {"cpus": "2;touch X"}, {"cpus": 2.5}, {"cpus": True},
+    {"kernel_args": ("quiet;touch X",)}, {"kernel_args": ("a $(touch X)",)},
+    {"kernel_args": ("a`touch X`",)}, {"kernel_args": ("a$(touch${IFS}X)",)},
+    {"kernel_args": ("nokaslr", "")}, {"kernel_args": ("a\nb",)}, {"kernel_args": ("-a",)},
+    {"boot_timeout": 0}, {"boot_timeout": -1.0}, {"boot_timeout": float("nan")},
+    {"ssh_port": 0}, {"ssh_port": 65536}, {"ssh_port": "22;x"},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_CONFIGS, ids=[repr(b) for b in BAD_CONFIGS])
+def test_a_config_built_in_code_is_checked_as_the_options_are(bad: dict[str, object]) -> None:
+    from lab.errors import UserError
+
+    with pytest.raises(UserError) as exc:
+        VmConfig(**bad)  # type: ignore[arg-type]
+    assert "\n" not in str(exc.value)
+    # The options' own wording (lab.options), naming the option a user would have given.
+    (name,) = bad
+    flag = {"kernel_args": "--append", "ssh_port": "--ssh-port",
+            "boot_timeout": "--boot-timeout"}.get(name, f"--{name}")
+    assert str(exc.value).startswith(f"{flag} ")
+
+
+def test_a_config_keeps_what_the_options_take() -> None:
+    cfg = VmConfig(cpus="3", memory=" 4G ", ssh_port=2222,  # type: ignore[arg-type]
+                   boot_timeout=60, kernel_args=("nokaslr", "console=ttyS0,115200"))
+    assert (cfg.cpus, cfg.memory, cfg.ssh_port, cfg.boot_timeout) == (3, "4G", 2222, 60.0)
+    assert VmConfig().kernel_args == DEFAULT_KERNEL_ARGS
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    (("fast;x", "s0", 1), "NVMe role 'fast;x'"), (("fast", "s 0", 1), "NVMe serial 's 0'"),
+    (("fast", "", 1), "NVMe serial ''"), (("fast", "s" * 21, 1), "NVMe serial"),
+    (("fast", "s0", 0), "NVMe fast size 0"), (("fast", "s0", "1G"), "NVMe fast size '1G'"),
+    (("fast", "s0", 1, 0), "NVMe fast iops_limit 0"),
+    (("fast", "s0", 1, "25;x"), "NVMe fast iops_limit '25;x'"),
+])
+def test_an_nvme_spec_is_plain_names_and_positive_numbers(spec: tuple[object, ...],
+                                                          message: str) -> None:
+    from lab.errors import UserError
+    from lab.vm.vm import NvmeSpec
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        NvmeSpec(*spec)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="NVMe roles"):
+        VmConfig(nvme=(NvmeSpec("fast", "a0", 1), NvmeSpec("fast", "b0", 1)))
+    with pytest.raises(UserError, match="NVMe serials"):
+        VmConfig(nvme=(NvmeSpec("fast", "a0", 1), NvmeSpec("slow", "a0", 1)))

@@ -32,6 +32,7 @@ from lab.options import (
     check_fields,
     opt,
     option_of,
+    parse_port,
     parse_repeat,
     text_of,
 )
@@ -72,17 +73,6 @@ def _kconfig_addition(value: Any) -> str:
 
 def _shard(value: Any) -> Shard:
     return value if isinstance(value, Shard) else parse_shard(str(value))
-
-
-def _port(value: Any) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise UserError(f"--ssh-port {value} is not a TCP port; give 1-65535, or omit it to "
-                        "pick a free one")
-    return port
 
 
 def _workers(value: Any) -> int:
@@ -161,7 +151,7 @@ class RunConfig:
         "$XDG_CACHE_HOME/kernel-lab)", parse=_path, metavar="DIR", rerun=True)
     guest: GuestOptions = field(default_factory=GuestOptions)  # accel, cpus, memory, ...
     ssh_port: int | None = opt(
-        None, "--ssh-port", "fixed SSH port on 127.0.0.1 (default: free one)", parse=_port,
+        None, "--ssh-port", "fixed SSH port on 127.0.0.1 (default: free one)", parse=parse_port,
         argtype=int, metavar="PORT", absent={"bisect": "a bisection's runs each take a free port"})
     suite: Path = opt(
         SCENARIOS_DIR, "--suite", "scenario directory or file (default: scenarios/)",

@@ -1,17 +1,17 @@
-"""SSH to the guest with paramiko: the lab's own key, the guest's host key checked.
+"""SSH to the guest with paramiko: a key pair of its own per guest, its host key pinned.
 
-The lab generates both sides' keys: a client key of its own (in the cache,
-mode 0600; never the user's ~/.ssh) and a fresh host key for every VM.  The
-expected host key is therefore known before the first contact and checked
-strictly on every connection, not trusted on first use.
+Each VM gets two ed25519 key pairs, made in the lab's process (``KeyPair``): a client key,
+whose public half is the guest's only authorized key and whose private half never leaves
+the lab's memory, and a host key, written for the guest's sshd (mode 0600).  A guest that
+reads another's files or reaches another's sshd therefore holds no key that logs in there,
+and the expected host key is known before the first contact and checked strictly on every
+connection, not trusted on first use.  Never the user's ~/.ssh.
 """
 
 from __future__ import annotations
 
-import base64
-import fcntl
+import io
 import logging
-import os
 import shlex
 import socket
 import time
@@ -20,49 +20,47 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab import atomic, proc
+from lab import atomic
 from lab.errors import InfraError
 
 log = logging.getLogger("lab.vm.ssh")
 
-KEY_NAME = "id_ed25519"
 # While the guest does not look ready (Ssh.connect's ``ready``), one attempt this often.
 UNREADY_ATTEMPT_S = 5.0
 
 
-def ensure_keypair(path: Path, *, log_path: Path | None = None) -> Path:
-    """Create an ed25519 key pair at ``path`` (mode 0600) unless it exists; returns path."""
-    if path.exists() and path.with_suffix(".pub").exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Two runs creating the lab's client key at once must not end with one's public
-    # half beside the other's private half: one generates, the other then finds it.
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (path.exists() and path.with_suffix(".pub").exists()):
-            _generate(path, log_path=log_path)
-    return path
+class KeyPair:
+    """An ed25519 key pair made in memory (0.1 ms; an ``ssh-keygen`` exec took 10 ms).
 
+    ``pkey`` signs for paramiko; ``public`` is its public half alone, what a peer pins or
+    authorizes.  The private half is written nowhere unless ``write_private`` is called,
+    which only a guest's host key needs (its sshd reads it from a file).
+    """
 
-def _generate(path: Path, *, log_path: Path | None) -> None:
-    with atomic.temp_dir(path.parent) as tmp:
-        key = tmp / path.name
-        proc.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kernel-lab", "-f", str(key)],
-            phase="ssh-keygen",
-            log_path=log_path,
-            timeout=30,
-        )
-        os.chmod(key, 0o600)
-        # The public half first: a private key without its .pub is regenerated above.
-        os.replace(key.with_suffix(".pub"), path.with_suffix(".pub"))
-        os.replace(key, path)
+    def __init__(self) -> None:
+        self._key = Ed25519PrivateKey.generate()
+        # paramiko loads ed25519 keys only from OpenSSH's private format: a string here.
+        self.pkey = paramiko.Ed25519Key(file_obj=io.StringIO(self._openssh().decode()))
+        self.public = paramiko.Ed25519Key(data=self.pkey.asbytes())
 
+    def _openssh(self) -> bytes:
+        return self._key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.OpenSSH,
+                                       serialization.NoEncryption())
 
-def lab_client_key(cache: Path) -> Path:
-    """The lab's own SSH client key, generated once per cache."""
-    return ensure_keypair(cache / "ssh" / KEY_NAME, log_path=cache / "ssh" / "keygen.log")
+    def public_line(self, comment: str = "kernel-lab") -> str:
+        """The public half as authorized_keys and .pub files spell it."""
+        return f"{self.public.get_name()} {self.public.get_base64()} {comment}\n"
+
+    def write_private(self, path: Path) -> None:
+        """The private half at ``path`` in OpenSSH's format, mode 0600 from its first byte
+        (mkstemp's), published whole by one rename."""
+        with atomic.temp_path(path) as tmp:
+            tmp.chmod(0o600)
+            tmp.write_bytes(self._openssh())
 
 
 @dataclass(frozen=True)
@@ -102,8 +100,8 @@ class Ssh:
         cls,
         *,
         port: int,
-        client_key: Path,
-        host_key_pub: Path,
+        client_key: paramiko.PKey,
+        host_key: paramiko.PKey,
         deadline: float,
         alive: object = None,
         phase: str = "boot",
@@ -112,7 +110,8 @@ class Ssh:
         ready: Callable[[], bool] | None = None,
         failed: Callable[[], str | None] | None = None,
     ) -> Ssh:
-        """Connect, retrying until ``deadline`` (time.monotonic) while the guest boots.
+        """Connect as root with ``client_key``, the guest's host key pinned to ``host_key``,
+        retrying until ``deadline`` (time.monotonic) while the guest boots.
 
         ``alive`` is a callable returning False once the VM is gone, so a dead QEMU
         fails fast instead of waiting for the deadline.  ``slowdown`` scales the
@@ -132,9 +131,6 @@ class Ssh:
         network, say): the wait ends at once with that, not at the deadline.
         """
         host = "127.0.0.1"
-        key_type, key_b64 = host_key_pub.read_text().split()[:2]
-        expected = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
-        pkey = paramiko.Ed25519Key.from_private_key_file(str(client_key))
         last_error = "no attempt"
         auth_failures = 0
         # paramiko logs every refused banner while the guest boots: expected noise.
@@ -153,14 +149,14 @@ class Ssh:
                 continue
             last_attempt = time.monotonic()
             client = paramiko.SSHClient()
-            client.get_host_keys().add(f"[{host}]:{port}", expected.get_name(), expected)
+            client.get_host_keys().add(f"[{host}]:{port}", host_key.get_name(), host_key)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             try:
                 client.connect(
                     host,
                     port=port,
                     username="root",
-                    pkey=pkey,
+                    pkey=client_key,
                     allow_agent=False,
                     look_for_keys=False,
                     timeout=3,
@@ -179,7 +175,7 @@ class Ssh:
                 client.close()
                 auth_failures += 1
                 if auth_failures >= 3:
-                    raise InfraError(f"the guest's sshd refused the lab's key ({exc}); "
+                    raise InfraError(f"the guest's sshd refused its key ({exc}); "
                                      "see sshd's lines in the console log",
                                      phase=phase, log=log_path) from None
                 time.sleep(0.5)

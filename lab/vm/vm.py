@@ -24,17 +24,10 @@ from types import TracebackType
 from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
+from lab.options import parse_boot_timeout, parse_cpus, parse_memory, parse_param, parse_port
 from lab.paths import GUEST_DIR
 from lab.vm import hostroot, sandbox
-from lab.vm.ssh import (
-    ExecResult,
-    Running,
-    Ssh,
-    ensure_keypair,
-    free_port,
-    lab_client_key,
-    port_is_free,
-)
+from lab.vm.ssh import ExecResult, KeyPair, Running, Ssh, free_port, port_is_free
 from lab.vm.stage import REMOTE_BASE, staged_root
 from lab.vm.timeline import Timeline
 
@@ -44,6 +37,9 @@ GUEST_BOOT = GUEST_DIR / "boot.sh"
 PORT_ATTEMPTS = 3
 # virtme-ng hands --qemu-opts to a shell as one string, so paths must stay plain.
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@%=-]+$")
+# An NVMe controller's role names its image file and its serial goes to QEMU's -device
+# and to the guest's probe script: plain words (the NVMe serial field holds 20 bytes).
+NVME_NAME = re.compile(r"[A-Za-z0-9_]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +50,21 @@ class NvmeSpec:
     serial: str
     size: int
     iops_limit: int | None = None  # QEMU drive throttling; None = unthrottled
+
+    def __post_init__(self) -> None:
+        for what, name in (("role", self.role), ("serial", self.serial)):
+            if not isinstance(name, str) or not NVME_NAME.fullmatch(name):
+                raise UserError(f"NVMe {what} {name!r}: give 1-20 letters, digits or _")
+        if not _positive(self.size):
+            raise UserError(f"NVMe {self.role} size {self.size!r}: give bytes, a whole number "
+                            "above 0")
+        if self.iops_limit is not None and not _positive(self.iops_limit):
+            raise UserError(f"NVMe {self.role} iops_limit {self.iops_limit!r}: give a whole "
+                            "number above 0, or None (unthrottled)")
+
+
+def _positive(n: object) -> bool:
+    return type(n) is int and n > 0
 
 
 # NVMe timeouts for emulation, not hardware: under TCG on a loaded host a command can
@@ -120,6 +131,22 @@ class VmConfig:
             NvmeSpec("slow", "labslow0", 256 << 20, iops_limit=25),
         )
     )
+
+    def __post_init__(self) -> None:
+        """Every value that reaches QEMU's command line, checked as `lab run` checks its
+        options (lab.options: one check each): a configuration built in code, bypassing
+        them, is refused all the same, whether or not a shell reads the command line."""
+        set_ = object.__setattr__  # frozen: the normalised values replace the given ones
+        set_(self, "cpus", parse_cpus(self.cpus))
+        set_(self, "memory", parse_memory(self.memory))
+        set_(self, "kernel_args", tuple(parse_param(a) for a in self.kernel_args))
+        set_(self, "boot_timeout", parse_boot_timeout(self.boot_timeout))
+        if self.ssh_port is not None:
+            set_(self, "ssh_port", parse_port(self.ssh_port))
+        for what in ("role", "serial"):
+            names = [getattr(n, what) for n in self.nvme]
+            if len(set(names)) != len(names):
+                raise UserError(f"NVMe {what}s {names}: give each controller its own")
 
     @property
     def slowdown(self) -> float:
@@ -286,7 +313,11 @@ class Vm:
         self.timeline = Timeline()
         # None: the host's (lab.vm.sandbox.host_isolation); sandbox.OFF: the walls' control.
         self.isolation = isolation
-        self.client_key = cache / "ssh" / "id_ed25519"
+        # This boot's keys (lab.vm.ssh): made by _prepare_files, so each boot has its own.
+        # The client key's private half is only here; reconnect with ``client_key.pkey``,
+        # pinning ``host_key.public``.
+        self.client_key: KeyPair | None = None
+        self.host_key: KeyPair | None = None
         # Called once SSH is up, while the guest runs the probe (lab.vm.session starts the
         # agent there: its push and start overlap the wait for the NVMe devices).
         self.while_probing: Callable[[Ssh], None] | None = None
@@ -324,7 +355,7 @@ class Vm:
         self.timeline = Timeline()
         if self.isolation is None:
             self.isolation = sandbox.host_isolation()
-        self._prepare_files()
+        client_key, host_key = self._prepare_files()
         image = self._kernel_root()
         export = sandbox.export_root(self.vmdir) if self.isolation.files else None
         env = {
@@ -356,8 +387,8 @@ class Vm:
             try:
                 self.ssh = Ssh.connect(
                     port=self.port,
-                    client_key=self.client_key,
-                    host_key_pub=self.vmdir / "ssh_host_ed25519_key.pub",
+                    client_key=client_key.pkey,
+                    host_key=host_key.public,
                     deadline=started + self.cfg.boot_timeout,
                     alive=lambda: self.process is not None and self.process.poll() is None,
                     phase="boot",
@@ -403,13 +434,15 @@ class Vm:
 
     # -- pieces ----------------------------------------------------------------
 
-    def _prepare_files(self) -> None:
+    def _prepare_files(self) -> tuple[KeyPair, KeyPair]:
+        """The VM's directory as guest/boot.sh reads it; this boot's (client, host) keys."""
         shutil.rmtree(self.vmdir, ignore_errors=True)
         self.vmdir.mkdir(parents=True)
-        keylog = self.vmdir / "keygen.log"
-        ensure_keypair(self.vmdir / "ssh_host_ed25519_key", log_path=keylog)
-        self.client_key = lab_client_key(self.cache)
-        shutil.copy2(self.client_key.with_suffix(".pub"), self.vmdir / "authorized_keys")
+        # A key pair per boot: the guest authorizes only its own client key, whose private
+        # half stays in memory; its sshd reads the host key's from here.
+        self.client_key, self.host_key = KeyPair(), KeyPair()
+        self.host_key.write_private(self.vmdir / "ssh_host_ed25519_key")
+        (self.vmdir / "authorized_keys").write_text(self.client_key.public_line())
         (self.vmdir / "sshd_config").write_text(SSHD_CONFIG.format(vmdir=self.vmdir))
         (self.vmdir / "fstab").write_text(hostroot.fstab(
             self.kernel.modules, tmpfs=REMOTE_BASE,
@@ -420,6 +453,7 @@ class Vm:
         for nvme in self.cfg.nvme:
             with open(self.vmdir / f"nvme-{nvme.role}.img", "wb") as f:
                 f.truncate(nvme.size)  # sparse: costs no disk until written
+        return self.client_key, self.host_key
 
     def _max_file_bytes(self) -> int:
         """The largest file QEMU may write (RLIMIT_FSIZE): its largest NVMe image; the
