@@ -7,11 +7,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from lab import proc
+from lab.kernel.artifact import Kernel
 from lab.results.record import read_findings
 from lab.results.verdict import Diagnosis
 from lab.run import aftermath, watch
 from lab.run.keys import RUN_DIR_KEY
-from lab.vm.session import Closed
+from lab.vm.session import Closed, Machine
+from lab.vm.vm import VmConfig
 
 GOLDEN = Path(__file__).parent / "golden" / "splats"
 WARN = "WARNING: CPU: 0 PID: 31 at io_uring/io_uring.c:2901 io_ring_exit_work+0x1/0x2"
@@ -36,6 +39,9 @@ class FakeMachine:
     def console_since(self, offset: int) -> str:
         return self.console[offset:]
 
+    def flood(self) -> str:
+        return ""  # its console stayed under the cap
+
 
 def _config(run_dir: Path) -> Any:
     return SimpleNamespace(stash={RUN_DIR_KEY: run_dir})
@@ -48,6 +54,28 @@ def _gap(*texts: str, taint: int = 0) -> watch.Findings:
 
 
 CLOSED = Closed("t::a", seq=199, taint=0, console_offset=0, opened_us=10_000_000)
+
+
+def test_a_console_flood_between_tests_fails_the_previous_test_once(tmp_path: Path) -> None:
+    kernel = Kernel(spec="k", release="7.2.0", image=tmp_path / "bzImage")
+    machine = Machine(kernel, run_dir=tmp_path, cache=tmp_path, config=VmConfig(), name="m",
+                      call_timeout=10, max_reboots=2)
+    vm = SimpleNamespace(flooded=None, name="m")
+    machine.vm = vm  # type: ignore[assignment]
+    gap = _gap("kernel-lab: end t::a")
+    entry, _ = aftermath.judge(CLOSED, gap, machine, where=aftermath.BETWEEN)
+    assert entry["verdict"] == "" and not machine.replace_reason
+    vm.flooded = proc.Flood(1.0, 1024, 256, log_path=tmp_path / "console-m.log")
+    entry, _ = aftermath.judge(CLOSED, gap, machine, where=aftermath.BETWEEN)
+    assert entry["verdict"] == "FAIL"
+    assert entry["reason"].startswith("the guest flooded its console: more than the console "
+                                      "log's cap of 1024 bytes")
+    assert f"{tmp_path}/console-m.log keeps" in entry["reason"]
+    assert "(after the test's window closed, between tests)" in entry["reason"]
+    assert (machine.replace_reason, machine.replace_cause) == (
+        "the guest flooded its console", "kernel")
+    entry, _ = aftermath.judge(CLOSED, gap, machine, where=aftermath.BETWEEN)
+    assert entry["verdict"] == ""  # charged once
 
 
 def test_a_splat_between_tests_is_the_previous_tests() -> None:

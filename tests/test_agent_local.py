@@ -24,7 +24,14 @@ import pytest
 
 from guest.objects import KINDS
 from lab.paths import GUEST_DIR
-from lab.vm.agent import Agent, AgentError, AgentOpError, AgentTimeout, GuestOSError
+from lab.vm.agent import (
+    Agent,
+    AgentError,
+    AgentOpError,
+    AgentReplyTooLong,
+    AgentTimeout,
+    GuestOSError,
+)
 
 CAP_SYS_ADMIN = 21
 CAP_SYS_NICE = 23
@@ -143,6 +150,23 @@ def test_a_call_past_its_timeout_breaks_the_client(agent: Agent) -> None:
         agent.call("fs.read", fd=r, length=1, call_timeout=0.5)  # an empty pipe: it blocks
     assert not agent.alive()
     with pytest.raises(AgentError, match=r"unusable since fs\.read timed out"):
+        agent.call("agent.ping")
+
+
+def test_a_reply_past_the_cap_fails_the_call_and_breaks_the_client(
+        agent: Agent, tmp_path: Path) -> None:
+    """A reply longer than ``reply_cap`` (one JSON line) is never held whole: the call fails
+    saying so, and the rest of it still coming would be taken for the next call's reply."""
+    agent.reply_cap = 1 << 20
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.write_text("s" * (900 << 10))
+    big.write_text("b" * (3 << 20))
+    assert agent.call("sys.read_text", path=str(small)) == "s" * (900 << 10)
+    with pytest.raises(AgentReplyTooLong, match=r"the agent's reply exceeded 1048576 bytes"):
+        agent.call("sys.read_text", path=str(big))
+    assert len(agent._buf) <= (1 << 20) + (64 << 10)  # one read past the cap at most
+    assert not agent.alive()
+    with pytest.raises(AgentError, match=r"unusable since sys\.read_text's reply was too long"):
         agent.call("agent.ping")
 
 

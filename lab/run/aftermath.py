@@ -90,6 +90,11 @@ def judge(closed: Closed, gap: watch.Findings, machine: Machine, *,
                             f"({where}): {seen.taint_before or '-'} -> {seen.taint_after}")
     if seen.lost:  # the gap is incomplete: what the kernel printed in the lost part is unknown
         entry["kmsg_lost"] = seen.lost
+    flood = machine.flood()
+    if flood:
+        flood = f"{flood} (after the test's window closed, {where})"
+        entry.update(verdict=entry["verdict"] or Verdict.FAIL.value,
+                     reason="; ".join(r for r in (entry["reason"], flood) if r))
     watch.act_on_detectors(machine, seen, since=f"the gap after {closed.test}")
     saw(machine, seen)
     return entry, seen

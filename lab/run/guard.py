@@ -16,6 +16,8 @@ it came from.
   ``requires_feature`` is decided here too, by probing the guest's kernel
   (lab.run.features): both before the window opens and before the test's own
   fixtures, so a test its kernel cannot run SKIPs before it did any I/O.
+- A guest whose console passed its cap (lab.vm.vm: the log no longer shows the
+  kernel's reports) fails the test whose window saw it, and is replaced after it.
 - An agent or machinery error in any phase is diagnosed at once (CRASH, HANG or
   INFRA, from the console and QEMU's state) and the guest is marked for replacement;
   a guest op that raised a Python exception is the test's failure and the guest is
@@ -194,7 +196,10 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
     if seen.taint_changed:
         data.update(taint_before=seen.taint_before, taint_after=seen.taint_after)
     watch.act_on_detectors(machine, seen, since=item.nodeid)
-    problem = seen.problem()
+    flood = machine.flood()
+    if flood:
+        data["console_flooded"] = True
+    problem = "\n".join(p for p in (seen.problem(), flood) if p)
     if problem:
         pytest.fail(problem, pytrace=False)
 

@@ -60,7 +60,7 @@ from lab.run.schedule import CellScheduler
 from lab.vm import slots
 from lab.vm.agent import Agent
 from lab.vm.session import ImageChanged, Machine, RebootLimit
-from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig
+from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig, console_cap
 
 pytest_plugins = ["lab.run.guard", "lab.run.records"]
 
@@ -107,6 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
     cfg = config_of(config)
     try:
         slots.configured()  # a bad KERNEL_LAB_CPU_SLOTS once, not as every test's error
+        console_cap()  # a bad KERNEL_LAB_CONSOLE_CAP too
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
     if cfg.run_dir is not None:
@@ -288,6 +289,7 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         boot_timeout=guest.boot_timeout,
         ssh_port=run.ssh_port,
         kernel_args=kernel_args(kernel, list(guest.append)),
+        console_cap=console_cap(),
     )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
     where = label if worker == "main" else f"{label} {worker}"  # two workers boot one cell

@@ -39,6 +39,7 @@ from lab.run.config import RunConfig
 from lab.run.shard import Shard
 from lab.vm import slots
 from lab.vm.ssh import port_is_free
+from lab.vm.vm import console_cap
 
 log = logging.getLogger("lab.run")
 
@@ -61,6 +62,7 @@ def run(opts: RunConfig, *, argv: list[str]) -> int:
     started = time.monotonic()
     kernels = list(opts.kernel_specs)
     slots.configured()  # a bad KERNEL_LAB_CPU_SLOTS, before anything starts
+    console_cap()  # a bad KERNEL_LAB_CONSOLE_CAP too
     cache = cache_root(opts.cache)
     cells = matrix(kernels, opts.variants, opts.kconfig_add)
     for cell in cells:

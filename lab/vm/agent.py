@@ -27,6 +27,12 @@ from lab.vm.transport import LocalTransport, SshTransport, Transport
 
 log = logging.getLogger("lab.vm.agent")
 
+# The longest reply (one JSON line) read from the agent.  The quick tier's largest is
+# 10 KB; a guest's can be a few hundred KB (Debian 7.2's config as text: 298 KB; a window
+# of a kernel log ring of 256 KiB as JSON records); past this a guest is flooding the
+# channel, and the call fails rather than the host's memory.
+REPLY_CAP = 64 << 20
+
 
 class GuestOSError(OSError):
     """A syscall in the guest failed; ``errno`` is the number, ``errno_name`` the name."""
@@ -49,6 +55,11 @@ class AgentTimeout(AgentError):
     """A call did not return in time: the guest may be hung in the kernel."""
 
 
+class AgentReplyTooLong(AgentError):
+    """A reply passed ``Agent.reply_cap`` before its end of line: the guest floods the
+    channel (or an op returned far more than any test needs)."""
+
+
 class AgentOpError(Exception):
     """An op raised something other than an errno in the guest (a bad argument, a bug in
     the op): the test is wrong or the agent is, not the machinery; the guest is healthy.
@@ -69,7 +80,8 @@ class Agent:
     def __init__(self, transport: Transport, *, remote: str) -> None:
         self.transport = transport
         self.remote = remote
-        self._buf = b""
+        self._buf = bytearray()
+        self.reply_cap = REPLY_CAP
         self._next_id = 0
         self.hello: dict[str, Any] = {}
         self.last_elapsed_ns = 0
@@ -146,7 +158,12 @@ class Agent:
 
     def _read_line(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
+        searched = 0  # the buffer holds no newline before this
+        while (end := self._buf.find(b"\n", searched)) < 0:
+            searched = len(self._buf)
+            if searched > self.reply_cap:
+                raise AgentReplyTooLong(f"the agent's reply exceeded {self.reply_cap} bytes "
+                                        "(Agent.reply_cap) before its end of line")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AgentTimeout(f"no answer from the agent within {timeout:.0f} s")
@@ -159,7 +176,11 @@ class Agent:
             if not chunk:
                 raise AgentError(f"agent exited (status {self.transport.exit_status()})")
             self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
+        if end > self.reply_cap:
+            raise AgentReplyTooLong(f"the agent's reply exceeded {self.reply_cap} bytes "
+                                    f"(Agent.reply_cap): {end} bytes")
+        line = bytes(self._buf[:end])
+        del self._buf[:end + 1]
         return line.decode("utf-8", "replace")
 
     def request(self, op: str, /, *, call_timeout: float | None = None,
@@ -180,6 +201,10 @@ class Agent:
         except AgentTimeout:
             # Its late reply would be taken for the next call's: stop using the channel.
             self.broken = f"{op} timed out"
+            raise
+        except AgentReplyTooLong:
+            # The rest of that reply is still coming: the channel is out of step.
+            self.broken = f"{op}'s reply was too long"
             raise
         except KeyboardInterrupt:
             # Ctrl-C: the same, and the fixtures' teardowns that follow fail at once.

@@ -141,6 +141,7 @@ class Machine:
         self.closed: Closed | None = None
         self.windows: list[tuple[int, str]] = []
         self.seen: list[str] = []
+        self.flood_charged = False  # a window said this guest flooded its console
         # Called with the reason before a guest is replaced (its log read a last time).
         self.on_replace: Callable[[Machine, str], None] | None = None
 
@@ -199,6 +200,7 @@ class Machine:
     def _start(self) -> None:
         self.boots += 1
         self.closed, self.windows, self.seen = None, [], []
+        self.flood_charged = False
         suffix = "" if self.boots == 1 else f"-boot{self.boots}"
         vm = Vm(self.kernel, run_dir=self.run_dir, cache=self.cache, config=self.cfg,
                 name=f"{self.name}{suffix}")
@@ -307,6 +309,22 @@ class Machine:
             f.seek(offset)
             return f.read().decode("utf-8", "replace")
 
+    def flood(self) -> str:
+        """Why a test fails when this guest's console passed its cap since the last window
+        that looked ("" when it has not, or once said): the guest is marked for replacement
+        (the console's kernel reports are no longer seen)."""
+        flood = self.vm.flooded if self.vm is not None else None
+        if flood is None or self.flood_charged:
+            return ""
+        self.flood_charged = True
+        if not self.replace_reason:
+            self.replace_reason = "the guest flooded its console"
+            self.replace_cause = "kernel"  # the guest's doing (its kernel or the test)
+        return (f"the guest flooded its console: more than the console log's cap of "
+                f"{flood.head_bytes} bytes (KERNEL_LAB_CONSOLE_CAP); {flood.log_path} keeps "
+                f"the first of them and, once the guest stops, its last {flood.tail_bytes} "
+                f"bytes; the lab no longer sees kernel reports there, so the guest is replaced")
+
     def diagnose(self, exc: BaseException, *, console_offset: int) -> Diagnosis:
         """Classify a failed call and mark the guest for replacement."""
         vm = self.vm
@@ -341,6 +359,9 @@ class Machine:
                                           splats=[s.to_dict() for s in found])
         if verdict == "INFRA" and nvme.events(lines):
             excerpt = "\n".join(nvme.events(lines)[:nvme.SHOWN])
+        flood = self.flood()
+        if flood:  # its console holds less than the test's evidence: say why
+            summary += f"; {flood}"
         self.replace_reason = f"{verdict.lower()}: {summary}"
         self.replace_cause = "kernel" if verdict in ("CRASH", "HANG") else ""
         return Diagnosis(verdict, summary, [s.to_dict() for s in found], excerpt)

@@ -30,6 +30,9 @@ log = logging.getLogger("lab.vm.ssh")
 
 # While the guest does not look ready (Ssh.connect's ``ready``), one attempt this often.
 UNREADY_ATTEMPT_S = 5.0
+# The most of a command's stdout (and of its stderr) the lab reads: its commands print
+# a few lines (the NVMe probe, a sysrq); more is a guest flooding the channel.
+OUTPUT_CAP = 16 << 20
 
 
 class KeyPair:
@@ -77,14 +80,26 @@ class Running:
                  stderr: paramiko.ChannelFile) -> None:
         self.argv, self._stdout, self._stderr = argv, stdout, stderr
 
-    def wait(self) -> ExecResult:
+    def wait(self, *, cap: int = OUTPUT_CAP) -> ExecResult:
+        """Its exit status and output; InfraError when stdout or stderr passes ``cap``
+        bytes (the command is then closed, its output unread)."""
         try:
-            out = self._stdout.read().decode("utf-8", "replace")
-            err = self._stderr.read().decode("utf-8", "replace")
+            out = self._read(self._stdout, "stdout", cap)
+            err = self._read(self._stderr, "stderr", cap)
             status = self._stdout.channel.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise InfraError(f"`{shlex.join(self.argv)}` failed: {exc}", phase="ssh") from None
         return ExecResult(status, out, err)
+
+    def _read(self, stream: paramiko.ChannelFile, name: str, cap: int) -> str:
+        data = bytearray()
+        while chunk := stream.read(1 << 16):  # in pieces: paramiko's own buffer is bytes
+            data += chunk
+            if len(data) > cap:
+                stream.channel.close()
+                raise InfraError(f"`{shlex.join(self.argv)}` wrote more than {cap} bytes to "
+                                 f"its {name}: the lab reads at most that much", phase="ssh")
+        return data.decode("utf-8", "replace")
 
 
 class Ssh:

@@ -47,6 +47,9 @@ MILESTONES = (("kernel", "kernel"), ("init", "init"), ("boot.sh", "boot.sh"),
               ("network", "network"), ("ssh", "ssh"), ("hello", "agent"))
 # Console lines this close in guest time place a guest-only event (see above).
 NEAR_S = 2.0
+# Console lines whose delay is kept: a boot prints about a thousand (its events are
+# among them); the lines of a long run after it are not needed.
+MAX_SAMPLES = 20_000
 _PRINTK = re.compile(rb"^\[\s*(\d+\.\d+)\]")
 _AGENT_CLOCK = re.compile(rb"kernel-lab: agent clock (\d+\.\d+)")
 
@@ -90,7 +93,8 @@ class Timeline:
             return
         host_s, guest_s = time.monotonic() - self.t0, float(m.group(1))
         with self._lock:
-            self._samples.append((guest_s, host_s - guest_s))
+            if len(self._samples) < MAX_SAMPLES:  # a console flood costs no memory here
+                self._samples.append((guest_s, host_s - guest_s))
             clock = _AGENT_CLOCK.search(line)
             if clock is not None:
                 self._mono = guest_s - float(clock.group(1))

@@ -16,7 +16,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -108,6 +108,13 @@ INIT_PATH_TAIL = "/usr/sbin:/usr/bin:/sbin:/bin"
 # The console events (lab.vm.timeline) after which the guest answers SSH at once.
 SSH_READY_EVENTS = ("sshd", "network", "sshd listening")
 
+# The console log keeps its first 64 MiB and its last 4 MiB (and says what was cut):
+# a boot prints about 40 KB, a test two marker lines and its splats, so a whole run of
+# the suites is a few hundred KB; a guest past the head is flooding (a FAIL of the test
+# then running, lab.run.guard).  KERNEL_LAB_CONSOLE_CAP=HEAD[,TAIL] (bytes) sets it.
+CONSOLE_CAP = (64 << 20, 4 << 20)
+CONSOLE_CAP_ENV = "KERNEL_LAB_CONSOLE_CAP"
+
 # How much longer than under KVM a fixed wait in the guest may take under TCG.
 TCG_SLOWDOWN = 4.0
 
@@ -124,6 +131,9 @@ class VmConfig:
     boot_timeout: float = 180.0
     ssh_port: int | None = None  # None: pick a free one
     kernel_args: tuple[str, ...] = DEFAULT_KERNEL_ARGS  # appended to virtme-ng's command line
+    # The console log's (head, tail) bytes (lab.proc.spawn's log_cap): a guest that
+    # prints forever fills no disk.  See CONSOLE_CAP.
+    console_cap: tuple[int, int] = CONSOLE_CAP
     nvme: tuple[NvmeSpec, ...] = field(
         default_factory=lambda: (
             NvmeSpec("fast", "labfast0", 1 << 30),
@@ -163,6 +173,22 @@ class NvmeDevice:
     ctrl: str  # /dev/nvme0 (admin passthrough)
     ns: str  # /dev/nvme0n1 (block device)
     generic: str  # /dev/ng0n1 (I/O passthrough)
+
+
+def console_cap(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """The console log's (head, tail) bytes: CONSOLE_CAP_ENV's, else CONSOLE_CAP; a
+    UserError if the variable is not HEAD or HEAD,TAIL in bytes."""
+    text = (os.environ if env is None else env).get(CONSOLE_CAP_ENV, "").strip()
+    if not text:
+        return CONSOLE_CAP
+    parts = text.split(",")
+    if len(parts) > 2 or not all(p.strip().isascii() and p.strip().isdecimal()
+                                 for p in parts) or int(parts[0]) == 0:
+        raise UserError(f"{CONSOLE_CAP_ENV}={text!r} is not HEAD or HEAD,TAIL in bytes (the "
+                        "console log's first and last bytes kept); give whole numbers, "
+                        "HEAD above 0, or unset it")
+    head = int(parts[0])
+    return head, int(parts[1]) if len(parts) == 2 else min(CONSOLE_CAP[1], head // 16)
 
 
 def cpu_count(online: str) -> int:
@@ -383,7 +409,8 @@ class Vm:
             console_start = self.console_log.stat().st_size if self.console_log.exists() else 0
             self.timeline.mark("qemu")
             self.process = proc.spawn(argv, log_path=self.console_log, env=env,
-                                      on_line=self.timeline.on_console)
+                                      on_line=self.timeline.on_console,
+                                      log_cap=self.cfg.console_cap)
             try:
                 self.ssh = Ssh.connect(
                     port=self.port,
@@ -431,6 +458,11 @@ class Vm:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def flooded(self) -> proc.Flood | None:
+        """When the console passed its cap (the log stopped growing), else None."""
+        return None if self.process is None else self.process.flooded
 
     # -- pieces ----------------------------------------------------------------
 
