@@ -108,10 +108,17 @@ def test_a_normal_user_gets_the_tree_too(tmp_path: Path) -> None:
                     f"echo '{plan}' > plan.json && "
                     f"python3 -I -S {sandbox.JAIL} plan.json -- sh -c "
                     f"'id -u; ls {work}/export/etc/passwd; "
-                    f"cat {work}/export/etc/shadow | head -1'; rm -rf {work}"],
+                    f"cat {work}/export/etc/shadow | head -1; "
+                    f"stat -L -c %a:%u {work}/export/usr/bin/mount /usr/bin/mount'; "
+                    f"rm -rf {work}"],
                    cwd=Path("/"), timeout=60)
     if res.returncode != 0 and "unshare" in res.stdout:
         pytest.fail(f"this host refuses a normal user a user namespace: {res.stdout.strip()}")
     assert res.returncode == 0, res.stdout
-    uid, passwd, shadow = res.stdout.split()
+    uid, passwd, shadow, plain, host = res.stdout.split()
     assert uid == "0" and passwd.endswith("/etc/passwd") and shadow == "root:!:1::::::"
+    # The host's root is not mapped there: a set-user-ID program of root's would run as the
+    # overflow user in the guest (mount: "must be superuser"), so the tree's copy has no
+    # set-ID bit, and belongs to the namespace's root.
+    assert host.split(":")[1] == "65534" and int(host.split(":")[0], 8) & 0o4000
+    assert plain == "755:0"

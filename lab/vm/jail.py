@@ -73,7 +73,7 @@ def _mount(src: str, dst: str, fstype: str | None, flags: int, data: str | None 
            f"mount {src} on {dst}")
 
 
-def enter_namespace() -> None:
+def enter_namespace() -> bool:
     """A mount namespace of this process's own (and a user namespace first when it is not
     root, mapping it to root there), every mount in it private."""
     uid, gid = os.getuid(), os.getgid()
@@ -87,6 +87,7 @@ def enter_namespace() -> None:
         with open("/proc/self/gid_map", "w") as f:
             f.write(f"0 {gid} 1")
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    return uid != 0
 
 
 def _read_only(path: str) -> None:
@@ -164,6 +165,40 @@ def write_shadow(etc: str) -> None:
         f.writelines(f"{name}:!:1::::::\n" for name in names)
 
 
+# Where a normal user's tree keeps its copies of the set-ID programs (strip_set_id): under
+# the guest's /run, which the guest mounts its own tmpfs over.
+PLAIN_COPIES = "/run/.kernel-lab-plain"
+BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin", "usr/local/sbin")
+
+
+def strip_set_id(root: str) -> None:
+    """Each set-user/group-ID program of the tree's bin directories overlaid with a copy
+    without those bits.
+
+    In a user namespace the host's root is not mapped: QEMU sees the system's files owned
+    by the overflow user (65534), and so does the guest, where `mount` (set-user-ID root on
+    the host) would then run as that user and refuse ("must be superuser").  The guest's
+    root needs no set-ID program, so none keeps the bits."""
+    seen = set()
+    for rel in BIN_DIRS:
+        directory = os.path.realpath(os.path.join(root, rel))
+        if directory in seen or not os.path.isdir(directory):
+            continue
+        seen.add(directory)
+        for entry in os.scandir(directory):
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or not st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                continue
+            copy = os.path.join(root + PLAIN_COPIES, f"{len(seen)}-{entry.name}")
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            try:
+                shutil.copyfile(entry.path, copy)
+            except OSError:
+                continue  # not readable by the lab's user: the guest cannot run it anyway
+            os.chmod(copy, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            _mount(copy, entry.path, None, MS_BIND)
+
+
 def build(plan: dict[str, object]) -> None:
     """The allow-listed tree at ``plan["root"]`` (see the module's docstring)."""
     root = str(plan["root"])
@@ -179,6 +214,8 @@ def build(plan: dict[str, object]) -> None:
         write_shadow(root + "/etc")
     for name in EMPTY:
         os.makedirs(root + "/" + name, exist_ok=True)
+    if plan.get("user_namespace"):
+        strip_set_id(root)
     binds = plan.get("binds", [])
     assert isinstance(binds, list)
     for path in binds:
@@ -202,7 +239,7 @@ def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as f:
         plan = json.load(f)
     try:
-        enter_namespace()
+        plan["user_namespace"] = enter_namespace()
         build(plan)
     except (JailError, OSError) as exc:
         print(f"kernel-lab: jail: {exc}", file=sys.stderr)
