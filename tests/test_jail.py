@@ -122,3 +122,25 @@ def test_a_normal_user_gets_the_tree_too(tmp_path: Path) -> None:
     # set-ID bit, and belongs to the namespace's root.
     assert host.split(":")[1] == "65534" and int(host.split(":")[0], 8) & 0o4000
     assert plain == "755:0"
+
+
+def test_a_host_that_refuses_the_namespace_boots_unwalled_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The refusal (Ubuntu's AppArmor, a container's seccomp profile) is the probe's exit
+    and last line; this host allows the namespace, so the refusing jail is a stand-in."""
+    import logging
+
+    refusing = tmp_path / "jail.py"
+    refusing.write_text("import sys\nprint('unshare: Operation not permitted (EPERM)', "
+                        "file=sys.stderr)\nsys.exit(1)\n")
+    monkeypatch.setattr(sandbox, "JAIL", refusing)
+    sandbox.host_isolation.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="lab.vm.sandbox"):
+            iso = sandbox.host_isolation()
+    finally:
+        sandbox.host_isolation.cache_clear()
+    assert not iso.files and iso.network  # the network's wall needs no privilege
+    assert iso.reason == "mount namespace refused: unshare: Operation not permitted (EPERM)"
+    assert "guest isolation unavailable" in caplog.text and "Threat model" not in caplog.text
+    assert iso.describe().startswith("whole host root (mount namespace refused")

@@ -9,7 +9,7 @@ wraps virtme-run's argv in the jail.
 
 A host that refuses the namespace still boots guests, with the whole root exported as
 before, and says so once: what a guest can read then (everything the lab's user can) is
-in README.md's threat model.
+in README.md (What a guest can do to the host).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _refused(why: str) -> Isolation:
     user = "root" if os.getuid() == 0 else "a normal user"
     log.warning("guest isolation unavailable: this host refuses %s a private mount "
                 "namespace (%s); guests read the whole host root that the lab's user can "
-                "read (README.md, Threat model)", user, why)
+                "read (README.md: What a guest can do to the host)", user, why)
     return Isolation(files=False, reason=f"mount namespace refused: {why}")
 
 
