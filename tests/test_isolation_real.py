@@ -40,7 +40,7 @@ class Listener:
     """A TCP listener on the host that records every connection it accepts."""
 
     def __init__(self, address: str) -> None:
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
         self.sock.bind((address, 0))
         self.sock.listen()
         self.sock.settimeout(0.2)
@@ -169,6 +169,39 @@ def _connect(vm: vm_mod.Vm, address: str, port: int) -> str:
                    "except OSError as e: print('refused', e)\"").strip()
 
 
+def test_the_guest_reaches_nothing_over_ipv6(guests: tuple[vm_mod.Vm, vm_mod.Vm]) -> None:
+    """QEMU's user network shows the host's loopback as fec0::2 too."""
+    walled, control = guests
+    try:
+        loopback = Listener("::1")
+    except OSError as exc:
+        pytest.skip(f"this host has no IPv6 loopback to listen on: {exc}")
+    try:
+        assert _connect(walled, "fec0::2", loopback.port).startswith("refused")
+        assert not loopback.accepted
+        assert _connect(control, "fec0::2", loopback.port) == "connected"
+    finally:
+        loopback.close()
+
+
+def test_the_guests_return_code_port_fills_no_host_disk(
+        guests: tuple[vm_mod.Vm, vm_mod.Vm]) -> None:
+    """virtme-ng gives the guest a port (virtme.ret) that QEMU writes to a host file: behind
+    the walls, a tmpfs of the namespace's (lab.vm.sandbox.TMP_BYTES), so a guest writing
+    without end blocks there and nothing reaches the host's disk; the control's lands in
+    its VM directory (under the file-size limit)."""
+    find = ("for d in /sys/class/virtio-ports/*; do [ \"$(cat $d/name)\" = virtme.ret ] && "
+            "p=/dev/${d##*/}; done; ")
+    walled, control = guests
+    _sh(walled, find + f"timeout 5 head -c {sandbox.TMP_BYTES + (8 << 20)} /dev/zero > $p")
+    assert _sh(walled, "echo alive").strip() == "alive"
+    assert sum(f.stat().st_size for f in (walled.vmdir / sandbox.TMP_DIR).iterdir()) == 0
+    _sh(control, find + "head -c 3000000 /dev/zero > $p")
+    landed = [f.stat().st_size for f in (control.vmdir / sandbox.TMP_DIR).iterdir()
+              if f.name.startswith("virtme_ret")]
+    assert landed and max(landed) >= 3000000
+
+
 def test_the_guest_reaches_no_host_service_no_guest_and_nothing_outside(
         guests: tuple[vm_mod.Vm, vm_mod.Vm]) -> None:
     walled, control = guests
@@ -180,6 +213,8 @@ def test_the_guest_reaches_no_host_service_no_guest_and_nothing_outside(
         targets = [("10.0.2.2", loopback.port, "the host's 127.0.0.1")]
         if away is not None:
             targets.append((away.address, away.port, "an outside address"))
+        else:
+            pytest.fail("this host has no route out: an outside address cannot be tried")
         for address, port, what in targets:
             assert _connect(walled, address, port).startswith("refused"), what
         assert _connect(walled, "10.0.2.2", control.port).startswith("refused")

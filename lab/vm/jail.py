@@ -10,8 +10,9 @@ inside a user namespace when the lab is not root), holding
 
 - the system's programs and libraries (``/usr``, ``/bin``, ``/sbin``, ``/lib*``), bound
   read-only as they are (a symbolic link stays one: merged /usr);
-- a copy of ``/etc`` with only what any user of the host may read (world-readable files
-  and the directories on the way to them), never the password hashes nor a private key;
+- a copy of what the guest's programs read of ``/etc`` (ETC_ALLOW), and of that only what
+  any user of the host may read (world-readable files and the directories on the way to
+  them), never the password hashes nor a private key;
 - the few directories the guest needs (``binds``: the VM's own directory, the guest
   scripts, the agent's interpreter, the kernel's modules), each at its own path;
 - empty mount points for what the guest mounts itself (``/dev``, ``/proc``, ``/run``...).
@@ -34,6 +35,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import stat
 import sys
 
@@ -48,7 +50,19 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
-# Never copied from /etc, whatever their mode: the password hashes and their backups.
+# What the guest's programs read of /etc (the loader, name services, sshd, ip, modprobe,
+# mkfs, Python, the alternatives /usr/bin links through): nothing else is copied, so the
+# host's proxy settings (environment, wgetrc, pip.conf, npmrc), package sources and
+# credentials, machine-id and hostname stay on the host.
+ETC_ALLOW = frozenset((
+    "alternatives", "debian_version", "default", "depmod.d", "ethertypes", "gai.conf",
+    "group", "host.conf", "hosts", "iproute2", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+    "ld.so.preload", "locale.alias", "localtime", "login.defs", "mke2fs.conf", "modprobe.d",
+    "mtab", "netconfig", "networks", "nsswitch.conf", "os-release", "passwd", "protocols",
+    "python3", "rpc", "services", "shells", "ssh", "terminfo", "timezone", "udev",
+    "xattr.conf",
+)) | frozenset(f"python3.{minor}" for minor in range(6, 40))
+# Never copied, whatever their mode: the password hashes and their backups.
 ETC_NEVER = ("shadow", "gshadow", "shadow-", "gshadow-", "security/opasswd")
 SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What the guest mounts itself, or virtme-ng lays a writable overlay on: present, empty.
@@ -104,9 +118,11 @@ def _read_only(path: str) -> None:
 def bind(src: str, root: str, *, recursive: bool) -> None:
     """``src`` at its own path inside ``root``, read-only."""
     dst = root + src
+    if os.path.islink(dst):
+        return  # already in the tree as a link (a venv's python): its target is bound itself
     if os.path.isdir(src):
         os.makedirs(dst, exist_ok=True)
-    else:
+    elif not os.path.lexists(dst):  # (a file already in the tree, a link of it, is covered)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         open(dst, "a").close()  # a mount point
     _mount(src, dst, None, MS_BIND | (MS_REC if recursive else 0))
@@ -119,13 +135,17 @@ def _world_readable(st: os.stat_result) -> bool:
     return st.st_mode & need == need
 
 
-def copy_etc(src: str, dst: str) -> None:
-    """What any user may read of ``src`` (/etc), copied to ``dst``: world-readable regular
-    files and links, in world-readable directories; never ETC_NEVER nor a private key."""
+def copy_etc(src: str, dst: str, allow: frozenset[str] = ETC_ALLOW) -> None:
+    """The entries of ``src`` (/etc) that ``allow`` names, copied to ``dst``, and of them
+    only what any user may read: world-readable regular files and links, in world-readable
+    directories; never ETC_NEVER nor a private key."""
     os.makedirs(dst, exist_ok=True)
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
         target = dst if rel == "." else os.path.join(dst, rel)
+        if rel == ".":
+            dirnames[:] = [n for n in dirnames if n in allow]
+            filenames = [n for n in filenames if n in allow]
         keep = []
         for name in dirnames:
             path = os.path.join(dirpath, name)
@@ -238,17 +258,24 @@ def main(argv: list[str]) -> int:
         return 2
     with open(argv[0], encoding="utf-8") as f:
         plan = json.load(f)
-    try:
-        plan["user_namespace"] = enter_namespace()
-        build(plan)
-    except (JailError, OSError) as exc:
-        print(f"kernel-lab: jail: {exc}", file=sys.stderr)
-        return 125
-    fsize = plan.get("max_file_bytes")
-    if isinstance(fsize, int):
-        # No file QEMU or virtme-run writes outgrows the largest NVMe image (virtme-run's
-        # return-code file is one the guest can write to without end).
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    tmpdir = str(plan["tmpdir"])
+    if plan.get("walls"):
+        try:
+            plan["user_namespace"] = enter_namespace()
+            build(plan)
+            # virtme-run's temporary files (the guest writes its return-code file without
+            # end) on a tmpfs of their own, gone with the namespace.
+            _mount("kernel-lab-tmp", tmpdir, "tmpfs", MS_NOSUID | MS_NODEV,
+                   f"mode=0700,size={int(plan['tmp_bytes'])}")
+        except (JailError, OSError) as exc:
+            print(f"kernel-lab: jail: {exc}", file=sys.stderr)
+            return 125
+    os.environ["TMPDIR"] = tmpdir
+    fsize = int(plan["max_file_bytes"])
+    # No file QEMU or virtme-run writes outgrows the largest NVMe image; a write past it
+    # fails (EFBIG) instead of killing QEMU (SIGXFSZ's default).
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     os.execvp(argv[2], argv[2:])
     return 127  # not reached
 

@@ -35,7 +35,9 @@ log = logging.getLogger("lab.vm.vm")
 
 GUEST_BOOT = GUEST_DIR / "boot.sh"
 PORT_ATTEMPTS = 3
-# virtme-ng hands --qemu-opts to a shell as one string, so paths must stay plain.
+# Paths that reach QEMU's option syntax (a comma starts a new option), the kernel's command
+# line (a space a new parameter) and virtme-ng's module unpacking (a shell command for a
+# .ko.zst module) stay plain.
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./+@%=-]+$")
 # An NVMe controller's role names its image file and its serial goes to QEMU's -device
 # and to the guest's probe script: plain words (the NVMe serial field holds 20 bytes).
@@ -377,18 +379,23 @@ class Vm:
                 f"port {self.cfg.ssh_port} on 127.0.0.1 is busy; choose another "
                 "--ssh-port or omit it to pick a free one"
             )
-        started = time.monotonic()
-        self.timeline = Timeline()
+        modules = self.kernel.modules
+        if modules is not None and not SAFE_PATH.match(os.path.realpath(modules)):
+            raise UserError(f"kernel modules at {os.path.realpath(modules)}: a path with "
+                            "characters virtme-ng cannot pass on; use a --cache (or modules "
+                            "directory) path of letters, digits and ./_-")
         if self.isolation is None:
             self.isolation = sandbox.host_isolation()
+        if not self.isolation.accepted:
+            raise UserError(f"guests cannot be isolated from this host ({self.isolation.reason})"
+                            f": {sandbox.REFUSED_FIX}")
+        started = time.monotonic()
+        self.timeline = Timeline()
         client_key, host_key = self._prepare_files()
         image = self._kernel_root()
         export = sandbox.export_root(self.vmdir) if self.isolation.files else None
         env = {
-            # virtme-run's temporary files (its return-code file, which the guest writes)
-            # in the VM's directory, removed with it.
-            "TMPDIR": str(self.vmdir),
-            # virtme-ng calls virtme-run through the shell: it must be on PATH.
+            # virtme-run finds QEMU and its helpers on PATH (its venv's bin first).
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             # Keep virtme-ng's own cache and config out of the user's home.
             "HOME": str(self.cache / "vng-home"),
@@ -399,11 +406,11 @@ class Vm:
             self.port = self.cfg.ssh_port or free_port()
             argv = virtme_argv(image, self.cfg, vmdir=self.vmdir, port=self.port, export=export,
                             restrict=self.isolation.network)
-            if export is not None:
-                staged = staged_root(self.cache)
-                staged.mkdir(parents=True, exist_ok=True)
-                argv = sandbox.wrap(argv, vmdir=self.vmdir, modules=self.kernel.modules,
-                                    staged=staged, max_file_bytes=self._max_file_bytes())
+            staged = staged_root(self.cache)
+            staged.mkdir(parents=True, exist_ok=True)
+            argv = sandbox.wrap(argv, vmdir=self.vmdir, isolation=self.isolation,
+                                modules=self.kernel.modules, staged=staged, cache=self.cache,
+                                max_file_bytes=self._max_file_bytes())
             log.info("boot %s (%s) on port %d, console %s", self.kernel.spec,
                      self.kernel.release, self.port, self.console_log)
             console_start = self.console_log.stat().st_size if self.console_log.exists() else 0
