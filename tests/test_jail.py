@@ -164,6 +164,11 @@ def test_a_host_that_refuses_the_namespace_boots_no_guest_unless_the_user_accept
     try:
         with caplog.at_level(logging.WARNING, logger="lab.vm.sandbox"):
             iso = sandbox.host_isolation()
+        from lab.host.doctor import _isolation
+
+        check = _isolation()  # `lab run` stops on a check that is not ok (lab.run.runner)
+        assert check.ok is accepted and check.note is accepted
+        assert sandbox.UNISOLATED_ENV in check.fix
     finally:
         sandbox.host_isolation.cache_clear()
     assert not iso.files and iso.network  # the network's wall needs no privilege
