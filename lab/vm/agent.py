@@ -30,8 +30,10 @@ log = logging.getLogger("lab.vm.agent")
 # The longest reply (one JSON line) read from the agent.  The quick tier's largest is
 # 10 KB; a guest's can be a few hundred KB (Debian 7.2's config as text: 298 KB; a window
 # of a kernel log ring of 256 KiB as JSON records); past this a guest is flooding the
-# channel, and the call fails rather than the host's memory.
-REPLY_CAP = 64 << 20
+# channel, and the call fails rather than the host's memory.  Fifty times the largest
+# real reply and no more: json.loads of a hostile line costs ~25 times its size (6 MB of
+# `[[],[],...]` took 145 MB), so this bounds a guest's claim on the host near 400 MB.
+REPLY_CAP = 16 << 20
 
 
 class GuestOSError(OSError):
