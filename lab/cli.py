@@ -20,6 +20,7 @@ from lab.errors import (
     LabError,
 )
 from lab.options import OptionError
+from lab.results.text import printable
 from lab.run import config as run_config
 
 log = logging.getLogger("lab")
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args, argv)
     except LabError as exc:
-        print(f"lab: error: {exc}", file=sys.stderr)
+        print(printable(f"lab: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)

@@ -79,6 +79,22 @@ def parse_param(text: str) -> str:
     return text
 
 
+# The console log's smallest head: a boot prints about 40 KB and a test a few lines, so a
+# head of a few boots is the least that does not call every test a flood (a FAIL).
+MIN_CONSOLE_HEAD = 256 << 10
+
+
+def parse_console_cap(cap: tuple[int, int], *, what: str = "console_cap") -> tuple[int, int]:
+    """The console log's (head, tail) bytes kept (lab.proc.spawn's log_cap): the head at
+    least MIN_CONSOLE_HEAD, the tail 0 (the head and the line saying what was cut) or more."""
+    ok = (isinstance(cap, tuple) and len(cap) == 2 and all(type(n) is int for n in cap))
+    if not ok or cap[0] < MIN_CONSOLE_HEAD or cap[1] < 0:
+        raise UserError(f"{what} {cap!r}: give the console log's HEAD,TAIL bytes kept, HEAD "
+                        f"at least {MIN_CONSOLE_HEAD} (a boot prints about 40 KB), TAIL 0 or "
+                        "more")
+    return cap
+
+
 def parse_port(value: str | int) -> int:
     """A fixed TCP port on 127.0.0.1 for a guest's SSH."""
     try:

@@ -172,8 +172,10 @@ class _Tee(threading.Thread):
                         "from here", self.log_path, self.cap[0], self.cap[1])
         self._over.append(line)
         self._over_bytes += len(line)
-        # Drop whole pieces while what stays still covers the tail.
-        while self._over_bytes - len(self._over[0]) >= self.cap[1]:
+        # Drop whole pieces while what stays still covers the tail (all of them for a
+        # tail of 0: the loop must stop at an empty deque, or this thread dies, the pipe
+        # fills and the child, QEMU's console, blocks: a hung guest blamed on its kernel).
+        while self._over and self._over_bytes - len(self._over[0]) >= self.cap[1]:
             gone = self._over.popleft()
             self._over_bytes -= len(gone)
             self._cut(gone)

@@ -170,6 +170,15 @@ def test_a_reply_past_the_cap_fails_the_call_and_breaks_the_client(
         agent.call("agent.ping")
 
 
+def test_the_default_reply_cap_is_16_mib(agent: Agent, tmp_path: Path) -> None:
+    """Fifty times the largest real reply (a kernel's config, ~300 KB), no more: a hostile
+    line costs ~25 times its size in json.loads."""
+    big = tmp_path / "big"
+    big.write_text("b" * (17 << 20))
+    with pytest.raises(AgentReplyTooLong, match=r"the agent's reply exceeded 16777216 bytes"):
+        agent.call("sys.read_text", path=str(big))
+
+
 def test_an_agent_that_dies_is_an_agent_error(agent: Agent) -> None:
     os.kill(agent.hello["pid"], signal.SIGKILL)
     with pytest.raises(AgentError, match=r"agent exited \(status -9\)|cannot send"):

@@ -17,7 +17,7 @@ import pytest
 
 from lab import proc
 from lab.errors import UserError
-from lab.vm.vm import CONSOLE_CAP, CONSOLE_CAP_ENV, console_cap
+from lab.vm.vm import CONSOLE_CAP, CONSOLE_CAP_ENV, VmConfig, console_cap
 
 HEAD, TAIL = 1 << 20, 256 << 10
 LINES = 1_400_000  # "line 00000000\n": 14 bytes each, 19.6 MB
@@ -124,16 +124,43 @@ def test_a_log_without_a_cap_takes_everything(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("value", "cap"), [
     ("", CONSOLE_CAP), ("1048576", (1 << 20, 1 << 16)), ("1048576,4096", (1 << 20, 4096)),
-    (" 2000 , 0 ", (2000, 0)),
+    (" 262144 , 0 ", (256 << 10, 0)),
 ])
 def test_the_console_cap_from_the_environment(value: str, cap: tuple[int, int]) -> None:
     assert console_cap({CONSOLE_CAP_ENV: value}) == cap
 
 
-@pytest.mark.parametrize("value", ["0", "1M", "1,2,3", "-5", "1,x"])
+@pytest.mark.parametrize("value", ["0", "1M", "1,2,3", "-5", "1,x", "2000,0", "262143"])
 def test_a_bad_console_cap_is_a_user_error(value: str) -> None:
     with pytest.raises(UserError, match=CONSOLE_CAP_ENV):
         console_cap({CONSOLE_CAP_ENV: value})
+
+
+@pytest.mark.parametrize("cap", [(2000, 0), (1 << 20, -1), (1 << 20,), (1.5e6, 0)])
+def test_a_vm_config_refuses_a_bad_console_cap(cap: Any) -> None:
+    with pytest.raises(UserError, match="console_cap"):
+        VmConfig(console_cap=cap)
+    assert VmConfig(console_cap=(256 << 10, 0)).console_cap == (256 << 10, 0)
+
+
+def test_a_tail_of_0_keeps_the_head_and_the_reader_survives(tmp_path: Path) -> None:
+    # Everything past the head is dropped: the reader must go on reading (it died on an
+    # empty deque once), or the child blocks on a full pipe and never ends.
+    seen: list[int] = []
+    child, log = spawn(tmp_path, FLOOD.format(n=LINES // 4, sleep=0), seen, cap=(2000, 0))
+    try:
+        assert child.proc.wait(30) == 0
+    finally:
+        child.stop()
+    assert child._tee.is_alive() is False and child.flooded is not None
+    out = expected_output(LINES // 4)
+    assert sum(n for n in seen if n > 0) == len(out)  # the reader saw it all
+    rest = log.read_bytes().partition(b"\n")[2]
+    m = MARKER.search(rest)
+    assert m is not None, rest[-300:]
+    cut, _, head, kept = map(int, m.groups())
+    assert kept == 0 and rest[m.end():] == b"" and rest[:m.start()] == out[:head]
+    assert head <= 2000 and cut == len(out) - head
 
 
 def test_lab_run_refuses_a_bad_console_cap_in_one_line(tmp_path: Path) -> None:

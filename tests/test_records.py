@@ -128,6 +128,19 @@ def test_the_summary_lists_inconclusive_tests_and_the_run_still_passes(tmp_path:
     assert f"  - s::race: {why}" in summary_lines(summary)
 
 
+def test_the_summary_spells_out_the_kernels_control_characters(tmp_path: Path) -> None:
+    from lab.results.record import Record, append_record
+    from lab.results.summary import summarize, summary_lines
+
+    why = "splat \x1b]0;pwned\x07 in\tio_destroy\x9b"
+    append_record(tmp_path, Record(test="s::race", verdict="INCONCLUSIVE", duration=1.0,
+                                   reason=why))
+    summary = summarize(tmp_path)
+    assert summary["inconclusive"] == [{"test": "s::race", "reason": why}]  # raw in JSON
+    assert "  - s::race: splat \\x1b]0;pwned\\x07 in\tio_destroy\\x9b" in \
+        summary_lines(summary)
+
+
 class _Item:
     """The one thing the SKIP relocation asks of a test item: where the test is."""
 

@@ -294,6 +294,15 @@ def test_text_difference(tmp_path: Path) -> None:
     assert "&lt;" not in text  # plain text is not escaped
 
 
+def test_text_spells_out_the_kernels_control_characters(tmp_path: Path) -> None:
+    evil = [replace(r, splats=[splat("WARNING in \x1b]0;pwned\x07io_destroy")])
+            if r.splats else r for r in NEW]
+    new = report.load_run(run_dir(tmp_path, "new", evil))
+    base = report.load_run(run_dir(tmp_path, "base", BASE))
+    text = report.render_text(report.context(new, baseline=base, today=TODAY))
+    assert "WARNING in \\x1b]0;pwned\\x07io_destroy" in text and "\x1b" not in text
+
+
 def test_not_a_run_directory(tmp_path: Path) -> None:
     from lab.errors import UserError
 

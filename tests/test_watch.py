@@ -119,3 +119,15 @@ def test_a_hang_is_charged_to_the_test_in_whose_window_it_began() -> None:
                   test="c", windows=windows)
     assert [s.kind for s in boot.earlier] == ["HUNG_TASK"] and not boot.elsewhere
     assert owner(windows, 29_000_000) == "a" and owner(windows, 5) == ""
+
+
+def test_a_splat_with_escape_sequences_fails_the_test_with_them_spelled_out() -> None:
+    # A hostile kernel's text reaches the user's terminal through the failure message.
+    evil = [line.replace("Not tainted", "\x1b]0;pwned\x07\x1b[2J\x9b2JNot tainted")
+            for line in HUNG]
+    got = assess(Findings(_records((50, "kernel-lab: begin t"),
+                                   *[(53, line.format(n=2)) for line in evil])), _mark())
+    problem = got.problem()
+    assert problem.startswith("kernel splat during the test")
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\x9b2JNot tainted" in problem
+    assert not any(c in problem for c in "\x1b\x07\x9b") and "\n" in problem

@@ -28,6 +28,7 @@ from lab.results.compare import Comparison, Key, Status, cell_of, compare, key_o
 from lab.results.compare import exit_code as compare_exit_code
 from lab.results.record import Record, read_lines, read_records
 from lab.results.summary import bugs, describe_accel
+from lab.results.text import printable
 from lab.results.verdict import FAILED, UNTESTED, VERDICTS, Verdict, exit_code, worst
 
 REPORT = "report.html"
@@ -411,7 +412,7 @@ def render_html(ctx: dict[str, Any]) -> str:
 def render_text(ctx: dict[str, Any]) -> str:
     env = _environment()
     env.autoescape = False  # plain text for a terminal and $GITHUB_STEP_SUMMARY
-    return env.get_template("compare.txt.j2").render(**ctx)
+    return printable(env.get_template("compare.txt.j2").render(**ctx))  # splats quoted
 
 
 def write(run_dir: Path, *, baseline: Path | None = None, history: Sequence[Path] = (),

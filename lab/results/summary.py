@@ -22,6 +22,7 @@ from lab.results.record import (
     read_stop,
     read_timeline,
 )
+from lab.results.text import printable
 from lab.results.verdict import FAILED, TESTED, UNTESTED, VERDICTS, Verdict, exit_code
 
 # The failures the closing lines give a reproducer for (summary.json has them all).
@@ -262,4 +263,4 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("wall") is not None:
         lines.append(f"wall time: {summary['wall']:.1f}s")
     lines.append(f"run directory: {summary['run_dir']}")
-    return lines
+    return [printable(line) for line in lines]  # reasons and titles quote the kernel

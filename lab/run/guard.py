@@ -42,6 +42,7 @@ from lab.errors import InfraError
 from lab.kernel import facts as facts_mod
 from lab.results import splat
 from lab.results.record import append_interrupted
+from lab.results.text import printable
 from lab.results.verdict import Diagnosis, Verdict
 from lab.run import aftermath, features, watch
 from lab.run.keys import (
@@ -172,7 +173,7 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
         diag.phase = "teardown"
         item.stash[DIAGNOSIS_KEY] = diag
         machine.seen += [str(s.get("title", "")) for s in diag.splats]
-        pytest.fail(f"{diag.verdict}: {diag.summary}", pytrace=False)
+        pytest.fail(printable(f"{diag.verdict}: {diag.summary}"), pytrace=False)
     # What the kernel prints from here until the next window opens is this test's.
     machine.closed = Closed(item.nodeid, seq=found.seq, taint=found.taint_after,
                             console_offset=machine.console_offset(),
@@ -201,7 +202,7 @@ def _close(item: pytest.Item, machine: Machine, agent: Agent, mark: watch.Mark,
         data["console_flooded"] = True
     problem = "\n".join(p for p in (seen.problem(), flood) if p)
     if problem:
-        pytest.fail(problem, pytrace=False)
+        pytest.fail(printable(problem), pytrace=False)
 
 
 def _diagnosing(item: pytest.Item, when: str) -> Generator[None, None, None]:

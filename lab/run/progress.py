@@ -23,6 +23,7 @@ from typing import Any
 
 from lab.results import matrixfile
 from lab.results.record import Record
+from lab.results.text import printable
 from lab.results.verdict import VERDICTS
 
 # An ETA is shown only once it rests on a measured rate.  A suite's tests take from
@@ -111,6 +112,7 @@ def terminal_writer(config: Any) -> Callable[[str], None]:
     its stderr, which is the controller's terminal (its stdout is xdist's channel).
     """
     def write(line: str) -> None:
+        line = printable(line)  # a boot's messages quote the guest
         capman = config.pluginmanager.getplugin("capturemanager")
         suspended = capman.global_and_fixture_disabled() if capman is not None else \
             contextlib.nullcontext()

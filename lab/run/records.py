@@ -44,6 +44,7 @@ from lab.results.record import (
     write_stop,
 )
 from lab.results.splat import HANG_KINDS
+from lab.results.text import printable
 from lab.results.verdict import Verdict, fold, worst
 from lab.run import aftermath
 from lab.run.cells import plain_nodeid, repeat_of
@@ -204,7 +205,7 @@ def _found_by_guard(item: pytest.Item, rep: pytest.TestReport) -> None:
         add_evidence(item, splats=tuple(diag.splats), excerpt=diag.excerpt,
                      reason=f"{diag.verdict}: {diag.summary}")
         rep.sections.append(("kernel-lab diagnosis",
-                             f"{diag.verdict}: {diag.summary}\n{diag.excerpt}"))
+                             printable(f"{diag.verdict}: {diag.summary}\n{diag.excerpt}")))
     elif seen is not None and seen.splats:
         add_evidence(item, splats=tuple(s.to_dict() for s in seen.splats))
 

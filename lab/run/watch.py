@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.results import nvme, splat
+from lab.results.text import printable
 from lab.vm.agent import Agent
 from lab.vm.session import Closed, Machine
 
@@ -83,10 +84,11 @@ class Assessment:
         return off, kept or ("LOCKDEP" if self.lockdep_disabled and not off else "")
 
     def problem(self) -> str:
-        """Why the test fails because of the kernel log, or "" when it does not."""
+        """Why the test fails because of the kernel log, or "" when it does not (the
+        kernel's text with its control characters spelled out: a failure message)."""
         if self.splats:
-            return f"kernel splat during the test: {self.splats[0].title}\n" + "\n".join(
-                f"{s.title}\n{s.excerpt}" for s in self.splats)
+            return printable(f"kernel splat during the test: {self.splats[0].title}\n" +
+                             "\n".join(f"{s.title}\n{s.excerpt}" for s in self.splats))
         if self.taint_changed:
             return (f"the kernel's taint changed during the test: "
                     f"{self.taint_before or '-'} -> {self.taint_after}")

@@ -20,6 +20,7 @@ from typing import Any
 from guest import PROTOCOL_VERSION
 from lab import proc
 from lab.errors import InfraError
+from lab.results.text import printable
 from lab.vm.ssh import Ssh
 from lab.vm.stage import archive, push, remote_dir, stage, start_command, unpack_argv
 from lab.vm.timeline import Timeline
@@ -30,8 +31,12 @@ log = logging.getLogger("lab.vm.agent")
 # The longest reply (one JSON line) read from the agent.  The quick tier's largest is
 # 10 KB; a guest's can be a few hundred KB (Debian 7.2's config as text: 298 KB; a window
 # of a kernel log ring of 256 KiB as JSON records); past this a guest is flooding the
-# channel, and the call fails rather than the host's memory.
-REPLY_CAP = 64 << 20
+# channel, and the call fails rather than the host's memory.  Fifty times the largest
+# real reply and no more: json.loads of a hostile line costs ~25 times its size (6 MB of
+# `[[],[],...]` took 145 MB), so this bounds a guest's claim on the host near 400 MB.
+REPLY_CAP = 16 << 20
+# How much of a dead agent's stderr its error shows (a traceback's last lines).
+STDERR_LINES = 5
 
 
 class GuestOSError(OSError):
@@ -174,7 +179,8 @@ class Agent:
             if chunk is None:
                 continue
             if not chunk:
-                raise AgentError(f"agent exited (status {self.transport.exit_status()})")
+                raise AgentError(f"agent exited (status {self.transport.exit_status()})"
+                                 + self._stderr_note())
             self._buf += chunk
         if end > self.reply_cap:
             raise AgentReplyTooLong(f"the agent's reply exceeded {self.reply_cap} bytes "
@@ -182,6 +188,11 @@ class Agent:
         line = bytes(self._buf[:end])
         del self._buf[:end + 1]
         return line.decode("utf-8", "replace")
+
+    def _stderr_note(self) -> str:
+        """The end of the agent's stderr for a message ("" when it wrote none)."""
+        lines = self.transport.stderr_text().strip().splitlines()[-STDERR_LINES:]
+        return f"; its stderr ends: {printable(chr(10).join(lines))[-2000:]}" if lines else ""
 
     def request(self, op: str, /, *, call_timeout: float | None = None,
                 **args: Any) -> dict[str, Any]:

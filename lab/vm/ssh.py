@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import select
 import shlex
 import socket
 import time
@@ -82,24 +83,39 @@ class Running:
 
     def wait(self, *, cap: int = OUTPUT_CAP) -> ExecResult:
         """Its exit status and output; InfraError when stdout or stderr passes ``cap``
-        bytes (the command is then closed, its output unread)."""
+        bytes (the command is then closed, its output unread).
+
+        Both streams are read as they come, each to its own cap: one left unread while
+        the other is read to its end fills the channel's window (2 MiB), and the command
+        stalls until the timeout instead of its cap saying what happened."""
+        chan = self._stdout.channel
+        streams = (("stdout", bytearray(), chan.recv_ready, chan.recv),
+                   ("stderr", bytearray(), chan.recv_stderr_ready, chan.recv_stderr))
         try:
-            out = self._read(self._stdout, "stdout", cap)
-            err = self._read(self._stderr, "stderr", cap)
-            status = self._stdout.channel.recv_exit_status()
+            while True:
+                ended = chan.eof_received or chan.closed  # before the reads: none missed
+                got = False
+                for name, data, ready, recv in streams:
+                    while ready():
+                        data += recv(1 << 16)
+                        got = True
+                        if len(data) > cap:
+                            chan.close()
+                            raise InfraError(
+                                f"`{shlex.join(self.argv)}` wrote more than {cap} bytes to "
+                                f"its {name}: the lab reads at most that much", phase="ssh")
+                if got:
+                    continue
+                if ended:
+                    break
+                # Readable when either stream has data or the channel ended.
+                if not select.select([chan], [], [], chan.gettimeout())[0]:
+                    raise TimeoutError("timed out")
+            status = chan.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise InfraError(f"`{shlex.join(self.argv)}` failed: {exc}", phase="ssh") from None
+        out, err = (data.decode("utf-8", "replace") for _, data, _, _ in streams)
         return ExecResult(status, out, err)
-
-    def _read(self, stream: paramiko.ChannelFile, name: str, cap: int) -> str:
-        data = bytearray()
-        while chunk := stream.read(1 << 16):  # in pieces: paramiko's own buffer is bytes
-            data += chunk
-            if len(data) > cap:
-                stream.channel.close()
-                raise InfraError(f"`{shlex.join(self.argv)}` wrote more than {cap} bytes to "
-                                 f"its {name}: the lab reads at most that much", phase="ssh")
-        return data.decode("utf-8", "replace")
 
 
 class Ssh:

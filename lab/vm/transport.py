@@ -3,9 +3,11 @@ guest, or the pipes of a child on the host's own kernel (lab.vm.agent, ``Agent``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
+import time
 from typing import Protocol
 
 import paramiko
@@ -32,12 +34,25 @@ class Transport(Protocol):
     def close(self) -> int | str:
         """Close this end (idempotent); the exit status as ``exit_status``."""
 
+    def stderr_text(self) -> str:
+        """The last of what the agent wrote to its stderr ("" where a log file has it)."""
+
+
+# The last of the agent's stderr kept (a traceback as it dies; a flood keeps its end).
+STDERR_KEPT = 64 << 10
+
 
 class SshTransport:
-    """An SSH exec channel whose command became the agent (lab.vm.stage.start_command)."""
+    """An SSH exec channel whose command became the agent (lab.vm.stage.start_command).
+
+    Its stderr is read as it comes, the last STDERR_KEPT bytes kept (``stderr_text``):
+    unread, it would fill the channel's window (2 MiB) and stop its stdout with it, and
+    the agent would look hung (AgentTimeout: a HANG blamed on the kernel).
+    """
 
     def __init__(self, chan: paramiko.Channel) -> None:
         self.chan = chan
+        self._stderr = bytearray()
 
     def send(self, data: bytes) -> None:
         try:
@@ -46,13 +61,32 @@ class SshTransport:
             raise OSError(str(exc) or type(exc).__name__) from None
 
     def recv(self, timeout: float) -> bytes | None:
-        self.chan.settimeout(timeout)
-        try:
-            return self.chan.recv(65536)
-        except TimeoutError:
-            return None
-        except (EOFError, paramiko.SSHException) as exc:
-            raise OSError(str(exc) or type(exc).__name__) from None
+        deadline = time.monotonic() + timeout
+        self.chan.settimeout(0.0)  # never blocks below: the wait is the select's
+        while True:
+            try:
+                self._drain_stderr()
+                return self.chan.recv(65536)  # b"" once the agent closed its output
+            except TimeoutError:
+                pass
+            except (EOFError, paramiko.SSHException) as exc:
+                raise OSError(str(exc) or type(exc).__name__) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # The channel's fileno is readable when stdout or stderr has data (or ended).
+            select.select([self.chan], [], [], remaining)
+
+    def _drain_stderr(self) -> None:
+        while self.chan.recv_stderr_ready():
+            self._stderr += self.chan.recv_stderr(65536)
+            del self._stderr[:-STDERR_KEPT]
+
+    def stderr_text(self) -> str:
+        """The last STDERR_KEPT bytes the agent wrote to its stderr so far."""
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self._drain_stderr()
+        return self._stderr.decode("utf-8", "replace")
 
     def ended(self) -> bool:
         return self.chan.closed or self.chan.exit_status_ready()
@@ -91,6 +125,9 @@ class LocalTransport:
             return self.piped.proc.wait(1.0)
         except subprocess.TimeoutExpired:
             return "unknown"
+
+    def stderr_text(self) -> str:
+        return ""  # in the agent's log file (lab.proc.converse)
 
     def close(self) -> int | str:
         status = self.piped.stop()

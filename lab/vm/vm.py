@@ -24,7 +24,14 @@ from types import TracebackType
 from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
-from lab.options import parse_boot_timeout, parse_cpus, parse_memory, parse_param, parse_port
+from lab.options import (
+    parse_boot_timeout,
+    parse_console_cap,
+    parse_cpus,
+    parse_memory,
+    parse_param,
+    parse_port,
+)
 from lab.paths import GUEST_DIR
 from lab.vm import hostroot, sandbox
 from lab.vm.ssh import ExecResult, KeyPair, Running, Ssh, free_port, port_is_free
@@ -153,6 +160,7 @@ class VmConfig:
         set_(self, "memory", parse_memory(self.memory))
         set_(self, "kernel_args", tuple(parse_param(a) for a in self.kernel_args))
         set_(self, "boot_timeout", parse_boot_timeout(self.boot_timeout))
+        parse_console_cap(self.console_cap)
         if self.ssh_port is not None:
             set_(self, "ssh_port", parse_port(self.ssh_port))
         for what in ("role", "serial"):
@@ -190,7 +198,8 @@ def console_cap(env: Mapping[str, str] | None = None) -> tuple[int, int]:
                         "console log's first and last bytes kept); give whole numbers, "
                         "HEAD above 0, or unset it")
     head = int(parts[0])
-    return head, int(parts[1]) if len(parts) == 2 else min(CONSOLE_CAP[1], head // 16)
+    tail = int(parts[1]) if len(parts) == 2 else min(CONSOLE_CAP[1], head // 16)
+    return parse_console_cap((head, tail), what=f"{CONSOLE_CAP_ENV}={text!r}, read as")
 
 
 def cpu_count(online: str) -> int:
