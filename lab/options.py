@@ -6,7 +6,7 @@ limit, checked once wherever they come from.
 ``--lab-cpus``, ``--lab-memory``... (lab.run.config derives both from the table); the
 value is checked as it is made, so a value `lab run` refuses is refused under plain
 pytest, in a journal and in matrix.json too.  The same checks guard every value a
-boot puts on QEMU's command line: lab.vm.vm.VmConfig runs them as it is made, so a
+boot puts on QEMU's command line: lab.vm.vmconfig.VmConfig runs them as it is made, so a
 configuration built in code is held to them too.  The checks are strict because of
 where the values went (virtme-ng handed ``--memory`` to a shell as it is: ``--memory
 "2G; rm -rf ~"`` ran the command on the host), and they stay strict with no shell on

@@ -14,7 +14,7 @@ from lab.results.verdict import Diagnosis
 from lab.run import aftermath, watch
 from lab.run.keys import RUN_DIR_KEY
 from lab.vm.session import Closed, Machine
-from lab.vm.vm import VmConfig
+from lab.vm.vmconfig import VmConfig
 
 GOLDEN = Path(__file__).parent / "golden" / "splats"
 WARN = "WARNING: CPU: 0 PID: 31 at io_uring/io_uring.c:2901 io_ring_exit_work+0x1/0x2"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from labrun import lab_run
 
-from lab.vm.vm import CONSOLE_CAP_ENV
+from lab.vm.vmconfig import CONSOLE_CAP_ENV
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 

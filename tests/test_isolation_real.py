@@ -27,12 +27,13 @@ from lab.vm import sandbox
 from lab.vm import vm as vm_mod
 from lab.vm.hostroot import MOUNTPOINT
 from lab.vm.ssh import KeyPair
+from lab.vm.vmconfig import VmConfig
 from tests.hostuser import normal_user
 from tests.keyscan import files_with_private_keys, raw_private
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
-CFG = vm_mod.VmConfig(accel="tcg-single")  # as tests/test_vm_real.py says why
+CFG = VmConfig(accel="tcg-single")  # as tests/test_vm_real.py says why
 TOKEN = secrets.token_hex(12)
 
 

@@ -29,7 +29,7 @@ from lab.kernel.catalogue import load_catalogue
 from lab.kernel.resolve import check, resolve_kernel
 from lab.kernel.spec import DebianSrcSpec, PathSpec, TreeSpec, parse_spec, valid_forms
 from lab.vm import session
-from lab.vm.vm import VmConfig
+from lab.vm.vmconfig import VmConfig
 
 SHA = "ab" * 32
 

@@ -17,7 +17,7 @@ import pytest
 
 from lab import proc
 from lab.errors import UserError
-from lab.vm.vm import CONSOLE_CAP, CONSOLE_CAP_ENV, VmConfig, console_cap
+from lab.vm.vmconfig import CONSOLE_CAP, CONSOLE_CAP_ENV, VmConfig, console_cap
 
 HEAD, TAIL = 1 << 20, 256 << 10
 LINES = 1_400_000  # "line 00000000\n": 14 bytes each, 19.6 MB

@@ -19,7 +19,7 @@ from lab.run.keys import CONFIG_KEY, MARK_KEY, RUN_DIR_KEY
 from lab.run.records import carried, phase_of, record_of, to_record, unfinished
 from lab.vm import session
 from lab.vm.accel import Accel
-from lab.vm.vm import VmConfig
+from lab.vm.vmconfig import VmConfig
 
 PASSED = tuple(PhaseOutcome(w, "passed") for w in ("setup", "call", "teardown"))
 

@@ -10,7 +10,7 @@ import pytest
 from lab.kernel.artifact import Kernel
 from lab.results.splat import detectors_off
 from lab.vm import session
-from lab.vm.vm import VmConfig
+from lab.vm.vmconfig import VmConfig
 
 
 def test_kasan_multi_shot_keeps_the_guest_and_says_lockdep_is_off() -> None:

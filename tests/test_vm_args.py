@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.vm.vm import DEFAULT_KERNEL_ARGS, VmConfig, cpu_count, qemu_opts
+from lab.vm.vm import cpu_count, qemu_opts
+from lab.vm.vmconfig import DEFAULT_KERNEL_ARGS, VmConfig
 
 
 @pytest.mark.parametrize(("online", "count"), [("0", 1), ("0-1", 2), ("0-1,3", 3),
@@ -156,7 +157,7 @@ def test_a_config_keeps_what_the_options_take() -> None:
 def test_an_nvme_spec_is_plain_names_and_positive_numbers(spec: tuple[object, ...],
                                                           message: str) -> None:
     from lab.errors import UserError
-    from lab.vm.vm import NvmeSpec
+    from lab.vm.vmconfig import NvmeSpec
 
     with pytest.raises(UserError, match=re.escape(message)):
         NvmeSpec(*spec)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import pytest
 from lab.kernel.resolve import resolve_kernel
 from lab.paths import cache_root
 from lab.vm import vm as vm_mod
+from lab.vm.vmconfig import VmConfig
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.network]
 # single-threaded after the text-patching oops multi-threaded TCG gives now and then
 # (int3 in early boot, seen once in ~40 boots: FACTS.md).  What they check does not
 # depend on the vCPUs' threads, so they boot single-threaded from the start.
-CFG = vm_mod.VmConfig(accel="tcg-single")
+CFG = VmConfig(accel="tcg-single")
 
 
 def test_a_port_taken_before_qemu_binds_it_is_retried(tmp_path: Path,
@@ -148,7 +149,7 @@ def test_an_interface_udev_renamed_is_found_by_its_driver(tmp_path: Path) -> Non
     cache = cache_root()
     kernel = resolve_kernel("debian:7.2", cache=cache)
     args = tuple(a for a in vm_mod.DEFAULT_KERNEL_ARGS if not a.startswith("net.ifnames"))
-    cfg = vm_mod.VmConfig(accel="tcg-single", kernel_args=(*args, "kernel_lab.keep_udev"))
+    cfg = VmConfig(accel="tcg-single", kernel_args=(*args, "kernel_lab.keep_udev"))
     with vm_mod.Vm(kernel, run_dir=tmp_path, cache=cache, config=cfg, name="renamed") as vm:
         nic, addrs = _guest_net(vm)
         assert nic != "eth0"
@@ -168,7 +169,7 @@ def test_a_guest_whose_network_never_comes_up_says_so_and_the_wait_ends(tmp_path
 
     cache = cache_root()
     kernel = resolve_kernel("debian:7.2", cache=cache)
-    cfg = vm_mod.VmConfig(accel="tcg-single", boot_timeout=600,
+    cfg = VmConfig(accel="tcg-single", boot_timeout=600,
                           kernel_args=(*vm_mod.DEFAULT_KERNEL_ARGS,
                                        "module_blacklist=virtio_net"))
     started = time.monotonic()

@@ -14,7 +14,8 @@ from lab.errors import UserError
 from lab.kernel.artifact import Kernel
 from lab.vm.agent import Agent
 from lab.vm.sandbox import Isolation
-from lab.vm.vm import Vm, VmConfig
+from lab.vm.vm import Vm
+from lab.vm.vmconfig import VmConfig
 
 log = logging.getLogger("lab.bench.boot")
 

@@ -42,7 +42,7 @@ from lab.kernel.resolve import resolve_kernel
 from lab.paths import cache_root, default_results_root
 from lab.vm.accel import choose_accel
 from lab.vm.sandbox import OFF
-from lab.vm.vm import VmConfig
+from lab.vm.vmconfig import VmConfig
 
 
 def main(argv: list[str] | None = None) -> int:

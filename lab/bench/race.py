@@ -31,7 +31,8 @@ from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
 from lab.vm.agent import Agent
 from lab.vm.ssh import Ssh
-from lab.vm.vm import Vm, VmConfig
+from lab.vm.vm import Vm
+from lab.vm.vmconfig import VmConfig
 
 RACE_C = GUEST_DIR / "areas" / "race" / "race_destroy_submit.c"
 AIO_SYS_H = GUEST_DIR / "areas" / "aio" / "aio_sys.h"  # race.h includes it

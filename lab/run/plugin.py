@@ -60,7 +60,8 @@ from lab.run.schedule import CellScheduler
 from lab.vm import slots
 from lab.vm.agent import Agent
 from lab.vm.session import ImageChanged, Machine, RebootLimit
-from lab.vm.vm import DEFAULT_KERNEL_ARGS, Vm, VmConfig, console_cap
+from lab.vm.vm import Vm
+from lab.vm.vmconfig import DEFAULT_KERNEL_ARGS, VmConfig, console_cap
 
 pytest_plugins = ["lab.run.guard", "lab.run.records"]
 

@@ -39,7 +39,7 @@ from lab.run.config import RunConfig
 from lab.run.shard import Shard
 from lab.vm import slots
 from lab.vm.ssh import port_is_free
-from lab.vm.vm import console_cap
+from lab.vm.vmconfig import console_cap
 
 log = logging.getLogger("lab.run")
 

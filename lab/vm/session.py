@@ -27,7 +27,8 @@ from lab.vm.agent import Agent, AgentError, AgentTimeout
 from lab.vm.slots import CpuSlots, Wait
 from lab.vm.ssh import Ssh
 from lab.vm.stage import stage
-from lab.vm.vm import Vm, VmConfig
+from lab.vm.vm import Vm
+from lab.vm.vmconfig import VmConfig
 
 log = logging.getLogger("lab.vm.session")
 
