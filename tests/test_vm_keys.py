@@ -1,5 +1,5 @@
 """A key pair per guest (lab.vm.ssh.KeyPair): what a VM's directory holds before it boots.
-tests/test_keys_real.py boots two guests and tries one's key on the other."""
+tests/test_isolation_real.py boots two guests and tries one's key on the other."""
 
 from __future__ import annotations
 
