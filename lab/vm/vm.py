@@ -2,10 +2,10 @@
 
 Leaving the ``with`` block (normally, by exception or by Ctrl-C) always ends
 QEMU and removes the VM's temporary files; ``lab.reaper`` ends it even when
-the lab itself is killed.  The guest gets the host root read-only over 9p,
-2 vCPUs, user networking with SSH forwarded from 127.0.0.1, and two emulated
-NVMe controllers backed by sparse files: a fast one for functional tests and
-a throttled one where I/O is slow enough to be observed in flight.
+the lab itself is killed.  The guest gets an allow-listed tree of the host read-only
+over 9p (lab.vm.sandbox), 2 vCPUs, restricted user networking with SSH forwarded from
+127.0.0.1, and two emulated NVMe controllers backed by sparse files: a fast one for
+functional tests and a throttled one where I/O is slow enough to be observed in flight.
 """
 
 from __future__ import annotations
