@@ -10,7 +10,7 @@ import pytest
 from lab.kernel.resolve import resolve_kernel
 from lab.paths import cache_root
 from lab.vm import vm as vm_mod
-from lab.vm.vmconfig import VmConfig
+from lab.vm.vmconfig import DEFAULT_KERNEL_ARGS, VmConfig
 
 pytestmark = [pytest.mark.vm, pytest.mark.network]
 
@@ -148,7 +148,7 @@ def test_an_interface_udev_renamed_is_found_by_its_driver(tmp_path: Path) -> Non
     _host_has_udevd()
     cache = cache_root()
     kernel = resolve_kernel("debian:7.2", cache=cache)
-    args = tuple(a for a in vm_mod.DEFAULT_KERNEL_ARGS if not a.startswith("net.ifnames"))
+    args = tuple(a for a in DEFAULT_KERNEL_ARGS if not a.startswith("net.ifnames"))
     cfg = VmConfig(accel="tcg-single", kernel_args=(*args, "kernel_lab.keep_udev"))
     with vm_mod.Vm(kernel, run_dir=tmp_path, cache=cache, config=cfg, name="renamed") as vm:
         nic, addrs = _guest_net(vm)
@@ -170,7 +170,7 @@ def test_a_guest_whose_network_never_comes_up_says_so_and_the_wait_ends(tmp_path
     cache = cache_root()
     kernel = resolve_kernel("debian:7.2", cache=cache)
     cfg = VmConfig(accel="tcg-single", boot_timeout=600,
-                          kernel_args=(*vm_mod.DEFAULT_KERNEL_ARGS,
+                          kernel_args=(*DEFAULT_KERNEL_ARGS,
                                        "module_blacklist=virtio_net"))
     started = time.monotonic()
     vm = vm_mod.Vm(kernel, run_dir=tmp_path, cache=cache, config=cfg, name="nonet")
