@@ -2,14 +2,14 @@
 
 The tree itself is built by ``lab/vm/jail.py`` in a mount namespace of QEMU's own (its
 docstring says what the tree holds).  This module decides whether the host allows such a
-namespace (once per process: root may always make one; a normal user needs unprivileged
-user namespaces, which some hosts refuse: Ubuntu's AppArmor restriction, a container's
-seccomp profile), lists the directories of the lab's own that the guest needs, and
-wraps virtme-run's argv in the jail.
+namespace (once per process, by a probe: a normal user needs unprivileged user
+namespaces, which some hosts refuse: Ubuntu's AppArmor restriction; a container's seccomp
+profile refuses root too), lists the paths of the lab's own that the guest needs, and
+wraps virtme-run's argv in the jail, which also sets its limits.
 
-A host that refuses the namespace still boots guests, with the whole root exported as
-before, and says so once: what a guest can read then (everything the lab's user can) is
-in README.md (What a guest can do to the host).
+A host that refuses the namespace boots no guest, unless the user accepts guests that
+read the whole root as far as the lab's user can (UNISOLATED_ENV=1): README.md, What a
+guest can do to the host.
 """
 
 from __future__ import annotations
