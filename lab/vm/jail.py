@@ -62,8 +62,6 @@ ETC_ALLOW = frozenset((
     "python3", "rpc", "services", "shells", "ssh", "terminfo", "timezone", "udev",
     "xattr.conf",
 )) | frozenset(f"python3.{minor}" for minor in range(6, 40))
-# Never copied, whatever their mode: the password hashes and their backups.
-ETC_NEVER = ("shadow", "gshadow", "shadow-", "gshadow-", "security/opasswd")
 SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What the guest mounts itself, or virtme-ng lays a writable overlay on: present, empty.
 EMPTY = ("dev", "proc", "sys", "run", "tmp", "var", "home", "root", "mnt", "opt", "srv")
@@ -138,7 +136,8 @@ def _world_readable(st: os.stat_result) -> bool:
 def copy_etc(src: str, dst: str, allow: frozenset[str] = ETC_ALLOW) -> None:
     """The entries of ``src`` (/etc) that ``allow`` names, copied to ``dst``, and of them
     only what any user may read: world-readable regular files and links, in world-readable
-    directories; never ETC_NEVER nor a private key."""
+    directories; never a private key (the password hashes are not on the list:
+    ``write_shadow`` makes the tree's own)."""
     os.makedirs(dst, exist_ok=True)
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
@@ -158,8 +157,7 @@ def copy_etc(src: str, dst: str, allow: frozenset[str] = ETC_ALLOW) -> None:
         dirnames[:] = keep
         for name in filenames:
             path = os.path.join(dirpath, name)
-            relname = os.path.normpath(os.path.join(rel, name))
-            if relname in ETC_NEVER or name.endswith("_key") or name.endswith(".key"):
+            if name.endswith("_key") or name.endswith(".key"):
                 continue
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):

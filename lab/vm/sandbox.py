@@ -28,14 +28,14 @@ from pathlib import Path
 
 from lab.errors import UserError
 from lab.paths import GUEST_DIR
+from lab.vm import jail
 
 log = logging.getLogger("lab.vm.sandbox")
 
 JAIL = Path(__file__).with_name("jail.py")
 EXPORT_DIR = "export"  # in the VM's directory: where the tree is mounted (empty outside)
 # Always visible in the tree (jail.SYSTEM): a directory under one needs no bind of its own.
-_SYSTEM = tuple(Path("/" + n) for n in ("usr", "bin", "sbin", "lib", "lib32", "lib64",
-                                         "libx32"))
+_SYSTEM = tuple(Path("/" + n) for n in jail.SYSTEM)
 
 
 UNISOLATED_ENV = "KERNEL_LAB_UNISOLATED"

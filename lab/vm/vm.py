@@ -280,13 +280,13 @@ class Vm:
             "HOME": str(self.cache / "vng-home"),
         }
         (self.cache / "vng-home").mkdir(parents=True, exist_ok=True)
+        staged = staged_root(self.cache)
+        staged.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # A free port can be taken by another worker's QEMU before ours binds it.
             self.port = self.cfg.ssh_port or free_port()
             argv = virtme_argv(image, self.cfg, vmdir=self.vmdir, port=self.port, export=export,
                             restrict=self.isolation.network)
-            staged = staged_root(self.cache)
-            staged.mkdir(parents=True, exist_ok=True)
             argv = sandbox.wrap(argv, vmdir=self.vmdir, isolation=self.isolation,
                                 modules=self.kernel.modules, staged=staged, cache=self.cache,
                                 max_file_bytes=self._max_file_bytes())
