@@ -19,6 +19,7 @@ UNKNOWN_SQE_FLAG = 1 << 7  # above IOSQE_CQE_SKIP_SUCCESS (1 << 6), the highest 
 SHORT_MS = 1000
 LONG_MS = 10_000
 CACHED = "/tmp/kernel-lab-uring-cached"
+INLINE_TRIES = 5
 
 
 def _ring(agent: Agent, entries: int = 4, **extra: Any) -> int:
@@ -67,22 +68,30 @@ def test_getevents_min_zero_does_not_wait(agent: Agent, record: Any) -> None:
 
 @pytest.mark.claim("io_uring.inline_cached")
 def test_cached_read_completes_inline(agent: Agent, record: Any) -> None:
+    """Tried up to INLINE_TRIES times: a read under NOWAIT may find the folio locked
+    for a moment (writeback, reclaim on a loaded host) and is then punted to io-wq,
+    which the claim allows; a kernel that never reads the cache inline fails every try."""
     ring = _ring(agent)
     fd = agent.call("fs.open", path=CACHED, flags=["O_RDWR", "O_CREAT", "O_TRUNC"])
     try:
         agent.call("fs.pwrite", fd=fd, data_hex=(b"c" * 4096).hex(), offset=0)  # in the cache
         buf = agent.call("mem.alloc", size=4096)
-        sqe = {"opcode": "READ", "fd": fd, "buf": buf, "len": 4096, "user_data": 5}
-        assert agent.call("uring.submit", ring=ring, sqes=[sqe]) == 1
-        cached = agent.call("uring.state", ring=ring)
+        tries: list[dict[str, Any]] = []
+        for attempt in range(INLINE_TRIES):
+            sqe = {"opcode": "READ", "fd": fd, "buf": buf, "len": 4096, "user_data": attempt}
+            assert agent.call("uring.submit", ring=ring, sqes=[sqe]) == 1
+            state = agent.call("uring.state", ring=ring)
+            (cqe,) = agent.call("uring.wait", ring=ring, nr=1, timeout_ms=LONG_MS)["cqes"]
+            tries.append({"cq_ready_after_submit": state["cq_ready"], "cqe": cqe})
+            assert (cqe["user_data"], cqe["res"]) == (attempt, 4096), tries
+            if state["cq_ready"] == 1:
+                break
         # A read that must wait (an empty pipe) is not done by then: the contrast.
         _pipe_reads(agent, ring, 1)
         waiting = agent.call("uring.state", ring=ring)
-        record("state", {"after_cached_read": cached, "after_pipe_read": waiting})
-        assert cached["cq_ready"] == 1, cached
-        assert waiting["cq_ready"] == 1, waiting
-        (cqe,) = agent.call("uring.wait", ring=ring, nr=1, timeout_ms=LONG_MS)["cqes"]
-        assert (cqe["user_data"], cqe["res"]) == (5, 4096)
+        record("state", {"cached_reads": tries, "after_pipe_read": waiting})
+        assert tries[-1]["cq_ready_after_submit"] == 1, tries
+        assert waiting["cq_ready"] == 0, waiting
     finally:
         agent.call("fs.unlink", path=CACHED)
 
