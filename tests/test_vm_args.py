@@ -64,7 +64,7 @@ def test_the_kernel_keeps_its_name_for_the_nic() -> None:
 def test_every_guest_has_a_log_buffer_a_flood_of_reports_does_not_overrun() -> None:
     """Prebuilt and built kernels alike (tests/test_logbuf_real.py floods one for real)."""
     from lab.kernel.artifact import Kernel
-    from lab.run.plugin import kernel_args
+    from lab.vm.session import kernel_args
     from lab.vm.vm import virtme_argv
 
     argv = virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"), port=2222)

@@ -287,6 +287,28 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
             _add_argument(parser, entry, flag, "fetch")
 
 
+# `lab shell`'s and `lab exec`'s options that are a run's: they boot the guest `lab run`
+# boots for the same kernel, variant and guest options, and keep a run directory.
+GUEST_COMMAND = ("kernels", "variants", "kconfig_add", "cache", "results", "ssh_port",
+                 *(f.name for f in fields(GuestOptions)))
+
+
+def add_guest_command_arguments(parser: argparse.ArgumentParser) -> None:
+    """`lab shell`'s and `lab exec`'s run options (GUEST_COMMAND), from the table as
+    `lab run` spells them; checked when the RunConfig is made (``make``)."""
+    for entry in table():
+        if entry.name in GUEST_COMMAND:
+            flag = entry.option.spelling("run")
+            assert flag is not None and flag != "--"
+            _add_argument(parser, entry, flag, "run")
+
+
+def guest_command_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The GUEST_COMMAND values a `lab shell`/`lab exec` command line gave."""
+    return {name: value for name in GUEST_COMMAND
+            if (value := getattr(args, name, None)) is not None and value != []}
+
+
 def _add_argument(parser: argparse.ArgumentParser, entry: Entry, flag: str,
                   front: str) -> None:
     o = entry.option

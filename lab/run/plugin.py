@@ -30,7 +30,7 @@ from lab.kernel import facts as facts_mod
 from lab.kernel.artifact import Kernel
 from lab.paths import KNOWN_ISSUES, REPO, cache_root, default_results_root, in_scenarios
 from lab.results import known as known_mod
-from lab.results.cell import PREBUILT, cell_label, repeat_id, short_label
+from lab.results.cell import cell_label, repeat_id, short_label
 from lab.results.record import (
     append_aftermath,
     append_phase,
@@ -61,7 +61,7 @@ from lab.vm import slots
 from lab.vm.agent import Agent
 from lab.vm.session import ImageChanged, Machine, RebootLimit
 from lab.vm.vm import Vm
-from lab.vm.vmconfig import DEFAULT_KERNEL_ARGS, VmConfig, console_cap
+from lab.vm.vmconfig import console_cap
 
 pytest_plugins = ["lab.run.guard", "lab.run.records"]
 
@@ -273,33 +273,19 @@ def kernel(request: pytest.FixtureRequest, lab_run_dir: Path) -> Kernel:
 def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
                 pytestconfig: pytest.Config) -> Iterator[Machine]:
     """The guest for ``kernel`` on this worker: booted once, replaced after a crash/hang."""
-    from lab.vm.accel import choose
+    from lab.vm.session import machine_for
 
     run = config_of(pytestconfig)
-    guest = run.guest
     label = cell_label(kernel.spec, kernel.variant)
     write = terminal_writer(pytestconfig)
-    try:
-        accel = choose(lab_cache, image=kernel.image, requested=guest.accel)
-    except UserError as exc:
-        _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
-    cfg = VmConfig(
-        cpus=guest.cpus,
-        memory=guest.memory,
-        accel=accel.name,
-        boot_timeout=guest.boot_timeout,
-        ssh_port=run.ssh_port,
-        kernel_args=kernel_args(kernel, list(guest.append)),
-        console_cap=console_cap(),
-    )
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
     where = label if worker == "main" else f"{label} {worker}"  # two workers boot one cell
-    machine = Machine(kernel, run_dir=lab_run_dir, cache=lab_cache, config=cfg,
-                      # Two variants of one source share a release: keep their consoles apart.
-                      name=f"{worker}-{kernel.release}" + (
-                          "" if kernel.variant == PREBUILT else f"-{kernel.variant}"),
-                      call_timeout=guest.call_timeout, max_reboots=guest.max_reboots,
-                      accel=accel, say=lambda text: write(f"kernel-lab: [{where}] {text}"))
+    try:
+        machine = machine_for(kernel, run.guest, cache=lab_cache, run_dir=lab_run_dir,
+                              worker=worker, ssh_port=run.ssh_port,
+                              say=lambda text: write(f"kernel-lab: [{where}] {text}"))
+    except UserError as exc:
+        _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))
     pytestconfig.stash.setdefault(MACHINES_KEY, {})[label] = machine
     # A guest replaced or stopped has its kernel log read a last time (lab.run.aftermath).
     machine.on_replace = lambda m, why: aftermath.final_window(pytestconfig, m, why)
@@ -316,17 +302,6 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
         _stop(lab_run_dir, EXIT_INFRA_ERROR, str(exc))
     finally:
         machine.stop()
-
-
-def kernel_args(kernel: Kernel, extra: list[str]) -> tuple[str, ...]:
-    """The lab's kernel parameters for ``kernel``, then the user's."""
-    args = list(DEFAULT_KERNEL_ARGS)
-    if kernel.config_option("KASAN") == "y":
-        # KASAN reports only the first bug of a boot without it.  With it the guest is
-        # kept after a KASAN report (lab.results.splat.detectors_off), so every test
-        # that hits the bug gets its own FAIL, and a test with two bugs shows both.
-        args.append("kasan_multi_shot")
-    return (*args, *extra)
 
 
 def _boot(machine: Machine, run_dir: Path, *, first: bool) -> None:

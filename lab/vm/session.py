@@ -15,20 +15,25 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import InfraError
 from lab.kernel.artifact import Kernel, file_sha256
 from lab.kernel.facts import ConfigFacts
 from lab.results import nvme, splat
+from lab.results.cell import PREBUILT
 from lab.results.record import append_timeline
 from lab.results.verdict import Diagnosis
-from lab.vm.accel import Accel
+from lab.vm.accel import Accel, choose
 from lab.vm.agent import Agent, AgentError, AgentTimeout
 from lab.vm.slots import CpuSlots, Wait
 from lab.vm.ssh import Ssh
 from lab.vm.stage import stage
 from lab.vm.vm import Vm
-from lab.vm.vmconfig import VmConfig
+from lab.vm.vmconfig import DEFAULT_KERNEL_ARGS, VmConfig, console_cap
+
+if TYPE_CHECKING:
+    from lab.options import GuestOptions
 
 log = logging.getLogger("lab.vm.session")
 
@@ -376,3 +381,39 @@ class Machine:
             time.sleep(1)  # let the console catch up
         except InfraError:
             pass
+
+
+def kernel_args(kernel: Kernel, extra: list[str]) -> tuple[str, ...]:
+    """The lab's kernel parameters for ``kernel``, then the user's."""
+    args = list(DEFAULT_KERNEL_ARGS)
+    if kernel.config_option("KASAN") == "y":
+        # KASAN reports only the first bug of a boot without it.  With it the guest is
+        # kept after a KASAN report (lab.results.splat.detectors_off), so every test
+        # that hits the bug gets its own FAIL, and a test with two bugs shows both.
+        args.append("kasan_multi_shot")
+    return (*args, *extra)
+
+
+def machine_for(kernel: Kernel, guest: GuestOptions, *, cache: Path, run_dir: Path,
+                worker: str = "main", ssh_port: int | None = None,
+                say: Callable[[str], None] | None = None) -> Machine:
+    """The guest a run boots for ``kernel`` (not started): the accelerator chosen for it,
+    the lab's kernel parameters and the user's, the NVMe controllers, the console cap.
+    `lab run`'s cells, `lab shell` and `lab exec` all boot it (a UserError if the
+    accelerator asked for cannot be had)."""
+    accel = choose(cache, image=kernel.image, requested=guest.accel)
+    cfg = VmConfig(
+        cpus=guest.cpus,
+        memory=guest.memory,
+        accel=accel.name,
+        boot_timeout=guest.boot_timeout,
+        ssh_port=ssh_port,
+        kernel_args=kernel_args(kernel, list(guest.append)),
+        console_cap=console_cap(),
+    )
+    # Two variants of one source share a release: keep their consoles apart.
+    name = f"{worker}-{kernel.release}" + (
+        "" if kernel.variant == PREBUILT else f"-{kernel.variant}")
+    return Machine(kernel, run_dir=run_dir, cache=cache, config=cfg, name=name,
+                   call_timeout=guest.call_timeout, max_reboots=guest.max_reboots,
+                   accel=accel, say=say)
