@@ -33,12 +33,15 @@ ALLOWED = {
     "host": {"base", "kernel", "vm", "host"},
     "run": {"base", "kernel", "vm", "results", "host", "run"},
     "bench": {"base", "kernel", "vm", "results", "host", "run", "bench"},
-    # Bisection drives `lab run`; nothing but the front may depend on it.
-    "bisect": {"base", "kernel", "vm", "results", "host", "run", "bisect"},
-    "front": {"base", "kernel", "vm", "results", "host", "run", "bench", "bisect", "front"},
+    # `lab shell` and `lab exec`: a run's guest, booted for one command or program.
+    "inside": {"base", "kernel", "vm", "results", "host", "run", "inside"},
+    # Bisection drives `lab run` (or `lab exec`); nothing but the front may depend on it.
+    "bisect": {"base", "kernel", "vm", "results", "host", "run", "inside", "bisect"},
+    "front": {"base", "kernel", "vm", "results", "host", "run", "bench", "inside", "bisect",
+              "front"},
 }
 FRONT = {"lab.cli", "lab.commands", "lab.__init__"}
-PACKAGES = {"kernel", "vm", "run", "results", "host", "bench", "bisect"}
+PACKAGES = {"kernel", "vm", "run", "results", "host", "bench", "inside", "bisect"}
 
 
 def _modules(top: str) -> dict[str, Path]:
