@@ -1,0 +1,80 @@
+"""A crash dump of a real guest, read by drgn with Debian's -dbg vmlinux.
+
+The test's own process names itself, panics the kernel (sysrq-c), and the lab, told to
+dump (--dump kdump-zlib, so the kernel runs with panic=0 and outlives its panic), learns
+of the panic from the console, dumps the paused guest to the run directory and replaces
+it.  drgn then opens the dump as a kernel core (the VMCOREINFO note the guest's fw_cfg
+driver handed QEMU) and finds the crashed task by the name the test gave it.
+
+The -dbg package is a 1.2 GB download (15.6 s from the registry here) and its vmlinux
+takes about 70 s of CPU to unpack; `lab fetch --dbg` does it once, then it is cached.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from labrun import REPO, lab_run
+
+from lab.paths import cache_root
+
+pytestmark = [pytest.mark.vm, pytest.mark.network]
+
+NAME = "lab-dumpee"  # the crashing task's comm (15 characters at most)
+SUITE = f'''
+from typing import Any
+
+
+def test_1_panic(agent: Any) -> None:
+    # The agent runs each op on its main thread: that thread, renamed, panics the kernel.
+    agent.call("sys.write_text", path="/proc/thread-self/comm", text="{NAME}")
+    agent.call("sys.write_text", path="/proc/sysrq-trigger", text="c")
+
+
+def test_2_after_panic(agent: Any) -> None:
+    assert agent.errno_of("aio.destroy", ctx=0) == "EINVAL"
+'''
+
+
+def _dbg_vmlinux() -> Path:
+    out = subprocess.run([sys.executable, "-m", "lab.cli", "fetch", "--dbg", "debian:7.2",
+                          "--cache", str(cache_root())], capture_output=True, text=True,
+                         timeout=1800, cwd=REPO, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if "debug symbols ->" in ln)
+    return Path(line.rsplit("-> ", 1)[1])
+
+
+def test_drgn_reads_the_crashed_task_from_a_dump(tmp_path: Path) -> None:
+    drgn = pytest.importorskip("drgn")
+    vmlinux = _dbg_vmlinux()
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_dump.py").write_text(textwrap.dedent(SUITE))
+    # A call timeout far past the test's own: a panic seen only when a call times out
+    # (or when QEMU exits, which panic=0 stops) would show in the CRASH's duration.
+    run = lab_run(tmp_path, "--suite", str(suite), "--dump", "kdump-zlib",
+                  "--call-timeout", "900")
+    assert run.returncode == 1, run.out[-4000:]
+    recs = run.by_name()
+    assert {n: r["verdict"] for n, r in recs.items()} == {
+        "test_1_panic": "CRASH", "test_2_after_panic": "PASS"}, run.out[-4000:]
+    crash = recs["test_1_panic"]
+    assert any(s["kind"] == "PANIC" for s in crash["splats"]), crash
+    assert crash["duration"] < 120, crash  # the console said it, not a timeout
+    vmcore = Path(crash["data"]["vmcore"])
+    assert vmcore.parent == run.run_dir and vmcore.name.startswith("vmcore-"), vmcore
+    assert vmcore.stat().st_size > 1 << 20
+    assert "vmcore" not in recs["test_2_after_panic"]["data"]
+
+    prog = drgn.Program()
+    prog.set_core_dump(str(vmcore))
+    assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL  # VMCOREINFO was in the dump
+    prog.load_debug_info([str(vmlinux)], default=False)
+    thread = prog.crashed_thread()
+    assert thread.object.comm.string_().decode() == NAME
+    assert prog["init_uts_ns"].name.release.string_().decode() == crash["kernel"]["release"]
