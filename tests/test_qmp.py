@@ -124,3 +124,31 @@ def test_socket_path_fits_or_not(tmp_path: Path) -> None:
     assert socket_path(tmp_path) == tmp_path / "qmp.sock"
     assert fits(Path("/tmp/x/qmp.sock"))
     assert not fits(Path("/" + "d" * 100) / "qmp.sock")
+
+
+def test_a_kdump_is_made_plain_with_a_kernels_utsname(
+        qemu: tuple[subprocess.Popen[bytes], Path], tmp_path: Path) -> None:
+    # What drgn's libkdumpfile needs of QEMU 7.2's kdump (lab.vm.vmcore): the plain form,
+    # and a utsname that looks like a kernel's (tests/test_dump_real.py reads one).
+    from lab.vm import vmcore
+
+    _, sock = qemu
+    core = tmp_path / "core.kdump"
+    with Qmp(sock) as q:
+        q.dump(core, "kdump-zlib")
+    flat = core.read_bytes()
+    vmcore.finish(core, release="7.2.13+deb14-amd64")
+    plain = core.read_bytes()
+    assert flat.startswith(b"makedumpfile") and plain.startswith(b"KDUMP   ")
+    uts = [plain[12 + i * 65:12 + (i + 1) * 65].rstrip(b"\0") for i in range(5)]
+    assert uts == [b"Linux", b"kernel-lab", b"7.2.13+deb14-amd64",
+                   b"unknown (QEMU writes none)", b"x86_64"]
+    assert vmcore.vmcoreinfo(core) == {}  # a machine that ran no kernel wrote none
+    assert core.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(vmcore.VmcoreError, match="not a flattened dump"):
+        vmcore.finish(core, release="x")  # and it is left as it was
+    assert core.read_bytes() == plain
+    core.write_bytes(flat[:len(flat) // 2])
+    with pytest.raises(vmcore.VmcoreError, match="truncated"):
+        vmcore.finish(core, release="x")
+    assert not (tmp_path / "core.kdump.plain").exists()

@@ -26,7 +26,7 @@ from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
-from lab.vm import hostroot, sandbox
+from lab.vm import hostroot, sandbox, vmcore
 from lab.vm import qmp as qmp_mod
 from lab.vm.qmp import Qmp, QmpError
 from lab.vm.ssh import ExecResult, KeyPair, Running, Ssh, free_port, port_is_free
@@ -383,9 +383,16 @@ class Vm:
             raise QmpError("QEMU is not running: nothing to dump")
         with Qmp(self.qmp_socket) as qmp:
             qmp.stop()
-            size = qmp.dump(path, fmt, timeout=timeout)
+            qmp.dump(path, fmt, timeout=timeout)
         self.dumped = str(path)
-        return size
+        if fmt.startswith("kdump"):
+            # QEMU 7.2's kdump is flattened, its utsname empty: drgn cannot read it.
+            try:
+                vmcore.finish(path, release=self.kernel.release)
+            except (OSError, vmcore.VmcoreError) as exc:
+                log.warning("%s: kept as QEMU wrote it (flattened, no utsname): %s",
+                            path, exc)
+        return path.stat().st_size
 
     def _qmp_path(self) -> Path:
         path = qmp_mod.socket_path(self.vmdir)
