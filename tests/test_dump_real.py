@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,21 @@ def test_drgn_reads_the_crashed_task_from_a_dump(tmp_path: Path) -> None:
     thread = prog.crashed_thread()
     assert thread.object.comm.string_().decode() == NAME
     assert prog["init_uts_ns"].name.release.string_().decode() == crash["kernel"]["release"]
+
+
+def test_a_boot_panic_under_panic_0_is_seen_on_the_console(tmp_path: Path) -> None:
+    # With --dump the kernel outlives its panic (panic=0): the boot must learn of it from
+    # the console, not from QEMU's exit (there is none) nor at its timeout (here 900 s).
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_one.py").write_text("def test_one(agent):\n    pass\n")
+    started = time.monotonic()
+    run = lab_run(tmp_path, "--suite", str(suite), "--dump", "kdump-zlib",
+                  "--boot-timeout", "900", "--", "--lab-append", "kernel_lab.crash_at_boot")
+    took = time.monotonic() - started
+    recs = run.records()
+    assert run.returncode == 1, run.out[-3000:]
+    assert [r["verdict"] for r in recs] == ["CRASH"], run.out[-3000:]
+    assert "crashed during boot" in recs[0]["reason"]
+    assert "the kernel panicked: sysrq triggered crash" in recs[0]["reason"]
+    assert took < 400, run.out[-3000:]
