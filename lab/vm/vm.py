@@ -245,7 +245,8 @@ class Vm:
         self.while_probing: Callable[[Ssh], None] | None = None
         # QEMU's QMP socket (lab.vm.qmp): in the VM's directory, or in a directory of its
         # own under the system's temporary directory when that path is too long for a
-        # socket address.
+        # socket address.  The guest sees the VM's directory (read-only, over 9p), where
+        # the socket is a name only: a 9p client cannot connect to a host's socket.
         self.qmp_socket: Path | None = None
         self._qmp_dir: Path | None = None
         self.dumped = ""  # the dump of this boot's memory, once written (``dump``)
