@@ -69,7 +69,9 @@ def test_drgn_reads_the_crashed_task_from_a_dump(tmp_path: Path) -> None:
     assert crash["duration"] < 120, crash  # the console said it, not a timeout
     vmcore = Path(crash["data"]["vmcore"])
     assert vmcore.parent == run.run_dir and vmcore.name.startswith("vmcore-"), vmcore
-    assert vmcore.stat().st_size > 1 << 20
+    assert vmcore.stat().st_size == crash["data"]["vmcore_bytes"] > 1 << 20
+    print(f"kdump-zlib: {crash['data']['vmcore_bytes']} bytes in "
+          f"{crash['data']['vmcore_seconds']} s")
     assert "vmcore" not in recs["test_2_after_panic"]["data"]
 
     prog = drgn.Program()
@@ -97,3 +99,39 @@ def test_a_boot_panic_under_panic_0_is_seen_on_the_console(tmp_path: Path) -> No
     assert "crashed during boot" in recs[0]["reason"]
     assert "the kernel panicked: sysrq triggered crash" in recs[0]["reason"]
     assert took < 400, run.out[-3000:]
+
+
+HANG_SUITE = f'''
+from typing import Any
+
+
+def test_1_call_never_returns(agent: Any) -> None:
+    agent.call("sys.write_text", path="/proc/thread-self/comm", text="{NAME}")
+    ctx = agent.call("aio.setup", nr_events=1)
+    # min_nr=1 on an empty context with no timeout: blocks until the call timeout.
+    agent.call("aio.getevents", ctx=ctx, min_nr=1, nr=1, timeout_ms=None, call_timeout=5)
+'''
+
+
+def test_a_hang_is_dumped_as_elf_and_drgn_finds_the_waiting_task(tmp_path: Path) -> None:
+    drgn = pytest.importorskip("drgn")
+    from drgn.helpers.linux.pid import for_each_task
+
+    vmlinux = _dbg_vmlinux()
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_hang.py").write_text(textwrap.dedent(HANG_SUITE))
+    run = lab_run(tmp_path, "--suite", str(suite), "--dump", "elf")
+    (rec,) = run.records()
+    assert rec["verdict"] == "HANG", run.out[-4000:]
+    vmcore = Path(rec["data"]["vmcore"])
+    assert vmcore.suffix == ".elf" and vmcore.stat().st_size >= 2 << 30  # all of it
+    print(f"elf: {rec['data']['vmcore_bytes']} bytes in {rec['data']['vmcore_seconds']} s")
+    prog = drgn.Program()
+    prog.set_core_dump(str(vmcore))
+    assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL
+    prog.load_debug_info([str(vmlinux)], default=False)
+    (task,) = [t for t in for_each_task(prog) if t.comm.string_().decode() == NAME]
+    trace = str(prog.stack_trace(task))
+    assert "io_getevents" in trace, trace
+    vmcore.unlink()  # 2 GiB

@@ -376,7 +376,7 @@ class Machine:
         data = self._dump(vm) if verdict in ("CRASH", "HANG") and self.cfg.dump else {}
         return Diagnosis(verdict, summary, [s.to_dict() for s in found], excerpt, data=data)
 
-    def _dump(self, vm: Vm) -> dict[str, str]:
+    def _dump(self, vm: Vm) -> dict[str, object]:
         """The guest's memory to RUN_DIR/vmcore-VM-N.kdump (.elf), once per boot: the
         record's data names it ("vmcore"), or says why there is none ("vmcore_error")."""
         if vm.dumped:
@@ -387,13 +387,14 @@ class Machine:
         started = time.monotonic()
         try:
             size = vm.dump(path, self.cfg.dump)
-        except InfraError as exc:
+        except (InfraError, OSError) as exc:  # the diagnosis stands without it
             log.warning("%s: no dump of the guest's memory: %s", self.kernel.spec, exc)
             return {"vmcore_error": str(exc)}
+        seconds = time.monotonic() - started
         log.info("%s: the guest's memory in %s (%.1f MB, %.1f s)", self.kernel.spec, path,
-                 size / 1e6, time.monotonic() - started)
-        self.say(f"the guest's memory dumped to {path} ({size / 1e6:.1f} MB)")
-        return {"vmcore": str(path)}
+                 size / 1e6, seconds)
+        self.say(f"the guest's memory dumped to {path} ({size / 1e6:.1f} MB, {seconds:.1f} s)")
+        return {"vmcore": str(path), "vmcore_bytes": size, "vmcore_seconds": round(seconds, 1)}
 
     def _dump_blocked_tasks(self) -> None:
         """sysrq-w: the kernel prints its blocked (D state) tasks to the console."""
