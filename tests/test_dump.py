@@ -155,3 +155,17 @@ def test_the_cached_vmlinux_is_found_for_its_release_and_package(tmp_path: Path)
     assert dbg_vmlinux(tmp_path, "7.2.13+deb14-amd64", "7.2.13-1") == entry / "vmlinux"
     # Another upload of the same release is another build: not its symbols.
     assert dbg_vmlinux(tmp_path, "7.2.13+deb14-amd64", "7.2.13-2") is None
+
+
+def test_dbg_for_a_kernel_that_is_not_a_debian_package_is_refused_first(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "fetch", "--dbg", "debian:7.2",
+                          "debian-src:7.2", "--cache", str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "lab: error: --dbg: debian-src:7.2 is not a Debian package kernel; only "
+        "debian:SERIES or debian:VERSION kernels have -dbg packages"]
+    assert not (tmp_path / "cache" / "kernels").exists()  # nothing fetched before it
