@@ -140,6 +140,12 @@ sshd_loop() {
 
 zygote &
 network &
+# A crash dump's VMCOREINFO (lab/vm/session.py kernel_args, when dumping): the fw_cfg
+# driver writes the kernel's note where QEMU's vmcoreinfo device keeps it for the dump
+# (a module on Debian's kernels; built in, or absent, on others: modprobe is a no-op).
+case " $cmdline " in
+*" kernel_lab.vmcoreinfo "*) modprobe -q qemu_fw_cfg 2>/dev/null & ;;
+esac
 # /run/lock and root's /run/user are what the host's tmpfiles made that anything here
 # may use (/var/lock links to the first; the init points XDG_RUNTIME_DIR at the second).
 mkdir -p /run/sshd /run/kernel-lab/home /run/lock /run/user/0

@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fetch", help="fetch (or build) kernels into the cache")
     f.add_argument("spec", nargs="*", help="kernel specs (as --kernel)")
     run_config.add_fetch_arguments(f)  # --kernel, --variant, --kconfig-add, --shard, --cache
+    f.add_argument("--dbg", action="store_true",
+                   help="also Debian's debug symbols: the vmlinux of each Debian kernel's "
+                        "-dbg package (a 1.2 GB download for 7.2; lab.kernel.dbg)")
 
     m = sub.add_parser("merge", help="combine shard run directories into one run")
     m.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -253,7 +256,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return commands.fetch([*args.spec, *(args.kernels or ())],
                               None if args.cache is None else Path(args.cache),
                               variants=args.variants or [], kconfig_add=args.kconfig_add or [],
-                              shard=args.shard)
+                              shard=args.shard, dbg=args.dbg)
     if args.command == "merge":
         return commands.merge(args.runs, args.into, argv=["lab", *argv],
                               known_issues=args.known_issues)

@@ -65,9 +65,11 @@ def kernels(cache_opt: Path | None) -> int:
 
 
 def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
-          kconfig_add: list[str] | None = None, shard: str | None = None) -> int:
+          kconfig_add: list[str] | None = None, shard: str | None = None,
+          dbg: bool = False) -> int:
     """`lab fetch`: every cell's kernel into the cache (as `lab run` would resolve them);
-    with ``shard``, the kernels that `lab run --shard` of the same arguments needs."""
+    with ``shard``, the kernels that `lab run --shard` of the same arguments needs; with
+    ``dbg``, each Debian kernel's -dbg vmlinux too (lab.kernel.dbg)."""
     from lab import atomic
     from lab.errors import UserError
     from lab.kernel.resolve import resolve_kernel
@@ -84,11 +86,22 @@ def fetch(specs: list[str], cache_opt: Path | None, *, variants: list[str],
     if why:  # before a download: it would fail at its first write, with a traceback
         raise UserError(f"the cache {cache}: {why}; give a directory you may write to: "
                         f"--cache DIR or {CACHE_ENV}=DIR")
+    if dbg:
+        from lab.kernel.spec import DebianSpec, parse_spec
+
+        other = [c.spec for c in cells if not isinstance(parse_spec(c.spec), DebianSpec)]
+        if other:  # before any download or build
+            raise UserError(f"--dbg: {other[0]} is not a Debian package kernel; only "
+                            "debian:SERIES or debian:VERSION kernels have -dbg packages")
     for cell in cells:
         if part is not None and not part.takes_cell(cell.label, cells=labels):
             continue
         k = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
         print(f"{cell.label} -> {k.release} ({k.image})")
+        if dbg:
+            from lab.kernel.dbg import fetch_dbg
+
+            print(f"{cell.label} debug symbols -> {fetch_dbg(k, cache)}")
     return EXIT_OK
 
 

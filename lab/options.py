@@ -145,6 +145,18 @@ def parse_repeat(text: str | int) -> int:
     return n
 
 
+# --dump's values: a format of QEMU's dump-guest-memory (lab.vm.qmp), "off", or "auto":
+# kdump-zlib for the debug variant's kernels, off for the rest.
+DUMPS = ("auto", "off", "kdump-zlib", "elf")
+
+
+def parse_dump(text: str) -> str:
+    if text not in DUMPS:
+        raise UserError(f"--dump {text!r}: use {', '.join(DUMPS)} (auto: kdump-zlib for the "
+                        "debug variant's kernels, off for the rest)")
+    return text
+
+
 def parse_accel(text: str) -> str:
     if text not in ACCELS:
         raise UserError(f"--accel {text!r}: use {', '.join(ACCELS)}")
@@ -293,6 +305,12 @@ class GuestOptions:
                            absent={"bisect": "a run at one commit runs only the target "
                                    "scenarios, and a crash there is evidence the default "
                                    "limit keeps"})
+    # After a CRASH or HANG, the guest's memory to RUN_DIR/vmcore-*.kdump (lab.vm.session).
+    dump: str = opt("auto", "--dump", "after a CRASH or HANG, write the guest's memory to the "
+                    "run directory (vmcore-VM-N.kdump) in this format; auto (default): "
+                    "kdump-zlib for the debug variant, off otherwise; the kernel then gets "
+                    "panic=0 (a panic no longer ends QEMU)", parse=parse_dump,
+                    metavar="|".join(DUMPS), argparse_form=True)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -87,6 +87,8 @@ class Diagnosis:
     splats: list[dict[str, Any]] = field(default_factory=list)
     excerpt: str = ""
     phase: str = ""  # the test phase it explains: "setup", "call" or "teardown"
+    # What the record's data gains ("vmcore": the guest's memory, lab.vm.session).
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def fold(evidence: Evidence) -> tuple[str, str]:

@@ -110,7 +110,7 @@ def died(machine: Machine, closed: Closed, exc: BaseException) -> dict[str, Any]
     else:
         what = f"the guest stopped answering after the test: {diag.summary}"
     return {"where": BETWEEN, "verdict": diag.verdict, "reason": f"{diag.verdict}: {what}",
-            "splats": diag.splats, "excerpt": diag.excerpt}
+            "splats": diag.splats, "excerpt": diag.excerpt, "data": diag.data}
 
 
 def final_window(config: pytest.Config, machine: Machine, why: str) -> None:

@@ -144,7 +144,8 @@ def charge(record: Record, entry: dict[str, Any]) -> Record:
         return record
     after = {"verdict": verdict, "reason": str(entry.get("reason", "")),
              "where": str(entry.get("where", "")),
-             **({"kmsg_lost": entry["kmsg_lost"]} if entry.get("kmsg_lost") else {})}
+             **({"kmsg_lost": entry["kmsg_lost"]} if entry.get("kmsg_lost") else {}),
+             **dict(entry.get("data") or {})}  # the guest's memory dump (lab.vm.session)
     new = worst([record.verdict, verdict])
     return replace(record, verdict=new,
                    reason=after["reason"] if new != record.verdict else record.reason,
@@ -204,6 +205,7 @@ def _found_by_guard(item: pytest.Item, rep: pytest.TestReport) -> None:
     if diag is not None:
         add_evidence(item, splats=tuple(diag.splats), excerpt=diag.excerpt,
                      reason=f"{diag.verdict}: {diag.summary}")
+        lab_data(item).update(diag.data)  # the guest's memory dump, where there is one
         rep.sections.append(("kernel-lab diagnosis",
                              printable(f"{diag.verdict}: {diag.summary}\n{diag.excerpt}")))
     elif seen is not None and seen.splats:

@@ -14,6 +14,7 @@ import errno as errno_mod
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,10 @@ class Agent:
         self.broken = ""  # why the channel can no longer be trusted (a call timed out)
         self._slowdown = 1.0
         self._timeline = Timeline()
+        # Why the guest is dead though its channel is open (a panic under panic=0 leaves
+        # QEMU and the connection up: lab.vm.vm.Vm.alive); checked while a reply is
+        # awaited, so a panicked guest fails the call at once, not at its timeout.
+        self.dead: Callable[[], str | None] = lambda: None
 
     @classmethod
     def start(cls, ssh: Ssh, *, cache: Path, slowdown: float = 1.0,
@@ -177,6 +182,9 @@ class Agent:
             except OSError as exc:
                 raise AgentError(f"agent channel failed: {exc}") from None
             if chunk is None:
+                why = self.dead()
+                if why:
+                    raise AgentError(f"the guest died while the agent was awaited: {why}")
                 continue
             if not chunk:
                 raise AgentError(f"agent exited (status {self.transport.exit_status()})"

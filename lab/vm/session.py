@@ -131,6 +131,7 @@ class Machine:
         self.detectors_note = ""
         self.boot_seconds = 0.0
         self.agent_seconds = 0.0
+        self.dumps = 0  # the guest's memory written after a CRASH or HANG (``_dump``)
         # A boot keeps the guest's vCPUs busy: it holds one of the host's CPU slots.
         self.slots = CpuSlots.for_guest(config.cpus)
         self.slot_wait = Wait(0.0, held=False)  # the last boot's (not in boot_seconds)
@@ -219,8 +220,10 @@ class Machine:
             staged = pool.submit(stage, self.cache)
 
             def launch(ssh: Ssh) -> None:
-                launched.append(Agent.launch(ssh, cache=self.cache, slowdown=self.cfg.slowdown,
-                                             timeline=vm.timeline, staged=staged.result()))
+                agent = Agent.launch(ssh, cache=self.cache, slowdown=self.cfg.slowdown,
+                                     timeline=vm.timeline, staged=staged.result())
+                agent.dead = vm.timeline.dead  # a panic under panic=0 ends QEMU no more
+                launched.append(agent)
 
             vm.while_probing = launch
             try:
@@ -370,7 +373,28 @@ class Machine:
             summary += f"; {flood}"
         self.replace_reason = f"{verdict.lower()}: {summary}"
         self.replace_cause = "kernel" if verdict in ("CRASH", "HANG") else ""
-        return Diagnosis(verdict, summary, [s.to_dict() for s in found], excerpt)
+        data = self._dump(vm) if verdict in ("CRASH", "HANG") and self.cfg.dump else {}
+        return Diagnosis(verdict, summary, [s.to_dict() for s in found], excerpt, data=data)
+
+    def _dump(self, vm: Vm) -> dict[str, object]:
+        """The guest's memory to RUN_DIR/vmcore-VM-N.kdump (.elf), once per boot: the
+        record's data names it ("vmcore"), or says why there is none ("vmcore_error")."""
+        if vm.dumped:
+            return {"vmcore": vm.dumped}
+        self.dumps += 1
+        suffix = "elf" if self.cfg.dump == "elf" else "kdump"
+        path = self.run_dir / f"vmcore-{vm.name}-{self.dumps}.{suffix}"
+        started = time.monotonic()
+        try:
+            size = vm.dump(path, self.cfg.dump)
+        except (InfraError, OSError) as exc:  # the diagnosis stands without it
+            log.warning("%s: no dump of the guest's memory: %s", self.kernel.spec, exc)
+            return {"vmcore_error": str(exc)}
+        seconds = time.monotonic() - started
+        log.info("%s: the guest's memory in %s (%.1f MB, %.1f s)", self.kernel.spec, path,
+                 size / 1e6, seconds)
+        self.say(f"the guest's memory dumped to {path} ({size / 1e6:.1f} MB, {seconds:.1f} s)")
+        return {"vmcore": str(path), "vmcore_bytes": size, "vmcore_seconds": round(seconds, 1)}
 
     def _dump_blocked_tasks(self) -> None:
         """sysrq-w: the kernel prints its blocked (D state) tasks to the console."""
@@ -383,15 +407,29 @@ class Machine:
             pass
 
 
-def kernel_args(kernel: Kernel, extra: list[str]) -> tuple[str, ...]:
-    """The lab's kernel parameters for ``kernel``, then the user's."""
+def kernel_args(kernel: Kernel, extra: list[str], *, dump: bool = False) -> tuple[str, ...]:
+    """The lab's kernel parameters for ``kernel``, then the user's (a later one wins)."""
     args = list(DEFAULT_KERNEL_ARGS)
+    if dump:
+        # A panicked guest must outlive its panic to be dumped: virtme-ng passes panic=-1
+        # (reboot at once, and -no-reboot ends QEMU); panic=0 waits forever instead, and
+        # the console tells the lab it died (lab.vm.timeline).  kernel_lab.vmcoreinfo:
+        # guest/boot.sh loads the fw_cfg driver that hands QEMU the VMCOREINFO note.
+        args += ["panic=0", "kernel_lab.vmcoreinfo"]
     if kernel.config_option("KASAN") == "y":
         # KASAN reports only the first bug of a boot without it.  With it the guest is
         # kept after a KASAN report (lab.results.splat.detectors_off), so every test
         # that hits the bug gets its own FAIL, and a test with two bugs shows both.
         args.append("kasan_multi_shot")
     return (*args, *extra)
+
+
+def dump_format(dump: str, kernel: Kernel) -> str:
+    """The format a CRASH or HANG guest's memory is written in ("" for none): --dump's, and
+    for "auto" kdump-zlib (compressed, zero pages left out) on the debug variant's kernels."""
+    if dump == "auto":
+        return "kdump-zlib" if "debug" in kernel.variant.split("+") else ""
+    return "" if dump == "off" else dump
 
 
 def machine_for(kernel: Kernel, guest: GuestOptions, *, cache: Path, run_dir: Path,
@@ -402,14 +440,16 @@ def machine_for(kernel: Kernel, guest: GuestOptions, *, cache: Path, run_dir: Pa
     `lab run`'s cells, `lab shell` and `lab exec` all boot it (a UserError if the
     accelerator asked for cannot be had)."""
     accel = choose(cache, image=kernel.image, requested=guest.accel)
+    dump = dump_format(guest.dump, kernel)
     cfg = VmConfig(
         cpus=guest.cpus,
         memory=guest.memory,
         accel=accel.name,
         boot_timeout=guest.boot_timeout,
         ssh_port=ssh_port,
-        kernel_args=kernel_args(kernel, list(guest.append)),
+        kernel_args=kernel_args(kernel, list(guest.append), dump=bool(dump)),
         console_cap=console_cap(),
+        dump=dump,
     )
     # Two variants of one source share a release: keep their consoles apart.
     name = f"{worker}-{kernel.release}" + (

@@ -51,6 +51,9 @@ NEAR_S = 2.0
 # among them); the lines of a long run after it are not needed.
 MAX_SAMPLES = 20_000
 _PRINTK = re.compile(rb"^\[\s*(\d+\.\d+)\]")
+# A panic's first and last lines (kernel/panic.c): between them its stack and registers.
+_PANIC = re.compile(rb"Kernel panic - not syncing: ?(.*)")
+_PANIC_END = re.compile(rb"---\[ end Kernel panic")
 _AGENT_CLOCK = re.compile(rb"kernel-lab: agent clock (\d+\.\d+)")
 
 
@@ -73,6 +76,11 @@ class Timeline:
         self._samples: list[tuple[float, float]] = []  # (guest_s, host_s - guest_s)
         self._mono: float | None = None  # printk's clock - CLOCK_MONOTONIC, in the guest
         self.failure: str | None = None  # what guest/boot.sh said when it gave up
+        # The kernel's panic message once its last line is on the console.  Under
+        # panic=0 (lab.vm.session, for a crash dump) a panicked guest does not end QEMU:
+        # this is how the lab learns that it is dead.
+        self.panic: str | None = None
+        self._panic_text: str | None = None
 
     def mark(self, name: str, *, guest_s: float | None = None, host: bool = True) -> None:
         """An event now on the host (``host=False``: a guest-only event, placed later)."""
@@ -87,6 +95,8 @@ class Timeline:
 
     def on_console(self, line: bytes) -> None:
         """Called for every console line as it arrives."""
+        if self.panic is None:
+            self._watch_panic(line)
         m = _PRINTK.match(line)
         if m is None:
             self._host_event(line)
@@ -105,6 +115,20 @@ class Timeline:
                     if name == "boot failed":
                         text = line.decode("utf-8", "replace").strip()
                         self.failure = text.split("kernel-lab: boot failed: ", 1)[1]
+
+    def _watch_panic(self, line: bytes) -> None:
+        if self._panic_text is None:
+            m = _PANIC.search(line)
+            if m is not None:
+                self._panic_text = m.group(1).decode("utf-8", "replace").strip()
+        elif _PANIC_END.search(line):
+            self.panic = self._panic_text
+
+    def dead(self) -> str | None:
+        """Why the guest's kernel is dead, from the console ("the kernel panicked: ..."),
+        None while it is not known to be."""
+        panic = self.panic
+        return None if panic is None else f"the kernel panicked: {panic}"
 
     def _host_event(self, line: bytes) -> None:
         with self._lock:

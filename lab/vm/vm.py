@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from lab import proc
 from lab.errors import InfraError, UserError
 from lab.kernel.artifact import Kernel
 from lab.paths import GUEST_DIR
-from lab.vm import hostroot, sandbox
+from lab.vm import hostroot, sandbox, vmcore
+from lab.vm import qmp as qmp_mod
+from lab.vm.qmp import Qmp, QmpError
 from lab.vm.ssh import ExecResult, KeyPair, Running, Ssh, free_port, port_is_free
 from lab.vm.stage import REMOTE_BASE, staged_root
 from lab.vm.timeline import Timeline
@@ -58,6 +61,9 @@ NOOP_DIR = "noop-bin"
 NOOPS = ("systemd-tmpfiles", "udevadm")
 INIT_PATH_TAIL = "/usr/sbin:/usr/bin:/sbin:/bin"
 
+# A dump's headers and notes beyond the guest's memory (lab.vm.vm._max_file_bytes).
+DUMP_SLACK = 64 << 20
+
 # The console events (lab.vm.timeline) after which the guest answers SSH at once.
 SSH_READY_EVENTS = ("sshd", "network", "sshd listening")
 
@@ -82,7 +88,7 @@ def cpu_count(online: str) -> int:
 
 
 def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int, export: Path | None = None,
-              restrict: bool = True) -> list[str]:
+              restrict: bool = True, qmp_socket: Path | None = None) -> list[str]:
     """QEMU arguments the lab adds to virtme-ng's, one device per group."""
     # A panicking guest reboots (virtme-ng passes panic=-1): exit instead, so a dead
     # kernel is seen as a dead QEMU and never silently boots again.
@@ -113,6 +119,14 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int, export: Path | None = No
         if nvme.iops_limit is not None:
             drive += f",throttling.iops-total={nvme.iops_limit}"
         opts += ["-drive", drive, "-device", f"nvme,serial={nvme.serial},drive=nvm{i}"]
+    if qmp_socket is not None:
+        # The lab's control of the machine (lab.vm.qmp): pause it, dump its memory.
+        opts += ["-qmp", f"unix:{qmp_socket},server=on,wait=off"]
+    if cfg.dump:
+        # Where the guest's kernel writes its VMCOREINFO note (through its fw_cfg driver,
+        # which guest/boot.sh loads), so a dump carries it: drgn and crash need it to
+        # read the dump as a kernel's.
+        opts += ["-device", "vmcoreinfo"]
     return opts
 
 
@@ -139,7 +153,8 @@ def virtme_run() -> str:
 
 
 def virtme_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int,
-             export: Path | None = None, restrict: bool = True) -> list[str]:
+             export: Path | None = None, restrict: bool = True,
+             qmp_socket: Path | None = None) -> list[str]:
     """The virtme-run command line that boots ``kernel_image`` for the lab.
 
     virtme-run itself, with an argv list: ``vng`` would join the same options into one
@@ -166,7 +181,7 @@ def virtme_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int,
     if cfg.accel != "kvm":
         argv.append("--disable-kvm")
     argv += ["--qemu-opts", *qemu_opts(cfg, vmdir=vmdir, port=port, export=export,
-                                       restrict=restrict)]
+                                       restrict=restrict, qmp_socket=qmp_socket)]
     return argv
 
 
@@ -228,6 +243,13 @@ class Vm:
         # Called once SSH is up, while the guest runs the probe (lab.vm.session starts the
         # agent there: its push and start overlap the wait for the NVMe devices).
         self.while_probing: Callable[[Ssh], None] | None = None
+        # QEMU's QMP socket (lab.vm.qmp): in the VM's directory, or in a directory of its
+        # own under the system's temporary directory when that path is too long for a
+        # socket address.  The guest sees the VM's directory (read-only, over 9p), where
+        # the socket is a name only: a 9p client cannot connect to a host's socket.
+        self.qmp_socket: Path | None = None
+        self._qmp_dir: Path | None = None
+        self.dumped = ""  # the dump of this boot's memory, once written (``dump``)
 
     def __enter__(self) -> Vm:
         try:
@@ -271,6 +293,7 @@ class Vm:
         started = time.monotonic()
         self.timeline = Timeline()
         client_key, host_key = self._prepare_files()
+        self.qmp_socket = self._qmp_path()
         image = self._kernel_root()
         export = sandbox.export_root(self.vmdir) if self.isolation.files else None
         env = {
@@ -286,7 +309,7 @@ class Vm:
             # A free port can be taken by another worker's QEMU before ours binds it.
             self.port = self.cfg.ssh_port or free_port()
             argv = virtme_argv(image, self.cfg, vmdir=self.vmdir, port=self.port, export=export,
-                            restrict=self.isolation.network)
+                            restrict=self.isolation.network, qmp_socket=self.qmp_socket)
             argv = sandbox.wrap(argv, vmdir=self.vmdir, isolation=self.isolation,
                                 modules=self.kernel.modules, staged=staged, cache=self.cache,
                                 max_file_bytes=self._max_file_bytes())
@@ -309,7 +332,8 @@ class Vm:
                     slowdown=self.cfg.slowdown,
                     # boot.sh's login setup done, its network up, sshd listening.
                     ready=lambda: all(self.timeline.seen(e) for e in SSH_READY_EVENTS),
-                    failed=lambda: self.timeline.failure,
+                    # A panic under panic=0 leaves QEMU running: the console says it.
+                    failed=lambda: self.timeline.failure or self.timeline.dead(),
                 )
                 self.timeline.mark("ssh")
                 break
@@ -341,9 +365,42 @@ class Vm:
             self.process.stop()
             self.process = None
         shutil.rmtree(self.vmdir, ignore_errors=True)
+        if self._qmp_dir is not None:
+            shutil.rmtree(self._qmp_dir, ignore_errors=True)
+            self._qmp_dir = None
 
     def alive(self) -> bool:
+        """QEMU runs and its kernel has not panicked (under panic=0 QEMU outlives it)."""
+        return self.running() and self.timeline.dead() is None
+
+    def running(self) -> bool:
+        """QEMU runs (its guest may be dead: ``alive``)."""
         return self.process is not None and self.process.poll() is None
+
+    def dump(self, path: Path, fmt: str, *, timeout: float = 600.0) -> int:
+        """Pause the guest and write its memory to ``path`` in ``fmt`` (lab.vm.qmp); its
+        size.  The guest stays paused: it is about to be replaced."""
+        if self.qmp_socket is None or not self.running():
+            raise QmpError("QEMU is not running: nothing to dump")
+        with Qmp(self.qmp_socket) as qmp:
+            qmp.stop()
+            qmp.dump(path, fmt, timeout=timeout)
+        self.dumped = str(path)
+        if fmt.startswith("kdump"):
+            # QEMU 7.2's kdump is flattened, its utsname empty: drgn cannot read it.
+            try:
+                vmcore.finish(path, release=self.kernel.release)
+            except (OSError, vmcore.VmcoreError) as exc:
+                log.warning("%s: kept as QEMU wrote it (flattened, no utsname): %s",
+                            path, exc)
+        return path.stat().st_size
+
+    def _qmp_path(self) -> Path:
+        path = qmp_mod.socket_path(self.vmdir)
+        if qmp_mod.fits(path):
+            return path
+        self._qmp_dir = Path(tempfile.mkdtemp(prefix="kernel-lab-qmp-"))  # 0700
+        return self._qmp_dir / "qmp.sock"
 
     @property
     def flooded(self) -> proc.Flood | None:
@@ -375,8 +432,15 @@ class Vm:
 
     def _max_file_bytes(self) -> int:
         """The largest file QEMU may write (RLIMIT_FSIZE): its largest NVMe image; the
-        console goes through a pipe (lab.proc), not a file of QEMU's."""
-        return max([n.size for n in self.cfg.nvme] + [64 << 20])
+        console goes through a pipe (lab.proc), not a file of QEMU's.  When it may dump
+        the guest's memory, that too: all of it (an ELF dump; a kdump-zlib one of memory
+        that does not compress is as large, plus a bitmap and a descriptor per page) and
+        DUMP_SLACK for the headers."""
+        sizes = [n.size for n in self.cfg.nvme] + [64 << 20]
+        if self.cfg.dump:
+            memory = self.cfg.memory_bytes
+            sizes.append(memory + memory // 64 + DUMP_SLACK)
+        return max(sizes)
 
     def _kernel_root(self) -> Path:
         """A rootfs-shaped dir of symlinks so virtme-ng finds image and modules together."""

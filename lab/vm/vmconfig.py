@@ -18,6 +18,7 @@ from lab.options import (
     parse_param,
     parse_port,
 )
+from lab.vm.qmp import FORMATS
 
 # An NVMe controller's role names its image file and its serial goes to QEMU's -device
 # and to the guest's probe script: plain words (the NVMe serial field holds 20 bytes).
@@ -94,6 +95,10 @@ class VmConfig:
     # The console log's (head, tail) bytes (lab.proc.spawn's log_cap): a guest that
     # prints forever fills no disk.  See CONSOLE_CAP.
     console_cap: tuple[int, int] = CONSOLE_CAP
+    # After a CRASH or HANG, the guest's memory is written in this format of QEMU's
+    # (lab.vm.qmp.FORMATS); "" for none.  It also adds QEMU's vmcoreinfo device and
+    # raises the file-size limit to the guest's memory (lab.vm.vm).
+    dump: str = ""
     nvme: tuple[NvmeSpec, ...] = field(
         default_factory=lambda: (
             NvmeSpec("fast", "labfast0", 1 << 30),
@@ -112,12 +117,20 @@ class VmConfig:
         set_(self, "kernel_args", tuple(parse_param(a) for a in self.kernel_args))
         set_(self, "boot_timeout", parse_boot_timeout(self.boot_timeout))
         parse_console_cap(self.console_cap)
+        if self.dump not in ("", *FORMATS):
+            raise UserError(f"dump {self.dump!r}: give one of {', '.join(FORMATS)}, or '' "
+                            "for none")
         if self.ssh_port is not None:
             set_(self, "ssh_port", parse_port(self.ssh_port))
         for what in ("role", "serial"):
             names = [getattr(n, what) for n in self.nvme]
             if len(set(names)) != len(names):
                 raise UserError(f"NVMe {what}s {names}: give each controller its own")
+
+    @property
+    def memory_bytes(self) -> int:
+        """``memory`` in bytes ("2G" -> 2 GiB)."""
+        return int(self.memory[:-1]) << (30 if self.memory.endswith("G") else 20)
 
     @property
     def slowdown(self) -> float:
