@@ -130,6 +130,22 @@ def _parser() -> argparse.ArgumentParser:
     # The options its runs share with `lab run` (lab.run.config says which and why not).
     run_config.add_arguments(b, "bisect")
 
+    x = sub.add_parser("exec", help="run your own program (a reproducer) in each kernel's "
+                       "guest, as one test with the lab's verdicts",
+                       description="lab exec --kernel SPEC [--kernel SPEC ...] [--timeout S] "
+                       "-- PROGRAM [ARGS...]: PROGRAM (an ELF binary, a #! script, or a .c "
+                       "file built with cc -O2 -pthread) runs as root in the guest `lab run` "
+                       "boots. Exit 0 and no splat: PASS; a non-zero exit: FAIL; a splat: "
+                       "FAIL, or CRASH when fatal (as is the guest dying); past --timeout: "
+                       "HANG. Exit status as for `lab run`.",
+                       epilog=_run_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("--timeout", metavar="S",
+                   help="seconds the program may run before it is HANG (default 300)")
+    run_config.add_guest_command_arguments(x)
+    x.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]",
+                   help="the program to run and its arguments")
+
     d = sub.add_parser("doctor", help="check the host's prerequisites")
     d.add_argument("--cache", type=Path)
 
@@ -245,6 +261,11 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             to_version=args.to_version, verify_revert=args.verify_revert,
             reuse=not args.no_reuse)
         return bisect(bopts, argv=["lab", *argv])
+    if args.command == "exec":
+        from lab.inside.exec import exec_
+
+        return exec_(_config(run_config.guest_command_given(args), "run"), args.program,
+                     timeout=args.timeout, argv=["lab", *argv])
     if args.command == "doctor":
         return commands.doctor(args.cache)
     if args.command == "kernels":
