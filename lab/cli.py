@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bisect", help="find the commit (or Debian release) that broke a scenario",
                        description="lab bisect --repo PATH --good REV --bad REV -k EXPR | "
+                       "lab bisect --repo PATH --good REV --bad REV --exec PROGRAM [ARGS] | "
                        "lab bisect --resume DIR | lab bisect --versions -k EXPR")
     b.add_argument("--repo", type=Path, help="your kernel git tree (only read)")
     b.add_argument("--good", metavar="REV", help="a revision where the scenarios pass")
@@ -129,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
                         "issues are the same too)")
     # The options its runs share with `lab run` (lab.run.config says which and why not).
     run_config.add_arguments(b, "bisect")
+    b.add_argument("--timeout", metavar="S",
+                   help="--exec: seconds the program may run before it is HANG (default 300)")
+    b.add_argument("--exec", dest="exec_", nargs=argparse.REMAINDER,
+                   metavar="PROGRAM [ARGS...]",
+                   help="bisect your own program instead of -k's scenarios (last: the rest "
+                        "of the line is its arguments): each run is `lab exec` of it")
 
     x = sub.add_parser("exec", help="run your own program (a reproducer) in each kernel's "
                        "guest, as one test with the lab's verdicts",
@@ -259,7 +266,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             bad=args.bad, runs=args.runs, bad_if=args.bad_if, state=args.state,
             resume=args.resume, versions=args.versions, from_version=args.from_version,
             to_version=args.to_version, verify_revert=args.verify_revert,
-            reuse=not args.no_reuse)
+            reuse=not args.no_reuse, exec_=tuple(args.exec_ or ()), timeout=args.timeout)
         return bisect(bopts, argv=["lab", *argv])
     if args.command == "exec":
         from lab.inside.exec import exec_

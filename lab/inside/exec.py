@@ -61,6 +61,18 @@ SYSRQ_W = "sysrq: Show Blocked State"
 ELF, SCRIPT = b"\x7fELF", b"#!"
 
 
+class ProgramTimeout(AgentTimeout):
+    """The program still ran at --timeout: to Machine.diagnose, a call that hung (HANG,
+    the blocked tasks dumped); said without the agent's phase (no agent call hung)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(frozen=True)
 class Program:
     """The program to run, as the command line named it."""
@@ -295,7 +307,7 @@ def run_program(machine: Machine, program: Program, runnable: Path, *, timeout: 
                              stdout=out.writer("stdout"), stderr=out.writer("stderr"))
     diagnosis, seen = None, None
     if ended.timed_out:
-        diagnosis = machine.diagnose(AgentTimeout(
+        diagnosis = machine.diagnose(ProgramTimeout(
             f"the program ran past --timeout {timeout:g} s"), console_offset=mark.console_offset)
     elif ended.status is None:
         diagnosis = machine.diagnose(InfraError(ended.lost, phase="exec"),

@@ -98,7 +98,11 @@ def run(ssh: Ssh, argv: list[str], *, timeout: float,
                 continue
             if chan.exit_status_ready():
                 drain()
-                return ended(chan.recv_exit_status())
+                status = chan.recv_exit_status()
+                # paramiko's -1: the channel closed with none (the shell always says one).
+                if status < 0:
+                    return ended(None, lost="the SSH channel closed with no exit status")
+                return ended(status)
             transport = chan.get_transport()
             if chan.closed or transport is None or not transport.is_active():
                 drain()
