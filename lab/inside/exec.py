@@ -185,6 +185,11 @@ def exec_(config: RunConfig, rest: list[str], *, timeout: str | None, argv: list
     try:
         runnable = build_c(program, run_dir) if program.is_c else program.path
         kernels = [_fetch(cell, cache=cache, run_dir=run_dir) for cell in cells]
+        # Each cell's guest, not started: an accelerator that cannot be had is said now.
+        machines = [machine_for(kernel, config.guest, cache=cache, run_dir=run_dir,
+                                worker="exec" if i == 0 else f"exec{i + 1}",
+                                ssh_port=config.ssh_port, say=_say(cell))
+                    for i, (cell, kernel) in enumerate(zip(cells, kernels, strict=True))]
     except (UserError, KeyboardInterrupt):
         # Nothing ran: leave no run directory that looks like a run.
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -193,9 +198,8 @@ def exec_(config: RunConfig, rest: list[str], *, timeout: str | None, argv: list
                                          f"{shlex.join(argv)}\n")
     print(f"kernel-lab: run directory {run_dir}", flush=True)
     verdicts = []
-    for index, (cell, kernel) in enumerate(zip(cells, kernels, strict=True)):
-        record = run_cell(config, cell, kernel, program, runnable, timeout=seconds, cache=cache,
-                          run_dir=run_dir, worker="exec" if index == 0 else f"exec{index + 1}")
+    for cell, machine in zip(cells, machines, strict=True):
+        record = run_cell(machine, cell, program, runnable, timeout=seconds, run_dir=run_dir)
         append_record(run_dir, record)
         verdicts.append(record.verdict)
         why = f": {printable(record.reason.splitlines()[0])}" if record.reason else ""
@@ -220,15 +224,16 @@ def _fetch(cell: Cell, *, cache: Path, run_dir: Path) -> Kernel:
     return kernel
 
 
-def run_cell(config: RunConfig, cell: Cell, kernel: Kernel, program: Program, runnable: Path,
-             *, timeout: float, cache: Path, run_dir: Path, worker: str) -> Record:
-    """Boot ``cell``'s guest, run the program in it, stop the guest: the cell's record."""
-
+def _say(cell: Cell) -> Callable[[str], None]:
     def say(line: str) -> None:
         print(f"kernel-lab: [{cell.label}] {line}", flush=True)
+    return say
 
-    machine = machine_for(kernel, config.guest, cache=cache, run_dir=run_dir, worker=worker,
-                          ssh_port=config.ssh_port, say=say)
+
+def run_cell(machine: Machine, cell: Cell, program: Program, runnable: Path, *,
+             timeout: float, run_dir: Path) -> Record:
+    """Boot ``cell``'s guest, run the program in it, stop the guest: the cell's record."""
+    kernel = machine.kernel
     data: dict[str, Any] = {"program": str(program.path), "program_sha256": program.sha256,
                             "args": list(program.args), "timeout": timeout}
     base: dict[str, Any] = {"cell": cell.label, "kernel": kernel.identity(), "data": data}
