@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bisect", help="find the commit (or Debian release) that broke a scenario",
                        description="lab bisect --repo PATH --good REV --bad REV -k EXPR | "
+                       "lab bisect --repo PATH --good REV --bad REV --exec PROGRAM [ARGS] | "
                        "lab bisect --resume DIR | lab bisect --versions -k EXPR")
     b.add_argument("--repo", type=Path, help="your kernel git tree (only read)")
     b.add_argument("--good", metavar="REV", help="a revision where the scenarios pass")
@@ -129,6 +130,28 @@ def _parser() -> argparse.ArgumentParser:
                         "issues are the same too)")
     # The options its runs share with `lab run` (lab.run.config says which and why not).
     run_config.add_arguments(b, "bisect")
+    b.add_argument("--timeout", metavar="S",
+                   help="--exec: seconds the program may run before it is HANG (default 300)")
+    b.add_argument("--exec", dest="exec_", nargs=argparse.REMAINDER,
+                   metavar="PROGRAM [ARGS...]",
+                   help="bisect your own program instead of -k's scenarios (last: the rest "
+                        "of the line is its arguments): each run is `lab exec` of it")
+
+    x = sub.add_parser("exec", help="run your own program (a reproducer) in each kernel's "
+                       "guest, as one test with the lab's verdicts",
+                       description="lab exec --kernel SPEC [--kernel SPEC ...] [--timeout S] "
+                       "-- PROGRAM [ARGS...]: PROGRAM (an ELF binary, a #! script, or a .c "
+                       "file built with cc -O2 -pthread) runs as root in the guest `lab run` "
+                       "boots. Exit 0 and no splat: PASS; a non-zero exit: FAIL; a splat: "
+                       "FAIL, or CRASH when fatal (as is the guest dying); past --timeout: "
+                       "HANG. Exit status as for `lab run`.",
+                       epilog=_run_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("--timeout", metavar="S",
+                   help="seconds the program may run before it is HANG (default 300)")
+    run_config.add_guest_command_arguments(x)
+    x.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]",
+                   help="the program to run and its arguments")
 
     d = sub.add_parser("doctor", help="check the host's prerequisites")
     d.add_argument("--cache", type=Path)
@@ -246,8 +269,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             bad=args.bad, runs=args.runs, bad_if=args.bad_if, state=args.state,
             resume=args.resume, versions=args.versions, from_version=args.from_version,
             to_version=args.to_version, verify_revert=args.verify_revert,
-            reuse=not args.no_reuse)
+            reuse=not args.no_reuse, exec_=tuple(args.exec_ or ()), timeout=args.timeout)
         return bisect(bopts, argv=["lab", *argv])
+    if args.command == "exec":
+        from lab.inside.exec import exec_
+
+        return exec_(_config(run_config.guest_command_given(args), "run"), args.program,
+                     timeout=args.timeout, argv=["lab", *argv])
     if args.command == "doctor":
         return commands.doctor(args.cache)
     if args.command == "kernels":

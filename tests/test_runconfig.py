@@ -43,7 +43,8 @@ OWN = {
     "run": set(),
     "rerun": {"--", "--failed"},  # "--": RUN_DIR
     "bisect": {"--repo", "--good", "--bad", "--runs", "--bad-if", "--state", "--resume",
-               "--versions", "--from", "--to", "--verify-revert", "--no-reuse"},
+               "--versions", "--from", "--to", "--verify-revert", "--no-reuse", "--exec",
+               "--timeout"},
 }
 
 
@@ -205,7 +206,8 @@ OLD_RUN_MESSAGES = [
     (["-k", ""], "-k '': give an expression (e.g. -k cancel), or leave -k out to run every "
      "scenario", False),
 ]
-_NEEDS_K = "lab bisect needs -k EXPR: the scenarios whose failure is bisected"
+_NEEDS_K = ("lab bisect needs -k EXPR (the scenarios whose failure is bisected) or --exec "
+            "PROGRAM [ARGS...] (your reproducer)")
 OLD_LINES = [
     *[("run", *case) for case in OLD_MESSAGES + OLD_RUN_MESSAGES],
     *[("bisect", *case) for case in OLD_MESSAGES],

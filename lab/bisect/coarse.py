@@ -18,7 +18,7 @@ from typing import Any
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, Plan, Setup
 from lab.bisect.journal import guest_of
-from lab.bisect.ports import KernelBuilder, Tester
+from lab.bisect.ports import KernelBuilder, Tester, exec_reproducer
 from lab.bisect.result import Result
 from lab.bisect.search import ListSearch
 from lab.errors import UserError
@@ -101,18 +101,24 @@ def result(setup: Setup, driver: Driver, first: str, confidence: float,
     if between:
         warnings.append(f"listed but unbootable between them (image without modules): "
                         f"{', '.join(between)}; prebuilt kernels cannot narrow it further")
+    target = setup.start.get("exec")
     command = ["lab", "bisect", "--repo", "LINUX", "--good", tag(last_good), "--bad",
-               tag(first), "-k", str(setup.start["keyword"])]
+               tag(first), *(["--timeout", f"{target['timeout']:g}", "--exec",
+                              target["program"], *target["args"]] if target else
+                             ["-k", str(setup.start["keyword"])])]
+    repro = reproduce.Command(kernels=[f"debian:{first}"],  # an exact package version: pinned
+                              guest=guest_of(setup.start),
+                              keyword=str(setup.start["keyword"])).text()
+    if target:
+        repro = exec_reproducer(target, kernel=f"debian:{first}", variants=[],
+                                guest=guest_of(setup.start))
     kind = "culprit" if confidence >= THRESHOLD else "inconclusive"
     message = (f"last good release {up_good}, first bad release {up_bad}" if kind == "culprit"
                else f"inconclusive: {up_bad} would be the first bad release, but the "
                     f"confidence {confidence:.2f} is below {THRESHOLD}")
     return Result(kind=kind, message=message, first_bad=first, last_good=last_good,
                   subject=f"Debian {first}", confidence=confidence, warnings=warnings,
-                  reproducer=reproduce.Command(
-                      kernels=[f"debian:{first}"],  # an exact package version: pinned
-                      guest=guest_of(setup.start),
-                      keyword=str(setup.start["keyword"])).text(),
+                  reproducer=repro,
                   next_command=shlex.join(command) + "   # LINUX: a kernel tree with "
                   "the stable tags (Debian's patches are not in it)", **base)
 

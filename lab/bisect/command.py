@@ -29,11 +29,12 @@ from lab.bisect.classify import BadIf
 from lab.bisect.decision import THRESHOLD
 from lab.bisect.driver import Driver, EndpointError, Plan, Setup
 from lab.bisect.journal import FORMAT, JOURNAL, Conditions, Journal, RunStore, guest_of
-from lab.bisect.ports import Builder, KernelBuilder, LabRun, Tester
+from lab.bisect.ports import Builder, ExecRun, KernelBuilder, LabRun, Tester, exec_reproducer
 from lab.bisect.result import Result, Step
 from lab.bisect.search import GitSearch, Next
 from lab.bisect.select import selection
 from lab.errors import EXIT_INCONCLUSIVE, EXIT_OK, UserError
+from lab.inside.exec import parse_timeout, program_of
 from lab.kernel import kconfig, worktree
 from lab.kernel.worktree import Clone
 from lab.options import GuestOptions
@@ -65,6 +66,9 @@ class BisectOptions:
     to_version: str | None = None
     verify_revert: bool = False
     reuse: bool = True
+    # --exec: the user's program and its arguments (instead of -k), and its --timeout.
+    exec_: tuple[str, ...] = ()
+    timeout: str | None = None
 
     @property
     def keyword(self) -> str | None:
@@ -119,9 +123,11 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
             opts.run, kconfig_add=(), variants=(variant,)))
     runs = parse_runs(opts.runs)
     bad_if = BadIf.parse(opts.bad_if) if opts.bad_if else None
-    if not opts.keyword:
-        raise UserError("lab bisect needs -k EXPR: the scenarios whose failure is bisected")
-    if not opts.suite.exists():
+    target = _exec_target(opts)
+    if not opts.keyword and target is None:
+        raise UserError("lab bisect needs -k EXPR (the scenarios whose failure is bisected) "
+                        "or --exec PROGRAM [ARGS...] (your reproducer)")
+    if target is None and not opts.suite.exists():
         raise UserError(f"no scenarios at {opts.suite}; give --suite DIR")
     if opts.versions and opts.variant not in (None, "", "base"):
         raise UserError("--variant is for kernels the lab builds; --versions bisects "
@@ -136,9 +142,20 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
         start, points = coarse.validate(opts.from_version, opts.to_version, cache=cache)
     else:
         start, points = _validate_git(opts, cache=cache)
-    if seams.collect is not None:
+    config_hash = composed.hash if not opts.versions else "prebuilt"
+    tests: tuple[str, ...]
+    flaky: tuple[str, ...]
+    if target is not None:
+        # The program's one test; runs are reused only with the same program, arguments
+        # and timeout (its pin in the configuration's key).
+        tests, flaky = (f"exec::{Path(target['program']).name}",), ()
+        key = json.dumps([target["sha256"], target["args"], target["timeout"]])
+        config_hash += f"+exec-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    elif seams.collect is not None:
+        assert opts.keyword is not None
         tests, flaky = seams.collect(opts.suite.resolve(), opts.keyword, start["spec_example"])
     else:
+        assert opts.keyword is not None
         tests, flaky = selection(opts.suite.resolve(), opts.keyword,
                                  spec=start["spec_example"],
                                  log_path=cache / "bisect" / "collect.log",
@@ -147,7 +164,8 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
                   "variant": composed.variant if not opts.versions else "prebuilt",
                   "suite": str(opts.suite.resolve()), "selected": list(tests),
                   "flaky": list(flaky), "bad_if": opts.bad_if, "runs": runs,
-                  "config_hash": composed.hash if not opts.versions else "prebuilt",
+                  "config_hash": config_hash,
+                  **({"exec": target, "exec_sha256": target["sha256"]} if target else {}),
                   "guest": guest.to_dict(), "argv": argv,
                   "known_issues": "" if issues == known.NONE else str(issues)})
     state = _state_dir(opts, start)
@@ -160,10 +178,13 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
                 config_hash=start["config_hash"], runs=runs, bad_if=bad_if, flaky=flaky,
                 state=state, reuse=opts.reuse,
                 conditions=conditions(opts.suite.resolve(), issues, cache=cache, guest=guest))
-    tester = LabRun(dataclasses.replace(opts.run, cache=cache, suite=opts.suite.resolve(),
-                                        guest=guest, known_issues=issues,
-                                        variants=() if opts.versions else opts.run.variants),
-                    **({"launch": seams.launch} if seams.launch else {}))
+    shared = dataclasses.replace(opts.run, cache=cache, suite=opts.suite.resolve(),
+                                 guest=guest, known_issues=issues,
+                                 variants=() if opts.versions else opts.run.variants)
+    launch: dict[str, Any] = {"launch": seams.launch} if seams.launch else {}
+    tester = (LabRun(shared, **launch) if target is None else
+              ExecRun(shared, program=[target["program"], *target["args"]],
+                      timeout=target["timeout"], **launch))
     if opts.versions:
         setup = coarse.setup(start, plan, points, cache=cache, tester=tester)
     else:
@@ -175,6 +196,21 @@ def bisect(opts: BisectOptions, *, argv: list[str], seams: Seams | None = None) 
           flush=True)
     return _run(setup, journal, store=RunStore(cache), verify_revert=opts.verify_revert,
                 started=time.monotonic())
+
+
+def _exec_target(opts: BisectOptions) -> dict[str, Any] | None:
+    """--exec's program as the journal keeps it (path, arguments, timeout, SHA-256), or
+    None for -k; a UserError for both, or for a program `lab exec` would refuse."""
+    if not opts.exec_:
+        if opts.timeout is not None:
+            raise UserError("--timeout is for --exec (how long your program may run)")
+        return None
+    if opts.keyword:
+        raise UserError("-k and --exec are exclusive: bisect the scenarios -k selects, or "
+                        "your program (--exec), not both")
+    program = program_of(["--", *opts.exec_])
+    return {"program": str(program.path), "args": list(program.args),
+            "timeout": parse_timeout(opts.timeout), "sha256": program.sha256}
 
 
 def conditions(suite: Path, issues: Path, *, cache: Path, guest: GuestOptions) -> Conditions:
@@ -198,6 +234,7 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
     git = start["mode"] == "git"
     guest = GuestOptions.from_dict(start["guest"]) if "guest" in start else opts.run.guest
     variant = None if start["variant"] in ("base", "prebuilt") else start["variant"]
+    target = start.get("exec")
     run = RunConfig(keyword=start["keyword"], variants=(variant,) if variant else (),
                     cache=opts.run.cache, suite=Path(start["suite"]), guest=guest,
                     known_issues=Path(start["known_issues"]) if start.get("known_issues")
@@ -209,7 +246,10 @@ def _resumed(opts: BisectOptions) -> BisectOptions:
         bad_if=start.get("bad_if"), state=state, versions=not git,
         from_version=None if git else start["good_point"],
         to_version=None if git else start["bad_point"],
-        verify_revert=opts.verify_revert, reuse=opts.reuse)
+        verify_revert=opts.verify_revert, reuse=opts.reuse,
+        # The program as it began: a changed one is refused (Journal.check_same).
+        exec_=(target["program"], *target["args"]) if target else (),
+        timeout=str(target["timeout"]) if target else None)
 
 
 def _validate_git(opts: BisectOptions, *, cache: Path) -> tuple[dict[str, Any], list[str]]:
@@ -369,11 +409,15 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
     if foreign:
         warnings.append(f"unrelated splats seen (those runs were skipped): {'; '.join(foreign)}")
     variant = setup.start.get("variant")
+    kernel = f"git:{setup.start['repo']}@{first}"  # the full commit id
+    variants = [str(variant)] if variant and variant != "base" else []
     repro = reproduce.Command(
-        kernels=[f"git:{setup.start['repo']}@{first}"],  # the full commit id
-        variants=[str(variant)] if variant and variant != "base" else [],
+        kernels=[kernel], variants=variants,
         guest=guest_of(setup.start), keyword=str(setup.start["keyword"]),
-        known_issues=str(setup.start.get("known_issues") or known.NONE))
+        known_issues=str(setup.start.get("known_issues") or known.NONE)).text()
+    if setup.start.get("exec"):
+        repro = exec_reproducer(setup.start["exec"], kernel=kernel, variants=variants,
+                                guest=guest_of(setup.start))
     revert = _revert_check(clone, driver, first, setup.plan.bad) if verify_revert else None
     if revert is not None and not revert["ok"]:
         warnings.append(f"revert check: {revert['summary']}")
@@ -384,7 +428,7 @@ def assemble(setup: Setup, driver: Driver, nxt: Next, *, verify_revert: bool) ->
                f"{confidence:.2f} is below {THRESHOLD}")
     return Result(kind=kind, message=message, first_bad=first, subject=subject,
                   confidence=confidence, warnings=warnings,
-                  diffstat=search.diffstat(clone, first), reproducer=repro.text(),
+                  diffstat=search.diffstat(clone, first), reproducer=repro,
                   revert=revert, **base)
 
 

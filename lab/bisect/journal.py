@@ -3,7 +3,8 @@
 ``<state>/journal.jsonl`` holds, one JSON object a line, each written with one
 ``write`` and an fsync:
 
-- ``start``: what is bisected (repo, endpoints as given and as commits, -k,
+- ``start``: what is bisected (repo, endpoints as given and as commits, -k or
+  --exec's program with its SHA-256 (a resumed bisection refuses a changed one),
   variant, suite, the selected tests, --bad-if and --runs as given);
 - ``build``: a commit's build (ok or not, the image's hash, seconds, error);
 - ``run``: one ``lab run`` at a commit: config hash, image hash, verdict, reason
@@ -39,7 +40,8 @@ from lab.options import GuestOptions
 FORMAT = 1
 JOURNAL = "journal.jsonl"
 # The start fields that name a bisection: a state directory holding another is refused.
-IDENTITY = ("mode", "repo", "good_point", "bad_point", "keyword", "variant", "suite")
+IDENTITY = ("mode", "repo", "good_point", "bad_point", "keyword", "variant", "suite",
+            "exec")
 
 
 def append_line(path: Path, obj: Mapping[str, Any]) -> None:
@@ -177,6 +179,12 @@ class Journal:
         mine = self.start()
         if mine is None:
             return
+        pinned, now = mine.get("exec_sha256"), start.get("exec_sha256")
+        if pinned and now and pinned != now:
+            raise UserError(f"{start['exec']['program']} changed since the bisection in "
+                            f"{self.state} began (SHA-256 {pinned[:16]}… then, {now[:16]}… "
+                            "now): its runs tested the program it began with; restore that "
+                            "one, or bisect the new one with another --state")
         differ = [k for k in IDENTITY if mine.get(k) != start.get(k)]
         if differ:
             what = ", ".join(f"{k} {mine.get(k)!r}" for k in differ)

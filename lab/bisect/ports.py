@@ -11,6 +11,8 @@ The driver (lab.bisect.driver) sees only these two protocols, as syzkaller's
   lab.proc (its own process group, ended with the lab, the output in a log),
   each in a run directory of its own; its records are read back with
   lab.results.record.  ``launch`` is the process seam the tests replace.
+- ``ExecRun``: the same with ``lab exec --kernel SPEC -- PROGRAM`` (`lab bisect
+  --exec`): the user's reproducer is the one test, as syzkaller bisects.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,9 +32,11 @@ from lab import proc
 from lab.bisect.classify import Observed
 from lab.errors import UserError
 from lab.kernel.build import BuildError
+from lab.options import GuestOptions
 from lab.results import known
 from lab.results.cell import scenario_of
 from lab.results.record import load_records
+from lab.results.reproduce import NAMED
 from lab.run.config import RunConfig, lab_args
 
 log = logging.getLogger("lab.bisect")
@@ -162,3 +167,38 @@ class LabRun:
         # Two after a single-threaded retry ("tcg+tcg-single"): the same only as that.
         return Tested(results=results, exit_code=rc, seconds=seconds,
                       run_dir=str(dirs[-1]) if dirs else str(out), accel="+".join(sorted(accels)))
+
+
+class ExecRun(LabRun):
+    """``lab exec`` of the user's program (its path, then its arguments), one boot per run:
+    its one record (``exec::NAME``) is the run's result, read back as ``LabRun`` reads."""
+
+    def __init__(self, run: RunConfig, *, program: Sequence[str], timeout: float,
+                 launch: Callable[[Sequence[str], Path], int] = spawn_and_wait) -> None:
+        super().__init__(run, launch=launch)
+        self.program = tuple(program)
+        self.timeout = timeout
+
+    def argv(self, spec: str, results: Path) -> list[str]:
+        """The `lab exec` of ``spec`` into ``results``: the run options it takes (the
+        variant, the added options, the cache, the guest's), then the program."""
+        one = RunConfig(kernels=(spec,), variants=self.run.variants,
+                        kconfig_add=self.run.kconfig_add, cache=self.run.cache,
+                        results=results, guest=self.run.guest)
+        return [sys.executable, "-m", "lab.cli", "exec", *lab_args(one, always=("accel",)),
+                "--timeout", f"{self.timeout:g}", "--", *self.program]
+
+
+def exec_reproducer(target: dict[str, object], *, kernel: str, variants: Sequence[str],
+                    guest: GuestOptions) -> str:
+    """The `lab exec` that reproduces a bisection's finding with its program (``target``:
+    the journal's ``exec`` entry) on ``kernel``."""
+    argv = ["lab", "exec", "--kernel", kernel]
+    for variant in variants:
+        argv += ["--variant", variant]
+    argv += guest.lab_args(always=NAMED)
+    args = target.get("args") or []
+    assert isinstance(args, list)
+    argv += ["--timeout", f"{target['timeout']:g}", "--", str(target["program"]),
+             *(str(a) for a in args)]
+    return shlex.join(argv)
