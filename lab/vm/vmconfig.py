@@ -94,6 +94,7 @@ class VmConfig:
     # The console log's (head, tail) bytes (lab.proc.spawn's log_cap): a guest that
     # prints forever fills no disk.  See CONSOLE_CAP.
     console_cap: tuple[int, int] = CONSOLE_CAP
+    gdb: bool = False  # QEMU's gdbstub on a free 127.0.0.1 port (lab.vm.vm picks it)
     nvme: tuple[NvmeSpec, ...] = field(
         default_factory=lambda: (
             NvmeSpec("fast", "labfast0", 1 << 30),
