@@ -77,7 +77,7 @@ def test_bad_line_names_file_and_line(line: str) -> None:
 
 
 def test_variant_names_are_the_fragments() -> None:
-    assert kconfig.variant_names() == ["aio-off", "debug", "io_uring-off"]
+    assert kconfig.variant_names() == ["aio-off", "debug", "debuginfo", "io_uring-off"]
 
 
 @pytest.mark.parametrize("spec,names", [
@@ -92,7 +92,7 @@ def test_unknown_variant_lists_valid_ones() -> None:
     with pytest.raises(UserError) as exc:
         kconfig.split_variant("debug+aoi-off")
     msg = str(exc.value)
-    assert "'aoi-off'" in msg and "base, aio-off, debug, io_uring-off" in msg
+    assert "'aoi-off'" in msg and "base, aio-off, debug, debuginfo, io_uring-off" in msg
 
 
 @pytest.mark.parametrize("variant", ["base", "aio-off", "io_uring-off", "debug",

@@ -113,9 +113,9 @@ class RunConfig:
         absent={"bisect": _BISECT_KERNELS})
     variants: tuple[str, ...] = opt(
         (), "--variant", "config variant for built kernels (debian-src:, git:, worktree:, "
-        "tree:): base, aio-off, io_uring-off, debug, combined with '+' (repeatable: each "
-        "built kernel x each variant is a cell)", parse=_text, metavar="NAME[+NAME]",
-        many=True, one_in=frozenset({"bisect"}),
+        "tree:): base, aio-off, io_uring-off, debug, debuginfo, combined with '+' "
+        "(repeatable: each built kernel x each variant is a cell)", parse=_text,
+        metavar="NAME[+NAME]", many=True, one_in=frozenset({"bisect"}),
         helps={"bisect": "config variant (default base)",
                "fetch": "config variant for built kernels (repeatable)"})
     kconfig_add: tuple[str, ...] = opt(
