@@ -318,8 +318,9 @@ def gdb_scripts(source: SourceTree, out: Path, *, log_path: Path,
 
 
 # What publishing keeps of the tree beside vmlinux (lab.kernel.symbols): the scripts
-# that decode a trace, each run from the entry with the entry's vmlinux.
-TREE_SCRIPTS = ("decode_stacktrace.sh", "faddr2line")
+# that decode a trace, each run from the entry with the entry's vmlinux (decodecode:
+# decode_stacktrace.sh disassembles a "Code:" line with it, from its own directory).
+TREE_SCRIPTS = ("decode_stacktrace.sh", "decodecode", "faddr2line")
 
 
 def _keep_symbols(source: SourceTree, out: Path, tmp: Path, *, gdb: bool) -> None:
