@@ -53,11 +53,12 @@ def test_gdb_attaches_to_a_guest_run_with_gdb_and_reads_a_kernel_symbol(
     assert rec["verdict"] == "PASS", run.out[-3000:]
     data = rec["data"]
     # The printed command: the stub's port on loopback, and what would give symbols.
-    printed = re.search(r"attach with: (gdb -q -ex 'target remote 127\.0\.0\.1:(\d+)')",
-                        run.out)
+    printed = re.search(r"attach with: (gdb -q .*-ex 'target remote 127\.0\.0\.1:(\d+)'"
+                        r"(.*))$", run.out, re.M)
     assert printed, run.out[-3000:]
     assert f"127.0.0.1:{printed.group(2)}" in " ".join(data["gdb"]["argv"])
-    assert "lab fetch --dbg debian:7.2" in run.out
+    if not printed.group(3).strip():  # no vmlinux (no -dbg fetched): what would give one
+        assert "lab fetch --dbg debian:7.2" in run.out, run.out[-3000:]
     # nokaslr: the kernel's text is where it was linked.
     assert "nokaslr" in data["cmdline"].split()
     assert data["kallsyms"]["_text"] == "ffffffff81000000", data["kallsyms"]
