@@ -3,6 +3,7 @@ kernel's (nokaslr), and the gdb command printed for the kernel's symbols as kept
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,8 +34,14 @@ def test_gdb_is_a_switch_every_front_spells_as_the_table_says() -> None:
     assert GuestOptions.from_dict(run.guest.to_dict()).gdb is True
     with pytest.raises(OptionError, match="--gdb"):
         GuestOptions(gdb="yes")  # type: ignore[arg-type]
-    with pytest.raises(SystemExit):  # no value after a switch
+    with pytest.raises(SystemExit):  # not a bisection's: its runs are unattended
         cli._parser().parse_args(["bisect", "--gdb"])
+    # `lab shell` and `lab exec` take it with the run's guest options (GUEST_COMMAND).
+    parser = argparse.ArgumentParser()
+    config.add_guest_command_arguments(parser)
+    given = config.guest_command_given(parser.parse_args(["--gdb"]))
+    assert given == {"gdb": True} and config.make(given).guest.gdb is True
+    assert config.guest_command_given(parser.parse_args([])) == {}
 
 
 def test_the_stub_listens_on_loopback_and_the_kernel_runs_where_its_symbols_say() -> None:
