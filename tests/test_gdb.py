@@ -86,3 +86,19 @@ def test_line_tables_are_found_in_a_real_elf(tmp_path: Path) -> None:
         subprocess.run(["gcc", "-c", "-O1", *flags, "-o", str(obj), str(src)], check=True)
         assert symbols.has_dwarf(obj) is dwarf
     assert symbols.has_dwarf(src) is False  # not an ELF
+
+
+def test_a_gdb_port_taken_before_qemu_bound_it_is_tried_again(tmp_path: Path) -> None:
+    """What QEMU 7.2 says when another process bound the port first (seen: a listener on
+    the port, then `qemu-system-x86_64 -gdb tcp:127.0.0.1:PORT`), read as the SSH port's."""
+    from lab.vm.vm import Vm
+
+    debian = Kernel(spec="debian:7.2", release="7.2.13+deb14-amd64", image=Path("/k"),
+                    source="debian")
+    vm = Vm(debian, run_dir=tmp_path, cache=tmp_path, config=VmConfig(gdb=True))
+    vm.gdb_port = 40123
+    vm.console_log.write_text("booting\nqemu-system-x86_64: -gdb tcp:127.0.0.1:40123: Failed "
+                              "to find an available port: Address already in use\n")
+    assert vm._port_was_taken(len("booting\n"))
+    vm.gdb_port = 40124  # another port's complaint is not this one's
+    assert not vm._port_was_taken(0)
