@@ -25,8 +25,9 @@ BUILD_PACKAGES = [
 # a normal user's venv of Debian's python3, where the wheel is installed and run
 # (tests/test_wheel_real.py).  pipx: how such a user runs nox (the README's quick start,
 # tests/test_readme_real.py).  jq: the stand-in for `gh` evaluates the nightly scripts'
-# --jq filters with it, as gh does with its own (tests/test_workflow.py).
-TEST_PACKAGES = ["chromium", "udev", "python3-venv", "pipx", "jq"]
+# --jq filters with it, as gh does with its own (tests/test_workflow.py).  gdb: attaches to
+# a guest booted with --gdb (tests/test_gdb_real.py).
+TEST_PACKAGES = ["chromium", "udev", "python3-venv", "pipx", "jq", "gdb"]
 WORKFLOWS = [".github/workflows/nightly.yml"]
 
 

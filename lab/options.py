@@ -157,6 +157,20 @@ def parse_dump(text: str) -> str:
     return text
 
 
+def _switch(flag: str) -> Callable[[bool | str], bool]:
+    """An option given or not (``--gdb``): True or False, as a command line or a file says."""
+    def parse(value: bool | str) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise UserError(f"{flag} {value!r}: a switch is given or not (true or false)")
+    return parse
+
+
+parse_gdb = _switch("--gdb")
+
+
 def parse_accel(text: str) -> str:
     if text not in ACCELS:
         raise UserError(f"--accel {text!r}: use {', '.join(ACCELS)}")
@@ -204,6 +218,8 @@ class Option:
     # Fronts where an empty value is as if not given (`lab bisect -k ''`: bisect says
     # itself that it needs -k, and a resumed bisection takes the journal's).
     blank_is_absent: frozenset[str] = frozenset()
+    # Given or not, with no value (``--gdb``): argparse's store_true; the field is a bool.
+    switch: bool = False
 
     def spelling(self, front: str) -> str | None:
         """How ``front`` spells the option, None where it cannot apply."""
@@ -311,6 +327,11 @@ class GuestOptions:
                     "kdump-zlib for the debug variant, off otherwise; the kernel then gets "
                     "panic=0 (a panic no longer ends QEMU)", parse=parse_dump,
                     metavar="|".join(DUMPS), argparse_form=True)
+    # QEMU's gdbstub on a free 127.0.0.1 port, the kernel without KASLR (lab.vm.gdbstub).
+    gdb: bool = opt(False, "--gdb", "start QEMU's gdbstub on a free 127.0.0.1 port (the "
+                    "kernel booted with nokaslr) and print the gdb command that attaches",
+                    parse=parse_gdb, switch=True,
+                    absent={"bisect": "a bisection's runs are unattended: no one attaches"})
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -327,6 +348,8 @@ class GuestOptions:
             if option.many:
                 for item in value:
                     out += [option.flag, item]
+            elif option.switch:
+                out += [option.flag] if value else []
             elif value != getattr(default, f.name) or f.name in always:
                 out += [option.flag, text_of(value)]
         return out

@@ -216,10 +216,16 @@ def run(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    stdin_path: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` to completion; its combined output is returned and teed to ``log_path``."""
+    """Run ``argv`` to completion; its combined output is returned and teed to ``log_path``.
+    ``stdin_path``: a file it reads as its standard input (else none)."""
     log_file = _open_log(log_path, argv)
-    proc = _popen(argv, cwd=cwd, env=env, stdin=None)
+    if stdin_path is None:
+        proc = _popen(argv, cwd=cwd, env=env, stdin=None)
+    else:
+        with open(stdin_path, "rb") as given:
+            proc = _popen(argv, cwd=cwd, env=env, stdin=given.fileno())
     assert proc.stdout is not None
     tee = _Tee(proc.stdout, log_file)
     tee.keep_all()

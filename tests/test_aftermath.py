@@ -32,7 +32,7 @@ class FakeMachine:
         self.cfg = SimpleNamespace(kernel_args=("kasan_multi_shot",))
         self.closed: Closed | None = None
         self.console = console
-        self.kernel = SimpleNamespace(spec="debian:7.2")
+        self.kernel = SimpleNamespace(spec="debian:7.2", vmlinux=None)
         self.vm = SimpleNamespace(name="main-7.2")
         self.last_test = "t::a"
 

@@ -8,6 +8,7 @@ The build itself runs against a fake ``make`` at lab.proc.run (the process seam)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -19,6 +20,7 @@ import pytest
 
 from lab.errors import UserError
 from lab.kernel import build, kconfig, source
+from lab.kernel.artifact import Kernel
 from lab.kernel.resolve import resolve_kernel
 from lab.kernel.spec import DebianSrcSpec, GitSpec, TreeSpec, parse_spec
 from lab.proc import ProcessError
@@ -75,7 +77,7 @@ def test_bad_line_names_file_and_line(line: str) -> None:
 
 
 def test_variant_names_are_the_fragments() -> None:
-    assert kconfig.variant_names() == ["aio-off", "debug", "io_uring-off"]
+    assert kconfig.variant_names() == ["aio-off", "debug", "debuginfo", "io_uring-off"]
 
 
 @pytest.mark.parametrize("spec,names", [
@@ -90,7 +92,7 @@ def test_unknown_variant_lists_valid_ones() -> None:
     with pytest.raises(UserError) as exc:
         kconfig.split_variant("debug+aoi-off")
     msg = str(exc.value)
-    assert "'aoi-off'" in msg and "base, aio-off, debug, io_uring-off" in msg
+    assert "'aoi-off'" in msg and "base, aio-off, debug, debuginfo, io_uring-off" in msg
 
 
 @pytest.mark.parametrize("variant", ["base", "aio-off", "io_uring-off", "debug",
@@ -324,9 +326,17 @@ class FakeMake:
                                    log_path=log_path)
             (out / "arch/x86/boot").mkdir(parents=True, exist_ok=True)
             (out / build.IMAGE).write_bytes(b"bzImage")
+            (out / "vmlinux").write_bytes(b"\x7fELF vmlinux")
             (out / "System.map").write_text("ffffffff81000000 T _text\n")
             (out / "include/config").mkdir(parents=True, exist_ok=True)
             (out / "include/config/kernel.release").write_text("7.2.13\n")
+        elif "scripts_gdb" in argv:  # as Kbuild does: links into the tree, constants made
+            tree = Path(argv[argv.index("-C") + 1])
+            made = out / "scripts/gdb/linux"
+            made.mkdir(parents=True, exist_ok=True)
+            (made / "constants.py").write_text("LX_CONFIG_DEBUG_INFO_REDUCED = 0\n")
+            (made / "utils.py").unlink(missing_ok=True)
+            (made / "utils.py").symlink_to(tree / "scripts/gdb/linux/utils.py")
         return subprocess.CompletedProcess(argv, 0, "", "")
 
 
@@ -351,6 +361,45 @@ def test_build_publishes_then_hits(tree: source.SourceTree, tmp_path: Path,
     again = build.build(tree, "aio-off+debug", cache=cache, spec_text="tree:x")
     assert again == k and _builds(fake) == 1  # a cache hit runs no make at all
     assert [c[:2] for c in fake.calls[-1:]] == [["gcc", "--version"]]
+
+
+def test_a_build_keeps_vmlinux_and_the_tree_s_gdb_and_trace_scripts(
+        tree: source.SourceTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry holds what gdb and the decoder need once the tree has moved on: vmlinux,
+    the gdb scripts as files (the object tree's are links into the source tree) and the
+    loader beside vmlinux, where gdb auto-loads it; a tree without them publishes the
+    kernel all the same."""
+    from lab.kernel import symbols
+
+    fake = FakeMake()
+    monkeypatch.setattr(build.proc, "run", fake)
+    bare = build.build(tree, "base", cache=tmp_path / "c0", spec_text="tree:x")
+    assert bare.vmlinux is not None and bare.vmlinux.read_bytes() == b"\x7fELF vmlinux"
+    assert symbols.gdb_loader(bare) is None and symbols.decode_script(bare) is None
+    assert not any("scripts_gdb" in c for c in fake.calls)  # no scripts/gdb: not asked
+    for rel, text in (("scripts/gdb/vmlinux-gdb.py", "# loader\n"),
+                      ("scripts/gdb/linux/utils.py", "# utils\n"),
+                      ("scripts/decode_stacktrace.sh", "#!/bin/bash\n"),
+                      ("scripts/faddr2line", "#!/bin/bash\n")):
+        (tree.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree.path / rel).write_text(text)
+    k = build.build(tree, "base", cache=tmp_path / "c1", spec_text="tree:x")
+    entry = k.image.parent
+    assert k.vmlinux == entry / "vmlinux" and symbols.vmlinux_for(k, tmp_path) == k.vmlinux
+    assert symbols.gdb_loader(k) == entry / "vmlinux-gdb.py"
+    utils = entry / "scripts/gdb/linux/utils.py"
+    assert not utils.is_symlink() and utils.read_text() == "# utils\n"
+    assert (entry / "scripts/gdb/linux/constants.py").is_file()
+    assert symbols.decode_script(k) == entry / "scripts/decode_stacktrace.sh"
+    assert (entry / "scripts/faddr2line").is_file()
+    # kernel.json names it; an entry written before the field loads without one.
+    meta = json.loads((entry / "kernel.json").read_text())
+    assert meta["vmlinux"] == "vmlinux"
+    del meta["vmlinux"]
+    meta["from_a_later_lab"] = "x"  # a shared cache: a field this lab does not know
+    old = Kernel.from_json(json.dumps(meta), entry)
+    assert old.vmlinux is None and symbols.vmlinux_for(old, tmp_path) is None
+    assert "rebuild" in symbols.no_vmlinux_hint(old)
 
 
 def test_config_rewritten_only_when_changed(tree: source.SourceTree, tmp_path: Path,

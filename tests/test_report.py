@@ -281,6 +281,20 @@ def test_html_is_escaped_and_self_contained(tmp_path: Path) -> None:
     assert "<style>" in html
 
 
+def test_a_splat_s_decoded_trace_is_shown_under_its_excerpt(tmp_path: Path) -> None:
+    """A kernel with DWARF has each splat decoded to file:line (lab.kernel.decode): the
+    failure's section shows it, escaped; a splat without one shows none."""
+    decoded = {**splat("BUG: KASAN in io_destroy", "KASAN"),
+               "decoded": " io_destroy (fs/aio.c:1190) <b>\n"}
+    d = run_dir(tmp_path, "new", [
+        rec("test_uaf", "FAIL", reason="kasan", splats=[decoded]),
+        rec("test_warn", "FAIL", reason="warn", splats=[splat("WARNING in io_submit")])])
+    page = parse(report.write(d, today=TODAY).read_text())
+    shown = [n.all_text() for n in page.find_all("pre") if "decoded" in n.attrs.get("class", "")]
+    assert shown == [" io_destroy (fs/aio.c:1190) <b>\n"], shown
+    assert sum("decoded" in n.all_text() for n in page.find_all("p")) == 1
+
+
 def test_text_difference(tmp_path: Path) -> None:
     new = report.load_run(run_dir(tmp_path, "new", NEW))
     base = report.load_run(run_dir(tmp_path, "base", BASE))

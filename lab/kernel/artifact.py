@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,10 @@ class Kernel:
     # and what every boot checks the file against (lab.vm.session).  None for the lab's
     # own cache entries, which nothing rewrites.
     image_sha256: str | None = None
+    # The kernel's ELF with its symbols (a build's own, kept at publish): what gdb, the
+    # trace decoder and a dump reader read.  None for an entry without one (Debian's
+    # package, an image path, a build published before it was kept).
+    vmlinux: Path | None = None
 
     @property
     def config_hash(self) -> str | None:
@@ -142,7 +146,7 @@ class Kernel:
     def to_json(self, base: Path) -> str:
         """Metadata for the cache entry, with paths relative to ``base``."""
         data = asdict(self)
-        for key in ("image", "modules", "config"):
+        for key in ("image", "modules", "config", "vmlinux"):
             if data[key] is not None:
                 data[key] = str(Path(data[key]).relative_to(base))
         data["packages"] = list(self.packages)
@@ -151,7 +155,7 @@ class Kernel:
     @classmethod
     def from_json(cls, text: str, base: Path, *, spec: str | None = None) -> Kernel:
         data = json.loads(text)
-        for key in ("image", "modules", "config"):
+        for key in ("image", "modules", "config", "vmlinux"):
             if data.get(key) is not None:
                 data[key] = base / data[key]
         data["packages"] = tuple(data.get("packages", ()))
@@ -160,4 +164,6 @@ class Kernel:
             data["config_source"] = "package" if data.get("source") == "debian" else "build"
         if spec is not None:
             data["spec"] = spec
-        return cls(**data)
+        # A field a later lab wrote (a shared cache): this lab does without it.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

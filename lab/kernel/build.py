@@ -292,18 +292,61 @@ def build(source: SourceTree, variant: str | None, *, cache: Path, spec_text: st
         took = run_make(source, out, log_path=log_path, label=label, jobs=jobs,
                         env=make_env(cache))
         log.info("build %s: make done in %s", label, _elapsed(took))
+        gdb = gdb_scripts(source, out, log_path=log_path, env=make_env(cache))
         kernel = _publish(source, composed, out, entry=entry, spec_text=spec_text,
-                          cache=cache, log_path=log_path)
+                          cache=cache, log_path=log_path, gdb=gdb)
     log.info("build %s: published %s (%s), total %s", label, entry, kernel.release,
              _elapsed(time.monotonic() - t0))
     return kernel
 
 
+def gdb_scripts(source: SourceTree, out: Path, *, log_path: Path,
+                env: dict[str, str]) -> bool:
+    """``make scripts_gdb``: the lx-* commands' Python (links into the source tree, and
+    constants.py made from this config) in ``out/scripts/gdb``; False when the tree has
+    none or it failed (the kernel is published without them: they are a help, not it)."""
+    if not (source.path / "scripts" / "gdb" / "vmlinux-gdb.py").is_file():
+        return False
+    try:
+        proc.run(make_argv(source, out, "scripts_gdb"), phase="build:gdb", log_path=log_path,
+                 timeout=600, env=env)
+    except proc.ProcessError as exc:
+        log.warning("build: make scripts_gdb failed (published without gdb scripts): %s",
+                    exc)
+        return False
+    return True
+
+
+# What publishing keeps of the tree beside vmlinux (lab.kernel.symbols): the scripts
+# that decode a trace, each run from the entry with the entry's vmlinux (decodecode:
+# decode_stacktrace.sh disassembles a "Code:" line with it, from its own directory).
+TREE_SCRIPTS = ("decode_stacktrace.sh", "decodecode", "faddr2line")
+
+
+def _keep_symbols(source: SourceTree, out: Path, tmp: Path, *, gdb: bool) -> None:
+    """vmlinux, the gdb scripts (dereferenced: the object tree's .py files are links
+    into a source tree that the next commit's checkout rewrites) and the trace scripts."""
+    shutil.copy2(out / "vmlinux", tmp / "vmlinux")
+    built = out / "scripts" / "gdb"
+    if gdb and (built / "linux" / "constants.py").is_file():
+        shutil.copytree(built, tmp / "scripts" / "gdb", symlinks=False,
+                        ignore=shutil.ignore_patterns(".*", "*.o", "*.pyc", "__pycache__",
+                                                      "Makefile", "*.in"))
+        shutil.copy2(source.path / "scripts" / "gdb" / "vmlinux-gdb.py",
+                     tmp / "vmlinux-gdb.py")
+    for name in TREE_SCRIPTS:
+        if (source.path / "scripts" / name).is_file():
+            (tmp / "scripts").mkdir(exist_ok=True)
+            shutil.copy2(source.path / "scripts" / name, tmp / "scripts" / name)
+
+
 def _publish(source: SourceTree, composed: kconfig.Composed, out: Path, *, entry: Path,
-             spec_text: str, cache: Path, log_path: Path) -> Kernel:
+             spec_text: str, cache: Path, log_path: Path, gdb: bool = False) -> Kernel:
     release_file = out / "include" / "config" / "kernel.release"
-    if not (out / IMAGE).is_file() or not release_file.is_file():
-        raise InfraError(f"make succeeded but {out / IMAGE} or kernel.release is missing",
+    if not (out / IMAGE).is_file() or not release_file.is_file() or \
+            not (out / "vmlinux").is_file():
+        raise InfraError(f"make succeeded but {out / IMAGE}, vmlinux or kernel.release is "
+                         "missing",
                          phase="build:publish", log=log_path)
     release = release_file.read_text().strip()
     atomic.clean_stale_temps(built_dir(cache))
@@ -311,13 +354,14 @@ def _publish(source: SourceTree, composed: kconfig.Composed, out: Path, *, entry
         shutil.copy2(out / IMAGE, tmp / "bzImage")
         shutil.copy2(out / ".config", tmp / "config")
         shutil.copy2(out / "System.map", tmp / "System.map")  # splat addresses → symbols
+        _keep_symbols(source, out, tmp, gdb=gdb)  # gdb, decoded traces (lab.kernel.symbols)
         shutil.copy2(log_path, tmp / "build.log")
         (tmp / "fragment.config").write_text(composed.text())
         kernel = Kernel(spec=spec_text, release=release, image=entry / "bzImage",
                         modules=None, config=entry / "config", config_source="build",
                         source=source.kind,
                         variant=composed.variant, package_version=None,
-                        packages=(source.identity,))
+                        packages=(source.identity,), vmlinux=entry / "vmlinux")
         (tmp / METADATA).write_text(kernel.to_json(entry))
         atomic.publish(tmp, entry)
     published = kernel_cache.load_entry(entry, spec=spec_text)

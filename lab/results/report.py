@@ -135,7 +135,9 @@ def _entry(key: Key, st: Status, *, repro: Reproducer) -> dict[str, Any]:
         "flaky": st.shown if st.flaky else "",
         "counts": [{"verdict": v, "n": n} for v, n in st.counts.items()],
         "splats": [{"kind": str(s.get("kind", "")), "title": str(s.get("title", "")),
-                    "excerpt": str(s.get("excerpt", ""))} for s in r.splats],
+                    "excerpt": str(s.get("excerpt", "")),
+                    # To file:line, where the kernel had DWARF (lab.kernel.decode).
+                    "decoded": str(s.get("decoded") or "")} for s in r.splats],
         "known_issue": r.data.get("known_issue"),
         "reproducer": repro(r),
         "release": str(r.kernel.get("release") or ""),

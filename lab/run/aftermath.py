@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from lab.errors import InfraError
+from lab.kernel.decode import decode_splats
 from lab.results import splat
 from lab.results.record import append_finding
 from lab.results.verdict import Verdict
@@ -83,7 +84,8 @@ def judge(closed: Closed, gap: watch.Findings, machine: Machine, *,
         entry.update(verdict=Verdict.CRASH.value if seen.fatal else Verdict.FAIL.value,
                      reason=f"kernel splat after the test's window closed ({where}): "
                             f"{first.title}",
-                     splats=[s.to_dict() for s in seen.splats], excerpt=first.excerpt)
+                     splats=decode_splats(machine.kernel, [s.to_dict() for s in seen.splats]),
+                     excerpt=first.excerpt)
     elif seen.taint_changed:
         entry.update(verdict=Verdict.FAIL.value,
                      reason=f"the kernel's taint changed after the test's window closed "
@@ -110,7 +112,8 @@ def died(machine: Machine, closed: Closed, exc: BaseException) -> dict[str, Any]
     else:
         what = f"the guest stopped answering after the test: {diag.summary}"
     return {"where": BETWEEN, "verdict": diag.verdict, "reason": f"{diag.verdict}: {what}",
-            "splats": diag.splats, "excerpt": diag.excerpt, "data": diag.data}
+            "splats": decode_splats(machine.kernel, diag.splats), "excerpt": diag.excerpt,
+            "data": diag.data}
 
 
 def final_window(config: pytest.Config, machine: Machine, why: str) -> None:

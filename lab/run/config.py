@@ -113,9 +113,9 @@ class RunConfig:
         absent={"bisect": _BISECT_KERNELS})
     variants: tuple[str, ...] = opt(
         (), "--variant", "config variant for built kernels (debian-src:, git:, worktree:, "
-        "tree:): base, aio-off, io_uring-off, debug, combined with '+' (repeatable: each "
-        "built kernel x each variant is a cell)", parse=_text, metavar="NAME[+NAME]",
-        many=True, one_in=frozenset({"bisect"}),
+        "tree:): base, aio-off, io_uring-off, debug, debuginfo, combined with '+' "
+        "(repeatable: each built kernel x each variant is a cell)", parse=_text,
+        metavar="NAME[+NAME]", many=True, one_in=frozenset({"bisect"}),
         helps={"bisect": "config variant (default base)",
                "fetch": "config variant for built kernels (repeatable)"})
     kconfig_add: tuple[str, ...] = opt(
@@ -314,6 +314,9 @@ def _add_argument(parser: argparse.ArgumentParser, entry: Entry, flag: str,
     o = entry.option
     kwargs: dict[str, Any] = {"dest": entry.name, "default": None, "metavar": o.metavar,
                               "help": o.help_for(front).format(default=entry.default_text)}
+    if o.switch:
+        del kwargs["metavar"]
+        kwargs["action"] = "store_true"
     if o.many and front not in o.one_in:
         kwargs["action"] = "append"
     if o.argtype is not None:
@@ -357,6 +360,8 @@ def lab_args(config: RunConfig, *, always: tuple[str, ...] = ()) -> list[str]:
         if entry.option.many:
             for item in value:
                 out += [flag, text_of(item)]
+        elif entry.option.switch:
+            out += [flag] if value else []
         elif value is not None and (value != entry.default or entry.name in always):
             out += [flag, text_of(value)]
     return out
@@ -376,6 +381,8 @@ def add_pytest_options(group: Any) -> None:
         text = o.help_for("pytest").format(default=entry.default_text)
         if o.many:
             group.addoption(flag, action="append", default=[], metavar=o.metavar, help=text)
+        elif o.switch:
+            group.addoption(flag, action="store_true", default=False, help=text)
         else:
             group.addoption(flag, default=entry.default, metavar=o.metavar, help=text)
 
@@ -413,6 +420,8 @@ def pytest_options(config: RunConfig) -> list[str]:
         value = entry.value(config)
         if o.many:
             out += [f"{flag}={text_of(v)}" for v in value]
+        elif o.switch:
+            out += [flag] if value else []
         elif value is not None and value != entry.default:
             out.append(f"{flag}={text_of(value)}")
     return out

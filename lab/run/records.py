@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from lab.errors import EXIT_INTERRUPTED, InfraError, UserError
+from lab.kernel.decode import decode_splats
 from lab.paths import REPO, cache_root
 from lab.results import known as known_mod
 from lab.results import matrixfile, reproduce
@@ -112,6 +113,7 @@ def pytest_runtest_makereport(
         _identify(item)
     if call.when == "teardown":
         _found_by_guard(item, rep)
+        _decode(item)
         machine = item.stash.get(MACHINE_KEY, None)
         if machine is not None and machine.closed is not None and \
                 machine.closed.test == item.nodeid:
@@ -210,6 +212,15 @@ def _found_by_guard(item: pytest.Item, rep: pytest.TestReport) -> None:
                              printable(f"{diag.verdict}: {diag.summary}\n{diag.excerpt}")))
     elif seen is not None and seen.splats:
         add_evidence(item, splats=tuple(s.to_dict() for s in seen.splats))
+
+
+def _decode(item: pytest.Item) -> None:
+    """The test's splats with their traces decoded to file:line, where its kernel's kept
+    vmlinux has DWARF (lab.kernel.decode; else as they are)."""
+    found = evidence_so_far(item).splats
+    kernel = item_kernel(item)
+    if found and kernel is not None:
+        add_evidence(item, splats=tuple(decode_splats(kernel, found)))
 
 
 def carried(reports: Sequence[pytest.TestReport]) -> Evidence:

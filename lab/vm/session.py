@@ -24,6 +24,7 @@ from lab.results import nvme, splat
 from lab.results.cell import PREBUILT
 from lab.results.record import append_timeline
 from lab.results.verdict import Diagnosis
+from lab.vm import gdbstub
 from lab.vm.accel import Accel, choose
 from lab.vm.agent import Agent, AgentError, AgentTimeout
 from lab.vm.slots import CpuSlots, Wait
@@ -244,6 +245,9 @@ class Machine:
         self.agent.default_timeout = self.call_timeout
         self.agent_seconds = time.monotonic() - started
         self.say(vm.timeline.progress_line())
+        if vm.gdb_port is not None:
+            for line in gdbstub.attach_lines(self.kernel, vm.gdb_port, cache=self.cache):
+                self.say(line)
         append_timeline(self.run_dir, vm.timeline.to_lines(vm.name))
         self.replace_reason, self.replace_cause, self.detectors_note = "", "", ""
         if self.facts is None:
@@ -407,7 +411,8 @@ class Machine:
             pass
 
 
-def kernel_args(kernel: Kernel, extra: list[str], *, dump: bool = False) -> tuple[str, ...]:
+def kernel_args(kernel: Kernel, extra: list[str], *, dump: bool = False,
+                gdb: bool = False) -> tuple[str, ...]:
     """The lab's kernel parameters for ``kernel``, then the user's (a later one wins)."""
     args = list(DEFAULT_KERNEL_ARGS)
     if dump:
@@ -416,6 +421,9 @@ def kernel_args(kernel: Kernel, extra: list[str], *, dump: bool = False) -> tupl
         # the console tells the lab it died (lab.vm.timeline).  kernel_lab.vmcoreinfo:
         # guest/boot.sh loads the fw_cfg driver that hands QEMU the VMCOREINFO note.
         args += ["panic=0", "kernel_lab.vmcoreinfo"]
+    if gdb:
+        # The symbols' addresses (vmlinux, System.map) are where the kernel runs.
+        args.append(gdbstub.NOKASLR)
     if kernel.config_option("KASAN") == "y":
         # KASAN reports only the first bug of a boot without it.  With it the guest is
         # kept after a KASAN report (lab.results.splat.detectors_off), so every test
@@ -447,9 +455,10 @@ def machine_for(kernel: Kernel, guest: GuestOptions, *, cache: Path, run_dir: Pa
         accel=accel.name,
         boot_timeout=guest.boot_timeout,
         ssh_port=ssh_port,
-        kernel_args=kernel_args(kernel, list(guest.append), dump=bool(dump)),
+        kernel_args=kernel_args(kernel, list(guest.append), dump=bool(dump), gdb=guest.gdb),
         console_cap=console_cap(),
         dump=dump,
+        gdb=guest.gdb,
     )
     # Two variants of one source share a release: keep their consoles apart.
     name = f"{worker}-{kernel.release}" + (

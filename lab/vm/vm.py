@@ -88,7 +88,8 @@ def cpu_count(online: str) -> int:
 
 
 def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int, export: Path | None = None,
-              restrict: bool = True, qmp_socket: Path | None = None) -> list[str]:
+              restrict: bool = True, qmp_socket: Path | None = None,
+              gdb_port: int | None = None) -> list[str]:
     """QEMU arguments the lab adds to virtme-ng's, one device per group."""
     # A panicking guest reboots (virtme-ng passes panic=-1): exit instead, so a dead
     # kernel is seen as a dead QEMU and never silently boots again.
@@ -127,6 +128,10 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int, export: Path | None = No
         # which guest/boot.sh loads), so a dump carries it: drgn and crash need it to
         # read the dump as a kernel's.
         opts += ["-device", "vmcoreinfo"]
+    if gdb_port is not None:
+        # QEMU's gdbstub (--gdb), on loopback only: the jail shares the host's network
+        # namespace, so gdb on the host reaches it (lab.vm.gdbstub prints how).
+        opts += ["-gdb", f"tcp:127.0.0.1:{gdb_port}"]
     return opts
 
 
@@ -154,7 +159,7 @@ def virtme_run() -> str:
 
 def virtme_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int,
              export: Path | None = None, restrict: bool = True,
-             qmp_socket: Path | None = None) -> list[str]:
+             qmp_socket: Path | None = None, gdb_port: int | None = None) -> list[str]:
     """The virtme-run command line that boots ``kernel_image`` for the lab.
 
     virtme-run itself, with an argv list: ``vng`` would join the same options into one
@@ -181,7 +186,8 @@ def virtme_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int,
     if cfg.accel != "kvm":
         argv.append("--disable-kvm")
     argv += ["--qemu-opts", *qemu_opts(cfg, vmdir=vmdir, port=port, export=export,
-                                       restrict=restrict, qmp_socket=qmp_socket)]
+                                       restrict=restrict, qmp_socket=qmp_socket,
+                                       gdb_port=gdb_port)]
     return argv
 
 
@@ -229,6 +235,7 @@ class Vm:
         self.process: proc.Spawned | None = None
         self.ssh: Ssh | None = None
         self.port = 0
+        self.gdb_port: int | None = None  # QEMU's gdbstub's, when the config asks for one
         self.nvme: dict[str, NvmeDevice] = {}
         self.boot_seconds = 0.0
         self.cpus_online = 0
@@ -308,8 +315,10 @@ class Vm:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # A free port can be taken by another worker's QEMU before ours binds it.
             self.port = self.cfg.ssh_port or free_port()
+            self.gdb_port = free_port() if self.cfg.gdb else None
             argv = virtme_argv(image, self.cfg, vmdir=self.vmdir, port=self.port, export=export,
-                            restrict=self.isolation.network, qmp_socket=self.qmp_socket)
+                            restrict=self.isolation.network, qmp_socket=self.qmp_socket,
+                            gdb_port=self.gdb_port)
             argv = sandbox.wrap(argv, vmdir=self.vmdir, isolation=self.isolation,
                                 modules=self.kernel.modules, staged=staged, cache=self.cache,
                                 max_file_bytes=self._max_file_bytes())
@@ -341,8 +350,9 @@ class Vm:
                 if self.cfg.ssh_port is not None or attempt == PORT_ATTEMPTS or \
                         not self._port_was_taken(console_start):
                     raise
-                log.warning("port %d was taken before QEMU bound it; retrying with another",
-                            self.port)
+                log.warning("a port (SSH %d%s) was taken before QEMU bound it; retrying "
+                            "with another", self.port,
+                            f", gdb {self.gdb_port}" if self.gdb_port else "")
                 self.process.stop()
                 self.process = None
         probe = self._start_probe()
@@ -455,10 +465,14 @@ class Vm:
         return image
 
     def _port_was_taken(self, console_start: int) -> bool:
-        """QEMU said it could not forward the SSH port (another process bound it first)."""
+        """QEMU said it could not forward the SSH port, or bind the gdbstub's (another
+        process bound it first)."""
         with open(self.console_log, "rb") as f:
             f.seek(console_start)
-            return b"Could not set up host forwarding rule" in f.read()
+            said = f.read()
+        return b"Could not set up host forwarding rule" in said or (
+            self.gdb_port is not None and f"-gdb tcp:127.0.0.1:{self.gdb_port}: ".encode()
+            in said)
 
     def _check_cpus(self, online: str) -> None:
         """The guest must run on every vCPU asked for: the race suites need two."""

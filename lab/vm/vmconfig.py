@@ -99,6 +99,7 @@ class VmConfig:
     # (lab.vm.qmp.FORMATS); "" for none.  It also adds QEMU's vmcoreinfo device and
     # raises the file-size limit to the guest's memory (lab.vm.vm).
     dump: str = ""
+    gdb: bool = False  # QEMU's gdbstub on a free 127.0.0.1 port (lab.vm.vm picks it)
     nvme: tuple[NvmeSpec, ...] = field(
         default_factory=lambda: (
             NvmeSpec("fast", "labfast0", 1 << 30),
