@@ -53,7 +53,7 @@ def qemus_of(run_dir: Path) -> list[int]:
 
 def test_a_command_prints_the_release_and_exits_0(tmp_path: Path) -> None:
     res = subprocess.run(shell_cmd(tmp_path, "--", "uname", "-r"), capture_output=True,
-                         text=True, timeout=600, cwd=REPO)
+                         text=True, timeout=600, cwd=REPO, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stderr[-3000:]
     assert re.fullmatch(r"7\.2\.\d+\S*\n", res.stdout), res.stdout
     assert "kernel-lab: no kernel splat" in res.stderr
@@ -64,7 +64,7 @@ def test_a_command_prints_the_release_and_exits_0(tmp_path: Path) -> None:
 
 def test_false_exits_1(tmp_path: Path) -> None:
     res = subprocess.run(shell_cmd(tmp_path, "--", "false"), capture_output=True, text=True,
-                         timeout=600, cwd=REPO)
+                         timeout=600, cwd=REPO, stdin=subprocess.DEVNULL)
     assert res.returncode == 1, res.stderr[-3000:]
     assert res.stdout == ""
 
@@ -129,12 +129,16 @@ def test_interactive_shell_on_a_terminal_with_a_splat(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_during_the_command_stops_the_guest(tmp_path: Path) -> None:
-    child = subprocess.Popen(shell_cmd(tmp_path, "--", "sh", "-c", "echo started; sleep 600"),
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
+    """Our stdin is the command's (a pipe here); Ctrl-C in the command: 130, no QEMU."""
+    child = subprocess.Popen(shell_cmd(tmp_path, "--", "sh", "-c",
+                                       'read line; echo "got $line"; sleep 600'),
+                             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == b"started\n"
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(b"it\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"got it\n"
         os.killpg(child.pid, signal.SIGINT)
         _, err = child.communicate(timeout=120)
     finally:

@@ -206,7 +206,8 @@ def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
             alive = machine.vm is not None and machine.vm.alive()
             watch.finish(alive=alive)
         append_phase(run_dir, "shell", time.monotonic() - began,
-                     command=shlex.join(command) if command else "(interactive)")
+                     command=shlex.join(command) if command else "(interactive)",
+                     status=status)
         if status < 0:
             status = NO_STATUS
             say("the command ended without an exit status: "
@@ -235,13 +236,26 @@ def _run_command(machine: Machine, command: list[str], *, raw: bool) -> int:
     assert machine.vm is not None and machine.vm.ssh is not None
     chan = machine.vm.ssh.channel(shlex.join(command))
     try:
-        chan.shutdown_write()  # no stdin: a command that reads it sees its end
+        if os.isatty(0):
+            chan.shutdown_write()  # keys without a pty would not be a terminal's: none
+        else:  # a file or a pipe: the command's (lab shell -- sh -s < script)
+            threading.Thread(target=_feed, args=(chan,), name="stdin", daemon=True).start()
         out = _Sink(sys.stdout.buffer, raw=raw)
         err = _Sink(sys.stderr.buffer, raw=raw)
         _stream(chan, out, err)
         return pty.exit_status(chan)
     finally:
         chan.close()
+
+
+def _feed(chan: paramiko.Channel) -> None:
+    """Our stdin to the command's, then its end; a command that has ended takes no more."""
+    try:
+        while chunk := os.read(0, CHUNK):
+            chan.sendall(chunk)
+        chan.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        log.debug("stdin to the guest ended: %s", exc)
 
 
 class _Sink:
