@@ -1,5 +1,5 @@
 """`lab shell` on real guests: a command's output and status, a splat seen as it happens,
-the interactive relay on a real pseudo-terminal, and Ctrl-C.
+a panic, the interactive relay on a real pseudo-terminal, and Ctrl-C.
 
 Each test is one `lab shell` (one boot of debian:7.2 from the shared cache).
 """
@@ -149,3 +149,19 @@ def test_ctrl_c_during_the_command_stops_the_guest(tmp_path: Path) -> None:
     run_dir = run_dir_of(tmp_path)
     assert not qemus_of(run_dir)
     assert not [p for p in run_dir.iterdir() if p.is_dir()]  # the VM's directory removed
+
+
+def test_a_command_that_panics_the_kernel(tmp_path: Path) -> None:
+    """The guest dies with the command: no status (255, as ssh), and the panic, which the
+    agent could not read, comes from the console log."""
+    res = subprocess.run(shell_cmd(tmp_path, "--", "sh", "-c", "echo c > /proc/sysrq-trigger"),
+                         capture_output=True, text=True, timeout=600, cwd=REPO,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 255, res.stderr[-3000:]
+    assert "the command ended without an exit status: the guest died" in res.stderr
+    run_dir = run_dir_of(tmp_path)
+    assert re.search(r"^kernel-lab:   kernel panic: sysrq triggered crash  \(" +
+                     re.escape(str(run_dir / "splat-1.txt")) + r"\)$", res.stderr, re.M), \
+        res.stderr[-3000:]
+    assert "sysrq" in (run_dir / "splat-1.txt").read_text().lower()
+    assert not qemus_of(run_dir)

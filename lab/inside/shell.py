@@ -198,12 +198,13 @@ def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
         console_offset = machine.console_offset()
         watch.start()
         began = time.monotonic()
+        status: int | None = None  # none yet: Ctrl-C or the lab's own failure
         try:
             status = _interact(machine, command, raw=raw, say=say) if interactive else \
                 _run_command(machine, command, raw=raw)
         finally:
             say.raw = False
-            alive = machine.vm is not None and machine.vm.alive()
+            alive = _alive(machine, wait=status is not None and status < 0)
             watch.finish(alive=alive)
         append_phase(run_dir, "shell", time.monotonic() - began,
                      command=shlex.join(command) if command else "(interactive)",
@@ -217,6 +218,16 @@ def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
         return status
     finally:
         machine.stop()
+
+
+def _alive(machine: Machine, *, wait: bool) -> bool:
+    """Whether the guest is up; with ``wait`` (its command ended without a status), after
+    giving a dying kernel's QEMU the moment it takes to exit."""
+    vm = machine.vm
+    deadline = time.monotonic() + (3 * machine.cfg.slowdown if wait else 0)
+    while vm is not None and vm.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return vm is not None and vm.alive()
 
 
 def _interact(machine: Machine, command: list[str], *, raw: bool,
