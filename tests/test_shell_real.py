@@ -6,13 +6,16 @@ Each test is one `lab shell` (one boot of debian:7.2 from the shared cache).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -69,9 +72,11 @@ def test_false_exits_1(tmp_path: Path) -> None:
     assert res.stdout == ""
 
 
-def _read_until(fd: int, pattern: bytes, seen: bytearray, timeout: float) -> None:
+def _read_until(fd: int, pattern: bytes, seen: bytearray, timeout: float,
+                start: int = 0) -> int:
+    """Read the terminal into ``seen`` until ``pattern`` is in it past ``start``; where."""
     deadline = time.monotonic() + timeout
-    while pattern not in seen:
+    while pattern not in seen[start:]:
         left = deadline - time.monotonic()
         assert left > 0, f"no {pattern!r} in {bytes(seen[-3000:])!r}"
         if select.select([fd], [], [], left)[0]:
@@ -81,22 +86,28 @@ def _read_until(fd: int, pattern: bytes, seen: bytearray, timeout: float) -> Non
                 chunk = b""
             assert chunk, f"the terminal closed before {pattern!r}: {bytes(seen[-3000:])!r}"
             seen += chunk
+    return seen.index(pattern, start)
 
 
 def test_interactive_shell_on_a_terminal_with_a_splat(tmp_path: Path) -> None:
     """`lab shell` on a real pty: typed commands run as root, a splat is said as it happens
     and listed at the end, the shell's `exit 7` is lab shell's status."""
     pid, fd = pty.fork()
-    if pid == 0:  # the child: `lab shell` with the pty as its terminal
-        os.chdir(REPO)
+    if pid == 0:  # the child: `lab shell` with the pty as its terminal, wide enough that
+        os.chdir(REPO)  # the typed line is echoed on one line
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
         argv = shell_cmd(tmp_path)
         os.execv(argv[0], argv)
     seen = bytearray()
     try:
-        _read_until(fd, b"a root shell in the guest", seen, 600)
-        _read_until(fd, b"# ", seen, 60)  # root's prompt
+        begun = _read_until(fd, b"a root shell in the guest", seen, 600)
+        _read_until(fd, b"# ", seen, 60, start=begun)  # root's prompt
         os.write(fd, f"echo '<4>{WARN}' > /dev/kmsg; id -u; uname -r\r".encode())
+        # The splat's line comes from another thread, between the command's lines or
+        # after them: both are waited for before the shell is told to exit.
         _read_until(fd, b"kernel-lab: kernel splat: WARNING in io_destroy\r\n", seen, 60)
+        release = _read_until(fd, b"\r\n7.2.", seen, 60)
+        _read_until(fd, b"# ", seen, 60, start=release)  # the prompt again
         os.write(fd, b"exit 7\r")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -118,7 +129,10 @@ def test_interactive_shell_on_a_terminal_with_a_splat(tmp_path: Path) -> None:
         os.close(fd)
     text = seen.decode(errors="replace")
     assert os.waitstatus_to_exitcode(wait_status) == 7, text[-3000:]
-    assert re.search(r"\r\n0\r\n7\.2\.\d+\S*\r\n", text), text[-3000:]
+    lines = text.split("\r\n")
+    typed = next(n for n, line in enumerate(lines) if line.endswith("id -u; uname -r"))
+    output = [line for line in lines[typed + 1:] if not line.startswith("kernel-lab: ")]
+    assert output[0] == "0" and re.fullmatch(r"7\.2\.\d+\S*", output[1]), text[-3000:]
     run_dir = run_dir_of(tmp_path)
     # The end list: the title and the file its excerpt is in.
     listed = f"kernel-lab:   WARNING in io_destroy  ({run_dir / 'splat-1.txt'})"
