@@ -133,6 +133,7 @@ def test_interactive_shell_on_a_terminal_with_a_splat(tmp_path: Path) -> None:
     typed = next(n for n, line in enumerate(lines) if line.endswith("id -u; uname -r"))
     output = [line for line in lines[typed + 1:] if not line.startswith("kernel-lab: ")]
     assert output[0] == "0" and re.fullmatch(r"7\.2\.\d+\S*", output[1]), text[-3000:]
+    assert "lastlog" not in text  # the guest's login is quiet (guest/boot.sh)
     run_dir = run_dir_of(tmp_path)
     # The end list: the title and the file its excerpt is in.
     listed = f"kernel-lab:   WARNING in io_destroy  ({run_dir / 'splat-1.txt'})"
