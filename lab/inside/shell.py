@@ -37,7 +37,7 @@ from lab.results import splat
 from lab.results.cell import short_label
 from lab.results.record import append_phase, new_run_dir
 from lab.results.text import printable
-from lab.run.cells import matrix
+from lab.run.cells import Cell, matrix
 from lab.run.config import RunConfig
 from lab.vm import pty, slots
 from lab.vm.agent import Agent, AgentOpError
@@ -140,7 +140,7 @@ class KernelWatch:
                 self.failed = str(exc)
 
 
-def _check(opts: RunConfig, command: list[str], *, interactive: bool) -> tuple[Path, Path, str]:
+def _check(opts: RunConfig, command: list[str], *, interactive: bool) -> tuple[Path, Path, Cell]:
     """Everything checked before anything is fetched or booted: (cache, results, cell)."""
     cells = matrix(list(opts.kernel_specs), opts.variants, opts.kconfig_add)
     if len(cells) != 1:
@@ -164,7 +164,7 @@ def _check(opts: RunConfig, command: list[str], *, interactive: bool) -> tuple[P
     if problems:
         first = problems[0]
         raise UserError(f"{first.name}: {first.detail}; fix: {first.fix}")
-    return cache, results, cells[0].label
+    return cache, results, cells[0]
 
 
 def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
@@ -174,8 +174,7 @@ def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
     from lab.kernel.resolve import resolve_kernel
 
     interactive = not command and os.isatty(0) and os.isatty(1)
-    cache, results, label = _check(opts, command, interactive=interactive)
-    cell = matrix(list(opts.kernel_specs), opts.variants, opts.kconfig_add)[0]
+    cache, results, cell = _check(opts, command, interactive=interactive)
     say = Notices()
     started = time.monotonic()
     kernel = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
@@ -189,7 +188,7 @@ def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
             f"cd {shlex.quote(str(Path.cwd()))} && {shlex.join(argv)}\n")
     say(f"run directory {run_dir}")
     machine = machine_for(kernel, opts.guest, cache=cache, run_dir=run_dir, worker="shell",
-                          ssh_port=opts.ssh_port, say=lambda line: say(f"[{label}] {line}"))
+                          ssh_port=opts.ssh_port, say=lambda line: say(f"[{cell.label}] {line}"))
     try:
         machine.start()
         append_phase(run_dir, "boot", time.monotonic() - started, kernel=cell.spec)
@@ -200,7 +199,7 @@ def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
         began = time.monotonic()
         status: int | None = None  # none yet: Ctrl-C or the lab's own failure
         try:
-            status = _interact(machine, command, raw=raw, say=say) if interactive else \
+            status = _interact(machine, say=say) if interactive else \
                 _run_command(machine, command, raw=raw)
         finally:
             say.raw = False
@@ -230,8 +229,7 @@ def _alive(machine: Machine, *, wait: bool) -> bool:
     return vm is not None and vm.alive()
 
 
-def _interact(machine: Machine, command: list[str], *, raw: bool,
-              say: Notices) -> int:
+def _interact(machine: Machine, *, say: Notices) -> int:
     assert machine.vm is not None and machine.vm.ssh is not None
     transport = machine.vm.ssh.client.get_transport()
     if transport is None or not transport.is_active():
