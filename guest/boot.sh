@@ -149,6 +149,10 @@ esac
 # /run/lock and root's /run/user are what the host's tmpfiles made that anything here
 # may use (/var/lock links to the first; the init points XDG_RUNTIME_DIR at the second).
 mkdir -p /run/sshd /run/kernel-lab/home /run/lock /run/user/0
+# sshd records a PTY login (lab shell's) in lastlog and complains on the terminal when
+# it is missing; /var is the guest's throwaway overlay (virtme's), so this never reaches
+# the host (and an existing lastlog is left as it is).
+[ -e /var/log/lastlog ] || { mkdir -p /var/log && : > /var/log/lastlog; }
 sshd_loop &
 
 # Commands over SSH run through root's login shell: make it /bin/sh with an empty

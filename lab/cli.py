@@ -166,6 +166,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="also Debian's debug symbols: the vmlinux of each Debian kernel's "
                         "-dbg package (a 1.2 GB download for 7.2; lab.kernel.dbg)")
 
+    sh = sub.add_parser("shell", help="boot the guest a run boots and open a root shell in "
+                        "it, or run one command there",
+                        description="Boot one kernel's guest as `lab run` boots it (NVMe, "
+                        "agent, accelerator) and, on a terminal, open a root shell in it; "
+                        "with `-- CMD ARGS` run that command as root and exit with its "
+                        "status. Kernel splats are printed as they appear and listed at "
+                        "the end.")
+    sh.add_argument("--raw", action="store_true",
+                    help="the command's output to a terminal as it comes (default: its "
+                    "control characters spelled out, as the guest's kernel is under test)")
+    run_config.add_guest_command_arguments(sh)
+    sh.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
+                    help="the command to run in the guest (an argv: for shell syntax, "
+                    "-- sh -c '...')")
+
     m = sub.add_parser("merge", help="combine shard run directories into one run")
     m.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     m.add_argument("--into", type=Path, required=True, metavar="DIR",
@@ -285,6 +300,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                               None if args.cache is None else Path(args.cache),
                               variants=args.variants or [], kconfig_add=args.kconfig_add or [],
                               shard=args.shard, dbg=args.dbg)
+    if args.command == "shell":
+        from lab.inside.shell import shell
+
+        command = args.command_argv[1:] if args.command_argv[:1] == ["--"] \
+            else args.command_argv
+        return shell(_config(run_config.guest_command_given(args), "run"), command,
+                     raw=args.raw, argv=["lab", *argv])
     if args.command == "merge":
         return commands.merge(args.runs, args.into, argv=["lab", *argv],
                               known_issues=args.known_issues)

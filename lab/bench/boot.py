@@ -74,6 +74,18 @@ def lab_run_seconds(spec: str, *, cache: Path, out: Path) -> tuple[float, int]:
     return time.monotonic() - started, res.returncode
 
 
+def lab_shell_seconds(spec: str, *, cache: Path, out: Path, log_path: Path) -> float:
+    """Wall time of `lab shell --kernel SPEC -- true`, from the command to its exit: the
+    guest a run boots, its agent and kernel-log watch, the command, the guest stopped."""
+    started = time.monotonic()
+    res = proc.run([sys.executable, "-m", "lab.cli", "shell", "--kernel", spec,
+                    "--cache", str(cache), "--results", str(out), "--", "true"],
+                   phase="bench lab shell", log_path=log_path, timeout=600, check=False)
+    if res.returncode != 0:
+        raise UserError(f"`lab shell -- true` exited {res.returncode}; see {log_path}")
+    return time.monotonic() - started
+
+
 def check_can_power_off(kernel: Kernel) -> None:
     """The boot baseline needs `vng --exec true` to end: virtme-ng-init powers off after
     the command, and without ACPI an x86 guest halts instead and QEMU stays up."""

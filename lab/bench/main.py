@@ -3,6 +3,8 @@
 - boot: plain ``vng --exec true`` vs the lab's boot -> agent ready, same kernel,
   same vCPUs and memory, rounds interleaved so load drifts hit both alike
   (goal: ratio <= 1.5), lab.bench.boot;
+- shell: ``lab shell -- true`` from the command to its exit vs ``vng --exec true``, in
+  the same rounds (the boot's alternation), lab.bench.boot;
 - run: the whole default ``lab run`` on a warm cache;
 - race: destroy-vs-submit iterations per second in the agent's C loop vs a plain C
   program doing the same loop in the same VM (goal: ratio >= 0.9), and the concurrent
@@ -33,6 +35,7 @@ from lab.bench.boot import (
     check_can_power_off,
     lab_ready_seconds,
     lab_run_seconds,
+    lab_shell_seconds,
     median_slices,
     plain_vng_seconds,
 )
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                         "bisection: ~30 min here)")
     p.add_argument("--skip-boot", action="store_true",
                    help="skip the boot rounds (vng --exec true vs the lab's boot)")
+    p.add_argument("--skip-shell", action="store_true",
+                   help="skip `lab shell -- true` in the boot rounds")
     p.add_argument("--matrix", action="store_true",
                    help="also time the four Debian kernels with --workers 2 vs 1 (~10 min)")
     args = p.parse_args(argv)
@@ -82,6 +87,7 @@ def _bench(args: argparse.Namespace) -> int:
         lab_times: list[float] = []
         lab_slices: list[list[tuple[str, float]]] = []
         open_times: list[float] = []  # the same boot with the walls down (sandbox.OFF)
+        shell_times: list[float] = []  # `lab shell -- true`, command to exit
         for i in range(0 if args.skip_boot else args.rounds):
             vng_times.append(plain_vng_seconds(kernel, cfg, cache=cache,
                                                log_path=tmp / f"vng-{i}.log"))
@@ -90,9 +96,15 @@ def _bench(args: argparse.Namespace) -> int:
             lab_slices.append(slices)
             open_times.append(lab_ready_seconds(kernel, cfg, cache=cache, run_dir=tmp,
                                                 isolation=OFF)[0])
+            if not args.skip_shell:
+                shell_times.append(lab_shell_seconds(args.kernel, cache=cache,
+                                                     out=tmp / "shell",
+                                                     log_path=tmp / f"shell-{i}.log"))
             print(f"round {i + 1}: vng --exec true {vng_times[-1]:.1f}s, "
                   f"lab boot->agent ready {lab_times[-1]:.1f}s "
-                  f"(walls down: {open_times[-1]:.1f}s)", flush=True)
+                  f"(walls down: {open_times[-1]:.1f}s)"
+                  + (f", lab shell -- true {shell_times[-1]:.1f}s" if shell_times else ""),
+                  flush=True)
         if vng_times:
             vng_med, lab_med = statistics.median(vng_times), statistics.median(lab_times)
             figures["boot"] = {"vng_exec_true_s": vng_times, "lab_agent_ready_s": lab_times,
@@ -102,6 +114,9 @@ def _bench(args: argparse.Namespace) -> int:
                                "isolation_ratio": round(
                                    lab_med / statistics.median(open_times), 2),
                                "load_after": list(os.getloadavg())}
+            if shell_times:
+                figures["shell"] = {"lab_shell_true_s": shell_times,
+                                    "ratio": round(statistics.median(shell_times) / vng_med, 2)}
             # lab run compares its boots with this host's own baseline (lab.results.summary).
             atomic.write_text(cache / "bench" / "baseline.json", json.dumps(
                 {"vng_exec_true_s": vng_med, "kernel": kernel.release, "accel": cfg.accel}))
@@ -133,6 +148,10 @@ def _bench(args: argparse.Namespace) -> int:
               f"without, median: {figures['boot']['isolation_ratio']:.2f}x")
         print("lab boot slices (median s): " + ", ".join(
             f"{n} {s:.2f}" for n, s in figures["boot"]["slices_median_s"].items()))
+    if "shell" in figures:
+        print(f"shell: lab shell -- true median "
+              f"{statistics.median(figures['shell']['lab_shell_true_s']):.1f}s | vng --exec "
+              f"true median {vng_med:.1f}s | ratio {figures['shell']['ratio']:.2f}x")
     if "lab_run" in figures:
         print(f"lab run (default suite, warm cache): {figures['lab_run']['wall_s']}s, "
               f"exit {figures['lab_run']['exit']}")
