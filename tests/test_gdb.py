@@ -44,11 +44,11 @@ def test_gdb_is_a_switch_every_front_spells_as_the_table_says() -> None:
     assert config.guest_command_given(parser.parse_args([])) == {}
 
 
-def test_the_stub_listens_on_loopback_and_the_kernel_runs_where_its_symbols_say() -> None:
+def test_the_stub_listens_on_a_unix_socket_and_the_kernel_runs_where_its_symbols_say() -> None:
     argv = virtme_argv(Path("/k/vmlinuz"), VmConfig(gdb=True), vmdir=Path("/v"), port=2222,
-                       gdb_port=4321)
+                       gdb_socket=Path("/v/gdb.sock"))
     opts = argv[argv.index("--qemu-opts") + 1:]
-    assert opts[opts.index("-gdb") + 1] == "tcp:127.0.0.1:4321"
+    assert opts[opts.index("-gdb") + 1] == "unix:/v/gdb.sock,server=on,wait=off"
     assert "-gdb" not in virtme_argv(Path("/k/vmlinuz"), VmConfig(), vmdir=Path("/v"),
                                      port=2222)
     debian = Kernel(spec="debian:7.2", release="7.2.13+deb14-amd64", image=Path("/k"),
@@ -61,20 +61,20 @@ def test_the_printed_command_names_the_vmlinux_and_scripts_or_what_would_give_th
         tmp_path: Path) -> None:
     debian = Kernel(spec="debian:7.2", release="7.2.13+deb14-amd64", image=Path("/k"),
                     source="debian")
-    lines = gdbstub.attach_lines(debian, 4321, cache=tmp_path)
-    assert lines[0].endswith("attach with: gdb -q -ex 'target remote 127.0.0.1:4321'")
+    lines = gdbstub.attach_lines(debian, Path("/v/gdb.sock"), cache=tmp_path)
+    assert lines[0].endswith("attach with: gdb -q -ex 'target remote /v/gdb.sock'")
     assert "lab fetch --dbg debian:7.2" in lines[1] and "System.map" in lines[1]
     entry = tmp_path / "entry"
     (entry / "scripts" / "gdb").mkdir(parents=True)
     (entry / "vmlinux").write_bytes(b"\x7fELF")
     built = Kernel(spec="tree:/t", release="7.2.13", image=entry / "bzImage", source="tree",
                    vmlinux=entry / "vmlinux")
-    assert gdbstub.attach_argv(built, 1, cache=tmp_path)[-1] == str(entry / "vmlinux")
-    assert "no lx-* commands" in gdbstub.attach_lines(built, 1, cache=tmp_path)[1]
+    assert gdbstub.attach_argv(built, Path('/s'), cache=tmp_path)[-1] == str(entry / "vmlinux")
+    assert "no lx-* commands" in gdbstub.attach_lines(built, Path('/s'), cache=tmp_path)[1]
     (entry / "vmlinux-gdb.py").write_text("# loader\n")
-    argv = gdbstub.attach_argv(built, 1, cache=tmp_path)
+    argv = gdbstub.attach_argv(built, Path('/s'), cache=tmp_path)
     assert argv[argv.index("-iex") + 1] == f"add-auto-load-safe-path {entry}"
-    assert len(gdbstub.attach_lines(built, 1, cache=tmp_path)) == 1
+    assert len(gdbstub.attach_lines(built, Path('/s'), cache=tmp_path)) == 1
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -86,19 +86,3 @@ def test_line_tables_are_found_in_a_real_elf(tmp_path: Path) -> None:
         subprocess.run(["gcc", "-c", "-O1", *flags, "-o", str(obj), str(src)], check=True)
         assert symbols.has_dwarf(obj) is dwarf
     assert symbols.has_dwarf(src) is False  # not an ELF
-
-
-def test_a_gdb_port_taken_before_qemu_bound_it_is_tried_again(tmp_path: Path) -> None:
-    """What QEMU 7.2 says when another process bound the port first (seen: a listener on
-    the port, then `qemu-system-x86_64 -gdb tcp:127.0.0.1:PORT`), read as the SSH port's."""
-    from lab.vm.vm import Vm
-
-    debian = Kernel(spec="debian:7.2", release="7.2.13+deb14-amd64", image=Path("/k"),
-                    source="debian")
-    vm = Vm(debian, run_dir=tmp_path, cache=tmp_path, config=VmConfig(gdb=True))
-    vm.gdb_port = 40123
-    vm.console_log.write_text("booting\nqemu-system-x86_64: -gdb tcp:127.0.0.1:40123: Failed "
-                              "to find an available port: Address already in use\n")
-    assert vm._port_was_taken(len("booting\n"))
-    vm.gdb_port = 40124  # another port's complaint is not this one's
-    assert not vm._port_was_taken(0)

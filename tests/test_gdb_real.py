@@ -32,7 +32,7 @@ def test_gdb_reads_the_banner(vm: Any, record: Any) -> None:
     record("cmdline", cmdline.strip())
     record("kallsyms", addr)
     # The command the lab printed, in batch mode, without the user's gdbinit.
-    argv = gdbstub.attach_argv(vm.kernel, vm.gdb_port, cache=vm.cache)
+    argv = gdbstub.attach_argv(vm.kernel, vm.gdb_socket, cache=vm.cache)
     argv[1:1] = ["-batch", "-nx"]
     argv += ["-ex", f"x/s 0x{addr['linux_banner']}", "-ex", "detach"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -52,11 +52,11 @@ def test_gdb_attaches_to_a_guest_run_with_gdb_and_reads_a_kernel_symbol(
     (rec,) = run.records()
     assert rec["verdict"] == "PASS", run.out[-3000:]
     data = rec["data"]
-    # The printed command: the stub's port on loopback, and what would give symbols.
-    printed = re.search(r"attach with: (gdb -q .*-ex 'target remote 127\.0\.0\.1:(\d+)'"
+    # The printed command: the stub's unix socket (no TCP port), and what would give symbols.
+    printed = re.search(r"attach with: (gdb -q .*-ex 'target remote (/\S+/gdb\.sock)'"
                         r"(.*))$", run.out, re.M)
     assert printed, run.out[-3000:]
-    assert f"127.0.0.1:{printed.group(2)}" in " ".join(data["gdb"]["argv"])
+    assert f"target remote {printed.group(2)}" in data["gdb"]["argv"]
     if not printed.group(3).strip():  # no vmlinux (no -dbg fetched): what would give one
         assert "lab fetch --dbg debian:7.2" in run.out, run.out[-3000:]
     # nokaslr: the kernel's text is where it was linked.

@@ -89,7 +89,7 @@ def cpu_count(online: str) -> int:
 
 def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int, export: Path | None = None,
               restrict: bool = True, qmp_socket: Path | None = None,
-              gdb_port: int | None = None) -> list[str]:
+              gdb_socket: Path | None = None) -> list[str]:
     """QEMU arguments the lab adds to virtme-ng's, one device per group."""
     # A panicking guest reboots (virtme-ng passes panic=-1): exit instead, so a dead
     # kernel is seen as a dead QEMU and never silently boots again.
@@ -128,10 +128,12 @@ def qemu_opts(cfg: VmConfig, *, vmdir: Path, port: int, export: Path | None = No
         # which guest/boot.sh loads), so a dump carries it: drgn and crash need it to
         # read the dump as a kernel's.
         opts += ["-device", "vmcoreinfo"]
-    if gdb_port is not None:
-        # QEMU's gdbstub (--gdb), on loopback only: the jail shares the host's network
-        # namespace, so gdb on the host reaches it (lab.vm.gdbstub prints how).
-        opts += ["-gdb", f"tcp:127.0.0.1:{gdb_port}"]
+    if gdb_socket is not None:
+        # QEMU's gdbstub (--gdb) on a unix socket in a directory only the lab's user may
+        # enter: a TCP port, even on loopback, would let every local user in, and the
+        # stub passes `monitor` commands to QEMU's human monitor (which can run a
+        # program as the lab's user).  lab.vm.gdbstub prints how to attach.
+        opts += ["-gdb", f"unix:{gdb_socket},server=on,wait=off"]
     return opts
 
 
@@ -159,7 +161,7 @@ def virtme_run() -> str:
 
 def virtme_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int,
              export: Path | None = None, restrict: bool = True,
-             qmp_socket: Path | None = None, gdb_port: int | None = None) -> list[str]:
+             qmp_socket: Path | None = None, gdb_socket: Path | None = None) -> list[str]:
     """The virtme-run command line that boots ``kernel_image`` for the lab.
 
     virtme-run itself, with an argv list: ``vng`` would join the same options into one
@@ -187,7 +189,7 @@ def virtme_argv(kernel_image: Path, cfg: VmConfig, *, vmdir: Path, port: int,
         argv.append("--disable-kvm")
     argv += ["--qemu-opts", *qemu_opts(cfg, vmdir=vmdir, port=port, export=export,
                                        restrict=restrict, qmp_socket=qmp_socket,
-                                       gdb_port=gdb_port)]
+                                       gdb_socket=gdb_socket)]
     return argv
 
 
@@ -235,7 +237,7 @@ class Vm:
         self.process: proc.Spawned | None = None
         self.ssh: Ssh | None = None
         self.port = 0
-        self.gdb_port: int | None = None  # QEMU's gdbstub's, when the config asks for one
+        self.gdb_socket: Path | None = None  # QEMU's gdbstub's, when the config asks for one
         self.nvme: dict[str, NvmeDevice] = {}
         self.boot_seconds = 0.0
         self.cpus_online = 0
@@ -300,7 +302,8 @@ class Vm:
         started = time.monotonic()
         self.timeline = Timeline()
         client_key, host_key = self._prepare_files()
-        self.qmp_socket = self._qmp_path()
+        self.qmp_socket = self._socket_path("qmp.sock")
+        self.gdb_socket = self._socket_path("gdb.sock") if self.cfg.gdb else None
         image = self._kernel_root()
         export = sandbox.export_root(self.vmdir) if self.isolation.files else None
         env = {
@@ -315,10 +318,9 @@ class Vm:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # A free port can be taken by another worker's QEMU before ours binds it.
             self.port = self.cfg.ssh_port or free_port()
-            self.gdb_port = free_port() if self.cfg.gdb else None
             argv = virtme_argv(image, self.cfg, vmdir=self.vmdir, port=self.port, export=export,
                             restrict=self.isolation.network, qmp_socket=self.qmp_socket,
-                            gdb_port=self.gdb_port)
+                            gdb_socket=self.gdb_socket)
             argv = sandbox.wrap(argv, vmdir=self.vmdir, isolation=self.isolation,
                                 modules=self.kernel.modules, staged=staged, cache=self.cache,
                                 max_file_bytes=self._max_file_bytes())
@@ -350,9 +352,8 @@ class Vm:
                 if self.cfg.ssh_port is not None or attempt == PORT_ATTEMPTS or \
                         not self._port_was_taken(console_start):
                     raise
-                log.warning("a port (SSH %d%s) was taken before QEMU bound it; retrying "
-                            "with another", self.port,
-                            f", gdb {self.gdb_port}" if self.gdb_port else "")
+                log.warning("the SSH port %d was taken before QEMU bound it; retrying "
+                            "with another", self.port)
                 self.process.stop()
                 self.process = None
         probe = self._start_probe()
@@ -405,12 +406,15 @@ class Vm:
                             path, exc)
         return path.stat().st_size
 
-    def _qmp_path(self) -> Path:
-        path = qmp_mod.socket_path(self.vmdir)
+    def _socket_path(self, name: str) -> Path:
+        """Where QEMU listens on socket ``name``: in the VM's directory (0700) when the path
+        fits a socket address, else in a 0700 directory of its own under /tmp."""
+        path = self.vmdir / name
         if qmp_mod.fits(path):
             return path
-        self._qmp_dir = Path(tempfile.mkdtemp(prefix="kernel-lab-qmp-"))  # 0700
-        return self._qmp_dir / "qmp.sock"
+        if self._qmp_dir is None:
+            self._qmp_dir = Path(tempfile.mkdtemp(prefix="kernel-lab-qmp-"))  # 0700
+        return self._qmp_dir / name
 
     @property
     def flooded(self) -> proc.Flood | None:
@@ -422,7 +426,10 @@ class Vm:
     def _prepare_files(self) -> tuple[KeyPair, KeyPair]:
         """The VM's directory as guest/boot.sh reads it; this boot's (client, host) keys."""
         shutil.rmtree(self.vmdir, ignore_errors=True)
-        self.vmdir.mkdir(parents=True)
+        self.vmdir.parent.mkdir(parents=True, exist_ok=True)
+        # The lab's user's only: it holds QEMU's QMP socket (whoever connects controls
+        # the machine) and the guest's host key.
+        self.vmdir.mkdir(mode=0o700)
         # A key pair per boot: the guest authorizes only its own client key, whose private
         # half stays in memory; its sshd reads the host key's from here.
         self.client_key, self.host_key = KeyPair(), KeyPair()
@@ -465,14 +472,11 @@ class Vm:
         return image
 
     def _port_was_taken(self, console_start: int) -> bool:
-        """QEMU said it could not forward the SSH port, or bind the gdbstub's (another
-        process bound it first)."""
+        """QEMU said it could not forward the SSH port (another process bound it first)."""
         with open(self.console_log, "rb") as f:
             f.seek(console_start)
             said = f.read()
-        return b"Could not set up host forwarding rule" in said or (
-            self.gdb_port is not None and f"-gdb tcp:127.0.0.1:{self.gdb_port}: ".encode()
-            in said)
+        return b"Could not set up host forwarding rule" in said
 
     def _check_cpus(self, online: str) -> None:
         """The guest must run on every vCPU asked for: the race suites need two."""
