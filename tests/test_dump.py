@@ -74,13 +74,14 @@ def test_the_file_size_limit_lets_a_dump_of_all_memory_through(tmp_path: Path) -
 def test_a_long_vm_directory_puts_the_socket_where_an_address_holds_it(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 120)
     vm = Vm(_kernel(), run_dir=deep, cache=tmp_path)
-    sock = vm._qmp_path()
+    sock = vm._socket_path("qmp.sock")
     try:
         assert len(str(sock)) <= 107 and sock.parent.stat().st_mode & 0o777 == 0o700
+        assert vm._socket_path("gdb.sock") == sock.parent / "gdb.sock"  # the same directory
     finally:
         vm.stop()
     assert not sock.parent.exists()
-    assert Vm(_kernel(), run_dir=tmp_path, cache=tmp_path)._qmp_path().parent == \
+    assert Vm(_kernel(), run_dir=tmp_path, cache=tmp_path)._socket_path("qmp.sock").parent == \
         tmp_path / "vm"
 
 
@@ -169,3 +170,28 @@ def test_dbg_for_a_kernel_that_is_not_a_debian_package_is_refused_first(tmp_path
         "lab: error: --dbg: debian-src:7.2 is not a Debian package kernel; only "
         "debian:SERIES or debian:VERSION kernels have -dbg packages"]
     assert not (tmp_path / "cache" / "kernels").exists()  # nothing fetched before it
+
+
+def test_a_call_that_timed_out_on_a_panicked_kernel_is_its_crash_not_a_hang(
+        tmp_path: Path) -> None:
+    """Under panic=0 QEMU and its network outlive the panic, so an agent call (or a
+    program's wait) can run into its timeout on a dead kernel: the console says it died."""
+    from types import SimpleNamespace
+
+    from lab.vm.agent import AgentTimeout
+    from lab.vm.session import Machine
+
+    console = tmp_path / "console.log"
+    console.write_bytes(b"".join(PANIC))
+    tl = Timeline()
+    machine = Machine(_kernel(), run_dir=tmp_path, cache=tmp_path, config=VmConfig(),
+                      name="t", call_timeout=10, max_reboots=1)
+    machine.vm = SimpleNamespace(  # type: ignore[assignment]
+        timeline=tl, console_log=console, flooded=None,
+        alive=lambda: tl.dead() is None, name="t", ssh=None)
+    assert machine.diagnose(AgentTimeout("no reply"), console_offset=0).verdict == "HANG"
+    for line in PANIC:
+        tl.on_console(line)
+    d = machine.diagnose(AgentTimeout("no reply"), console_offset=0)
+    assert (d.verdict, d.summary) == ("CRASH", "the guest died during the test (kernel "
+                                      "panic: sysrq triggered crash)")

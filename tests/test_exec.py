@@ -157,3 +157,21 @@ def test_output_is_logged_whole_and_shown_printable(capsys: pytest.CaptureFixtur
     assert log.getvalue().startswith("caf\u00e9 \x1b]0;title\x07\n".encode())
     assert out.last_lines().splitlines()[-1] == "line 99" and len(
         out.last_lines().splitlines()) == 40
+
+
+def test_output_past_the_cap_is_cut_and_its_tail_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    log = io.BytesIO()
+    out = Output(log, cap=1000)
+    write = out.writer("stdout")
+    for i in range(200):  # 200 lines of 11 bytes: 2200 in all
+        write(f"line {i:05d}\n".encode())
+    out.close()
+    text = log.getvalue().decode()
+    head, marker, tail = text.partition("\n[kernel-lab: 1200 bytes of output cut here; the "
+                                        "last 2200 bytes follow]\n")
+    assert marker, text[-300:]
+    assert len(head) == 1000 and head.startswith("line 00000\n")
+    assert tail.endswith("line 00199\n")
+    shown = capsys.readouterr().out
+    assert "passed 1000 bytes" in shown and "line 00199" not in shown
+    assert out.last_lines().splitlines()[-1] == "line 00199"

@@ -63,12 +63,17 @@ int main(int argc, char **argv) {
     assert json.loads((run_dir / "summary.json").read_text())["counts"]["FAIL"] == 1
 
 
+@pytest.mark.parametrize("dump", ["off", "kdump-zlib"])
 def test_a_program_that_panics_the_kernel_is_a_crash_with_the_panics_title(
-        tmp_path: Path) -> None:
+        tmp_path: Path, dump: str) -> None:
+    """Without a dump QEMU ends with the panic (panic=-1) and the channel with it; with
+    one the kernel gets panic=0, QEMU and the channel stay, and the console's panic must
+    end the wait: a CRASH long before --timeout, and the dump in the record."""
     script = tmp_path / "panic.sh"
     script.write_text("#!/bin/sh\necho about to panic\necho c > /proc/sysrq-trigger\n"
                       "sleep 30\n")
-    code, out, records, _ = lab_exec(tmp_path, "--kernel", "debian:7.2", "--", str(script))
+    code, out, records, run_dir = lab_exec(tmp_path, "--kernel", "debian:7.2", "--dump", dump,
+                                           "--timeout", "600", "--", str(script))
     assert code == 1, out[-5000:]
     (rec,) = records
     assert rec["verdict"] == "CRASH", rec
@@ -76,6 +81,11 @@ def test_a_program_that_panics_the_kernel_is_a_crash_with_the_panics_title(
     assert rec["splats"][0]["title"] == "kernel panic: sysrq triggered crash"
     assert rec["data"]["exit_status"] is None
     assert "about to panic" in out
+    assert rec["duration"] < 300, rec["duration"]
+    if dump == "off":
+        assert "vmcore" not in rec["data"], rec["data"]
+    else:
+        assert (run_dir / Path(rec["data"]["vmcore"]).name).stat().st_size > 1 << 20, rec
 
 
 def test_a_program_past_its_timeout_is_a_hang_with_the_blocked_tasks(tmp_path: Path) -> None:

@@ -58,6 +58,12 @@ def test_a_bad_guest_option_is_refused(tmp_path: Path) -> None:
     _one_line_exit_2(res, "--memory")
 
 
+def test_a_dump_is_refused_the_shell_writes_none(tmp_path: Path) -> None:
+    res = lab_shell("--dump", "elf", "--", "true", tmp_path=tmp_path)
+    _one_line_exit_2(res, "--dump elf", "lab exec or lab run")
+    assert not (tmp_path / "results").exists()
+
+
 class ScriptedKmsg:
     """The agent's kernel-log ops over a list of records that grows between reads."""
 

@@ -34,14 +34,13 @@ from typing import IO, Any
 
 from lab import proc
 from lab.errors import InfraError, UserError
-from lab.host.doctor import missing
-from lab.inside import guestcmd
+from lab.inside import guestcmd, prepare
 from lab.kernel.artifact import Kernel
-from lab.paths import cache_root, default_results_root
+from lab.kernel.decode import decode_splats
 from lab.results import summary as summary_mod
 from lab.results.cell import short_label
 from lab.results.evidence import Evidence, PhaseOutcome
-from lab.results.record import Record, append_phase, append_record, new_run_dir
+from lab.results.record import Record, append_phase, append_record
 from lab.results.text import printable
 from lab.results.verdict import Diagnosis, exit_code, exit_line
 from lab.run import watch
@@ -50,12 +49,15 @@ from lab.run.config import RunConfig
 from lab.run.records import record_of
 from lab.vm.agent import AgentTimeout
 from lab.vm.session import BootCrash, Machine, machine_for
-from lab.vm.ssh import port_is_free
 
 DEFAULT_TIMEOUT = 300.0
 MAX_TIMEOUT = 86400.0
 TAIL_LINES = 40  # of the program's output: a FAIL's excerpt
 BLOCKED_CAP = 64 << 10  # of the console after sysrq-w: a HANG's data
+# The program's output log: its first LOG_CAP bytes, and its last TAIL_KEPT (the guest's
+# SSH output is capped so, lab.vm.ssh: 16 MiB a stream).
+LOG_CAP = 16 << 20
+TAIL_KEPT = 64 << 10
 SYSRQ_W = "sysrq: Show Blocked State"
 # What the program is: an ELF binary, a script with its interpreter, or C to build.
 ELF, SCRIPT = b"\x7fELF", b"#!"
@@ -157,31 +159,17 @@ def build_c(program: Program, into: Path) -> Path:
 def exec_(config: RunConfig, rest: list[str], *, timeout: str | None, argv: list[str]) -> int:
     """`lab exec`: run the program after ``--`` in each cell's guest; the lab's exit status
     for the verdicts (lab.results.verdict.exit_code)."""
-    from lab.kernel.resolve import check as check_kernel
 
     started = time.monotonic()
     seconds = parse_timeout(timeout)
     program = program_of(rest)
-    cache = cache_root(config.cache)
     cells = matrix(config.kernel_specs, config.variants, config.kconfig_add)
-    for cell in cells:
-        check_kernel(cell.spec, cache=cache, variant=cell.variant)
-    if config.ssh_port is not None and not port_is_free(config.ssh_port):
-        raise UserError(f"port {config.ssh_port} on 127.0.0.1 is busy; choose another "
-                        "--ssh-port or omit it to pick a free one")
     if program.is_c and shutil.which("cc") is None:
         raise UserError(f"{program.path} is C and there is no `cc` on this host; install "
                         "gcc (or give the built program)")
-    results = (config.results or default_results_root()).expanduser().resolve()
-    problems = missing(cache, results=results)
-    if problems:
-        raise UserError(f"{problems[0].name}: {problems[0].detail}; fix: {problems[0].fix}")
+    cache, results = prepare.check(config, cells)
     label = "exec-" + "+".join(short_label(c.spec) for c in cells)
-    try:
-        run_dir = new_run_dir(results, label)
-    except OSError as exc:
-        raise UserError(f"--results {results}: cannot make a run directory there "
-                        f"({exc.strerror}); give a directory you may write to") from None
+    run_dir = prepare.run_dir(results, label)
     try:
         runnable = build_c(program, run_dir) if program.is_c else program.path
         kernels = [_fetch(cell, cache=cache, run_dir=run_dir) for cell in cells]
@@ -254,12 +242,21 @@ def run_cell(machine: Machine, cell: Cell, program: Program, runnable: Path, *,
         setup = PhaseOutcome("setup", "passed", duration=time.monotonic() - t)
         log_path = run_dir / f"exec-{_safe(cell.label)}.log"
         data["output_log"] = log_path.name
-        evidence = run_program(machine, program, runnable, timeout=timeout, log_path=log_path)
+        offset = machine.console_offset()
+        try:
+            evidence = run_program(machine, program, runnable, timeout=timeout,
+                                   log_path=log_path)
+        except InfraError as exc:  # pushing it, or marking the kernel log: SSH or the agent
+            d = machine.diagnose(exc, console_offset=offset)
+            call = PhaseOutcome("call", "failed", d.summary, time.monotonic() - t, d.verdict)
+            evidence = Evidence(phases=(call,), reason=f"{d.verdict}: {d.summary}",
+                                splats=tuple(d.splats), excerpt=d.excerpt, data=d.data)
         identity = kernel.identity()
         if kernel.config is None and machine.facts is not None:
             identity.update(config_source=machine.facts.source, config_hash=machine.facts.digest)
         return record_of(program.test, Evidence(
-            phases=(setup, *evidence.phases), reason=evidence.reason, splats=evidence.splats,
+            phases=(setup, *evidence.phases), reason=evidence.reason,
+            splats=tuple(decode_splats(kernel, evidence.splats)),
             excerpt=evidence.excerpt, data={**data, **evidence.data}, cell=cell.label,
             kernel=identity, accel=machine.accel.to_dict()))
     finally:
@@ -271,12 +268,17 @@ def _safe(label: str) -> str:
 
 
 class Output:
-    """The program's output: into its log whole, onto the terminal made printable, and
-    its last lines kept for a FAIL's excerpt."""
+    """The program's output: into its log (its first LOG_CAP bytes, then at the end a line
+    saying what was cut and the last TAIL_KEPT), onto the terminal made printable (as far
+    as the log takes it), and its last lines kept for a FAIL's excerpt.  A program that
+    prints forever fills no disk: a bisection runs it at every step."""
 
-    def __init__(self, log: IO[bytes], *, echo: bool = True) -> None:
+    def __init__(self, log: IO[bytes], *, echo: bool = True, cap: int = 0) -> None:
         self.log = log
         self.echo = echo
+        self.cap = cap or LOG_CAP
+        self.written = 0
+        self.cut = 0
         self.tail = bytearray()
         self.decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
                          for name in ("stdout", "stderr")}
@@ -285,14 +287,30 @@ class Output:
         terminal = sys.stdout if name == "stdout" else sys.stderr
 
         def write(data: bytes) -> None:
-            self.log.write(data)
-            self.log.flush()
             self.tail += data
-            del self.tail[:-(64 << 10)]
+            del self.tail[:-TAIL_KEPT]
+            room = max(0, self.cap - self.written)
+            kept, self.cut = data[:room], self.cut + len(data) - min(room, len(data))
+            if not kept:
+                return
+            self.written += len(kept)
+            self.log.write(kept)
+            self.log.flush()
             if self.echo:
-                terminal.write(printable(self.decoders[name].decode(data)))
+                terminal.write(printable(self.decoders[name].decode(kept)))
+                if len(kept) < len(data):
+                    terminal.write(f"\nkernel-lab: the program's output passed {self.cap} "
+                                   "bytes; the rest is cut (its last part is kept in the "
+                                   "log)\n")
                 terminal.flush()
         return write
+
+    def close(self) -> None:
+        """The log's end: what was cut, and the output's last TAIL_KEPT bytes after it."""
+        if self.cut:
+            self.log.write(f"\n[kernel-lab: {self.cut} bytes of output cut here; the last "
+                           f"{len(self.tail)} bytes follow]\n".encode() + bytes(self.tail))
+            self.log.flush()
 
     def last_lines(self) -> str:
         return "\n".join(self.tail.decode("utf-8", "replace").splitlines()[-TAIL_LINES:])
@@ -308,8 +326,12 @@ def run_program(machine: Machine, program: Program, runnable: Path, *, timeout: 
     mark, _ = watch.begin(machine, agent, program.test)
     with open(log_path, "wb") as log:
         out = Output(log)
-        ended = guestcmd.run(vm.ssh, [remote, *program.args], timeout=timeout,
-                             stdout=out.writer("stdout"), stderr=out.writer("stderr"))
+        try:
+            ended = guestcmd.run(vm.ssh, [remote, *program.args], timeout=timeout,
+                                 stdout=out.writer("stdout"), stderr=out.writer("stderr"),
+                                 dead=vm.timeline.dead)
+        finally:
+            out.close()
     diagnosis, seen = None, None
     if ended.timed_out:
         diagnosis = machine.diagnose(ProgramTimeout(
@@ -343,7 +365,8 @@ def judge(*, status: int | None, seconds: float, diagnosis: Diagnosis | None,
     if diagnosis is not None:
         call = PhaseOutcome("call", "failed", diagnosis.summary, seconds, diagnosis.verdict)
         return Evidence(phases=(call,), reason=f"{diagnosis.verdict}: {diagnosis.summary}",
-                        splats=tuple(diagnosis.splats), excerpt=diagnosis.excerpt, data=data)
+                        splats=tuple(diagnosis.splats), excerpt=diagnosis.excerpt,
+                        data={**data, **diagnosis.data})
     exited = "" if status in (0, None) else describe_exit(status)
     problem = seen.problem() if seen is not None else ""
     if seen is not None and problem:

@@ -5,13 +5,16 @@ boots.  The program is pushed with SFTP into the guest's tmpfs (``EXEC_DIR``, un
 the agent's REMOTE_BASE), never onto the 9p tree of the host the guest reads.  Its
 output is handed on chunk by chunk, with no cap (the caller writes it to a log and the
 terminal), and the wait ends at the exit status, when the channel is lost (the guest
-died, SSH broke) or at a deadline (the caller's HANG): ``Ended`` says which.
+died, SSH broke), when the console says the kernel died (under ``panic=0`` QEMU and its
+network outlive a panic, and the channel would stay open) or at a deadline (the
+caller's HANG): ``Ended`` says which.
 """
 
 from __future__ import annotations
 
 import select
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,24 +61,34 @@ def push(ssh: Ssh, local: Path, *, remote_dir: str = EXEC_DIR) -> str:
     return remote
 
 
-def command_line(argv: list[str], *, cwd: str = EXEC_DIR) -> str:
-    """The shell line that runs ``argv`` in ``cwd`` and exits with its status.
+def command_line(argv: list[str], *, cwd: str | None = EXEC_DIR) -> str:
+    """The shell line that runs ``argv`` (in ``cwd``, else root's home) and exits with its
+    status.
 
     Not ``exec``: the shell waits and says 128 + N for a program a signal ended, where
     SSH's exit-signal would leave no status at all (and look like a lost guest)."""
-    return f"cd {shlex.quote(cwd)} && {shlex.join(argv)}; exit $?"
+    line = f"{shlex.join(argv)}; exit $?"
+    return line if cwd is None else f"cd {shlex.quote(cwd)} && {line}"
 
 
 def run(ssh: Ssh, argv: list[str], *, timeout: float,
         stdout: Callable[[bytes], None], stderr: Callable[[bytes], None],
-        cwd: str = EXEC_DIR) -> Ended:
+        cwd: str | None = EXEC_DIR, dead: Callable[[], str | None] | None = None,
+        stdin: Callable[[paramiko.Channel], None] | None = None) -> Ended:
     """Run ``argv`` in the guest, each chunk of its output handed on as it comes, until it
-    exits, its channel is lost or ``timeout`` seconds pass (the command is left running:
-    the caller diagnoses a guest that may be hung, then stops it)."""
+    exits, its channel is lost, ``dead()`` says why the guest's kernel died, or
+    ``timeout`` seconds pass (the command is left running: the caller diagnoses a guest
+    that may be hung, then stops it).  Its stdin is ended at once, so a program that
+    reads it sees end of file, not a HANG; ``stdin``, when given, feeds it instead (in a
+    thread of its own, which ends it)."""
     started = time.monotonic()
     deadline = started + timeout
     chan = ssh.channel(command_line(argv, cwd=cwd))
     chan.settimeout(POLL_S)
+    if stdin is None:
+        chan.shutdown_write()
+    else:
+        threading.Thread(target=stdin, args=(chan,), name="stdin", daemon=True).start()
 
     def drain() -> bool:
         got = False
@@ -107,6 +120,10 @@ def run(ssh: Ssh, argv: list[str], *, timeout: float,
             if chan.closed or transport is None or not transport.is_active():
                 drain()
                 return ended(None, lost="the SSH channel closed with no exit status")
+            why = dead() if dead is not None else None
+            if why:
+                drain()
+                return ended(None, lost=why)
             left = deadline - time.monotonic()
             if left <= 0:
                 return ended(None, timed_out=True)

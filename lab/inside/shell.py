@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import codecs
 import collections
+import dataclasses
 import logging
 import os
-import select
 import shlex
 import sys
 import threading
@@ -31,19 +31,16 @@ from typing import Any, BinaryIO
 import paramiko
 
 from lab.errors import InfraError, UserError
-from lab.host.doctor import missing
-from lab.paths import cache_root, default_results_root
+from lab.inside import guestcmd, prepare
 from lab.results import splat
 from lab.results.cell import short_label
-from lab.results.record import append_phase, new_run_dir
+from lab.results.record import append_phase
 from lab.results.text import printable
 from lab.run.cells import Cell, matrix
 from lab.run.config import RunConfig
-from lab.vm import pty, slots
+from lab.vm import pty
 from lab.vm.agent import Agent, AgentOpError
 from lab.vm.session import Machine, machine_for
-from lab.vm.ssh import port_is_free
-from lab.vm.vmconfig import console_cap
 
 log = logging.getLogger("lab.inside.shell")
 
@@ -150,20 +147,10 @@ def _check(opts: RunConfig, command: list[str], *, interactive: bool) -> tuple[P
     if not command and not interactive:
         raise UserError("lab shell without a command needs a terminal (stdin and stdout); "
                         "give the command to run after `--` (lab shell -- uname -r)")
-    from lab.kernel.resolve import check as check_kernel
-
-    slots.configured()
-    console_cap()
-    cache = cache_root(opts.cache)
-    check_kernel(cells[0].spec, cache=cache, variant=cells[0].variant)
-    if opts.ssh_port is not None and not port_is_free(opts.ssh_port):
-        raise UserError(f"port {opts.ssh_port} on 127.0.0.1 is busy; choose another "
-                        "--ssh-port or omit it to pick a free one")
-    results = (opts.results or default_results_root()).expanduser().resolve()
-    problems = missing(cache, results=results)
-    if problems:
-        first = problems[0]
-        raise UserError(f"{first.name}: {first.detail}; fix: {first.fix}")
+    if opts.guest.dump not in ("auto", "off"):
+        raise UserError(f"--dump {opts.guest.dump}: lab shell writes no dump (a guest that "
+                        "dies ends the shell); dump with lab exec or lab run")
+    cache, results = prepare.check(opts, cells)
     return cache, results, cells[0]
 
 
@@ -178,16 +165,15 @@ def shell(opts: RunConfig, command: list[str], *, raw: bool = False,
     say = Notices()
     started = time.monotonic()
     kernel = resolve_kernel(cell.spec, cache=cache, variant=cell.variant)
-    try:
-        run_dir = new_run_dir(results, f"shell-{short_label(cell.spec)}")
-    except OSError as exc:
-        raise UserError(f"--results {results}: cannot make a run directory there "
-                        f"({exc.strerror}); give a directory you may write to") from None
+    run_dir = prepare.run_dir(results, f"shell-{short_label(cell.spec)}")
     if argv is not None:
         (run_dir / "command.txt").write_text(
             f"cd {shlex.quote(str(Path.cwd()))} && {shlex.join(argv)}\n")
     say(f"run directory {run_dir}")
-    machine = machine_for(kernel, opts.guest, cache=cache, run_dir=run_dir, worker="shell",
+    # No dump: a guest that dies ends the shell (and `auto` would give a debug kernel
+    # panic=0, a dead guest the shell would only wait on).
+    guest = dataclasses.replace(opts.guest, dump="off")
+    machine = machine_for(kernel, guest, cache=cache, run_dir=run_dir, worker="shell",
                           ssh_port=opts.ssh_port, say=lambda line: say(f"[{cell.label}] {line}"))
     try:
         machine.start()
@@ -236,25 +222,32 @@ def _interact(machine: Machine, *, say: Notices) -> int:
         raise InfraError("SSH connection lost", phase="ssh")
     say("a root shell in the guest; `exit` ends it and stops the guest")
     say.raw = True
-    return pty.interactive(transport)
+    return pty.interactive(transport, dead=machine.vm.timeline.dead)
 
 
 def _run_command(machine: Machine, command: list[str], *, raw: bool) -> int:
     """Run ``command`` (an argv, quoted for the guest's shell) and stream its output; its
-    exit status, or -1."""
-    assert machine.vm is not None and machine.vm.ssh is not None
-    chan = machine.vm.ssh.channel(shlex.join(command))
+    exit status (128 + N when a signal ended it), or -1 when it ended with none (the
+    channel was lost, or the console says the kernel died: under --dump's panic=0 the
+    channel of a dead guest stays open)."""
+    vm = machine.vm
+    assert vm is not None and vm.ssh is not None
+    out = _Sink(sys.stdout.buffer, raw=raw)
+    err = _Sink(sys.stderr.buffer, raw=raw)
     try:
-        if os.isatty(0):
-            chan.shutdown_write()  # keys without a pty would not be a terminal's: none
-        else:  # a file or a pipe: the command's (lab shell -- sh -s < script)
-            threading.Thread(target=_feed, args=(chan,), name="stdin", daemon=True).start()
-        out = _Sink(sys.stdout.buffer, raw=raw)
-        err = _Sink(sys.stderr.buffer, raw=raw)
-        _stream(chan, out, err)
-        return pty.exit_status(chan)
+        ended = guestcmd.run(
+            vm.ssh, command, timeout=float("inf"), stdout=out.write, stderr=err.write,
+            cwd=None, dead=vm.timeline.dead,
+            # A terminal's keys without a pty would not be a terminal's: none.  A file or
+            # a pipe is the command's (lab shell -- sh -s < script).
+            stdin=None if os.isatty(0) else _feed)
     finally:
-        chan.close()
+        out.write(b"", final=True)
+        err.write(b"", final=True)
+    if ended.status is None:
+        log.info("the command ended without an exit status: %s", ended.lost)
+        return -1
+    return ended.status
 
 
 def _feed(chan: paramiko.Channel) -> None:
@@ -285,29 +278,6 @@ class _Sink:
         if data:
             self.stream.write(data)
             self.stream.flush()
-
-
-def _stream(chan: paramiko.Channel, out: _Sink, err: _Sink) -> None:
-    """Both of the channel's streams to their sinks as they come, until the channel ends."""
-    try:
-        while True:
-            ended = chan.eof_received or chan.closed  # before the reads: none missed
-            got = False
-            while chan.recv_ready():
-                out.write(chan.recv(CHUNK))
-                got = True
-            while chan.recv_stderr_ready():
-                err.write(chan.recv_stderr(CHUNK))
-                got = True
-            if got:
-                continue
-            if ended:
-                break
-            select.select([chan], [], [], 1.0)
-    except (OSError, EOFError, paramiko.SSHException) as exc:
-        log.info("the command's channel failed: %s", exc)
-    out.write(b"", final=True)
-    err.write(b"", final=True)
 
 
 def _conclude(machine: Machine, watch: KernelWatch, *, run_dir: Path, console_offset: int,

@@ -19,7 +19,7 @@ import select
 import signal
 import termios
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -51,9 +51,11 @@ def _size(fd: int) -> tuple[int, int]:
 
 
 def interactive(transport: paramiko.Transport, *, stdin_fd: int = 0, stdout_fd: int = 1,
-                term: str | None = None) -> int:
+                term: str | None = None, dead: Callable[[], str | None] | None = None) -> int:
     """A login shell in the guest on this terminal until it exits; its exit status (-1 when
-    the channel ended without one: the guest died or the connection was lost)."""
+    the channel ended without one: the guest died or the connection was lost).  ``dead``
+    says why the guest's kernel died (the console's panic): under panic=0 its channel
+    stays open, and every key, Ctrl-C too, would go to a guest that reads none."""
     cols, rows = _size(stdout_fd)
     try:
         chan = transport.open_session()
@@ -73,8 +75,8 @@ def interactive(transport: paramiko.Transport, *, stdin_fd: int = 0, stdout_fd: 
     previous = signal.signal(signal.SIGWINCH, winch)
     try:
         with raw_mode(stdin_fd):
-            _relay(chan, stdin_fd=stdin_fd, stdout_fd=stdout_fd, wake=wake_r)
-        return exit_status(chan)
+            _relay(chan, stdin_fd=stdin_fd, stdout_fd=stdout_fd, wake=wake_r, dead=dead)
+        return exit_status(chan, dead=dead)
     finally:
         signal.signal(signal.SIGWINCH, previous)
         os.close(wake_r)
@@ -82,19 +84,25 @@ def interactive(transport: paramiko.Transport, *, stdin_fd: int = 0, stdout_fd: 
         chan.close()
 
 
-def exit_status(chan: paramiko.Channel) -> int:
+def exit_status(chan: paramiko.Channel, *,
+                dead: Callable[[], str | None] | None = None) -> int:
     """The channel's exit status once the guest sends it (it may come after the end of its
-    output), or -1 when the channel or its connection ends without one."""
+    output), or -1 when the channel or its connection ends without one, or the guest's
+    kernel is dead."""
     while not chan.status_event.wait(0.5):
-        if not chan.get_transport().is_active():
+        if not chan.get_transport().is_active() or (dead is not None and dead()):
             break
     return int(chan.exit_status)
 
 
-def _relay(chan: paramiko.Channel, *, stdin_fd: int, stdout_fd: int, wake: int) -> None:
-    """Keys to the channel, the channel's output to the terminal, until the channel ends."""
+def _relay(chan: paramiko.Channel, *, stdin_fd: int, stdout_fd: int, wake: int,
+           dead: Callable[[], str | None] | None = None) -> None:
+    """Keys to the channel, the channel's output to the terminal, until the channel ends
+    or the guest's kernel is dead."""
     reading_stdin = True
     while True:
+        if dead is not None and dead():
+            return
         watched: list[Any] = [chan, wake] + ([stdin_fd] if reading_stdin else [])
         ready, _, _ = select.select(watched, [], [], 1.0)
         if wake in ready:

@@ -245,8 +245,8 @@ class Machine:
         self.agent.default_timeout = self.call_timeout
         self.agent_seconds = time.monotonic() - started
         self.say(vm.timeline.progress_line())
-        if vm.gdb_port is not None:
-            for line in gdbstub.attach_lines(self.kernel, vm.gdb_port, cache=self.cache):
+        if vm.gdb_socket is not None:
+            for line in gdbstub.attach_lines(self.kernel, vm.gdb_socket, cache=self.cache):
                 self.say(line)
         append_timeline(self.run_dir, vm.timeline.to_lines(vm.name))
         self.replace_reason, self.replace_cause, self.detectors_note = "", "", ""
@@ -343,7 +343,9 @@ class Machine:
         vm = self.vm
         if vm is None:
             return Diagnosis("INFRA", f"no guest: {exc}")
-        if isinstance(exc, AgentTimeout):
+        # A call that timed out on a kernel the console says died (under panic=0 QEMU and
+        # its network outlive a panic) is the crash's, not a hang.
+        if isinstance(exc, AgentTimeout) and vm.timeline.dead() is None:
             verdict, summary = "HANG", str(exc)
             if vm.alive():
                 self._dump_blocked_tasks()
