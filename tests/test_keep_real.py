@@ -39,6 +39,80 @@ def test_c_after(agent: Any) -> None:
 '''
 
 
+def _start(tmp_path: Path, suite_text: str, *args: str
+           ) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_kept.py").write_text(textwrap.dedent(suite_text))
+    child = subprocess.Popen(lab_cmd(tmp_path, "--suite", str(suite), "--keep-on-failure",
+                                     *args),
+                             cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert child.stdout is not None
+    out = child.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True).start()
+    return child, lines
+
+
+def _until(child: subprocess.Popen[str], lines: queue.Queue[str], seen: list[str],
+           pattern: str) -> re.Match[str]:
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=5)
+        except queue.Empty:
+            assert child.poll() is None, "".join(seen)[-4000:]
+            continue
+        seen.append(line)
+        m = re.search(pattern, line)
+        if m:
+            return m
+    raise AssertionError("".join(seen)[-4000:])
+
+
+PANIC = '''
+from typing import Any
+
+
+def test_1_panic(agent: Any) -> None:
+    agent.call("sys.write_text", path="/proc/sysrq-trigger", text="c")
+
+
+def test_2_after(agent: Any) -> None:
+    pass
+'''
+
+
+def test_a_panicked_guest_is_kept_paused(tmp_path: Path) -> None:
+    child, lines = _start(tmp_path, PANIC)
+    seen: list[str] = []
+    try:
+        _until(child, lines, seen, r"test_1_panic.*: CRASH \(in its call\)")
+        _until(child, lines, seen, r"the kernel panicked: .*the guest is paused")
+        _until(child, lines, seen, r"no longer answers over SSH: no shell")
+        _until(child, lines, seen, r"waiting; Ctrl-C ends the run")
+        run_dir = next((tmp_path / "results").glob("*"))
+        assert qemus_of(run_dir), "a panicked guest kept under panic=0 outlives its panic"
+        res = subprocess.run([sys.executable, "-m", "lab.cli", "shell", "--attach",
+                              str(run_dir), "--", "true"], capture_output=True, text=True,
+                             timeout=60, cwd=REPO, stdin=subprocess.DEVNULL)
+        assert res.returncode == 2 and "no kept guest there" in res.stderr
+        os.killpg(child.pid, signal.SIGINT)
+        child.wait(timeout=300)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    text = "".join(seen + iter_queue(lines))
+    assert child.returncode == 1, text[-4000:]
+    assert not qemus_of(run_dir)
+    records = {r["test"].split("::")[1].split("[")[0]: r for r in
+               map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
+    assert records["test_1_panic"]["verdict"] == "CRASH"
+    assert records["test_2_after"]["verdict"] == "NOTRUN"
+
+
 def test_the_first_failure_keeps_its_guest_for_an_attached_shell(tmp_path: Path) -> None:
     suite = tmp_path / "suite"
     suite.mkdir()
