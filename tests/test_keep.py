@@ -5,8 +5,12 @@ kept guest's SSH is such a connection; tests/test_ssh_local.py's sshd)."""
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
 import socket
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -190,5 +194,46 @@ def test_a_bad_header_ends_that_connection_only(tmp_path: Path, ssh: Ssh) -> Non
             s.settimeout(10)
             assert s.recv(10) == b""  # closed, nothing opened
         assert _session(tmp_path, {"argv": ["echo", "ok"]}, None) == (0, b"ok\n", b"")
+    finally:
+        door.close()
+
+
+@needs_sshd
+def test_lab_shell_attach_on_a_terminal_is_an_interactive_shell(tmp_path: Path,
+                                                                 ssh: Ssh) -> None:
+    """`lab shell --attach RUN_DIR` on a real pseudo-terminal: a shell, its exit status."""
+    door = _door(tmp_path, ssh)
+    try:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: lab on the pseudo-terminal
+            os.execv(sys.executable, [sys.executable, "-m", "lab.cli", "shell", "--attach",
+                                      str(tmp_path)])
+        got = b""
+        typed = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not typed and got.rstrip().endswith(b"#"):
+                # At the prompt: raw mode (which flushes typeahead) is on by then.
+                os.write(fd, b"echo $((6*7))x; exit 4\n")
+                typed = True
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                got += data
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while done == 0 and time.monotonic() < deadline + 10:
+            time.sleep(0.1)
+            done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:  # still running: never a hung test
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        assert os.waitstatus_to_exitcode(status) == 4, got
+        assert b"42x" in got
     finally:
         door.close()
