@@ -18,6 +18,7 @@ from lab.errors import (
     EXIT_USER_ERROR,
     RUN_EXIT_CODES,
     LabError,
+    UserError,
 )
 from lab.options import OptionError
 from lab.results.text import printable
@@ -176,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("--raw", action="store_true",
                     help="the command's output to a terminal as it comes (default: its "
                     "control characters spelled out, as the guest's kernel is under test)")
+    sh.add_argument("--attach", type=Path, metavar="RUN_DIR",
+                    help="get into the guest a `lab run --keep-on-failure` keeps (it waits "
+                    "after its first failure) instead of booting one; no run options")
     run_config.add_guest_command_arguments(sh)
     sh.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
                     help="the command to run in the guest (an argv: for shell syntax, "
@@ -305,6 +309,15 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         command = args.command_argv[1:] if args.command_argv[:1] == ["--"] \
             else args.command_argv
+        if args.attach is not None:
+            from lab.inside.attach import attach
+
+            given = run_config.guest_command_given(args)
+            if given:
+                flag = next(e.option.flag for e in run_config.table() if e.name in given)
+                raise UserError(f"lab shell --attach takes no run options (the kept guest "
+                                f"has its own), and {flag} was given")
+            return attach(args.attach, command, raw=args.raw)
         return shell(_config(run_config.guest_command_given(args), "run"), command,
                      raw=args.raw, argv=["lab", *argv])
     if args.command == "merge":

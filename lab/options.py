@@ -169,6 +169,7 @@ def _switch(flag: str) -> Callable[[bool | str], bool]:
 
 
 parse_gdb = _switch("--gdb")
+parse_keep_on_failure = _switch("--keep-on-failure")
 
 
 def parse_accel(text: str) -> str:

@@ -9,6 +9,7 @@ other: a command would end in a timeout instead of its cap, the agent would look
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -30,7 +31,13 @@ FLOOD = "head -c 5000000 /dev/zero >&2"  # past the 2 MiB window
 
 @pytest.fixture(scope="module")
 def ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ssh]:
-    tmp = tmp_path_factory.mktemp("sshd")
+    with local_sshd(tmp_path_factory.mktemp("sshd")) as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def local_sshd(tmp: Path) -> Iterator[Ssh]:
+    """A root sshd on 127.0.0.1 with keys of its own, and the lab's client logged in."""
     host, client = KeyPair(), KeyPair()
     host.write_private(tmp / "host_key")
     (tmp / "authorized_keys").write_text(client.public_line())

@@ -32,6 +32,7 @@ from lab.options import (
     check_fields,
     opt,
     option_of,
+    parse_keep_on_failure,
     parse_port,
     parse_repeat,
     text_of,
@@ -192,10 +193,22 @@ class RunConfig:
         absent={"run": "`lab rerun` sets it from the run, for a suite outside the lab",
                 "bisect": "a bisection's suite is rooted as `lab run` roots it"})
 
+    # At the first FAIL, CRASH or HANG the guest stays up for `lab shell --attach`
+    # (lab.run.keep); the kernel gets panic=0 so that a panicked guest stays too.
+    keep_on_failure: bool = opt(
+        False, "--keep-on-failure", "at the first FAIL, CRASH or HANG keep the guest as it "
+        "is (paused after a panic), print how to get in (`lab shell --attach RUN_DIR`, gdb "
+        "with --gdb) and wait for Ctrl-C; the rest of the run is not run (needs --workers 1)",
+        parse=parse_keep_on_failure, switch=True,
+        absent={"bisect": "a bisection's runs are unattended: no one gets in"})
+
     def __post_init__(self) -> None:
         check_fields(self)
         if self.ssh_port is not None and self.workers > 1:
             raise UserError("--ssh-port needs --workers 1 (each worker boots its own VM)")
+        if self.keep_on_failure and self.workers > 1:
+            raise UserError(f"--keep-on-failure needs --workers 1, not {self.workers} (the "
+                            "run waits with the one guest of its first failure)")
 
     @property
     def kernel_specs(self) -> tuple[str, ...]:

@@ -63,7 +63,7 @@ from lab.vm.session import ImageChanged, Machine, RebootLimit
 from lab.vm.vm import Vm
 from lab.vm.vmconfig import console_cap
 
-pytest_plugins = ["lab.run.guard", "lab.run.records"]
+pytest_plugins = ["lab.run.guard", "lab.run.records", "lab.run.keep"]
 
 FACTS_KEY = pytest.StashKey[dict[str, facts_mod.ConfigFacts]]()
 CELLS_KEY = pytest.StashKey[list[Cell]]()
@@ -282,7 +282,7 @@ def lab_machine(kernel: Kernel, lab_cache: Path, lab_run_dir: Path,
     where = label if worker == "main" else f"{label} {worker}"  # two workers boot one cell
     try:
         machine = machine_for(kernel, run.guest, cache=lab_cache, run_dir=lab_run_dir,
-                              worker=worker, ssh_port=run.ssh_port,
+                              worker=worker, ssh_port=run.ssh_port, keep=run.keep_on_failure,
                               say=lambda text: write(f"kernel-lab: [{where}] {text}"))
     except UserError as exc:
         _stop(lab_run_dir, EXIT_USER_ERROR, str(exc))

@@ -414,9 +414,12 @@ class Machine:
 
 
 def kernel_args(kernel: Kernel, extra: list[str], *, dump: bool = False,
-                gdb: bool = False) -> tuple[str, ...]:
+                gdb: bool = False, keep: bool = False) -> tuple[str, ...]:
     """The lab's kernel parameters for ``kernel``, then the user's (a later one wins)."""
     args = list(DEFAULT_KERNEL_ARGS)
+    if keep and not dump:
+        # --keep-on-failure: a panicked guest is kept (paused) for gdb, as for a dump.
+        args.append("panic=0")
     if dump:
         # A panicked guest must outlive its panic to be dumped: virtme-ng passes panic=-1
         # (reboot at once, and -no-reboot ends QEMU); panic=0 waits forever instead, and
@@ -443,12 +446,13 @@ def dump_format(dump: str, kernel: Kernel) -> str:
 
 
 def machine_for(kernel: Kernel, guest: GuestOptions, *, cache: Path, run_dir: Path,
-                worker: str = "main", ssh_port: int | None = None,
+                worker: str = "main", ssh_port: int | None = None, keep: bool = False,
                 say: Callable[[str], None] | None = None) -> Machine:
     """The guest a run boots for ``kernel`` (not started): the accelerator chosen for it,
     the lab's kernel parameters and the user's, the NVMe controllers, the console cap.
     `lab run`'s cells, `lab shell` and `lab exec` all boot it (a UserError if the
-    accelerator asked for cannot be had)."""
+    accelerator asked for cannot be had).  ``keep``: the guest is to outlive a panic
+    (`lab run --keep-on-failure`)."""
     accel = choose(cache, image=kernel.image, requested=guest.accel)
     dump = dump_format(guest.dump, kernel)
     cfg = VmConfig(
@@ -457,7 +461,8 @@ def machine_for(kernel: Kernel, guest: GuestOptions, *, cache: Path, run_dir: Pa
         accel=accel.name,
         boot_timeout=guest.boot_timeout,
         ssh_port=ssh_port,
-        kernel_args=kernel_args(kernel, list(guest.append), dump=bool(dump), gdb=guest.gdb),
+        kernel_args=kernel_args(kernel, list(guest.append), dump=bool(dump), gdb=guest.gdb,
+                                keep=keep),
         console_cap=console_cap(),
         dump=dump,
         gdb=guest.gdb,
