@@ -89,8 +89,8 @@ def keep(item: pytest.Item, machine: Machine, *, verdict: str, phase: str) -> No
                       "(-- CMD for one command)")
         if door is None:
             write("kernel-lab: the guest no longer answers over SSH: no shell")
-        if vm.gdb_port is not None:
-            for line in gdbstub.attach_lines(machine.kernel, vm.gdb_port,
+        if vm.gdb_socket is not None:
+            for line in gdbstub.attach_lines(machine.kernel, vm.gdb_socket,
                                              cache=machine.cache):
                 write(f"kernel-lab: {line}")
         write("kernel-lab: waiting; Ctrl-C ends the run (its later tests are not run)")
