@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lab.inside.shell import KernelWatch, Notices, _Sink
+from lab.inside.shell import KernelWatch, Notices, Sink
 from lab.vm import pty
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,14 +132,14 @@ def test_output_to_a_terminal_is_escaped_unless_raw() -> None:
     master, slave = os.openpty()
     try:
         with open(slave, "wb", buffering=0, closefd=False) as tty_out:
-            escaped = _Sink(tty_out, raw=False)  # type: ignore[arg-type]
+            escaped = Sink(tty_out, raw=False)  # type: ignore[arg-type]
             escaped.write("é\x1b]0;x".encode()[:2])  # a character cut between two reads
             escaped.write("é\x1b]0;x\x07\n".encode()[2:], final=True)
             assert _drain(master) == b"\xc3\xa9\\x1b]0;x\\x07\r\n"  # the tty's onlcr
-            _Sink(tty_out, raw=True).write(b"\x1b[1m\n")
+            Sink(tty_out, raw=True).write(b"\x1b[1m\n")
             assert _drain(master) == b"\x1b[1m\r\n"
         piped = io.BytesIO()
-        _Sink(piped, raw=False).write(b"\x1b[1m\n")  # type: ignore[arg-type]
+        Sink(piped, raw=False).write(b"\x1b[1m\n")  # type: ignore[arg-type]
         assert piped.getvalue() == b"\x1b[1m\n"
     finally:
         os.close(master)

@@ -16,17 +16,13 @@ from pathlib import Path
 from types import FrameType
 
 from lab.errors import UserError
-from lab.inside.shell import NO_STATUS, _Sink
+from lab.inside.shell import NO_STATUS, Sink
 from lab.vm import attach as door
 from lab.vm import pty
 
 
 def _size() -> tuple[int, int]:
-    try:
-        size = os.get_terminal_size(1)
-    except OSError:
-        return 80, 24
-    return size.columns or 80, size.lines or 24
+    return pty.terminal_size(1)
 
 
 def attach(run_dir: Path, command: list[str], *, raw: bool = False) -> int:
@@ -40,7 +36,7 @@ def attach(run_dir: Path, command: list[str], *, raw: bool = False) -> int:
                         "stdout); give the command to run after `--` (lab shell --attach "
                         "RUN_DIR -- uname -r)")
     if not interactive:
-        out, err = _Sink(sys.stdout.buffer, raw=raw), _Sink(sys.stderr.buffer, raw=raw)
+        out, err = Sink(sys.stdout.buffer, raw=raw), Sink(sys.stderr.buffer, raw=raw)
         with door.connect(run_dir, {"argv": command}) as sock:
             status = door.relay(sock, stdin_fd=None if os.isatty(0) else 0,
                                 out=out.write, err=err.write)

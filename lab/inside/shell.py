@@ -232,8 +232,8 @@ def _run_command(machine: Machine, command: list[str], *, raw: bool) -> int:
     channel of a dead guest stays open)."""
     vm = machine.vm
     assert vm is not None and vm.ssh is not None
-    out = _Sink(sys.stdout.buffer, raw=raw)
-    err = _Sink(sys.stderr.buffer, raw=raw)
+    out = Sink(sys.stdout.buffer, raw=raw)
+    err = Sink(sys.stderr.buffer, raw=raw)
     try:
         ended = guestcmd.run(
             vm.ssh, command, timeout=float("inf"), stdout=out.write, stderr=err.write,
@@ -260,7 +260,7 @@ def _feed(chan: paramiko.Channel) -> None:
         log.debug("stdin to the guest ended: %s", exc)
 
 
-class _Sink:
+class Sink:
     """Where a stream of the command's output goes.  To a terminal its control characters
     are spelled out (lab.results.text.printable), unless --raw: the output is the user's,
     but it comes from a guest whose kernel is under test, and an escape sequence in it

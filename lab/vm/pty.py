@@ -42,7 +42,7 @@ def raw_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _size(fd: int) -> tuple[int, int]:
+def terminal_size(fd: int) -> tuple[int, int]:
     try:
         size = os.get_terminal_size(fd)
     except OSError:
@@ -56,7 +56,7 @@ def interactive(transport: paramiko.Transport, *, stdin_fd: int = 0, stdout_fd: 
     the channel ended without one: the guest died or the connection was lost).  ``dead``
     says why the guest's kernel died (the console's panic): under panic=0 its channel
     stays open, and every key, Ctrl-C too, would go to a guest that reads none."""
-    cols, rows = _size(stdout_fd)
+    cols, rows = terminal_size(stdout_fd)
     try:
         chan = transport.open_session()
         chan.get_pty(term or os.environ.get("TERM") or "vt100", cols, rows)
@@ -107,7 +107,7 @@ def _relay(chan: paramiko.Channel, *, stdin_fd: int, stdout_fd: int, wake: int,
         ready, _, _ = select.select(watched, [], [], 1.0)
         if wake in ready:
             os.read(wake, 64)
-            cols, rows = _size(stdout_fd)
+            cols, rows = terminal_size(stdout_fd)
             with contextlib.suppress(paramiko.SSHException, OSError):
                 chan.resize_pty(cols, rows)
         if chan in ready or chan.recv_ready():
