@@ -46,13 +46,6 @@ def uring_submit(ring: int, sqes: list[dict[str, Any]]) -> int:
     return r.submit()
 
 
-def uring_submit_state(ring: int, sqes: list[dict[str, Any]]) -> dict[str, Any]:
-    """``uring.submit``, then the ring's state read at once in the guest: what was done by
-    the time io_uring_enter returned, without an RPC's round trip in between."""
-    submitted = uring_submit(ring, sqes)
-    return {"submitted": submitted, "state": RINGS.get(ring).state()}
-
-
 def uring_state(ring: int) -> dict[str, Any]:
     """SQ/CQ indices, SQ flags, sq_dropped, cq_overflow and the CQEs ready (not reaped)."""
     return RINGS.get(ring).state()
@@ -183,7 +176,6 @@ OPS: dict[str, Callable[..., Any]] = {
     "uring.setup": uring_setup,
     "uring.close": uring_close,
     "uring.submit": uring_submit,
-    "uring.submit_state": uring_submit_state,
     "uring.wait": uring_wait,
     "uring.state": uring_state,
     "uring.getevents": uring_getevents,
