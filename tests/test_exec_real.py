@@ -70,7 +70,9 @@ def test_a_program_that_panics_the_kernel_is_a_crash_with_the_panics_title(
     one the kernel gets panic=0, QEMU and the channel stay, and the console's panic must
     end the wait: a CRASH long before --timeout, and the dump in the record."""
     script = tmp_path / "panic.sh"
-    script.write_text("#!/bin/sh\necho about to panic\necho c > /proc/sysrq-trigger\n"
+    # The pause lets sshd send the line before the kernel dies (with panic=-1 QEMU ends
+    # at once, and what the guest had not sent yet is gone).
+    script.write_text("#!/bin/sh\necho about to panic\nsleep 2\necho c > /proc/sysrq-trigger\n"
                       "sleep 30\n")
     code, out, records, run_dir = lab_exec(tmp_path, "--kernel", "debian:7.2", "--dump", dump,
                                            "--timeout", "600", "--", str(script))
