@@ -52,3 +52,16 @@ def lab_run(tmp_path: Path, *args: str, kernel: str = "debian:7.2", timeout: flo
     runs = sorted((tmp_path / "results").glob("*"))
     assert len(runs) == 1, out[-3000:]
     return LabRun(res.returncode, out, runs[0])
+
+
+def qemus_of(run_dir: Path) -> list[int]:
+    """QEMU processes still running for ``run_dir``'s guests."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and str(run_dir).encode() in cmdline:
+            found.append(int(proc.name))
+    return found

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labrun import REPO, LabRun, lab_cmd, lab_run
+from labrun import REPO, LabRun, lab_cmd, lab_run, qemus_of
 
 from lab.paths import cache_root
 from lab.results.cell import scenario_of
@@ -137,19 +137,6 @@ class Interrupted:
     hold: Path
 
 
-def _qemus_of(run_dir: Path) -> list[int]:
-    """QEMU processes still running for ``run_dir``'s guests."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"qemu-system" in cmdline and str(run_dir).encode() in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interrupted]:
     tmp = tmp_path_factory.mktemp("ctrl-c")
@@ -202,7 +189,7 @@ def test_ctrl_c_exits_130_and_keeps_what_ran(interrupted: Interrupted) -> None:
     assert "test_passes" in junit and "test_fails" in junit
     assert "test_fails" in (run.run_dir / "report.html").read_text()
     # The guest ended with the run: no QEMU, no VM directory left.
-    assert not _qemus_of(run.run_dir)
+    assert not qemus_of(run.run_dir)
     assert not [p for p in run.run_dir.iterdir() if p.is_dir()]
 
 

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labrun import REPO, lab_cmd
-from test_shell_real import qemus_of
+from labrun import REPO, lab_cmd, qemus_of
 
 pytestmark = [pytest.mark.vm]
 
@@ -126,19 +125,8 @@ def test_the_first_failure_keeps_its_guest_for_an_attached_shell(tmp_path: Path)
     out = child.stdout
     threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True).start()
     try:
-        run_dir = None
-        deadline = time.monotonic() + 900
-        while run_dir is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=5)
-            except queue.Empty:
-                assert child.poll() is None, "".join(seen)[-4000:]
-                continue
-            seen.append(line)
-            m = re.search(r"get in with: lab shell --attach (\S+)", line)
-            if m:
-                run_dir = Path(m.group(1))
-        assert run_dir is not None, "".join(seen)[-4000:]
+        run_dir = Path(_until(child, lines, seen,
+                              r"get in with: lab shell --attach (\S+)").group(1))
         text = "".join(seen)
         assert "test_b_fails" in text and "FAIL (in its call)" in text, text[-4000:]
         started = time.monotonic()

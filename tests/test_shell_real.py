@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labrun import REPO
+from labrun import REPO, qemus_of
 
 from lab.paths import cache_root
 
@@ -39,19 +39,6 @@ def shell_cmd(tmp_path: Path, *args: str) -> list[str]:
 def run_dir_of(tmp_path: Path) -> Path:
     [run_dir] = sorted((tmp_path / "results").glob("*"))
     return run_dir
-
-
-def qemus_of(run_dir: Path) -> list[int]:
-    """QEMU processes still running for ``run_dir``'s guest."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"qemu-system" in cmdline and str(run_dir).encode() in cmdline:
-            found.append(int(proc.name))
-    return found
 
 
 def test_a_command_prints_the_release_and_exits_0(tmp_path: Path) -> None:
